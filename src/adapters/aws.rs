@@ -1,0 +1,67 @@
+//! Shared AWS configuration and error mapping.
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_sqs::config::http::HttpResponse;
+use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+
+use crate::config::Settings;
+use crate::ports::RemoteError;
+
+/// Loads the AWS configuration chain (environment, profiles, IMDS …) with `[aws]` on top.
+/// `[aws] endpoint_url` applies to every service; otherwise `AWS_ENDPOINT_URL*` are honoured.
+pub async fn sdk_config(settings: &Settings) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if !settings.aws.region.is_empty() {
+        loader = loader.region(Region::new(settings.aws.region.clone()));
+    }
+    if !settings.aws.endpoint_url.is_empty() {
+        loader = loader.endpoint_url(settings.aws.endpoint_url.clone());
+    }
+    loader.load().await
+}
+
+/// Error codes AWS services use for conditions that pass.
+const TRANSIENT_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottled",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "ServiceUnavailable",
+    "ServiceUnavailableException",
+    "InternalError",
+    "InternalFailure",
+    "InternalServerError",
+    "ServerException",
+    "RequestTimeout",
+    "RequestTimeoutException",
+    "KMS.ThrottlingException",
+];
+
+/// Maps any SDK error to a [`RemoteError`] naming the operation, with a transient flag.
+pub fn remote_error<E>(operation: &'static str, err: SdkError<E, HttpResponse>) -> RemoteError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let (transient, message) = match &err {
+        SdkError::ServiceError(service) => {
+            let code = service.err().code().unwrap_or("unknown");
+            let status = service.raw().status().as_u16();
+            let text = service.err().message().unwrap_or("").to_owned();
+            (
+                status >= 500 || TRANSIENT_CODES.contains(&code),
+                format!("{code} (HTTP {status}): {text}"),
+            )
+        }
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            (true, DisplayErrorContext(&err).to_string())
+        }
+        _ => (false, DisplayErrorContext(&err).to_string()),
+    };
+    RemoteError {
+        operation,
+        message,
+        transient,
+    }
+}

@@ -1,0 +1,167 @@
+//! [`Registry`] on the Amazon ECR API: what each tag points to now.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use aws_config::SdkConfig;
+use aws_sdk_ecr::Client;
+use aws_sdk_ecr::types::ImageIdentifier;
+use futures::StreamExt;
+use tracing::{debug, warn};
+
+use super::aws::remote_error;
+use crate::event::{Digest, ImageRef, Repository};
+use crate::ports::{Registry, RemoteError, Resolution};
+
+/// BatchGetImage takes at most 100 image ids, all of one repository.
+const IDS_PER_CALL: usize = 100;
+/// ECR calls in flight at once during one resolve.
+const CONCURRENT_CALLS: usize = 8;
+/// Manifest types we accept, so that image indexes and OCI images resolve too.
+const MEDIA_TYPES: &[&str] = &[
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.oci.image.index.v1+json",
+];
+
+/// ECR through the AWS SDK. Counts its API calls (benchmarks, tests).
+#[derive(Clone, Debug)]
+pub struct EcrRegistry {
+    client: Client,
+    calls: Arc<AtomicU64>,
+}
+
+impl EcrRegistry {
+    pub fn new(sdk: &SdkConfig) -> Self {
+        Self {
+            client: Client::new(sdk),
+            calls: Arc::default(),
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// ECR API calls made so far.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    /// One BatchGetImage call for ≤100 tags of one repository.
+    async fn batch(
+        &self,
+        registry: Option<&str>,
+        repository: &Repository,
+        images: &[&ImageRef],
+    ) -> Vec<(ImageRef, Resolution)> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let ids = images
+            .iter()
+            .map(|i| ImageIdentifier::builder().image_tag(i.tag.as_str()).build())
+            .collect();
+        let mut call = self
+            .client
+            .batch_get_image()
+            .repository_name(repository.as_str())
+            .set_image_ids(Some(ids))
+            .set_accepted_media_types(Some(MEDIA_TYPES.iter().map(|s| s.to_string()).collect()));
+        if let Some(r) = registry {
+            call = call.registry_id(r);
+        }
+        let out = match call.send().await {
+            Ok(out) => out,
+            Err(e) => {
+                let not_found = e
+                    .as_service_error()
+                    .is_some_and(|s| s.is_repository_not_found_exception());
+                if not_found {
+                    warn!(
+                        repository = repository.as_str(),
+                        "repository not found in ECR"
+                    );
+                    return images.iter().map(|i| ((*i).clone(), Ok(None))).collect();
+                }
+                let err = remote_error("ecr:BatchGetImage", e);
+                return images
+                    .iter()
+                    .map(|i| ((*i).clone(), Err(err.clone())))
+                    .collect();
+            }
+        };
+        let mut found: HashMap<&str, Resolution> = HashMap::new();
+        for image in out.images() {
+            let Some(id) = image.image_id() else { continue };
+            let (Some(tag), Some(digest)) = (id.image_tag(), id.image_digest()) else {
+                continue;
+            };
+            let resolution = Digest::parse(digest)
+                .map(Some)
+                .map_err(|reason| RemoteError {
+                    operation: "ecr:BatchGetImage",
+                    message: reason,
+                    transient: false,
+                });
+            found.insert(tag, resolution);
+        }
+        for failure in out.failures() {
+            let tag = failure.image_id().and_then(|i| i.image_tag()).unwrap_or("");
+            let code = failure.failure_code().map(|c| c.as_str()).unwrap_or("");
+            if code == "ImageNotFound" || code == "ImageTagDoesNotMatchDigest" {
+                continue;
+            }
+            found.insert(
+                tag,
+                Err(RemoteError {
+                    operation: "ecr:BatchGetImage",
+                    message: format!(
+                        "{}:{tag}: {code}: {}",
+                        repository.as_str(),
+                        failure.failure_reason().unwrap_or("")
+                    ),
+                    transient: false,
+                }),
+            );
+        }
+        images
+            .iter()
+            .map(|i| {
+                let r = found.get(i.tag.as_str()).cloned().unwrap_or(Ok(None));
+                ((*i).clone(), r)
+            })
+            .collect()
+    }
+}
+
+impl Registry for EcrRegistry {
+    async fn resolve(&self, images: &[ImageRef]) -> HashMap<ImageRef, Resolution> {
+        let mut groups: BTreeMap<(Option<&str>, &Repository), Vec<&ImageRef>> = BTreeMap::new();
+        for image in images {
+            let group = groups
+                .entry((image.registry.as_deref(), &image.repository))
+                .or_default();
+            if !group.iter().any(|i| i.tag == image.tag) {
+                group.push(image);
+            }
+        }
+        let calls: Vec<_> = groups
+            .iter()
+            .flat_map(|((registry, repository), tags)| {
+                tags.chunks(IDS_PER_CALL)
+                    .map(move |chunk| self.batch(*registry, repository, chunk))
+            })
+            .collect();
+        debug!(
+            tags = images.len(),
+            calls = calls.len(),
+            "resolving tags in ECR"
+        );
+        futures::stream::iter(calls)
+            .buffer_unordered(CONCURRENT_CALLS)
+            .flat_map(futures::stream::iter)
+            .collect()
+            .await
+    }
+}

@@ -1,0 +1,5 @@
+//! The real implementations of the ports. SDK types stay in here.
+
+pub mod aws;
+pub mod ecr;
+pub mod sqs;

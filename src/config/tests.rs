@@ -1,0 +1,182 @@
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn load(text: &str, vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    Settings::load(&path, false, env(vars))
+}
+
+fn err_text(r: Result<Settings, ConfigError>) -> String {
+    r.expect_err("expected the config to be rejected")
+        .to_string()
+}
+
+const QUEUE: &str = "https://sqs.eu-west-2.amazonaws.com/123456789012/ecr-deployd";
+
+#[test]
+fn empty_file_gives_the_documented_defaults() {
+    let s = load("", &[]).unwrap();
+    assert_eq!(s.queue.wait_time_seconds, 20);
+    assert_eq!(s.queue.max_messages, 10);
+    assert_eq!(s.queue.visibility_timeout_seconds, 300);
+    assert_eq!(s.sweep.interval_seconds, 300);
+    assert_eq!(s.deploy.debounce_millis, 1500);
+    assert_eq!(s.http.listen, "127.0.0.1:9464");
+    assert_eq!(s.state.path, PathBuf::from("/var/lib/ecr-deployd/state.db"));
+}
+
+#[test]
+fn missing_default_file_is_empty_but_missing_explicit_file_is_an_error() {
+    let p = Path::new("/nonexistent/ecr-deployd.toml");
+    assert!(Settings::load(p, true, vec![]).is_ok());
+    let e = Settings::load(p, false, vec![]).unwrap_err().to_string();
+    assert!(e.contains("/nonexistent/ecr-deployd.toml"), "{e}");
+}
+
+#[test]
+fn unknown_key_is_named() {
+    let e = err_text(load("[queue]\nurll = \"x\"\n", &[]));
+    assert!(e.contains("urll"), "{e}");
+    let e = err_text(load("[queues]\n", &[]));
+    assert!(e.contains("queues"), "{e}");
+}
+
+#[test]
+fn wrong_type_names_the_key() {
+    let e = err_text(load("[queue]\nmax_messages = \"ten\"\n", &[]));
+    assert!(e.contains("max_messages"), "{e}");
+}
+
+#[test]
+fn out_of_range_values_name_key_and_range() {
+    for (text, key) in [
+        ("[queue]\nwait_time_seconds = 21", "queue.wait_time_seconds"),
+        ("[queue]\nwait_time_seconds = 0", "queue.wait_time_seconds"),
+        ("[queue]\nmax_messages = 11", "queue.max_messages"),
+        (
+            "[queue]\nvisibility_timeout_seconds = 50000",
+            "queue.visibility_timeout_seconds",
+        ),
+        ("[deploy]\nmax_parallel = 0", "deploy.max_parallel"),
+        (
+            "[deploy]\nhealth_timeout_seconds = 0",
+            "deploy.health_timeout_seconds",
+        ),
+        ("[http]\nlisten = \"localhost\"", "http.listen"),
+        (
+            "[registry]\nmirror = \"http://mirror:5000\"",
+            "registry.mirror",
+        ),
+        ("[aws]\nendpoint_url = \"not a url\"", "aws.endpoint_url"),
+    ] {
+        let e = err_text(load(text, &[]));
+        assert!(e.contains(key), "{text}: {e}");
+    }
+}
+
+#[test]
+fn malformed_queue_urls_are_rejected_with_the_reason() {
+    for (url, why) in [
+        ("sqs.eu-west-2.amazonaws.com/123456789012/q", "not a URL"),
+        (
+            "ftp://sqs.eu-west-2.amazonaws.com/123456789012/q",
+            "http(s)",
+        ),
+        ("https://sqs.eu-west-2.amazonaws.com/q", "form"),
+        ("https://sqs.eu-west-2.amazonaws.com/1234/q", "12 digits"),
+        (
+            "https://sqs.eu-west-2.amazonaws.com/123456789012/bad name!",
+            "queue name",
+        ),
+    ] {
+        let e = err_text(load(&format!("[queue]\nurl = {url:?}\n"), &[]));
+        assert!(e.contains("queue.url") && e.contains(why), "{url}: {e}");
+    }
+    load(&format!("[queue]\nurl = {QUEUE:?}\n"), &[]).unwrap();
+    load(
+        "[queue]\nurl = \"http://127.0.0.1:5000/123456789012/q.fifo\"\n",
+        &[],
+    )
+    .unwrap();
+}
+
+#[test]
+fn environment_overrides_file_with_typed_values() {
+    let s = load(
+        "[queue]\nmax_messages = 5\n",
+        &[
+            ("ECR_DEPLOYD_QUEUE_URL", QUEUE),
+            ("ECR_DEPLOYD_QUEUE_MAX_MESSAGES", "7"),
+            ("ECR_DEPLOYD_DEPLOY_REMOVE_OLD_IMAGES", "false"),
+            (
+                "ECR_DEPLOYD_NOTIFY_WEBHOOKS",
+                "https://a.example/x, https://b.example/y",
+            ),
+            ("ECR_DEPLOYD_CONFIG", "/ignored"),
+            ("OTHER", "ignored"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(s.queue.url, QUEUE);
+    assert_eq!(s.queue.max_messages, 7);
+    assert!(!s.deploy.remove_old_images);
+    assert_eq!(s.notify.webhooks.len(), 2);
+    let s = load(
+        "",
+        &[("ECR_DEPLOYD_NOTIFY_WEBHOOKS", r#"["https://a.example/x"]"#)],
+    )
+    .unwrap();
+    assert_eq!(s.notify.webhooks, vec!["https://a.example/x"]);
+}
+
+#[test]
+fn bad_environment_values_name_the_variable() {
+    let e = err_text(load("", &[("ECR_DEPLOYD_QUEUE_MAX_MESSAGES", "many")]));
+    assert!(e.contains("ECR_DEPLOYD_QUEUE_MAX_MESSAGES"), "{e}");
+    let e = err_text(load("", &[("ECR_DEPLOYD_QUEUE_MAXMESSAGES", "1")]));
+    assert!(
+        e.contains("ECR_DEPLOYD_QUEUE_MAXMESSAGES") && e.contains("not a known"),
+        "{e}"
+    );
+    let e = err_text(load("", &[("ECR_DEPLOYD_QUEUE_MAX_MESSAGES", "0")]));
+    assert!(e.contains("queue.max_messages"), "{e}");
+}
+
+#[test]
+fn run_requires_a_queue_url() {
+    let s = load("", &[]).unwrap();
+    let e = s.require_queue().unwrap_err().to_string();
+    assert!(e.contains("queue.url"), "{e}");
+}
+
+#[test]
+fn redacted_output_hides_webhook_secrets_but_keeps_the_host() {
+    let s = load(
+        "[notify]\nwebhooks = [\"https://hooks.slack.example/services/T000/B000/XXXXSECRET\"]\n[aws]\nendpoint_url = \"http://user:pw@127.0.0.1:5000\"\n",
+        &[],
+    )
+    .unwrap();
+    let out = s.to_redacted_toml();
+    assert!(!out.contains("XXXXSECRET"), "{out}");
+    assert!(!out.contains("pw@"), "{out}");
+    assert!(out.contains("hooks.slack.example"), "{out}");
+    // The redacted rendering is itself a valid config: operators can paste it back.
+    assert!(Settings::from_toml(&out).is_ok(), "{out}");
+}
+
+#[test]
+fn webhook_errors_do_not_echo_the_secret() {
+    let e = err_text(load("[notify]\nwebhooks = [\"SECRETTOKEN\"]\n", &[]));
+    assert!(
+        e.contains("notify.webhooks[0]") && !e.contains("SECRETTOKEN"),
+        "{e}"
+    );
+}

@@ -1,0 +1,168 @@
+use super::*;
+
+fn fixture(name: &str) -> String {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn reconcile(body: &str) -> PushEvent {
+    match classify(body) {
+        Classified::Reconcile(p) => p,
+        other => panic!("expected a reconcile request, got {other:?}"),
+    }
+}
+
+#[test]
+fn push_with_tag_is_a_reconcile_request_with_account_and_time() {
+    let p = reconcile(&fixture("push.json"));
+    assert_eq!(p.image.repository.as_str(), "my-repository-name");
+    assert_eq!(p.image.tag.as_str(), "latest");
+    assert_eq!(p.image.registry.as_deref(), Some("123456789012"));
+    assert_eq!(p.region.as_deref(), Some("us-west-2"));
+    assert_eq!(p.digest_hint.short(), "7f5b2640fe6f");
+    let t = p.time.expect("event time parsed");
+    assert_eq!(
+        humantime::format_rfc3339(t).to_string(),
+        "2019-11-16T01:54:34Z"
+    );
+}
+
+#[test]
+fn aws_documentation_sample_with_60_hex_placeholder_digest_is_malformed() {
+    // The ECR user guide's sample carries a 60-character placeholder digest; SPEC §5 says a
+    // digest that is not sha256:<64 hex> is malformed, and it must go to the DLQ.
+    match classify(&fixture("aws-doc-push.json")) {
+        Classified::Malformed(reason) => assert!(reason.contains("64"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn sns_wrapped_push_is_unwrapped() {
+    let p = reconcile(&fixture("sns-push.json"));
+    assert_eq!(p.image.to_string(), "team/api:prod");
+}
+
+#[test]
+fn push_by_digest_without_tag_is_nothing_to_do() {
+    assert!(matches!(
+        classify(&fixture("push-by-digest.json")),
+        Classified::Nothing(_)
+    ));
+}
+
+#[test]
+fn delete_failure_and_scan_events_are_nothing_to_do() {
+    for f in [
+        "aws-doc-delete.json",
+        "push-failure.json",
+        "aws-doc-scan.json",
+    ] {
+        assert!(
+            matches!(classify(&fixture(f)), Classified::Nothing(_)),
+            "{f}"
+        );
+    }
+}
+
+#[test]
+fn other_sources_and_plain_json_are_foreign() {
+    assert!(matches!(
+        classify(&fixture("foreign-s3.json")),
+        Classified::Foreign(_)
+    ));
+    assert!(matches!(
+        classify(r#"{"hello":"world"}"#),
+        Classified::Foreign(_)
+    ));
+    assert!(matches!(classify("[1,2,3]"), Classified::Foreign(_)));
+    assert!(matches!(
+        classify(r#"{"Type":"Notification","Message":"plain text"}"#),
+        Classified::Foreign(_)
+    ));
+}
+
+#[test]
+fn emulator_body_without_account_is_accepted() {
+    let body = fixture("push.json").replace("\"account\": \"123456789012\",", "");
+    assert_eq!(reconcile(&body).image.registry, None);
+}
+
+#[test]
+fn extra_fields_are_ignored() {
+    let body = fixture("push.json").replace(
+        "\"detail\": {",
+        "\"future-field\": [1], \"detail\": { \"new-thing\": {\"x\": 1},",
+    );
+    reconcile(&body);
+}
+
+#[test]
+fn malformed_bodies_name_the_reason() {
+    let push = fixture("push.json");
+    let cases = [
+        ("not json".to_owned(), "not JSON"),
+        (push.replace("sha256:7f5b", "md5:7f5b"), "sha256"),
+        (push.replace("7f5b2640", "7F5B2640"), "64 lowercase"),
+        (
+            push.replace("\"my-repository-name\"", "\"My_Repo\""),
+            "repository",
+        ),
+        (
+            push.replace("\"image-tag\": \"latest\"", "\"image-tag\": \"bad tag\""),
+            "tag",
+        ),
+        (push.replace("\"123456789012\"", "\"12ab\""), "account"),
+        (
+            push.replace("\"repository-name\": \"my-repository-name\",", ""),
+            "repository-name",
+        ),
+        (
+            r#"{"source":"aws.ecr","detail-type":"ECR Image Action"}"#.to_owned(),
+            "detail",
+        ),
+        (r#"{"Type":"Notification"}"#.to_owned(), "Message"),
+    ];
+    for (body, needle) in cases {
+        match classify(&body) {
+            Classified::Malformed(reason) => assert!(reason.contains(needle), "{reason}"),
+            other => panic!("{body}: expected malformed, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn repository_names_follow_ecr_rules() {
+    for ok in ["ab", "team/api", "a.b-c_d/e", "x1/y2/z3"] {
+        Repository::parse(ok).unwrap();
+    }
+    for bad in [
+        "a",
+        "A/b",
+        "team//api",
+        "-a",
+        "a-",
+        "a..b",
+        "/ab",
+        "ab/",
+        "a b",
+    ] {
+        assert!(Repository::parse(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn image_label_parses_repository_and_defaults_tag_to_latest() {
+    assert_eq!(
+        ImageRef::parse_repo_tag("team/api").unwrap().to_string(),
+        "team/api:latest"
+    );
+    assert_eq!(
+        ImageRef::parse_repo_tag("team/api:v2")
+            .unwrap()
+            .tag
+            .as_str(),
+        "v2"
+    );
+    assert!(ImageRef::parse_repo_tag("team/api:").is_err());
+}

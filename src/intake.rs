@@ -1,0 +1,204 @@
+//! The queue side of the pipeline: the long-poll receive loop, the visibility heartbeat for
+//! messages whose work is in flight, and the bookkeeping that lets shutdown hand every
+//! unfinished message back to the queue.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use backon::Retryable;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use crate::event::{Classified, classify};
+use crate::ports::{Queue, Receipt, Trigger};
+use crate::reconcile::Request;
+use crate::retry;
+use crate::stats::Stats;
+
+/// Receive parameters, from `[queue]`.
+#[derive(Clone, Debug)]
+pub struct IntakeConfig {
+    pub max_messages: u32,
+    pub wait: Duration,
+    pub visibility: Duration,
+}
+
+/// Messages received and not yet deleted or handed back, with when their visibility was last
+/// set. Shared by intake, the reconcile workers and the heartbeat.
+#[derive(Clone, Default)]
+pub struct InFlight(Arc<Mutex<HashMap<Receipt, Instant>>>);
+
+impl InFlight {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<Receipt, Instant>> {
+        // A panic elsewhere cannot leave the map half-updated: every operation is one call.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn track(&self, receipt: Receipt, now: Instant) {
+        self.map().insert(receipt, now);
+    }
+
+    pub fn untrack(&self, receipts: &[Receipt]) {
+        let mut map = self.map();
+        for r in receipts {
+            map.remove(r);
+        }
+    }
+
+    /// Receipts whose visibility was last set `older_than` ago or more; marks them set at `now`.
+    pub fn due_for_extension(&self, now: Instant, older_than: Duration) -> Vec<Receipt> {
+        let mut map = self.map();
+        let mut due = Vec::new();
+        for (receipt, at) in map.iter_mut() {
+            if now.duration_since(*at) >= older_than {
+                *at = now;
+                due.push(receipt.clone());
+            }
+        }
+        due
+    }
+
+    pub fn drain(&self) -> Vec<Receipt> {
+        self.map().drain().map(|(r, _)| r).collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.map().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Receives until `shutdown`, classifies each message and forwards reconcile requests.
+///
+/// Never returns early on a failure: receive errors are retried with capped backoff, bad
+/// messages are logged and left for the DLQ.
+pub async fn run<Q: Queue>(
+    queue: Arc<Q>,
+    cfg: IntakeConfig,
+    inflight: InFlight,
+    stats: Arc<Stats>,
+    tx: mpsc::Sender<Request>,
+    shutdown: CancellationToken,
+) {
+    info!(
+        max_messages = cfg.max_messages,
+        wait_s = cfg.wait.as_secs(),
+        "queue intake started"
+    );
+    loop {
+        let receive = || queue.receive(cfg.max_messages, cfg.wait, cfg.visibility);
+        let receive = receive
+            .retry(retry::forever())
+            .notify(|e, delay| warn!(error = %e, retry_in = ?delay, "receiving from the queue failed; retrying"));
+        let messages = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = receive => match r {
+                Ok(m) => m,
+                Err(e) => {
+                    error!(error = %e, "receiving from the queue failed");
+                    continue;
+                }
+            },
+        };
+        Stats::add(&stats.messages_received, messages.len());
+        let mut done = Vec::new();
+        for m in messages {
+            match classify(&m.body) {
+                Classified::Reconcile(push) => {
+                    debug!(message_id = %m.id, image = %push.image, hint = %push.digest_hint, "push event");
+                    inflight.track(m.receipt.clone(), Instant::now());
+                    let request = Request {
+                        image: push.image,
+                        trigger: Trigger::Event,
+                        message: Some((m.id, m.receipt)),
+                        event_time: push.time,
+                    };
+                    if tx.send(request).await.is_err() {
+                        // The pipeline is gone (shutdown): the message stays tracked and is
+                        // handed back to the queue by the caller.
+                        return;
+                    }
+                }
+                Classified::Nothing(why) => {
+                    debug!(message_id = %m.id, %why, "nothing to do");
+                    done.push((m.receipt, &stats.deleted_nothing));
+                }
+                Classified::Foreign(why) => {
+                    warn!(message_id = %m.id, %why, "not an ECR event; deleting it");
+                    done.push((m.receipt, &stats.deleted_foreign));
+                }
+                Classified::Malformed(reason) => {
+                    error!(
+                        message_id = %m.id,
+                        receive_count = m.receive_count,
+                        %reason,
+                        "malformed message left on the queue for its dead-letter queue"
+                    );
+                    Stats::add(&stats.malformed, 1);
+                }
+            }
+        }
+        if !done.is_empty() {
+            let receipts: Vec<Receipt> = done.iter().map(|(r, _)| r.clone()).collect();
+            match queue.delete(&receipts).await {
+                Ok(()) => done.iter().for_each(|(_, c)| Stats::add(c, 1)),
+                // They come back after their visibility timeout and are deleted then.
+                Err(e) => warn!(error = %e, count = receipts.len(), "deleting messages failed"),
+            }
+        }
+    }
+    info!("queue intake stopped");
+}
+
+/// Extends the visibility of in-flight messages every half timeout until `shutdown`.
+pub async fn heartbeat<Q: Queue>(
+    queue: Arc<Q>,
+    inflight: InFlight,
+    visibility: Duration,
+    shutdown: CancellationToken,
+) {
+    let every = visibility / 2;
+    let tick = (visibility / 4).max(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(tick) => {}
+        }
+        let due = inflight.due_for_extension(Instant::now(), every);
+        if due.is_empty() {
+            continue;
+        }
+        match queue.set_visibility(&due, visibility).await {
+            Ok(()) => debug!(
+                count = due.len(),
+                "extended visibility of in-flight messages"
+            ),
+            Err(e) => warn!(error = %e, count = due.len(), "extending visibility failed"),
+        }
+    }
+}
+
+/// Makes every message still tracked visible again at once (shutdown).
+pub async fn hand_back<Q: Queue>(queue: &Q, inflight: &InFlight) {
+    let receipts = inflight.drain();
+    if receipts.is_empty() {
+        return;
+    }
+    match queue.set_visibility(&receipts, Duration::ZERO).await {
+        Ok(()) => info!(
+            count = receipts.len(),
+            "unfinished messages made visible again"
+        ),
+        Err(e) => warn!(
+            error = %e,
+            count = receipts.len(),
+            "could not make unfinished messages visible; they return after their visibility timeout"
+        ),
+    }
+}

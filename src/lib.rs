@@ -1,0 +1,28 @@
+//! ecr-deployd: keeps Docker containers on custodial hosts running what was last pushed to
+//! Amazon ECR, fed by an SQS queue of ECR push events, with no inbound path to the host.
+//!
+//! # Layout
+//!
+//! The tree follows the pipeline (see ARCHITECTURE.md):
+//!
+//! - [`config`]: TOML + `ECR_DEPLOYD_*` overrides → validated [`config::Settings`].
+//! - [`event`]: queue bodies (EventBridge, SNS-wrapped) → [`event::Classified`]; domain
+//!   newtypes [`event::Digest`], [`event::ImageRef`]. Pure.
+//! - [`ports`]: the seams — [`ports::Queue`], [`ports::Registry`], [`ports::Deployer`].
+//! - [`intake`]: long-poll receive loop, visibility heartbeat, in-flight bookkeeping.
+//! - [`reconcile`]: debounce/dedup per tag ([`reconcile::coalesce`]), resolve against ECR,
+//!   hand off to the deployer, delete messages only after the work is recorded.
+//! - [`deploy`]: the deploy stage.
+//! - [`adapters`]: SQS, ECR (AWS SDK) — the only code that sees SDK types.
+//! - [`app`]: wires the stages, signals and shutdown.
+
+pub mod adapters;
+pub mod app;
+pub mod config;
+pub mod deploy;
+pub mod event;
+pub mod intake;
+pub mod ports;
+pub mod reconcile;
+pub mod retry;
+pub mod stats;

@@ -1,0 +1,162 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use ecr_deployd::config::{DEFAULT_CONFIG_PATH, Settings};
+use tracing_subscriber::EnvFilter;
+
+/// Pull-only agent: redeploys local Docker containers when Amazon ECR tags they follow move.
+#[derive(Parser, Debug)]
+#[command(name = "ecr-deployd", version, about, propagate_version = true)]
+struct Cli {
+    /// Configuration file [default: /etc/ecr-deployd/config.toml]
+    #[arg(long, global = true, env = "ECR_DEPLOYD_CONFIG", value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Log line format (logs go to standard error)
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// More log detail (-v debug, -vv trace)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the agent: queue intake, periodic sweep and deploys
+    Run,
+    /// One reconciliation pass over all managed containers, then exit
+    Sweep {
+        /// Report what would be deployed without changing anything
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Managed containers, what ECR says, last deployment outcome
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Past deployments, newest first
+    History {
+        /// Only this container
+        container: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Redeploy the previous good digest (or DIGEST) and block the current one
+    Rollback {
+        container: String,
+        #[arg(long, value_name = "DIGEST")]
+        to: Option<String>,
+    },
+    /// Check configuration, AWS, queue, rule, Docker and state store
+    Doctor,
+    /// Validate the configuration and print it with secrets redacted
+    CheckConfig,
+}
+
+/// Exit status for "could not run": configuration, usage or unreachable dependencies.
+const EXIT_CANNOT_RUN: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format, cli.verbose);
+    let (path, is_default) = match &cli.config {
+        Some(p) => (p.clone(), false),
+        None => (PathBuf::from(DEFAULT_CONFIG_PATH), true),
+    };
+    let settings = match Settings::load(&path, is_default, std::env::vars()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ecr-deployd: invalid configuration: {e}");
+            return ExitCode::from(EXIT_CANNOT_RUN);
+        }
+    };
+    match cli.command {
+        Command::CheckConfig => {
+            print!("{}", settings.to_redacted_toml());
+            if settings.require_queue().is_err() {
+                eprintln!("note: queue.url is not set; `run` needs it");
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Run => run(settings),
+        other => {
+            eprintln!(
+                "ecr-deployd: `{}` is not implemented yet in this version",
+                name(&other)
+            );
+            ExitCode::from(EXIT_CANNOT_RUN)
+        }
+    }
+}
+
+fn name(command: &Command) -> &'static str {
+    match command {
+        Command::Run => "run",
+        Command::Sweep { .. } => "sweep",
+        Command::Status { .. } => "status",
+        Command::History { .. } => "history",
+        Command::Rollback { .. } => "rollback",
+        Command::Doctor => "doctor",
+        Command::CheckConfig => "check-config",
+    }
+}
+
+fn run(settings: Settings) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ecr-deployd: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_CANNOT_RUN);
+        }
+    };
+    match runtime.block_on(ecr_deployd::app::run(settings, shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ecr-deployd: {e}");
+            ExitCode::from(EXIT_CANNOT_RUN)
+        }
+    }
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat, verbose: u8) {
+    let default = match verbose {
+        0 => "warn,ecr_deployd=info",
+        1 => "warn,ecr_deployd=debug",
+        _ => "info,ecr_deployd=trace",
+    };
+    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

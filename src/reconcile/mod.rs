@@ -1,0 +1,231 @@
+//! Reconcile stage: coalesce requests per tag, resolve the batch against ECR (the source of
+//! truth), hand each desired digest to the [`Deployer`], and only then delete the messages
+//! that asked for it.
+
+pub mod coalesce;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use backon::Retryable;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::{Id, JoinSet};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::event::ImageRef;
+use crate::intake::InFlight;
+use crate::ports::{DeployRequest, Deployer, Queue, Receipt, Registry, Resolution, Trigger};
+use crate::retry;
+use crate::stats::Stats;
+use coalesce::Coalescer;
+
+/// Messages whose work failed transiently come back after this long, not the full timeout.
+const RETRY_VISIBILITY: Duration = Duration::from_secs(30);
+
+/// "Look at this tag now", from an event or the sweep.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub image: ImageRef,
+    pub trigger: Trigger,
+    /// The message id and receipt to delete once the work is recorded (events only).
+    pub message: Option<(String, Receipt)>,
+    pub event_time: Option<SystemTime>,
+}
+
+/// The reconcile stage and what it needs.
+pub struct Reconciler<Q, R, D> {
+    pub queue: Arc<Q>,
+    pub registry: Arc<R>,
+    pub deployer: Arc<D>,
+    pub inflight: InFlight,
+    pub stats: Arc<Stats>,
+    pub debounce: Duration,
+    /// Deploys of different tags at once (`deploy.max_parallel`).
+    pub parallel: Arc<Semaphore>,
+}
+
+impl<Q: Queue, R: Registry, D: Deployer> Reconciler<Q, R, D> {
+    /// Runs until `shutdown` or until the request channel closes, then waits up to `grace`
+    /// for work in flight. Requests not finished by then stay tracked in [`InFlight`] for the
+    /// caller to hand back.
+    pub async fn run(
+        self: Arc<Self>,
+        mut rx: mpsc::Receiver<Request>,
+        shutdown: CancellationToken,
+        grace: Duration,
+    ) {
+        let mut coalescer = Coalescer::new(self.debounce);
+        let mut workers: JoinSet<()> = JoinSet::new();
+        let mut batches: HashMap<Id, Vec<ImageRef>> = HashMap::new();
+        loop {
+            let deadline = coalescer.next_deadline();
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                request = rx.recv() => match request {
+                    Some(r) => coalescer.push(r.image.clone(), r, Instant::now()),
+                    None => break,
+                },
+                _ = sleep_until_opt(deadline), if deadline.is_some() => {
+                    let due = coalescer.take_due(Instant::now());
+                    if !due.is_empty() {
+                        let keys = due.iter().map(|(k, _)| k.clone()).collect();
+                        let this = self.clone();
+                        let handle = workers.spawn(async move { this.work(due).await });
+                        batches.insert(handle.id(), keys);
+                    }
+                }
+                Some(joined) = workers.join_next_with_id(), if !workers.is_empty() => {
+                    let id = match joined {
+                        Ok((id, ())) => id,
+                        Err(e) => {
+                            error!(error = %e, "a reconcile worker failed; its messages come back later");
+                            e.id()
+                        }
+                    };
+                    for key in batches.remove(&id).unwrap_or_default() {
+                        coalescer.finished(&key);
+                    }
+                }
+            }
+        }
+        let waiting = coalescer.drain().len();
+        if !workers.is_empty() {
+            info!(
+                batches = workers.len(),
+                waiting,
+                ?grace,
+                "waiting for work in flight"
+            );
+            let all_done = async { while workers.join_next().await.is_some() {} };
+            if tokio::time::timeout(grace, all_done).await.is_err() {
+                warn!(
+                    "grace period over; abandoning unfinished work (its messages are handed back)"
+                );
+                workers.abort_all();
+            }
+        }
+    }
+
+    /// Resolves one batch of due tags and carries out each.
+    async fn work(&self, due: Vec<(ImageRef, Vec<Request>)>) {
+        let images: Vec<ImageRef> = due.iter().map(|(k, _)| k.clone()).collect();
+        let resolved = self.resolve(&images).await;
+        let jobs = due.into_iter().map(|(image, requests)| {
+            let resolution = resolved.get(&image).cloned().unwrap_or(Ok(None));
+            self.carry_out(image, requests, resolution)
+        });
+        futures::future::join_all(jobs).await;
+    }
+
+    /// One call for the whole batch; tags that failed transiently are tried again a few times.
+    async fn resolve(&self, images: &[ImageRef]) -> HashMap<ImageRef, Resolution> {
+        Stats::add(&self.stats.resolve_batches, 1);
+        let mut resolved = self.registry.resolve(images).await;
+        let retry_set = |r: &HashMap<ImageRef, Resolution>| -> Vec<ImageRef> {
+            r.iter()
+                .filter(|(_, v)| matches!(v, Err(e) if e.transient))
+                .map(|(k, _)| k.clone())
+                .collect()
+        };
+        let again = retry_set(&resolved);
+        if again.is_empty() {
+            return resolved;
+        }
+        let attempt = || async {
+            Stats::add(&self.stats.resolve_batches, 1);
+            let r = self.registry.resolve(&again).await;
+            match retry_set(&r).is_empty() {
+                true => Ok(r),
+                false => Err(r),
+            }
+        };
+        let last = attempt
+            .retry(retry::few())
+            .notify(|_, delay| warn!(retry_in = ?delay, "resolving tags in ECR failed; retrying"))
+            .await;
+        resolved.extend(last.unwrap_or_else(|r| r));
+        resolved
+    }
+
+    async fn carry_out(&self, image: ImageRef, requests: Vec<Request>, resolution: Resolution) {
+        let receipts: Vec<Receipt> = requests
+            .iter()
+            .filter_map(|r| r.message.as_ref().map(|(_, receipt)| receipt.clone()))
+            .collect();
+        let finished = match resolution {
+            Ok(Some(desired)) => {
+                let trigger = if receipts.is_empty() {
+                    Trigger::Sweep
+                } else {
+                    Trigger::Event
+                };
+                let event_time = requests.iter().filter_map(|r| r.event_time).min();
+                let request = DeployRequest {
+                    image: image.clone(),
+                    desired,
+                    trigger,
+                    event_time,
+                };
+                let _permit = self.parallel.acquire().await;
+                Stats::add(&self.stats.handoffs, 1);
+                match self.deployer.deploy(request).await {
+                    Ok(()) => true,
+                    Err(e) => {
+                        warn!(error = %e, messages = receipts.len(), "deploy not recorded; messages stay queued");
+                        false
+                    }
+                }
+            }
+            Ok(None) => {
+                warn!(%image, registry = ?image.registry, "tag not found in ECR: nothing to deploy");
+                true
+            }
+            Err(e) => {
+                warn!(%image, error = %e, "could not resolve the tag in ECR; messages stay queued");
+                false
+            }
+        };
+        if receipts.is_empty() {
+            return;
+        }
+        if finished {
+            self.delete(&image, &receipts).await;
+        } else {
+            Stats::add(&self.stats.retried_later, receipts.len());
+            if let Err(e) = self.queue.set_visibility(&receipts, RETRY_VISIBILITY).await {
+                warn!(error = %e, "could not shorten the visibility of messages to retry");
+            }
+            self.inflight.untrack(&receipts);
+        }
+    }
+
+    /// Deletes the messages behind finished work. A delete that keeps failing is given up:
+    /// the message comes back and its replay is harmless (ECR decides what runs).
+    async fn delete(&self, image: &ImageRef, receipts: &[Receipt]) {
+        let unique: Vec<Receipt> = receipts
+            .iter()
+            .cloned()
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let result = (|| self.queue.delete(&unique))
+            .retry(retry::few())
+            .when(|e| e.transient)
+            .await;
+        match result {
+            Ok(()) => Stats::add(&self.stats.deleted_done, receipts.len()),
+            Err(e) => warn!(%image, error = %e, "deleting finished messages failed"),
+        }
+        self.inflight.untrack(receipts);
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
