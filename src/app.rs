@@ -104,3 +104,6 @@ pub async fn run(
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

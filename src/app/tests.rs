@@ -1,0 +1,289 @@
+//! The whole pipeline over in-memory fakes, in virtual time.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::*;
+use crate::event::{Digest, ImageRef};
+use crate::ports::{DeployError, DeployRequest, Message, Receipt, RemoteError, Resolution};
+
+#[derive(Default)]
+struct FakeQueue {
+    ready: Mutex<VecDeque<Message>>,
+    deleted: Mutex<Vec<Receipt>>,
+    visibility: Mutex<Vec<(Receipt, Duration)>>,
+}
+
+impl FakeQueue {
+    fn with(bodies: &[String]) -> Self {
+        let q = Self::default();
+        for (i, b) in bodies.iter().enumerate() {
+            q.ready.lock().unwrap().push_back(Message {
+                id: format!("m{i}"),
+                receipt: Receipt(format!("r{i}")),
+                body: b.clone(),
+                receive_count: 1,
+            });
+        }
+        q
+    }
+    fn deleted(&self) -> usize {
+        self.deleted.lock().unwrap().len()
+    }
+    fn visibility_of(&self, receipt: &str) -> Vec<Duration> {
+        let v = self.visibility.lock().unwrap();
+        v.iter()
+            .filter(|(r, _)| r.0 == receipt)
+            .map(|(_, d)| *d)
+            .collect()
+    }
+}
+
+impl Queue for FakeQueue {
+    /// Long polling: returns as soon as messages are there, or empty after `wait`.
+    async fn receive(
+        &self,
+        max: u32,
+        wait: Duration,
+        _: Duration,
+    ) -> Result<Vec<Message>, RemoteError> {
+        let until = tokio::time::Instant::now() + wait;
+        loop {
+            let batch: Vec<Message> = {
+                let mut ready = self.ready.lock().unwrap();
+                let n = ready.len().min(max as usize);
+                ready.drain(..n).collect()
+            };
+            if !batch.is_empty() || tokio::time::Instant::now() >= until {
+                return Ok(batch);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    async fn delete(&self, receipts: &[Receipt]) -> Result<(), RemoteError> {
+        self.deleted.lock().unwrap().extend_from_slice(receipts);
+        Ok(())
+    }
+    async fn set_visibility(&self, receipts: &[Receipt], t: Duration) -> Result<(), RemoteError> {
+        let mut v = self.visibility.lock().unwrap();
+        v.extend(receipts.iter().map(|r| (r.clone(), t)));
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct FakeRegistry {
+    tags: Mutex<HashMap<String, Digest>>,
+    calls: AtomicU64,
+}
+
+impl Registry for FakeRegistry {
+    async fn resolve(&self, images: &[ImageRef]) -> HashMap<ImageRef, Resolution> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let tags = self.tags.lock().unwrap();
+        images
+            .iter()
+            .map(|i| (i.clone(), Ok(tags.get(&i.to_string()).cloned())))
+            .collect()
+    }
+}
+
+#[derive(Default)]
+struct FakeDeployer {
+    seen: Mutex<Vec<DeployRequest>>,
+    fail: bool,
+    takes: Duration,
+}
+
+impl Deployer for FakeDeployer {
+    async fn deploy(&self, request: DeployRequest) -> Result<(), DeployError> {
+        self.seen.lock().unwrap().push(request.clone());
+        tokio::time::sleep(self.takes).await;
+        if self.fail {
+            return Err(DeployError {
+                image: request.image,
+                reason: "docker unreachable".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn digest(c: char) -> Digest {
+    Digest::parse(&format!("sha256:{}", c.to_string().repeat(64))).unwrap()
+}
+
+fn push(repo: &str, tag: &str, hint: char) -> String {
+    format!(
+        r#"{{"source":"aws.ecr","detail-type":"ECR Image Action","time":"2026-01-01T00:00:00Z","detail":{{"action-type":"PUSH","result":"SUCCESS","repository-name":"{repo}","image-tag":"{tag}","image-digest":"sha256:{}"}}}}"#,
+        hint.to_string().repeat(64)
+    )
+}
+
+fn agent(queue: FakeQueue, deployer: FakeDeployer) -> Agent<FakeQueue, FakeRegistry, FakeDeployer> {
+    let registry = FakeRegistry::default();
+    registry
+        .tags
+        .lock()
+        .unwrap()
+        .insert("team/api:prod".into(), digest('b'));
+    Agent {
+        queue: Arc::new(queue),
+        registry: Arc::new(registry),
+        deployer: Arc::new(deployer),
+        stats: Arc::default(),
+    }
+}
+
+/// Runs the agent for `for_how_long` of virtual time, then shuts it down.
+async fn run_for(
+    a: &Agent<FakeQueue, FakeRegistry, FakeDeployer>,
+    settings: &Settings,
+    for_how_long: Duration,
+    grace: Duration,
+) {
+    let token = CancellationToken::new();
+    let stop = token.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(for_how_long).await;
+        stop.cancel();
+    });
+    a.run(settings, token, grace).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn fifty_duplicates_and_an_older_event_resolve_once_and_hand_off_once() {
+    let mut bodies: Vec<String> = (0..50).map(|_| push("team/api", "prod", 'b')).collect();
+    // An older event (its hint is the previous digest) arriving last changes nothing: ECR decides.
+    bodies.push(push("team/api", "prod", 'a'));
+    let a = agent(FakeQueue::with(&bodies), FakeDeployer::default());
+    run_for(
+        &a,
+        &Settings::default(),
+        Duration::from_secs(30),
+        SHUTDOWN_GRACE,
+    )
+    .await;
+    assert_eq!(a.registry.calls.load(Ordering::Relaxed), 1);
+    let seen = a.deployer.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].desired, digest('b'));
+    assert_eq!(seen[0].trigger, crate::ports::Trigger::Event);
+    assert!(seen[0].event_time.is_some());
+    assert_eq!(a.queue.deleted(), 51);
+}
+
+#[tokio::test(start_paused = true)]
+async fn malformed_stays_foreign_and_untagged_are_deleted_and_the_loop_goes_on() {
+    let bodies = vec![
+        "not json".to_owned(),
+        r#"{"hello":"world"}"#.to_owned(),
+        push("team/api", "", 'b'),
+        push("team/api", "prod", 'b'),
+    ];
+    let a = agent(FakeQueue::with(&bodies), FakeDeployer::default());
+    run_for(
+        &a,
+        &Settings::default(),
+        Duration::from_secs(30),
+        SHUTDOWN_GRACE,
+    )
+    .await;
+    let deleted = a.queue.deleted.lock().unwrap().clone();
+    assert!(
+        !deleted.contains(&Receipt("r0".into())),
+        "malformed must stay for the DLQ"
+    );
+    for r in ["r1", "r2", "r3"] {
+        assert!(
+            deleted.contains(&Receipt(r.into())),
+            "{r} should be deleted"
+        );
+    }
+    assert_eq!(a.deployer.seen.lock().unwrap().len(), 1);
+    assert!(
+        a.queue.visibility_of("r0").is_empty(),
+        "malformed keeps its normal visibility"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_tag_missing_in_ecr_is_finished_without_a_deploy() {
+    let a = agent(
+        FakeQueue::with(&[push("team/api", "gone", 'b')]),
+        FakeDeployer::default(),
+    );
+    run_for(
+        &a,
+        &Settings::default(),
+        Duration::from_secs(30),
+        SHUTDOWN_GRACE,
+    )
+    .await;
+    assert!(a.deployer.seen.lock().unwrap().is_empty());
+    assert_eq!(a.queue.deleted(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_deploy_keeps_its_messages_and_brings_them_back_sooner() {
+    let deployer = FakeDeployer {
+        fail: true,
+        ..Default::default()
+    };
+    let a = agent(FakeQueue::with(&[push("team/api", "prod", 'b')]), deployer);
+    run_for(
+        &a,
+        &Settings::default(),
+        Duration::from_secs(30),
+        SHUTDOWN_GRACE,
+    )
+    .await;
+    assert_eq!(a.queue.deleted(), 0);
+    assert_eq!(a.queue.visibility_of("r0"), vec![Duration::from_secs(30)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn long_work_gets_its_visibility_extended_by_the_heartbeat() {
+    let deployer = FakeDeployer {
+        takes: Duration::from_secs(100),
+        ..Default::default()
+    };
+    let a = agent(FakeQueue::with(&[push("team/api", "prod", 'b')]), deployer);
+    let mut settings = Settings::default();
+    settings.queue.visibility_timeout_seconds = 40;
+    run_for(&a, &settings, Duration::from_secs(200), SHUTDOWN_GRACE).await;
+    let extensions = a.queue.visibility_of("r0");
+    assert!(extensions.len() >= 4, "{extensions:?}");
+    assert!(extensions.iter().all(|d| *d == Duration::from_secs(40)));
+    assert_eq!(a.queue.deleted(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_hands_back_waiting_and_unfinished_messages() {
+    // One message is still in its debounce window, one is in a deploy longer than the grace.
+    let deployer = FakeDeployer {
+        takes: Duration::from_secs(3600),
+        ..Default::default()
+    };
+    let a = agent(FakeQueue::with(&[push("team/api", "prod", 'b')]), deployer);
+    let token = CancellationToken::new();
+    let stop = token.clone();
+    let queue = a.queue.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        queue.ready.lock().unwrap().push_back(Message {
+            id: "late".into(),
+            receipt: Receipt("late".into()),
+            body: push("team/api", "other", 'c'),
+            receive_count: 1,
+        });
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        stop.cancel();
+    });
+    a.run(&Settings::default(), token, Duration::from_secs(10))
+        .await;
+    assert_eq!(a.queue.deleted(), 0);
+    assert_eq!(a.queue.visibility_of("r0"), vec![Duration::ZERO]);
+    assert_eq!(a.queue.visibility_of("late"), vec![Duration::ZERO]);
+}
