@@ -1,0 +1,207 @@
+//! The `ecr-deployd` binary as an operator runs it: exit statuses, signals, start-up with AWS
+//! down. AWS is a real moto server.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+fn ecr_deployd(config: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ecr-deployd"));
+    cmd.arg("--config").arg(&path).args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn agent_config(endpoint: &str, queue_url: &str, extra: &str) -> String {
+    format!(
+        "[aws]\nregion = \"{REGION}\"\nendpoint_url = \"{endpoint}\"\n[queue]\nurl = \"{queue_url}\"\nwait_time_seconds = 2\nvisibility_timeout_seconds = 300\n[http]\nlisten = \"\"\n{extra}"
+    )
+}
+
+#[test]
+fn check_config_prints_the_effective_config_with_secrets_redacted() {
+    let (code, out, _) = ecr_deployd(
+        "[notify]\nwebhooks = [\"https://hooks.example.com/services/T0/B0/TOPSECRET\"]\n",
+        &["check-config"],
+        &[("ECR_DEPLOYD_QUEUE_MAX_MESSAGES", "4")],
+    );
+    assert_eq!(code, 0);
+    assert!(out.contains("max_messages = 4"), "{out}");
+    assert!(
+        out.contains("hooks.example.com") && !out.contains("TOPSECRET"),
+        "{out}"
+    );
+    assert!(
+        out.contains("[deploy]") && out.contains("debounce_millis = 1500"),
+        "{out}"
+    );
+}
+
+#[test]
+fn invalid_config_exits_2_naming_key_and_reason() {
+    for (config, env, needle) in [
+        ("[queue]\nbogus = 1\n", vec![], "bogus"),
+        ("[queue]\nmax_messages = 11\n", vec![], "queue.max_messages"),
+        (
+            "[queue]\nurl = \"https://sqs.eu-west-2.amazonaws.com/q\"\n",
+            vec![],
+            "queue.url",
+        ),
+        (
+            "",
+            vec![("ECR_DEPLOYD_QUEUE_WAIT_TIME_SECONDS", "30")],
+            "queue.wait_time_seconds",
+        ),
+        (
+            "",
+            vec![("ECR_DEPLOYD_DEPLOY_PARALLEL", "3")],
+            "ECR_DEPLOYD_DEPLOY_PARALLEL",
+        ),
+    ] {
+        let (code, _, err) = ecr_deployd(config, &["check-config"], &env);
+        assert_eq!(code, 2, "{config}: {err}");
+        assert!(err.contains(needle), "{config}: {err}");
+    }
+}
+
+#[test]
+fn an_explicit_config_path_that_does_not_exist_is_an_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ecr-deployd"))
+        .args([
+            "--config",
+            "/nonexistent/ecr-deployd/config.toml",
+            "check-config",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/ecr-deployd/config.toml"));
+}
+
+#[test]
+fn run_without_a_queue_url_exits_2() {
+    let (code, _, err) = ecr_deployd("", &["run"], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("queue.url"), "{err}");
+}
+
+#[test]
+fn every_command_of_the_spec_exists() {
+    for cmd in [
+        "run",
+        "sweep",
+        "status",
+        "history",
+        "rollback",
+        "doctor",
+        "check-config",
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_ecr-deployd"))
+            .args([cmd, "--help"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{cmd} --help");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_ecr-deployd"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ecr-deployd "));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_exits_0_and_makes_unfinished_messages_visible_again() {
+    let moto = Moto::start();
+    let sdk = moto.sdk().await;
+    let (sqs, ecr) = (
+        aws_sdk_sqs::Client::new(&sdk),
+        aws_sdk_ecr::Client::new(&sdk),
+    );
+    let digest = put_image(&ecr, "team/api", "prod", "v1").await;
+    let (url, _) = create_queue(&sqs, "host-a", None).await;
+    // A long debounce keeps the request unfinished when the signal arrives.
+    let config = agent_config(&moto.endpoint, &url, "[deploy]\ndebounce_millis = 60000\n");
+    let mut agent = AgentProcess::start(&config, &["run"]);
+    send_all(&sqs, &url, &[push_body("team/api", "prod", &digest)]).await;
+    eventually(Duration::from_secs(30), "message in flight", || async {
+        queue_counts(&sqs, &url).await == (0, 1)
+    })
+    .await;
+
+    agent.signal("TERM");
+    let code = tokio::task::spawn_blocking(move || {
+        let code = agent.wait_exit(Duration::from_secs(20));
+        (code, agent)
+    })
+    .await
+    .unwrap();
+    let (code, agent) = code;
+    assert_eq!(code, Some(0), "{}", agent.log_text());
+    assert_eq!(
+        queue_counts(&sqs, &url).await,
+        (1, 0),
+        "visible again, not deleted"
+    );
+    assert!(
+        agent.log_text().contains("made visible again"),
+        "{}",
+        agent.log_text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_down_at_start_up_is_retried_and_work_proceeds_once_it_is_up() {
+    let port = free_port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let url = format!("{endpoint}/{ACCOUNT}/host-a");
+    let config = agent_config(&endpoint, &url, "[deploy]\ndebounce_millis = 100\n");
+    let mut agent = AgentProcess::start(&config, &["run"]);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        agent.child.try_wait().unwrap().is_none(),
+        "agent died:\n{}",
+        agent.log_text()
+    );
+    assert!(
+        agent.log_text().contains("retrying"),
+        "{}",
+        agent.log_text()
+    );
+
+    let moto = Moto::start_on(port);
+    let sdk = moto.sdk().await;
+    let (sqs, ecr) = (
+        aws_sdk_sqs::Client::new(&sdk),
+        aws_sdk_ecr::Client::new(&sdk),
+    );
+    let digest = put_image(&ecr, "team/api", "prod", "v1").await;
+    let (created, _) = create_queue(&sqs, "host-a", None).await;
+    assert_eq!(created, url);
+    send_all(&sqs, &url, &[push_body("team/api", "prod", &digest)]).await;
+    // The capped backoff reaches the endpoint within its maximum delay (30 s).
+    eventually(
+        Duration::from_secs(60),
+        "message handled and deleted",
+        || async { queue_counts(&sqs, &url).await == (0, 0) },
+    )
+    .await;
+    assert!(agent.log_text().contains(&digest), "{}", agent.log_text());
+    agent.signal("INT");
+    let code = tokio::task::spawn_blocking(move || agent.wait_exit(Duration::from_secs(20)))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0));
+}

@@ -1,0 +1,344 @@
+//! Test harness: the real stack on free loopback ports, started and stopped by the tests.
+//!
+//! - AWS APIs: a moto server per test (`.venv/bin/moto_server`, installed by `scripts/setup.sh`;
+//!   `MOTO_SERVER` overrides the path).
+//! - The agent itself, as the built binary, when a test needs signals or start-up behaviour.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_sqs::config::Credentials;
+use aws_sdk_sqs::types::QueueAttributeName;
+use sha2::{Digest as _, Sha256};
+
+pub const REGION: &str = "eu-west-2";
+/// moto's default account.
+pub const ACCOUNT: &str = "123456789012";
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn moto_server_path() -> PathBuf {
+    let path = std::env::var_os("MOTO_SERVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/.venv/bin/moto_server"
+            ))
+        });
+    assert!(
+        path.exists(),
+        "{} not found: run ./scripts/setup.sh first (it installs moto into .venv)",
+        path.display()
+    );
+    path
+}
+
+/// A moto server on a loopback port, killed on drop.
+pub struct Moto {
+    pub port: u16,
+    pub endpoint: String,
+    child: Child,
+}
+
+impl Moto {
+    pub fn start() -> Self {
+        Self::start_on(free_port())
+    }
+
+    pub fn start_on(port: u16) -> Self {
+        let child = Command::new(moto_server_path())
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        let moto = Self {
+            port,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            child,
+        };
+        wait_for_port(port, Duration::from_secs(30));
+        moto
+    }
+
+    /// SDK configuration for the test's own calls (seeding, inspecting).
+    pub async fn sdk(&self) -> SdkConfig {
+        sdk_for(&self.endpoint).await
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub async fn sdk_for(endpoint: &str) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
+        .load()
+        .await
+}
+
+pub fn wait_for_port(port: u16, timeout: Duration) {
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < timeout,
+            "nothing listens on port {port} after {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Creates a queue (with a DLQ and `max_receive` when given); returns its URL.
+pub async fn create_queue(
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+    dlq_max_receive: Option<u32>,
+) -> (String, Option<String>) {
+    let mut dlq_url = None;
+    let mut create = sqs.create_queue().queue_name(name);
+    if let Some(max) = dlq_max_receive {
+        let url = sqs
+            .create_queue()
+            .queue_name(format!("{name}-dlq"))
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap();
+        let arn = sqs
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .unwrap()
+            .attributes
+            .unwrap()[&QueueAttributeName::QueueArn]
+            .clone();
+        let policy = format!(r#"{{"deadLetterTargetArn":"{arn}","maxReceiveCount":"{max}"}}"#);
+        create = create.attributes(QueueAttributeName::RedrivePolicy, policy);
+        dlq_url = Some(url);
+    }
+    (create.send().await.unwrap().queue_url.unwrap(), dlq_url)
+}
+
+/// Visible and in-flight message counts.
+pub async fn queue_counts(sqs: &aws_sdk_sqs::Client, url: &str) -> (u64, u64) {
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap();
+    let n = |k| attrs.get(&k).and_then(|v| v.parse().ok()).unwrap_or(0);
+    (
+        n(QueueAttributeName::ApproximateNumberOfMessages),
+        n(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+    )
+}
+
+pub async fn send_all(sqs: &aws_sdk_sqs::Client, url: &str, bodies: &[String]) {
+    use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+    for chunk in bodies.chunks(10) {
+        let entries = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(b)
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        let out = sqs
+            .send_message_batch()
+            .queue_url(url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .unwrap();
+        assert!(out.failed().is_empty(), "{:?}", out.failed());
+    }
+}
+
+/// Receives whatever is visible now (test inspection), without deleting.
+pub async fn peek(sqs: &aws_sdk_sqs::Client, url: &str, wait_s: i32) -> Vec<String> {
+    let out = sqs
+        .receive_message()
+        .queue_url(url)
+        .max_number_of_messages(10)
+        .wait_time_seconds(wait_s)
+        .send()
+        .await
+        .unwrap();
+    out.messages
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|m| m.body)
+        .collect()
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Pushes a manifest to ECR under `repo:tag`, with the digest real ECR would compute
+/// (sha256 of the manifest bytes); `seed` makes the manifest unique.
+pub async fn put_image(ecr: &aws_sdk_ecr::Client, repo: &str, tag: &str, seed: &str) -> String {
+    let _ = ecr.create_repository().repository_name(repo).send().await;
+    let config_digest = format!("sha256:{}", sha256_hex(seed.as_bytes()));
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{{"mediaType":"application/vnd.docker.container.image.v1+json","size":{},"digest":"{config_digest}"}},"layers":[]}}"#,
+        seed.len()
+    );
+    let digest = format!("sha256:{}", sha256_hex(manifest.as_bytes()));
+    ecr.put_image()
+        .repository_name(repo)
+        .image_tag(tag)
+        .image_manifest(&manifest)
+        .image_digest(&digest)
+        .send()
+        .await
+        .unwrap();
+    digest
+}
+
+/// An EventBridge "ECR Image Action" PUSH SUCCESS body, as delivered to SQS.
+pub fn push_body(repo: &str, tag: &str, digest: &str) -> String {
+    serde_json::json!({
+        "version": "0",
+        "id": sha256_hex(format!("{repo}{tag}{digest}").as_bytes()),
+        "detail-type": "ECR Image Action",
+        "source": "aws.ecr",
+        "account": ACCOUNT,
+        "time": "2026-11-25T10:00:00Z",
+        "region": REGION,
+        "resources": [],
+        "detail": {
+            "result": "SUCCESS",
+            "repository-name": repo,
+            "image-digest": digest,
+            "action-type": "PUSH",
+            "image-tag": tag
+        }
+    })
+    .to_string()
+}
+
+/// Polls `check` every 100 ms until it is true or `timeout` passes.
+pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !check().await {
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The agent binary as a child process, with its stderr captured to a file.
+pub struct AgentProcess {
+    pub child: Child,
+    pub log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl AgentProcess {
+    /// Starts `ecr-deployd <args>` with `config` as its config file and test credentials.
+    pub fn start(config: &str, args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("config.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let log = dir.path().join("agent.log");
+        let stderr = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_ecr-deployd"))
+            .arg("--config")
+            .arg(&config_path)
+            .args(args)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", REGION)
+            .env_remove("AWS_PROFILE")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("start ecr-deployd");
+        Self {
+            child,
+            log,
+            _dir: dir,
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    /// Waits for the process to exit; returns its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "agent still running after {timeout:?}:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if std::thread::panicking() {
+            let _ = writeln!(std::io::stderr(), "--- agent log ---\n{}", self.log_text());
+        }
+    }
+}
