@@ -180,3 +180,18 @@ fn webhook_errors_do_not_echo_the_secret() {
         "{e}"
     );
 }
+
+#[test]
+fn the_packaged_default_config_documents_every_key_with_its_default() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/config.toml");
+    let shipped = Settings::load(Path::new(path), false, vec![]).unwrap();
+    assert_eq!(shipped, Settings::default());
+    let text = std::fs::read_to_string(path).unwrap();
+    let defaults = toml::Table::try_from(Settings::default()).unwrap();
+    for (section, keys) in &defaults {
+        assert!(text.contains(&format!("[{section}]")), "[{section}] missing");
+        for key in keys.as_table().unwrap().keys() {
+            assert!(text.contains(&format!("\n{key} = ")), "{section}.{key} missing");
+        }
+    }
+}

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need, then format check, lints and every test
+# (unit tests and integration tests against a real moto server started by the tests).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+cargo fmt --all -- --check
+cargo clippy --quiet --all-targets -- -D warnings
+cargo test --all-targets
