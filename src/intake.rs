@@ -74,6 +74,22 @@ impl InFlight {
     }
 }
 
+/// Why a message was deleted straight from intake.
+#[derive(Clone, Copy)]
+enum Done {
+    Nothing,
+    Foreign,
+}
+
+impl Done {
+    fn counter(self, stats: &Stats) -> &std::sync::atomic::AtomicU64 {
+        match self {
+            Done::Nothing => &stats.deleted_nothing,
+            Done::Foreign => &stats.deleted_foreign,
+        }
+    }
+}
+
 /// Receives until `shutdown`, classifies each message and forwards reconcile requests.
 ///
 /// Never returns early on a failure: receive errors are retried with capped backoff, bad
@@ -127,11 +143,11 @@ pub async fn run<Q: Queue>(
                 }
                 Classified::Nothing(why) => {
                     debug!(message_id = %m.id, %why, "nothing to do");
-                    done.push((m.receipt, &stats.deleted_nothing));
+                    done.push((m.receipt, Done::Nothing));
                 }
                 Classified::Foreign(why) => {
                     warn!(message_id = %m.id, %why, "not an ECR event; deleting it");
-                    done.push((m.receipt, &stats.deleted_foreign));
+                    done.push((m.receipt, Done::Foreign));
                 }
                 Classified::Malformed(reason) => {
                     error!(
@@ -145,12 +161,18 @@ pub async fn run<Q: Queue>(
             }
         }
         if !done.is_empty() {
-            let receipts: Vec<Receipt> = done.iter().map(|(r, _)| r.clone()).collect();
-            match queue.delete(&receipts).await {
-                Ok(()) => done.iter().for_each(|(_, c)| Stats::add(c, 1)),
-                // They come back after their visibility timeout and are deleted then.
-                Err(e) => warn!(error = %e, count = receipts.len(), "deleting messages failed"),
-            }
+            // Off the receive path: the next long poll does not wait for this round trip.
+            let (queue, stats) = (queue.clone(), stats.clone());
+            tokio::spawn(async move {
+                let receipts: Vec<Receipt> = done.iter().map(|(r, _)| r.clone()).collect();
+                match queue.delete(&receipts).await {
+                    Ok(()) => done
+                        .iter()
+                        .for_each(|(_, kind)| Stats::add(kind.counter(&stats), 1)),
+                    // They come back after their visibility timeout and are deleted then.
+                    Err(e) => warn!(error = %e, count = receipts.len(), "deleting messages failed"),
+                }
+            });
         }
     }
     info!("queue intake stopped");

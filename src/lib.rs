@@ -13,6 +13,7 @@
 //! - [`reconcile`]: debounce/dedup per tag ([`reconcile::coalesce`]), resolve against ECR,
 //!   hand off to the deployer, delete messages only after the work is recorded.
 //! - [`deploy`]: the deploy stage.
+//! - [`store`]: SQLite state: history, deploy journal, blocked digests.
 //! - [`adapters`]: SQS, ECR (AWS SDK) — the only code that sees SDK types.
 //! - [`app`]: wires the stages, signals and shutdown.
 
@@ -26,3 +27,4 @@ pub mod ports;
 pub mod reconcile;
 pub mod retry;
 pub mod stats;
+pub mod store;

@@ -189,9 +189,15 @@ fn the_packaged_default_config_documents_every_key_with_its_default() {
     let text = std::fs::read_to_string(path).unwrap();
     let defaults = toml::Table::try_from(Settings::default()).unwrap();
     for (section, keys) in &defaults {
-        assert!(text.contains(&format!("[{section}]")), "[{section}] missing");
+        assert!(
+            text.contains(&format!("[{section}]")),
+            "[{section}] missing"
+        );
         for key in keys.as_table().unwrap().keys() {
-            assert!(text.contains(&format!("\n{key} = ")), "{section}.{key} missing");
+            assert!(
+                text.contains(&format!("\n{key} = ")),
+                "{section}.{key} missing"
+            );
         }
     }
 }

@@ -1,0 +1,428 @@
+//! The state store: deployment history, the deploy journal and blocked digests, in one
+//! embedded SQLite database (WAL). A deployment row is written before its first step and
+//! updated before each later step, so after a crash the row says where the swap stopped.
+
+use std::path::Path;
+use std::sync::{Mutex, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+/// A failure of the state store, with the operation that failed.
+#[derive(Debug, thiserror::Error)]
+#[error("state store ({what}): {source}")]
+pub struct StoreError {
+    what: &'static str,
+    source: rusqlite::Error,
+}
+
+fn ctx(what: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    move |source| StoreError { what, source }
+}
+
+/// The steps of a swap, in order. Stored as text so the journal is readable with `sqlite3`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    Pulling,
+    Stopping,
+    Renaming,
+    Creating,
+    Starting,
+    HealthGate,
+    Committing,
+    RollingBack,
+    Done,
+}
+
+impl Step {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Pulling => "pulling",
+            Step::Stopping => "stopping",
+            Step::Renaming => "renaming",
+            Step::Creating => "creating",
+            Step::Starting => "starting",
+            Step::HealthGate => "health_gate",
+            Step::Committing => "committing",
+            Step::RollingBack => "rolling_back",
+            Step::Done => "done",
+        }
+    }
+
+    fn parse(s: &str) -> Step {
+        match s {
+            "pulling" => Step::Pulling,
+            "stopping" => Step::Stopping,
+            "renaming" => Step::Renaming,
+            "creating" => Step::Creating,
+            "starting" => Step::Starting,
+            "health_gate" => Step::HealthGate,
+            "committing" => Step::Committing,
+            "rolling_back" => Step::RollingBack,
+            _ => Step::Done,
+        }
+    }
+}
+
+/// How a deployment ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Succeeded,
+    RolledBack,
+    Failed,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::RolledBack => "rolled_back",
+            Outcome::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Outcome> {
+        match s {
+            "succeeded" => Some(Outcome::Succeeded),
+            "rolled_back" => Some(Outcome::RolledBack),
+            "failed" => Some(Outcome::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// Milliseconds spent in each phase of a deployment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Phases {
+    pub resolve_ms: i64,
+    pub pull_ms: i64,
+    pub stop_ms: i64,
+    pub swap_ms: i64,
+    pub health_ms: i64,
+}
+
+/// One deployment, finished or (journal) in progress.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Deployment {
+    pub id: i64,
+    pub container: String,
+    pub repository: String,
+    pub tag: String,
+    pub from_digest: Option<String>,
+    pub to_digest: String,
+    pub trigger: String,
+    pub outcome: Option<Outcome>,
+    #[serde(skip)]
+    pub step: Step,
+    /// Docker id of the container that ran before.
+    pub old_id: Option<String>,
+    /// Docker id of the container created by this deployment.
+    pub new_id: Option<String>,
+    pub started_at_ms: i64,
+    pub ended_at_ms: Option<i64>,
+    pub phases: Phases,
+    pub error: Option<String>,
+}
+
+/// What a new deployment row starts with.
+pub struct NewDeployment<'a> {
+    pub container: &'a str,
+    pub repository: &'a str,
+    pub tag: &'a str,
+    pub from_digest: Option<&'a str>,
+    pub to_digest: &'a str,
+    pub trigger: &'a str,
+    pub old_id: &'a str,
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The SQLite state store.
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS deployments (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    container TEXT NOT NULL,
+    repository TEXT NOT NULL,
+    tag TEXT NOT NULL,
+    from_digest TEXT,
+    to_digest TEXT NOT NULL,
+    trigger TEXT NOT NULL,
+    outcome TEXT,
+    step TEXT NOT NULL,
+    old_id TEXT,
+    new_id TEXT,
+    started_at_ms INTEGER NOT NULL,
+    ended_at_ms INTEGER,
+    resolve_ms INTEGER NOT NULL DEFAULT 0,
+    pull_ms INTEGER NOT NULL DEFAULT 0,
+    stop_ms INTEGER NOT NULL DEFAULT 0,
+    swap_ms INTEGER NOT NULL DEFAULT 0,
+    health_ms INTEGER NOT NULL DEFAULT 0,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS deployments_container ON deployments (container, id);
+CREATE TABLE IF NOT EXISTS blocked (
+    container TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    since_ms INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    PRIMARY KEY (container, digest)
+);
+";
+
+const COLUMNS: &str = "id, container, repository, tag, from_digest, to_digest, trigger, outcome, step, \
+    old_id, new_id, started_at_ms, ended_at_ms, resolve_ms, pull_ms, stop_ms, swap_ms, health_ms, error";
+
+fn row_to_deployment(r: &rusqlite::Row<'_>) -> rusqlite::Result<Deployment> {
+    let outcome: Option<String> = r.get(7)?;
+    let step: String = r.get(8)?;
+    Ok(Deployment {
+        id: r.get(0)?,
+        container: r.get(1)?,
+        repository: r.get(2)?,
+        tag: r.get(3)?,
+        from_digest: r.get(4)?,
+        to_digest: r.get(5)?,
+        trigger: r.get(6)?,
+        outcome: outcome.as_deref().and_then(Outcome::parse),
+        step: Step::parse(&step),
+        old_id: r.get(9)?,
+        new_id: r.get(10)?,
+        started_at_ms: r.get(11)?,
+        ended_at_ms: r.get(12)?,
+        phases: Phases {
+            resolve_ms: r.get(13)?,
+            pull_ms: r.get(14)?,
+            stop_ms: r.get(15)?,
+            swap_ms: r.get(16)?,
+            health_ms: r.get(17)?,
+        },
+        error: r.get(18)?,
+    })
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path`, in WAL mode.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            // The error of open() below names the problem if this fails.
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let conn = Connection::open(path).map_err(ctx("open"))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(ctx("enable WAL"))?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(ctx("set synchronous"))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(ctx("set busy timeout"))?;
+        conn.execute_batch(SCHEMA).map_err(ctx("create schema"))?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Journals the start of a deployment (step `pulling`); returns its id.
+    pub fn begin(&self, d: &NewDeployment<'_>) -> Result<i64, StoreError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO deployments (container, repository, tag, from_digest, to_digest, trigger, step, old_id, started_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![d.container, d.repository, d.tag, d.from_digest, d.to_digest, d.trigger, Step::Pulling.as_str(), d.old_id, now_ms()],
+        )
+        .map_err(ctx("begin deployment"))?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    /// Journals the step about to be taken.
+    pub fn step(&self, id: i64, step: Step) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "UPDATE deployments SET step = ?2 WHERE id = ?1",
+                params![id, step.as_str()],
+            )
+            .map_err(ctx("journal step"))?;
+        Ok(())
+    }
+
+    /// Journals the id of the container this deployment created.
+    pub fn set_new_id(&self, id: i64, new_id: &str) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "UPDATE deployments SET new_id = ?2 WHERE id = ?1",
+                params![id, new_id],
+            )
+            .map_err(ctx("journal new container"))?;
+        Ok(())
+    }
+
+    /// Records how a deployment ended.
+    pub fn finish(
+        &self,
+        id: i64,
+        outcome: Outcome,
+        phases: &Phases,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "UPDATE deployments SET outcome = ?2, step = 'done', ended_at_ms = ?3, resolve_ms = ?4, pull_ms = ?5,
+                 stop_ms = ?6, swap_ms = ?7, health_ms = ?8, error = ?9 WHERE id = ?1",
+                params![
+                    id,
+                    outcome.as_str(),
+                    now_ms(),
+                    phases.resolve_ms,
+                    phases.pull_ms,
+                    phases.stop_ms,
+                    phases.swap_ms,
+                    phases.health_ms,
+                    error
+                ],
+            )
+            .map_err(ctx("record outcome"))?;
+        Ok(())
+    }
+
+    /// Deployments a crash interrupted (no outcome yet).
+    pub fn unfinished(&self) -> Result<Vec<Deployment>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT {COLUMNS} FROM deployments WHERE outcome IS NULL ORDER BY id"
+            ))
+            .map_err(ctx("read journal"))?;
+        let rows = stmt
+            .query_map([], row_to_deployment)
+            .map_err(ctx("read journal"))?;
+        rows.collect::<Result<_, _>>().map_err(ctx("read journal"))
+    }
+
+    /// Past deployments, newest first, optionally of one container.
+    pub fn history(
+        &self,
+        container: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Deployment>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT {COLUMNS} FROM deployments WHERE (?1 IS NULL OR container = ?1) ORDER BY id DESC LIMIT ?2"
+            ))
+            .map_err(ctx("read history"))?;
+        let rows = stmt
+            .query_map(params![container, limit as i64], row_to_deployment)
+            .map_err(ctx("read history"))?;
+        rows.collect::<Result<_, _>>().map_err(ctx("read history"))
+    }
+
+    /// Blocks `digest` for `container` (after a rollback).
+    pub fn block(&self, container: &str, digest: &str, reason: &str) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "INSERT OR REPLACE INTO blocked (container, digest, since_ms, reason) VALUES (?1, ?2, ?3, ?4)",
+                params![container, digest, now_ms(), reason],
+            )
+            .map_err(ctx("block digest"))?;
+        Ok(())
+    }
+
+    pub fn is_blocked(&self, container: &str, digest: &str) -> Result<bool, StoreError> {
+        self.conn()
+            .query_row(
+                "SELECT 1 FROM blocked WHERE container = ?1 AND digest = ?2",
+                params![container, digest],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|r| r.is_some())
+            .map_err(ctx("read blocked digests"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("sub/state.db")).unwrap();
+        (dir, store)
+    }
+
+    fn new<'a>(container: &'a str, to: &'a str) -> NewDeployment<'a> {
+        NewDeployment {
+            container,
+            repository: "team/api",
+            tag: "prod",
+            from_digest: Some("sha256:old"),
+            to_digest: to,
+            trigger: "event",
+            old_id: "abc",
+        }
+    }
+
+    #[test]
+    fn a_deployment_is_journalled_step_by_step_until_it_has_an_outcome() {
+        let (_d, s) = store();
+        let id = s.begin(&new("web", "sha256:new")).unwrap();
+        s.step(id, Step::Creating).unwrap();
+        s.set_new_id(id, "def").unwrap();
+        let open = s.unfinished().unwrap();
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].step, Step::Creating);
+        assert_eq!(open[0].new_id.as_deref(), Some("def"));
+        let phases = Phases {
+            pull_ms: 5,
+            ..Default::default()
+        };
+        s.finish(id, Outcome::Succeeded, &phases, None).unwrap();
+        assert!(s.unfinished().unwrap().is_empty());
+        let h = s.history(Some("web"), 10).unwrap();
+        assert_eq!(h[0].outcome, Some(Outcome::Succeeded));
+        assert_eq!(h[0].phases.pull_ms, 5);
+    }
+
+    #[test]
+    fn history_is_newest_first_filtered_and_limited() {
+        let (_d, s) = store();
+        for to in ["sha256:1", "sha256:2", "sha256:3"] {
+            s.begin(&new("web", to)).unwrap();
+        }
+        s.begin(&new("db", "sha256:x")).unwrap();
+        let h = s.history(Some("web"), 2).unwrap();
+        assert_eq!(
+            h.iter().map(|d| d.to_digest.as_str()).collect::<Vec<_>>(),
+            ["sha256:3", "sha256:2"]
+        );
+        assert_eq!(s.history(None, 10).unwrap().len(), 4);
+    }
+
+    #[test]
+    fn blocks_are_per_container_and_digest_and_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        Store::open(&path)
+            .unwrap()
+            .block("web", "sha256:bad", "rolled back")
+            .unwrap();
+        let s = Store::open(&path).unwrap();
+        assert!(s.is_blocked("web", "sha256:bad").unwrap());
+        assert!(!s.is_blocked("db", "sha256:bad").unwrap());
+        assert!(!s.is_blocked("web", "sha256:good").unwrap());
+    }
+}
