@@ -138,6 +138,69 @@ impl ImageRef {
     }
 }
 
+/// `ecr-deployd.image` label value or the container's configured image reference → what it
+/// follows. The configured reference must name an ECR registry host
+/// (`<account>.dkr.ecr.<region>.amazonaws.com`) or the configured mirror.
+pub fn follows(
+    configured: &str,
+    label: Option<&str>,
+    mirror: Option<&str>,
+) -> Result<ImageRef, String> {
+    if let Some(label) = label {
+        return ImageRef::parse_repo_tag(label)
+            .map_err(|e| format!("label ecr-deployd.image: {e}"));
+    }
+    let without_digest = configured.split('@').next().unwrap_or(configured);
+    let Some((host, rest)) = without_digest.split_once('/') else {
+        return Err(format!("image {configured:?} has no registry host"));
+    };
+    let registry = if let Some(account) = ecr_account(host) {
+        Some(account.to_owned())
+    } else if mirror == Some(host) {
+        None
+    } else {
+        return Err(format!(
+            "image {configured:?} is neither from an ECR registry nor from the mirror; set the ecr-deployd.image label"
+        ));
+    };
+    let mut image = ImageRef::parse_repo_tag(rest)?;
+    image.registry = registry;
+    Ok(image)
+}
+
+/// The account id of an ECR registry host, e.g. `123456789012.dkr.ecr.eu-west-2.amazonaws.com`.
+fn ecr_account(host: &str) -> Option<&str> {
+    let (account, rest) = host.split_once('.')?;
+    let region_and_suffix = rest.strip_prefix("dkr.ecr.")?;
+    let is_aws = region_and_suffix.ends_with(".amazonaws.com")
+        || region_and_suffix.ends_with(".amazonaws.com.cn");
+    (account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()) && is_aws)
+        .then_some(account)
+}
+
+/// Splits a reference into the repository part and tag (`latest` when absent), dropping any
+/// `@digest`: `host:5000/team/web:prod` → (`host:5000/team/web`, `prod`).
+pub fn split_reference(reference: &str) -> (&str, &str) {
+    let r = reference.split('@').next().unwrap_or(reference);
+    match r.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => (repo, tag),
+        _ => (r, "latest"),
+    }
+}
+
+impl ImageRef {
+    /// Whether a request for `self` concerns a container that follows `other`. An unknown
+    /// account (emulator events, mirror images) matches any.
+    pub fn matches(&self, other: &ImageRef) -> bool {
+        self.repository == other.repository
+            && self.tag == other.tag
+            && match (&self.registry, &other.registry) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            }
+    }
+}
+
 impl fmt::Display for ImageRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.repository.as_str(), self.tag.as_str())

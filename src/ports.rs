@@ -126,3 +126,101 @@ pub trait Deployer: Send + Sync + 'static {
         request: DeployRequest,
     ) -> impl Future<Output = Result<(), DeployError>> + Send;
 }
+
+/// Credentials for pulling from the registry (ECR GetAuthorizationToken).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PullAuth {
+    pub username: String,
+    pub password: String,
+    /// The ECR registry host (`<account>.dkr.ecr.<region>.amazonaws.com`).
+    pub registry_host: String,
+}
+
+/// Source of pull credentials, cached by the implementation.
+pub trait Credentials: Send + Sync + 'static {
+    fn pull_auth(&self) -> impl Future<Output = Result<PullAuth, RemoteError>> + Send;
+}
+
+/// A container that opted in (`ecr-deployd.enable=true`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Managed {
+    pub id: String,
+    pub name: String,
+    /// The image reference the container was created with (what a new image is tagged as).
+    pub image: String,
+    /// The `repository:tag` it follows: from `ecr-deployd.image` or parsed from `image`.
+    pub follows: ImageRef,
+    /// Digest of the image it runs, from the image's RepoDigests.
+    pub running: Option<Digest>,
+    /// `ecr-deployd.health-timeout`, when set.
+    pub health_timeout: Option<Duration>,
+    pub running_now: bool,
+}
+
+/// What the health gate sees of a container.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Observed {
+    pub running: bool,
+    /// `None` without a HEALTHCHECK; else "starting", "healthy" or "unhealthy".
+    pub health: Option<String>,
+    pub restart_count: i64,
+    pub exit_code: Option<i64>,
+}
+
+/// A failed Docker operation. `transient` when the Engine could not be reached.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("docker {operation}: {message}")]
+pub struct RuntimeError {
+    pub operation: &'static str,
+    pub message: String,
+    pub transient: bool,
+}
+
+/// The container runtime (Docker Engine), in the terms of a swap.
+pub trait Runtime: Send + Sync + 'static {
+    /// Managed containers, excluding ones parked under the `.ecr-deployd-old` suffix.
+    fn managed(
+        &self,
+        mirror: Option<&str>,
+    ) -> impl Future<Output = Result<Vec<Managed>, RuntimeError>> + Send;
+    /// Pulls `source` (`host/repo@digest`), checks it is `digest`, tags it as `tag_as`.
+    fn pull(
+        &self,
+        source: &str,
+        digest: &Digest,
+        auth: &PullAuth,
+        tag_as: &str,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    fn stop(
+        &self,
+        id: &str,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    fn rename(&self, id: &str, name: &str)
+    -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    /// Creates `name` with the whole configuration of `old_id`; only the image changes
+    /// (the old container's image reference now names the pulled image). Returns the new id.
+    fn create_like(
+        &self,
+        old_id: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<String, RuntimeError>> + Send;
+    fn start(&self, id: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    /// `None` when no such container exists.
+    fn observe(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<Observed>, RuntimeError>> + Send;
+    /// The id of the container called `name`, if any.
+    fn find(&self, name: &str)
+    -> impl Future<Output = Result<Option<String>, RuntimeError>> + Send;
+    /// Removes a container, never its volumes.
+    fn remove(&self, id: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    /// The image id a container runs.
+    fn image_of(&self, id: &str) -> impl Future<Output = Result<String, RuntimeError>> + Send;
+    /// Removes an image if no container uses it; keeps it otherwise.
+    fn remove_image_if_unused(
+        &self,
+        image_id: &str,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+}

@@ -166,3 +166,82 @@ fn image_label_parses_repository_and_defaults_tag_to_latest() {
     );
     assert!(ImageRef::parse_repo_tag("team/api:").is_err());
 }
+
+#[test]
+fn containers_follow_ecr_references_mirror_references_or_their_label() {
+    let ecr = follows(
+        "123456789012.dkr.ecr.eu-west-2.amazonaws.com/team/api:prod",
+        None,
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        (ecr.registry.as_deref(), ecr.to_string().as_str()),
+        (Some("123456789012"), "team/api:prod")
+    );
+    let untagged = follows(
+        "123456789012.dkr.ecr.eu-west-2.amazonaws.com/team/api",
+        None,
+        None,
+    )
+    .unwrap();
+    assert_eq!(untagged.tag.as_str(), "latest");
+    let pinned = follows(
+        "123456789012.dkr.ecr.eu-west-2.amazonaws.com/team/api:v1@sha256:abc",
+        None,
+        None,
+    )
+    .unwrap();
+    assert_eq!(pinned.tag.as_str(), "v1");
+    let mirror = follows("127.0.0.1:5000/team/api:prod", None, Some("127.0.0.1:5000")).unwrap();
+    assert_eq!(
+        (mirror.registry.clone(), mirror.to_string()),
+        (None, "team/api:prod".to_owned())
+    );
+    let label = follows("nginx:latest", Some("team/web:stable"), None).unwrap();
+    assert_eq!(label.to_string(), "team/web:stable");
+    for other in [
+        "nginx:latest",
+        "docker.io/library/nginx",
+        "127.0.0.1:5000/team/api:prod",
+        "1234.dkr.ecr.x.amazonaws.com/a/b",
+    ] {
+        assert!(follows(other, None, None).is_err(), "{other}");
+    }
+}
+
+#[test]
+fn references_split_into_repository_and_tag() {
+    assert_eq!(
+        split_reference("host:5000/team/web:prod"),
+        ("host:5000/team/web", "prod")
+    );
+    assert_eq!(
+        split_reference("host:5000/team/web"),
+        ("host:5000/team/web", "latest")
+    );
+    assert_eq!(
+        split_reference("host/team/web:v1@sha256:ab"),
+        ("host/team/web", "v1")
+    );
+}
+
+#[test]
+fn requests_without_an_account_match_any_registry() {
+    let with = follows(
+        "123456789012.dkr.ecr.eu-west-2.amazonaws.com/team/api:prod",
+        None,
+        None,
+    )
+    .unwrap();
+    let without = ImageRef::parse_repo_tag("team/api:prod").unwrap();
+    let mut other_account = with.clone();
+    other_account.registry = Some("210987654321".into());
+    assert!(without.matches(&with) && with.matches(&without));
+    assert!(!other_account.matches(&with));
+    assert!(
+        !ImageRef::parse_repo_tag("team/api:dev")
+            .unwrap()
+            .matches(&with)
+    );
+}
