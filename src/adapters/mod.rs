@@ -1,5 +1,7 @@
 //! The real implementations of the ports. SDK types stay in here.
 
 pub mod aws;
+pub mod docker;
+mod docker_raw;
 pub mod ecr;
 pub mod sqs;

@@ -1,0 +1,155 @@
+use serde_json::json;
+
+use super::*;
+
+fn old() -> Value {
+    json!({
+        "Id": "0123456789abcdef0123456789abcdef",
+        "Image": "sha256:oldimage",
+        "Config": {
+            "Hostname": "0123456789ab",
+            "User": "app",
+            "Env": ["PATH=/bin", "MODE=prod"],
+            "Cmd": ["serve"],
+            "Entrypoint": ["/bin/busybox"],
+            "WorkingDir": "/srv",
+            "Image": "127.0.0.1:5000/team/web:prod",
+            "MacAddress": "02:42:ac:11:00:99",
+            "Labels": {"ecr-deployd.enable": "true", "from.image": "x"},
+            "Volumes": {"/data": {}, "/image-vol": {}},
+            "ExposedPorts": {"8080/tcp": {}}
+        },
+        "HostConfig": {
+            "NetworkMode": "front",
+            "Binds": ["named:/named", "/srv/host:/host:ro"],
+            "RestartPolicy": {"Name": "unless-stopped"},
+            "CapAdd": ["NET_ADMIN"]
+        },
+        "Mounts": [
+            {"Type": "volume", "Name": "named", "Destination": "/named", "RW": true},
+            {"Type": "volume", "Name": "anon123", "Destination": "/data", "RW": true},
+            {"Type": "volume", "Name": "anon456", "Destination": "/image-vol", "RW": false},
+            {"Type": "bind", "Source": "/srv/host", "Destination": "/host", "RW": false}
+        ],
+        "NetworkSettings": {"Networks": {
+            "front": {"IPAMConfig": {"IPv4Address": "172.30.0.10"}, "Aliases": ["web", "0123456789ab"], "MacAddress": "02:42:ac:1e:00:0a"},
+            "back": {"IPAMConfig": null, "Aliases": ["web-back"], "MacAddress": "02:42:ac:1f:00:02"}
+        }}
+    })
+}
+
+fn image() -> Value {
+    json!({
+        "Env": ["PATH=/bin"],
+        "Cmd": ["default"],
+        "Entrypoint": ["/bin/busybox"],
+        "WorkingDir": "/srv",
+        "User": "",
+        "Labels": {"from.image": "x"},
+        "Volumes": {"/image-vol": {}},
+        "ExposedPorts": {"8080/tcp": {}}
+    })
+}
+
+#[test]
+fn the_users_settings_are_kept_and_the_old_images_defaults_dropped() {
+    let plan = recreation(&old(), &image());
+    let b = &plan.body;
+    assert_eq!(
+        b["Env"],
+        json!(["MODE=prod"]),
+        "image env not frozen into the container"
+    );
+    assert_eq!(b["Cmd"], json!(["serve"]), "user cmd kept");
+    assert!(
+        b.get("Entrypoint").is_none() && b.get("WorkingDir").is_none(),
+        "image defaults dropped"
+    );
+    assert_eq!(b["User"], "app");
+    assert_eq!(b["Labels"], json!({"ecr-deployd.enable": "true"}));
+    assert_eq!(b["Volumes"], json!({"/data": {}}));
+    assert!(
+        b.get("ExposedPorts")
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        b["Image"], "127.0.0.1:5000/team/web:prod",
+        "same reference, now the new image"
+    );
+    assert_eq!(
+        b["MacAddress"], "02:42:ac:11:00:99",
+        "a MAC the user set is kept"
+    );
+    assert!(
+        b.get("Hostname").is_none(),
+        "hostname derived from the old id is not reused"
+    );
+    assert_eq!(b["HostConfig"]["CapAdd"], json!(["NET_ADMIN"]));
+    assert_eq!(b["HostConfig"]["RestartPolicy"]["Name"], "unless-stopped");
+}
+
+#[test]
+fn anonymous_volumes_are_carried_over_by_name() {
+    let plan = recreation(&old(), &image());
+    let binds: Vec<&str> = plan.body["HostConfig"]["Binds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        binds,
+        [
+            "named:/named",
+            "/srv/host:/host:ro",
+            "anon123:/data",
+            "anon456:/image-vol:ro"
+        ]
+    );
+}
+
+#[test]
+fn every_network_keeps_static_ips_and_aliases_but_not_docker_assigned_values() {
+    let plan = recreation(&old(), &image());
+    let primary = &plan.body["NetworkingConfig"]["EndpointsConfig"]["front"];
+    assert_eq!(primary["IPAMConfig"]["IPv4Address"], "172.30.0.10");
+    assert_eq!(
+        primary["Aliases"],
+        json!(["web"]),
+        "the old short id alias is dropped"
+    );
+    assert!(
+        primary.get("MacAddress").is_none(),
+        "assigned MACs are never copied"
+    );
+    assert_eq!(plan.extra_networks.len(), 1);
+    assert_eq!(plan.extra_networks[0].0, "back");
+    assert_eq!(plan.extra_networks[0].1, json!({"Aliases": ["web-back"]}));
+}
+
+#[test]
+fn a_hostname_the_user_chose_is_kept() {
+    let mut o = old();
+    o["Config"]["Hostname"] = json!("web-1");
+    assert_eq!(recreation(&o, &image()).body["Hostname"], "web-1");
+}
+
+#[test]
+fn running_digest_prefers_the_followed_repository() {
+    let digests = vec![
+        format!("other/thing@sha256:{}", "a".repeat(64)),
+        format!("127.0.0.1:5000/team/web@sha256:{}", "b".repeat(64)),
+    ];
+    assert_eq!(
+        running_digest(&digests, "team/web").unwrap().as_str(),
+        format!("sha256:{}", "b".repeat(64))
+    );
+    assert_eq!(
+        running_digest(&digests, "team/none").unwrap().as_str(),
+        format!("sha256:{}", "a".repeat(64))
+    );
+    assert_eq!(running_digest(&[], "team/web"), None);
+}
