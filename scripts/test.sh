@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 cargo fmt --all -- --check
 cargo clippy --quiet --all-targets -- -D warnings
-cargo test --all-targets
+cargo test

@@ -8,13 +8,20 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use backon::Retryable;
+use tracing::warn;
+
+use crate::adapters::docker::DockerRuntime;
+use crate::adapters::ecr::EcrCredentials;
 use crate::adapters::{aws, ecr::EcrRegistry, sqs::SqsQueue};
 use crate::config::{ConfigError, Settings};
-use crate::deploy::LogOnly;
+use crate::deploy::executor::{DeployConfig, Executor};
 use crate::intake::{self, InFlight, IntakeConfig};
 use crate::ports::{Deployer, Queue, Registry};
 use crate::reconcile::Reconciler;
+use crate::retry;
 use crate::stats::Stats;
+use crate::store::{Store, StoreError};
 
 /// How long shutdown waits for work in flight before handing its messages back.
 /// The systemd unit's `TimeoutStopSec` must stay above this.
@@ -75,18 +82,50 @@ impl<Q: Queue, R: Registry, D: Deployer> Agent<Q, R, D> {
     }
 }
 
+/// Why `run` could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The deploy stage's settings from the configuration.
+pub fn deploy_config(settings: &Settings) -> DeployConfig {
+    let d = &settings.deploy;
+    DeployConfig {
+        health_timeout: Duration::from_secs(d.health_timeout_seconds),
+        min_uptime: Duration::from_secs(d.min_uptime_seconds),
+        stop_timeout: Duration::from_secs(d.stop_timeout_seconds),
+        max_parallel: d.max_parallel as usize,
+        remove_old_images: d.remove_old_images,
+        mirror: Some(settings.registry.mirror.clone()).filter(|m| !m.is_empty()),
+    }
+}
+
 /// `ecr-deployd run`: the daemon on the real adapters, until `shutdown` completes.
+/// `docker_host` is the value of `DOCKER_HOST`, if set.
 pub async fn run(
     settings: Settings,
+    docker_host: Option<String>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), ConfigError> {
+) -> Result<(), StartError> {
     settings.require_queue()?;
+    let store = Arc::new(Store::open(&settings.state.path)?);
     let sdk = aws::sdk_config(&settings).await;
     let wait = Duration::from_secs(settings.queue.wait_time_seconds.into());
+    let executor = Executor::new(
+        Arc::new(DockerRuntime::new(docker_host.as_deref())),
+        Arc::new(EcrCredentials::new(&sdk)),
+        store,
+        deploy_config(&settings),
+    );
     let agent = Agent {
         queue: Arc::new(SqsQueue::new(&sdk, &settings.queue.url, wait)),
         registry: Arc::new(EcrRegistry::new(&sdk)),
-        deployer: Arc::new(LogOnly),
+        deployer: Arc::new(executor),
         stats: Arc::default(),
     };
     let token = CancellationToken::new();
@@ -96,6 +135,20 @@ pub async fn run(
         info!("shutdown requested");
         trigger.cancel();
     });
+    // A swap interrupted by a crash is finished or undone before anything new is deployed.
+    let recover = || agent.deployer.recover();
+    let recovered = tokio::select! {
+        _ = token.cancelled() => return Ok(()),
+        r = recover
+            .retry(retry::forever())
+            .when(|e| e.transient)
+            .notify(|e, delay| warn!(error = %e, retry_in = ?delay, "Docker unreachable; recovery retried")) => r,
+    };
+    match recovered {
+        Ok(0) => {}
+        Ok(n) => info!(deployments = n, "interrupted deployments recovered"),
+        Err(e) => warn!(error = %e, "recovery of interrupted deployments failed"),
+    }
     info!(queue = %settings.queue.url, "ecr-deployd running");
     agent.run(&settings, token, SHUTDOWN_GRACE).await;
     info!(

@@ -121,7 +121,12 @@ fn run(settings: Settings) -> ExitCode {
             return ExitCode::from(EXIT_CANNOT_RUN);
         }
     };
-    match runtime.block_on(ecr_deployd::app::run(settings, shutdown_signal())) {
+    let docker_host = std::env::var("DOCKER_HOST").ok();
+    match runtime.block_on(ecr_deployd::app::run(
+        settings,
+        docker_host,
+        shutdown_signal(),
+    )) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ecr-deployd: {e}");

@@ -106,6 +106,8 @@ pub struct DeployRequest {
     pub trigger: Trigger,
     /// The earliest event time among the coalesced events, when known.
     pub event_time: Option<SystemTime>,
+    /// How long resolving the tag in ECR took (recorded in history).
+    pub resolved_in: Duration,
 }
 
 /// A deploy that could not be finished and recorded; the messages behind it stay queued.

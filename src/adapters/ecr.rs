@@ -4,15 +4,18 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
 use aws_config::SdkConfig;
 use aws_sdk_ecr::Client;
 use aws_sdk_ecr::types::ImageIdentifier;
+use base64::Engine as _;
 use futures::StreamExt;
 use tracing::{debug, warn};
 
 use super::aws::remote_error;
 use crate::event::{Digest, ImageRef, Repository};
-use crate::ports::{Registry, RemoteError, Resolution};
+use crate::ports::{Credentials, PullAuth, Registry, RemoteError, Resolution};
 
 /// BatchGetImage takes at most 100 image ids, all of one repository.
 const IDS_PER_CALL: usize = 100;
@@ -163,5 +166,96 @@ impl Registry for EcrRegistry {
             .flat_map(futures::stream::iter)
             .collect()
             .await
+    }
+}
+
+/// Tokens are refreshed this long before ECR says they expire.
+const TOKEN_MARGIN: Duration = Duration::from_secs(300);
+/// A token whose expiry is already past (emulators) is still used for this long: at most one
+/// refresh per deploy, never a refresh loop.
+const TOKEN_FLOOR: Duration = Duration::from_secs(60);
+
+/// Pull credentials from GetAuthorizationToken, cached until shortly before expiry.
+#[derive(Debug)]
+pub struct EcrCredentials {
+    client: Client,
+    cached: tokio::sync::Mutex<Option<(PullAuth, Instant)>>,
+    fetches: AtomicU64,
+}
+
+impl EcrCredentials {
+    pub fn new(sdk: &SdkConfig) -> Self {
+        Self {
+            client: Client::new(sdk),
+            cached: tokio::sync::Mutex::new(None),
+            fetches: AtomicU64::new(0),
+        }
+    }
+
+    /// GetAuthorizationToken calls made so far.
+    pub fn fetches(&self) -> u64 {
+        self.fetches.load(Ordering::Relaxed)
+    }
+
+    async fn fetch(&self) -> Result<(PullAuth, Instant), RemoteError> {
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+        let out = self
+            .client
+            .get_authorization_token()
+            .send()
+            .await
+            .map_err(|e| remote_error("ecr:GetAuthorizationToken", e))?;
+        let bad = |message: String| RemoteError {
+            operation: "ecr:GetAuthorizationToken",
+            message,
+            transient: false,
+        };
+        let data = out
+            .authorization_data()
+            .first()
+            .ok_or_else(|| bad("no authorization data in the answer".into()))?;
+        let token = data.authorization_token().unwrap_or_default();
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(token)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(|| bad("the token is not base64 text".into()))?;
+        let (username, password) = decoded
+            .split_once(':')
+            .ok_or_else(|| bad("the token is not user:password".into()))?;
+        let endpoint = data.proxy_endpoint().unwrap_or_default();
+        let registry_host = endpoint
+            .trim_start_matches("https://")
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned();
+        let now_unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let left = data
+            .expires_at()
+            .map(|t| Duration::from_secs(t.secs().max(0) as u64).saturating_sub(now_unix))
+            .unwrap_or_default();
+        let valid_for = left.saturating_sub(TOKEN_MARGIN).max(TOKEN_FLOOR);
+        let auth = PullAuth {
+            username: username.to_owned(),
+            password: password.to_owned(),
+            registry_host,
+        };
+        Ok((auth, Instant::now() + valid_for))
+    }
+}
+
+impl Credentials for EcrCredentials {
+    async fn pull_auth(&self) -> Result<PullAuth, RemoteError> {
+        let mut cached = self.cached.lock().await;
+        if let Some((auth, until)) = cached.as_ref()
+            && Instant::now() < *until
+        {
+            return Ok(auth.clone());
+        }
+        let (auth, until) = self.fetch().await?;
+        *cached = Some((auth.clone(), until));
+        Ok(auth)
     }
 }

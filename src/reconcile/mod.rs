@@ -112,10 +112,12 @@ impl<Q: Queue, R: Registry, D: Deployer> Reconciler<Q, R, D> {
     /// Resolves one batch of due tags and carries out each.
     async fn work(&self, due: Vec<(ImageRef, Vec<Request>)>) {
         let images: Vec<ImageRef> = due.iter().map(|(k, _)| k.clone()).collect();
+        let started = std::time::Instant::now();
         let resolved = self.resolve(&images).await;
+        let resolved_in = started.elapsed();
         let jobs = due.into_iter().map(|(image, requests)| {
             let resolution = resolved.get(&image).cloned().unwrap_or(Ok(None));
-            self.carry_out(image, requests, resolution)
+            self.carry_out(image, requests, resolution, resolved_in)
         });
         futures::future::join_all(jobs).await;
     }
@@ -150,7 +152,13 @@ impl<Q: Queue, R: Registry, D: Deployer> Reconciler<Q, R, D> {
         resolved
     }
 
-    async fn carry_out(&self, image: ImageRef, requests: Vec<Request>, resolution: Resolution) {
+    async fn carry_out(
+        &self,
+        image: ImageRef,
+        requests: Vec<Request>,
+        resolution: Resolution,
+        resolved_in: Duration,
+    ) {
         let receipts: Vec<Receipt> = requests
             .iter()
             .filter_map(|r| r.message.as_ref().map(|(_, receipt)| receipt.clone()))
@@ -168,6 +176,7 @@ impl<Q: Queue, R: Registry, D: Deployer> Reconciler<Q, R, D> {
                     desired,
                     trigger,
                     event_time,
+                    resolved_in,
                 };
                 let _permit = self.parallel.acquire().await;
                 Stats::add(&self.stats.handoffs, 1);

@@ -1,0 +1,450 @@
+//! The container executor: pull by digest, journalled swap, health gate, commit or roll back,
+//! and start-up recovery of a swap a crash interrupted (SPEC §6).
+//!
+//! Order matters for "never lose a container": the pull happens before the old container is
+//! touched, the old container is renamed (not removed) until the new one proved healthy, and
+//! volumes are never removed.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::Semaphore;
+use tracing::{debug, error, info, warn};
+
+use crate::adapters::docker::OLD_SUFFIX;
+use crate::event::Digest;
+use crate::ports::{
+    Credentials, DeployError, DeployRequest, Deployer, Managed, Runtime, RuntimeError,
+};
+use crate::store::{NewDeployment, Outcome, Phases, Step, Store};
+
+/// How often the health gate looks at the new container.
+const HEALTH_POLL: Duration = Duration::from_millis(250);
+
+/// `[deploy]` and `[registry]` settings the executor needs.
+#[derive(Clone, Debug)]
+pub struct DeployConfig {
+    pub health_timeout: Duration,
+    pub min_uptime: Duration,
+    pub stop_timeout: Duration,
+    pub max_parallel: usize,
+    pub remove_old_images: bool,
+    pub mirror: Option<String>,
+}
+
+/// Deploys desired digests to the managed containers that follow them.
+pub struct Executor<RT, C> {
+    runtime: Arc<RT>,
+    credentials: Arc<C>,
+    store: Arc<Store>,
+    cfg: DeployConfig,
+    parallel: Semaphore,
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// Why a swap went back to the old container, or could not start.
+struct Failure {
+    outcome: Outcome,
+    reason: String,
+    /// Docker became unreachable: the request should be retried.
+    transient: bool,
+}
+
+impl<RT: Runtime, C: Credentials> Executor<RT, C> {
+    pub fn new(
+        runtime: Arc<RT>,
+        credentials: Arc<C>,
+        store: Arc<Store>,
+        cfg: DeployConfig,
+    ) -> Self {
+        Self {
+            runtime,
+            credentials,
+            store,
+            parallel: Semaphore::new(cfg.max_parallel.max(1)),
+            cfg,
+            locks: Mutex::default(),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn lock_for(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
+        locks.entry(name.to_owned()).or_default().clone()
+    }
+
+    /// Deploys `desired` to one container, unless it runs it already or it is blocked.
+    /// Returns the outcome when a deployment was made.
+    pub async fn deploy_container(
+        &self,
+        container: &Managed,
+        desired: &Digest,
+        trigger: &str,
+        resolved_in: Duration,
+        event_time: Option<SystemTime>,
+    ) -> Result<Option<Outcome>, DeployError> {
+        let lock = self.lock_for(&container.name);
+        let _one_at_a_time = lock.lock().await;
+        let _slot = self.parallel.acquire().await;
+        let fail = |reason: String| DeployError {
+            image: container.follows.clone(),
+            reason,
+        };
+        // Re-read under the lock: another deploy of this container may just have finished.
+        let managed = self
+            .runtime
+            .managed(self.cfg.mirror.as_deref())
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let Some(c) = managed.into_iter().find(|m| m.name == container.name) else {
+            return Ok(None);
+        };
+        if c.running.as_ref() == Some(desired) {
+            debug!(container = %c.name, digest = %desired.short(), "up to date");
+            return Ok(None);
+        }
+        if self
+            .store
+            .is_blocked(&c.name, desired.as_str())
+            .map_err(|e| fail(e.to_string()))?
+        {
+            info!(container = %c.name, digest = %desired.short(), "digest blocked after a rollback; not deploying it again");
+            return Ok(None);
+        }
+        let id = self
+            .store
+            .begin(&NewDeployment {
+                container: &c.name,
+                repository: c.follows.repository.as_str(),
+                tag: c.follows.tag.as_str(),
+                from_digest: c.running.as_ref().map(Digest::as_str),
+                to_digest: desired.as_str(),
+                trigger,
+                old_id: &c.id,
+            })
+            .map_err(|e| fail(e.to_string()))?;
+        let mut phases = Phases {
+            resolve_ms: resolved_in.as_millis() as i64,
+            ..Default::default()
+        };
+        let started = Instant::now();
+        let result = self.swap(id, &c, desired, &mut phases).await;
+        let (outcome, error, transient) = match result {
+            Ok(()) => (Outcome::Succeeded, None, false),
+            Err(f) => (f.outcome, Some(f.reason), f.transient),
+        };
+        if !(transient && outcome == Outcome::RolledBack) {
+            // A rollback cut short by Docker going away stays journalled: recovery finishes it.
+            self.store
+                .finish(id, outcome, &phases, error.as_deref())
+                .map_err(|e| fail(e.to_string()))?;
+        }
+        let from = c
+            .running
+            .as_ref()
+            .map(|d| d.short().to_owned())
+            .unwrap_or_else(|| "-".into());
+        let event_to_running = event_time
+            .filter(|_| outcome == Outcome::Succeeded)
+            .and_then(|t| SystemTime::now().duration_since(t).ok());
+        info!(
+            container = %c.name,
+            image = %c.follows,
+            from = %from,
+            to = %desired.short(),
+            outcome = outcome.as_str(),
+            trigger,
+            total_ms = started.elapsed().as_millis() as u64,
+            pull_ms = phases.pull_ms,
+            stop_ms = phases.stop_ms,
+            swap_ms = phases.swap_ms,
+            health_ms = phases.health_ms,
+            event_to_running_ms = event_to_running.map(|d| d.as_millis() as u64),
+            error = error.as_deref().unwrap_or(""),
+            "deployment"
+        );
+        if transient {
+            return Err(fail(error.unwrap_or_default()));
+        }
+        Ok(Some(outcome))
+    }
+
+    async fn swap(
+        &self,
+        id: i64,
+        c: &Managed,
+        desired: &Digest,
+        phases: &mut Phases,
+    ) -> Result<(), Failure> {
+        let failed = |e: RuntimeError| Failure {
+            outcome: Outcome::Failed,
+            transient: e.transient,
+            reason: e.to_string(),
+        };
+        // 1. Pull: the old container is untouched until the new image is here and verified.
+        let t = Instant::now();
+        let auth = self.credentials.pull_auth().await.map_err(|e| Failure {
+            outcome: Outcome::Failed,
+            transient: e.transient,
+            reason: e.to_string(),
+        })?;
+        let host = self
+            .cfg
+            .mirror
+            .clone()
+            .unwrap_or_else(|| auth.registry_host.clone());
+        let source = format!("{host}/{}@{desired}", c.follows.repository.as_str());
+        self.runtime
+            .pull(&source, desired, &auth, &c.image)
+            .await
+            .map_err(failed)?;
+        let old_image = self.runtime.image_of(&c.id).await.ok();
+        phases.pull_ms = t.elapsed().as_millis() as i64;
+
+        // 2. Stop and park the old container.
+        let t = Instant::now();
+        self.journal(id, Step::Stopping)?;
+        if let Err(e) = self.runtime.stop(&c.id, self.cfg.stop_timeout).await {
+            self.restart_old(c).await;
+            return Err(failed(e));
+        }
+        self.journal(id, Step::Renaming)?;
+        if let Err(e) = self
+            .runtime
+            .rename(&c.id, &format!("{}{OLD_SUFFIX}", c.name))
+            .await
+        {
+            self.restart_old(c).await;
+            return Err(failed(e));
+        }
+        phases.stop_ms = t.elapsed().as_millis() as i64;
+
+        // 3. Create with the old configuration and start.
+        let t = Instant::now();
+        self.journal(id, Step::Creating)?;
+        let new_id = match self.runtime.create_like(&c.id, &c.name).await {
+            Ok(n) => n,
+            Err(e) => return Err(self.roll_back(id, c, None, desired, e.to_string()).await),
+        };
+        let _ = self.store.set_new_id(id, &new_id);
+        self.journal(id, Step::Starting)?;
+        if let Err(e) = self.runtime.start(&new_id).await {
+            return Err(self
+                .roll_back(id, c, Some(&new_id), desired, e.to_string())
+                .await);
+        }
+        phases.swap_ms = t.elapsed().as_millis() as i64;
+
+        // 4. Health gate.
+        let t = Instant::now();
+        self.journal(id, Step::HealthGate)?;
+        let gate = self
+            .health_gate(&new_id, c.health_timeout.unwrap_or(self.cfg.health_timeout))
+            .await;
+        phases.health_ms = t.elapsed().as_millis() as i64;
+        if let Err(reason) = gate {
+            return Err(self.roll_back(id, c, Some(&new_id), desired, reason).await);
+        }
+
+        // 5. Commit: the old container goes, its volumes stay.
+        self.journal(id, Step::Committing)?;
+        if let Err(e) = self.runtime.remove(&c.id).await {
+            warn!(container = %c.name, error = %e, "could not remove the old container; recovery will");
+        }
+        if self.cfg.remove_old_images
+            && let Some(image) = old_image
+        {
+            let _ = self.runtime.remove_image_if_unused(&image).await;
+        }
+        Ok(())
+    }
+
+    fn journal(&self, id: i64, step: Step) -> Result<(), Failure> {
+        self.store.step(id, step).map_err(|e| Failure {
+            outcome: Outcome::Failed,
+            transient: true,
+            reason: e.to_string(),
+        })
+    }
+
+    /// Waits for `healthy`, or (no HEALTHCHECK) for the container to stay up `min_uptime`.
+    async fn health_gate(&self, id: &str, health_timeout: Duration) -> Result<(), String> {
+        let started = Instant::now();
+        loop {
+            let seen = match self.runtime.observe(id).await {
+                Ok(Some(o)) => o,
+                Ok(None) => return Err("the new container disappeared".into()),
+                Err(e) => return Err(e.to_string()),
+            };
+            if !seen.running {
+                return Err(format!(
+                    "the new container exited (code {})",
+                    seen.exit_code.unwrap_or(-1)
+                ));
+            }
+            if seen.restart_count > 0 {
+                return Err(format!(
+                    "the new container restarted {} time(s)",
+                    seen.restart_count
+                ));
+            }
+            match seen.health.as_deref() {
+                Some("healthy") => return Ok(()),
+                Some("unhealthy") => return Err("the new container is unhealthy".into()),
+                Some(_) if started.elapsed() >= health_timeout => {
+                    return Err(format!(
+                        "the new container was not healthy within {}s",
+                        health_timeout.as_secs()
+                    ));
+                }
+                None if started.elapsed() >= self.cfg.min_uptime => return Ok(()),
+                _ => {}
+            }
+            tokio::time::sleep(HEALTH_POLL).await;
+        }
+    }
+
+    /// Best effort: the old container runs again under its own name.
+    async fn restart_old(&self, c: &Managed) {
+        let _ = self.runtime.rename(&c.id, &c.name).await;
+        if let Err(e) = self.runtime.start(&c.id).await {
+            error!(container = %c.name, error = %e, "could not restart the old container");
+        }
+    }
+
+    /// Removes the new container, puts the old one back and blocks the digest.
+    async fn roll_back(
+        &self,
+        id: i64,
+        c: &Managed,
+        new_id: Option<&str>,
+        desired: &Digest,
+        reason: String,
+    ) -> Failure {
+        warn!(container = %c.name, digest = %desired.short(), %reason, "rolling back");
+        let _ = self.store.step(id, Step::RollingBack);
+        let restored = self.restore(&c.name, &c.id, new_id).await;
+        if let Err(e) = self.store.block(&c.name, desired.as_str(), &reason) {
+            error!(container = %c.name, error = %e, "could not block the digest");
+        }
+        match restored {
+            Ok(()) => Failure {
+                outcome: Outcome::RolledBack,
+                reason,
+                transient: false,
+            },
+            Err(e) => Failure {
+                outcome: Outcome::RolledBack,
+                transient: e.transient,
+                reason: format!("{reason}; rollback incomplete: {e}"),
+            },
+        }
+    }
+
+    /// Exactly one container called `name`, the old one, running.
+    async fn restore(
+        &self,
+        name: &str,
+        old_id: &str,
+        new_id: Option<&str>,
+    ) -> Result<(), RuntimeError> {
+        if let Some(new_id) = new_id {
+            self.runtime.remove(new_id).await?;
+        }
+        if let Some(holder) = self.runtime.find(name).await?
+            && holder != old_id
+        {
+            self.runtime.remove(&holder).await?;
+        }
+        if self.runtime.find(name).await?.as_deref() != Some(old_id) {
+            self.runtime.rename(old_id, name).await?;
+        }
+        self.runtime.start(old_id).await
+    }
+
+    /// Finishes or undoes swaps a crash interrupted. Run before any new deploy.
+    pub async fn recover(&self) -> Result<usize, RuntimeError> {
+        let open = self.store.unfinished().map_err(|e| RuntimeError {
+            operation: "read journal",
+            message: e.to_string(),
+            transient: false,
+        })?;
+        for d in &open {
+            let old_id = d.old_id.clone().unwrap_or_default();
+            let (outcome, note) = match d.step {
+                Step::Pulling => (
+                    Outcome::Failed,
+                    "interrupted before the old container was touched".to_owned(),
+                ),
+                Step::Committing | Step::Done => {
+                    self.runtime.remove(&old_id).await?;
+                    (
+                        Outcome::Succeeded,
+                        "commit completed after a restart".to_owned(),
+                    )
+                }
+                step => {
+                    self.restore(&d.container, &old_id, d.new_id.as_deref())
+                        .await?;
+                    (
+                        Outcome::RolledBack,
+                        format!(
+                            "interrupted at step {}; the previous container was restored",
+                            step.as_str()
+                        ),
+                    )
+                }
+            };
+            warn!(container = %d.container, to = %d.to_digest, outcome = outcome.as_str(), %note, "recovered an interrupted deployment");
+            self.store
+                .finish(d.id, outcome, &d.phases, Some(&note))
+                .map_err(|e| RuntimeError {
+                    operation: "record recovery",
+                    message: e.to_string(),
+                    transient: false,
+                })?;
+        }
+        Ok(open.len())
+    }
+}
+
+impl<RT: Runtime, C: Credentials> Deployer for Executor<RT, C> {
+    async fn deploy(&self, request: DeployRequest) -> Result<(), DeployError> {
+        let managed = self
+            .runtime
+            .managed(self.cfg.mirror.as_deref())
+            .await
+            .map_err(|e| DeployError {
+                image: request.image.clone(),
+                reason: e.to_string(),
+            })?;
+        let targets: Vec<Managed> = managed
+            .into_iter()
+            .filter(|m| request.image.matches(&m.follows))
+            .collect();
+        if targets.is_empty() {
+            info!(image = %request.image, desired = %request.desired, "desired digest resolved; no managed container follows this tag");
+            return Ok(());
+        }
+        let trigger = request.trigger.to_string();
+        let results = futures::future::join_all(targets.iter().map(|c| {
+            self.deploy_container(
+                c,
+                &request.desired,
+                &trigger,
+                request.resolved_in,
+                request.event_time,
+            )
+        }))
+        .await;
+        // Any container that could not be finished keeps the request on the queue.
+        results
+            .into_iter()
+            .find_map(Result::err)
+            .map_or(Ok(()), Err)
+    }
+}
