@@ -6,7 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 MOTO_VERSION="5.2.5"
-APT_PACKAGES=(python3-venv)
+# docker-registry: the local registry the tests push to; busybox-static: the test images'
+# only binary; apache2-utils: htpasswd for the registry's basic auth.
+APT_PACKAGES=(python3-venv docker-registry busybox-static apache2-utils curl)
 
 log() { printf '[setup] %s\n' "$*"; }
 
@@ -15,15 +17,22 @@ for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
-  if python3 -m venv --help >/dev/null 2>&1 && [ "${missing[*]}" = "python3-venv" ]; then
-    log "python3 has venv already; skipping python3-venv"
-  else
-    log "installing Debian packages: ${missing[*]}"
-    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
-  fi
+  log "installing Debian packages: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq || log "apt-get update failed; trying the install anyway"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
 fi
+# The Debian package may start its own registry service; the tests start theirs on free ports.
+
+if ! docker info >/dev/null 2>&1; then
+  log "Docker Engine not reachable: installing/starting it"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  command -v dockerd >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq docker.io
+  ($SUDO dockerd >/tmp/dockerd.log 2>&1 &)
+  for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+  docker info >/dev/null 2>&1 || { log "Docker Engine did not start; see /tmp/dockerd.log"; exit 1; }
+fi
+log "docker: $(docker version --format '{{.Server.Version}} (API {{.Server.APIVersion}})')"
 
 if [ ! -x .venv/bin/moto_server ] || ! .venv/bin/pip show moto 2>/dev/null | grep -q "^Version: ${MOTO_VERSION}$"; then
   log "creating .venv with moto[server]==${MOTO_VERSION}"

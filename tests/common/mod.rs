@@ -5,6 +5,8 @@
 //! - The agent itself, as the built binary, when a test needs signals or start-up behaviour.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod docker;
+
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -226,6 +228,22 @@ pub async fn put_image(ecr: &aws_sdk_ecr::Client, repo: &str, tag: &str, seed: &
         .await
         .unwrap();
     digest
+}
+
+/// Points `repo:tag` in ECR at `digest` (an image pushed to the test registry).
+pub async fn put_digest(ecr: &aws_sdk_ecr::Client, repo: &str, tag: &str, digest: &str) {
+    let _ = ecr.create_repository().repository_name(repo).send().await;
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","note":"stands for {digest}"}}"#
+    );
+    ecr.put_image()
+        .repository_name(repo)
+        .image_tag(tag)
+        .image_manifest(manifest)
+        .image_digest(digest)
+        .send()
+        .await
+        .unwrap();
 }
 
 /// An EventBridge "ECR Image Action" PUSH SUCCESS body, as delivered to SQS.

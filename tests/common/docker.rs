@@ -1,0 +1,323 @@
+//! The Docker side of the harness: a local registry with basic auth (Debian's
+//! `docker-registry`), test images built from the static busybox, and exact cleanup of what
+//! a test created (everything carries the label `ecr-deployd.test=<scope>`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::{free_port, sha256_hex, wait_for_port};
+
+/// moto's GetAuthorizationToken answer is `AWS:<account>-auth-token`: the registry accepts
+/// exactly that, so a pull that succeeds proves the agent sent the ECR credentials.
+pub const REGISTRY_USER: &str = "AWS";
+pub const REGISTRY_PASSWORD: &str = "123456789012-auth-token";
+pub const TEST_LABEL: &str = "ecr-deployd.test";
+
+/// Runs the docker CLI; panics with its output on failure.
+pub fn docker(args: &[&str]) -> String {
+    docker_in(None, args)
+}
+
+fn docker_in(config: Option<&Path>, args: &[&str]) -> String {
+    let mut cmd = Command::new("docker");
+    if let Some(c) = config {
+        cmd.env("DOCKER_CONFIG", c);
+    }
+    let out = cmd.args(args).output().expect("run docker");
+    assert!(
+        out.status.success(),
+        "docker {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A registry on a free loopback port, with htpasswd auth; stopped and its images removed on drop.
+pub struct TestRegistry {
+    pub host: String,
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl TestRegistry {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let htpasswd = Command::new("htpasswd")
+            .args(["-Bbn", REGISTRY_USER, REGISTRY_PASSWORD])
+            .output()
+            .expect("htpasswd (apache2-utils) is needed: run ./scripts/setup.sh");
+        std::fs::write(dir.path().join("htpasswd"), &htpasswd.stdout).unwrap();
+        let config = format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {root}\nhttp:\n  addr: 127.0.0.1:{port}\nauth:\n  htpasswd:\n    realm: test\n    path: {root}/../htpasswd\n",
+            root = dir.path().join("data").display()
+        );
+        std::fs::create_dir_all(dir.path().join("data")).unwrap();
+        std::fs::write(dir.path().join("config.yml"), config).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.path().join("config.yml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry is needed: run ./scripts/setup.sh");
+        wait_for_port(port, Duration::from_secs(20));
+        let registry = Self {
+            host: format!("127.0.0.1:{port}"),
+            child,
+            dir,
+        };
+        docker_in(
+            Some(&registry.cli_config()),
+            &[
+                "login",
+                "-u",
+                REGISTRY_USER,
+                "-p",
+                REGISTRY_PASSWORD,
+                &registry.host,
+            ],
+        );
+        registry
+    }
+
+    fn cli_config(&self) -> PathBuf {
+        self.dir.path().join("cli")
+    }
+
+    /// Builds an image of `kind` serving `version`, pushes it as `repo:tag`, returns its
+    /// registry digest. Unless `keep_local`, the local copy is removed so a deploy must pull.
+    pub fn publish(
+        &self,
+        repo: &str,
+        tag: &str,
+        kind: Kind,
+        version: &str,
+        keep_local: bool,
+    ) -> String {
+        let reference = format!("{}/{repo}:{tag}", self.host);
+        build_image(&reference, kind, version);
+        docker_in(Some(&self.cli_config()), &["push", &reference]);
+        let digests = docker(&[
+            "image",
+            "inspect",
+            "--format",
+            "{{range .RepoDigests}}{{println .}}{{end}}",
+            &reference,
+        ]);
+        let prefix = format!("{}/{repo}@", self.host);
+        let digest = digests
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no digest for {reference} in {digests}"))
+            .to_owned();
+        if !keep_local {
+            docker(&["rmi", &reference]);
+        }
+        digest
+    }
+}
+
+impl Drop for TestRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let images = Command::new("docker")
+            .args([
+                "images",
+                "--format",
+                "{{.Repository}}:{{.Tag}}",
+                "--filter",
+                &format!("reference={}/*/*", self.host),
+            ])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        for image in images.lines().filter(|l| !l.is_empty()) {
+            let _ = Command::new("docker").args(["rmi", "-f", image]).output();
+        }
+    }
+}
+
+/// What a test image does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Serves /www/index.html (= version) on 8080; no HEALTHCHECK.
+    Serve,
+    /// As Serve, with a HEALTHCHECK that passes.
+    Healthy,
+    /// As Serve, with a HEALTHCHECK that stays "starting" for ten minutes.
+    NeverHealthy,
+    /// Exits with status 1 at once.
+    ExitAtOnce,
+}
+
+fn build_image(reference: &str, kind: Kind, version: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy("/bin/busybox", dir.path().join("busybox"))
+        .expect("/bin/busybox (busybox-static) is needed: run ./scripts/setup.sh");
+    std::fs::create_dir_all(dir.path().join("www")).unwrap();
+    std::fs::write(dir.path().join("www/index.html"), version).unwrap();
+    let serve = r#"CMD ["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/www"]"#;
+    let tail = match kind {
+        Kind::Serve => serve.to_owned(),
+        Kind::Healthy => format!(
+            "HEALTHCHECK --interval=1s --timeout=1s CMD [\"/bin/busybox\", \"true\"]\n{serve}"
+        ),
+        Kind::NeverHealthy => format!(
+            "HEALTHCHECK --interval=1s --timeout=1s --start-period=600s CMD [\"/bin/busybox\", \"false\"]\n{serve}"
+        ),
+        Kind::ExitAtOnce => r#"CMD ["/bin/busybox", "false"]"#.to_owned(),
+    };
+    let dockerfile = format!(
+        "FROM scratch\nCOPY busybox /bin/busybox\nCOPY busybox /bin/sh\nCOPY www /www\nENV IMAGE_DEFAULT=yes\nLABEL {TEST_LABEL}.image=\"{}\"\nWORKDIR /www\n{tail}\n",
+        sha256_hex(version.as_bytes())
+    );
+    std::fs::write(dir.path().join("Dockerfile"), dockerfile).unwrap();
+    // The legacy builder races on identical layers built at once: one build at a time.
+    static BUILDS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = BUILDS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let out = Command::new("docker")
+        .args(["build", "-q", "-t", reference])
+        .arg(dir.path())
+        .env("DOCKER_BUILDKIT", "0")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "docker build: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Creates a container through the Engine API at version 1.41: the CLI refuses some
+/// settings older Engines take (a MAC address in `Config`), and operators have such containers.
+pub fn create_via_api(name: &str, body: &serde_json::Value) -> String {
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--unix-socket",
+            "/var/run/docker.sock",
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+        ])
+        .arg(format!("http://docker/v1.41/containers/create?name={name}"))
+        .arg("-d")
+        .arg(body.to_string())
+        .output()
+        .expect("curl is needed: run ./scripts/setup.sh");
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    answer["Id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("create {name}: {answer}"))
+        .to_owned()
+}
+
+/// Everything one test creates in Docker; removed (with the test's volumes) on drop.
+pub struct Scope {
+    pub id: String,
+}
+
+impl Scope {
+    pub fn new(test: &str) -> Self {
+        let id = format!(
+            "{test}-{}",
+            &sha256_hex(format!("{test}{:?}", std::time::SystemTime::now()).as_bytes())[..8]
+        );
+        Self { id }
+    }
+
+    /// A container name unique to this test.
+    pub fn name(&self, short: &str) -> String {
+        format!("edt-{}-{short}", &self.id[self.id.len() - 8..])
+    }
+
+    /// `docker run -d --init` with the scope label and `args` (options then image).
+    pub fn run(&self, name: &str, args: &[&str]) -> String {
+        let label = format!("{TEST_LABEL}={}", self.id);
+        let mut all = vec!["run", "-d", "--init", "--name", name, "--label", &label];
+        all.extend_from_slice(args);
+        docker(&all)
+    }
+
+    pub fn network(&self, name: &str, subnet: &str) -> String {
+        let label = format!("{TEST_LABEL}={}", self.id);
+        docker(&[
+            "network", "create", "--label", &label, "--subnet", subnet, name,
+        ])
+    }
+
+    pub fn volume(&self, name: &str) -> String {
+        let label = format!("{TEST_LABEL}={}", self.id);
+        docker(&["volume", "create", "--label", &label, name])
+    }
+}
+
+impl Drop for Scope {
+    fn drop(&mut self) {
+        let filter = format!("label={TEST_LABEL}={}", self.id);
+        let run = |args: &[&str]| {
+            Command::new("docker")
+                .args(args)
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default()
+        };
+        let containers = run(&["ps", "-aq", "--filter", &filter]);
+        let ids: Vec<&str> = containers.split_whitespace().collect();
+        if !ids.is_empty() {
+            let mut args = vec!["rm", "-fv"];
+            args.extend(ids);
+            run(&args);
+        }
+        for kind in ["network", "volume"] {
+            let names = run(&[kind, "ls", "-q", "--filter", &filter]);
+            for n in names.split_whitespace() {
+                run(&[kind, "rm", n]);
+            }
+        }
+    }
+}
+
+/// Containers called exactly `name` or `name.ecr-deployd-old`: (name, running, image id).
+pub fn containers_named(name: &str) -> Vec<(String, bool, String)> {
+    let out = docker(&[
+        "ps",
+        "-a",
+        "--filter",
+        &format!("name={name}"),
+        "--format",
+        "{{.Names}}",
+    ]);
+    out.lines()
+        .filter(|n| *n == name || *n == format!("{name}.ecr-deployd-old"))
+        .map(|n| {
+            let info = docker(&["inspect", "--format", "{{.State.Running}} {{.Image}}", n]);
+            let (running, image) = info.split_once(' ').unwrap();
+            (n.to_owned(), running == "true", image.to_owned())
+        })
+        .collect()
+}
+
+/// The registry digest of the image container `name` runs.
+pub fn running_digest(name: &str) -> String {
+    let image = docker(&["inspect", "--format", "{{.Image}}", name]);
+    let digests = docker(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{range .RepoDigests}}{{println .}}{{end}}",
+        &image,
+    ]);
+    digests
+        .lines()
+        .next()
+        .and_then(|l| l.split_once('@'))
+        .map(|(_, d)| d.to_owned())
+        .unwrap_or_default()
+}

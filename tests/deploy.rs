@@ -1,0 +1,479 @@
+//! Container redeploys on the real stack: moto (SQS, ECR), a local registry with basic auth
+//! that accepts only the ECR credentials, and the machine's Docker Engine.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::docker::*;
+use common::*;
+use ecr_deployd::adapters::docker::DockerRuntime;
+use ecr_deployd::adapters::ecr::{EcrCredentials, EcrRegistry};
+use ecr_deployd::adapters::sqs::SqsQueue;
+use ecr_deployd::app::{Agent, deploy_config};
+use ecr_deployd::config::Settings;
+use ecr_deployd::deploy::executor::Executor;
+use ecr_deployd::store::{Deployment, Outcome, Store};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+type RealAgent = Agent<SqsQueue, EcrRegistry, Executor<DockerRuntime, EcrCredentials>>;
+
+struct Stack {
+    moto: Moto,
+    registry: TestRegistry,
+    scope: Scope,
+    sqs: aws_sdk_sqs::Client,
+    ecr: aws_sdk_ecr::Client,
+    url: String,
+    state: tempfile::TempDir,
+}
+
+impl Stack {
+    async fn new(test: &str) -> Self {
+        let moto = Moto::start();
+        let sdk = moto.sdk().await;
+        let (sqs, ecr) = (
+            aws_sdk_sqs::Client::new(&sdk),
+            aws_sdk_ecr::Client::new(&sdk),
+        );
+        let (url, _) = create_queue(&sqs, "host-a", None).await;
+        Self {
+            moto,
+            registry: TestRegistry::start(),
+            scope: Scope::new(test),
+            sqs,
+            ecr,
+            url,
+            state: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn settings(&self) -> Settings {
+        let mut s = Settings::default();
+        s.queue.url = self.url.clone();
+        s.queue.wait_time_seconds = 1;
+        s.registry.mirror = self.registry.host.clone();
+        s.deploy.debounce_millis = 200;
+        s.deploy.min_uptime_seconds = 1;
+        s.deploy.health_timeout_seconds = 20;
+        s.deploy.stop_timeout_seconds = 5;
+        s.state.path = self.state.path().join("state.db");
+        s
+    }
+
+    fn image(&self, repo: &str, tag: &str) -> String {
+        format!("{}/{repo}:{tag}", self.registry.host)
+    }
+
+    /// v1 of `repo`, published, tagged locally as `repo:prod` and pointed at by ECR.
+    async fn first_version(&self, repo: &str, kind: Kind) -> String {
+        let digest = self.registry.publish(repo, "v1", kind, "v1", true);
+        docker(&["tag", &self.image(repo, "v1"), &self.image(repo, "prod")]);
+        put_digest(&self.ecr, repo, "prod", &digest).await;
+        digest
+    }
+
+    /// Publishes `version` and moves ECR's `prod` tag to it; returns the digest.
+    async fn push(&self, repo: &str, kind: Kind, version: &str) -> String {
+        let digest = self.registry.publish(repo, version, kind, version, false);
+        put_digest(&self.ecr, repo, "prod", &digest).await;
+        digest
+    }
+
+    async fn event(&self, repo: &str, digest: &str) {
+        send_all(&self.sqs, &self.url, &[push_body(repo, "prod", digest)]).await;
+    }
+
+    async fn agent(&self) -> Running {
+        let settings = self.settings();
+        let sdk = self.moto.sdk().await;
+        let store = Arc::new(Store::open(&settings.state.path).unwrap());
+        let executor = Executor::new(
+            Arc::new(DockerRuntime::new(None)),
+            Arc::new(EcrCredentials::new(&sdk)),
+            store,
+            deploy_config(&settings),
+        );
+        assert_eq!(executor.recover().await.unwrap(), 0);
+        let agent = Arc::new(Agent {
+            queue: Arc::new(SqsQueue::new(&sdk, &self.url, Duration::from_secs(1))),
+            registry: Arc::new(EcrRegistry::new(&sdk)),
+            deployer: Arc::new(executor),
+            stats: Arc::default(),
+        });
+        let token = CancellationToken::new();
+        let (a, t) = (agent.clone(), token.clone());
+        let task = tokio::spawn(async move { a.run(&settings, t, Duration::from_secs(30)).await });
+        Running { agent, token, task }
+    }
+
+    async fn drained(&self) {
+        eventually(Duration::from_secs(60), "queue drained", || async {
+            queue_counts(&self.sqs, &self.url).await == (0, 0)
+        })
+        .await;
+    }
+}
+
+struct Running {
+    agent: Arc<RealAgent>,
+    token: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    fn history(&self, container: &str) -> Vec<Deployment> {
+        self.agent
+            .deployer
+            .store()
+            .history(Some(container), 50)
+            .unwrap()
+    }
+
+    async fn until_outcomes(&self, container: &str, n: usize) -> Vec<Deployment> {
+        eventually(Duration::from_secs(90), "deployment recorded", || async {
+            self.history(container)
+                .iter()
+                .filter(|d| d.outcome.is_some())
+                .count()
+                >= n
+        })
+        .await;
+        self.history(container)
+    }
+
+    async fn stop(self) {
+        self.token.cancel();
+        self.task.await.unwrap();
+    }
+}
+
+fn inspect(name: &str) -> Value {
+    let out = docker(&["inspect", name]);
+    serde_json::from_str::<Value>(&out).unwrap()[0].clone()
+}
+
+fn exec(name: &str, script: &str) -> String {
+    docker(&["exec", "-u", "0", name, "/bin/busybox", "sh", "-c", script])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_replaces_the_container_keeping_its_whole_configuration_and_data() {
+    let s = Stack::new("config").await;
+    let v1 = s.first_version("team/web", Kind::Healthy).await;
+    let name = s.scope.name("web");
+    let octet = u8::from_str_radix(&s.scope.id[s.scope.id.len() - 2..], 16).unwrap();
+    let front = s.scope.name("front");
+    let back = s.scope.name("back");
+    s.scope.network(&front, &format!("10.231.{octet}.0/24"));
+    s.scope.network(&back, &format!("10.232.{octet}.0/24"));
+    let named = s.scope.name("data");
+    s.scope.volume(&named);
+    let bind_dir = tempfile::tempdir().unwrap();
+    std::fs::write(bind_dir.path().join("hello"), "from the host").unwrap();
+    let ip = format!("10.231.{octet}.10");
+    s.scope.run(
+        &name,
+        &[
+            "--label",
+            "ecr-deployd.enable=true",
+            "--label",
+            "team=web",
+            "--network",
+            &front,
+            "--ip",
+            &ip,
+            "--network-alias",
+            "web",
+            "-e",
+            "MODE=prod",
+            "-u",
+            "1000:1000",
+            "-w",
+            "/",
+            "--restart",
+            "unless-stopped",
+            "-p",
+            "127.0.0.1::8081",
+            "-v",
+            &format!("{named}:/named"),
+            "-v",
+            "/anon",
+            "-v",
+            &format!("{}:/host:ro", bind_dir.path().display()),
+            "--health-cmd",
+            "/bin/busybox true",
+            "--health-interval",
+            "1s",
+            "--log-opt",
+            "max-size=1m",
+            &s.image("team/web", "prod"),
+            "/bin/busybox",
+            "httpd",
+            "-f",
+            "-p",
+            "8081",
+            "-h",
+            "/www",
+        ],
+    );
+    docker(&["network", "connect", "--alias", "web-back", &back, &name]);
+    exec(
+        &name,
+        "echo named-data > /named/f && echo anon-data > /anon/f",
+    );
+    let before = inspect(&name);
+
+    let running = s.agent().await;
+    let v2 = s.push("team/web", Kind::Healthy, "v2").await;
+    s.event("team/web", &v2).await;
+    let history = running.until_outcomes(&name, 1).await;
+    s.drained().await;
+    running.stop().await;
+
+    let d = &history[0];
+    assert_eq!(d.outcome, Some(Outcome::Succeeded), "{d:?}");
+    assert_eq!(
+        (
+            d.from_digest.as_deref(),
+            d.to_digest.as_str(),
+            d.trigger.as_str()
+        ),
+        (Some(v1.as_str()), v2.as_str(), "event")
+    );
+    assert!(d.phases.pull_ms > 0 && d.ended_at_ms.is_some());
+    let present = containers_named(&name);
+    assert_eq!(
+        present.len(),
+        1,
+        "exactly one container, no parked old one: {present:?}"
+    );
+    assert!(present[0].1, "running");
+    assert_eq!(running_digest(&name), v2);
+
+    let after = inspect(&name);
+    assert_ne!(after["Id"], before["Id"]);
+    let (c, h) = (&after["Config"], &after["HostConfig"]);
+    let env: Vec<&str> = c["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        env.contains(&"MODE=prod") && env.contains(&"IMAGE_DEFAULT=yes"),
+        "{env:?}"
+    );
+    assert_eq!(c["Cmd"], before["Config"]["Cmd"]);
+    assert_eq!(c["User"], "1000:1000");
+    assert_eq!(c["WorkingDir"], "/");
+    assert_eq!(c["Labels"]["team"], "web");
+    assert_eq!(c["Labels"]["ecr-deployd.enable"], "true");
+    assert_eq!(c["Healthcheck"], before["Config"]["Healthcheck"]);
+    assert_ne!(
+        c["Hostname"], before["Config"]["Hostname"],
+        "hostname not inherited from the old id"
+    );
+    assert_eq!(h["RestartPolicy"]["Name"], "unless-stopped");
+    assert_eq!(h["PortBindings"], before["HostConfig"]["PortBindings"]);
+    assert_eq!(h["LogConfig"]["Config"]["max-size"], "1m");
+    let nets = &after["NetworkSettings"]["Networks"];
+    assert_eq!(nets[&front]["IPAddress"], ip, "static IP kept");
+    assert!(
+        nets[&front]["Aliases"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("web"))
+    );
+    assert!(
+        nets[&back]["Aliases"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("web-back"))
+    );
+    assert_eq!(
+        exec(&name, "cat /named/f /anon/f /host/hello"),
+        "named-data\nanon-data\nfrom the host"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_that_exits_at_once_is_rolled_back_blocked_and_the_next_good_push_deploys() {
+    let s = Stack::new("exits").await;
+    let v1 = s.first_version("team/api", Kind::Serve).await;
+    let name = s.scope.name("api");
+    s.scope.run(
+        &name,
+        &[
+            "--label",
+            "ecr-deployd.enable=true",
+            &s.image("team/api", "prod"),
+        ],
+    );
+    let running = s.agent().await;
+
+    let bad = s.push("team/api", Kind::ExitAtOnce, "bad").await;
+    s.event("team/api", &bad).await;
+    let h = running.until_outcomes(&name, 1).await;
+    assert_eq!(h[0].outcome, Some(Outcome::RolledBack), "{:?}", h[0]);
+    assert!(
+        h[0].error.as_deref().unwrap_or("").contains("exited"),
+        "{:?}",
+        h[0].error
+    );
+    assert_eq!(containers_named(&name).len(), 1);
+    assert!(containers_named(&name)[0].1, "the old container runs again");
+    assert_eq!(running_digest(&name), v1);
+
+    // The same digest again (a replayed or duplicate event): blocked, no second attempt.
+    s.event("team/api", &bad).await;
+    s.drained().await;
+    assert_eq!(running.history(&name).len(), 1);
+
+    let good = s.push("team/api", Kind::Serve, "v3").await;
+    s.event("team/api", &good).await;
+    let h = running.until_outcomes(&name, 2).await;
+    s.drained().await;
+    running.stop().await;
+    assert_eq!(h[0].outcome, Some(Outcome::Succeeded));
+    assert_eq!(running_digest(&name), good);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_that_never_becomes_healthy_is_rolled_back_after_its_health_timeout() {
+    let s = Stack::new("unhealthy").await;
+    let v1 = s.first_version("team/slow", Kind::Healthy).await;
+    let name = s.scope.name("slow");
+    s.scope.run(
+        &name,
+        &[
+            "--label",
+            "ecr-deployd.enable=true",
+            "--label",
+            "ecr-deployd.health-timeout=3",
+            &s.image("team/slow", "prod"),
+        ],
+    );
+    let running = s.agent().await;
+    let stuck = s.push("team/slow", Kind::NeverHealthy, "stuck").await;
+    s.event("team/slow", &stuck).await;
+    let h = running.until_outcomes(&name, 1).await;
+    running.stop().await;
+    assert_eq!(h[0].outcome, Some(Outcome::RolledBack));
+    assert!(
+        h[0].error.as_deref().unwrap_or("").contains("within 3s"),
+        "{:?}",
+        h[0].error
+    );
+    assert!(h[0].phases.health_ms >= 3000);
+    assert_eq!(running_digest(&name), v1);
+    assert_eq!(containers_named(&name).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_pull_leaves_the_old_container_untouched_and_unmanaged_containers_are_never_touched()
+ {
+    let s = Stack::new("pullfail").await;
+    s.first_version("team/job", Kind::Serve).await;
+    let name = s.scope.name("job");
+    let bystander = s.scope.name("bystander");
+    let managed_id = s.scope.run(
+        &name,
+        &[
+            "--label",
+            "ecr-deployd.enable=true",
+            &s.image("team/job", "prod"),
+        ],
+    );
+    let bystander_id = s.scope.run(&bystander, &[&s.image("team/job", "prod")]);
+    let running = s.agent().await;
+
+    // ECR names a digest the registry does not have.
+    let missing = format!("sha256:{}", "e".repeat(64));
+    put_digest(&s.ecr, "team/job", "prod", &missing).await;
+    s.event("team/job", &missing).await;
+    let h = running.until_outcomes(&name, 1).await;
+    assert_eq!(h[0].outcome, Some(Outcome::Failed));
+    assert!(
+        h[0].error.as_deref().unwrap_or("").contains("pull"),
+        "{:?}",
+        h[0].error
+    );
+    assert_eq!(
+        inspect(&name)["Id"],
+        managed_id.as_str(),
+        "same container, never stopped"
+    );
+    assert_eq!(inspect(&name)["State"]["Running"], true);
+
+    // A good push: the managed container moves, the one without the label does not.
+    let v2 = s.push("team/job", Kind::Serve, "v2").await;
+    s.event("team/job", &v2).await;
+    running.until_outcomes(&name, 2).await;
+    s.drained().await;
+    running.stop().await;
+    assert_eq!(running_digest(&name), v2);
+    assert_eq!(inspect(&bystander)["Id"], bystander_id.as_str());
+    assert_ne!(running_digest(&bystander), v2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mac_address_the_user_set_and_a_static_ip_survive_and_assigned_macs_are_not_copied() {
+    let s = Stack::new("mac").await;
+    s.first_version("team/mac", Kind::Serve).await;
+    let octet = u8::from_str_radix(&s.scope.id[s.scope.id.len() - 2..], 16).unwrap();
+    let lan = s.scope.name("lan");
+    s.scope.network(&lan, &format!("10.233.{octet}.0/24"));
+    let (pinned, plain) = (s.scope.name("pinned"), s.scope.name("plain"));
+    let mac = format!("02:42:0a:e9:{octet:02x}:20");
+    let ip = format!("10.233.{octet}.20");
+    let labels = serde_json::json!({"ecr-deployd.enable": "true", TEST_LABEL: s.scope.id});
+    create_via_api(
+        &pinned,
+        &serde_json::json!({
+            "Image": s.image("team/mac", "prod"), "MacAddress": mac, "Labels": labels,
+            "HostConfig": {"Init": true, "NetworkMode": lan},
+            "NetworkingConfig": {"EndpointsConfig": {lan.clone(): {"IPAMConfig": {"IPv4Address": ip}}}}
+        }),
+    );
+    create_via_api(
+        &plain,
+        &serde_json::json!({"Image": s.image("team/mac", "prod"), "Labels": labels, "HostConfig": {"Init": true, "NetworkMode": lan}}),
+    );
+    docker(&["start", &pinned, &plain]);
+    let assigned = inspect(&plain)["NetworkSettings"]["Networks"][&lan]["MacAddress"].clone();
+
+    let running = s.agent().await;
+    let v2 = s.push("team/mac", Kind::Serve, "v2").await;
+    s.event("team/mac", &v2).await;
+    running.until_outcomes(&pinned, 1).await;
+    running.until_outcomes(&plain, 1).await;
+    running.stop().await;
+
+    let after = inspect(&pinned);
+    assert_eq!(after["Config"]["MacAddress"], mac.as_str());
+    assert_eq!(
+        after["NetworkSettings"]["Networks"][&lan]["MacAddress"],
+        mac.as_str()
+    );
+    assert_eq!(
+        after["NetworkSettings"]["Networks"][&lan]["IPAddress"],
+        ip.as_str()
+    );
+    let plain_after = inspect(&plain);
+    assert_eq!(running_digest(&plain), v2);
+    assert_eq!(
+        plain_after["Config"]["MacAddress"].as_str().unwrap_or(""),
+        "",
+        "no MAC frozen into the config"
+    );
+    // The address Docker assigned the old container is free again and may be reused; what
+    // matters is that two containers never share one.
+    assert_ne!(
+        plain_after["NetworkSettings"]["Networks"][&lan]["MacAddress"],
+        after["Config"]["MacAddress"]
+    );
+    let _ = assigned;
+}
