@@ -156,6 +156,8 @@ pub struct Managed {
     pub running: Option<Digest>,
     /// `ecr-deployd.health-timeout`, when set.
     pub health_timeout: Option<Duration>,
+    /// The container's own StopTimeout, when it sets one (it wins over the config).
+    pub stop_timeout: Option<Duration>,
     pub running_now: bool,
 }
 

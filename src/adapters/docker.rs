@@ -196,7 +196,13 @@ impl Runtime for DockerRuntime {
                 ),
                 Err(_) => None,
             };
+            let stop_timeout = inspect
+                .config
+                .as_ref()
+                .and_then(|c| c.stop_timeout)
+                .map(|s| Duration::from_secs(s.max(0) as u64));
             out.push(Managed {
+                stop_timeout,
                 id,
                 name,
                 image: configured,

@@ -21,6 +21,8 @@ use crate::store::{NewDeployment, Outcome, Phases, Step, Store};
 
 /// How often the health gate looks at the new container.
 const HEALTH_POLL: Duration = Duration::from_millis(250);
+/// Beyond a stop timeout, how long a stop started by a killed agent may still take.
+const SETTLE_MARGIN: Duration = Duration::from_secs(2);
 
 /// `[deploy]` and `[registry]` settings the executor needs.
 #[derive(Clone, Debug)]
@@ -208,7 +210,11 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
         // 2. Stop and park the old container.
         let t = Instant::now();
         self.journal(id, Step::Stopping)?;
-        if let Err(e) = self.runtime.stop(&c.id, self.cfg.stop_timeout).await {
+        if let Err(e) = self
+            .runtime
+            .stop(&c.id, c.stop_timeout.unwrap_or(self.cfg.stop_timeout))
+            .await
+        {
             self.restart_old(c).await;
             return Err(failed(e));
         }
@@ -366,6 +372,20 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
         self.runtime.start(old_id).await
     }
 
+    /// Starts `id` whenever it is found stopped during `window`.
+    async fn keep_running(&self, id: &str, window: Duration) -> Result<(), RuntimeError> {
+        let until = Instant::now() + window;
+        while Instant::now() < until {
+            if let Some(seen) = self.runtime.observe(id).await?
+                && !seen.running
+            {
+                self.runtime.start(id).await?;
+            }
+            tokio::time::sleep(HEALTH_POLL).await;
+        }
+        Ok(())
+    }
+
     /// Finishes or undoes swaps a crash interrupted. Run before any new deploy.
     pub async fn recover(&self) -> Result<usize, RuntimeError> {
         let open = self.store.unfinished().map_err(|e| RuntimeError {
@@ -390,6 +410,13 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
                 step => {
                     self.restore(&d.container, &old_id, d.new_id.as_deref())
                         .await?;
+                    if step == Step::Stopping {
+                        // The killed agent's stop request may still be under way in the Engine
+                        // and kill the container once its timeout passes: watch it through that
+                        // window and start it again if it goes down.
+                        self.keep_running(&old_id, self.cfg.stop_timeout + SETTLE_MARGIN)
+                            .await?;
+                    }
                     (
                         Outcome::RolledBack,
                         format!(

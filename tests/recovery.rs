@@ -1,0 +1,209 @@
+//! `kill -9` of the agent in the middle of a swap: the next start finishes or undoes it, so
+//! there is exactly one container with the name, running, with its volumes.
+//! The agent runs as its binary; moto, the registry and Docker are real.
+
+mod common;
+
+use std::time::Duration;
+
+use common::docker::*;
+use common::*;
+use ecr_deployd::store::{Outcome, Step, Store};
+
+struct Setup {
+    _moto: Moto,
+    registry: TestRegistry,
+    scope: Scope,
+    sqs: aws_sdk_sqs::Client,
+    ecr: aws_sdk_ecr::Client,
+    url: String,
+    config: String,
+    state: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+async fn setup(test: &str) -> Setup {
+    let moto = Moto::start();
+    let sdk = moto.sdk().await;
+    let (sqs, ecr) = (
+        aws_sdk_sqs::Client::new(&sdk),
+        aws_sdk_ecr::Client::new(&sdk),
+    );
+    let (url, _) = create_queue(&sqs, "host-a", None).await;
+    let registry = TestRegistry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.db");
+    // A long visibility keeps the interrupted message away while the test looks at recovery.
+    let config = format!(
+        "[aws]\nregion = \"{REGION}\"\nendpoint_url = \"{}\"\n[queue]\nurl = \"{url}\"\nwait_time_seconds = 1\nvisibility_timeout_seconds = 300\n\
+         [registry]\nmirror = \"{}\"\n[deploy]\ndebounce_millis = 100\nmin_uptime_seconds = 1\nhealth_timeout_seconds = 120\nstop_timeout_seconds = 5\n\
+         [state]\npath = \"{}\"\n[http]\nlisten = \"\"\n",
+        moto.endpoint,
+        registry.host,
+        state.display()
+    );
+    Setup {
+        _moto: moto,
+        registry,
+        scope: Scope::new(test),
+        sqs,
+        ecr,
+        url,
+        config,
+        state,
+        _dir: dir,
+    }
+}
+
+/// Waits until the journal shows the deployment at `step`.
+async fn journal_reaches(state: &std::path::Path, step: Step) {
+    eventually(Duration::from_secs(60), "journal step", || async {
+        let Ok(store) = Store::open(state) else {
+            return false;
+        };
+        store
+            .unfinished()
+            .map(|open| open.iter().any(|d| d.step == step))
+            .unwrap_or(false)
+    })
+    .await;
+}
+
+async fn kill_and_recover(s: &Setup, agent: AgentProcess, name: &str, step: &str) -> AgentProcess {
+    let mut agent = agent;
+    agent.signal("KILL");
+    agent.wait_exit(Duration::from_secs(10));
+    let restarted = AgentProcess::start(&s.config, &["run"]);
+    eventually(Duration::from_secs(60), "recovery logged", || async {
+        restarted
+            .log_text()
+            .contains("interrupted deployments recovered")
+    })
+    .await;
+    let present = containers_named(name);
+    assert_eq!(
+        present.len(),
+        1,
+        "exactly one container: {present:?}\n{}",
+        restarted.log_text()
+    );
+    assert_eq!(present[0].0, name);
+    assert!(present[0].1, "running");
+    let history = Store::open(&s.state)
+        .unwrap()
+        .history(Some(name), 10)
+        .unwrap();
+    assert_eq!(history[0].outcome, Some(Outcome::RolledBack), "{history:?}");
+    assert!(
+        history[0].error.as_deref().unwrap_or("").contains(step),
+        "{history:?}"
+    );
+    assert!(
+        Store::open(&s.state)
+            .unwrap()
+            .unfinished()
+            .unwrap()
+            .is_empty()
+    );
+    restarted
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_while_the_old_container_is_being_stopped_restores_it_with_its_data() {
+    let s = setup("kill-stop").await;
+    let v1 = s
+        .registry
+        .publish("team/svc", "v1", Kind::Serve, "v1", true);
+    let prod = format!("{}/team/svc:prod", s.registry.host);
+    docker(&["tag", &format!("{}/team/svc:v1", s.registry.host), &prod]);
+    put_digest(&s.ecr, "team/svc", "prod", &v1).await;
+    let name = s.scope.name("svc");
+    // httpd ignores SIGWINCH: the stop lasts the container's own 4 s stop timeout.
+    s.scope.run(
+        &name,
+        &[
+            "--label",
+            "ecr-deployd.enable=true",
+            "--stop-signal",
+            "SIGWINCH",
+            "--stop-timeout",
+            "4",
+            "-v",
+            "/anon",
+            &prod,
+        ],
+    );
+    docker(&[
+        "exec",
+        &name,
+        "/bin/busybox",
+        "sh",
+        "-c",
+        "echo kept > /anon/f",
+    ]);
+    let agent = AgentProcess::start(&s.config, &["run"]);
+    let v2 = s
+        .registry
+        .publish("team/svc", "v2", Kind::Serve, "v2", false);
+    put_digest(&s.ecr, "team/svc", "prod", &v2).await;
+    send_all(&s.sqs, &s.url, &[push_body("team/svc", "prod", &v2)]).await;
+    journal_reaches(&s.state, Step::Stopping).await;
+    let restarted = kill_and_recover(&s, agent, &name, "stopping").await;
+    // Still running once the interrupted stop's 4 s timeout has long passed.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(
+        containers_named(&name)[0].1,
+        "the restored container stays up: {}\n{:#?}",
+        docker(&["inspect", "--format", "{{json .State}}", &name]),
+        restarted.log_text()
+    );
+    assert_eq!(running_digest(&name), v1);
+    assert_eq!(
+        docker(&["exec", &name, "/bin/busybox", "cat", "/anon/f"]),
+        "kept"
+    );
+    assert_eq!(
+        queue_counts(&s.sqs, &s.url).await.1,
+        1,
+        "the message is still in flight, not deleted"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_the_health_gate_removes_the_new_container_and_restores_the_old_one() {
+    let s = setup("kill-health").await;
+    let v1 = s
+        .registry
+        .publish("team/gate", "v1", Kind::Healthy, "v1", true);
+    let prod = format!("{}/team/gate:prod", s.registry.host);
+    docker(&["tag", &format!("{}/team/gate:v1", s.registry.host), &prod]);
+    put_digest(&s.ecr, "team/gate", "prod", &v1).await;
+    let name = s.scope.name("gate");
+    s.scope.run(
+        &name,
+        &["--label", "ecr-deployd.enable=true", "-v", "/anon", &prod],
+    );
+    docker(&[
+        "exec",
+        &name,
+        "/bin/busybox",
+        "sh",
+        "-c",
+        "echo kept > /anon/f",
+    ]);
+    let agent = AgentProcess::start(&s.config, &["run"]);
+    let stuck = s
+        .registry
+        .publish("team/gate", "stuck", Kind::NeverHealthy, "stuck", false);
+    put_digest(&s.ecr, "team/gate", "prod", &stuck).await;
+    send_all(&s.sqs, &s.url, &[push_body("team/gate", "prod", &stuck)]).await;
+    journal_reaches(&s.state, Step::HealthGate).await;
+    // Both exist now: the new one starting, the old one parked under the suffix.
+    assert_eq!(containers_named(&name).len(), 2);
+    let _restarted = kill_and_recover(&s, agent, &name, "health_gate").await;
+    assert_eq!(running_digest(&name), v1);
+    assert_eq!(
+        docker(&["exec", &name, "/bin/busybox", "cat", "/anon/f"]),
+        "kept"
+    );
+}
