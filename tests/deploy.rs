@@ -336,6 +336,9 @@ async fn an_image_that_exits_at_once_is_rolled_back_blocked_and_the_next_good_pu
     s.event("team/api", &good).await;
     let h = running.until_outcomes(&name, 2).await;
     s.drained().await;
+    // The emulator's token "expired" in 2015: cached anyway for a floor period, not refetched
+    // in a loop — one GetAuthorizationToken for both deploys.
+    assert_eq!(running.agent.deployer.credentials().fetches(), 1);
     running.stop().await;
     assert_eq!(h[0].outcome, Some(Outcome::Succeeded));
     assert_eq!(running_digest(&name), good);
@@ -476,4 +479,108 @@ async fn a_mac_address_the_user_set_and_a_static_ip_survive_and_assigned_macs_ar
         after["Config"]["MacAddress"]
     );
     let _ = assigned;
+}
+
+/// A Unix socket that forwards to the Engine while "up": the test cuts Docker off and back.
+struct DockerProxy {
+    path: std::path::PathBuf,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl DockerProxy {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        Self {
+            path: dir.path().join("docker.sock"),
+            task: None,
+            _dir: dir,
+        }
+    }
+
+    fn up(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+        let listener = tokio::net::UnixListener::bind(&self.path).unwrap();
+        self.task = Some(tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    if let Ok(mut engine) =
+                        tokio::net::UnixStream::connect("/var/run/docker.sock").await
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut engine).await;
+                    }
+                });
+            }
+        }));
+    }
+
+    fn down(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_unreachable_keeps_the_message_and_the_deploy_happens_once_it_is_back() {
+    let s = Stack::new("dockerdown").await;
+    s.first_version("team/down", Kind::Serve).await;
+    let name = s.scope.name("down");
+    s.scope.run(
+        &name,
+        &[
+            "--label",
+            "ecr-deployd.enable=true",
+            &s.image("team/down", "prod"),
+        ],
+    );
+    let mut proxy = DockerProxy::new();
+    let settings = s.settings();
+    let sdk = s.moto.sdk().await;
+    let executor = Executor::new(
+        Arc::new(DockerRuntime::new(Some(&format!(
+            "unix://{}",
+            proxy.path.display()
+        )))),
+        Arc::new(EcrCredentials::new(&sdk)),
+        Arc::new(Store::open(&settings.state.path).unwrap()),
+        deploy_config(&settings),
+    );
+    let agent = Arc::new(Agent {
+        queue: Arc::new(SqsQueue::new(&sdk, &s.url, Duration::from_secs(1))),
+        registry: Arc::new(EcrRegistry::new(&sdk)),
+        deployer: Arc::new(executor),
+        stats: Arc::default(),
+    });
+    let token = CancellationToken::new();
+    let task = {
+        let (a, t, st) = (agent.clone(), token.clone(), settings.clone());
+        tokio::spawn(async move { a.run(&st, t, Duration::from_secs(30)).await })
+    };
+    let running = Running { agent, token, task };
+
+    let v2 = s.push("team/down", Kind::Serve, "v2").await;
+    s.event("team/down", &v2).await;
+    eventually(
+        Duration::from_secs(30),
+        "the request was tried and left for later",
+        || async { ecr_deployd::stats::Stats::get(&running.agent.stats.retried_later) >= 1 },
+    )
+    .await;
+    assert_eq!(
+        queue_counts(&s.sqs, &s.url).await,
+        (0, 1),
+        "kept, not deleted"
+    );
+    assert!(running.history(&name).is_empty());
+
+    proxy.up();
+    // The message comes back after the retry delay and is deployed.
+    let h = running.until_outcomes(&name, 1).await;
+    s.drained().await;
+    running.stop().await;
+    proxy.down();
+    assert_eq!(h[0].outcome, Some(Outcome::Succeeded));
+    assert_eq!(running_digest(&name), v2);
 }

@@ -34,6 +34,9 @@ pub const LABEL_IMAGE: &str = "ecr-deployd.image";
 pub const LABEL_HEALTH_TIMEOUT: &str = "ecr-deployd.health-timeout";
 /// Suffix of the old container's name while a swap is in progress.
 pub const OLD_SUFFIX: &str = ".ecr-deployd-old";
+/// Per-request timeout of the Engine client: a pull of a large image over a slow site link
+/// must not be cut off (bollard's default is 120 s).
+const CLIENT_TIMEOUT_SECS: u64 = 1800;
 /// Swarm marks its task containers with this label; they belong to services, not to us.
 const SWARM_TASK_LABEL: &str = "com.docker.swarm.service.id";
 
@@ -97,7 +100,13 @@ impl DockerRuntime {
     async fn docker(&self) -> Result<&Docker, RuntimeError> {
         self.client
             .get_or_try_init(|| async {
-                let docker = Docker::connect_with_local_defaults().map_err(err("connect"))?;
+                let path = self.socket.to_string_lossy();
+                let docker = Docker::connect_with_socket(
+                    &path,
+                    CLIENT_TIMEOUT_SECS,
+                    bollard::API_DEFAULT_VERSION,
+                )
+                .map_err(err("connect"))?;
                 docker
                     .negotiate_version()
                     .await

@@ -74,6 +74,10 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
         &self.store
     }
 
+    pub fn credentials(&self) -> &C {
+        &self.credentials
+    }
+
     fn lock_for(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
         locks.entry(name.to_owned()).or_default().clone()
