@@ -391,6 +391,16 @@ async fn a_failed_pull_leaves_the_old_container_untouched_and_unmanaged_containe
         ],
     );
     let bystander_id = s.scope.run(&bystander, &[&s.image("team/job", "prod")]);
+    let stopped = s.scope.name("stopped");
+    let stopped_id = s.scope.run(
+        &stopped,
+        &[
+            "--label",
+            "ecr-deployd.enable=true",
+            &s.image("team/job", "prod"),
+        ],
+    );
+    docker(&["stop", &stopped]);
     let running = s.agent().await;
 
     // ECR names a digest the registry does not have.
@@ -419,6 +429,16 @@ async fn a_failed_pull_leaves_the_old_container_untouched_and_unmanaged_containe
     running.stop().await;
     assert_eq!(running_digest(&name), v2);
     assert_eq!(inspect(&bystander)["Id"], bystander_id.as_str());
+    // A managed container its operator stopped is neither started nor replaced.
+    assert_eq!(inspect(&stopped)["Id"], stopped_id.as_str());
+    assert_eq!(inspect(&stopped)["State"]["Running"], false);
+    assert!(
+        Store::open(&s.settings().state.path)
+            .unwrap()
+            .history(Some(&stopped), 5)
+            .unwrap()
+            .is_empty()
+    );
     assert_ne!(running_digest(&bystander), v2);
 }
 

@@ -109,6 +109,12 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
         let Some(c) = managed.into_iter().find(|m| m.name == container.name) else {
             return Ok(None);
         };
+        if !c.running_now {
+            // Stopped by its operator (or crashed before we came): starting it would override
+            // a decision that is not ours. It is updated once it runs again.
+            info!(container = %c.name, "container is not running; not redeploying it");
+            return Ok(None);
+        }
         if c.running.as_ref() == Some(desired) {
             debug!(container = %c.name, digest = %desired.short(), "up to date");
             return Ok(None);
