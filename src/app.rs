@@ -4,7 +4,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -19,6 +19,7 @@ use crate::deploy::executor::{DeployConfig, Executor};
 use crate::intake::{self, InFlight, IntakeConfig};
 use crate::ports::{Deployer, Queue, Registry};
 use crate::reconcile::Reconciler;
+use crate::reconcile::sweep;
 use crate::retry;
 use crate::stats::Stats;
 use crate::store::{Store, StoreError};
@@ -149,8 +150,21 @@ pub async fn run(
         Ok(n) => info!(deployments = n, "interrupted deployments recovered"),
         Err(e) => warn!(error = %e, "recovery of interrupted deployments failed"),
     }
+    let sweep = tokio::spawn(sweep::periodic(
+        agent.registry.clone(),
+        agent.deployer.clone(),
+        Duration::from_secs(settings.sweep.interval_seconds),
+        Duration::from_secs(settings.sweep.jitter_seconds),
+        Arc::new(Notify::new()),
+        token.clone(),
+    ));
     info!(queue = %settings.queue.url, "ecr-deployd running");
     agent.run(&settings, token, SHUTDOWN_GRACE).await;
+    // A sweep deploying right now gets the same grace as event work; past it, the journal
+    // lets the next start finish or undo the swap.
+    if tokio::time::timeout(SHUTDOWN_GRACE, sweep).await.is_err() {
+        warn!("the sweep did not finish within the grace period");
+    }
     info!(
         ecr_calls = agent.registry.calls(),
         "ecr-deployd stopped cleanly"

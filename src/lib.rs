@@ -16,9 +16,11 @@
 //! - [`store`]: SQLite state: history, deploy journal, blocked digests.
 //! - [`adapters`]: SQS, ECR (AWS SDK) — the only code that sees SDK types.
 //! - [`app`]: wires the stages, signals and shutdown.
+//! - [`commands`]: the operator commands (`sweep`, `status`, `history`, `rollback`, `doctor`).
 
 pub mod adapters;
 pub mod app;
+pub mod commands;
 pub mod config;
 pub mod deploy;
 pub mod event;

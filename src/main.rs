@@ -3,6 +3,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use ecr_deployd::commands;
 use ecr_deployd::config::{DEFAULT_CONFIG_PATH, Settings};
 use tracing_subscriber::EnvFilter;
 
@@ -65,9 +66,6 @@ enum Command {
     CheckConfig,
 }
 
-/// Exit status for "could not run": configuration, usage or unreachable dependencies.
-const EXIT_CANNOT_RUN: u8 = 2;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format, cli.verbose);
@@ -77,62 +75,72 @@ fn main() -> ExitCode {
     };
     let settings = match Settings::load(&path, is_default, std::env::vars()) {
         Ok(s) => s,
+        Err(e) if matches!(cli.command, Command::Doctor) => {
+            println!("FAIL config valid: {e}");
+            return ExitCode::from(commands::EXIT_FAILED);
+        }
         Err(e) => {
             eprintln!("ecr-deployd: invalid configuration: {e}");
-            return ExitCode::from(EXIT_CANNOT_RUN);
+            return ExitCode::from(commands::EXIT_CANNOT_RUN);
         }
     };
-    match cli.command {
-        Command::CheckConfig => {
-            print!("{}", settings.to_redacted_toml());
-            if settings.require_queue().is_err() {
-                eprintln!("note: queue.url is not set; `run` needs it");
-            }
-            ExitCode::SUCCESS
+    if let Command::CheckConfig = cli.command {
+        print!("{}", settings.to_redacted_toml());
+        if settings.require_queue().is_err() {
+            eprintln!("note: queue.url is not set; `run` needs it");
         }
-        Command::Run => run(settings),
-        other => {
-            eprintln!(
-                "ecr-deployd: `{}` is not implemented yet in this version",
-                name(&other)
-            );
-            ExitCode::from(EXIT_CANNOT_RUN)
-        }
+        return ExitCode::SUCCESS;
     }
-}
-
-fn name(command: &Command) -> &'static str {
-    match command {
-        Command::Run => "run",
-        Command::Sweep { .. } => "sweep",
-        Command::Status { .. } => "status",
-        Command::History { .. } => "history",
-        Command::Rollback { .. } => "rollback",
-        Command::Doctor => "doctor",
-        Command::CheckConfig => "check-config",
+    if let Command::History {
+        container,
+        limit,
+        json,
+    } = &cli.command
+    {
+        return ExitCode::from(commands::history(
+            &settings,
+            container.as_deref(),
+            *limit,
+            *json,
+        ));
     }
-}
-
-fn run(settings: Settings) -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("ecr-deployd: cannot start the async runtime: {e}");
-            return ExitCode::from(EXIT_CANNOT_RUN);
+            return ExitCode::from(commands::EXIT_CANNOT_RUN);
         }
     };
+    // Read once here; nothing below looks at the environment.
     let docker_host = std::env::var("DOCKER_HOST").ok();
-    match runtime.block_on(ecr_deployd::app::run(
-        settings,
-        docker_host,
-        shutdown_signal(),
-    )) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("ecr-deployd: {e}");
-            ExitCode::from(EXIT_CANNOT_RUN)
+    let code = runtime.block_on(async move {
+        if let Command::Run = cli.command {
+            return match ecr_deployd::app::run(settings, docker_host, shutdown_signal()).await {
+                Ok(()) => commands::EXIT_OK,
+                Err(e) => {
+                    eprintln!("ecr-deployd: {e}");
+                    commands::EXIT_CANNOT_RUN
+                }
+            };
         }
-    }
+        let ctx = match commands::Context::new(settings, docker_host.as_deref()).await {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("ecr-deployd: {e}");
+                return commands::EXIT_CANNOT_RUN;
+            }
+        };
+        match &cli.command {
+            Command::Sweep { dry_run } => commands::sweep(&ctx, *dry_run).await,
+            Command::Status { json } => commands::status(&ctx, *json).await,
+            Command::Rollback { container, to } => {
+                commands::rollback(&ctx, container, to.as_deref()).await
+            }
+            Command::Doctor => commands::doctor(&ctx, &path.display().to_string()).await,
+            Command::Run | Command::History { .. } | Command::CheckConfig => commands::EXIT_OK,
+        }
+    });
+    ExitCode::from(code)
 }
 
 /// Completes on SIGTERM or SIGINT.

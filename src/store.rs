@@ -341,6 +341,24 @@ impl Store {
         Ok(())
     }
 
+    /// Takes and releases the write lock: proves the database can be written now.
+    pub fn check_writable(&self) -> Result<(), StoreError> {
+        self.conn()
+            .execute_batch("BEGIN IMMEDIATE; ROLLBACK;")
+            .map_err(ctx("write check"))
+    }
+
+    /// Lifts a block (an operator deploys that digest on purpose).
+    pub fn unblock(&self, container: &str, digest: &str) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "DELETE FROM blocked WHERE container = ?1 AND digest = ?2",
+                params![container, digest],
+            )
+            .map_err(ctx("unblock digest"))?;
+        Ok(())
+    }
+
     pub fn is_blocked(&self, container: &str, digest: &str) -> Result<bool, StoreError> {
         self.conn()
             .query_row(

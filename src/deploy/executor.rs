@@ -45,6 +45,14 @@ pub struct Executor<RT, C> {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
+/// What `rollback` did.
+#[derive(Clone, Debug)]
+pub struct Rollback {
+    pub from: Digest,
+    pub to: Digest,
+    pub outcome: Outcome,
+}
+
 /// Why a swap went back to the old container, or could not start.
 struct Failure {
     outcome: Outcome,
@@ -74,8 +82,79 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
         &self.store
     }
 
+    pub fn runtime(&self) -> &RT {
+        &self.runtime
+    }
+
     pub fn credentials(&self) -> &C {
         &self.credentials
+    }
+
+    /// The managed containers, as the runtime sees them now.
+    pub async fn managed(&self) -> Result<Vec<Managed>, RuntimeError> {
+        self.runtime.managed(self.cfg.mirror.as_deref()).await
+    }
+
+    /// Whether `digest` is blocked for `container` (a store error counts as not blocked:
+    /// the deploy itself re-checks and fails on a broken store).
+    pub fn is_blocked(&self, container: &str, digest: &Digest) -> bool {
+        self.store
+            .is_blocked(container, digest.as_str())
+            .unwrap_or(false)
+    }
+
+    /// `rollback`: redeploys `to`, or the digest the container ran before its current one,
+    /// through the same journalled swap (trigger `manual`), then blocks the digest it left.
+    pub async fn rollback(&self, name: &str, to: Option<Digest>) -> Result<Rollback, String> {
+        let managed = self.managed().await.map_err(|e| e.to_string())?;
+        let c = managed
+            .into_iter()
+            .find(|m| m.name == name)
+            .ok_or_else(|| format!("no managed container named {name:?}"))?;
+        let current = c.running.clone().ok_or_else(|| {
+            format!("the digest {name} runs is unknown (its image has no RepoDigests)")
+        })?;
+        let target = match to {
+            Some(d) => d,
+            None => self.previous_digest(name, &current)?,
+        };
+        if target == current {
+            return Err(format!("{name} already runs {target}"));
+        }
+        self.store
+            .unblock(name, target.as_str())
+            .map_err(|e| e.to_string())?;
+        let outcome = self
+            .deploy_container(&c, &target, "manual", Duration::ZERO, None)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("{name} is not running; start it first"))?;
+        if outcome == Outcome::Succeeded {
+            self.store
+                .block(name, current.as_str(), "rolled back by the operator")
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(Rollback {
+            from: current,
+            to: target,
+            outcome,
+        })
+    }
+
+    /// The digest the container ran before its current one, from the history.
+    fn previous_digest(&self, name: &str, current: &Digest) -> Result<Digest, String> {
+        let history = self
+            .store
+            .history(Some(name), 1000)
+            .map_err(|e| e.to_string())?;
+        history
+            .iter()
+            .find(|d| d.outcome == Some(Outcome::Succeeded) && d.to_digest == current.as_str())
+            .and_then(|d| d.from_digest.as_deref())
+            .and_then(|d| Digest::parse(d).ok())
+            .ok_or_else(|| {
+                format!("no earlier digest of {name} is recorded; name one with --to DIGEST")
+            })
     }
 
     fn lock_for(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {

@@ -3,6 +3,7 @@
 //! that asked for it.
 
 pub mod coalesce;
+pub mod sweep;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

@@ -1,0 +1,321 @@
+//! The sweep and the operator commands, as an operator runs them (the binary), on the real
+//! stack: moto (SQS, ECR, EventBridge), a local registry, the Docker Engine.
+
+mod common;
+
+use std::time::Duration;
+
+use common::docker::*;
+use common::*;
+use serde_json::Value;
+
+struct Site {
+    _moto: Moto,
+    registry: TestRegistry,
+    scope: Scope,
+    sqs: aws_sdk_sqs::Client,
+    ecr: aws_sdk_ecr::Client,
+    events: aws_sdk_eventbridge::Client,
+    endpoint: String,
+    url: String,
+    _dir: tempfile::TempDir,
+    state: std::path::PathBuf,
+}
+
+impl Site {
+    async fn new(test: &str) -> Self {
+        let moto = Moto::start();
+        let sdk = moto.sdk().await;
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let (url, _) = create_queue(&sqs, "host-a", Some(5)).await;
+        let dir = tempfile::tempdir().unwrap();
+        Self {
+            endpoint: moto.endpoint.clone(),
+            ecr: aws_sdk_ecr::Client::new(&sdk),
+            events: aws_sdk_eventbridge::Client::new(&sdk),
+            _moto: moto,
+            registry: TestRegistry::start(),
+            scope: Scope::new(test),
+            sqs,
+            url,
+            state: dir.path().join("state.db"),
+            _dir: dir,
+        }
+    }
+
+    fn config(&self, sweep_interval: u64) -> String {
+        format!(
+            "[aws]\nregion = \"{REGION}\"\nendpoint_url = \"{}\"\n[queue]\nurl = \"{}\"\nwait_time_seconds = 1\n\
+             [registry]\nmirror = \"{}\"\n[sweep]\ninterval_seconds = {sweep_interval}\njitter_seconds = 0\n\
+             [deploy]\ndebounce_millis = 100\nmin_uptime_seconds = 1\n[state]\npath = \"{}\"\n[http]\nlisten = \"\"\n",
+            self.endpoint,
+            self.url,
+            self.registry.host,
+            self.state.display()
+        )
+    }
+
+    fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        run_cli(&self.config(0), args, &[])
+    }
+
+    /// A managed container running v1 of `repo` (ECR's `prod` points at v1).
+    async fn container(&self, repo: &str, short: &str) -> (String, String) {
+        let v1 = self.registry.publish(repo, "v1", Kind::Serve, "v1", true);
+        let prod = format!("{}/{repo}:prod", self.registry.host);
+        docker(&["tag", &format!("{}/{repo}:v1", self.registry.host), &prod]);
+        put_digest(&self.ecr, repo, "prod", &v1).await;
+        let name = self.scope.name(short);
+        self.scope
+            .run(&name, &["--label", "ecr-deployd.enable=true", &prod]);
+        (name, v1)
+    }
+
+    /// A push whose event is lost: ECR moves, nothing reaches the queue.
+    async fn silent_push(&self, repo: &str, kind: Kind, version: &str) -> String {
+        let digest = self.registry.publish(repo, version, kind, version, false);
+        put_digest(&self.ecr, repo, "prod", &digest).await;
+        digest
+    }
+}
+
+fn short(d: &str) -> &str {
+    &d[7..19]
+}
+
+fn json(out: &str) -> Value {
+    serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_sweep_converges_to_the_latest_push_and_the_periodic_sweep_catches_a_lost_event() {
+    let site = Site::new("sweep-run").await;
+    let (name, _v1) = site.container("team/web", "web").await;
+    // Two pushes while the agent is stopped; their events are lost.
+    site.silent_push("team/web", Kind::Serve, "v2").await;
+    let v3 = site.silent_push("team/web", Kind::Serve, "v3").await;
+
+    let agent = AgentProcess::start(&site.config(3), &["run"]);
+    let recorded = |digest: String| {
+        let name = name.clone();
+        let site = &site;
+        async move {
+            let (_, out, _) = site.cli(&["history", &name, "--limit", "1", "--json"]);
+            let d = &json(&out)["deployments"][0];
+            d["to_digest"] == digest.as_str() && !d["outcome"].is_null()
+        }
+    };
+    eventually(Duration::from_secs(60), "start-up sweep deploys v3", || {
+        recorded(v3.clone())
+    })
+    .await;
+    let v4 = site.silent_push("team/web", Kind::Serve, "v4").await;
+    eventually(Duration::from_secs(60), "periodic sweep deploys v4", || {
+        recorded(v4.clone())
+    })
+    .await;
+    assert_eq!(running_digest(&name), v4);
+    drop(agent);
+
+    let (code, out, err) = site.cli(&["history", &name, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let deployments = json(&out)["deployments"].as_array().unwrap().clone();
+    assert_eq!(
+        deployments.len(),
+        2,
+        "v1 → v3 directly, then v3 → v4: {out}"
+    );
+    assert!(
+        deployments
+            .iter()
+            .all(|d| d["trigger"] == "sweep" && d["outcome"] == "succeeded"),
+        "{out}"
+    );
+    assert_eq!(deployments[0]["to_digest"], v4.as_str());
+    assert_eq!(deployments[1]["to_digest"], v3.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_status_sweep_history_and_rollback_as_an_operator_uses_them() {
+    let site = Site::new("operator").await;
+    let (name, v1) = site.container("team/api", "api").await;
+    let v2 = site.silent_push("team/api", Kind::Serve, "v2").await;
+
+    // Dry run: reports the pending deploy, changes nothing.
+    let (code, out, err) = site.cli(&["sweep", "--dry-run"]);
+    assert_eq!(code, 0, "{err}");
+    let row = out
+        .lines()
+        .find(|l| l.starts_with(&name))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        row.contains("team/api:prod")
+            && row.contains(short(&v1))
+            && row.contains(short(&v2))
+            && row.contains("would deploy"),
+        "{out}"
+    );
+    assert!(out.lines().next().unwrap().starts_with("NAME"), "{out}");
+    assert_eq!(running_digest(&name), v1);
+    let (_, out, _) = site.cli(&["status", "--json"]);
+    let c = &json(&out)["containers"][0];
+    assert_eq!(
+        (c["name"].as_str(), c["state"].as_str()),
+        (Some(name.as_str()), Some("behind"))
+    );
+    assert_eq!(
+        (c["running_digest"].as_str(), c["desired_digest"].as_str()),
+        (Some(v1.as_str()), Some(v2.as_str()))
+    );
+    assert!(c["last_deployment"].is_null());
+
+    // The sweep deploys.
+    let (code, out, err) = site.cli(&["sweep"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("deployed"), "{out}");
+    assert_eq!(running_digest(&name), v2);
+    let (code, out, _) = site.cli(&["status", "--json"]);
+    assert_eq!(code, 0);
+    let c = &json(&out)["containers"][0];
+    assert_eq!(c["image"], "team/api:prod");
+    assert_eq!(c["state"], "up_to_date");
+    assert_eq!(c["last_deployment"]["outcome"], "succeeded");
+    assert_eq!(c["last_deployment"]["trigger"], "sweep");
+    assert_eq!(c["last_deployment"]["from_digest"], v1.as_str());
+
+    // Rollback to the previous digest; the digest left is blocked, so the sweep keeps v1.
+    let (code, out, err) = site.cli(&["rollback", &name]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(running_digest(&name), v1);
+    let (code, out, _) = site.cli(&["sweep"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with(&name) && l.contains("blocked")),
+        "{out}"
+    );
+    assert_eq!(running_digest(&name), v1);
+    let (_, out, _) = site.cli(&["history", "--limit", "1", "--json"]);
+    let last = &json(&out)["deployments"][0];
+    assert_eq!(
+        (last["trigger"].as_str(), last["to_digest"].as_str()),
+        (Some("manual"), Some(v1.as_str()))
+    );
+    let (code, table, _) = site.cli(&["history", &name]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        table.lines().count(),
+        3,
+        "header + two deployments: {table}"
+    );
+
+    // A new push is not blocked; a failing one makes `sweep` exit 1.
+    let bad = site.silent_push("team/api", Kind::ExitAtOnce, "bad").await;
+    let (code, out, _) = site.cli(&["sweep"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("rolled back") && out.contains(short(&bad)),
+        "{out}"
+    );
+    assert_eq!(running_digest(&name), v1);
+    let v3 = site.silent_push("team/api", Kind::Serve, "v3").await;
+    let (code, _, _) = site.cli(&["sweep"]);
+    assert_eq!(code, 0);
+    assert_eq!(running_digest(&name), v3);
+
+    // Rollback with nothing known to go back to, and of an unknown container: exit 1.
+    assert_eq!(site.cli(&["rollback", "no-such-container"]).0, 1);
+    assert_eq!(site.cli(&["rollback", &name, "--to", "sha256:nothex"]).0, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_passes_on_a_provisioned_host_and_names_what_is_missing() {
+    let site = Site::new("doctor").await;
+    site.container("team/doc", "doc").await;
+
+    // No rule targets the queue yet.
+    let (code, out, _) = site.cli(&["doctor"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.lines().any(|l| l.starts_with("FAIL EventBridge rule targets the queue") && l.contains("hint")), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("ok   queue has a redrive policy")),
+        "{out}"
+    );
+
+    site.events
+        .put_rule()
+        .name("ecr-push-host-a")
+        .event_pattern(r#"{"source":["aws.ecr"],"detail-type":["ECR Image Action"]}"#)
+        .send()
+        .await
+        .unwrap();
+    let arn = format!("arn:aws:sqs:{REGION}:{ACCOUNT}:host-a");
+    site.events
+        .put_targets()
+        .rule("ecr-push-host-a")
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("q")
+                .arn(arn)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (code, out, err) = site.cli(&["doctor"]);
+    assert_eq!(code, 0, "{out}{err}");
+    for check in [
+        "config valid",
+        "AWS credentials",
+        "queue reachable",
+        "EventBridge rule targets the queue",
+        "Docker reachable",
+        "managed containers",
+        "state store writable",
+    ] {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with("ok") && l.contains(check)),
+            "{check}: {out}"
+        );
+    }
+    assert!(out.contains("API 1."), "{out}");
+
+    // Docker unreachable.
+    let (code, out, _) = run_cli(
+        &site.config(0),
+        &["doctor"],
+        &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("FAIL Docker reachable") && l.contains("hint")),
+        "{out}"
+    );
+    let (code, _, err) = run_cli(
+        &site.config(0),
+        &["sweep"],
+        &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")],
+    );
+    assert_eq!(code, 2, "{err}");
+
+    // The queue does not exist.
+    let missing = site.config(0).replace("/host-a\"", "/no-such-queue\"");
+    let (code, out, _) = run_cli(&missing, &["doctor"], &[]);
+    assert_eq!(code, 1);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("FAIL queue reachable") && l.contains("no-such-queue")),
+        "{out}"
+    );
+
+    // An invalid config is a FAIL line too.
+    let (code, out, _) = run_cli("[queue]\nmax_messages = 99\n", &["doctor"], &[]);
+    assert_eq!(code, 1);
+    assert!(out.starts_with("FAIL config valid"), "{out}");
+    let _ = &site.sqs;
+    let _ = &site.url;
+}
