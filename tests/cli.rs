@@ -8,23 +8,6 @@ use std::time::Duration;
 
 use common::*;
 
-fn ecr_deployd(config: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("config.toml");
-    std::fs::write(&path, config).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ecr-deployd"));
-    cmd.arg("--config").arg(&path).args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 fn agent_config(endpoint: &str, queue_url: &str, extra: &str) -> String {
     format!(
         "[aws]\nregion = \"{REGION}\"\nendpoint_url = \"{endpoint}\"\n[queue]\nurl = \"{queue_url}\"\nwait_time_seconds = 2\nvisibility_timeout_seconds = 300\n[http]\nlisten = \"\"\n{extra}"
@@ -33,7 +16,7 @@ fn agent_config(endpoint: &str, queue_url: &str, extra: &str) -> String {
 
 #[test]
 fn check_config_prints_the_effective_config_with_secrets_redacted() {
-    let (code, out, _) = ecr_deployd(
+    let (code, out, _) = run_cli(
         "[notify]\nwebhooks = [\"https://hooks.example.com/services/T0/B0/TOPSECRET\"]\n",
         &["check-config"],
         &[("ECR_DEPLOYD_QUEUE_MAX_MESSAGES", "4")],
@@ -71,7 +54,7 @@ fn invalid_config_exits_2_naming_key_and_reason() {
             "ECR_DEPLOYD_DEPLOY_PARALLEL",
         ),
     ] {
-        let (code, _, err) = ecr_deployd(config, &["check-config"], &env);
+        let (code, _, err) = run_cli(config, &["check-config"], &env);
         assert_eq!(code, 2, "{config}: {err}");
         assert!(err.contains(needle), "{config}: {err}");
     }
@@ -93,7 +76,7 @@ fn an_explicit_config_path_that_does_not_exist_is_an_error() {
 
 #[test]
 fn run_without_a_queue_url_exits_2() {
-    let (code, _, err) = ecr_deployd("", &["run"], &[]);
+    let (code, _, err) = run_cli("", &["run"], &[]);
     assert_eq!(code, 2);
     assert!(err.contains("queue.url"), "{err}");
 }

@@ -125,6 +125,24 @@ impl DockerRuntime {
         ))
     }
 
+    /// Every container (running or not) matching one list filter.
+    async fn list_all(
+        &self,
+        filter: &str,
+        value: &str,
+    ) -> Result<Vec<bollard::models::ContainerSummary>, RuntimeError> {
+        let filters = HashMap::from([(filter, vec![value.to_owned()])]);
+        let options = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        self.docker()
+            .await?
+            .list_containers(Some(options))
+            .await
+            .map_err(err("list containers"))
+    }
+
     async fn get_json(&self, operation: &'static str, path: &str) -> Result<Value, RuntimeError> {
         let path = self.api(path).await?;
         Ok(
@@ -138,16 +156,9 @@ impl DockerRuntime {
 impl Runtime for DockerRuntime {
     async fn managed(&self, mirror: Option<&str>) -> Result<Vec<Managed>, RuntimeError> {
         let docker = self.docker().await?;
-        let filters = HashMap::from([("label", vec![format!("{LABEL_ENABLE}=true")])]);
-        let list = docker
-            .list_containers(Some(
-                ListContainersOptionsBuilder::new()
-                    .all(true)
-                    .filters(&filters)
-                    .build(),
-            ))
-            .await
-            .map_err(err("list containers"))?;
+        let list = self
+            .list_all("label", &format!("{LABEL_ENABLE}=true"))
+            .await?;
         let mut out = Vec::new();
         for summary in list {
             let labels = summary.labels.clone().unwrap_or_default();
@@ -404,16 +415,7 @@ impl Runtime for DockerRuntime {
 
     async fn remove_image_if_unused(&self, image_id: &str) -> Result<(), RuntimeError> {
         let docker = self.docker().await?;
-        let filters = HashMap::from([("ancestor", vec![image_id.to_owned()])]);
-        let users = docker
-            .list_containers(Some(
-                ListContainersOptionsBuilder::new()
-                    .all(true)
-                    .filters(&filters)
-                    .build(),
-            ))
-            .await
-            .map_err(err("list containers"))?;
+        let users = self.list_all("ancestor", image_id).await?;
         if !users.is_empty() {
             return Ok(());
         }

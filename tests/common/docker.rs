@@ -119,6 +119,20 @@ impl TestRegistry {
     }
 }
 
+impl TestRegistry {
+    /// Pushes the local image `source` as `repo:tag` too; returns the registry digest.
+    pub fn push_as(&self, source: &str, repo: &str, tag: &str) -> String {
+        let reference = format!("{}/{repo}:{tag}", self.host);
+        docker(&["tag", source, &reference]);
+        let out = docker_in(Some(&self.cli_config()), &["push", &reference]);
+        out.lines()
+            .find_map(|l| l.split("digest: ").nth(1))
+            .and_then(|d| d.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no digest in the push output: {out}"))
+            .to_owned()
+    }
+}
+
 impl Drop for TestRegistry {
     fn drop(&mut self) {
         let _ = self.child.kill();
