@@ -20,7 +20,7 @@ use ecr_deployd::store::Store;
 
 const REPOSITORIES: usize = 50;
 const CONTAINERS: usize = 200;
-const TAGS: [&str; 2] = ["prod", "canary"];
+const TAGS: [&str; 1] = ["prod"];
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
