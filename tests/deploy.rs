@@ -22,8 +22,9 @@ type RealAgent = Agent<SqsQueue, EcrRegistry, Executor<DockerRuntime, EcrCredent
 
 struct Stack {
     moto: Moto,
-    registry: TestRegistry,
+    // Fields drop in order: the test's containers go before the registry's images.
     scope: Scope,
+    registry: TestRegistry,
     sqs: aws_sdk_sqs::Client,
     ecr: aws_sdk_ecr::Client,
     url: String,

@@ -11,8 +11,9 @@ use serde_json::Value;
 
 struct Site {
     _moto: Moto,
-    registry: TestRegistry,
+    // Fields drop in order: the test's containers go before the registry's images.
     scope: Scope,
+    registry: TestRegistry,
     sqs: aws_sdk_sqs::Client,
     ecr: aws_sdk_ecr::Client,
     events: aws_sdk_eventbridge::Client,

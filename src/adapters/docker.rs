@@ -419,8 +419,9 @@ impl Runtime for DockerRuntime {
         if !users.is_empty() {
             return Ok(());
         }
-        // Not forced: Docker refuses if anything still needs the image.
-        let options = RemoveImageOptionsBuilder::new().build();
+        // Not forced: Docker refuses if anything still needs the image. No pruning of untagged
+        // parents: on a host that also builds images, they are its build cache.
+        let options = RemoveImageOptionsBuilder::new().noprune(true).build();
         match docker.remove_image(image_id, Some(options), None).await {
             Ok(_) => Ok(()),
             Err(e) => {

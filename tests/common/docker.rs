@@ -137,21 +137,37 @@ impl Drop for TestRegistry {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Removing an image prunes its cached parents, which a build running at the same time
+        // may be using: removals and builds take turns.
+        let _turn = image_lock();
+        // By id: images only known by digest have no tag to name them by.
         let images = Command::new("docker")
             .args([
                 "images",
-                "--format",
-                "{{.Repository}}:{{.Tag}}",
+                "-q",
+                "--no-trunc",
                 "--filter",
                 &format!("reference={}/*/*", self.host),
             ])
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default();
-        for image in images.lines().filter(|l| !l.is_empty()) {
-            let _ = Command::new("docker").args(["rmi", "-f", image]).output();
+        let mut ids: Vec<&str> = images.split_whitespace().collect();
+        ids.sort();
+        ids.dedup();
+        for id in ids {
+            let _ = Command::new("docker").args(["rmi", "-f", id]).output();
         }
     }
+}
+
+/// One image build or removal at a time in this test process: the legacy builder races on
+/// identical layers built at once, and on cached parents removed under it.
+fn image_lock() -> std::sync::MutexGuard<'static, ()> {
+    static IMAGES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    IMAGES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// What a test image does.
@@ -186,14 +202,11 @@ fn build_image(reference: &str, kind: Kind, version: &str) {
     };
     let dockerfile = format!(
         "FROM scratch\nCOPY busybox /bin/busybox\nCOPY busybox /bin/sh\nCOPY www /www\nENV IMAGE_DEFAULT=yes\nLABEL {TEST_LABEL}.image=\"{}\"\nWORKDIR /www\n{tail}\n",
-        sha256_hex(version.as_bytes())
+        // Unique per registry (per test): no two tests ever share an image id.
+        sha256_hex(format!("{reference} {version}").as_bytes())
     );
     std::fs::write(dir.path().join("Dockerfile"), dockerfile).unwrap();
-    // The legacy builder races on identical layers built at once: one build at a time.
-    static BUILDS: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one = BUILDS
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _one = image_lock();
     let out = Command::new("docker")
         .args(["build", "-q", "-t", reference])
         .arg(dir.path())
@@ -284,10 +297,24 @@ impl Drop for Scope {
         };
         let containers = run(&["ps", "-aq", "--filter", &filter]);
         let ids: Vec<&str> = containers.split_whitespace().collect();
+        // The agent carries anonymous volumes over by name, so `rm -v` no longer sees them as
+        // anonymous: collect every volume the test's containers mount and remove those too.
+        let mut volumes = Vec::new();
+        for id in &ids {
+            let format = r#"{{range .Mounts}}{{if eq .Type "volume"}}{{.Name}} {{end}}{{end}}"#;
+            volumes.extend(
+                run(&["inspect", "--format", format, id])
+                    .split_whitespace()
+                    .map(str::to_owned),
+            );
+        }
         if !ids.is_empty() {
             let mut args = vec!["rm", "-fv"];
             args.extend(ids);
             run(&args);
+        }
+        for v in volumes {
+            run(&["volume", "rm", &v]);
         }
         for kind in ["network", "volume"] {
             let names = run(&[kind, "ls", "-q", "--filter", &filter]);
