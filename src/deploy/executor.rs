@@ -564,3 +564,6 @@ impl<RT: Runtime, C: Credentials> Deployer for Executor<RT, C> {
             .map_or(Ok(()), Err)
     }
 }
+
+#[cfg(test)]
+mod tests;
