@@ -16,7 +16,9 @@ use crate::adapters::ecr::EcrCredentials;
 use crate::adapters::{aws, ecr::EcrRegistry, sqs::SqsQueue};
 use crate::config::{ConfigError, Settings};
 use crate::deploy::executor::{DeployConfig, Executor};
+use crate::http;
 use crate::intake::{self, InFlight, IntakeConfig};
+use crate::metrics::Metrics;
 use crate::ports::{Deployer, Queue, Registry};
 use crate::reconcile::Reconciler;
 use crate::reconcile::sweep;
@@ -91,6 +93,8 @@ pub enum StartError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("http.listen {0}: {1}")]
+    Listen(std::net::SocketAddr, std::io::Error),
 }
 
 /// The deploy stage's settings from the configuration.
@@ -117,19 +121,30 @@ pub async fn run(
     let store = Arc::new(Store::open(&settings.state.path)?);
     let sdk = aws::sdk_config(&settings).await;
     let wait = Duration::from_secs(settings.queue.wait_time_seconds.into());
+    let stats: Arc<Stats> = Arc::default();
+    stats.tick();
+    let metrics = Metrics::new(stats.clone());
     let executor = Executor::new(
         Arc::new(DockerRuntime::new(docker_host.as_deref())),
         Arc::new(EcrCredentials::new(&sdk)),
         store,
         deploy_config(&settings),
-    );
+    )
+    .with_metrics(metrics.clone());
     let agent = Agent {
         queue: Arc::new(SqsQueue::new(&sdk, &settings.queue.url, wait)),
         registry: Arc::new(EcrRegistry::new(&sdk)),
         deployer: Arc::new(executor),
-        stats: Arc::default(),
+        stats,
     };
     let token = CancellationToken::new();
+    if let Ok(addr) = settings.http.listen.parse::<std::net::SocketAddr>() {
+        // Bound now, so a taken port is a start-up error and not a silent absence.
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| StartError::Listen(addr, e))?;
+        tokio::spawn(http::serve(listener, metrics.clone(), token.clone()));
+    }
     let trigger = token.clone();
     tokio::spawn(async move {
         shutdown.await;

@@ -108,6 +108,7 @@ pub async fn run<Q: Queue>(
         "queue intake started"
     );
     loop {
+        stats.tick();
         let receive = || queue.receive(cfg.max_messages, cfg.wait, cfg.visibility);
         let receive = receive
             .retry(retry::forever())

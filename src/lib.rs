@@ -15,6 +15,7 @@
 //! - [`deploy`]: the deploy stage.
 //! - [`store`]: SQLite state: history, deploy journal, blocked digests.
 //! - [`adapters`]: SQS, ECR (AWS SDK) — the only code that sees SDK types.
+//! - [`metrics`], [`http`]: Prometheus metrics, `/metrics`, `/healthz`, `/readyz`.
 //! - [`app`]: wires the stages, signals and shutdown.
 //! - [`commands`]: the operator commands (`sweep`, `status`, `history`, `rollback`, `doctor`).
 
@@ -24,7 +25,9 @@ pub mod commands;
 pub mod config;
 pub mod deploy;
 pub mod event;
+pub mod http;
 pub mod intake;
+pub mod metrics;
 pub mod ports;
 pub mod reconcile;
 pub mod retry;

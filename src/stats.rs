@@ -20,6 +20,8 @@ pub struct Stats {
     pub handoffs: AtomicU64,
     /// Requests whose resolve or deploy failed and that were left to be retried.
     pub retried_later: AtomicU64,
+    /// Unix seconds of the receive loop's last turn (liveness).
+    pub last_tick: AtomicU64,
 }
 
 impl Stats {
@@ -29,5 +31,14 @@ impl Stats {
 
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    /// Marks the receive loop alive now.
+    pub fn tick(&self) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        self.last_tick.store(now, Ordering::Relaxed);
     }
 }

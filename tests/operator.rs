@@ -45,10 +45,14 @@ impl Site {
     }
 
     fn config(&self, sweep_interval: u64) -> String {
+        self.config_with_http(sweep_interval, "")
+    }
+
+    fn config_with_http(&self, sweep_interval: u64, listen: &str) -> String {
         format!(
             "[aws]\nregion = \"{REGION}\"\nendpoint_url = \"{}\"\n[queue]\nurl = \"{}\"\nwait_time_seconds = 1\n\
              [registry]\nmirror = \"{}\"\n[sweep]\ninterval_seconds = {sweep_interval}\njitter_seconds = 0\n\
-             [deploy]\ndebounce_millis = 100\nmin_uptime_seconds = 1\n[state]\npath = \"{}\"\n[http]\nlisten = \"\"\n",
+             [deploy]\ndebounce_millis = 100\nmin_uptime_seconds = 1\n[state]\npath = \"{}\"\n[http]\nlisten = \"{listen}\"\n",
             self.endpoint,
             self.url,
             self.registry.host,
@@ -319,4 +323,75 @@ async fn doctor_passes_on_a_provisioned_host_and_names_what_is_missing() {
     assert!(out.starts_with("FAIL config valid"), "{out}");
     let _ = &site.sqs;
     let _ = &site.url;
+}
+
+/// A bare HTTP/1.0 request; returns (status, body).
+fn http(addr: &str, method: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+        return (0, String::new());
+    };
+    write!(stream, "{method} {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_health_and_readiness_are_served_on_the_http_listener() {
+    let site = Site::new("http").await;
+    let (name, _) = site.container("team/obs", "obs").await;
+    let v2 = site.silent_push("team/obs", Kind::Serve, "v2").await;
+    let addr = format!("127.0.0.1:{}", free_port());
+    let agent = AgentProcess::start(&site.config_with_http(0, &addr), &["run"]);
+    eventually(Duration::from_secs(30), "listener up", || async {
+        http(&addr, "GET", "/healthz").0 == 200
+    })
+    .await;
+    // Ready once the start-up sweep (which deploys v2) has finished.
+    eventually(Duration::from_secs(60), "ready", || async {
+        http(&addr, "GET", "/readyz").0 == 200
+    })
+    .await;
+    assert_eq!(running_digest(&name), v2);
+    let (status, metrics) = http(&addr, "GET", "/metrics");
+    assert_eq!(status, 200);
+    for line in [
+        "ecr_deployd_deployments_total{outcome=\"succeeded\"} 1",
+        "ecr_deployd_containers_managed 1",
+        "ecr_deployd_containers_behind 0",
+        "ecr_deployd_deploy_duration_seconds_count 1",
+        "ecr_deployd_messages_received_total 0",
+        "ecr_deployd_messages_deleted_total{outcome=\"done\"} 0",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} missing in:\n{metrics}"
+        );
+    }
+    assert!(
+        metrics.contains("ecr_deployd_sweep_last_success_timestamp_seconds "),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ecr_deployd_event_to_running_seconds"),
+        "{metrics}"
+    );
+    assert_eq!(http(&addr, "GET", "/nope").0, 404);
+    assert_eq!(http(&addr, "POST", "/metrics").0, 405);
+    assert_eq!(
+        http(&addr, "GET", "/healthz").0,
+        200,
+        "still alive after bad requests"
+    );
+    drop(agent);
 }

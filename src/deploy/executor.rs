@@ -14,6 +14,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::adapters::docker::OLD_SUFFIX;
 use crate::event::Digest;
+use crate::metrics::Metrics;
 use crate::ports::{
     Credentials, DeployError, DeployRequest, Deployer, Managed, Runtime, RuntimeError,
 };
@@ -43,6 +44,7 @@ pub struct Executor<RT, C> {
     cfg: DeployConfig,
     parallel: Semaphore,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// What `rollback` did.
@@ -75,7 +77,18 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
             parallel: Semaphore::new(cfg.max_parallel.max(1)),
             cfg,
             locks: Mutex::default(),
+            metrics: None,
         }
+    }
+
+    /// Reports deployments (and, through the sweep, container counts) to `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    pub fn metrics(&self) -> Option<&Metrics> {
+        self.metrics.as_deref()
     }
 
     pub fn store(&self) -> &Store {
@@ -258,6 +271,11 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
             error = error.as_deref().unwrap_or(""),
             "deployment"
         );
+        if let Some(m) = &self.metrics
+            && !transient
+        {
+            m.deployed(outcome, started.elapsed(), event_to_running);
+        }
         if transient {
             return Err(fail(error.unwrap_or_default()));
         }

@@ -54,6 +54,18 @@ impl Action {
         }
     }
 
+    /// The container does not run ECR's digest after this row.
+    pub fn leaves_behind(&self) -> bool {
+        matches!(
+            self,
+            Action::WouldDeploy
+                | Action::Blocked
+                | Action::Stopped
+                | Action::RolledBack
+                | Action::Failed
+        )
+    }
+
     /// A row that makes `sweep` exit 1.
     pub fn is_failure(&self) -> bool {
         matches!(self, Action::RolledBack | Action::Failed)
@@ -204,10 +216,13 @@ pub async fn periodic<R, RT, C>(
         let result = sweep_once(registry.as_ref(), executor.as_ref(), false).await;
         next = match result {
             Ok(rows) => {
-                let behind = rows.iter().filter(|r| r.action != Action::UpToDate).count();
+                let behind = rows.iter().filter(|r| r.action.leaves_behind()).count();
+                if let Some(m) = executor.metrics() {
+                    m.swept(rows.len(), behind);
+                }
                 info!(
                     containers = rows.len(),
-                    not_up_to_date = behind,
+                    behind,
                     took_ms = started.elapsed().as_millis() as u64,
                     "sweep finished"
                 );

@@ -1,0 +1,167 @@
+//! Prometheus metrics (SPEC §8), prefix `ecr_deployd_`, and the liveness/readiness flags
+//! behind `/healthz` and `/readyz`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::stats::Stats;
+use crate::store::Outcome;
+
+/// The main loop counts as alive while it ticked within this long.
+const ALIVE_WINDOW: Duration = Duration::from_secs(120);
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+/// Everything `/metrics` shows, plus health flags.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    deployments: Family<OutcomeLabel, Counter>,
+    deploy_duration: Histogram,
+    event_to_running: Histogram,
+    sweep_last_success: Gauge<f64, AtomicU64>,
+    containers_managed: Gauge,
+    containers_behind: Gauge,
+    stats: Arc<Stats>,
+    ready: AtomicBool,
+}
+
+/// The queue counters live in [`Stats`]; they are read on each scrape.
+#[derive(Debug)]
+struct QueueCounters(Arc<Stats>);
+
+impl Collector for QueueCounters {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let received = ConstCounter::new(Stats::get(&self.0.messages_received));
+        received.encode(encoder.encode_descriptor(
+            "messages_received",
+            "Messages received from the queue",
+            None,
+            received.metric_type(),
+        )?)?;
+        let deleted = [
+            ("done", &self.0.deleted_done),
+            ("nothing_to_do", &self.0.deleted_nothing),
+            ("foreign", &self.0.deleted_foreign),
+        ];
+        let mut family = encoder.encode_descriptor(
+            "messages_deleted",
+            "Messages deleted, by why",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        for (outcome, value) in deleted {
+            let c = ConstCounter::new(Stats::get(value));
+            c.encode(family.encode_family(&OutcomeLabel { outcome })?)?;
+        }
+        Ok(())
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Metrics {
+    pub fn new(stats: Arc<Stats>) -> Arc<Self> {
+        let deployments = Family::<OutcomeLabel, Counter>::default();
+        let deploy_duration = Histogram::new(exponential_buckets(0.25, 2.0, 12));
+        let event_to_running = Histogram::new(exponential_buckets(0.25, 2.0, 12));
+        let sweep_last_success = Gauge::<f64, AtomicU64>::default();
+        let containers_managed = Gauge::default();
+        let containers_behind = Gauge::default();
+        let mut registry = Registry::with_prefix("ecr_deployd");
+        registry.register("deployments", "Deployments by outcome", deployments.clone());
+        registry.register(
+            "deploy_duration_seconds",
+            "Wall time of a deployment",
+            deploy_duration.clone(),
+        );
+        registry.register(
+            "event_to_running_seconds",
+            "Event time to new container healthy",
+            event_to_running.clone(),
+        );
+        registry.register(
+            "sweep_last_success_timestamp_seconds",
+            "Unix time of the last sweep that ran",
+            sweep_last_success.clone(),
+        );
+        registry.register(
+            "containers_managed",
+            "Managed containers seen by the last sweep",
+            containers_managed.clone(),
+        );
+        registry.register(
+            "containers_behind",
+            "Managed containers not on ECR's digest after the last sweep",
+            containers_behind.clone(),
+        );
+        registry.register_collector(Box::new(QueueCounters(stats.clone())));
+        Arc::new(Self {
+            registry,
+            deployments,
+            deploy_duration,
+            event_to_running,
+            sweep_last_success,
+            containers_managed,
+            containers_behind,
+            stats,
+            ready: AtomicBool::new(false),
+        })
+    }
+
+    /// One finished deployment.
+    pub fn deployed(&self, outcome: Outcome, took: Duration, event_to_running: Option<Duration>) {
+        self.deployments
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.as_str(),
+            })
+            .inc();
+        self.deploy_duration.observe(took.as_secs_f64());
+        if let Some(d) = event_to_running {
+            self.event_to_running.observe(d.as_secs_f64());
+        }
+    }
+
+    /// A sweep ran over `managed` containers, `behind` of them not on ECR's digest.
+    pub fn swept(&self, managed: usize, behind: usize) {
+        self.sweep_last_success.set(now_secs() as f64);
+        self.containers_managed.set(managed as i64);
+        self.containers_behind.set(behind as i64);
+        self.ready.store(true, Ordering::Relaxed);
+    }
+
+    /// The receive loop turned within the last two minutes (a long poll lasts at most 20 s).
+    pub fn alive(&self) -> bool {
+        now_secs().saturating_sub(Stats::get(&self.stats.last_tick)) <= ALIVE_WINDOW.as_secs()
+    }
+
+    pub fn ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
