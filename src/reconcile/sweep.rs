@@ -2,7 +2,6 @@
 //! lost or late event never leaves a host behind. Same resolve and deploy path as events; the
 //! executor's per-container lock and re-check make a sweep and an event never deploy twice.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -252,6 +251,3 @@ fn spread(jitter: Duration) -> Duration {
         .unwrap_or(0);
     Duration::from_millis(nanos.wrapping_mul(2_654_435_761) % (ms + 1))
 }
-
-/// Last deployment per container name (for `status`).
-pub type LastDeployments = HashMap<String, crate::store::Deployment>;
