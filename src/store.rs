@@ -236,6 +236,17 @@ impl Store {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// One statement without a result; `what` names it in the error.
+    fn exec(
+        &self,
+        what: &'static str,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<(), StoreError> {
+        self.conn().execute(sql, params).map_err(ctx(what))?;
+        Ok(())
+    }
+
     /// Journals the start of a deployment (step `pulling`); returns its id.
     pub fn begin(&self, d: &NewDeployment<'_>) -> Result<i64, StoreError> {
         let conn = self.conn();
@@ -250,24 +261,20 @@ impl Store {
 
     /// Journals the step about to be taken.
     pub fn step(&self, id: i64, step: Step) -> Result<(), StoreError> {
-        self.conn()
-            .execute(
-                "UPDATE deployments SET step = ?2 WHERE id = ?1",
-                params![id, step.as_str()],
-            )
-            .map_err(ctx("journal step"))?;
-        Ok(())
+        self.exec(
+            "journal step",
+            "UPDATE deployments SET step = ?2 WHERE id = ?1",
+            params![id, step.as_str()],
+        )
     }
 
     /// Journals the id of the container this deployment created.
     pub fn set_new_id(&self, id: i64, new_id: &str) -> Result<(), StoreError> {
-        self.conn()
-            .execute(
-                "UPDATE deployments SET new_id = ?2 WHERE id = ?1",
-                params![id, new_id],
-            )
-            .map_err(ctx("journal new container"))?;
-        Ok(())
+        self.exec(
+            "journal new container",
+            "UPDATE deployments SET new_id = ?2 WHERE id = ?1",
+            params![id, new_id],
+        )
     }
 
     /// Records how a deployment ended.
@@ -278,11 +285,8 @@ impl Store {
         phases: &Phases,
         error: Option<&str>,
     ) -> Result<(), StoreError> {
-        self.conn()
-            .execute(
-                "UPDATE deployments SET outcome = ?2, step = 'done', ended_at_ms = ?3, resolve_ms = ?4, pull_ms = ?5,
-                 stop_ms = ?6, swap_ms = ?7, health_ms = ?8, error = ?9 WHERE id = ?1",
-                params![
+        self.exec("record outcome", "UPDATE deployments SET outcome = ?2, step = 'done', ended_at_ms = ?3, resolve_ms = ?4, pull_ms = ?5,
+                 stop_ms = ?6, swap_ms = ?7, health_ms = ?8, error = ?9 WHERE id = ?1", params![
                     id,
                     outcome.as_str(),
                     now_ms(),
@@ -292,10 +296,7 @@ impl Store {
                     phases.swap_ms,
                     phases.health_ms,
                     error
-                ],
-            )
-            .map_err(ctx("record outcome"))?;
-        Ok(())
+                ])
     }
 
     /// Deployments a crash interrupted (no outcome yet).
@@ -332,13 +333,7 @@ impl Store {
 
     /// Blocks `digest` for `container` (after a rollback).
     pub fn block(&self, container: &str, digest: &str, reason: &str) -> Result<(), StoreError> {
-        self.conn()
-            .execute(
-                "INSERT OR REPLACE INTO blocked (container, digest, since_ms, reason) VALUES (?1, ?2, ?3, ?4)",
-                params![container, digest, now_ms(), reason],
-            )
-            .map_err(ctx("block digest"))?;
-        Ok(())
+        self.exec("block digest", "INSERT OR REPLACE INTO blocked (container, digest, since_ms, reason) VALUES (?1, ?2, ?3, ?4)", params![container, digest, now_ms(), reason])
     }
 
     /// Takes and releases the write lock: proves the database can be written now.
@@ -350,13 +345,11 @@ impl Store {
 
     /// Lifts a block (an operator deploys that digest on purpose).
     pub fn unblock(&self, container: &str, digest: &str) -> Result<(), StoreError> {
-        self.conn()
-            .execute(
-                "DELETE FROM blocked WHERE container = ?1 AND digest = ?2",
-                params![container, digest],
-            )
-            .map_err(ctx("unblock digest"))?;
-        Ok(())
+        self.exec(
+            "unblock digest",
+            "DELETE FROM blocked WHERE container = ?1 AND digest = ?2",
+            params![container, digest],
+        )
     }
 
     pub fn is_blocked(&self, container: &str, digest: &str) -> Result<bool, StoreError> {

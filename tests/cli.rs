@@ -107,12 +107,7 @@ fn every_command_of_the_spec_exists() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_exits_0_and_makes_unfinished_messages_visible_again() {
-    let moto = Moto::start();
-    let sdk = moto.sdk().await;
-    let (sqs, ecr) = (
-        aws_sdk_sqs::Client::new(&sdk),
-        aws_sdk_ecr::Client::new(&sdk),
-    );
+    let Aws { moto, sqs, ecr, .. } = Aws::start().await;
     let digest = put_image(&ecr, "team/api", "prod", "v1").await;
     let (url, _) = create_queue(&sqs, "host-a", None).await;
     // A long debounce keeps the request unfinished when the signal arrives.
@@ -164,12 +159,12 @@ async fn aws_down_at_start_up_is_retried_and_work_proceeds_once_it_is_up() {
         agent.log_text()
     );
 
-    let moto = Moto::start_on(port);
-    let sdk = moto.sdk().await;
-    let (sqs, ecr) = (
-        aws_sdk_sqs::Client::new(&sdk),
-        aws_sdk_ecr::Client::new(&sdk),
-    );
+    let Aws {
+        moto: _moto,
+        sqs,
+        ecr,
+        ..
+    } = Aws::on(Moto::start_on(port)).await;
     let digest = put_image(&ecr, "team/api", "prod", "v1").await;
     let (created, _) = create_queue(&sqs, "host-a", None).await;
     assert_eq!(created, url);

@@ -33,12 +33,7 @@ struct Stack {
 
 impl Stack {
     async fn new(test: &str) -> Self {
-        let moto = Moto::start();
-        let sdk = moto.sdk().await;
-        let (sqs, ecr) = (
-            aws_sdk_sqs::Client::new(&sdk),
-            aws_sdk_ecr::Client::new(&sdk),
-        );
+        let Aws { moto, sqs, ecr, .. } = Aws::start().await;
         let (url, _) = create_queue(&sqs, "host-a", None).await;
         Self {
             moto,

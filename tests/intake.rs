@@ -80,12 +80,7 @@ const T: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_duplicate_events_make_one_resolve_and_one_handoff_and_are_all_deleted() {
-    let moto = Moto::start();
-    let sdk = moto.sdk().await;
-    let (sqs, ecr) = (
-        aws_sdk_sqs::Client::new(&sdk),
-        aws_sdk_ecr::Client::new(&sdk),
-    );
+    let Aws { moto, sqs, ecr, .. } = Aws::start().await;
     let digest = put_image(&ecr, "team/api", "prod", "v1").await;
     let (url, _) = create_queue(&sqs, "host-a", None).await;
     send_all(
@@ -112,12 +107,7 @@ async fn fifty_duplicate_events_make_one_resolve_and_one_handoff_and_are_all_del
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_older_event_arriving_after_a_newer_one_still_deploys_what_ecr_has_now() {
-    let moto = Moto::start();
-    let sdk = moto.sdk().await;
-    let (sqs, ecr) = (
-        aws_sdk_sqs::Client::new(&sdk),
-        aws_sdk_ecr::Client::new(&sdk),
-    );
+    let Aws { moto, sqs, ecr, .. } = Aws::start().await;
     let old = put_image(&ecr, "team/api", "prod", "v1").await;
     let new = put_image(&ecr, "team/api", "prod", "v2").await;
     assert_ne!(old, new);
@@ -145,12 +135,7 @@ async fn an_older_event_arriving_after_a_newer_one_still_deploys_what_ecr_has_no
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_messages_go_to_the_dlq_foreign_ones_are_deleted_and_the_agent_keeps_working() {
-    let moto = Moto::start();
-    let sdk = moto.sdk().await;
-    let (sqs, ecr) = (
-        aws_sdk_sqs::Client::new(&sdk),
-        aws_sdk_ecr::Client::new(&sdk),
-    );
+    let Aws { moto, sqs, ecr, .. } = Aws::start().await;
     let digest = put_image(&ecr, "team/api", "prod", "v1").await;
     let (url, dlq) = create_queue(&sqs, "host-a", Some(1)).await;
     let dlq = dlq.unwrap();
@@ -197,12 +182,12 @@ async fn malformed_messages_go_to_the_dlq_foreign_ones_are_deleted_and_the_agent
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sns_wrapped_and_eventbridge_delivered_events_are_handled() {
-    let moto = Moto::start();
-    let sdk = moto.sdk().await;
-    let (sqs, ecr) = (
-        aws_sdk_sqs::Client::new(&sdk),
-        aws_sdk_ecr::Client::new(&sdk),
-    );
+    let Aws {
+        moto,
+        sdk,
+        sqs,
+        ecr,
+    } = Aws::start().await;
     let events = aws_sdk_eventbridge::Client::new(&sdk);
     let api = put_image(&ecr, "team/api", "prod", "v1").await;
     let web = put_image(&ecr, "team/web", "stable", "w1").await;
@@ -273,12 +258,7 @@ async fn sns_wrapped_and_eventbridge_delivered_events_are_handled() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tag_missing_in_ecr_is_not_handed_off_and_its_message_is_deleted() {
-    let moto = Moto::start();
-    let sdk = moto.sdk().await;
-    let (sqs, ecr) = (
-        aws_sdk_sqs::Client::new(&sdk),
-        aws_sdk_ecr::Client::new(&sdk),
-    );
+    let Aws { moto, sqs, ecr, .. } = Aws::start().await;
     let digest = put_image(&ecr, "team/api", "prod", "v1").await;
     let (url, _) = create_queue(&sqs, "host-a", None).await;
     send_all(

@@ -24,12 +24,7 @@ struct Setup {
 }
 
 async fn setup(test: &str) -> Setup {
-    let moto = Moto::start();
-    let sdk = moto.sdk().await;
-    let (sqs, ecr) = (
-        aws_sdk_sqs::Client::new(&sdk),
-        aws_sdk_ecr::Client::new(&sdk),
-    );
+    let Aws { moto, sqs, ecr, .. } = Aws::start().await;
     let (url, _) = create_queue(&sqs, "host-a", None).await;
     let registry = TestRegistry::start();
     let dir = tempfile::tempdir().unwrap();

@@ -87,6 +87,30 @@ impl Drop for Moto {
     }
 }
 
+/// A moto server with the clients a test uses to seed and inspect it.
+pub struct Aws {
+    pub moto: Moto,
+    pub sdk: SdkConfig,
+    pub sqs: aws_sdk_sqs::Client,
+    pub ecr: aws_sdk_ecr::Client,
+}
+
+impl Aws {
+    pub async fn start() -> Self {
+        Self::on(Moto::start()).await
+    }
+
+    pub async fn on(moto: Moto) -> Self {
+        let sdk = moto.sdk().await;
+        Self {
+            sqs: aws_sdk_sqs::Client::new(&sdk),
+            ecr: aws_sdk_ecr::Client::new(&sdk),
+            sdk,
+            moto,
+        }
+    }
+}
+
 pub async fn sdk_for(endpoint: &str) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(REGION))
