@@ -5,7 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-MOTO_VERSION="5.2.5"
 # docker-registry: the local registry the tests push to; busybox-static: the test images'
 # only binary; apache2-utils: htpasswd for the registry's basic auth.
 APT_PACKAGES=(python3-venv docker-registry busybox-static apache2-utils curl)
@@ -34,11 +33,15 @@ if ! docker info >/dev/null 2>&1; then
 fi
 log "docker: $(docker version --format '{{.Server.Version}} (API {{.Server.APIVersion}})')"
 
-if [ ! -x .venv/bin/moto_server ] || ! .venv/bin/pip show moto 2>/dev/null | grep -q "^Version: ${MOTO_VERSION}$"; then
-  log "creating .venv with moto[server]==${MOTO_VERSION}"
-  python3 -m venv .venv
+# The Python tools (moto, cfn-lint, checkov, python-hcl2, pytest), pinned in one file and
+# installed in one resolver run; re-installed only when that file changes.
+reqs=scripts/python-requirements.txt
+if [ ! -x .venv/bin/python ] || ! cmp -s "$reqs" .venv/.requirements; then
+  log "installing Python tools into .venv ($reqs)"
+  [ -x .venv/bin/python ] || python3 -m venv .venv
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q "moto[server]==${MOTO_VERSION}"
+  .venv/bin/pip install -q -r "$reqs"
+  cp "$reqs" .venv/.requirements
 fi
 log "moto: $(.venv/bin/pip show moto | sed -n 's/^Version: //p')"
 

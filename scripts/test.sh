@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need, then format check, lints and every test
-# (unit tests and integration tests against a real moto server started by the tests).
+# (unit tests and integration tests against a real moto server started by the tests), then
+# the static checks of infra/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 cargo fmt --all -- --check
 cargo clippy --quiet --all-targets -- -D warnings
 cargo test
+# infra/: cfn-lint, checkov, CloudFormation/Terraform parity, IAM and queue policies.
+.venv/bin/python -m pytest -q infra/tests

@@ -1,0 +1,263 @@
+# ecr-deployd, the AWS side for one host: the same resources as
+# infra/cloudformation/ecr-deployd.yaml, named after its logical ids in snake_case.
+# One module instance per host (for_each over the fleet): an SQS message is consumed once.
+
+data "aws_caller_identity" "current" {}
+data "aws_region" "current" {}
+data "aws_partition" "current" {}
+
+locals {
+  partition        = data.aws_partition.current.partition
+  region           = data.aws_region.current.name
+  account_id       = data.aws_caller_identity.current.account_id
+  registry_account = var.registry_account_id != "" ? var.registry_account_id : local.account_id
+  has_list         = length(var.repositories) > 0
+  has_prefix       = var.repository_prefix != ""
+  has_result_bus   = var.result_event_bus_name != ""
+  has_trust_anchor = var.roles_anywhere_trust_anchor_arn != ""
+
+  push_detail = {
+    "action-type" = ["PUSH"]
+    result        = ["SUCCESS"]
+  }
+  by_name   = { "repository-name" = var.repositories }
+  by_prefix = { "repository-name" = [{ prefix = var.repository_prefix }] }
+  detail = (
+    local.has_list && local.has_prefix ? merge(local.push_detail, { "$or" = [local.by_name, local.by_prefix] }) :
+    local.has_prefix ? merge(local.push_detail, local.by_prefix) :
+    merge(local.push_detail, local.by_name)
+  )
+
+  repository_arns = concat(
+    [for r in var.repositories : "arn:${local.partition}:ecr:${local.region}:${local.registry_account}:repository/${r}"],
+    local.has_prefix ? ["arn:${local.partition}:ecr:${local.region}:${local.registry_account}:repository/${var.repository_prefix}*"] : [],
+  )
+}
+
+resource "aws_sqs_queue" "dead_letter_queue" {
+  name                      = "ecr-deployd-${var.host_name}-dlq"
+  sqs_managed_sse_enabled   = true
+  message_retention_seconds = var.dead_letter_retention_seconds
+}
+
+resource "aws_sqs_queue" "queue" {
+  name = "ecr-deployd-${var.host_name}"
+  # SSE-SQS: EventBridge can write to it (it cannot use the AWS-managed aws/sqs KMS key).
+  sqs_managed_sse_enabled    = true
+  receive_wait_time_seconds  = 20
+  visibility_timeout_seconds = var.visibility_timeout_seconds
+  message_retention_seconds  = var.message_retention_seconds
+  redrive_policy = jsonencode({
+    deadLetterTargetArn = aws_sqs_queue.dead_letter_queue.arn
+    maxReceiveCount     = var.max_receive_count
+  })
+}
+
+resource "aws_cloudwatch_event_rule" "push_rule" {
+  name        = "ecr-deployd-${var.host_name}"
+  description = "ECR image pushes followed by ecr-deployd on ${var.host_name}"
+  state       = "ENABLED"
+  event_pattern = jsonencode({
+    source        = ["aws.ecr"]
+    "detail-type" = ["ECR Image Action"]
+    account       = [local.registry_account]
+    detail        = local.detail
+  })
+
+  lifecycle {
+    precondition {
+      condition     = local.has_list || local.has_prefix
+      error_message = "Set repositories, repository_prefix, or both."
+    }
+  }
+}
+
+# Inline in the CloudFormation rule (Targets).
+resource "aws_cloudwatch_event_target" "push_rule" {
+  rule      = aws_cloudwatch_event_rule.push_rule.name
+  target_id = "queue"
+  arn       = aws_sqs_queue.queue.arn
+  # No role_arn: an SQS target is authorised by the queue policy.
+  # Events older than an hour are not worth delivering: the agent's periodic sweep has
+  # compared every container with ECR many times by then.
+  retry_policy {
+    maximum_event_age_in_seconds = 3600
+    maximum_retry_attempts       = 185
+  }
+  dead_letter_config {
+    arn = aws_sqs_queue.dead_letter_queue.arn
+  }
+}
+
+data "aws_iam_policy_document" "queue_policy" {
+  statement {
+    sid       = "OnlyThePushRuleSends"
+    effect    = "Allow"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.queue.arn]
+    principals {
+      type        = "Service"
+      identifiers = ["events.amazonaws.com"]
+    }
+    condition {
+      test     = "ArnEquals"
+      variable = "aws:SourceArn"
+      values   = [aws_cloudwatch_event_rule.push_rule.arn]
+    }
+  }
+  statement {
+    sid       = "TlsOnly"
+    effect    = "Deny"
+    actions   = ["sqs:*"]
+    resources = [aws_sqs_queue.queue.arn]
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+    condition {
+      test     = "Bool"
+      variable = "aws:SecureTransport"
+      values   = ["false"]
+    }
+  }
+}
+
+resource "aws_sqs_queue_policy" "queue_policy" {
+  queue_url = aws_sqs_queue.queue.id
+  policy    = data.aws_iam_policy_document.queue_policy.json
+}
+
+data "aws_iam_policy_document" "dead_letter_queue_policy" {
+  statement {
+    sid       = "OnlyThePushRuleDeadLetters"
+    effect    = "Allow"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.dead_letter_queue.arn]
+    principals {
+      type        = "Service"
+      identifiers = ["events.amazonaws.com"]
+    }
+    condition {
+      test     = "ArnEquals"
+      variable = "aws:SourceArn"
+      values   = [aws_cloudwatch_event_rule.push_rule.arn]
+    }
+  }
+  statement {
+    sid       = "TlsOnly"
+    effect    = "Deny"
+    actions   = ["sqs:*"]
+    resources = [aws_sqs_queue.dead_letter_queue.arn]
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+    condition {
+      test     = "Bool"
+      variable = "aws:SecureTransport"
+      values   = ["false"]
+    }
+  }
+}
+
+resource "aws_sqs_queue_policy" "dead_letter_queue_policy" {
+  queue_url = aws_sqs_queue.dead_letter_queue.id
+  policy    = data.aws_iam_policy_document.dead_letter_queue_policy.json
+}
+
+resource "aws_cloudwatch_event_bus_policy" "registry_account_bus_policy" {
+  count          = var.registry_account_id != "" ? 1 : 0
+  event_bus_name = "default"
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Sid       = "ecr-deployd-${var.host_name}-registry-account"
+      Effect    = "Allow"
+      Principal = { AWS = "arn:${local.partition}:iam::${var.registry_account_id}:root" }
+      Action    = "events:PutEvents"
+      Resource  = "arn:${local.partition}:events:${local.region}:${local.account_id}:event-bus/default"
+    }]
+  })
+}
+
+data "aws_iam_policy_document" "agent_policy" {
+  statement {
+    sid       = "ConsumeQueue"
+    effect    = "Allow"
+    actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"]
+    resources = [aws_sqs_queue.queue.arn]
+  }
+  statement {
+    sid     = "EcrLogin"
+    effect  = "Allow"
+    actions = ["ecr:GetAuthorizationToken"]
+    # checkov:skip=CKV_AWS_356:ecr:GetAuthorizationToken has no resource-level permissions; "*" is the only valid resource.
+    resources = ["*"]
+  }
+  statement {
+    sid       = "PullFollowedRepositories"
+    effect    = "Allow"
+    actions   = ["ecr:BatchGetImage", "ecr:DescribeImages", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"]
+    resources = local.repository_arns
+  }
+  statement {
+    sid       = "FindRuleForDoctor"
+    effect    = "Allow"
+    actions   = ["events:ListRuleNamesByTarget"]
+    resources = ["arn:${local.partition}:events:${local.region}:${local.account_id}:rule/*"]
+  }
+}
+
+resource "aws_iam_policy" "agent_policy" {
+  name        = "ecr-deployd-${var.host_name}-agent"
+  description = "What ecr-deployd on ${var.host_name} needs, and nothing more"
+  policy      = data.aws_iam_policy_document.agent_policy.json
+}
+
+resource "aws_iam_policy" "results_policy" {
+  count       = local.has_result_bus ? 1 : 0
+  name        = "ecr-deployd-${var.host_name}-results"
+  description = "Lets ecr-deployd on ${var.host_name} publish deployment results to ${var.result_event_bus_name}"
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Sid      = "PublishDeploymentResults"
+      Effect   = "Allow"
+      Action   = "events:PutEvents"
+      Resource = "arn:${local.partition}:events:${local.region}:${local.account_id}:event-bus/${var.result_event_bus_name}"
+    }]
+  })
+}
+
+resource "aws_iam_role" "host_role" {
+  count                = local.has_trust_anchor ? 1 : 0
+  name                 = "ecr-deployd-${var.host_name}"
+  description          = "ecr-deployd on ${var.host_name}, through IAM Roles Anywhere"
+  max_session_duration = 3600
+  assume_role_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Effect    = "Allow"
+      Principal = { Service = "rolesanywhere.amazonaws.com" }
+      Action    = ["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"]
+      Condition = {
+        ArnEquals    = { "aws:SourceArn" = var.roles_anywhere_trust_anchor_arn }
+        StringEquals = { "aws:PrincipalTag/x509Subject/CN" = var.host_name }
+      }
+    }]
+  })
+}
+
+# Inline in the CloudFormation role (ManagedPolicyArns).
+resource "aws_iam_role_policy_attachment" "host_role_agent" {
+  count      = local.has_trust_anchor ? 1 : 0
+  role       = aws_iam_role.host_role[0].name
+  policy_arn = aws_iam_policy.agent_policy.arn
+}
+
+# Inline in the CloudFormation role (ManagedPolicyArns).
+resource "aws_iam_role_policy_attachment" "host_role_results" {
+  count      = local.has_trust_anchor && local.has_result_bus ? 1 : 0
+  role       = aws_iam_role.host_role[0].name
+  policy_arn = aws_iam_policy.results_policy[0].arn
+}

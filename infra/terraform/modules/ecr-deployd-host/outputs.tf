@@ -1,0 +1,52 @@
+# Same outputs as infra/cloudformation/ecr-deployd.yaml (snake_case); a test keeps them in step.
+
+output "queue_url" {
+  description = "[queue] url of the agent on this host"
+  value       = aws_sqs_queue.queue.url
+}
+
+output "queue_arn" {
+  description = "ARN of the host's queue"
+  value       = aws_sqs_queue.queue.arn
+}
+
+output "dead_letter_queue_url" {
+  description = "Where undeliverable events and unprocessable messages end up"
+  value       = aws_sqs_queue.dead_letter_queue.url
+}
+
+output "rule_arn" {
+  description = "The EventBridge rule that feeds the queue"
+  value       = aws_cloudwatch_event_rule.push_rule.arn
+}
+
+output "agent_policy_arn" {
+  description = "Attach to the host's principal (done for host_role_arn when a trust anchor is given)"
+  value       = aws_iam_policy.agent_policy.arn
+}
+
+output "results_policy_arn" {
+  description = "Attach next to agent_policy_arn so the agent can publish results (null without result_event_bus_name)"
+  value       = local.has_result_bus ? aws_iam_policy.results_policy[0].arn : null
+}
+
+output "host_role_arn" {
+  description = "Role for the host's IAM Roles Anywhere profile (null without a trust anchor)"
+  value       = local.has_trust_anchor ? aws_iam_role.host_role[0].arn : null
+}
+
+output "config_snippet" {
+  description = "Paste into /etc/ecr-deployd/config.toml"
+  value       = <<-EOT
+    [aws]
+    region = "${data.aws_region.current.name}"
+
+    [queue]
+    url = "${aws_sqs_queue.queue.url}"
+    visibility_timeout_seconds = ${var.visibility_timeout_seconds}
+    %{if local.has_result_bus}
+    [notify]
+    event_bus = "${var.result_event_bus_name}"
+    %{endif}
+  EOT
+}

@@ -1,0 +1,92 @@
+# Same parameters as infra/cloudformation/ecr-deployd.yaml (snake_case); a test keeps them in step.
+
+variable "host_name" {
+  description = "Name of the host this module serves; names the queue, DLQ, rule, policies and role."
+  type        = string
+  validation {
+    condition     = can(regex("^[A-Za-z0-9-]{1,48}$", var.host_name))
+    error_message = "host_name: 1-48 letters, digits or hyphens."
+  }
+}
+
+variable "repositories" {
+  description = "ECR repository names to follow (any number). Empty when only repository_prefix is used."
+  type        = list(string)
+  default     = []
+}
+
+variable "repository_prefix" {
+  description = "Follow every repository whose name starts with this prefix (e.g. \"team-a/\"). Empty = none."
+  type        = string
+  default     = ""
+  validation {
+    condition     = can(regex("^[a-z0-9._/-]*$", var.repository_prefix))
+    error_message = "repository_prefix: ECR repository names are lower case letters, digits and . _ - /."
+  }
+}
+
+variable "registry_account_id" {
+  description = "Account that owns the repositories when it is not this one (its ECR events must be forwarded to this account's default bus). Empty = this account."
+  type        = string
+  default     = ""
+  validation {
+    condition     = can(regex("^([0-9]{12})?$", var.registry_account_id))
+    error_message = "registry_account_id: empty or a 12-digit account id."
+  }
+}
+
+variable "visibility_timeout_seconds" {
+  description = "Queue visibility timeout; keep equal to [queue] visibility_timeout_seconds."
+  type        = number
+  default     = 300
+  validation {
+    condition     = var.visibility_timeout_seconds >= 30 && var.visibility_timeout_seconds <= 43200
+    error_message = "visibility_timeout_seconds: 30..43200."
+  }
+}
+
+variable "message_retention_seconds" {
+  description = "How long an unconsumed event waits for the agent (the sweep catches up anyway)."
+  type        = number
+  default     = 345600
+  validation {
+    condition     = var.message_retention_seconds >= 60 && var.message_retention_seconds <= 1209600
+    error_message = "message_retention_seconds: 60..1209600."
+  }
+}
+
+variable "max_receive_count" {
+  description = "Receives before a message the agent cannot process moves to the DLQ."
+  type        = number
+  default     = 5
+  validation {
+    condition     = var.max_receive_count >= 1 && var.max_receive_count <= 1000
+    error_message = "max_receive_count: 1..1000."
+  }
+}
+
+variable "dead_letter_retention_seconds" {
+  description = "How long the DLQ keeps messages for inspection."
+  type        = number
+  default     = 1209600
+  validation {
+    condition     = var.dead_letter_retention_seconds >= 60 && var.dead_letter_retention_seconds <= 1209600
+    error_message = "dead_letter_retention_seconds: 60..1209600."
+  }
+}
+
+variable "result_event_bus_name" {
+  description = "Event bus in this account for the agent's \"ECR Deployment Result\" events ([notify] event_bus). Empty = no events:PutEvents."
+  type        = string
+  default     = ""
+}
+
+variable "roles_anywhere_trust_anchor_arn" {
+  description = "IAM Roles Anywhere trust anchor ARN. When set, a role for the host is created (certificate CN must equal host_name) with the agent policies attached."
+  type        = string
+  default     = ""
+  validation {
+    condition     = can(regex("^(arn:aws[a-z-]*:rolesanywhere:[a-z0-9-]+:[0-9]{12}:trust-anchor/[0-9a-f-]+)?$", var.roles_anywhere_trust_anchor_arn))
+    error_message = "roles_anywhere_trust_anchor_arn: empty or a trust-anchor ARN."
+  }
+}

@@ -1,0 +1,250 @@
+//! The AWS side from infra/cloudformation, created on the emulator (moto), and the agent run
+//! against exactly what the stack created: the stack's outputs become the agent's config,
+//! ECR push events travel through EventBridge `PutEvents` → the stack's rule → its queue, and a
+//! managed container is redeployed. What the emulator ignores (queue policies, the role's
+//! attached policies) is checked statically by infra/tests/test_templates.py.
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::time::Duration;
+
+use aws_sdk_eventbridge::types::PutEventsRequestEntry;
+use common::docker::*;
+use common::*;
+use serde_json::{Value, json};
+
+fn venv_python() -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python").to_owned()
+}
+
+/// Creates a stack of the template on `endpoint` with `params`; returns its outputs.
+fn provision(endpoint: &str, stack: &str, params: &[&str]) -> HashMap<String, String> {
+    let out = Command::new(venv_python())
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/infra/tools/provision.py"
+        ))
+        .args(["--endpoint-url", endpoint, "--stack", stack])
+        .args(params)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_DEFAULT_REGION", REGION)
+        .output()
+        .expect("run infra/tools/provision.py");
+    assert!(
+        out.status.success(),
+        "provisioning failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("stack outputs as JSON")
+}
+
+/// An ECR push event as ECR emits it, sent through EventBridge.
+async fn put_push_event(events: &aws_sdk_eventbridge::Client, repo: &str, tag: &str, digest: &str) {
+    let detail = json!({
+        "result": "SUCCESS",
+        "repository-name": repo,
+        "image-digest": digest,
+        "action-type": "PUSH",
+        "image-tag": tag,
+    });
+    let out = events
+        .put_events()
+        .entries(
+            PutEventsRequestEntry::builder()
+                .source("aws.ecr")
+                .detail_type("ECR Image Action")
+                .detail(detail.to_string())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.failed_entry_count(), 0);
+}
+
+fn repositories_of(bodies: &[String]) -> Vec<String> {
+    let mut repos: Vec<String> = bodies
+        .iter()
+        .map(|b| {
+            let v: Value = serde_json::from_str(b).unwrap();
+            v["detail"]["repository-name"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    repos.sort();
+    repos
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stack_feeds_the_agent_only_the_followed_repositories() {
+    let aws = Aws::start().await;
+    let events = aws_sdk_eventbridge::Client::new(&aws.sdk);
+    let out = provision(
+        &aws.moto.endpoint,
+        "ecr-deployd-edge-01",
+        &[
+            "HostName=edge-01",
+            "Repositories=shop/web,shop/api",
+            "RepositoryPrefix=team-a/",
+            "MaxReceiveCount=3",
+            "VisibilityTimeoutSeconds=120",
+        ],
+    );
+    let url = &out["QueueUrl"];
+    assert!(url.ends_with("/ecr-deployd-edge-01"), "{url}");
+    assert!(out["DeadLetterQueueUrl"].ends_with("/ecr-deployd-edge-01-dlq"));
+    assert!(out["AgentPolicyArn"].ends_with(":policy/ecr-deployd-edge-01-agent"));
+    assert!(!out.contains_key("HostRoleArn"), "no trust anchor, no role");
+    assert!(
+        !out.contains_key("ResultsPolicyArn"),
+        "no result bus, no PutEvents"
+    );
+
+    // The queue as the stack made it: SSE-SQS, long polling, redrive to the DLQ.
+    let attrs = aws
+        .sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap();
+    let attr = |k: &str| {
+        attrs
+            .get(&aws_sdk_sqs::types::QueueAttributeName::from(k))
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(attr("SqsManagedSseEnabled"), "true");
+    assert_eq!(attr("ReceiveMessageWaitTimeSeconds"), "20");
+    assert_eq!(attr("VisibilityTimeout"), "120");
+    let redrive: Value = serde_json::from_str(&attr("RedrivePolicy")).unwrap();
+    assert!(
+        redrive["deadLetterTargetArn"]
+            .as_str()
+            .unwrap()
+            .ends_with(":ecr-deployd-edge-01-dlq")
+    );
+    assert_eq!(
+        redrive["maxReceiveCount"].to_string().trim_matches('"'),
+        "3"
+    );
+
+    // By name, by prefix; not: another repository, a name that only starts like a followed one,
+    // a prefix look-alike, a failed push, a delete.
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    for repo in [
+        "shop/web",
+        "shop/api",
+        "team-a/worker",
+        "other",
+        "shop/web-old",
+        "team-b/x",
+    ] {
+        put_push_event(&events, repo, "prod", &digest).await;
+    }
+    for (action, result) in [("PUSH", "FAILURE"), ("DELETE", "SUCCESS")] {
+        let detail = json!({"result": result, "repository-name": "shop/web", "image-digest": digest,
+                            "action-type": action, "image-tag": "prod"});
+        events
+            .put_events()
+            .entries(
+                PutEventsRequestEntry::builder()
+                    .source("aws.ecr")
+                    .detail_type("ECR Image Action")
+                    .detail(detail.to_string())
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    let got = peek(&aws.sqs, url, 2).await;
+    assert_eq!(
+        repositories_of(&got),
+        ["shop/api", "shop/web", "team-a/worker"],
+        "exactly the followed repositories' pushes reach the queue"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_runs_against_what_the_stack_created() {
+    let aws = Aws::start().await;
+    let events = aws_sdk_eventbridge::Client::new(&aws.sdk);
+    let registry = TestRegistry::start();
+    let scope = Scope::new("infra");
+    let out = provision(
+        &aws.moto.endpoint,
+        "ecr-deployd-edge-02",
+        &[
+            "HostName=edge-02",
+            "Repositories=shop/web",
+            "ResultEventBusName=fleet-results",
+        ],
+    );
+    assert!(out["ResultsPolicyArn"].ends_with(":policy/ecr-deployd-edge-02-results"));
+
+    // A managed container on v1 of shop/web:prod.
+    let repo = "shop/web";
+    let v1 = registry.publish(repo, "v1", Kind::Serve, "v1", true);
+    let prod = format!("{}/{repo}:prod", registry.host);
+    docker(&["tag", &format!("{}/{repo}:v1", registry.host), &prod]);
+    put_digest(&aws.ecr, repo, "prod", &v1).await;
+    let name = scope.name("web");
+    scope.run(&name, &["--label", "ecr-deployd.enable=true", &prod]);
+
+    // The stack's config snippet is the agent's config, plus what only a test needs.
+    let snippet = &out["ConfigSnippet"];
+    assert!(
+        snippet.contains(&format!("url = \"{}\"", out["QueueUrl"])),
+        "{snippet}"
+    );
+    assert!(
+        snippet.contains("event_bus = \"fleet-results\""),
+        "{snippet}"
+    );
+    let state = tempfile::tempdir().unwrap();
+    let config = snippet
+        .replace(
+            "[aws]\n",
+            &format!("[aws]\nendpoint_url = \"{}\"\n", aws.moto.endpoint),
+        )
+        .replace("[queue]\n", "[queue]\nwait_time_seconds = 1\n")
+        + &format!(
+            "\n[registry]\nmirror = \"{}\"\n[deploy]\ndebounce_millis = 100\nmin_uptime_seconds = 1\n\
+             [sweep]\ninterval_seconds = 0\n[state]\npath = \"{}\"\n[http]\nlisten = \"\"\n",
+            registry.host,
+            state.path().join("state.db").display()
+        );
+
+    let (code, stdout, stderr) = run_cli(&config, &["check-config"], &[]);
+    assert_eq!(code, 0, "the snippet is a valid config: {stdout}{stderr}");
+    let (code, stdout, stderr) = run_cli(&config, &["doctor"], &[]);
+    assert_eq!(code, 0, "doctor on a provisioned host: {stdout}{stderr}");
+    assert!(
+        stdout.lines().any(|l| l.starts_with("ok")
+            && l.contains("EventBridge rule targets the queue")
+            && l.contains("ecr-deployd-edge-02")),
+        "{stdout}"
+    );
+
+    let agent = AgentProcess::start(&config, &["run"]);
+    let v2 = registry.publish(repo, "v2", Kind::Serve, "v2", false);
+    put_digest(&aws.ecr, repo, "prod", &v2).await;
+    put_push_event(&events, repo, "prod", &v2).await;
+    eventually(Duration::from_secs(60), "the container runs v2", || async {
+        running_digest(&name) == v2
+    })
+    .await;
+    eventually(Duration::from_secs(20), "the event is deleted", || async {
+        queue_counts(&aws.sqs, &out["QueueUrl"]).await == (0, 0)
+    })
+    .await;
+    let (dlq_visible, dlq_hidden) = queue_counts(&aws.sqs, &out["DeadLetterQueueUrl"]).await;
+    assert_eq!((dlq_visible, dlq_hidden), (0, 0), "nothing dead-lettered");
+    drop(agent);
+}
