@@ -68,6 +68,7 @@ async fn main() {
             deploy_config(&settings),
         )),
         stats: Arc::default(),
+        notifier: ecr_deployd::notify::Notifier::disabled(),
     });
     let token = CancellationToken::new();
     let task = {

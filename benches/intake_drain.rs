@@ -101,6 +101,7 @@ async fn main() {
         registry: Arc::new(EcrRegistry::new(&sdk)),
         deployer: Arc::new(Count::default()),
         stats: Arc::default(),
+        notifier: ecr_deployd::notify::Notifier::disabled(),
     });
     let token = CancellationToken::new();
     let start = Instant::now();

@@ -19,6 +19,7 @@ use crate::deploy::executor::{DeployConfig, Executor};
 use crate::http;
 use crate::intake::{self, InFlight, IntakeConfig};
 use crate::metrics::Metrics;
+use crate::notify::Notifier;
 use crate::ports::{Deployer, Queue, Registry};
 use crate::reconcile::Reconciler;
 use crate::reconcile::sweep;
@@ -38,6 +39,8 @@ pub struct Agent<Q, R, D> {
     pub registry: Arc<R>,
     pub deployer: Arc<D>,
     pub stats: Arc<Stats>,
+    /// Where messages in trouble are reported (deployments report through the deployer).
+    pub notifier: Notifier,
 }
 
 impl<Q: Queue, R: Registry, D: Deployer> Agent<Q, R, D> {
@@ -50,6 +53,7 @@ impl<Q: Queue, R: Registry, D: Deployer> Agent<Q, R, D> {
             max_messages: settings.queue.max_messages,
             wait: Duration::from_secs(settings.queue.wait_time_seconds.into()),
             visibility,
+            notifier: self.notifier.clone(),
         };
         let (tx, rx) = mpsc::channel(REQUEST_BUFFER);
         let reconciler = Arc::new(Reconciler {
@@ -60,6 +64,7 @@ impl<Q: Queue, R: Registry, D: Deployer> Agent<Q, R, D> {
             stats: self.stats.clone(),
             debounce: settings.debounce(),
             parallel: Arc::new(Semaphore::new(settings.deploy.max_parallel as usize)),
+            notifier: self.notifier.clone(),
         });
         let intake = tokio::spawn(intake::run(
             self.queue.clone(),
@@ -124,18 +129,21 @@ pub async fn run(
     let stats: Arc<Stats> = Arc::default();
     stats.tick();
     let metrics = Metrics::new(stats.clone());
+    let notifier = Notifier::start(&settings.notify, &sdk);
     let executor = Executor::new(
         Arc::new(DockerRuntime::new(docker_host.as_deref())),
         Arc::new(EcrCredentials::new(&sdk)),
         store,
         deploy_config(&settings),
     )
-    .with_metrics(metrics.clone());
+    .with_metrics(metrics.clone())
+    .with_notifier(notifier.clone());
     let agent = Agent {
         queue: Arc::new(SqsQueue::new(&sdk, &settings.queue.url, wait)),
         registry: Arc::new(EcrRegistry::new(&sdk)),
         deployer: Arc::new(executor),
         stats,
+        notifier,
     };
     let token = CancellationToken::new();
     if let Ok(addr) = settings.http.listen.parse::<std::net::SocketAddr>() {

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::event::{Classified, classify};
+use crate::notify::{Notice, Notifier, TroubleNotice};
 use crate::ports::{Queue, Receipt, Trigger};
 use crate::reconcile::Request;
 use crate::retry;
@@ -24,6 +25,8 @@ pub struct IntakeConfig {
     pub max_messages: u32,
     pub wait: Duration,
     pub visibility: Duration,
+    /// Told about malformed messages.
+    pub notifier: Notifier,
 }
 
 /// Messages received and not yet deleted or handed back, with when their visibility was last
@@ -134,6 +137,7 @@ pub async fn run<Q: Queue>(
                         image: push.image,
                         trigger: Trigger::Event,
                         message: Some((m.id, m.receipt)),
+                        receive_count: m.receive_count,
                         event_time: push.time,
                     };
                     if tx.send(request).await.is_err() {
@@ -158,6 +162,14 @@ pub async fn run<Q: Queue>(
                         "malformed message left on the queue for its dead-letter queue"
                     );
                     Stats::add(&stats.malformed, 1);
+                    cfg.notifier.send(Notice::Trouble(TroubleNotice {
+                        host: cfg.notifier.host().to_owned(),
+                        kind: "malformed",
+                        message_id: m.id.clone(),
+                        receive_count: m.receive_count,
+                        image: None,
+                        reason,
+                    }));
                 }
             }
         }

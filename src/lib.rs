@@ -28,6 +28,7 @@ pub mod event;
 pub mod http;
 pub mod intake;
 pub mod metrics;
+pub mod notify;
 pub mod ports;
 pub mod reconcile;
 pub mod retry;

@@ -98,6 +98,7 @@ impl Stack {
             registry: Arc::new(EcrRegistry::new(&sdk)),
             deployer: Arc::new(executor),
             stats: Arc::default(),
+            notifier: ecr_deployd::notify::Notifier::disabled(),
         });
         let token = CancellationToken::new();
         let (a, t) = (agent.clone(), token.clone());
@@ -568,6 +569,7 @@ async fn docker_unreachable_keeps_the_message_and_the_deploy_happens_once_it_is_
         registry: Arc::new(EcrRegistry::new(&sdk)),
         deployer: Arc::new(executor),
         stats: Arc::default(),
+        notifier: ecr_deployd::notify::Notifier::disabled(),
     });
     let token = CancellationToken::new();
     let task = {

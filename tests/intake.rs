@@ -69,6 +69,7 @@ async fn start_agent(moto: &Moto, settings: Settings) -> Running {
         registry: Arc::new(EcrRegistry::new(&sdk)),
         deployer: Arc::new(Recorder::default()),
         stats: Arc::default(),
+        notifier: ecr_deployd::notify::Notifier::disabled(),
     });
     let token = CancellationToken::new();
     let (a, t) = (agent.clone(), token.clone());

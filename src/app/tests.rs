@@ -17,13 +17,17 @@ struct FakeQueue {
 
 impl FakeQueue {
     fn with(bodies: &[String]) -> Self {
+        Self::delivered(bodies, 1)
+    }
+    /// Messages SQS has delivered `receive_count` times already.
+    fn delivered(bodies: &[String], receive_count: u32) -> Self {
         let q = Self::default();
         for (i, b) in bodies.iter().enumerate() {
             q.ready.lock().unwrap().push_back(Message {
                 id: format!("m{i}"),
                 receipt: Receipt(format!("r{i}")),
                 body: b.clone(),
-                receive_count: 1,
+                receive_count,
             });
         }
         q
@@ -133,6 +137,7 @@ fn agent(queue: FakeQueue, deployer: FakeDeployer) -> Agent<FakeQueue, FakeRegis
         registry: Arc::new(registry),
         deployer: Arc::new(deployer),
         stats: Arc::default(),
+        notifier: crate::notify::Notifier::disabled(),
     }
 }
 
@@ -241,6 +246,51 @@ async fn a_failed_deploy_keeps_its_messages_and_brings_them_back_sooner() {
     .await;
     assert_eq!(a.queue.deleted(), 0);
     assert_eq!(a.queue.visibility_of("r0"), vec![Duration::from_secs(30)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn work_that_keeps_failing_and_malformed_messages_are_reported_as_trouble() {
+    use crate::notify::{Notice, Notifier};
+    let run = |receive_count: u32| async move {
+        let deployer = FakeDeployer {
+            fail: true,
+            ..Default::default()
+        };
+        let queue = FakeQueue::delivered(
+            &[push("team/api", "prod", 'b'), "{not json".to_owned()],
+            receive_count,
+        );
+        let mut a = agent(queue, deployer);
+        let (notifier, mut rx) = Notifier::capture("edge-01");
+        a.notifier = notifier;
+        run_for(
+            &a,
+            &Settings::default(),
+            Duration::from_secs(30),
+            SHUTDOWN_GRACE,
+        )
+        .await;
+        let mut kinds = Vec::new();
+        while let Ok(Notice::Trouble(t)) = rx.try_recv() {
+            assert_eq!(t.host, "edge-01");
+            assert_eq!(t.receive_count, receive_count);
+            kinds.push((t.kind, t.message_id, t.image, t.reason));
+        }
+        kinds.sort();
+        kinds
+    };
+    // Delivered for the first time: only the malformed one is worth a notice.
+    let first = run(1).await;
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(first[0].0, "malformed");
+    // The third delivery of a message whose deploy fails again: heading for the DLQ.
+    let third = run(crate::reconcile::TROUBLE_RECEIVES).await;
+    assert_eq!(third.len(), 2, "{third:?}");
+    assert_eq!(third[0].0, "malformed");
+    let (kind, id, image, reason) = &third[1];
+    assert_eq!((*kind, id.as_str()), ("repeated_failures", "m0"));
+    assert_eq!(image.as_deref(), Some("team/api:prod"));
+    assert!(reason.contains("docker unreachable"), "{reason}");
 }
 
 #[tokio::test(start_paused = true)]

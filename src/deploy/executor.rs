@@ -15,6 +15,7 @@ use tracing::{debug, error, info, warn};
 use crate::adapters::docker::OLD_SUFFIX;
 use crate::event::Digest;
 use crate::metrics::Metrics;
+use crate::notify::{DeploymentNotice, Durations, Notice, Notifier};
 use crate::ports::{
     Credentials, DeployError, DeployRequest, Deployer, Managed, Runtime, RuntimeError,
 };
@@ -45,6 +46,7 @@ pub struct Executor<RT, C> {
     parallel: Semaphore,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     metrics: Option<Arc<Metrics>>,
+    notifier: Notifier,
 }
 
 /// What `rollback` did.
@@ -78,7 +80,14 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
             cfg,
             locks: Mutex::default(),
             metrics: None,
+            notifier: Notifier::disabled(),
         }
+    }
+
+    /// Sends every deployment outcome to `notifier` (webhooks, EventBridge).
+    pub fn with_notifier(mut self, notifier: Notifier) -> Self {
+        self.notifier = notifier;
+        self
     }
 
     /// Reports deployments (and, through the sweep, container counts) to `metrics`.
@@ -275,6 +284,20 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
             && !transient
         {
             m.deployed(outcome, started.elapsed(), event_to_running);
+        }
+        if !transient {
+            self.notifier.send(Notice::Deployment(DeploymentNotice {
+                host: self.notifier.host().to_owned(),
+                container: c.name.clone(),
+                repository: c.follows.repository.as_str().to_owned(),
+                tag: c.follows.tag.as_str().to_owned(),
+                from_digest: c.running.as_ref().map(ToString::to_string),
+                to_digest: desired.to_string(),
+                outcome: outcome.as_str(),
+                trigger: trigger.to_owned(),
+                error: error.clone(),
+                durations_ms: Durations::new(&phases, started.elapsed(), event_to_running),
+            }));
         }
         if transient {
             return Err(fail(error.unwrap_or_default()));

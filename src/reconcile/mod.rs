@@ -18,6 +18,7 @@ use tracing::{error, info, warn};
 
 use crate::event::ImageRef;
 use crate::intake::InFlight;
+use crate::notify::{Notice, Notifier, TroubleNotice};
 use crate::ports::{DeployRequest, Deployer, Queue, Receipt, Registry, Resolution, Trigger};
 use crate::retry;
 use crate::stats::Stats;
@@ -25,6 +26,8 @@ use coalesce::Coalescer;
 
 /// Messages whose work failed transiently come back after this long, not the full timeout.
 const RETRY_VISIBILITY: Duration = Duration::from_secs(30);
+/// From this many deliveries on, a message whose work fails again is reported as in trouble.
+pub const TROUBLE_RECEIVES: u32 = 3;
 
 /// "Look at this tag now", from an event or the sweep.
 #[derive(Clone, Debug)]
@@ -33,6 +36,8 @@ pub struct Request {
     pub trigger: Trigger,
     /// The message id and receipt to delete once the work is recorded (events only).
     pub message: Option<(String, Receipt)>,
+    /// How often SQS has delivered that message (0 for the sweep).
+    pub receive_count: u32,
     pub event_time: Option<SystemTime>,
 }
 
@@ -46,6 +51,8 @@ pub struct Reconciler<Q, R, D> {
     pub debounce: Duration,
     /// Deploys of different tags at once (`deploy.max_parallel`).
     pub parallel: Arc<Semaphore>,
+    /// Told when the work behind a message keeps failing.
+    pub notifier: Notifier,
 }
 
 impl<Q: Queue, R: Registry, D: Deployer> Reconciler<Q, R, D> {
@@ -164,7 +171,7 @@ impl<Q: Queue, R: Registry, D: Deployer> Reconciler<Q, R, D> {
             .iter()
             .filter_map(|r| r.message.as_ref().map(|(_, receipt)| receipt.clone()))
             .collect();
-        let finished = match resolution {
+        let failure: Option<String> = match resolution {
             Ok(Some(desired)) => {
                 let trigger = if receipts.is_empty() {
                     Trigger::Sweep
@@ -182,24 +189,28 @@ impl<Q: Queue, R: Registry, D: Deployer> Reconciler<Q, R, D> {
                 let _permit = self.parallel.acquire().await;
                 Stats::add(&self.stats.handoffs, 1);
                 match self.deployer.deploy(request).await {
-                    Ok(()) => true,
+                    Ok(()) => None,
                     Err(e) => {
                         warn!(error = %e, messages = receipts.len(), "deploy not recorded; messages stay queued");
-                        false
+                        Some(e.to_string())
                     }
                 }
             }
             Ok(None) => {
                 warn!(%image, registry = ?image.registry, "tag not found in ECR: nothing to deploy");
-                true
+                None
             }
             Err(e) => {
                 warn!(%image, error = %e, "could not resolve the tag in ECR; messages stay queued");
-                false
+                Some(format!("resolving the tag in ECR failed: {e}"))
             }
         };
         if receipts.is_empty() {
             return;
+        }
+        let finished = failure.is_none();
+        if let Some(reason) = failure {
+            self.report_trouble(&image, &requests, &reason);
         }
         if finished {
             self.delete(&image, &receipts).await;
@@ -209,6 +220,25 @@ impl<Q: Queue, R: Registry, D: Deployer> Reconciler<Q, R, D> {
                 warn!(error = %e, "could not shorten the visibility of messages to retry");
             }
             self.inflight.untrack(&receipts);
+        }
+    }
+
+    /// Tells the operator about the messages of a failed batch that SQS has delivered
+    /// [`TROUBLE_RECEIVES`] times or more: they are heading for the dead-letter queue.
+    fn report_trouble(&self, image: &ImageRef, requests: &[Request], reason: &str) {
+        for r in requests {
+            if let Some((id, _)) = &r.message
+                && r.receive_count >= TROUBLE_RECEIVES
+            {
+                self.notifier.send(Notice::Trouble(TroubleNotice {
+                    host: self.notifier.host().to_owned(),
+                    kind: "repeated_failures",
+                    message_id: id.clone(),
+                    receive_count: r.receive_count,
+                    image: Some(image.to_string()),
+                    reason: reason.to_owned(),
+                }));
+            }
         }
     }
 

@@ -1,0 +1,400 @@
+//! Notifications: deployment outcomes and messages in trouble, to Slack/Teams-compatible
+//! incoming webhooks and (deployments) to an EventBridge bus.
+//!
+//! Nothing here may slow a deploy down: callers hand a [`Notice`] to a bounded channel and move
+//! on (a full channel drops the notice with a warning); one background task delivers, each sink
+//! with a per-attempt timeout and a few retries. Webhook URLs are secrets: logs show only
+//! their scheme and host.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use aws_sdk_eventbridge::types::PutEventsRequestEntry;
+use backon::{ExponentialBuilder, Retryable};
+use serde::Serialize;
+use serde_json::json;
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use crate::config::Notify as NotifySettings;
+use crate::store::Phases;
+
+/// `source` of the deployment result events.
+pub const EVENT_SOURCE: &str = "ecr-deployd";
+/// `detail-type` of the deployment result events.
+pub const EVENT_DETAIL_TYPE: &str = "ECR Deployment Result";
+/// One attempt at one sink never takes longer than this.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Attempts per sink and notice (the first and two retries).
+const ATTEMPTS: usize = 3;
+/// Notices waiting for delivery; beyond this they are dropped, never waited for.
+const BACKLOG: usize = 256;
+
+/// One deployment's result: what the central account sees of "which image runs where".
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct DeploymentNotice {
+    pub host: String,
+    pub container: String,
+    pub repository: String,
+    pub tag: String,
+    pub from_digest: Option<String>,
+    pub to_digest: String,
+    pub outcome: &'static str,
+    pub trigger: String,
+    pub error: Option<String>,
+    pub durations_ms: Durations,
+}
+
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct Durations {
+    pub resolve: i64,
+    pub pull: i64,
+    pub stop: i64,
+    pub swap: i64,
+    pub health: i64,
+    pub total: i64,
+    pub event_to_running: Option<i64>,
+}
+
+impl Durations {
+    pub fn new(p: &Phases, total: Duration, event_to_running: Option<Duration>) -> Self {
+        Self {
+            resolve: p.resolve_ms,
+            pull: p.pull_ms,
+            stop: p.stop_ms,
+            swap: p.swap_ms,
+            health: p.health_ms,
+            total: total.as_millis() as i64,
+            event_to_running: event_to_running.map(|d| d.as_millis() as i64),
+        }
+    }
+}
+
+/// A queue message the agent cannot get through.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct TroubleNotice {
+    pub host: String,
+    /// `malformed` (left for the dead-letter queue) or `repeated_failures`.
+    pub kind: &'static str,
+    pub message_id: String,
+    pub receive_count: u32,
+    /// The repository:tag concerned, when known.
+    pub image: Option<String>,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Notice {
+    Deployment(DeploymentNotice),
+    Trouble(TroubleNotice),
+}
+
+impl Notice {
+    /// The line a person reads in the chat channel.
+    pub fn text(&self) -> String {
+        match self {
+            Notice::Deployment(d) => {
+                let from = d.from_digest.as_deref().map(short).unwrap_or("-");
+                let mark = match d.outcome {
+                    "succeeded" => "✅",
+                    "rolled_back" => "↩️",
+                    _ => "❌",
+                };
+                let mut s = format!(
+                    "{mark} ecr-deployd on {}: {} {} {}:{} {from} → {} ({}, {} ms)",
+                    d.host,
+                    d.container,
+                    d.outcome.replace('_', " "),
+                    d.repository,
+                    d.tag,
+                    short(&d.to_digest),
+                    d.trigger,
+                    d.durations_ms.total
+                );
+                if let Some(e) = &d.error {
+                    s.push_str(&format!(": {e}"));
+                }
+                s
+            }
+            Notice::Trouble(t) => format!(
+                "⚠️ ecr-deployd on {}: message {} {} (received {} times){}: {}",
+                t.host,
+                t.message_id,
+                t.kind.replace('_', " "),
+                t.receive_count,
+                t.image
+                    .as_deref()
+                    .map(|i| format!(" for {i}"))
+                    .unwrap_or_default(),
+                t.reason
+            ),
+        }
+    }
+
+    /// The webhook body: `text` for Slack and Teams, the structured notice beside it.
+    pub fn webhook_body(&self) -> serde_json::Value {
+        let (kind, data) = match self {
+            Notice::Deployment(d) => ("deployment", serde_json::to_value(d)),
+            Notice::Trouble(t) => ("trouble", serde_json::to_value(t)),
+        };
+        json!({
+            "text": self.text(),
+            "ecr_deployd": { "kind": kind, "data": data.unwrap_or_default() },
+        })
+    }
+}
+
+fn short(digest: &str) -> &str {
+    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    &hex[..hex.len().min(12)]
+}
+
+/// The sending side: cheap to clone, never blocks. `Notifier::disabled()` drops everything.
+#[derive(Clone, Debug, Default)]
+pub struct Notifier {
+    tx: Option<mpsc::Sender<Notice>>,
+    host: Arc<str>,
+}
+
+impl Notifier {
+    pub fn disabled() -> Self {
+        Self::default()
+    }
+
+    /// Starts the delivery task when `settings` names a sink; `sdk` is used for EventBridge.
+    pub fn start(settings: &NotifySettings, sdk: &SdkConfig) -> Self {
+        let host: Arc<str> = host_name().into();
+        if settings.webhooks.is_empty() && settings.event_bus.is_empty() {
+            return Self { tx: None, host };
+        }
+        let sinks = Sinks {
+            http: reqwest::Client::builder()
+                .timeout(ATTEMPT_TIMEOUT)
+                .connect_timeout(ATTEMPT_TIMEOUT)
+                .user_agent(concat!("ecr-deployd/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .expect("HTTP client with the built-in TLS configuration"),
+            webhooks: settings.webhooks.clone(),
+            events: (!settings.event_bus.is_empty()).then(|| {
+                (
+                    aws_sdk_eventbridge::Client::new(sdk),
+                    settings.event_bus.clone(),
+                )
+            }),
+        };
+        let (tx, rx) = mpsc::channel(BACKLOG);
+        tokio::spawn(deliver(rx, Arc::new(sinks)));
+        Self { tx: Some(tx), host }
+    }
+
+    /// A notifier whose notices are handed to the returned receiver instead of being delivered
+    /// (tests; embedding the agent with a sink of one's own).
+    pub fn capture(host: &str) -> (Self, mpsc::Receiver<Notice>) {
+        let (tx, rx) = mpsc::channel(BACKLOG);
+        (
+            Self {
+                tx: Some(tx),
+                host: host.into(),
+            },
+            rx,
+        )
+    }
+
+    /// The host name notices carry.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    /// Queues `notice` for delivery; never waits.
+    pub fn send(&self, notice: Notice) {
+        let Some(tx) = &self.tx else { return };
+        if let Err(e) = tx.try_send(notice) {
+            warn!(error = %e, "notification dropped: too many waiting for delivery");
+        }
+    }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown-host".into())
+}
+
+struct Sinks {
+    http: reqwest::Client,
+    webhooks: Vec<String>,
+    events: Option<(aws_sdk_eventbridge::Client, String)>,
+}
+
+async fn deliver(mut rx: mpsc::Receiver<Notice>, sinks: Arc<Sinks>) {
+    while let Some(notice) = rx.recv().await {
+        // Sinks of one notice in parallel, so a hanging webhook delays only its own retries.
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, url) in sinks.webhooks.iter().enumerate() {
+            let (sinks, url, body) = (sinks.clone(), url.clone(), notice.webhook_body());
+            tasks.spawn(async move { post_webhook(&sinks.http, i, &url, &body).await });
+        }
+        if let (Some((client, bus)), Notice::Deployment(d)) = (&sinks.events, &notice) {
+            let (client, bus, d) = (client.clone(), bus.clone(), d.clone());
+            tasks.spawn(async move { put_event(&client, &bus, &d).await });
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+}
+
+fn backoff() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(500))
+        .with_max_delay(Duration::from_secs(5))
+        .with_max_times(ATTEMPTS - 1)
+        .with_jitter()
+}
+
+/// `scheme://host[:port]` of a webhook: enough to tell which one failed, no secret.
+pub fn webhook_label(i: usize, url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) => format!(
+            "webhook #{} ({}://{}{})",
+            i + 1,
+            u.scheme(),
+            u.host_str().unwrap_or("?"),
+            u.port().map(|p| format!(":{p}")).unwrap_or_default()
+        ),
+        Err(_) => format!("webhook #{}", i + 1),
+    }
+}
+
+async fn post_webhook(http: &reqwest::Client, i: usize, url: &str, body: &serde_json::Value) {
+    let label = webhook_label(i, url);
+    let attempt = || async {
+        let resp = http
+            .post(url)
+            .json(body)
+            .send()
+            .await
+            // reqwest's errors carry the URL, which is a secret.
+            .map_err(|e| e.without_url().to_string())?;
+        let status = resp.status();
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("HTTP {status}"))
+        }
+    };
+    match attempt
+        .retry(backoff())
+        .notify(|e, delay| debug!(webhook = %label, error = %e, retry_in = ?delay, "webhook failed; retrying"))
+        .await
+    {
+        Ok(()) => debug!(webhook = %label, "notification delivered"),
+        Err(e) => warn!(webhook = %label, error = %e, attempts = ATTEMPTS, "notification not delivered"),
+    }
+}
+
+async fn put_event(client: &aws_sdk_eventbridge::Client, bus: &str, d: &DeploymentNotice) {
+    let detail = serde_json::to_string(d).unwrap_or_default();
+    let attempt = || async {
+        let entry = PutEventsRequestEntry::builder()
+            .source(EVENT_SOURCE)
+            .detail_type(EVENT_DETAIL_TYPE)
+            .event_bus_name(bus)
+            .detail(detail.clone())
+            .build();
+        let call = client.put_events().entries(entry).send();
+        let out = tokio::time::timeout(ATTEMPT_TIMEOUT, call)
+            .await
+            .map_err(|_| "timed out".to_owned())?
+            .map_err(|e| crate::adapters::aws::remote_error("events:PutEvents", e).to_string())?;
+        if out.failed_entry_count() > 0 {
+            let why = out
+                .entries()
+                .iter()
+                .filter_map(|e| e.error_message())
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(format!("entry rejected: {why}"));
+        }
+        Ok(())
+    };
+    match attempt.retry(backoff()).await {
+        Ok(()) => debug!(%bus, "deployment result event put"),
+        Err(e) => warn!(%bus, error = %e, attempts = ATTEMPTS, "deployment result event not put"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deployment(outcome: &'static str, error: Option<&str>) -> Notice {
+        Notice::Deployment(DeploymentNotice {
+            host: "edge-01".into(),
+            container: "web".into(),
+            repository: "shop/web".into(),
+            tag: "prod".into(),
+            from_digest: Some(format!("sha256:{}", "a".repeat(64))),
+            to_digest: format!("sha256:{}", "b".repeat(64)),
+            outcome,
+            trigger: "event".into(),
+            error: error.map(str::to_owned),
+            durations_ms: Durations {
+                total: 420,
+                ..Default::default()
+            },
+        })
+    }
+
+    #[test]
+    fn text_names_host_container_image_digests_and_outcome() {
+        let t = deployment("succeeded", None).text();
+        assert_eq!(
+            t,
+            "✅ ecr-deployd on edge-01: web succeeded shop/web:prod aaaaaaaaaaaa → bbbbbbbbbbbb (event, 420 ms)"
+        );
+        let t = deployment("rolled_back", Some("health check failed")).text();
+        assert!(
+            t.contains("rolled back") && t.ends_with(": health check failed"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn webhook_body_has_text_and_the_structured_notice() {
+        let b = deployment("failed", Some("pull failed")).webhook_body();
+        assert!(b["text"].as_str().unwrap().starts_with("❌"));
+        assert_eq!(b["ecr_deployd"]["kind"], "deployment");
+        assert_eq!(b["ecr_deployd"]["data"]["outcome"], "failed");
+        assert_eq!(b["ecr_deployd"]["data"]["repository"], "shop/web");
+        assert_eq!(b["ecr_deployd"]["data"]["durations_ms"]["total"], 420);
+    }
+
+    #[test]
+    fn webhook_label_hides_path_and_query() {
+        assert_eq!(
+            webhook_label(
+                0,
+                "https://hooks.example.com/services/T000/B000/XXXX?token=s3cret"
+            ),
+            "webhook #1 (https://hooks.example.com)"
+        );
+        assert_eq!(
+            webhook_label(1, "http://127.0.0.1:8080/hook"),
+            "webhook #2 (http://127.0.0.1:8080)"
+        );
+        assert_eq!(webhook_label(2, "not a url"), "webhook #3");
+    }
+
+    #[test]
+    fn disabled_notifier_drops_without_blocking() {
+        let n = Notifier::disabled();
+        assert!(!n.enabled());
+        n.send(deployment("succeeded", None));
+    }
+}
