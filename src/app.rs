@@ -26,6 +26,7 @@ use crate::reconcile::sweep;
 use crate::retry;
 use crate::stats::Stats;
 use crate::store::{Store, StoreError};
+use crate::systemd;
 
 /// How long shutdown waits for work in flight before handing its messages back.
 /// The systemd unit's `TimeoutStopSec` must stay above this.
@@ -157,8 +158,17 @@ pub async fn run(
     tokio::spawn(async move {
         shutdown.await;
         info!("shutdown requested");
+        systemd::stopping();
         trigger.cancel();
     });
+    // Config valid, state store open, listener bound: up. Docker and AWS may still be coming
+    // up; both are retried from here on, with the watchdog fed while that goes on.
+    systemd::ready("running: recovering interrupted deployments");
+    let watchdog_stop = CancellationToken::new();
+    tokio::spawn(systemd::watchdog(
+        agent.stats.clone(),
+        watchdog_stop.clone(),
+    ));
     // A swap interrupted by a crash is finished or undone before anything new is deployed.
     let recover = || agent.deployer.recover();
     let recovered = tokio::select! {
@@ -166,7 +176,10 @@ pub async fn run(
         r = recover
             .retry(retry::forever())
             .when(|e| e.transient)
-            .notify(|e, delay| warn!(error = %e, retry_in = ?delay, "Docker unreachable; recovery retried")) => r,
+            .notify(|e, delay| {
+                agent.stats.tick();
+                warn!(error = %e, retry_in = ?delay, "Docker unreachable; recovery retried")
+            }) => r,
     };
     match recovered {
         Ok(0) => {}
@@ -182,12 +195,14 @@ pub async fn run(
         token.clone(),
     ));
     info!(queue = %settings.queue.url, "ecr-deployd running");
+    systemd::status(&format!("running: {}", settings.queue.url));
     agent.run(&settings, token, SHUTDOWN_GRACE).await;
     // A sweep deploying right now gets the same grace as event work; past it, the journal
     // lets the next start finish or undo the swap.
     if tokio::time::timeout(SHUTDOWN_GRACE, sweep).await.is_err() {
         warn!("the sweep did not finish within the grace period");
     }
+    watchdog_stop.cancel();
     info!(
         ecr_calls = agent.registry.calls(),
         "ecr-deployd stopped cleanly"

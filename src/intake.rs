@@ -113,9 +113,11 @@ pub async fn run<Q: Queue>(
     loop {
         stats.tick();
         let receive = || queue.receive(cfg.max_messages, cfg.wait, cfg.visibility);
-        let receive = receive
-            .retry(retry::forever())
-            .notify(|e, delay| warn!(error = %e, retry_in = ?delay, "receiving from the queue failed; retrying"));
+        let receive = receive.retry(retry::forever()).notify(|e, delay| {
+            // Retrying is the loop doing its job: alive for /healthz and the watchdog.
+            stats.tick();
+            warn!(error = %e, retry_in = ?delay, "receiving from the queue failed; retrying")
+        });
         let messages = tokio::select! {
             _ = shutdown.cancelled() => break,
             r = receive => match r {

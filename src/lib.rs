@@ -34,3 +34,4 @@ pub mod reconcile;
 pub mod retry;
 pub mod stats;
 pub mod store;
+pub mod systemd;

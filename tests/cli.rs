@@ -8,9 +8,17 @@ use std::time::Duration;
 
 use common::*;
 
+/// A config for `run` against `endpoint`; its state store is a fresh file under the system's
+/// temporary directory, never the default path.
 fn agent_config(endpoint: &str, queue_url: &str, extra: &str) -> String {
+    let state = tempfile::Builder::new()
+        .prefix("ecr-deployd-test-state-")
+        .tempdir()
+        .unwrap()
+        .keep();
     format!(
-        "[aws]\nregion = \"{REGION}\"\nendpoint_url = \"{endpoint}\"\n[queue]\nurl = \"{queue_url}\"\nwait_time_seconds = 2\nvisibility_timeout_seconds = 300\n[http]\nlisten = \"\"\n{extra}"
+        "[aws]\nregion = \"{REGION}\"\nendpoint_url = \"{endpoint}\"\n[queue]\nurl = \"{queue_url}\"\nwait_time_seconds = 2\nvisibility_timeout_seconds = 300\n[http]\nlisten = \"\"\n[state]\npath = \"{}/state.db\"\n{extra}",
+        state.display()
     )
 }
 
@@ -138,6 +146,67 @@ async fn sigterm_exits_0_and_makes_unfinished_messages_visible_again() {
         "{}",
         agent.log_text()
     );
+}
+
+/// Datagrams the agent sent to a stand-in for systemd's notify socket, split into lines.
+fn notifications(sock: &std::os::unix::net::UnixDatagram) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = sock.recv(&mut buf) {
+        lines.extend(
+            String::from_utf8_lossy(&buf[..n])
+                .lines()
+                .map(str::to_owned),
+        );
+    }
+    lines
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_systemd_it_reports_ready_feeds_the_watchdog_and_reports_stopping() {
+    let Aws { moto, sqs, .. } = Aws::start().await;
+    let (url, _) = create_queue(&sqs, "host-a", None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let config = agent_config(&moto.endpoint, &url, "");
+    // WatchdogSec=1: pings every third of a second while the loop turns.
+    let mut agent = AgentProcess::start_with_env(
+        &config,
+        &["run"],
+        &[
+            ("NOTIFY_SOCKET", path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "1000000"),
+        ],
+    );
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while seen.iter().filter(|l| *l == "WATCHDOG=1").count() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{seen:?}\n{}",
+            agent.log_text()
+        );
+        seen.extend(notifications(&sock));
+    }
+    let ready = seen.iter().position(|l| l == "READY=1").expect("READY=1");
+    let first_ping = seen.iter().position(|l| l == "WATCHDOG=1").unwrap();
+    assert!(ready < first_ping, "{seen:?}");
+    assert!(
+        seen.iter().any(|l| l.starts_with("STATUS=running")),
+        "{seen:?}"
+    );
+    assert!(!seen.iter().any(|l| l == "STOPPING=1"));
+
+    agent.signal("TERM");
+    let (code, agent) =
+        tokio::task::spawn_blocking(move || (agent.wait_exit(Duration::from_secs(20)), agent))
+            .await
+            .unwrap();
+    assert_eq!(code, Some(0), "{}", agent.log_text());
+    assert!(notifications(&sock).iter().any(|l| l == "STOPPING=1"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -319,6 +319,11 @@ pub struct AgentProcess {
 impl AgentProcess {
     /// Starts `ecr-deployd <args>` with `config` as its config file and test credentials.
     pub fn start(config: &str, args: &[&str]) -> Self {
+        Self::start_with_env(config, args, &[])
+    }
+
+    /// As `start`, with extra environment variables.
+    pub fn start_with_env(config: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("config.toml");
         std::fs::write(&config_path, config).unwrap();
@@ -333,6 +338,7 @@ impl AgentProcess {
             .env("AWS_REGION", REGION)
             .env_remove("AWS_PROFILE")
             .env("AWS_EC2_METADATA_DISABLED", "true")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
