@@ -219,12 +219,22 @@ impl Notifier {
     }
 }
 
+/// gethostname(2): works under the unit's `ProcSubset=pid`, where /proc/sys is hidden.
 fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_owned())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "unknown-host".into())
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it or fails.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let name = if rc == 0 {
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    } else {
+        String::new()
+    };
+    if name.is_empty() {
+        "unknown-host".into()
+    } else {
+        name
+    }
 }
 
 struct Sinks {
@@ -389,6 +399,12 @@ mod tests {
             "webhook #2 (http://127.0.0.1:8080)"
         );
         assert_eq!(webhook_label(2, "not a url"), "webhook #3");
+    }
+
+    #[test]
+    fn host_name_is_the_kernel_host_name() {
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        assert_eq!(host_name(), kernel.trim());
     }
 
     #[test]

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Builds target/packages/ecr-deployd_<version>-<rev>_<arch>.deb and ecr-deployd-<version>-<rel>.<arch>.rpm
+# from a release build. Installs its tools when missing: cargo-deb and cargo-generate-rpm with
+# `cargo install`, help2man (the manual page) with apt-get.
+#   DEB_REVISION=2 packaging/build.sh    # a rebuilt package of the same version (upgrade tests)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CARGO_DEB_VERSION=3.8.0
+CARGO_GENERATE_RPM_VERSION=0.21.1
+log() { printf '[packaging] %s\n' "$*"; }
+
+if ! cargo deb --version 2>/dev/null | grep -q "$CARGO_DEB_VERSION"; then
+  log "installing cargo-deb $CARGO_DEB_VERSION"
+  cargo install --quiet --locked cargo-deb --version "$CARGO_DEB_VERSION"
+fi
+if ! cargo generate-rpm --version 2>/dev/null | grep -q "$CARGO_GENERATE_RPM_VERSION"; then
+  log "installing cargo-generate-rpm $CARGO_GENERATE_RPM_VERSION"
+  cargo install --quiet --locked cargo-generate-rpm --version "$CARGO_GENERATE_RPM_VERSION"
+fi
+if ! command -v help2man >/dev/null; then
+  log "installing help2man"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq help2man
+fi
+
+log "release build"
+cargo build --quiet --release --locked
+strip --strip-all target/release/ecr-deployd
+
+log "manual page"
+mkdir -p target/packaging
+bin=target/release/ecr-deployd
+{
+  echo "[COMMANDS]"
+  for cmd in run sweep status history rollback doctor check-config; do
+    echo ".SS $cmd"
+    "$bin" "$cmd" --help | sed -e 's/\\/\\\\/g' -e 's/^Usage:/.PP\nUsage:/' -e 's/^\([A-Z][a-z]*:\)$/.PP\n\1/'
+  done
+  cat <<'MAN'
+[FILES]
+.TP
+.I /etc/ecr-deployd/config.toml
+Configuration (TOML; every key may be overridden by ECR_DEPLOYD_<SECTION>_<KEY>).
+.TP
+.I /var/lib/ecr-deployd/state.db
+State: deployment history, blocked digests, the deploy journal.
+[EXIT STATUS]
+0 success; 1 a check failed, or a deploy failed or rolled back; 2 configuration or usage error.
+[SEE ALSO]
+.BR systemctl (1),
+.BR docker (1);
+/usr/share/doc/ecr-deployd/README.md
+MAN
+} >target/packaging/commands.h2m
+help2man --no-info --no-discard-stderr --section 1 \
+  --name "keeps Docker containers on the image last pushed to Amazon ECR" \
+  --include target/packaging/commands.h2m "$bin" | gzip -9n >target/packaging/ecr-deployd.1.gz
+
+mkdir -p target/packages
+log "deb"
+cargo deb --no-build --no-strip --quiet ${DEB_REVISION:+--deb-revision "$DEB_REVISION"} --output target/packages/
+log "rpm"
+cargo generate-rpm --output target/packages/ ${DEB_REVISION:+--set-metadata "release = \"$DEB_REVISION\""}
+ls -l target/packages/
