@@ -1,13 +1,24 @@
-//! Deploy latency of a small image on the real stack (moto, local registry, Docker Engine):
-//! phase durations from the history and event-to-running (message sent → new container
-//! running and recorded), over N runs. Run: `cargo bench --bench deploy_latency`.
+//! Event-to-running on the real stack (moto, local registry, Docker Engine), against a polling
+//! baseline measured in the same run. Run: `cargo bench --bench deploy_latency`.
+//!
+//! 1. Events: an ECR push event goes in with EventBridge `PutEvents`; a rule delivers it to the
+//!    host's queue; the agent receives it, resolves the tag in ECR, pulls, swaps. Measured from
+//!    `PutEvents` accepted to the new container running and recorded (no HEALTHCHECK,
+//!    `min_uptime_seconds = 0`, debounce 0), split into queue wait (a timing wrapper around the
+//!    queue port records when the agent received the message), resolve, pull, stop, create +
+//!    start, and the agent's own overhead (everything else: coalescing, the container lookup,
+//!    the journal's fsyncs).
+//! 2. Polling: the same deploys with no event, found by the periodic sweep alone at a 10 s
+//!    interval: what a poll-based updater with T = 10 s shows.
+//! 3. Requests a day for 20 containers, from the measured calls per sweep.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use aws_sdk_eventbridge::types::{PutEventsRequestEntry, Target};
 use common::docker::*;
 use common::*;
 use ecr_deployd::adapters::docker::DockerRuntime;
@@ -16,38 +27,120 @@ use ecr_deployd::adapters::sqs::SqsQueue;
 use ecr_deployd::app::{Agent, deploy_config};
 use ecr_deployd::config::Settings;
 use ecr_deployd::deploy::executor::Executor;
-use ecr_deployd::store::{Outcome, Store};
+use ecr_deployd::ports::{Message, Queue, Receipt, RemoteError};
+use ecr_deployd::reconcile::sweep;
+use ecr_deployd::store::{Deployment, Outcome, Store};
+use serde_json::json;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-const RUNS: usize = 12;
+const RUNS: usize = 20;
+const POLL_RUNS: usize = 6;
+const POLL_INTERVAL: Duration = Duration::from_secs(10);
+const REPO: &str = "bench/web";
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
-fn p95(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[((v.len() as f64) * 0.95).ceil() as usize - 1]
+/// The SQS adapter, recording when each message reached the agent.
+struct TimedQueue {
+    inner: SqsQueue,
+    received: Mutex<Vec<(String, i64)>>,
+}
+
+impl TimedQueue {
+    fn received_ms(&self, needle: &str) -> Option<i64> {
+        let r = self.received.lock().unwrap();
+        r.iter().find(|(b, _)| b.contains(needle)).map(|(_, t)| *t)
+    }
+}
+
+impl Queue for TimedQueue {
+    async fn receive(
+        &self,
+        max: u32,
+        wait: Duration,
+        visibility: Duration,
+    ) -> Result<Vec<Message>, RemoteError> {
+        let messages = self.inner.receive(max, wait, visibility).await?;
+        let t = now_ms();
+        let mut r = self.received.lock().unwrap();
+        r.extend(messages.iter().map(|m| (m.body.clone(), t)));
+        Ok(messages)
+    }
+    async fn delete(&self, receipts: &[Receipt]) -> Result<(), RemoteError> {
+        self.inner.delete(receipts).await
+    }
+    async fn set_visibility(&self, receipts: &[Receipt], t: Duration) -> Result<(), RemoteError> {
+        self.inner.set_visibility(receipts, t).await
+    }
+}
+
+async fn wait_recorded(store: &Store, name: &str, digest: &str, since: Instant) -> Deployment {
+    loop {
+        let h = store.history(Some(name), 1).unwrap();
+        if let Some(d) = h
+            .into_iter()
+            .next()
+            .filter(|d| d.to_digest == digest && d.outcome.is_some())
+        {
+            assert_eq!(d.outcome, Some(Outcome::Succeeded), "{d:?}");
+            return d;
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(90),
+            "{digest} not deployed"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let moto = Moto::start();
     let sdk = moto.sdk().await;
-    let (sqs, ecr) = (
+    let (sqs, ecr, events) = (
         aws_sdk_sqs::Client::new(&sdk),
         aws_sdk_ecr::Client::new(&sdk),
+        aws_sdk_eventbridge::Client::new(&sdk),
     );
     let (url, _) = create_queue(&sqs, "bench", None).await;
+    events
+        .put_rule()
+        .name("bench-push")
+        .event_pattern(
+            json!({"source": ["aws.ecr"], "detail-type": ["ECR Image Action"],
+                   "detail": {"action-type": ["PUSH"], "result": ["SUCCESS"], "repository-name": [REPO]}})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    events
+        .put_targets()
+        .rule("bench-push")
+        .targets(
+            Target::builder()
+                .id("q")
+                .arn(format!("arn:aws:sqs:{REGION}:{ACCOUNT}:bench"))
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
     let registry = TestRegistry::start();
     let scope = Scope::new("bench");
     let state = tempfile::tempdir().unwrap();
 
-    let v0 = registry.publish("bench/web", "v0", Kind::Serve, "v0", true);
-    let prod = format!("{}/bench/web:prod", registry.host);
-    docker(&["tag", &format!("{}/bench/web:v0", registry.host), &prod]);
-    put_digest(&ecr, "bench/web", "prod", &v0).await;
+    let v0 = registry.publish(REPO, "v0", Kind::Serve, "v0", true);
+    let prod = format!("{}/{REPO}:prod", registry.host);
+    docker(&["tag", &format!("{}/{REPO}:v0", registry.host), &prod]);
+    put_digest(&ecr, REPO, "prod", &v0).await;
     let name = scope.name("web");
     scope.run(&name, &["--label", "ecr-deployd.enable=true", &prod]);
 
@@ -58,15 +151,19 @@ async fn main() {
     settings.deploy.min_uptime_seconds = 0;
     settings.state.path = state.path().join("state.db");
     let store = Arc::new(Store::open(&settings.state.path).unwrap());
+    let executor = Arc::new(Executor::new(
+        Arc::new(DockerRuntime::new(None)),
+        Arc::new(EcrCredentials::new(&sdk)),
+        store.clone(),
+        deploy_config(&settings),
+    ));
     let agent = Arc::new(Agent {
-        queue: Arc::new(SqsQueue::new(&sdk, &url, Duration::from_secs(20))),
+        queue: Arc::new(TimedQueue {
+            inner: SqsQueue::new(&sdk, &url, Duration::from_secs(20)),
+            received: Mutex::default(),
+        }),
         registry: Arc::new(EcrRegistry::new(&sdk)),
-        deployer: Arc::new(Executor::new(
-            Arc::new(DockerRuntime::new(None)),
-            Arc::new(EcrCredentials::new(&sdk)),
-            store.clone(),
-            deploy_config(&settings),
-        )),
+        deployer: executor.clone(),
         stats: Arc::default(),
         notifier: ecr_deployd::notify::Notifier::disabled(),
     });
@@ -76,71 +173,154 @@ async fn main() {
         tokio::spawn(async move { a.run(&s, t, Duration::from_secs(30)).await })
     };
 
-    let mut e2r = Vec::new();
-    let mut phases: [Vec<f64>; 5] = Default::default();
+    // ------------------------------------------------------------ 1. events
+    let labels = [
+        "queue wait (PutEvents -> received)",
+        "resolve (ECR BatchGetImage)",
+        "pull by digest + verify + tag",
+        "stop + rename old",
+        "create + start new",
+        "agent overhead (the rest)",
+        "event -> new container running",
+    ];
+    let mut series: [Vec<f64>; 7] = Default::default();
     for run in 1..=RUNS {
-        let digest = registry.publish(
-            "bench/web",
-            &format!("v{run}"),
-            Kind::Serve,
-            &format!("v{run}"),
-            false,
-        );
-        put_digest(&ecr, "bench/web", "prod", &digest).await;
-        let sent_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as i64;
+        let version = format!("v{run}");
+        let digest = registry.publish(REPO, &version, Kind::Serve, &version, false);
+        put_digest(&ecr, REPO, "prod", &digest).await;
+        let detail = json!({"result": "SUCCESS", "repository-name": REPO, "image-digest": digest,
+                            "action-type": "PUSH", "image-tag": "prod"});
         let sent = Instant::now();
-        send_all(&sqs, &url, &[push_body("bench/web", "prod", &digest)]).await;
-        let d = loop {
-            let h = store.history(Some(&name), 1).unwrap();
-            if let Some(d) = h
-                .into_iter()
-                .next()
-                .filter(|d| d.to_digest == digest && d.outcome.is_some())
-            {
-                break d;
-            }
-            assert!(
-                sent.elapsed() < Duration::from_secs(60),
-                "run {run} did not deploy"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        };
-        assert_eq!(d.outcome, Some(Outcome::Succeeded), "{d:?}");
-        e2r.push((d.ended_at_ms.unwrap() - sent_ms) as f64);
-        let p = d.phases;
-        for (i, v) in [p.resolve_ms, p.pull_ms, p.stop_ms, p.swap_ms, p.health_ms]
-            .into_iter()
-            .enumerate()
+        let out = events
+            .put_events()
+            .entries(
+                PutEventsRequestEntry::builder()
+                    .source("aws.ecr")
+                    .detail_type("ECR Image Action")
+                    .detail(detail.to_string())
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let accepted_ms = now_ms();
+        assert_eq!(out.failed_entry_count(), 0);
+        let d = wait_recorded(&store, &name, &digest, sent).await;
+        let total = (d.ended_at_ms.unwrap() - accepted_ms) as f64;
+        let queue_wait = (agent.queue.received_ms(&digest).unwrap() - accepted_ms) as f64;
+        let p = &d.phases;
+        let phases = [p.resolve_ms, p.pull_ms, p.stop_ms, p.swap_ms].map(|v| v as f64);
+        let overhead = total - queue_wait - phases.iter().sum::<f64>() - p.health_ms as f64;
+        for (i, v) in [
+            queue_wait, phases[0], phases[1], phases[2], phases[3], overhead, total,
+        ]
+        .into_iter()
+        .enumerate()
         {
-            phases[i].push(v as f64);
+            series[i].push(v);
         }
     }
     token.cancel();
     task.await.unwrap();
 
-    println!(
-        "deploys of a small image (busybox httpd, --init, no HEALTHCHECK, min_uptime 0, debounce 0), {RUNS} runs"
-    );
-    println!("{:<34} {:>9} {:>9}", "phase", "median ms", "p95 ms");
-    for (label, v) in [
-        "resolve (ECR BatchGetImage)",
-        "pull by digest + verify + tag",
-        "stop + rename old",
-        "create + start new",
-        "health gate",
-    ]
-    .iter()
-    .zip(phases)
-    {
-        println!("{label:<34} {:>9.0} {:>9.0}", median(v.clone()), p95(v));
+    // ------------------------------------------------------------ 2. polling (sweep only)
+    let poll_registry = Arc::new(EcrRegistry::new(&sdk));
+    let poll_token = CancellationToken::new();
+    let sweeper = tokio::spawn(sweep::periodic(
+        poll_registry.clone(),
+        executor.clone(),
+        POLL_INTERVAL,
+        Duration::ZERO,
+        Arc::new(Notify::new()),
+        poll_token.clone(),
+    ));
+    tokio::time::sleep(Duration::from_secs(2)).await; // the start-up sweep
+    let mut polled = Vec::new();
+    // Pushes land at different points of the polling cycle.
+    let offsets_ms = [1300u64, 4700, 2900, 7600, 600, 5800];
+    let calls_before = poll_registry.calls();
+    let poll_started = Instant::now();
+    for (i, offset) in offsets_ms.iter().take(POLL_RUNS).enumerate() {
+        tokio::time::sleep(Duration::from_millis(*offset)).await;
+        let version = format!("p{i}");
+        let digest = registry.publish(REPO, &version, Kind::Serve, &version, false);
+        let pushed_ms = now_ms();
+        let pushed = Instant::now();
+        put_digest(&ecr, REPO, "prod", &digest).await;
+        let d = wait_recorded(&store, &name, &digest, pushed).await;
+        polled.push((d.ended_at_ms.unwrap() - pushed_ms) as f64);
     }
+    let sweeps = poll_started.elapsed().as_secs_f64() / POLL_INTERVAL.as_secs_f64();
+    let calls_per_sweep = (poll_registry.calls() - calls_before) as f64 / sweeps.max(1.0);
+    poll_token.cancel();
+    sweeper.await.unwrap();
+
+    // ------------------------------------------------------------ report
     println!(
-        "{:<34} {:>9.0} {:>9.0}",
-        "event sent -> new container recorded",
-        median(e2r.clone()),
-        p95(e2r)
+        "event -> running: a small image (busybox httpd, --init, no HEALTHCHECK, min_uptime 0, debounce 0), {RUNS} runs"
+    );
+    println!("{:<36} {:>9} {:>9}", "", "median ms", "p95 ms");
+    let mut rows = serde_json::Map::new();
+    for (label, v) in labels.iter().zip(series.iter()) {
+        let (m, p) = median_p95(v.clone());
+        println!("{label:<36} {m:>9.0} {p:>9.0}");
+        rows.insert(label.to_string(), json!({"median_ms": m, "p95_ms": p}));
+    }
+    let (poll_median, poll_p95) = median_p95(polled.clone());
+    println!();
+    println!(
+        "polling baseline (sweep only, interval {} s), {POLL_RUNS} pushes",
+        POLL_INTERVAL.as_secs()
+    );
+    println!(
+        "{:<36} {:>9.0} {:>9.0}",
+        "push -> new container running", poll_median, poll_p95
+    );
+    println!(
+        "{:<36} {:>9.0}",
+        "analytic: T/2 + deploy",
+        POLL_INTERVAL.as_millis() as f64 / 2.0
+    );
+
+    // Requests a day for 20 containers (each on its own repository: the worst case for us).
+    let containers = 20.0;
+    let day = 86_400.0;
+    let receives = day / 20.0; // idle long polls of 20 s
+    let sweep_interval = 300.0;
+    let ours_sweep = containers * (day / sweep_interval); // one BatchGetImage per repository per sweep
+    println!();
+    println!("requests a day for 20 containers on 20 repositories (idle host)");
+    println!("{:<48} {:>12}", "approach", "requests/day");
+    println!(
+        "{:<48} {:>12.0}",
+        "ecr-deployd: SQS long polls (20 s) + sweep (300 s)",
+        receives + ours_sweep
+    );
+    let mut polling = serde_json::Map::new();
+    for t in [10.0, 60.0, 300.0] {
+        let n = containers * day / t;
+        println!(
+            "{:<48} {n:>12.0}",
+            format!("poller, interval {t} s (median delay {} s)", t / 2.0)
+        );
+        polling.insert(
+            format!("{t}"),
+            json!({"requests_per_day": n, "median_delay_s": t / 2.0}),
+        );
+    }
+    bench_report(
+        "event_to_running",
+        &json!({
+            "runs": RUNS,
+            "image": "busybox httpd, no HEALTHCHECK, min_uptime 0, debounce 0",
+            "phases": rows,
+            "polling_measured": {"interval_s": POLL_INTERVAL.as_secs(), "runs": POLL_RUNS,
+                                  "median_ms": poll_median, "p95_ms": poll_p95,
+                                  "ecr_calls_per_sweep": calls_per_sweep},
+            "requests_per_day_20_containers": {
+                "ecr_deployd": {"sqs_receives": receives, "sweep_ecr_calls": ours_sweep, "total": receives + ours_sweep},
+                "polling": polling,
+            },
+        }),
     );
 }

@@ -438,3 +438,20 @@ pub fn http(addr: &str, method: &str, path: &str) -> (u16, String) {
         .unwrap_or_default();
     (status, body)
 }
+
+/// Benchmarks: writes `value` as `<BENCH_OUT_DIR>/<name>.json` when the harness
+/// (`bench/run.sh`) sets that variable; always prints nothing itself.
+pub fn bench_report(name: &str, value: &serde_json::Value) {
+    if let Some(dir) = std::env::var_os("BENCH_OUT_DIR") {
+        let path = PathBuf::from(dir).join(format!("{name}.json"));
+        std::fs::write(&path, serde_json::to_string_pretty(value).unwrap())
+            .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    }
+}
+
+/// Median and 95th percentile (nearest rank) of `v`.
+pub fn median_p95(mut v: Vec<f64>) -> (f64, f64) {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let p95 = v[(((v.len() as f64) * 0.95).ceil() as usize).max(1) - 1];
+    (v[v.len() / 2], p95)
+}

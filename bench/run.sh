@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The benchmark harness: event-to-running vs a polling baseline, backlog drain, sweep at scale,
+# idle footprint — on the local real stack (moto, local registry, Docker Engine). Prints each
+# benchmark's table, then a summary, and writes bench/results/latest.json.
+# Takes about 15 minutes (5 of them the idle footprint; BENCH_IDLE_SECONDS shortens it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh >/dev/null
+
+parts=$(mktemp -d)
+trap 'rm -rf "$parts"' EXIT
+export BENCH_OUT_DIR="$parts"
+started=$(date +%s)
+for b in deploy_latency intake_drain sweep_scale footprint; do
+  printf '\n\033[1m== %s\033[0m\n' "$b"
+  cargo bench --quiet --bench "$b" 2>&1 | grep -v '^setup:' || { echo "benchmark $b failed" >&2; exit 1; }
+done
+.venv/bin/python bench/report.py "$parts" "$(( $(date +%s) - started ))" bench/results/latest.json
