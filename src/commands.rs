@@ -126,7 +126,7 @@ pub async fn sweep(ctx: &Context, dry_run: bool) -> u8 {
         )
     );
     if rows.is_empty() {
-        eprintln!("no managed containers (label ecr-deployd.enable=true)");
+        eprintln!("no managed containers or services (label ecr-deployd.enable=true)");
     }
     if rows.iter().any(|r| r.action.is_failure()) {
         EXIT_FAILED
@@ -382,6 +382,21 @@ pub async fn doctor(ctx: &Context, config_path: &str) -> u8 {
                 Ok(m) => Check::ok("managed containers", format!("{} ({})", m.len(), m.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", "))),
                 Err(e) => Check::fail("managed containers", e.to_string()),
             });
+            // Swarm services: only on a manager; absent elsewhere, and then no line at all.
+            match ctx.executor.services().await {
+                Ok(services) if services.is_empty() => {}
+                Ok(services) => {
+                    let names = services.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ");
+                    checks.push(Check::ok("managed services", format!("{} ({names})", services.len())));
+                    for s in services.iter().filter(|s| !s.rolls_back) {
+                        checks.push(Check::warn(
+                            "service rolls back failed updates",
+                            format!("{}: update failure_action is not rollback — hint: docker service update --update-failure-action rollback {}", s.name, s.name),
+                        ));
+                    }
+                }
+                Err(e) => checks.push(Check::fail("managed services", e.to_string())),
+            }
         }
         Err(e) => checks.push(Check::fail(
             "Docker reachable",

@@ -227,4 +227,70 @@ pub trait Runtime: Send + Sync + 'static {
         &self,
         image_id: &str,
     ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// Managed Swarm services; empty when this node is not a Swarm manager (or has no Swarm).
+    fn services(
+        &self,
+        _mirror: Option<&str>,
+    ) -> impl Future<Output = Result<Vec<ManagedService>, RuntimeError>> + Send {
+        async { Ok(Vec::new()) }
+    }
+
+    /// Points the service at `image`, sent with `auth` so that every node can pull, at the
+    /// spec version just read (no lost update). Returns the update status from before.
+    fn update_service(
+        &self,
+        _id: &str,
+        _image: &str,
+        _auth: &PullAuth,
+    ) -> impl Future<Output = Result<Option<ServiceUpdate>, RuntimeError>> + Send {
+        async {
+            Err(RuntimeError {
+                operation: "update service",
+                message: "this runtime has no Swarm services".into(),
+                transient: false,
+            })
+        }
+    }
+
+    /// Where the service's latest update stands; `None` before its first update.
+    fn service_update(
+        &self,
+        _id: &str,
+    ) -> impl Future<Output = Result<Option<ServiceUpdate>, RuntimeError>> + Send {
+        async { Ok(None) }
+    }
+}
+
+/// A Swarm service that opted in (service label `ecr-deployd.enable=true`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManagedService {
+    pub id: String,
+    pub name: String,
+    /// The `repository:tag` it follows: `ecr-deployd.image`, or parsed from the spec's image.
+    pub follows: ImageRef,
+    /// The digest the service spec pins (Swarm stores `ref:tag@sha256:…`).
+    pub running: Option<Digest>,
+    /// `UpdateConfig.FailureAction` is `rollback`: Swarm undoes a failed update by itself.
+    pub rolls_back: bool,
+}
+
+/// A service's `UpdateStatus`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceUpdate {
+    /// `updating`, `paused`, `completed`, `rollback_started`, `rollback_paused`,
+    /// `rollback_completed`.
+    pub state: String,
+    pub started_at: String,
+    pub message: String,
+}
+
+impl ServiceUpdate {
+    /// The update (or its rollback) has come to an end.
+    pub fn finished(&self) -> bool {
+        matches!(
+            self.state.as_str(),
+            "completed" | "paused" | "rollback_completed" | "rollback_paused"
+        )
+    }
 }

@@ -237,7 +237,7 @@ async fn agent_runs_against_what_the_stack_created() {
     put_digest(&aws.ecr, repo, "prod", &v2).await;
     put_push_event(&events, repo, "prod", &v2).await;
     eventually(Duration::from_secs(60), "the container runs v2", || async {
-        running_digest(&name) == v2
+        running_digest_now(&name).as_deref() == Some(v2.as_str())
     })
     .await;
     eventually(Duration::from_secs(20), "the event is deleted", || async {

@@ -99,7 +99,7 @@ async fn outcomes_reach_webhooks_eventbridge_and_metrics_and_bad_webhooks_do_not
     put_digest(&aws.ecr, repo, "prod", &v2).await;
     send_all(&aws.sqs, &url, &[push_body(repo, "prod", &v2)]).await;
     eventually(Duration::from_secs(60), "v2 running", || async {
-        running_digest(&name) == v2
+        running_digest_now(&name).as_deref() == Some(v2.as_str())
     })
     .await;
     eventually(
@@ -110,7 +110,12 @@ async fn outcomes_reach_webhooks_eventbridge_and_metrics_and_bad_webhooks_do_not
     .await;
     // The webhook that never answers still holds the first notice's connection: delivery did
     // not wait for it, and neither did the deploy.
-    assert!(hang.holding() >= 1, "the hanging webhook was called");
+    eventually(
+        Duration::from_secs(10),
+        "the hanging webhook called",
+        || async { hang.holding() >= 1 },
+    )
+    .await;
     let b = &ok.bodies()[0];
     let d = &b["ecr_deployd"]["data"];
     assert_eq!(b["ecr_deployd"]["kind"], "deployment");

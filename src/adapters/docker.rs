@@ -26,7 +26,9 @@ use tracing::{debug, warn};
 
 use super::docker_raw;
 use crate::event::{Digest, follows, split_reference};
-use crate::ports::{Managed, Observed, PullAuth, Runtime, RuntimeError};
+use crate::ports::{
+    Managed, ManagedService, Observed, PullAuth, Runtime, RuntimeError, ServiceUpdate,
+};
 
 /// Opt-in label (SPEC §4).
 pub const LABEL_ENABLE: &str = "ecr-deployd.enable";
@@ -430,6 +432,118 @@ impl Runtime for DockerRuntime {
             }
         }
     }
+
+    async fn services(&self, mirror: Option<&str>) -> Result<Vec<ManagedService>, RuntimeError> {
+        let filters = serde_json::json!({ "label": [format!("{LABEL_ENABLE}=true")] }).to_string();
+        let path = self
+            .api(&format!("/services?filters={}", url_encode(&filters)))
+            .await?;
+        let list =
+            match docker_raw::call(&self.socket, "list services", Method::GET, &path, None).await {
+                Ok((_, v)) => v,
+                // Not a manager, or no Swarm: no services here, and nothing wrong.
+                Err(e) if e.message.starts_with("HTTP 503") => return Ok(Vec::new()),
+                Err(e) => return Err(e),
+            };
+        let mut out = Vec::new();
+        for s in list.as_array().map(Vec::as_slice).unwrap_or_default() {
+            let spec = &s["Spec"];
+            let name = spec["Name"].as_str().unwrap_or_default().to_owned();
+            let labels = &spec["Labels"];
+            if labels[LABEL_ENABLE].as_str() != Some("true") {
+                continue;
+            }
+            let image = spec["TaskTemplate"]["ContainerSpec"]["Image"]
+                .as_str()
+                .unwrap_or_default();
+            let follows = match follows(image, labels[LABEL_IMAGE].as_str(), mirror) {
+                Ok(f) => f,
+                Err(reason) => {
+                    warn!(service = %name, %reason, "managed service skipped");
+                    continue;
+                }
+            };
+            out.push(ManagedService {
+                id: s["ID"].as_str().unwrap_or_default().to_owned(),
+                running: image
+                    .split_once('@')
+                    .and_then(|(_, d)| Digest::parse(d).ok()),
+                rolls_back: spec["UpdateConfig"]["FailureAction"].as_str() == Some("rollback"),
+                follows,
+                name,
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    async fn update_service(
+        &self,
+        id: &str,
+        image: &str,
+        auth: &PullAuth,
+    ) -> Result<Option<ServiceUpdate>, RuntimeError> {
+        let current = self
+            .get_json("inspect service", &format!("/services/{id}"))
+            .await?;
+        let version = current["Version"]["Index"]
+            .as_u64()
+            .ok_or_else(|| invalid("inspect service", format!("no Version.Index in {current}")))?;
+        let mut spec = current["Spec"].clone();
+        spec["TaskTemplate"]["ContainerSpec"]["Image"] = Value::String(image.to_owned());
+        let host = image.split('/').next().unwrap_or_default();
+        let credentials = serde_json::json!({
+            "username": auth.username,
+            "password": auth.password,
+            "serveraddress": host,
+        });
+        let header = base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE,
+            credentials.to_string(),
+        );
+        let path = self
+            .api(&format!("/services/{id}/update?version={version}"))
+            .await?;
+        let (_, answer) = docker_raw::call_with_headers(
+            &self.socket,
+            "update service",
+            Method::POST,
+            &path,
+            Some(&spec),
+            &[("X-Registry-Auth", &header)],
+        )
+        .await?;
+        for w in answer["Warnings"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            warn!(service = id, warning = %w, "Swarm warning on service update");
+        }
+        Ok(update_status(&current))
+    }
+
+    async fn service_update(&self, id: &str) -> Result<Option<ServiceUpdate>, RuntimeError> {
+        let current = self
+            .get_json("inspect service", &format!("/services/{id}"))
+            .await?;
+        Ok(update_status(&current))
+    }
+}
+
+/// A service's `UpdateStatus`, if it has one.
+fn update_status(service: &Value) -> Option<ServiceUpdate> {
+    let u = service.get("UpdateStatus")?;
+    Some(ServiceUpdate {
+        state: u["State"].as_str().unwrap_or_default().to_owned(),
+        started_at: u["StartedAt"].as_str().unwrap_or_default().to_owned(),
+        message: u["Message"].as_str().unwrap_or_default().to_owned(),
+    })
+}
+
+/// Percent-encodes a query value.
+fn url_encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 /// The digest of `repository` among an image's RepoDigests (`host/repo@sha256:…`).

@@ -31,6 +31,18 @@ pub async fn call(
     path: &str,
     body: Option<&Value>,
 ) -> Result<(u16, Value), RuntimeError> {
+    call_with_headers(socket, operation, method, path, body, &[]).await
+}
+
+/// As [`call`], with extra request headers (e.g. `X-Registry-Auth`).
+pub async fn call_with_headers(
+    socket: &Path,
+    operation: &'static str,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+    headers: &[(&str, &str)],
+) -> Result<(u16, Value), RuntimeError> {
     let unreachable = |e: &dyn std::fmt::Display| RuntimeError {
         operation,
         message: format!("{}: {e}", socket.display()),
@@ -44,11 +56,15 @@ pub async fn call(
         .map_err(|e| unreachable(&e))?;
     tokio::spawn(conn);
     let bytes = body.map(|b| b.to_string()).unwrap_or_default();
-    let request = Request::builder()
+    let mut request = Request::builder()
         .method(method)
         .uri(path)
         .header("Host", "docker")
-        .header("Content-Type", "application/json")
+        .header("Content-Type", "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request
         .body(Full::new(Bytes::from(bytes)))
         .map_err(|e| unreachable(&e))?;
     let response = sender

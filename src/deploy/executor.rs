@@ -13,11 +13,12 @@ use tokio::sync::Semaphore;
 use tracing::{debug, error, info, warn};
 
 use crate::adapters::docker::OLD_SUFFIX;
-use crate::event::Digest;
+use crate::event::{Digest, ImageRef};
 use crate::metrics::Metrics;
 use crate::notify::{DeploymentNotice, Durations, Notice, Notifier};
 use crate::ports::{
-    Credentials, DeployError, DeployRequest, Deployer, Managed, Runtime, RuntimeError,
+    Credentials, DeployError, DeployRequest, Deployer, Managed, ManagedService, Runtime,
+    RuntimeError, ServiceUpdate,
 };
 use crate::store::{NewDeployment, Outcome, Phases, Step, Store};
 
@@ -25,6 +26,12 @@ use crate::store::{NewDeployment, Outcome, Phases, Step, Store};
 const HEALTH_POLL: Duration = Duration::from_millis(250);
 /// Beyond a stop timeout, how long a stop started by a killed agent may still take.
 const SETTLE_MARGIN: Duration = Duration::from_secs(2);
+/// How often a service update's progress is read.
+const SERVICE_POLL: Duration = Duration::from_millis(500);
+/// A service update still running after this is recorded as failed (Swarm carries on).
+const SERVICE_UPDATE_LIMIT: Duration = Duration::from_secs(30 * 60);
+/// Journal rows of service updates name the service as `service:<id>`.
+const SERVICE_JOURNAL_PREFIX: &str = "service:";
 
 /// `[deploy]` and `[registry]` settings the executor needs.
 #[derive(Clone, Debug)]
@@ -47,6 +54,23 @@ pub struct Executor<RT, C> {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     metrics: Option<Arc<Metrics>>,
     notifier: Notifier,
+}
+
+/// What a finished deployment reports (log line, metrics, notification).
+struct Finished<'a> {
+    kind: &'static str,
+    name: &'a str,
+    follows: &'a ImageRef,
+    from: Option<&'a Digest>,
+    to: &'a Digest,
+    outcome: Outcome,
+    trigger: &'a str,
+    took: Duration,
+    phases: &'a Phases,
+    event_time: Option<SystemTime>,
+    error: Option<&'a str>,
+    /// Docker went away mid-deploy: logged, not counted (the request is retried).
+    transient: bool,
 }
 
 /// What `rollback` did.
@@ -129,10 +153,9 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
     /// through the same journalled swap (trigger `manual`), then blocks the digest it left.
     pub async fn rollback(&self, name: &str, to: Option<Digest>) -> Result<Rollback, String> {
         let managed = self.managed().await.map_err(|e| e.to_string())?;
-        let c = managed
-            .into_iter()
-            .find(|m| m.name == name)
-            .ok_or_else(|| format!("no managed container named {name:?}"))?;
+        let Some(c) = managed.into_iter().find(|m| m.name == name) else {
+            return self.rollback_service(name, to).await;
+        };
         let current = c.running.clone().ok_or_else(|| {
             format!("the digest {name} runs is unknown (its image has no RepoDigests)")
         })?;
@@ -164,6 +187,43 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
     }
 
     /// The digest the container ran before its current one, from the history.
+    /// `rollback` of a Swarm service: a service update back to the previous digest.
+    async fn rollback_service(&self, name: &str, to: Option<Digest>) -> Result<Rollback, String> {
+        let services = self.services().await.map_err(|e| e.to_string())?;
+        let s = services
+            .into_iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| format!("no managed container or service named {name:?}"))?;
+        let current = s.running.clone().ok_or_else(|| {
+            format!("the service spec of {name} pins no digest; name one with --to DIGEST")
+        })?;
+        let target = match to {
+            Some(d) => d,
+            None => self.previous_digest(name, &current)?,
+        };
+        if target == current {
+            return Err(format!("{name} already runs {target}"));
+        }
+        self.store
+            .unblock(name, target.as_str())
+            .map_err(|e| e.to_string())?;
+        let outcome = self
+            .deploy_service(&s, &target, "manual", Duration::ZERO, None)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("{name} changed meanwhile; look at `ecr-deployd status`"))?;
+        if outcome == Outcome::Succeeded {
+            self.store
+                .block(name, current.as_str(), "rolled back by the operator")
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(Rollback {
+            from: current,
+            to: target,
+            outcome,
+        })
+    }
+
     fn previous_digest(&self, name: &str, current: &Digest) -> Result<Digest, String> {
         let history = self
             .store
@@ -256,53 +316,250 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
                 .finish(id, outcome, &phases, error.as_deref())
                 .map_err(|e| fail(e.to_string()))?;
         }
-        let from = c
-            .running
-            .as_ref()
-            .map(|d| d.short().to_owned())
-            .unwrap_or_else(|| "-".into());
-        let event_to_running = event_time
-            .filter(|_| outcome == Outcome::Succeeded)
-            .and_then(|t| SystemTime::now().duration_since(t).ok());
-        info!(
-            container = %c.name,
-            image = %c.follows,
-            from = %from,
-            to = %desired.short(),
-            outcome = outcome.as_str(),
+        self.report(&Finished {
+            kind: "container",
+            name: &c.name,
+            follows: &c.follows,
+            from: c.running.as_ref(),
+            to: desired,
+            outcome,
             trigger,
-            total_ms = started.elapsed().as_millis() as u64,
-            pull_ms = phases.pull_ms,
-            stop_ms = phases.stop_ms,
-            swap_ms = phases.swap_ms,
-            health_ms = phases.health_ms,
-            event_to_running_ms = event_to_running.map(|d| d.as_millis() as u64),
-            error = error.as_deref().unwrap_or(""),
-            "deployment"
-        );
-        if let Some(m) = &self.metrics
-            && !transient
-        {
-            m.deployed(outcome, started.elapsed(), event_to_running);
-        }
-        if !transient {
-            self.notifier.send(Notice::Deployment(DeploymentNotice {
-                host: self.notifier.host().to_owned(),
-                container: c.name.clone(),
-                repository: c.follows.repository.as_str().to_owned(),
-                tag: c.follows.tag.as_str().to_owned(),
-                from_digest: c.running.as_ref().map(ToString::to_string),
-                to_digest: desired.to_string(),
-                outcome: outcome.as_str(),
-                trigger: trigger.to_owned(),
-                error: error.clone(),
-                durations_ms: Durations::new(&phases, started.elapsed(), event_to_running),
-            }));
-        }
+            took: started.elapsed(),
+            phases: &phases,
+            event_time,
+            error: error.as_deref(),
+            transient,
+        });
         if transient {
             return Err(fail(error.unwrap_or_default()));
         }
         Ok(Some(outcome))
+    }
+
+    /// One log line, the metrics and the notification of a finished deployment.
+    fn report(&self, f: &Finished<'_>) {
+        let event_to_running = f
+            .event_time
+            .filter(|_| f.outcome == Outcome::Succeeded)
+            .and_then(|t| SystemTime::now().duration_since(t).ok());
+        info!(
+            kind = f.kind,
+            name = %f.name,
+            image = %f.follows,
+            from = %f.from.map(|d| d.short().to_owned()).unwrap_or_else(|| "-".into()),
+            to = %f.to.short(),
+            outcome = f.outcome.as_str(),
+            trigger = f.trigger,
+            total_ms = f.took.as_millis() as u64,
+            pull_ms = f.phases.pull_ms,
+            stop_ms = f.phases.stop_ms,
+            swap_ms = f.phases.swap_ms,
+            health_ms = f.phases.health_ms,
+            event_to_running_ms = event_to_running.map(|d| d.as_millis() as u64),
+            error = f.error.unwrap_or(""),
+            "deployment"
+        );
+        if f.transient {
+            return;
+        }
+        if let Some(m) = &self.metrics {
+            m.deployed(f.outcome, f.took, event_to_running);
+        }
+        self.notifier.send(Notice::Deployment(DeploymentNotice {
+            host: self.notifier.host().to_owned(),
+            container: f.name.to_owned(),
+            repository: f.follows.repository.as_str().to_owned(),
+            tag: f.follows.tag.as_str().to_owned(),
+            from_digest: f.from.map(ToString::to_string),
+            to_digest: f.to.to_string(),
+            outcome: f.outcome.as_str(),
+            trigger: f.trigger.to_owned(),
+            error: f.error.map(str::to_owned),
+            durations_ms: Durations::new(f.phases, f.took, event_to_running),
+        }));
+    }
+
+    /// Managed Swarm services (empty off a manager).
+    pub async fn services(&self) -> Result<Vec<ManagedService>, RuntimeError> {
+        self.runtime.services(self.cfg.mirror.as_deref()).await
+    }
+
+    /// Deploys `desired` to a Swarm service: one service update, which Swarm rolls out with
+    /// the service's own update_config (parallelism, delay, monitor, failure_action), followed
+    /// to its end. Returns the outcome when an update was made.
+    pub async fn deploy_service(
+        &self,
+        service: &ManagedService,
+        desired: &Digest,
+        trigger: &str,
+        resolved_in: Duration,
+        event_time: Option<SystemTime>,
+    ) -> Result<Option<Outcome>, DeployError> {
+        let lock = self.lock_for(&format!("service:{}", service.name));
+        let _one_at_a_time = lock.lock().await;
+        let _slot = self.parallel.acquire().await;
+        let fail = |reason: String| DeployError {
+            image: service.follows.clone(),
+            reason,
+        };
+        let services = self.services().await.map_err(|e| fail(e.to_string()))?;
+        let Some(s) = services.into_iter().find(|x| x.id == service.id) else {
+            return Ok(None);
+        };
+        if s.running.as_ref() == Some(desired) {
+            debug!(service = %s.name, digest = %desired.short(), "up to date");
+            return Ok(None);
+        }
+        if self
+            .store
+            .is_blocked(&s.name, desired.as_str())
+            .map_err(|e| fail(e.to_string()))?
+        {
+            info!(service = %s.name, digest = %desired.short(), "digest blocked after a rollback; not deploying it again");
+            return Ok(None);
+        }
+        let journal_id = format!("{SERVICE_JOURNAL_PREFIX}{}", s.id);
+        let id = self
+            .store
+            .begin(&NewDeployment {
+                container: &s.name,
+                repository: s.follows.repository.as_str(),
+                tag: s.follows.tag.as_str(),
+                from_digest: s.running.as_ref().map(Digest::as_str),
+                to_digest: desired.as_str(),
+                trigger,
+                old_id: &journal_id,
+            })
+            .map_err(|e| fail(e.to_string()))?;
+        let mut phases = Phases {
+            resolve_ms: resolved_in.as_millis() as i64,
+            ..Default::default()
+        };
+        let started = Instant::now();
+        let result = self.update_service(&s, desired).await;
+        phases.swap_ms = started.elapsed().as_millis() as i64;
+        let (outcome, error, transient) = match result {
+            Ok(()) => (Outcome::Succeeded, None, false),
+            Err(f) => (f.outcome, Some(f.reason), f.transient),
+        };
+        if outcome == Outcome::RolledBack {
+            let reason = format!(
+                "Swarm rolled the update back: {}",
+                error.as_deref().unwrap_or_default()
+            );
+            if let Err(e) = self.store.block(&s.name, desired.as_str(), &reason) {
+                error!(service = %s.name, error = %e, "could not block the rolled-back digest");
+            }
+        }
+        self.store
+            .finish(id, outcome, &phases, error.as_deref())
+            .map_err(|e| fail(e.to_string()))?;
+        self.report(&Finished {
+            kind: "service",
+            name: &s.name,
+            follows: &s.follows,
+            from: s.running.as_ref(),
+            to: desired,
+            outcome,
+            trigger,
+            took: started.elapsed(),
+            phases: &phases,
+            event_time,
+            error: error.as_deref(),
+            transient: false,
+        });
+        if transient && outcome == Outcome::Failed {
+            // Docker was unreachable before the update was sent: the request is retried.
+            return Err(fail(error.unwrap_or_default()));
+        }
+        Ok(Some(outcome))
+    }
+
+    /// Sends the update and follows `UpdateStatus` until the update or its rollback ends.
+    async fn update_service(&self, s: &ManagedService, desired: &Digest) -> Result<(), Failure> {
+        let failed = |e: RuntimeError| Failure {
+            outcome: Outcome::Failed,
+            transient: e.transient,
+            reason: e.to_string(),
+        };
+        let auth = self.credentials.pull_auth().await.map_err(|e| Failure {
+            outcome: Outcome::Failed,
+            transient: e.transient,
+            reason: e.to_string(),
+        })?;
+        let host = self
+            .cfg
+            .mirror
+            .clone()
+            .unwrap_or_else(|| auth.registry_host.clone());
+        let image = format!(
+            "{host}/{}:{}@{desired}",
+            s.follows.repository.as_str(),
+            s.follows.tag.as_str()
+        );
+        let before = self
+            .runtime
+            .update_service(&s.id, &image, &auth)
+            .await
+            .map_err(failed)?;
+        let deadline = Instant::now() + SERVICE_UPDATE_LIMIT;
+        loop {
+            tokio::time::sleep(SERVICE_POLL).await;
+            let now = match self.runtime.service_update(&s.id).await {
+                Ok(u) => u,
+                Err(e) if e.transient && Instant::now() < deadline => continue,
+                Err(e) => {
+                    return Err(Failure {
+                        outcome: Outcome::Failed,
+                        transient: false,
+                        reason: format!("the update was sent; following it failed: {e}"),
+                    });
+                }
+            };
+            let fresh = |u: &ServiceUpdate| {
+                before
+                    .as_ref()
+                    .is_none_or(|b| b.started_at != u.started_at || !b.finished())
+            };
+            match now {
+                Some(u) if fresh(&u) && u.finished() => {
+                    let why = || {
+                        if u.message.is_empty() {
+                            u.state.clone()
+                        } else {
+                            format!("{}: {}", u.state, u.message)
+                        }
+                    };
+                    return match u.state.as_str() {
+                        "completed" => Ok(()),
+                        "rollback_completed" => Err(Failure {
+                            outcome: Outcome::RolledBack,
+                            transient: false,
+                            reason: why(),
+                        }),
+                        _ => Err(Failure {
+                            outcome: Outcome::Failed,
+                            transient: false,
+                            reason: format!(
+                                "{} — hint: set the service's update failure_action to rollback",
+                                why()
+                            ),
+                        }),
+                    };
+                }
+                _ if Instant::now() >= deadline => {
+                    return Err(Failure {
+                        outcome: Outcome::Failed,
+                        transient: false,
+                        reason: format!(
+                            "the update has not finished after {} s; Swarm carries on with it",
+                            SERVICE_UPDATE_LIMIT.as_secs()
+                        ),
+                    });
+                }
+                _ => {}
+            }
+        }
     }
 
     async fn swap(
@@ -526,6 +783,11 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
         for d in &open {
             let old_id = d.old_id.clone().unwrap_or_default();
             let (outcome, note) = match d.step {
+                _ if old_id.starts_with(SERVICE_JOURNAL_PREFIX) => (
+                    Outcome::Failed,
+                    "interrupted while Swarm updated the service; Swarm finishes or rolls back the update by itself, the next sweep records where it ended"
+                        .to_owned(),
+                ),
                 Step::Pulling => (
                     Outcome::Failed,
                     "interrupted before the old container was touched".to_owned(),
@@ -571,24 +833,32 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
 
 impl<RT: Runtime, C: Credentials> Deployer for Executor<RT, C> {
     async fn deploy(&self, request: DeployRequest) -> Result<(), DeployError> {
+        let fail = |e: RuntimeError| DeployError {
+            image: request.image.clone(),
+            reason: e.to_string(),
+        };
         let managed = self
             .runtime
             .managed(self.cfg.mirror.as_deref())
             .await
-            .map_err(|e| DeployError {
-                image: request.image.clone(),
-                reason: e.to_string(),
-            })?;
+            .map_err(fail)?;
         let targets: Vec<Managed> = managed
             .into_iter()
             .filter(|m| request.image.matches(&m.follows))
             .collect();
-        if targets.is_empty() {
-            info!(image = %request.image, desired = %request.desired, "desired digest resolved; no managed container follows this tag");
+        let services: Vec<ManagedService> = self
+            .services()
+            .await
+            .map_err(fail)?
+            .into_iter()
+            .filter(|s| request.image.matches(&s.follows))
+            .collect();
+        if targets.is_empty() && services.is_empty() {
+            info!(image = %request.image, desired = %request.desired, "desired digest resolved; no managed container or service follows this tag");
             return Ok(());
         }
         let trigger = request.trigger.to_string();
-        let results = futures::future::join_all(targets.iter().map(|c| {
+        let containers = futures::future::join_all(targets.iter().map(|c| {
             self.deploy_container(
                 c,
                 &request.desired,
@@ -596,11 +866,21 @@ impl<RT: Runtime, C: Credentials> Deployer for Executor<RT, C> {
                 request.resolved_in,
                 request.event_time,
             )
-        }))
-        .await;
-        // Any container that could not be finished keeps the request on the queue.
-        results
+        }));
+        let services = futures::future::join_all(services.iter().map(|s| {
+            self.deploy_service(
+                s,
+                &request.desired,
+                &trigger,
+                request.resolved_in,
+                request.event_time,
+            )
+        }));
+        let (containers, services) = futures::future::join(containers, services).await;
+        // Anything that could not be finished keeps the request on the queue.
+        containers
             .into_iter()
+            .chain(services)
             .find_map(Result::err)
             .map_or(Ok(()), Err)
     }

@@ -12,7 +12,7 @@ use tracing::{info, warn};
 
 use crate::deploy::executor::Executor;
 use crate::event::{Digest, ImageRef};
-use crate::ports::{Credentials, Managed, Registry, Runtime, RuntimeError};
+use crate::ports::{Credentials, Managed, ManagedService, Registry, Runtime, RuntimeError};
 use crate::store::Outcome;
 
 /// After a sweep that could not run (Docker or ECR down), the next try comes this soon.
@@ -103,7 +103,12 @@ where
     C: Credentials,
 {
     let managed = executor.managed().await?;
-    let mut tags: Vec<ImageRef> = managed.iter().map(|m| m.follows.clone()).collect();
+    let services = executor.services().await?;
+    let mut tags: Vec<ImageRef> = managed
+        .iter()
+        .map(|m| m.follows.clone())
+        .chain(services.iter().map(|s| s.follows.clone()))
+        .collect();
     tags.sort();
     tags.dedup();
     let started = Instant::now();
@@ -124,7 +129,70 @@ where
         let resolution = resolved.get(&c.follows).cloned().unwrap_or(Ok(None));
         row_for(executor, c, resolution, dry_run, resolved_in).await
     });
-    Ok(futures::future::join_all(rows).await)
+    let service_rows = services.iter().map(|s| async {
+        let resolution = resolved.get(&s.follows).cloned().unwrap_or(Ok(None));
+        service_row_for(executor, s, resolution, dry_run, resolved_in).await
+    });
+    let (mut rows, service_rows) = futures::future::join(
+        futures::future::join_all(rows),
+        futures::future::join_all(service_rows),
+    )
+    .await;
+    rows.extend(service_rows);
+    Ok(rows)
+}
+
+/// A Swarm service's row: as a container's, deployed by a service update.
+async fn service_row_for<RT: Runtime, C: Credentials>(
+    executor: &Executor<RT, C>,
+    s: &ManagedService,
+    resolution: Result<Option<Digest>, crate::ports::RemoteError>,
+    dry_run: bool,
+    resolved_in: Duration,
+) -> Row {
+    let mut row = Row {
+        name: s.name.clone(),
+        image: s.follows.to_string(),
+        running_digest: s.running.as_ref().map(|d| d.to_string()),
+        desired_digest: None,
+        action: Action::UpToDate,
+        detail: Some("swarm service".into()),
+    };
+    let desired = match resolution {
+        Ok(Some(d)) => d,
+        Ok(None) => {
+            row.action = Action::NotInEcr;
+            return row;
+        }
+        Err(e) => {
+            row.action = Action::ResolveFailed;
+            row.detail = Some(format!("swarm service: {e}"));
+            return row;
+        }
+    };
+    row.desired_digest = Some(desired.to_string());
+    row.action = if s.running.as_ref() == Some(&desired) {
+        Action::UpToDate
+    } else if executor.is_blocked(&s.name, &desired) {
+        Action::Blocked
+    } else if dry_run {
+        Action::WouldDeploy
+    } else {
+        match executor
+            .deploy_service(s, &desired, "sweep", resolved_in, None)
+            .await
+        {
+            Ok(Some(Outcome::Succeeded)) => Action::Succeeded,
+            Ok(Some(Outcome::RolledBack)) => Action::RolledBack,
+            Ok(Some(Outcome::Failed)) => Action::Failed,
+            Ok(None) => Action::UpToDate,
+            Err(e) => {
+                row.detail = Some(format!("swarm service: {e}"));
+                Action::Failed
+            }
+        }
+    };
+    row
 }
 
 async fn row_for<RT: Runtime, C: Credentials>(

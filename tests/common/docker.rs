@@ -120,6 +120,11 @@ impl TestRegistry {
 }
 
 impl TestRegistry {
+    /// Runs the docker CLI logged in to this registry (e.g. `service create --with-registry-auth`).
+    pub fn docker_logged_in(&self, args: &[&str]) -> String {
+        docker_in(Some(&self.cli_config()), args)
+    }
+
     /// Pushes the local image `source` as `repo:tag` too; returns the registry digest.
     pub fn push_as(&self, source: &str, repo: &str, tag: &str) -> String {
         let reference = format!("{}/{repo}:{tag}", self.host);
@@ -295,6 +300,18 @@ impl Drop for Scope {
                 .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
                 .unwrap_or_default()
         };
+        // Swarm services first: removing them removes their task containers (wait for that).
+        let services = run(&["service", "ls", "-q", "--no-trunc", "--filter", &filter]);
+        for id in services.split_whitespace() {
+            run(&["service", "rm", id]);
+            let tasks = format!("label=com.docker.swarm.service.id={id}");
+            for _ in 0..150 {
+                if run(&["ps", "-aq", "--filter", &tasks]).trim().is_empty() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
         let containers = run(&["ps", "-aq", "--filter", &filter]);
         let ids: Vec<&str> = containers.split_whitespace().collect();
         // The agent carries anonymous volumes over by name, so `rm -v` no longer sees them as
@@ -345,6 +362,32 @@ pub fn containers_named(name: &str) -> Vec<(String, bool, String)> {
         .collect()
 }
 
+/// The registry digest of the image container `name` runs, or `None` while there is no such
+/// container (mid-swap) — for polling.
+pub fn running_digest_now(name: &str) -> Option<String> {
+    let out = Command::new("docker")
+        .args(["inspect", "--format", "{{.Image}}", name])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let image = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let out = Command::new("docker")
+        .args([
+            "image",
+            "inspect",
+            "--format",
+            "{{range .RepoDigests}}{{println .}}{{end}}",
+            &image,
+        ])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.split_once('@').map(|(_, d)| d.to_owned()))
+}
+
 /// The registry digest of the image container `name` runs.
 pub fn running_digest(name: &str) -> String {
     let image = docker(&["inspect", "--format", "{{.Image}}", name]);
@@ -361,4 +404,31 @@ pub fn running_digest(name: &str) -> String {
         .and_then(|l| l.split_once('@'))
         .map(|(_, d)| d.to_owned())
         .unwrap_or_default()
+}
+
+/// A single-node Swarm for the test: initialised on loopback when none is active, and left
+/// again on drop only if this guard initialised it.
+pub struct Swarm {
+    created: bool,
+}
+
+impl Swarm {
+    pub fn ensure() -> Self {
+        let state = docker(&["info", "--format", "{{.Swarm.LocalNodeState}}"]);
+        if state.trim() == "active" {
+            return Self { created: false };
+        }
+        docker(&["swarm", "init", "--advertise-addr", "127.0.0.1"]);
+        Self { created: true }
+    }
+}
+
+impl Drop for Swarm {
+    fn drop(&mut self) {
+        if self.created {
+            let _ = Command::new("docker")
+                .args(["swarm", "leave", "--force"])
+                .output();
+        }
+    }
 }
