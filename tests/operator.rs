@@ -287,6 +287,8 @@ async fn doctor_passes_on_a_provisioned_host_and_names_what_is_missing() {
         );
     }
     assert!(out.contains("API 1."), "{out}");
+    // Without a Swarm (or off a manager) services are simply absent: no line, no error.
+    assert!(!out.contains("service"), "{out}");
 
     // Docker unreachable.
     let (code, out, _) = run_cli(
