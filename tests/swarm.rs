@@ -171,7 +171,7 @@ async fn services_follow_pushes_through_swarm_updates_and_rollbacks() {
             "--label",
             "ecr-deployd.enable=true",
             "--label",
-            &format!("ecr-deployd.image=swarm/paused:prod"),
+            "ecr-deployd.image=swarm/paused:prod",
         ],
     );
     put_digest(&site.ecr, "swarm/paused", "prod", &v1).await;
