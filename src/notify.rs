@@ -35,6 +35,9 @@ const BACKLOG: usize = 256;
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct DeploymentNotice {
     pub host: String,
+    /// `container`, or `service` (Swarm).
+    pub kind: &'static str,
+    /// The container's or the service's name.
     pub container: String,
     pub repository: String,
     pub tag: String,
@@ -346,6 +349,7 @@ mod tests {
     fn deployment(outcome: &'static str, error: Option<&str>) -> Notice {
         Notice::Deployment(DeploymentNotice {
             host: "edge-01".into(),
+            kind: "container",
             container: "web".into(),
             repository: "shop/web".into(),
             tag: "prod".into(),

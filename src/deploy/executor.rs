@@ -367,6 +367,7 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
         }
         self.notifier.send(Notice::Deployment(DeploymentNotice {
             host: self.notifier.host().to_owned(),
+            kind: f.kind,
             container: f.name.to_owned(),
             repository: f.follows.repository.as_str().to_owned(),
             tag: f.follows.tag.as_str().to_owned(),
