@@ -18,7 +18,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use aws_sdk_eventbridge::types::{PutEventsRequestEntry, Target};
+use aws_sdk_eventbridge::types::Target;
 use common::docker::*;
 use common::*;
 use ecr_deployd::adapters::docker::DockerRuntime;
@@ -188,23 +188,9 @@ async fn main() {
         let version = format!("v{run}");
         let digest = registry.publish(REPO, &version, Kind::Serve, &version, false);
         put_digest(&ecr, REPO, "prod", &digest).await;
-        let detail = json!({"result": "SUCCESS", "repository-name": REPO, "image-digest": digest,
-                            "action-type": "PUSH", "image-tag": "prod"});
         let sent = Instant::now();
-        let out = events
-            .put_events()
-            .entries(
-                PutEventsRequestEntry::builder()
-                    .source("aws.ecr")
-                    .detail_type("ECR Image Action")
-                    .detail(detail.to_string())
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
+        put_ecr_event(&events, REPO, "prod", &digest, "PUSH", "SUCCESS").await;
         let accepted_ms = now_ms();
-        assert_eq!(out.failed_entry_count(), 0);
         let d = wait_recorded(&store, &name, &digest, sent).await;
         let total = (d.ended_at_ms.unwrap() - accepted_ms) as f64;
         let queue_wait = (agent.queue.received_ms(&digest).unwrap() - accepted_ms) as f64;

@@ -10,10 +10,9 @@ use std::collections::HashMap;
 use std::process::Command;
 use std::time::Duration;
 
-use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use common::docker::*;
 use common::*;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 fn venv_python() -> String {
     concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python").to_owned()
@@ -39,30 +38,6 @@ fn provision(endpoint: &str, stack: &str, params: &[&str]) -> HashMap<String, St
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("stack outputs as JSON")
-}
-
-/// An ECR push event as ECR emits it, sent through EventBridge.
-async fn put_push_event(events: &aws_sdk_eventbridge::Client, repo: &str, tag: &str, digest: &str) {
-    let detail = json!({
-        "result": "SUCCESS",
-        "repository-name": repo,
-        "image-digest": digest,
-        "action-type": "PUSH",
-        "image-tag": tag,
-    });
-    let out = events
-        .put_events()
-        .entries(
-            PutEventsRequestEntry::builder()
-                .source("aws.ecr")
-                .detail_type("ECR Image Action")
-                .detail(detail.to_string())
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(out.failed_entry_count(), 0);
 }
 
 fn repositories_of(bodies: &[String]) -> Vec<String> {
@@ -145,23 +120,10 @@ async fn stack_feeds_the_agent_only_the_followed_repositories() {
         "shop/web-old",
         "team-b/x",
     ] {
-        put_push_event(&events, repo, "prod", &digest).await;
+        put_ecr_event(&events, repo, "prod", &digest, "PUSH", "SUCCESS").await;
     }
     for (action, result) in [("PUSH", "FAILURE"), ("DELETE", "SUCCESS")] {
-        let detail = json!({"result": result, "repository-name": "shop/web", "image-digest": digest,
-                            "action-type": action, "image-tag": "prod"});
-        events
-            .put_events()
-            .entries(
-                PutEventsRequestEntry::builder()
-                    .source("aws.ecr")
-                    .detail_type("ECR Image Action")
-                    .detail(detail.to_string())
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
+        put_ecr_event(&events, "shop/web", "prod", &digest, action, result).await;
     }
     let got = peek(&aws.sqs, url, 2).await;
     assert_eq!(
@@ -235,7 +197,7 @@ async fn agent_runs_against_what_the_stack_created() {
     let agent = AgentProcess::start(&config, &["run"]);
     let v2 = registry.publish(repo, "v2", Kind::Serve, "v2", false);
     put_digest(&aws.ecr, repo, "prod", &v2).await;
-    put_push_event(&events, repo, "prod", &v2).await;
+    put_ecr_event(&events, repo, "prod", &v2, "PUSH", "SUCCESS").await;
     eventually(Duration::from_secs(60), "the container runs v2", || async {
         running_digest_now(&name).as_deref() == Some(v2.as_str())
     })

@@ -225,20 +225,7 @@ async fn sns_wrapped_and_eventbridge_delivered_events_are_handled() {
         .send()
         .await
         .unwrap();
-    let detail = serde_json::json!({"result":"SUCCESS","repository-name":"team/web","image-digest":web,"action-type":"PUSH","image-tag":"stable"});
-    let out = events
-        .put_events()
-        .entries(
-            aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
-                .source("aws.ecr")
-                .detail_type("ECR Image Action")
-                .detail(detail.to_string())
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(out.failed_entry_count(), 0);
+    put_ecr_event(&events, "team/web", "stable", &web, "PUSH", "SUCCESS").await;
 
     let running = start_agent(&moto, settings(&url, 200)).await;
     eventually(T, "two hand-offs", || async {

@@ -149,46 +149,23 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
             .unwrap_or(false)
     }
 
-    /// `rollback`: redeploys `to`, or the digest the container ran before its current one,
-    /// through the same journalled swap (trigger `manual`), then blocks the digest it left.
+    /// `rollback`: redeploys `to`, or the digest the container (or Swarm service) ran before
+    /// its current one, through the same journalled swap or service update (trigger
+    /// `manual`), then blocks the digest it left.
     pub async fn rollback(&self, name: &str, to: Option<Digest>) -> Result<Rollback, String> {
         let managed = self.managed().await.map_err(|e| e.to_string())?;
-        let Some(c) = managed.into_iter().find(|m| m.name == name) else {
-            return self.rollback_service(name, to).await;
-        };
-        let current = c.running.clone().ok_or_else(|| {
-            format!("the digest {name} runs is unknown (its image has no RepoDigests)")
-        })?;
-        let target = match to {
-            Some(d) => d,
-            None => self.previous_digest(name, &current)?,
-        };
-        if target == current {
-            return Err(format!("{name} already runs {target}"));
+        if let Some(c) = managed.into_iter().find(|m| m.name == name) {
+            let current = c.running.clone().ok_or_else(|| {
+                format!("the digest {name} runs is unknown (its image has no RepoDigests)")
+            })?;
+            let target = self.rollback_target(name, &current, to)?;
+            let outcome = self
+                .deploy_container(&c, &target, "manual", Duration::ZERO, None)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("{name} is not running; start it first"))?;
+            return self.rolled_back(name, current, target, outcome);
         }
-        self.store
-            .unblock(name, target.as_str())
-            .map_err(|e| e.to_string())?;
-        let outcome = self
-            .deploy_container(&c, &target, "manual", Duration::ZERO, None)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("{name} is not running; start it first"))?;
-        if outcome == Outcome::Succeeded {
-            self.store
-                .block(name, current.as_str(), "rolled back by the operator")
-                .map_err(|e| e.to_string())?;
-        }
-        Ok(Rollback {
-            from: current,
-            to: target,
-            outcome,
-        })
-    }
-
-    /// The digest the container ran before its current one, from the history.
-    /// `rollback` of a Swarm service: a service update back to the previous digest.
-    async fn rollback_service(&self, name: &str, to: Option<Digest>) -> Result<Rollback, String> {
         let services = self.services().await.map_err(|e| e.to_string())?;
         let s = services
             .into_iter()
@@ -197,33 +174,52 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
         let current = s.running.clone().ok_or_else(|| {
             format!("the service spec of {name} pins no digest; name one with --to DIGEST")
         })?;
-        let target = match to {
-            Some(d) => d,
-            None => self.previous_digest(name, &current)?,
-        };
-        if target == current {
-            return Err(format!("{name} already runs {target}"));
-        }
-        self.store
-            .unblock(name, target.as_str())
-            .map_err(|e| e.to_string())?;
+        let target = self.rollback_target(name, &current, to)?;
         let outcome = self
             .deploy_service(&s, &target, "manual", Duration::ZERO, None)
             .await
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("{name} changed meanwhile; look at `ecr-deployd status`"))?;
-        if outcome == Outcome::Succeeded {
-            self.store
-                .block(name, current.as_str(), "rolled back by the operator")
-                .map_err(|e| e.to_string())?;
-        }
-        Ok(Rollback {
-            from: current,
-            to: target,
-            outcome,
-        })
+        self.rolled_back(name, current, target, outcome)
     }
 
+    /// The digest a rollback goes to (`to`, or the one before `current`), unblocked.
+    fn rollback_target(
+        &self,
+        name: &str,
+        current: &Digest,
+        to: Option<Digest>,
+    ) -> Result<Digest, String> {
+        let target = match to {
+            Some(d) => d,
+            None => self.previous_digest(name, current)?,
+        };
+        if &target == current {
+            return Err(format!("{name} already runs {target}"));
+        }
+        self.store
+            .unblock(name, target.as_str())
+            .map_err(|e| e.to_string())?;
+        Ok(target)
+    }
+
+    /// After a rollback's deploy: the digest left is blocked if the rollback worked.
+    fn rolled_back(
+        &self,
+        name: &str,
+        from: Digest,
+        to: Digest,
+        outcome: Outcome,
+    ) -> Result<Rollback, String> {
+        if outcome == Outcome::Succeeded {
+            self.store
+                .block(name, from.as_str(), "rolled back by the operator")
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(Rollback { from, to, outcome })
+    }
+
+    /// The digest the container or service ran before its current one, from the history.
     fn previous_digest(&self, name: &str, current: &Digest) -> Result<Digest, String> {
         let history = self
             .store

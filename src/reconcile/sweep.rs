@@ -127,11 +127,25 @@ where
     }
     let rows = managed.iter().map(|c| async {
         let resolution = resolved.get(&c.follows).cloned().unwrap_or(Ok(None));
-        row_for(executor, c, resolution, dry_run, resolved_in).await
+        row_for(
+            executor,
+            Target::Container(c),
+            resolution,
+            dry_run,
+            resolved_in,
+        )
+        .await
     });
     let service_rows = services.iter().map(|s| async {
         let resolution = resolved.get(&s.follows).cloned().unwrap_or(Ok(None));
-        service_row_for(executor, s, resolution, dry_run, resolved_in).await
+        row_for(
+            executor,
+            Target::Service(s),
+            resolution,
+            dry_run,
+            resolved_in,
+        )
+        .await
     });
     let (mut rows, service_rows) = futures::future::join(
         futures::future::join_all(rows),
@@ -142,73 +156,39 @@ where
     Ok(rows)
 }
 
-/// A Swarm service's row: as a container's, deployed by a service update.
-async fn service_row_for<RT: Runtime, C: Credentials>(
-    executor: &Executor<RT, C>,
-    s: &ManagedService,
-    resolution: Result<Option<Digest>, crate::ports::RemoteError>,
-    dry_run: bool,
-    resolved_in: Duration,
-) -> Row {
-    let mut row = Row {
-        name: s.name.clone(),
-        image: s.follows.to_string(),
-        running_digest: s.running.as_ref().map(|d| d.to_string()),
-        desired_digest: None,
-        action: Action::UpToDate,
-        detail: Some("swarm service".into()),
-    };
-    let desired = match resolution {
-        Ok(Some(d)) => d,
-        Ok(None) => {
-            row.action = Action::NotInEcr;
-            return row;
-        }
-        Err(e) => {
-            row.action = Action::ResolveFailed;
-            row.detail = Some(format!("swarm service: {e}"));
-            return row;
-        }
-    };
-    row.desired_digest = Some(desired.to_string());
-    row.action = if s.running.as_ref() == Some(&desired) {
-        Action::UpToDate
-    } else if executor.is_blocked(&s.name, &desired) {
-        Action::Blocked
-    } else if dry_run {
-        Action::WouldDeploy
-    } else {
-        match executor
-            .deploy_service(s, &desired, "sweep", resolved_in, None)
-            .await
-        {
-            Ok(Some(Outcome::Succeeded)) => Action::Succeeded,
-            Ok(Some(Outcome::RolledBack)) => Action::RolledBack,
-            Ok(Some(Outcome::Failed)) => Action::Failed,
-            Ok(None) => Action::UpToDate,
-            Err(e) => {
-                row.detail = Some(format!("swarm service: {e}"));
-                Action::Failed
-            }
-        }
-    };
-    row
+/// What a sweep row is about.
+#[derive(Clone, Copy)]
+enum Target<'a> {
+    Container(&'a Managed),
+    Service(&'a ManagedService),
 }
 
 async fn row_for<RT: Runtime, C: Credentials>(
     executor: &Executor<RT, C>,
-    c: &Managed,
+    target: Target<'_>,
     resolution: Result<Option<Digest>, crate::ports::RemoteError>,
     dry_run: bool,
     resolved_in: Duration,
 ) -> Row {
+    let (name, follows, running, running_now, kind) = match target {
+        Target::Container(c) => (&c.name, &c.follows, c.running.as_ref(), c.running_now, None),
+        // A service's tasks are Swarm's to keep running.
+        Target::Service(s) => (
+            &s.name,
+            &s.follows,
+            s.running.as_ref(),
+            true,
+            Some("swarm service"),
+        ),
+    };
+    let detail = |e: String| Some(kind.map_or(e.clone(), |k| format!("{k}: {e}")));
     let mut row = Row {
-        name: c.name.clone(),
-        image: c.follows.to_string(),
-        running_digest: c.running.as_ref().map(|d| d.to_string()),
+        name: name.clone(),
+        image: follows.to_string(),
+        running_digest: running.map(|d| d.to_string()),
         desired_digest: None,
         action: Action::UpToDate,
-        detail: None,
+        detail: kind.map(str::to_owned),
     };
     let desired = match resolution {
         Ok(Some(d)) => d,
@@ -218,31 +198,40 @@ async fn row_for<RT: Runtime, C: Credentials>(
         }
         Err(e) => {
             row.action = Action::ResolveFailed;
-            row.detail = Some(e.to_string());
+            row.detail = detail(e.to_string());
             return row;
         }
     };
     row.desired_digest = Some(desired.to_string());
-    row.action = if c.running.as_ref() == Some(&desired) {
+    row.action = if running == Some(&desired) {
         Action::UpToDate
-    } else if !c.running_now {
+    } else if !running_now {
         Action::Stopped
-    } else if executor.is_blocked(&c.name, &desired) {
+    } else if executor.is_blocked(name, &desired) {
         Action::Blocked
     } else if dry_run {
         Action::WouldDeploy
     } else {
-        match executor
-            .deploy_container(c, &desired, "sweep", resolved_in, None)
-            .await
-        {
+        let result = match target {
+            Target::Container(c) => {
+                executor
+                    .deploy_container(c, &desired, "sweep", resolved_in, None)
+                    .await
+            }
+            Target::Service(s) => {
+                executor
+                    .deploy_service(s, &desired, "sweep", resolved_in, None)
+                    .await
+            }
+        };
+        match result {
             Ok(Some(Outcome::Succeeded)) => Action::Succeeded,
             Ok(Some(Outcome::RolledBack)) => Action::RolledBack,
             Ok(Some(Outcome::Failed)) => Action::Failed,
             // Someone else (an event) deployed it meanwhile.
             Ok(None) => Action::UpToDate,
             Err(e) => {
-                row.detail = Some(e.to_string());
+                row.detail = detail(e.to_string());
                 Action::Failed
             }
         }

@@ -455,3 +455,35 @@ pub fn median_p95(mut v: Vec<f64>) -> (f64, f64) {
     let p95 = v[(((v.len() as f64) * 0.95).ceil() as usize).max(1) - 1];
     (v[v.len() / 2], p95)
 }
+
+/// An "ECR Image Action" event as ECR emits it (`action` PUSH/DELETE, `result`
+/// SUCCESS/FAILURE), put on the default EventBridge bus.
+pub async fn put_ecr_event(
+    events: &aws_sdk_eventbridge::Client,
+    repo: &str,
+    tag: &str,
+    digest: &str,
+    action: &str,
+    result: &str,
+) {
+    let detail = serde_json::json!({
+        "result": result,
+        "repository-name": repo,
+        "image-digest": digest,
+        "action-type": action,
+        "image-tag": tag,
+    });
+    let out = events
+        .put_events()
+        .entries(
+            aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+                .source("aws.ecr")
+                .detail_type("ECR Image Action")
+                .detail(detail.to_string())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.failed_entry_count(), 0);
+}
