@@ -12,9 +12,12 @@
 //! - [`intake`]: long-poll receive loop, visibility heartbeat, in-flight bookkeeping.
 //! - [`reconcile`]: debounce/dedup per tag ([`reconcile::coalesce`]), resolve against ECR,
 //!   hand off to the deployer, delete messages only after the work is recorded.
-//! - [`deploy`]: the deploy stage.
+//! - [`deploy`]: the deploy stage: a journalled container swap, or a Swarm service update.
 //! - [`store`]: SQLite state: history, deploy journal, blocked digests.
-//! - [`adapters`]: SQS, ECR (AWS SDK) — the only code that sees SDK types.
+//! - [`adapters`]: SQS, ECR (AWS SDK), Docker (bollard + raw JSON) — the only code that sees
+//!   SDK types.
+//! - [`notify`]: webhooks and EventBridge deployment results, off the deploy path.
+//! - [`systemd`]: READY / WATCHDOG / STOPPING for `Type=notify`.
 //! - [`metrics`], [`http`]: Prometheus metrics, `/metrics`, `/healthz`, `/readyz`.
 //! - [`app`]: wires the stages, signals and shutdown.
 //! - [`commands`]: the operator commands (`sweep`, `status`, `history`, `rollback`, `doctor`).
