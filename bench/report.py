@@ -50,7 +50,7 @@ def main():
     rows.append((f'polling baseline (T = {p["interval_s"]} s), median / p95', f'{p["median_ms"]:.0f} / {p["p95_ms"]:.0f} ms'))
     r = e["requests_per_day_20_containers"]
     rows.append(("requests/day, 20 containers: ecr-deployd", f'{r["ecr_deployd"]["total"]:.0f}'))
-    for t, v in r["polling"].items():
+    for t, v in sorted(r["polling"].items(), key=lambda kv: float(kv[0])):
         rows.append((f"  poller at T = {float(t):.0f} s (median delay {v['median_delay_s']:.0f} s)", f'{v["requests_per_day"]:.0f}'))
     rows.append(("backlog 1,000 msgs: intake vs bare loop", f'{d["intake"]["msgs_per_s"]:.1f} vs {d["bare_loop"]["msgs_per_s"]:.1f} msg/s (ratio {d["ratio"]:.2f})'))
     rows.append(("  ECR calls / hand-offs / deploys", f'{d["intake"]["ecr_calls"]} / {d["intake"]["handoffs"]} / {d["intake"]["deploys"]}'))

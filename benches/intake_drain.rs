@@ -51,7 +51,9 @@ async fn backlog(sqs: &aws_sdk_sqs::Client, url: &str, pushes: &[String]) {
             if i % FOREIGN_EVERY == FOREIGN_EVERY - 1 {
                 format!(r#"{{"source":"aws.s3","detail-type":"Object Created","id":"{i}","detail":{{}}}}"#)
             } else {
-                pushes[i % pushes.len()].clone()
+                // Every tag in turn (the foreign slots are skipped, not a tag's turn).
+                let n = i - i / FOREIGN_EVERY;
+                pushes[n % pushes.len()].clone()
             }
         })
         .collect();

@@ -463,9 +463,9 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
             phases: &phases,
             event_time,
             error: error.as_deref(),
-            transient: false,
+            transient,
         });
-        if transient && outcome == Outcome::Failed {
+        if transient {
             // Docker was unreachable before the update was sent: the request is retried.
             return Err(fail(error.unwrap_or_default()));
         }
