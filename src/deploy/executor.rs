@@ -20,7 +20,7 @@ use crate::ports::{
     Credentials, DeployError, DeployRequest, Deployer, Managed, ManagedService, Runtime,
     RuntimeError, ServiceUpdate,
 };
-use crate::store::{NewDeployment, Outcome, Phases, Step, Store};
+use crate::store::{NewDeployment, Outcome, Phases, Step, Store, StoreError};
 
 /// How often the health gate looks at the new container.
 const HEALTH_POLL: Duration = Duration::from_millis(250);
@@ -54,6 +54,17 @@ pub struct Executor<RT, C> {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     metrics: Option<Arc<Metrics>>,
     notifier: Notifier,
+}
+
+/// What a deployment row starts from.
+struct Opening<'a> {
+    name: &'a str,
+    follows: &'a ImageRef,
+    running: Option<&'a Digest>,
+    desired: &'a Digest,
+    trigger: &'a str,
+    /// The old container's id, or `service:<id>`.
+    old_id: &'a str,
 }
 
 /// What a finished deployment reports (log line, metrics, notification).
@@ -272,30 +283,19 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
             info!(container = %c.name, "container is not running; not redeploying it");
             return Ok(None);
         }
-        if c.running.as_ref() == Some(desired) {
-            debug!(container = %c.name, digest = %desired.short(), "up to date");
-            return Ok(None);
-        }
-        if self
-            .store
-            .is_blocked(&c.name, desired.as_str())
-            .map_err(|e| fail(e.to_string()))?
-        {
-            info!(container = %c.name, digest = %desired.short(), "digest blocked after a rollback; not deploying it again");
-            return Ok(None);
-        }
-        let id = self
-            .store
-            .begin(&NewDeployment {
-                container: &c.name,
-                repository: c.follows.repository.as_str(),
-                tag: c.follows.tag.as_str(),
-                from_digest: c.running.as_ref().map(Digest::as_str),
-                to_digest: desired.as_str(),
+        let Some(id) = self
+            .open_deployment(&Opening {
+                name: &c.name,
+                follows: &c.follows,
+                running: c.running.as_ref(),
+                desired,
                 trigger,
                 old_id: &c.id,
             })
-            .map_err(|e| fail(e.to_string()))?;
+            .map_err(|e| fail(e.to_string()))?
+        else {
+            return Ok(None);
+        };
         let mut phases = Phases {
             resolve_ms: resolved_in.as_millis() as i64,
             ..Default::default()
@@ -330,6 +330,30 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
             return Err(fail(error.unwrap_or_default()));
         }
         Ok(Some(outcome))
+    }
+
+    /// Starts the deployment row, unless `desired` runs already or is blocked for `name`
+    /// (then `None`: nothing to do).
+    fn open_deployment(&self, o: &Opening<'_>) -> Result<Option<i64>, StoreError> {
+        if o.running == Some(o.desired) {
+            debug!(name = %o.name, digest = %o.desired.short(), "up to date");
+            return Ok(None);
+        }
+        if self.store.is_blocked(o.name, o.desired.as_str())? {
+            info!(name = %o.name, digest = %o.desired.short(), "digest blocked after a rollback; not deploying it again");
+            return Ok(None);
+        }
+        self.store
+            .begin(&NewDeployment {
+                container: o.name,
+                repository: o.follows.repository.as_str(),
+                tag: o.follows.tag.as_str(),
+                from_digest: o.running.map(Digest::as_str),
+                to_digest: o.desired.as_str(),
+                trigger: o.trigger,
+                old_id: o.old_id,
+            })
+            .map(Some)
     }
 
     /// One log line, the metrics and the notification of a finished deployment.
@@ -403,31 +427,20 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
         let Some(s) = services.into_iter().find(|x| x.id == service.id) else {
             return Ok(None);
         };
-        if s.running.as_ref() == Some(desired) {
-            debug!(service = %s.name, digest = %desired.short(), "up to date");
-            return Ok(None);
-        }
-        if self
-            .store
-            .is_blocked(&s.name, desired.as_str())
-            .map_err(|e| fail(e.to_string()))?
-        {
-            info!(service = %s.name, digest = %desired.short(), "digest blocked after a rollback; not deploying it again");
-            return Ok(None);
-        }
         let journal_id = format!("{SERVICE_JOURNAL_PREFIX}{}", s.id);
-        let id = self
-            .store
-            .begin(&NewDeployment {
-                container: &s.name,
-                repository: s.follows.repository.as_str(),
-                tag: s.follows.tag.as_str(),
-                from_digest: s.running.as_ref().map(Digest::as_str),
-                to_digest: desired.as_str(),
+        let Some(id) = self
+            .open_deployment(&Opening {
+                name: &s.name,
+                follows: &s.follows,
+                running: s.running.as_ref(),
+                desired,
                 trigger,
                 old_id: &journal_id,
             })
-            .map_err(|e| fail(e.to_string()))?;
+            .map_err(|e| fail(e.to_string()))?
+        else {
+            return Ok(None);
+        };
         let mut phases = Phases {
             resolve_ms: resolved_in.as_millis() as i64,
             ..Default::default()
