@@ -32,7 +32,7 @@ struct Count {
 impl Deployer for Count {
     async fn deploy(&self, r: DeployRequest) -> Result<(), DeployError> {
         self.handoffs.fetch_add(1, Ordering::Relaxed);
-        let desired = r.desired.to_string();
+        let desired = r.desired.digest.to_string();
         let before = self
             .current
             .lock()

@@ -58,6 +58,15 @@ fn short(d: Option<&str>) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
+/// The DESIRED cell: the digest the tag names and, for an index, the manifest for this host.
+fn desired_cell(r: &Row) -> String {
+    let desired = short(r.desired_digest.as_deref());
+    match &r.platform_digest {
+        Some(p) => format!("{desired} (platform {})", short(Some(p))),
+        None => desired,
+    }
+}
+
 /// Renders rows as a table aligned for a terminal.
 fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
@@ -113,7 +122,7 @@ pub async fn sweep(ctx: &Context, dry_run: bool) -> u8 {
                 r.name.clone(),
                 r.image.clone(),
                 short(r.running_digest.as_deref()),
-                short(r.desired_digest.as_deref()),
+                desired_cell(r),
                 action,
             ]
         })
@@ -142,6 +151,8 @@ struct StatusEntry<'a> {
     image: &'a str,
     running_digest: Option<&'a str>,
     desired_digest: Option<&'a str>,
+    /// When the tag names an image index: its manifest for this host's platform.
+    platform_digest: Option<&'a str>,
     state: &'static str,
     detail: Option<&'a str>,
     last_deployment: Option<&'a Deployment>,
@@ -183,6 +194,7 @@ pub async fn status(ctx: &Context, json: bool) -> u8 {
                 image: &r.image,
                 running_digest: r.running_digest.as_deref(),
                 desired_digest: r.desired_digest.as_deref(),
+                platform_digest: r.platform_digest.as_deref(),
                 state: state_of(r),
                 detail: r.detail.as_deref(),
                 last_deployment: last.get(&r.name),
@@ -209,7 +221,7 @@ pub async fn status(ctx: &Context, json: bool) -> u8 {
                 r.name.clone(),
                 r.image.clone(),
                 short(r.running_digest.as_deref()),
-                short(r.desired_digest.as_deref()),
+                desired_cell(r),
                 state_of(r).to_owned(),
                 last,
             ]
@@ -266,7 +278,14 @@ pub fn history(settings: &Settings, container: Option<&str>, limit: usize, json:
                 d.container.clone(),
                 format!("{}:{}", d.repository, d.tag),
                 short(d.from_digest.as_deref()),
-                short(Some(&d.to_digest)),
+                match &d.platform_digest {
+                    Some(p) => format!(
+                        "{} (platform {})",
+                        short(Some(&d.to_digest)),
+                        short(Some(p))
+                    ),
+                    None => short(Some(&d.to_digest)),
+                },
                 d.trigger.clone(),
                 d.outcome
                     .map(Outcome::as_str)

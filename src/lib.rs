@@ -8,6 +8,8 @@
 //! - [`config`]: TOML + `ECR_DEPLOYD_*` overrides → validated [`config::Settings`].
 //! - [`event`]: queue bodies (EventBridge, SNS-wrapped) → [`event::Classified`]; domain
 //!   newtypes [`event::Digest`], [`event::ImageRef`]. Pure.
+//! - [`image`]: when a container runs the desired image — any of its digests, or an
+//!   index's manifest for this host's platform. Pure.
 //! - [`ports`]: the seams — [`ports::Queue`], [`ports::Registry`], [`ports::Deployer`].
 //! - [`intake`]: long-poll receive loop, visibility heartbeat, in-flight bookkeeping.
 //! - [`reconcile`]: debounce/dedup per tag ([`reconcile::coalesce`]), resolve against ECR,
@@ -29,6 +31,7 @@ pub mod config;
 pub mod deploy;
 pub mod event;
 pub mod http;
+pub mod image;
 pub mod intake;
 pub mod metrics;
 pub mod notify;

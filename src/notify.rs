@@ -43,6 +43,9 @@ pub struct DeploymentNotice {
     pub tag: String,
     pub from_digest: Option<String>,
     pub to_digest: String,
+    /// When `to_digest` is an image index: its manifest for the host's platform.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform_digest: Option<String>,
     pub outcome: &'static str,
     pub trigger: String,
     pub error: Option<String>,
@@ -355,6 +358,7 @@ mod tests {
             tag: "prod".into(),
             from_digest: Some(format!("sha256:{}", "a".repeat(64))),
             to_digest: format!("sha256:{}", "b".repeat(64)),
+            platform_digest: None,
             outcome,
             trigger: "event".into(),
             error: error.map(str::to_owned),

@@ -10,6 +10,7 @@ use std::future::Future;
 use std::time::{Duration, SystemTime};
 
 use crate::event::{Digest, ImageRef};
+use crate::image::{Desired, Platform};
 
 /// One message taken from the queue.
 #[derive(Clone, Debug)]
@@ -68,8 +69,9 @@ pub trait Queue: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), RemoteError>> + Send;
 }
 
-/// What ECR says a tag points to: `Ok(None)` when the tag or repository does not exist.
-pub type Resolution = Result<Option<Digest>, RemoteError>;
+/// What ECR says a tag points to (its digest and, for an index, the index's manifests):
+/// `Ok(None)` when the tag or repository does not exist.
+pub type Resolution = Result<Option<Desired>, RemoteError>;
 
 /// ECR as the source of truth for "what should run".
 pub trait Registry: Send + Sync + 'static {
@@ -102,7 +104,7 @@ impl fmt::Display for Trigger {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeployRequest {
     pub image: ImageRef,
-    pub desired: Digest,
+    pub desired: Desired,
     pub trigger: Trigger,
     /// The earliest event time among the coalesced events, when known.
     pub event_time: Option<SystemTime>,
@@ -152,13 +154,27 @@ pub struct Managed {
     pub image: String,
     /// The `repository:tag` it follows: from `ecr-deployd.image` or parsed from `image`.
     pub follows: ImageRef,
-    /// Digest of the image it runs, from the image's RepoDigests.
-    pub running: Option<Digest>,
+    /// Every digest of the image it runs (its RepoDigests), the followed repository's first.
+    pub digests: Vec<Digest>,
     /// `ecr-deployd.health-timeout`, when set.
     pub health_timeout: Option<Duration>,
     /// The container's own StopTimeout, when it sets one (it wins over the config).
     pub stop_timeout: Option<Duration>,
     pub running_now: bool,
+}
+
+impl Managed {
+    /// The digest shown as "running": the followed repository's, else any.
+    pub fn running(&self) -> Option<&Digest> {
+        self.digests.first()
+    }
+}
+
+impl ManagedService {
+    /// The digest the service spec pins.
+    pub fn running(&self) -> Option<&Digest> {
+        self.digests.first()
+    }
 }
 
 /// What the health gate sees of a container.
@@ -228,6 +244,12 @@ pub trait Runtime: Send + Sync + 'static {
         image_id: &str,
     ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
 
+    /// The platform images are chosen for on this host (index entries are matched with it).
+    /// Test runtimes default to linux/amd64.
+    fn platform(&self) -> impl Future<Output = Result<Platform, RuntimeError>> + Send {
+        async { Ok(Platform::new("linux", "amd64", None)) }
+    }
+
     /// Managed Swarm services; empty when this node is not a Swarm manager (or has no Swarm).
     fn services(
         &self,
@@ -269,8 +291,8 @@ pub struct ManagedService {
     pub name: String,
     /// The `repository:tag` it follows: `ecr-deployd.image`, or parsed from the spec's image.
     pub follows: ImageRef,
-    /// The digest the service spec pins (Swarm stores `ref:tag@sha256:…`).
-    pub running: Option<Digest>,
+    /// The digest the service spec pins (Swarm stores `ref:tag@sha256:…`), if any.
+    pub digests: Vec<Digest>,
     /// `UpdateConfig.FailureAction` is `rollback`: Swarm undoes a failed update by itself.
     pub rolls_back: bool,
 }

@@ -11,14 +11,26 @@ use serde::Serialize;
 
 /// A failure of the state store, with the operation that failed.
 #[derive(Debug, thiserror::Error)]
-#[error("state store ({what}): {source}")]
-pub struct StoreError {
-    what: &'static str,
-    source: rusqlite::Error,
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("state store ({what}): {source}")]
+    Sql {
+        what: &'static str,
+        source: rusqlite::Error,
+    },
+    /// Written by a newer agent: reading it could misread the journal.
+    #[error(
+        "state store {path}: schema version {found} was written by a newer ecr-deployd (this one knows up to {known}); upgrade ecr-deployd, or move the file away to start with an empty history"
+    )]
+    TooNew {
+        path: String,
+        found: i64,
+        known: i64,
+    },
 }
 
 fn ctx(what: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
-    move |source| StoreError { what, source }
+    move |source| StoreError::Sql { what, source }
 }
 
 /// The steps of a swap, in order. Stored as text so the journal is readable with `sqlite3`.
@@ -112,6 +124,8 @@ pub struct Deployment {
     pub tag: String,
     pub from_digest: Option<String>,
     pub to_digest: String,
+    /// When `to_digest` is an image index: its manifest for this host's platform.
+    pub platform_digest: Option<String>,
     pub trigger: String,
     pub outcome: Option<Outcome>,
     #[serde(skip)]
@@ -133,6 +147,7 @@ pub struct NewDeployment<'a> {
     pub tag: &'a str,
     pub from_digest: Option<&'a str>,
     pub to_digest: &'a str,
+    pub platform_digest: Option<&'a str>,
     pub trigger: &'a str,
     pub old_id: &'a str,
 }
@@ -149,7 +164,15 @@ pub struct Store {
     conn: Mutex<Connection>,
 }
 
-const SCHEMA: &str = "
+/// Schema migrations in order: `PRAGMA user_version` counts those applied. Never edit one
+/// that has shipped; append. The first is the schema of the first release, which set no
+/// version (its stores read 0 and have these tables already: hence `IF NOT EXISTS`).
+const MIGRATIONS: &[&str] = &[
+    SCHEMA_V1,
+    "ALTER TABLE deployments ADD COLUMN platform_digest TEXT;",
+];
+
+const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS deployments (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     container TEXT NOT NULL,
@@ -182,7 +205,8 @@ CREATE TABLE IF NOT EXISTS blocked (
 ";
 
 const COLUMNS: &str = "id, container, repository, tag, from_digest, to_digest, trigger, outcome, step, \
-    old_id, new_id, started_at_ms, ended_at_ms, resolve_ms, pull_ms, stop_ms, swap_ms, health_ms, error";
+    old_id, new_id, started_at_ms, ended_at_ms, resolve_ms, pull_ms, stop_ms, swap_ms, health_ms, error, \
+    platform_digest";
 
 fn row_to_deployment(r: &rusqlite::Row<'_>) -> rusqlite::Result<Deployment> {
     let outcome: Option<String> = r.get(7)?;
@@ -209,7 +233,37 @@ fn row_to_deployment(r: &rusqlite::Row<'_>) -> rusqlite::Result<Deployment> {
             health_ms: r.get(17)?,
         },
         error: r.get(18)?,
+        platform_digest: r.get(19)?,
     })
+}
+
+/// The schema version this agent writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Brings the store up to [`SCHEMA_VERSION`], each step in one transaction; refuses a store
+/// from a newer agent.
+fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let found: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(ctx("read schema version"))?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            path: path.display().to_string(),
+            found,
+            known: SCHEMA_VERSION,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let version = i as i64 + 1;
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {sql}\n; PRAGMA user_version = {version}; COMMIT;"
+        ))
+        .map_err(|e| {
+            let _ = conn.execute_batch("ROLLBACK;");
+            ctx("migrate schema")(e)
+        })?;
+    }
+    Ok(())
 }
 
 impl Store {
@@ -226,7 +280,7 @@ impl Store {
             .map_err(ctx("set synchronous"))?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(ctx("set busy timeout"))?;
-        conn.execute_batch(SCHEMA).map_err(ctx("create schema"))?;
+        migrate(&conn, path)?;
         Ok(Self {
             conn: Mutex::new(conn),
         })
@@ -251,9 +305,9 @@ impl Store {
     pub fn begin(&self, d: &NewDeployment<'_>) -> Result<i64, StoreError> {
         let conn = self.conn();
         conn.execute(
-            "INSERT INTO deployments (container, repository, tag, from_digest, to_digest, trigger, step, old_id, started_at_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![d.container, d.repository, d.tag, d.from_digest, d.to_digest, d.trigger, Step::Pulling.as_str(), d.old_id, now_ms()],
+            "INSERT INTO deployments (container, repository, tag, from_digest, to_digest, trigger, step, old_id, started_at_ms, platform_digest)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![d.container, d.repository, d.tag, d.from_digest, d.to_digest, d.trigger, Step::Pulling.as_str(), d.old_id, now_ms(), d.platform_digest],
         )
         .map_err(ctx("begin deployment"))?;
         Ok(conn.last_insert_rowid())
@@ -382,6 +436,7 @@ mod tests {
             tag: "prod",
             from_digest: Some("sha256:old"),
             to_digest: to,
+            platform_digest: None,
             trigger: "event",
             old_id: "abc",
         }
@@ -421,6 +476,62 @@ mod tests {
             ["sha256:3", "sha256:2"]
         );
         assert_eq!(s.history(None, 10).unwrap().len(), 4);
+    }
+
+    #[test]
+    fn a_store_written_by_the_first_release_opens_and_keeps_its_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            // Exactly what the first release created: schema v1, no user_version.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(SCHEMA_V1).unwrap();
+            conn.execute(
+                "INSERT INTO deployments (container, repository, tag, to_digest, trigger, outcome, step, started_at_ms)
+                 VALUES ('web', 'shop/web', 'prod', 'sha256:1', 'event', 'succeeded', 'done', 1)",
+                [],
+            )
+            .unwrap();
+            conn.execute_batch(
+                "INSERT INTO blocked VALUES ('web', 'sha256:bad', 1, 'rolled back')",
+            )
+            .unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        let h = s.history(Some("web"), 10).unwrap();
+        assert_eq!(h.len(), 1);
+        assert_eq!(h[0].to_digest, "sha256:1");
+        assert_eq!(h[0].platform_digest, None);
+        assert!(s.is_blocked("web", "sha256:bad").unwrap());
+        let version: i64 = s
+            .conn()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        drop(s);
+        // Opening again changes nothing.
+        assert_eq!(
+            Store::open(&path).unwrap().history(None, 10).unwrap().len(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_store_from_a_newer_agent_is_refused_with_a_clear_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        Store::open(&path).unwrap();
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        let err = Store::open(&path)
+            .err()
+            .expect("a newer schema must be refused");
+        let text = err.to_string();
+        assert!(matches!(err, StoreError::TooNew { .. }), "{text}");
+        assert!(text.contains("newer ecr-deployd"), "{text}");
+        assert!(text.contains(&path.display().to_string()), "{text}");
     }
 
     #[test]

@@ -24,7 +24,7 @@ impl Recorder {
             .lock()
             .unwrap()
             .iter()
-            .map(|r| r.desired.to_string())
+            .map(|r| r.desired.digest.to_string())
             .collect()
     }
 }
@@ -293,7 +293,7 @@ async fn resolve_batches_many_tags_of_one_repository_into_calls_of_at_most_100()
     );
     for (i, digest) in want.iter().enumerate() {
         let got = resolved[&refs[i]].as_ref().unwrap().as_ref().unwrap();
-        assert_eq!(got.as_str(), digest);
+        assert_eq!(got.digest.as_str(), digest);
     }
     assert!(resolved[&refs[151]].as_ref().unwrap().is_none());
 }

@@ -26,6 +26,7 @@ use tracing::{debug, warn};
 
 use super::docker_raw;
 use crate::event::{Digest, follows, split_reference};
+use crate::image::{Platform, repo_digests};
 use crate::ports::{
     Managed, ManagedService, Observed, PullAuth, Runtime, RuntimeError, ServiceUpdate,
 };
@@ -47,6 +48,7 @@ const SWARM_TASK_LABEL: &str = "com.docker.swarm.service.id";
 pub struct DockerRuntime {
     client: OnceCell<Docker>,
     socket: PathBuf,
+    platform: OnceCell<Platform>,
 }
 
 fn err(operation: &'static str) -> impl Fn(bollard::errors::Error) -> RuntimeError {
@@ -90,6 +92,7 @@ impl DockerRuntime {
         Self {
             client: OnceCell::new(),
             socket: docker_raw::socket_path(docker_host),
+            platform: OnceCell::new(),
         }
     }
 
@@ -211,12 +214,12 @@ impl Runtime for DockerRuntime {
                 }
             };
             let image_id = inspect.image.clone().unwrap_or_default();
-            let running = match docker.inspect_image(&image_id).await {
-                Ok(image) => running_digest(
+            let digests = match docker.inspect_image(&image_id).await {
+                Ok(image) => repo_digests(
                     &image.repo_digests.unwrap_or_default(),
                     follows.repository.as_str(),
                 ),
-                Err(_) => None,
+                Err(_) => Vec::new(),
             };
             let stop_timeout = inspect
                 .config
@@ -229,7 +232,7 @@ impl Runtime for DockerRuntime {
                 name,
                 image: configured,
                 follows,
-                running,
+                digests,
                 health_timeout,
                 running_now: inspect.state.and_then(|s| s.running).unwrap_or(false),
             });
@@ -433,6 +436,22 @@ impl Runtime for DockerRuntime {
         }
     }
 
+    async fn platform(&self) -> Result<Platform, RuntimeError> {
+        self.platform
+            .get_or_try_init(|| async {
+                let docker = self.docker().await?;
+                let v = docker.version().await.map_err(err("version"))?;
+                let info = docker.info().await.map_err(err("info"))?;
+                Ok(Platform::of_engine(
+                    v.os.as_deref().unwrap_or("linux"),
+                    v.arch.as_deref().unwrap_or_default(),
+                    info.architecture.as_deref().unwrap_or_default(),
+                ))
+            })
+            .await
+            .cloned()
+    }
+
     async fn services(&self, mirror: Option<&str>) -> Result<Vec<ManagedService>, RuntimeError> {
         let filters = serde_json::json!({ "label": [format!("{LABEL_ENABLE}=true")] }).to_string();
         let path = self
@@ -465,9 +484,11 @@ impl Runtime for DockerRuntime {
             };
             out.push(ManagedService {
                 id: s["ID"].as_str().unwrap_or_default().to_owned(),
-                running: image
-                    .split_once('@')
-                    .and_then(|(_, d)| Digest::parse(d).ok()),
+                digests: image
+                    .rsplit_once('@')
+                    .and_then(|(_, d)| Digest::parse(d).ok())
+                    .into_iter()
+                    .collect(),
                 rolls_back: spec["UpdateConfig"]["FailureAction"].as_str() == Some("rollback"),
                 follows,
                 name,
@@ -544,19 +565,6 @@ fn update_status(service: &Value) -> Option<ServiceUpdate> {
 /// Percent-encodes a query value.
 fn url_encode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
-/// The digest of `repository` among an image's RepoDigests (`host/repo@sha256:…`).
-fn running_digest(repo_digests: &[String], repository: &str) -> Option<Digest> {
-    let parsed = |d: &String| {
-        let (name, digest) = d.split_once('@')?;
-        Some((name.to_owned(), Digest::parse(digest).ok()?))
-    };
-    let all: Vec<(String, Digest)> = repo_digests.iter().filter_map(parsed).collect();
-    all.iter()
-        .find(|(name, _)| name == repository || name.ends_with(&format!("/{repository}")))
-        .or_else(|| all.first())
-        .map(|(_, d)| d.clone())
 }
 
 /// What to send to create the new container, and the networks to connect before start.

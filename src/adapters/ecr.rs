@@ -15,6 +15,7 @@ use tracing::{debug, warn};
 
 use super::aws::remote_error;
 use crate::event::{Digest, ImageRef, Repository};
+use crate::image::{Desired, index_entries};
 use crate::ports::{Credentials, PullAuth, Registry, RemoteError, Resolution};
 
 /// BatchGetImage takes at most 100 image ids, all of one repository.
@@ -100,13 +101,17 @@ impl EcrRegistry {
             let (Some(tag), Some(digest)) = (id.image_tag(), id.image_digest()) else {
                 continue;
             };
-            let resolution = Digest::parse(digest)
-                .map(Some)
-                .map_err(|reason| RemoteError {
-                    operation: "ecr:BatchGetImage",
-                    message: reason,
-                    transient: false,
-                });
+            let resolution = desired(
+                digest,
+                image.image_manifest_media_type(),
+                image.image_manifest().unwrap_or_default(),
+            )
+            .map(Some)
+            .map_err(|reason| RemoteError {
+                operation: "ecr:BatchGetImage",
+                message: format!("{}:{tag}: {reason}", repository.as_str()),
+                transient: false,
+            });
             found.insert(tag, resolution);
         }
         for failure in out.failures() {
@@ -136,6 +141,14 @@ impl EcrRegistry {
             })
             .collect()
     }
+}
+
+/// The tag's digest and, when its manifest is an index, the index's entries.
+fn desired(digest: &str, media_type: Option<&str>, manifest: &str) -> Result<Desired, String> {
+    Ok(Desired {
+        digest: Digest::parse(digest)?,
+        entries: index_entries(media_type, manifest)?,
+    })
 }
 
 impl Registry for EcrRegistry {

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::*;
 use crate::event::{Digest, ImageRef};
+use crate::image::Desired;
 use crate::ports::{DeployError, DeployRequest, Message, Receipt, RemoteError, Resolution};
 
 #[derive(Default)]
@@ -88,7 +89,10 @@ impl Registry for FakeRegistry {
         let tags = self.tags.lock().unwrap();
         images
             .iter()
-            .map(|i| (i.clone(), Ok(tags.get(&i.to_string()).cloned())))
+            .map(|i| {
+                let d = tags.get(&i.to_string()).cloned().map(Desired::single);
+                (i.clone(), Ok(d))
+            })
             .collect()
     }
 }
@@ -173,7 +177,7 @@ async fn fifty_duplicates_and_an_older_event_resolve_once_and_hand_off_once() {
     assert_eq!(a.registry.calls.load(Ordering::Relaxed), 1);
     let seen = a.deployer.seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 1);
-    assert_eq!(seen[0].desired, digest('b'));
+    assert_eq!(seen[0].desired, Desired::single(digest('b')));
     assert_eq!(seen[0].trigger, crate::ports::Trigger::Event);
     assert!(seen[0].event_time.is_some());
     assert_eq!(a.queue.deleted(), 51);

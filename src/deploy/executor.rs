@@ -14,6 +14,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::adapters::docker::OLD_SUFFIX;
 use crate::event::{Digest, ImageRef};
+use crate::image::{self, Desired, Match, Platform};
 use crate::metrics::Metrics;
 use crate::notify::{DeploymentNotice, Durations, Notice, Notifier};
 use crate::ports::{
@@ -60,8 +61,10 @@ pub struct Executor<RT, C> {
 struct Opening<'a> {
     name: &'a str,
     follows: &'a ImageRef,
-    running: Option<&'a Digest>,
-    desired: &'a Digest,
+    /// Every digest of what runs now; the first is recorded as "from".
+    running: &'a [Digest],
+    desired: &'a Desired,
+    host: &'a Platform,
     trigger: &'a str,
     /// The old container's id, or `service:<id>`.
     old_id: &'a str,
@@ -74,6 +77,8 @@ struct Finished<'a> {
     follows: &'a ImageRef,
     from: Option<&'a Digest>,
     to: &'a Digest,
+    /// The index's manifest for this host, when the tag names an index.
+    platform: Option<&'a Digest>,
     outcome: Outcome,
     trigger: &'a str,
     took: Duration,
@@ -166,12 +171,18 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
     pub async fn rollback(&self, name: &str, to: Option<Digest>) -> Result<Rollback, String> {
         let managed = self.managed().await.map_err(|e| e.to_string())?;
         if let Some(c) = managed.into_iter().find(|m| m.name == name) {
-            let current = c.running.clone().ok_or_else(|| {
+            let current = c.running().cloned().ok_or_else(|| {
                 format!("the digest {name} runs is unknown (its image has no RepoDigests)")
             })?;
-            let target = self.rollback_target(name, &current, to)?;
+            let target = self.rollback_target(name, &c.digests, to)?;
             let outcome = self
-                .deploy_container(&c, &target, "manual", Duration::ZERO, None)
+                .deploy_container(
+                    &c,
+                    &Desired::single(target.clone()),
+                    "manual",
+                    Duration::ZERO,
+                    None,
+                )
                 .await
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| format!("{name} is not running; start it first"))?;
@@ -182,12 +193,18 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
             .into_iter()
             .find(|s| s.name == name)
             .ok_or_else(|| format!("no managed container or service named {name:?}"))?;
-        let current = s.running.clone().ok_or_else(|| {
+        let current = s.running().cloned().ok_or_else(|| {
             format!("the service spec of {name} pins no digest; name one with --to DIGEST")
         })?;
-        let target = self.rollback_target(name, &current, to)?;
+        let target = self.rollback_target(name, &s.digests, to)?;
         let outcome = self
-            .deploy_service(&s, &target, "manual", Duration::ZERO, None)
+            .deploy_service(
+                &s,
+                &Desired::single(target.clone()),
+                "manual",
+                Duration::ZERO,
+                None,
+            )
             .await
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("{name} changed meanwhile; look at `ecr-deployd status`"))?;
@@ -198,14 +215,14 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
     fn rollback_target(
         &self,
         name: &str,
-        current: &Digest,
+        current: &[Digest],
         to: Option<Digest>,
     ) -> Result<Digest, String> {
         let target = match to {
             Some(d) => d,
             None => self.previous_digest(name, current)?,
         };
-        if &target == current {
+        if current.contains(&target) {
             return Err(format!("{name} already runs {target}"));
         }
         self.store
@@ -230,15 +247,22 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
         Ok(Rollback { from, to, outcome })
     }
 
-    /// The digest the container or service ran before its current one, from the history.
-    fn previous_digest(&self, name: &str, current: &Digest) -> Result<Digest, String> {
+    /// The digest the container or service ran before its current one (known under any of
+    /// the digests in `current`), from the history.
+    fn previous_digest(&self, name: &str, current: &[Digest]) -> Result<Digest, String> {
         let history = self
             .store
             .history(Some(name), 1000)
             .map_err(|e| e.to_string())?;
         history
             .iter()
-            .find(|d| d.outcome == Some(Outcome::Succeeded) && d.to_digest == current.as_str())
+            .find(|d| {
+                d.outcome == Some(Outcome::Succeeded)
+                    && current.iter().any(|c| {
+                        d.to_digest == c.as_str()
+                            || d.platform_digest.as_deref() == Some(c.as_str())
+                    })
+            })
             .and_then(|d| d.from_digest.as_deref())
             .and_then(|d| Digest::parse(d).ok())
             .ok_or_else(|| {
@@ -256,7 +280,7 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
     pub async fn deploy_container(
         &self,
         container: &Managed,
-        desired: &Digest,
+        desired: &Desired,
         trigger: &str,
         resolved_in: Duration,
         event_time: Option<SystemTime>,
@@ -277,6 +301,7 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
         let Some(c) = managed.into_iter().find(|m| m.name == container.name) else {
             return Ok(None);
         };
+        let host = self.platform().await.map_err(|e| fail(e.to_string()))?;
         if !c.running_now {
             // Stopped by its operator (or crashed before we came): starting it would override
             // a decision that is not ours. It is updated once it runs again.
@@ -287,8 +312,9 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
             .open_deployment(&Opening {
                 name: &c.name,
                 follows: &c.follows,
-                running: c.running.as_ref(),
+                running: &c.digests,
                 desired,
+                host: &host,
                 trigger,
                 old_id: &c.id,
             })
@@ -301,7 +327,7 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
             ..Default::default()
         };
         let started = Instant::now();
-        let result = self.swap(id, &c, desired, &mut phases).await;
+        let result = self.swap(id, &c, &desired.digest, &mut phases).await;
         let (outcome, error, transient) = match result {
             Ok(()) => (Outcome::Succeeded, None, false),
             Err(f) => (f.outcome, Some(f.reason), f.transient),
@@ -316,8 +342,9 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
             kind: "container",
             name: &c.name,
             follows: &c.follows,
-            from: c.running.as_ref(),
-            to: desired,
+            from: c.running(),
+            to: &desired.digest,
+            platform: desired.for_platform(&host),
             outcome,
             trigger,
             took: started.elapsed(),
@@ -335,12 +362,15 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
     /// Starts the deployment row, unless `desired` runs already or is blocked for `name`
     /// (then `None`: nothing to do).
     fn open_deployment(&self, o: &Opening<'_>) -> Result<Option<i64>, StoreError> {
-        if o.running == Some(o.desired) {
-            debug!(name = %o.name, digest = %o.desired.short(), "up to date");
+        let digest = &o.desired.digest;
+        if let m @ (Match::Exact | Match::Platform(_)) =
+            image::compare(o.running, o.desired, o.host)
+        {
+            debug!(name = %o.name, digest = %digest.short(), r#match = ?m, "up to date");
             return Ok(None);
         }
-        if self.store.is_blocked(o.name, o.desired.as_str())? {
-            info!(name = %o.name, digest = %o.desired.short(), "digest blocked after a rollback; not deploying it again");
+        if self.store.is_blocked(o.name, digest.as_str())? {
+            info!(name = %o.name, digest = %digest.short(), "digest blocked after a rollback; not deploying it again");
             return Ok(None);
         }
         self.store
@@ -348,8 +378,9 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
                 container: o.name,
                 repository: o.follows.repository.as_str(),
                 tag: o.follows.tag.as_str(),
-                from_digest: o.running.map(Digest::as_str),
-                to_digest: o.desired.as_str(),
+                from_digest: o.running.first().map(Digest::as_str),
+                to_digest: digest.as_str(),
+                platform_digest: o.desired.for_platform(o.host).map(Digest::as_str),
                 trigger: o.trigger,
                 old_id: o.old_id,
             })
@@ -368,6 +399,7 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
             image = %f.follows,
             from = %f.from.map(|d| d.short().to_owned()).unwrap_or_else(|| "-".into()),
             to = %f.to.short(),
+            platform = %f.platform.map(|d| d.short().to_owned()).unwrap_or_else(|| "-".into()),
             outcome = f.outcome.as_str(),
             trigger = f.trigger,
             total_ms = f.took.as_millis() as u64,
@@ -393,6 +425,7 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
             tag: f.follows.tag.as_str().to_owned(),
             from_digest: f.from.map(ToString::to_string),
             to_digest: f.to.to_string(),
+            platform_digest: f.platform.map(ToString::to_string),
             outcome: f.outcome.as_str(),
             trigger: f.trigger.to_owned(),
             error: f.error.map(str::to_owned),
@@ -401,6 +434,11 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
     }
 
     /// Managed Swarm services (empty off a manager).
+    /// The platform of this host (index entries are matched with it).
+    pub async fn platform(&self) -> Result<Platform, RuntimeError> {
+        self.runtime.platform().await
+    }
+
     pub async fn services(&self) -> Result<Vec<ManagedService>, RuntimeError> {
         self.runtime.services(self.cfg.mirror.as_deref()).await
     }
@@ -411,7 +449,7 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
     pub async fn deploy_service(
         &self,
         service: &ManagedService,
-        desired: &Digest,
+        desired: &Desired,
         trigger: &str,
         resolved_in: Duration,
         event_time: Option<SystemTime>,
@@ -427,13 +465,15 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
         let Some(s) = services.into_iter().find(|x| x.id == service.id) else {
             return Ok(None);
         };
+        let host = self.platform().await.map_err(|e| fail(e.to_string()))?;
         let journal_id = format!("{SERVICE_JOURNAL_PREFIX}{}", s.id);
         let Some(id) = self
             .open_deployment(&Opening {
                 name: &s.name,
                 follows: &s.follows,
-                running: s.running.as_ref(),
+                running: &s.digests,
                 desired,
+                host: &host,
                 trigger,
                 old_id: &journal_id,
             })
@@ -446,7 +486,7 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
             ..Default::default()
         };
         let started = Instant::now();
-        let result = self.update_service(&s, desired).await;
+        let result = self.update_service(&s, &desired.digest).await;
         phases.swap_ms = started.elapsed().as_millis() as i64;
         let (outcome, error, transient) = match result {
             Ok(()) => (Outcome::Succeeded, None, false),
@@ -457,7 +497,7 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
                 "Swarm rolled the update back: {}",
                 error.as_deref().unwrap_or_default()
             );
-            if let Err(e) = self.store.block(&s.name, desired.as_str(), &reason) {
+            if let Err(e) = self.store.block(&s.name, desired.digest.as_str(), &reason) {
                 error!(service = %s.name, error = %e, "could not block the rolled-back digest");
             }
         }
@@ -468,8 +508,9 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
             kind: "service",
             name: &s.name,
             follows: &s.follows,
-            from: s.running.as_ref(),
-            to: desired,
+            from: s.running(),
+            to: &desired.digest,
+            platform: desired.for_platform(&host),
             outcome,
             trigger,
             took: started.elapsed(),
@@ -864,7 +905,7 @@ impl<RT: Runtime, C: Credentials> Deployer for Executor<RT, C> {
             .filter(|s| request.image.matches(&s.follows))
             .collect();
         if targets.is_empty() && services.is_empty() {
-            info!(image = %request.image, desired = %request.desired, "desired digest resolved; no managed container or service follows this tag");
+            info!(image = %request.image, desired = %request.desired.digest, "desired digest resolved; no managed container or service follows this tag");
             return Ok(());
         }
         let trigger = request.trigger.to_string();

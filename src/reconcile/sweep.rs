@@ -12,6 +12,7 @@ use tracing::{info, warn};
 
 use crate::deploy::executor::Executor;
 use crate::event::{Digest, ImageRef};
+use crate::image::{self, Desired, Match, Platform};
 use crate::ports::{Credentials, Managed, ManagedService, Registry, Runtime, RuntimeError};
 use crate::store::Outcome;
 
@@ -77,7 +78,10 @@ pub struct Row {
     pub name: String,
     pub image: String,
     pub running_digest: Option<String>,
+    /// What the tag names (for an index, the index digest).
     pub desired_digest: Option<String>,
+    /// When the tag names an index: its manifest for this host's platform.
+    pub platform_digest: Option<String>,
     pub action: Action,
     pub detail: Option<String>,
 }
@@ -111,6 +115,7 @@ where
         .collect();
     tags.sort();
     tags.dedup();
+    let host = executor.platform().await?;
     let started = Instant::now();
     let resolved = registry.resolve(&tags).await;
     let resolved_in = started.elapsed();
@@ -131,6 +136,7 @@ where
             executor,
             Target::Container(c),
             resolution,
+            &host,
             dry_run,
             resolved_in,
         )
@@ -142,6 +148,7 @@ where
             executor,
             Target::Service(s),
             resolution,
+            &host,
             dry_run,
             resolved_in,
         )
@@ -166,27 +173,24 @@ enum Target<'a> {
 async fn row_for<RT: Runtime, C: Credentials>(
     executor: &Executor<RT, C>,
     target: Target<'_>,
-    resolution: Result<Option<Digest>, crate::ports::RemoteError>,
+    resolution: Result<Option<Desired>, crate::ports::RemoteError>,
+    host: &Platform,
     dry_run: bool,
     resolved_in: Duration,
 ) -> Row {
-    let (name, follows, running, running_now, kind) = match target {
-        Target::Container(c) => (&c.name, &c.follows, c.running.as_ref(), c.running_now, None),
+    let (name, follows, digests, running_now, kind) = match target {
+        Target::Container(c) => (&c.name, &c.follows, &c.digests, c.running_now, None),
         // A service's tasks are Swarm's to keep running.
-        Target::Service(s) => (
-            &s.name,
-            &s.follows,
-            s.running.as_ref(),
-            true,
-            Some("swarm service"),
-        ),
+        Target::Service(s) => (&s.name, &s.follows, &s.digests, true, Some("swarm service")),
     };
+    let running = digests.first();
     let detail = |e: String| Some(kind.map_or(e.clone(), |k| format!("{k}: {e}")));
     let mut row = Row {
         name: name.clone(),
         image: follows.to_string(),
         running_digest: running.map(|d| d.to_string()),
         desired_digest: None,
+        platform_digest: None,
         action: Action::UpToDate,
         detail: kind.map(str::to_owned),
     };
@@ -202,12 +206,20 @@ async fn row_for<RT: Runtime, C: Credentials>(
             return row;
         }
     };
-    row.desired_digest = Some(desired.to_string());
-    row.action = if running == Some(&desired) {
+    row.desired_digest = Some(desired.digest.to_string());
+    row.platform_digest = desired.for_platform(host).map(Digest::to_string);
+    let matched = image::compare(digests, &desired, host);
+    // Show the digest that matched, not whichever RepoDigests entry came first.
+    match &matched {
+        Match::Exact => row.running_digest = Some(desired.digest.to_string()),
+        Match::Platform(p) => row.running_digest = Some(p.to_string()),
+        Match::Behind => {}
+    }
+    row.action = if matched.up_to_date() {
         Action::UpToDate
     } else if !running_now {
         Action::Stopped
-    } else if executor.is_blocked(name, &desired) {
+    } else if executor.is_blocked(name, &desired.digest) {
         Action::Blocked
     } else if dry_run {
         Action::WouldDeploy

@@ -6,6 +6,8 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod docker;
+pub mod oci;
+pub mod site;
 pub mod webhook;
 
 use std::io::Write;

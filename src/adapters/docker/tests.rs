@@ -136,20 +136,3 @@ fn a_hostname_the_user_chose_is_kept() {
     o["Config"]["Hostname"] = json!("web-1");
     assert_eq!(recreation(&o, &image()).body["Hostname"], "web-1");
 }
-
-#[test]
-fn running_digest_prefers_the_followed_repository() {
-    let digests = vec![
-        format!("other/thing@sha256:{}", "a".repeat(64)),
-        format!("127.0.0.1:5000/team/web@sha256:{}", "b".repeat(64)),
-    ];
-    assert_eq!(
-        running_digest(&digests, "team/web").unwrap().as_str(),
-        format!("sha256:{}", "b".repeat(64))
-    );
-    assert_eq!(
-        running_digest(&digests, "team/none").unwrap().as_str(),
-        format!("sha256:{}", "a".repeat(64))
-    );
-    assert_eq!(running_digest(&[], "team/web"), None);
-}

@@ -69,7 +69,7 @@ impl Runtime for FakeRuntime {
                 name: b.name.clone(),
                 image: "mirror/team/api:prod".into(),
                 follows: ImageRef::parse_repo_tag("team/api:prod").unwrap(),
-                running: Some(b.digest.clone()),
+                digests: vec![b.digest.clone()],
                 health_timeout: None,
                 stop_timeout: None,
                 running_now: b.running,
@@ -173,7 +173,7 @@ fn executor(
 fn request(d: &Digest) -> DeployRequest {
     DeployRequest {
         image: ImageRef::parse_repo_tag("team/api:prod").unwrap(),
-        desired: d.clone(),
+        desired: Desired::single(d.clone()),
         trigger: crate::ports::Trigger::Event,
         event_time: None,
         resolved_in: Duration::ZERO,
@@ -191,7 +191,7 @@ async fn deploys_of_different_containers_run_at_most_max_parallel_at_once() {
     assert!(
         managed
             .iter()
-            .all(|m| m.running == Some(digest('2')) && m.running_now)
+            .all(|m| m.running() == Some(&digest('2')) && m.running_now)
     );
     let history = ex.store().history(None, 10).unwrap();
     assert_eq!(history.len(), 5);
@@ -207,7 +207,7 @@ async fn an_event_and_a_sweep_for_one_container_deploy_it_once() {
     let rt = FakeRuntime::with(&["web"], &digest('1'));
     let (_dir, ex) = executor(rt, 4);
     let c = ex.managed().await.unwrap().remove(0);
-    let two = digest('2');
+    let two = Desired::single(digest('2'));
     let (a, b) = tokio::join!(
         ex.deploy_container(&c, &two, "event", Duration::ZERO, None),
         ex.deploy_container(&c, &two, "sweep", Duration::ZERO, None),

@@ -1,0 +1,90 @@
+//! One host's site for tests that run the binary as an operator does: moto (SQS, ECR,
+//! EventBridge), a local registry, the Docker Engine, a state store and a config file text.
+
+use serde_json::Value;
+
+use super::docker::*;
+use super::*;
+
+pub struct Site {
+    _moto: Moto,
+    // Fields drop in order: the test's containers go before the registry's images.
+    pub scope: Scope,
+    pub registry: TestRegistry,
+    pub sqs: aws_sdk_sqs::Client,
+    pub ecr: aws_sdk_ecr::Client,
+    pub events: aws_sdk_eventbridge::Client,
+    pub endpoint: String,
+    pub url: String,
+    _dir: tempfile::TempDir,
+    pub state: std::path::PathBuf,
+}
+
+impl Site {
+    pub async fn new(test: &str) -> Self {
+        let moto = Moto::start();
+        let sdk = moto.sdk().await;
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let (url, _) = create_queue(&sqs, "host-a", Some(5)).await;
+        let dir = tempfile::tempdir().unwrap();
+        Self {
+            endpoint: moto.endpoint.clone(),
+            ecr: aws_sdk_ecr::Client::new(&sdk),
+            events: aws_sdk_eventbridge::Client::new(&sdk),
+            _moto: moto,
+            registry: TestRegistry::start(),
+            scope: Scope::new(test),
+            sqs,
+            url,
+            state: dir.path().join("state.db"),
+            _dir: dir,
+        }
+    }
+
+    pub fn config(&self, sweep_interval: u64) -> String {
+        self.config_with_http(sweep_interval, "")
+    }
+
+    pub fn config_with_http(&self, sweep_interval: u64, listen: &str) -> String {
+        format!(
+            "[aws]\nregion = \"{REGION}\"\nendpoint_url = \"{}\"\n[queue]\nurl = \"{}\"\nwait_time_seconds = 1\n\
+             [registry]\nmirror = \"{}\"\n[sweep]\ninterval_seconds = {sweep_interval}\njitter_seconds = 0\n\
+             [deploy]\ndebounce_millis = 100\nmin_uptime_seconds = 1\n[state]\npath = \"{}\"\n[http]\nlisten = \"{listen}\"\n",
+            self.endpoint,
+            self.url,
+            self.registry.host,
+            self.state.display()
+        )
+    }
+
+    pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        run_cli(&self.config(0), args, &[])
+    }
+
+    /// A managed container running v1 of `repo` (ECR's `prod` points at v1).
+    pub async fn container(&self, repo: &str, short: &str) -> (String, String) {
+        let v1 = self.registry.publish(repo, "v1", Kind::Serve, "v1", true);
+        let prod = format!("{}/{repo}:prod", self.registry.host);
+        docker(&["tag", &format!("{}/{repo}:v1", self.registry.host), &prod]);
+        put_digest(&self.ecr, repo, "prod", &v1).await;
+        let name = self.scope.name(short);
+        self.scope
+            .run(&name, &["--label", "ecr-deployd.enable=true", &prod]);
+        (name, v1)
+    }
+
+    /// A push whose event is lost: ECR moves, nothing reaches the queue.
+    pub async fn silent_push(&self, repo: &str, kind: Kind, version: &str) -> String {
+        let digest = self.registry.publish(repo, version, kind, version, false);
+        put_digest(&self.ecr, repo, "prod", &digest).await;
+        digest
+    }
+}
+
+pub fn short(d: &str) -> &str {
+    &d[7..19]
+}
+
+pub fn json(out: &str) -> Value {
+    serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+}

@@ -1,0 +1,193 @@
+//! Tags that name an image index (what `docker buildx build --push` makes by default) and
+//! images known under several digests, on the real stack: a deploy happens once, and the
+//! sweeps after it find the container up to date instead of redeploying it forever.
+//!
+//! Tag shapes covered: an OCI index with the platform image (a Docker v2 manifest) and a
+//! provenance attestation for `unknown/unknown`, stored in ECR with the index media type;
+//! the same index promoted from a second repository; a host whose image came by the
+//! platform digest before the index existed; a new index whose platform image changed.
+
+mod common;
+
+use std::time::Duration;
+
+use common::docker::*;
+use common::oci::*;
+use common::site::*;
+use common::*;
+
+/// The container's image's RepoDigests, as the Engine reports them.
+fn repo_digests_of(name: &str) -> Vec<String> {
+    let image = docker(&["inspect", "--format", "{{.Image}}", name]);
+    docker(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{range .RepoDigests}}{{println .}}{{end}}",
+        &image,
+    ])
+    .lines()
+    .map(str::to_owned)
+    .collect()
+}
+
+fn deployments(site: &Site, name: &str) -> Vec<serde_json::Value> {
+    let (code, out, err) = site.cli(&["history", name, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    json(&out)["deployments"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn status_of(site: &Site, name: &str) -> serde_json::Value {
+    let (code, out, err) = site.cli(&["status", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    json(&out)["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("{name} not in status: {out}"))
+}
+
+/// Publishes `version` of `repo` (kept in the local image store when it was `built_here`),
+/// wraps it in an index, and points ECR's `prod` at the index. Returns (platform, index).
+async fn push_buildx_style(
+    site: &Site,
+    repo: &str,
+    version: &str,
+    built_here: bool,
+) -> (String, String) {
+    let platform = site
+        .registry
+        .publish(repo, version, Kind::Serve, version, built_here);
+    let (index, digest) = push_index(&site.registry, repo, &format!("{version}-index"), &platform);
+    put_index_in_ecr(&site.ecr, repo, "prod", &index, &digest).await;
+    (platform, digest)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_is_deployed_once_and_later_sweeps_leave_the_container_alone() {
+    let site = Site::new("index-once").await;
+    let (name, _v1) = site.container("shop/idx", "web").await;
+    let (p2, i2) = push_buildx_style(&site, "shop/idx", "v2", false).await;
+
+    let (code, out, err) = site.cli(&["sweep"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("deployed"), "{out}");
+    let digests = repo_digests_of(&name);
+    assert!(
+        digests.iter().any(|d| d.ends_with(&i2) || d.ends_with(&p2)),
+        "the new container runs v2: {digests:?}"
+    );
+    // Two sweeps from the command line, then the daemon's periodic sweep: nothing more.
+    for _ in 0..2 {
+        let (code, out, err) = site.cli(&["sweep"]);
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(out.contains("up to date"), "{out}");
+    }
+    let mut agent = AgentProcess::start(&site.config(1), &["run"]);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    agent.signal("TERM");
+    assert_eq!(agent.wait_exit(Duration::from_secs(60)), Some(0));
+    let sweeps = agent.log_text().matches("sweep finished").count();
+    assert!(sweeps >= 2, "the periodic sweep ran: {}", agent.log_text());
+    let history = deployments(&site, &name);
+    assert_eq!(history.len(), 1, "one deploy only: {history:?}");
+    assert_eq!(history[0]["to_digest"], i2.as_str());
+    assert_eq!(history[0]["platform_digest"], p2.as_str());
+    let status = status_of(&site, &name);
+    assert_eq!(status["state"], "up_to_date", "{status}");
+    assert_eq!(status["desired_digest"], i2.as_str());
+    assert_eq!(status["platform_digest"], p2.as_str());
+
+    // A new index whose platform image differs, built and pushed from this host (so the
+    // pulled image carries the platform digest and the index digest): one more deploy.
+    // The Engine lists RepoDigests sorted: make the platform digest come first, the order
+    // in which a comparison with only the first entry redeploys forever.
+    let (mut p3, mut i3) = (String::new(), String::new());
+    for attempt in 0..20 {
+        (p3, i3) = push_buildx_style(&site, "shop/idx", &format!("v3-{attempt}"), true).await;
+        if p3 < i3 {
+            break;
+        }
+    }
+    assert_ne!(p3, p2);
+    for _ in 0..2 {
+        let (code, out, err) = site.cli(&["sweep"]);
+        assert_eq!(code, 0, "{out}{err}");
+    }
+    let history = deployments(&site, &name);
+    assert_eq!(history.len(), 2, "{history:?}");
+    assert_eq!(history[0]["to_digest"], i3.as_str());
+    assert_eq!(history[0]["outcome"], "succeeded");
+    let digests = repo_digests_of(&name);
+    assert!(
+        digests.iter().any(|d| d.ends_with(&p3)) && digests.iter().any(|d| d.ends_with(&i3)),
+        "{digests:?}"
+    );
+    assert_eq!(status_of(&site, &name)["state"], "up_to_date");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_known_under_other_digests_is_up_to_date_against_its_index() {
+    let site = Site::new("index-digests").await;
+    let host = site.registry.host.clone();
+
+    // A host whose image came by the platform digest, before the index existed.
+    let p1 = site
+        .registry
+        .publish("shop/early", "v1", Kind::Serve, "v1", false);
+    site.registry
+        .docker_logged_in(&["pull", &format!("{host}/shop/early@{p1}")]);
+    let prod = format!("{host}/shop/early:prod");
+    docker(&["tag", &format!("{host}/shop/early@{p1}"), &prod]);
+    let early = site.scope.name("early");
+    site.scope
+        .run(&early, &["--label", "ecr-deployd.enable=true", &prod]);
+    let (index, i1) = push_index(&site.registry, "shop/early", "v1-index", &p1);
+    put_index_in_ecr(&site.ecr, "shop/early", "prod", &index, &i1).await;
+    let status = status_of(&site, &early);
+    assert_eq!(status["state"], "up_to_date", "{status}");
+    assert_eq!(status["running_digest"], p1.as_str());
+    let (code, out, _) = site.cli(&["sweep"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("up to date"), "{out}");
+    assert!(deployments(&site, &early).is_empty());
+
+    // The same index promoted from a second repository that the host pulled first: the
+    // image then carries that repository's digest too.
+    let (name, _v1) = site.container("shop/promoted", "web").await;
+    let p2 = site
+        .registry
+        .publish("test/promoted", "v2", Kind::Serve, "v2", true);
+    let (index, i2_test) = push_index(&site.registry, "test/promoted", "v2-index", &p2);
+    site.registry
+        .docker_logged_in(&["pull", &format!("{host}/test/promoted@{i2_test}")]);
+    let p2_prod = site
+        .registry
+        .push_as(&format!("{host}/test/promoted:v2"), "shop/promoted", "v2");
+    assert_eq!(p2_prod, p2, "the same manifest in both repositories");
+    let (index_prod, i2) = push_index(&site.registry, "shop/promoted", "v2-index", &p2);
+    assert_eq!(
+        (&index_prod, &i2),
+        (&index, &i2_test),
+        "the same index in both"
+    );
+    put_index_in_ecr(&site.ecr, "shop/promoted", "prod", &index, &i2).await;
+    for _ in 0..3 {
+        let (code, out, err) = site.cli(&["sweep"]);
+        assert_eq!(code, 0, "{out}{err}");
+    }
+    let digests = repo_digests_of(&name);
+    assert!(
+        digests.len() >= 2,
+        "known under several digests: {digests:?}"
+    );
+    let history = deployments(&site, &name);
+    assert_eq!(history.len(), 1, "one deploy only: {history:?}");
+    assert_eq!(history[0]["outcome"], "succeeded");
+    assert_eq!(status_of(&site, &name)["state"], "up_to_date");
+}
