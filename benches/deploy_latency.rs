@@ -152,7 +152,7 @@ async fn main() {
     settings.state.path = state.path().join("state.db");
     let store = Arc::new(Store::open(&settings.state.path).unwrap());
     let executor = Arc::new(Executor::new(
-        Arc::new(DockerRuntime::new(None)),
+        Arc::new(DockerRuntime::new(None).expect("default Docker socket")),
         Arc::new(EcrCredentials::new(&sdk)),
         store.clone(),
         deploy_config(&settings),

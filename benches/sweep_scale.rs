@@ -83,7 +83,7 @@ async fn main() {
     settings.state.path = state.path().join("state.db");
     settings.deploy.min_uptime_seconds = 0;
     let executor = Executor::new(
-        Arc::new(DockerRuntime::new(None)),
+        Arc::new(DockerRuntime::new(None).expect("default Docker socket")),
         Arc::new(EcrCredentials::new(&sdk)),
         Arc::new(Store::open(&settings.state.path).unwrap()),
         deploy_config(&settings),

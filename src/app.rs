@@ -15,22 +15,26 @@ use crate::adapters::docker::DockerRuntime;
 use crate::adapters::ecr::EcrCredentials;
 use crate::adapters::{aws, ecr::EcrRegistry, sqs::SqsQueue};
 use crate::config::{ConfigError, Settings};
-use crate::deploy::executor::{DeployConfig, Executor};
+use crate::deploy::{DeployConfig, Executor};
 use crate::http;
-use crate::intake::{self, InFlight, IntakeConfig};
+use crate::intake::{self, IntakeConfig};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
-use crate::ports::{Deployer, Queue, Registry};
+use crate::ports::{Credentials, Deployer, Queue, Registry, Runtime};
 use crate::reconcile::Reconciler;
 use crate::reconcile::sweep;
+use crate::request::InFlight;
 use crate::retry;
 use crate::stats::Stats;
 use crate::store::{Store, StoreError};
 use crate::systemd;
 
-/// How long shutdown waits for work in flight before handing its messages back.
-/// The systemd unit's `TimeoutStopSec` must stay above this.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(60);
+/// How long shutdown waits for work in flight — event work and the sweep alike, one
+/// deadline for all — before abandoning it and handing its messages back.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(45);
+/// After the grace period: at most this long to undo swaps that were abandoned (their old
+/// containers run again). Grace + this stays below the unit's `TimeoutStopSec=90`.
+pub const SHUTDOWN_RECOVERY: Duration = Duration::from_secs(40);
 /// Requests buffered between intake and reconcile; a full buffer slows the receive loop.
 const REQUEST_BUFFER: usize = 1024;
 
@@ -48,6 +52,18 @@ impl<Q: Queue, R: Registry, D: Deployer> Agent<Q, R, D> {
     /// Runs until `shutdown` is cancelled, then stops receiving, lets work in flight finish
     /// within `grace`, and makes every unfinished message visible again.
     pub async fn run(&self, settings: &Settings, shutdown: CancellationToken, grace: Duration) {
+        self.run_waking(settings, shutdown, grace, None).await
+    }
+
+    /// As [`Agent::run`], and notifies `back_online` when the queue answers again after an
+    /// outage (so that the sweep catches up at once).
+    pub async fn run_waking(
+        &self,
+        settings: &Settings,
+        shutdown: CancellationToken,
+        grace: Duration,
+        back_online: Option<Arc<Notify>>,
+    ) {
         let inflight = InFlight::default();
         let visibility = Duration::from_secs(settings.queue.visibility_timeout_seconds.into());
         let cfg = IntakeConfig {
@@ -55,6 +71,7 @@ impl<Q: Queue, R: Registry, D: Deployer> Agent<Q, R, D> {
             wait: Duration::from_secs(settings.queue.wait_time_seconds.into()),
             visibility,
             notifier: self.notifier.clone(),
+            back_online,
         };
         let (tx, rx) = mpsc::channel(REQUEST_BUFFER);
         let reconciler = Arc::new(Reconciler {
@@ -101,6 +118,9 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("http.listen {0}: {1}")]
     Listen(std::net::SocketAddr, std::io::Error),
+    /// `DOCKER_HOST` names an address the agent cannot use.
+    #[error("{0}")]
+    DockerHost(String),
 }
 
 /// The deploy stage's settings from the configuration.
@@ -124,6 +144,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     settings.require_queue()?;
+    let runtime = DockerRuntime::new(docker_host.as_deref()).map_err(StartError::DockerHost)?;
     let store = Arc::new(Store::open(&settings.state.path)?);
     let sdk = aws::sdk_config(&settings).await;
     let wait = Duration::from_secs(settings.queue.wait_time_seconds.into());
@@ -132,7 +153,7 @@ pub async fn run(
     let metrics = Metrics::new(stats.clone());
     let notifier = Notifier::start(&settings.notify, &sdk);
     let executor = Executor::new(
-        Arc::new(DockerRuntime::new(docker_host.as_deref())),
+        Arc::new(runtime),
         Arc::new(EcrCredentials::new(&sdk)),
         store,
         deploy_config(&settings),
@@ -155,10 +176,13 @@ pub async fn run(
         tokio::spawn(http::serve(listener, metrics.clone(), token.clone()));
     }
     let trigger = token.clone();
+    let stop_requested: Arc<std::sync::OnceLock<tokio::time::Instant>> = Arc::default();
+    let requested = stop_requested.clone();
     tokio::spawn(async move {
         shutdown.await;
-        info!("shutdown requested");
+        info!(grace = ?SHUTDOWN_GRACE, "shutdown requested");
         systemd::stopping();
+        let _ = requested.set(tokio::time::Instant::now());
         trigger.cancel();
     });
     // Config valid, state store open, listener bound: up. Docker and AWS may still be coming
@@ -186,28 +210,49 @@ pub async fn run(
         Ok(n) => info!(deployments = n, "interrupted deployments recovered"),
         Err(e) => warn!(error = %e, "recovery of interrupted deployments failed"),
     }
-    let sweep = tokio::spawn(sweep::periodic(
+    let wake = Arc::new(Notify::new());
+    let mut sweep = tokio::spawn(sweep::periodic(
         agent.registry.clone(),
         agent.deployer.clone(),
         Duration::from_secs(settings.sweep.interval_seconds),
         Duration::from_secs(settings.sweep.jitter_seconds),
-        Arc::new(Notify::new()),
+        wake.clone(),
         token.clone(),
     ));
     info!(queue = %settings.queue.url, "ecr-deployd running");
     systemd::status(&format!("running: {}", settings.queue.url));
-    agent.run(&settings, token, SHUTDOWN_GRACE).await;
-    // A sweep deploying right now gets the same grace as event work; past it, the journal
-    // lets the next start finish or undo the swap.
-    if tokio::time::timeout(SHUTDOWN_GRACE, sweep).await.is_err() {
-        warn!("the sweep did not finish within the grace period");
+    agent
+        .run_waking(&settings, token, SHUTDOWN_GRACE, Some(wake))
+        .await;
+    // One deadline for everything in flight: the sweep gets what is left of the grace
+    // period the event work had.
+    let deadline = stop_requested
+        .get()
+        .map_or_else(tokio::time::Instant::now, |t| *t + SHUTDOWN_GRACE);
+    if tokio::time::timeout_at(deadline, &mut sweep).await.is_err() {
+        warn!("the sweep did not finish within the grace period; abandoning it");
+        sweep.abort();
     }
+    undo_abandoned(agent.deployer.as_ref()).await;
     watchdog_stop.cancel();
     info!(
         ecr_calls = agent.registry.calls(),
         "ecr-deployd stopped cleanly"
     );
     Ok(())
+}
+
+/// Swaps abandoned at the deadline are undone now rather than at the next start, so that no
+/// old container stays stopped while the agent is down.
+async fn undo_abandoned<RT: Runtime, C: Credentials>(executor: &Executor<RT, C>) {
+    match tokio::time::timeout(SHUTDOWN_RECOVERY, executor.recover()).await {
+        Ok(Ok(0)) => {}
+        Ok(Ok(n)) => warn!(deployments = n, "abandoned deployments undone before exit"),
+        Ok(Err(e)) => {
+            warn!(error = %e, "undoing abandoned deployments failed; the next start does it")
+        }
+        Err(_) => warn!("undoing abandoned deployments took too long; the next start does it"),
+    }
 }
 
 #[cfg(test)]

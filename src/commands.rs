@@ -14,7 +14,8 @@ use crate::adapters::docker::DockerRuntime;
 use crate::adapters::ecr::{EcrCredentials, EcrRegistry};
 use crate::app::deploy_config;
 use crate::config::Settings;
-use crate::deploy::executor::Executor;
+use crate::deploy::Executor;
+use crate::deploy::target::Target;
 use crate::event::Digest;
 use crate::reconcile::sweep::{Action, Row, sweep_once};
 use crate::store::{Deployment, Outcome, Store};
@@ -35,10 +36,11 @@ pub struct Context {
 
 impl Context {
     pub async fn new(settings: Settings, docker_host: Option<&str>) -> Result<Self, String> {
+        let runtime = DockerRuntime::new(docker_host)?;
         let store = Store::open(&settings.state.path).map_err(|e| e.to_string())?;
         let sdk = aws::sdk_config(&settings).await;
         let executor = Executor::new(
-            Arc::new(DockerRuntime::new(docker_host)),
+            Arc::new(runtime),
             Arc::new(EcrCredentials::new(&sdk)),
             Arc::new(store),
             deploy_config(&settings),
@@ -165,6 +167,7 @@ fn state_of(row: &Row) -> &'static str {
         Action::Blocked => "blocked",
         Action::NotInEcr => "not_in_ecr",
         Action::Stopped => "stopped",
+        Action::Refused => "refused",
         _ => "unknown",
     }
 }
@@ -422,6 +425,7 @@ pub async fn doctor(ctx: &Context, config_path: &str) -> u8 {
             format!("{e} — hint: is the Docker service running, and may this user use its socket (group docker)?"),
         )),
     }
+    checks.extend(deploy_checks(ctx).await);
     checks.push(match ctx.executor.store().check_writable() {
         Ok(()) => Check::ok(
             "state store writable",
@@ -443,6 +447,28 @@ pub async fn doctor(ctx: &Context, config_path: &str) -> u8 {
     } else {
         EXIT_OK
     }
+}
+
+/// Deploys that would be refused, and interrupted deployments this agent cannot read.
+async fn deploy_checks(ctx: &Context) -> Vec<Check> {
+    let mut checks = Vec::new();
+    match ctx.executor.unreadable() {
+        Ok(rows) => checks.extend(
+            rows.iter()
+                .map(|u| Check::fail("interrupted deployments readable", u.explain())),
+        ),
+        Err(e) => checks.push(Check::fail(
+            "interrupted deployments readable",
+            e.to_string(),
+        )),
+    }
+    for c in ctx.executor.managed().await.unwrap_or_default() {
+        let name = c.name.clone();
+        if let Ok(Some(why)) = ctx.executor.refusal(&Target::Container(c)).await {
+            checks.push(Check::warn("deploys not refused", format!("{name}: {why}")));
+        }
+    }
+    checks
 }
 
 async fn queue_checks(ctx: &Context) -> Vec<Check> {

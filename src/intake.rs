@@ -2,12 +2,11 @@
 //! messages whose work is in flight, and the bookkeeping that lets shutdown hand every
 //! unfinished message back to the queue.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use backon::Retryable;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
@@ -15,7 +14,7 @@ use tracing::{debug, error, info, warn};
 use crate::event::{Classified, classify};
 use crate::notify::{Notice, Notifier, TroubleNotice};
 use crate::ports::{Queue, Receipt, Trigger};
-use crate::reconcile::Request;
+use crate::request::{InFlight, Request};
 use crate::retry;
 use crate::stats::Stats;
 
@@ -27,54 +26,9 @@ pub struct IntakeConfig {
     pub visibility: Duration,
     /// Told about malformed messages.
     pub notifier: Notifier,
-}
-
-/// Messages received and not yet deleted or handed back, with when their visibility was last
-/// set. Shared by intake, the reconcile workers and the heartbeat.
-#[derive(Clone, Default)]
-pub struct InFlight(Arc<Mutex<HashMap<Receipt, Instant>>>);
-
-impl InFlight {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<Receipt, Instant>> {
-        // A panic elsewhere cannot leave the map half-updated: every operation is one call.
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    pub fn track(&self, receipt: Receipt, now: Instant) {
-        self.map().insert(receipt, now);
-    }
-
-    pub fn untrack(&self, receipts: &[Receipt]) {
-        let mut map = self.map();
-        for r in receipts {
-            map.remove(r);
-        }
-    }
-
-    /// Receipts whose visibility was last set `older_than` ago or more; marks them set at `now`.
-    pub fn due_for_extension(&self, now: Instant, older_than: Duration) -> Vec<Receipt> {
-        let mut map = self.map();
-        let mut due = Vec::new();
-        for (receipt, at) in map.iter_mut() {
-            if now.duration_since(*at) >= older_than {
-                *at = now;
-                due.push(receipt.clone());
-            }
-        }
-        due
-    }
-
-    pub fn drain(&self) -> Vec<Receipt> {
-        self.map().drain().map(|(r, _)| r).collect()
-    }
-
-    pub fn len(&self) -> usize {
-        self.map().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
+    /// Woken when the queue answers again after failed receives (AWS is back): the sweep
+    /// catches up at once instead of at its next turn.
+    pub back_online: Option<Arc<Notify>>,
 }
 
 /// Why a message was deleted straight from intake.
@@ -112,16 +66,26 @@ pub async fn run<Q: Queue>(
     );
     loop {
         stats.tick();
+        let failed = std::sync::atomic::AtomicBool::new(false);
         let receive = || queue.receive(cfg.max_messages, cfg.wait, cfg.visibility);
         let receive = receive.retry(retry::forever()).notify(|e, delay| {
             // Retrying is the loop doing its job: alive for /healthz and the watchdog.
             stats.tick();
+            failed.store(true, std::sync::atomic::Ordering::Relaxed);
             warn!(error = %e, retry_in = ?delay, "receiving from the queue failed; retrying")
         });
         let messages = tokio::select! {
             _ = shutdown.cancelled() => break,
             r = receive => match r {
-                Ok(m) => m,
+                Ok(m) => {
+                    if failed.load(std::sync::atomic::Ordering::Relaxed)
+                        && let Some(wake) = &cfg.back_online
+                    {
+                        info!("the queue answers again; waking the sweep");
+                        wake.notify_one();
+                    }
+                    m
+                }
                 Err(e) => {
                     error!(error = %e, "receiving from the queue failed");
                     continue;

@@ -11,6 +11,8 @@
 //! - [`image`]: when a container runs the desired image — any of its digests, or an
 //!   index's manifest for this host's platform. Pure.
 //! - [`ports`]: the seams — [`ports::Queue`], [`ports::Registry`], [`ports::Deployer`].
+//! - [`request`]: the reconcile request and the in-flight messages, shared by intake and
+//!   reconcile (neither imports the other).
 //! - [`intake`]: long-poll receive loop, visibility heartbeat, in-flight bookkeeping.
 //! - [`reconcile`]: debounce/dedup per tag ([`reconcile::coalesce`]), resolve against ECR,
 //!   hand off to the deployer, delete messages only after the work is recorded.
@@ -34,9 +36,11 @@ pub mod http;
 pub mod image;
 pub mod intake;
 pub mod metrics;
+pub mod model;
 pub mod notify;
 pub mod ports;
 pub mod reconcile;
+pub mod request;
 pub mod retry;
 pub mod stats;
 pub mod store;

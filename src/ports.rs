@@ -12,6 +12,17 @@ use std::time::{Duration, SystemTime};
 use crate::event::{Digest, ImageRef};
 use crate::image::{Desired, Platform};
 
+/// Opt-in label (SPEC §4): nothing without it is ever touched.
+pub const LABEL_ENABLE: &str = "ecr-deployd.enable";
+/// The `repository:tag` a container follows, when not its configured image's.
+pub const LABEL_IMAGE: &str = "ecr-deployd.image";
+/// Per-container health timeout in seconds.
+pub const LABEL_HEALTH_TIMEOUT: &str = "ecr-deployd.health-timeout";
+/// Suffix of the old container's name while a swap is in progress.
+pub const OLD_SUFFIX: &str = ".ecr-deployd-old";
+/// Suffix of the new container's name between its creation and the swap of names.
+pub const NEW_SUFFIX: &str = ".ecr-deployd-new";
+
 /// One message taken from the queue.
 #[derive(Clone, Debug)]
 pub struct Message {
@@ -177,6 +188,18 @@ impl ManagedService {
     }
 }
 
+/// A container that shares a managed container's namespace (`--network container:NAME`,
+/// `--ipc container:NAME`, `--pid container:NAME`). Docker stores the id, so a swap of the
+/// managed container leaves it with only `lo` and unable to restart.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dependent {
+    pub name: String,
+    /// "network", "IPC" or "PID".
+    pub shares: &'static str,
+    /// `ecr-deployd.enable=true`.
+    pub opted_in: bool,
+}
+
 /// What the health gate sees of a container.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Observed {
@@ -187,22 +210,87 @@ pub struct Observed {
     pub exit_code: Option<i64>,
 }
 
-/// A failed Docker operation. `transient` when the Engine could not be reached.
+/// A failed Docker operation. `transient` when the Engine could not be reached or did not
+/// answer in time; `status` is the Engine's HTTP status when it answered with an error.
 #[derive(Clone, Debug, thiserror::Error)]
 #[error("docker {operation}: {message}")]
 pub struct RuntimeError {
     pub operation: &'static str,
     pub message: String,
     pub transient: bool,
+    pub status: Option<u16>,
+}
+
+impl RuntimeError {
+    /// The Engine could not be reached: worth retrying.
+    pub fn transient(operation: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            operation,
+            message: message.into(),
+            transient: true,
+            status: None,
+        }
+    }
+
+    /// A refusal or a bad answer that will not change by retrying.
+    pub fn permanent(operation: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            operation,
+            message: message.into(),
+            transient: false,
+            status: None,
+        }
+    }
+
+    /// The Engine answered with an HTTP error. Not transient: the Engine is there, and its
+    /// 500s are mostly refusals ("port is already allocated") that a retry does not change.
+    pub fn http(operation: &'static str, status: u16, message: impl Into<String>) -> Self {
+        Self {
+            operation,
+            message: format!("HTTP {status}: {}", message.into()),
+            transient: false,
+            status: Some(status),
+        }
+    }
+
+    /// The Engine did not answer within `after`: the call is abandoned as transient.
+    pub fn timed_out(operation: &'static str, after: Duration) -> Self {
+        Self::transient(
+            operation,
+            format!("no answer from the Engine within {} s", after.as_secs()),
+        )
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        self.status == Some(404)
+    }
 }
 
 /// The container runtime (Docker Engine), in the terms of a swap.
 pub trait Runtime: Send + Sync + 'static {
-    /// Managed containers, excluding ones parked under the `.ecr-deployd-old` suffix.
+    /// Managed containers, excluding ones parked under [`OLD_SUFFIX`] or [`NEW_SUFFIX`].
     fn managed(
         &self,
         mirror: Option<&str>,
     ) -> impl Future<Output = Result<Vec<Managed>, RuntimeError>> + Send;
+    /// The managed container called `name` as it is now (`None`: gone, or no longer managed).
+    fn inspect_managed(
+        &self,
+        name: &str,
+        mirror: Option<&str>,
+    ) -> impl Future<Output = Result<Option<Managed>, RuntimeError>> + Send {
+        async move {
+            let all = self.managed(mirror).await?;
+            Ok(all.into_iter().find(|m| m.name == name))
+        }
+    }
+    /// Containers that share a namespace of container `id`.
+    fn dependents(
+        &self,
+        _id: &str,
+    ) -> impl Future<Output = Result<Vec<Dependent>, RuntimeError>> + Send {
+        async { Ok(Vec::new()) }
+    }
     /// Pulls `source` (`host/repo@digest`), checks it is `digest`, tags it as `tag_as`.
     fn pull(
         &self,
@@ -267,11 +355,10 @@ pub trait Runtime: Send + Sync + 'static {
         _auth: &PullAuth,
     ) -> impl Future<Output = Result<Option<ServiceUpdate>, RuntimeError>> + Send {
         async {
-            Err(RuntimeError {
-                operation: "update service",
-                message: "this runtime has no Swarm services".into(),
-                transient: false,
-            })
+            Err(RuntimeError::permanent(
+                "update service",
+                "this runtime has no Swarm services",
+            ))
         }
     }
 

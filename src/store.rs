@@ -9,6 +9,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
+pub use crate::model::{Outcome, Phases, Step};
+
 /// A failure of the state store, with the operation that failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -33,88 +35,6 @@ fn ctx(what: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
     move |source| StoreError::Sql { what, source }
 }
 
-/// The steps of a swap, in order. Stored as text so the journal is readable with `sqlite3`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Step {
-    Pulling,
-    Stopping,
-    Renaming,
-    Creating,
-    Starting,
-    HealthGate,
-    Committing,
-    RollingBack,
-    Done,
-}
-
-impl Step {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Step::Pulling => "pulling",
-            Step::Stopping => "stopping",
-            Step::Renaming => "renaming",
-            Step::Creating => "creating",
-            Step::Starting => "starting",
-            Step::HealthGate => "health_gate",
-            Step::Committing => "committing",
-            Step::RollingBack => "rolling_back",
-            Step::Done => "done",
-        }
-    }
-
-    fn parse(s: &str) -> Step {
-        match s {
-            "pulling" => Step::Pulling,
-            "stopping" => Step::Stopping,
-            "renaming" => Step::Renaming,
-            "creating" => Step::Creating,
-            "starting" => Step::Starting,
-            "health_gate" => Step::HealthGate,
-            "committing" => Step::Committing,
-            "rolling_back" => Step::RollingBack,
-            _ => Step::Done,
-        }
-    }
-}
-
-/// How a deployment ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    Succeeded,
-    RolledBack,
-    Failed,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Succeeded => "succeeded",
-            Outcome::RolledBack => "rolled_back",
-            Outcome::Failed => "failed",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Outcome> {
-        match s {
-            "succeeded" => Some(Outcome::Succeeded),
-            "rolled_back" => Some(Outcome::RolledBack),
-            "failed" => Some(Outcome::Failed),
-            _ => None,
-        }
-    }
-}
-
-/// Milliseconds spent in each phase of a deployment.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Phases {
-    pub resolve_ms: i64,
-    pub pull_ms: i64,
-    pub stop_ms: i64,
-    pub swap_ms: i64,
-    pub health_ms: i64,
-}
-
 /// One deployment, finished or (journal) in progress.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Deployment {
@@ -128,8 +48,13 @@ pub struct Deployment {
     pub platform_digest: Option<String>,
     pub trigger: String,
     pub outcome: Option<Outcome>,
+    /// The journalled step; `None` when the row names a step this agent does not know
+    /// (written by another version, or damaged): recovery must not guess then.
     #[serde(skip)]
-    pub step: Step,
+    pub step: Option<Step>,
+    /// The step as stored.
+    #[serde(skip)]
+    pub step_text: String,
     /// Docker id of the container that ran before.
     pub old_id: Option<String>,
     /// Docker id of the container created by this deployment.
@@ -221,6 +146,7 @@ fn row_to_deployment(r: &rusqlite::Row<'_>) -> rusqlite::Result<Deployment> {
         trigger: r.get(6)?,
         outcome: outcome.as_deref().and_then(Outcome::parse),
         step: Step::parse(&step),
+        step_text: step,
         old_id: r.get(9)?,
         new_id: r.get(10)?,
         started_at_ms: r.get(11)?,
@@ -319,6 +245,16 @@ impl Store {
             "journal step",
             "UPDATE deployments SET step = ?2 WHERE id = ?1",
             params![id, step.as_str()],
+        )
+    }
+
+    /// Journals the step about to be taken and the id of the container this deployment
+    /// created, in one write.
+    pub fn step_with_new_id(&self, id: i64, step: Step, new_id: &str) -> Result<(), StoreError> {
+        self.exec(
+            "journal step",
+            "UPDATE deployments SET step = ?2, new_id = ?3 WHERE id = ?1",
+            params![id, step.as_str(), new_id],
         )
     }
 
@@ -450,7 +386,7 @@ mod tests {
         s.set_new_id(id, "def").unwrap();
         let open = s.unfinished().unwrap();
         assert_eq!(open.len(), 1);
-        assert_eq!(open[0].step, Step::Creating);
+        assert_eq!(open[0].step, Some(Step::Creating));
         assert_eq!(open[0].new_id.as_deref(), Some("def"));
         let phases = Phases {
             pull_ms: 5,

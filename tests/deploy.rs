@@ -87,7 +87,7 @@ impl Stack {
         let sdk = self.moto.sdk().await;
         let store = Arc::new(Store::open(&settings.state.path).unwrap());
         let executor = Executor::new(
-            Arc::new(DockerRuntime::new(None)),
+            Arc::new(DockerRuntime::new(None).expect("default Docker socket")),
             Arc::new(EcrCredentials::new(&sdk)),
             store,
             deploy_config(&settings),
@@ -556,10 +556,10 @@ async fn docker_unreachable_keeps_the_message_and_the_deploy_happens_once_it_is_
     let settings = s.settings();
     let sdk = s.moto.sdk().await;
     let executor = Executor::new(
-        Arc::new(DockerRuntime::new(Some(&format!(
-            "unix://{}",
-            proxy.path.display()
-        )))),
+        Arc::new(
+            DockerRuntime::new(Some(&format!("unix://{}", proxy.path.display())))
+                .expect("a unix:// address"),
+        ),
         Arc::new(EcrCredentials::new(&sdk)),
         Arc::new(Store::open(&settings.state.path).unwrap()),
         deploy_config(&settings),

@@ -59,7 +59,7 @@ async fn journal_reaches(state: &std::path::Path, step: Step) {
         };
         store
             .unfinished()
-            .map(|open| open.iter().any(|d| d.step == step))
+            .map(|open| open.iter().any(|d| d.step == Some(step)))
             .unwrap_or(false)
     })
     .await;

@@ -2,6 +2,5 @@
 
 pub mod aws;
 pub mod docker;
-mod docker_raw;
 pub mod ecr;
 pub mod sqs;

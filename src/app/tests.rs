@@ -315,7 +315,8 @@ async fn long_work_gets_its_visibility_extended_by_the_heartbeat() {
 
 #[tokio::test(start_paused = true)]
 async fn shutdown_hands_back_waiting_and_unfinished_messages() {
-    // One message is still in its debounce window, one is in a deploy longer than the grace.
+    // One message is in a deploy longer than the grace, one waits for that deploy to end
+    // (same tag: it folds into the follow-up).
     let deployer = FakeDeployer {
         takes: Duration::from_secs(3600),
         ..Default::default()
@@ -329,7 +330,7 @@ async fn shutdown_hands_back_waiting_and_unfinished_messages() {
         queue.ready.lock().unwrap().push_back(Message {
             id: "late".into(),
             receipt: Receipt("late".into()),
-            body: push("team/api", "other", 'c'),
+            body: push("team/api", "prod", 'c'),
             receive_count: 1,
         });
         tokio::time::sleep(Duration::from_millis(1200)).await;

@@ -7,7 +7,7 @@ pub mod sweep;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use backon::Retryable;
 use tokio::sync::{Semaphore, mpsc};
@@ -17,9 +17,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::event::ImageRef;
-use crate::intake::InFlight;
 use crate::notify::{Notice, Notifier, TroubleNotice};
 use crate::ports::{DeployRequest, Deployer, Queue, Receipt, Registry, Resolution, Trigger};
+use crate::request::InFlight;
+pub use crate::request::Request;
 use crate::retry;
 use crate::stats::Stats;
 use coalesce::Coalescer;
@@ -28,18 +29,6 @@ use coalesce::Coalescer;
 const RETRY_VISIBILITY: Duration = Duration::from_secs(30);
 /// From this many deliveries on, a message whose work fails again is reported as in trouble.
 pub const TROUBLE_RECEIVES: u32 = 3;
-
-/// "Look at this tag now", from an event or the sweep.
-#[derive(Clone, Debug)]
-pub struct Request {
-    pub image: ImageRef,
-    pub trigger: Trigger,
-    /// The message id and receipt to delete once the work is recorded (events only).
-    pub message: Option<(String, Receipt)>,
-    /// How often SQS has delivered that message (0 for the sweep).
-    pub receive_count: u32,
-    pub event_time: Option<SystemTime>,
-}
 
 /// The reconcile stage and what it needs.
 pub struct Reconciler<Q, R, D> {
@@ -73,7 +62,15 @@ impl<Q: Queue, R: Registry, D: Deployer> Reconciler<Q, R, D> {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 request = rx.recv() => match request {
-                    Some(r) => coalescer.push(r.image.clone(), r, Instant::now()),
+                    Some(r) => {
+                        // Take what else is queued already, so that one receive batch of
+                        // duplicates goes into one batch of work.
+                        let now = Instant::now();
+                        coalescer.push(r.image.clone(), r, now);
+                        while let Ok(more) = rx.try_recv() {
+                            coalescer.push(more.image.clone(), more, now);
+                        }
+                    }
                     None => break,
                 },
                 _ = sleep_until_opt(deadline), if deadline.is_some() => {
@@ -94,7 +91,7 @@ impl<Q: Queue, R: Registry, D: Deployer> Reconciler<Q, R, D> {
                         }
                     };
                     for key in batches.remove(&id).unwrap_or_default() {
-                        coalescer.finished(&key);
+                        coalescer.finished(&key, Instant::now());
                     }
                 }
             }

@@ -10,14 +10,18 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::deploy::executor::Executor;
+use crate::deploy::target::Target;
+use crate::deploy::{Done, Executor};
 use crate::event::{Digest, ImageRef};
 use crate::image::{self, Desired, Match, Platform};
-use crate::ports::{Credentials, Managed, ManagedService, Registry, Runtime, RuntimeError};
+use crate::ports::{Credentials, Registry, Resolution, Runtime, RuntimeError};
 use crate::store::Outcome;
 
-/// After a sweep that could not run (Docker or ECR down), the next try comes this soon.
-const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(30);
+/// After a sweep that could not run (Docker or ECR down), the next try comes after this,
+/// doubling with each failure up to [`RETRY_AFTER_FAILURE_MAX`]: a host whose Docker or
+/// network comes back catches up within seconds.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
+const RETRY_AFTER_FAILURE_MAX: Duration = Duration::from_secs(30);
 
 /// What the sweep found or did for one container.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -32,6 +36,9 @@ pub enum Action {
     NotInEcr,
     /// Not running: left alone.
     Stopped,
+    /// A deploy is needed and refused (a container shares its namespace, or an
+    /// interrupted deployment this agent cannot read is pending); the detail says why.
+    Refused,
     /// ECR could not be asked for this tag.
     ResolveFailed,
     Succeeded,
@@ -47,6 +54,7 @@ impl Action {
             Action::Blocked => "blocked",
             Action::NotInEcr => "not in ECR",
             Action::Stopped => "stopped",
+            Action::Refused => "refused",
             Action::ResolveFailed => "ECR error",
             Action::Succeeded => "deployed",
             Action::RolledBack => "rolled back",
@@ -61,6 +69,7 @@ impl Action {
             Action::WouldDeploy
                 | Action::Blocked
                 | Action::Stopped
+                | Action::Refused
                 | Action::RolledBack
                 | Action::Failed
         )
@@ -95,7 +104,7 @@ pub enum SweepError {
     Ecr(String),
 }
 
-/// One pass over every managed container. With `dry_run`, nothing is changed.
+/// One pass over every managed container and service. With `dry_run`, nothing is changed.
 pub async fn sweep_once<R, RT, C>(
     registry: &R,
     executor: &Executor<RT, C>,
@@ -106,13 +115,10 @@ where
     RT: Runtime,
     C: Credentials,
 {
-    let managed = executor.managed().await?;
-    let services = executor.services().await?;
-    let mut tags: Vec<ImageRef> = managed
-        .iter()
-        .map(|m| m.follows.clone())
-        .chain(services.iter().map(|s| s.follows.clone()))
-        .collect();
+    let containers = executor.managed().await?.into_iter().map(Target::Container);
+    let services = executor.services().await?.into_iter().map(Target::Service);
+    let targets: Vec<Target> = containers.chain(services).collect();
+    let mut tags: Vec<ImageRef> = targets.iter().map(|t| t.follows().clone()).collect();
     tags.sort();
     tags.dedup();
     let host = executor.platform().await?;
@@ -130,125 +136,106 @@ where
             .map(|e| e.to_string());
         return Err(SweepError::Ecr(first.unwrap_or_default()));
     }
-    let rows = managed.iter().map(|c| async {
-        let resolution = resolved.get(&c.follows).cloned().unwrap_or(Ok(None));
-        row_for(
-            executor,
-            Target::Container(c),
-            resolution,
-            &host,
-            dry_run,
-            resolved_in,
-        )
-        .await
+    let pass = Pass {
+        executor,
+        host: &host,
+        dry_run,
+        resolved_in,
+    };
+    let rows = targets.iter().map(|t| {
+        let resolution = resolved.get(t.follows()).cloned().unwrap_or(Ok(None));
+        pass.row_for(t, resolution)
     });
-    let service_rows = services.iter().map(|s| async {
-        let resolution = resolved.get(&s.follows).cloned().unwrap_or(Ok(None));
-        row_for(
-            executor,
-            Target::Service(s),
-            resolution,
-            &host,
-            dry_run,
-            resolved_in,
-        )
-        .await
-    });
-    let (mut rows, service_rows) = futures::future::join(
-        futures::future::join_all(rows),
-        futures::future::join_all(service_rows),
-    )
-    .await;
-    rows.extend(service_rows);
-    Ok(rows)
+    Ok(futures::future::join_all(rows).await)
 }
 
-/// What a sweep row is about.
-#[derive(Clone, Copy)]
-enum Target<'a> {
-    Container(&'a Managed),
-    Service(&'a ManagedService),
-}
-
-async fn row_for<RT: Runtime, C: Credentials>(
-    executor: &Executor<RT, C>,
-    target: Target<'_>,
-    resolution: Result<Option<Desired>, crate::ports::RemoteError>,
-    host: &Platform,
+/// What every row of one sweep shares.
+struct Pass<'a, RT, C> {
+    executor: &'a Executor<RT, C>,
+    host: &'a Platform,
     dry_run: bool,
     resolved_in: Duration,
-) -> Row {
-    let (name, follows, digests, running_now, kind) = match target {
-        Target::Container(c) => (&c.name, &c.follows, &c.digests, c.running_now, None),
-        // A service's tasks are Swarm's to keep running.
-        Target::Service(s) => (&s.name, &s.follows, &s.digests, true, Some("swarm service")),
-    };
-    let running = digests.first();
-    let detail = |e: String| Some(kind.map_or(e.clone(), |k| format!("{k}: {e}")));
-    let mut row = Row {
-        name: name.clone(),
-        image: follows.to_string(),
-        running_digest: running.map(|d| d.to_string()),
-        desired_digest: None,
-        platform_digest: None,
-        action: Action::UpToDate,
-        detail: kind.map(str::to_owned),
-    };
-    let desired = match resolution {
-        Ok(Some(d)) => d,
-        Ok(None) => {
-            row.action = Action::NotInEcr;
-            return row;
-        }
-        Err(e) => {
-            row.action = Action::ResolveFailed;
-            row.detail = detail(e.to_string());
-            return row;
-        }
-    };
-    row.desired_digest = Some(desired.digest.to_string());
-    row.platform_digest = desired.for_platform(host).map(Digest::to_string);
-    let matched = image::compare(digests, &desired, host);
-    // Show the digest that matched, not whichever RepoDigests entry came first.
-    match &matched {
-        Match::Exact => row.running_digest = Some(desired.digest.to_string()),
-        Match::Platform(p) => row.running_digest = Some(p.to_string()),
-        Match::Behind => {}
-    }
-    row.action = if matched.up_to_date() {
-        Action::UpToDate
-    } else if !running_now {
-        Action::Stopped
-    } else if executor.is_blocked(name, &desired.digest) {
-        Action::Blocked
-    } else if dry_run {
-        Action::WouldDeploy
-    } else {
-        let result = match target {
-            Target::Container(c) => {
-                executor
-                    .deploy_container(c, &desired, "sweep", resolved_in, None)
-                    .await
+}
+
+impl<RT: Runtime, C: Credentials> Pass<'_, RT, C> {
+    async fn row_for(&self, target: &Target, resolution: Resolution) -> Row {
+        let kind = matches!(target, Target::Service(_)).then_some("swarm service");
+        let detail = |e: String| Some(kind.map_or(e.clone(), |k| format!("{k}: {e}")));
+        let mut row = Row {
+            name: target.name().to_owned(),
+            image: target.follows().to_string(),
+            running_digest: target.digests().first().map(|d| d.to_string()),
+            desired_digest: None,
+            platform_digest: None,
+            action: Action::UpToDate,
+            detail: kind.map(str::to_owned),
+        };
+        let desired = match resolution {
+            Ok(Some(d)) => d,
+            Ok(None) => {
+                row.action = Action::NotInEcr;
+                return row;
             }
-            Target::Service(s) => {
-                executor
-                    .deploy_service(s, &desired, "sweep", resolved_in, None)
-                    .await
+            Err(e) => {
+                row.action = Action::ResolveFailed;
+                row.detail = detail(e.to_string());
+                return row;
             }
         };
-        match result {
-            Ok(Some(Outcome::Succeeded)) => Action::Succeeded,
-            Ok(Some(Outcome::RolledBack)) => Action::RolledBack,
-            Ok(Some(Outcome::Failed)) => Action::Failed,
-            // Someone else (an event) deployed it meanwhile.
-            Ok(None) => Action::UpToDate,
-            Err(e) => {
-                row.detail = detail(e.to_string());
-                Action::Failed
-            }
+        row.desired_digest = Some(desired.digest.to_string());
+        row.platform_digest = desired.for_platform(self.host).map(Digest::to_string);
+        let matched = image::compare(target.digests(), &desired, self.host);
+        // Show the digest that matched, not whichever RepoDigests entry came first.
+        match &matched {
+            Match::Exact => row.running_digest = Some(desired.digest.to_string()),
+            Match::Platform(p) => row.running_digest = Some(p.to_string()),
+            Match::Behind => {}
         }
-    };
-    row
+        let (action, why) = self.action(target, &desired, matched).await;
+        row.action = action;
+        if let Some(why) = why {
+            row.detail = detail(why);
+        }
+        row
+    }
+
+    /// What to do about one target, and a detail for the row.
+    async fn action(
+        &self,
+        target: &Target,
+        desired: &Desired,
+        matched: Match,
+    ) -> (Action, Option<String>) {
+        let ex = self.executor;
+        if matched.up_to_date() {
+            return (Action::UpToDate, None);
+        }
+        if !target.running_now() {
+            return (Action::Stopped, None);
+        }
+        if ex.is_blocked(target.block_key(), &desired.digest) {
+            return (Action::Blocked, None);
+        }
+        if self.dry_run {
+            return match ex.refusal(target).await {
+                Ok(Some(why)) => (Action::Refused, Some(why)),
+                Ok(None) => (Action::WouldDeploy, None),
+                Err(e) => (Action::WouldDeploy, Some(e.to_string())),
+            };
+        }
+        let result = ex
+            .deploy_target(target, desired, "sweep", self.resolved_in, None)
+            .await;
+        match result {
+            Ok(Done::Finished(Outcome::Succeeded)) => (Action::Succeeded, None),
+            Ok(Done::Finished(Outcome::RolledBack)) => (Action::RolledBack, None),
+            Ok(Done::Finished(Outcome::Failed)) => (Action::Failed, None),
+            Ok(Done::Refused(why)) => (Action::Refused, Some(why)),
+            // Someone else (an event) deployed it meanwhile.
+            Ok(Done::Nothing) => (Action::UpToDate, None),
+            Err(e) => (Action::Failed, Some(e.to_string())),
+        }
+    }
 }
 
 /// The sweep in `run`: at start-up, then every `interval` ± `jitter` (never when `interval` is
@@ -267,6 +254,7 @@ pub async fn periodic<R, RT, C>(
 {
     let mut next = Duration::ZERO;
     let mut first = true;
+    let mut failures: u32 = 0;
     loop {
         if !first {
             if interval.is_zero() && next.is_zero() {
@@ -284,6 +272,7 @@ pub async fn periodic<R, RT, C>(
         let result = sweep_once(registry.as_ref(), executor.as_ref(), false).await;
         next = match result {
             Ok(rows) => {
+                failures = 0;
                 let behind = rows.iter().filter(|r| r.action.leaves_behind()).count();
                 if let Some(m) = executor.metrics() {
                     m.swept(rows.len(), behind);
@@ -301,8 +290,11 @@ pub async fn periodic<R, RT, C>(
                 }
             }
             Err(e) => {
-                warn!(error = %e, retry_in = ?RETRY_AFTER_FAILURE, "sweep could not run");
-                RETRY_AFTER_FAILURE
+                let retry_in = (RETRY_AFTER_FAILURE * 2u32.saturating_pow(failures))
+                    .min(RETRY_AFTER_FAILURE_MAX);
+                failures = failures.saturating_add(1);
+                warn!(error = %e, ?retry_in, "sweep could not run");
+                retry_in
             }
         };
     }

@@ -1,12 +1,13 @@
-//! The executor over an in-memory runtime, in virtual time: concurrency limits and locking.
+//! The deploy stage over an in-memory runtime, in virtual time: concurrency limits, locking,
+//! refusals, and every recovery branch (a crash at each journalled step).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
 use crate::event::ImageRef;
-use crate::ports::{Observed, PullAuth, RemoteError};
+use crate::ports::{Dependent, NEW_SUFFIX, OLD_SUFFIX, Observed, PullAuth, RemoteError};
 
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 struct Box_ {
     id: String,
     name: String,
@@ -21,6 +22,9 @@ struct FakeRuntime {
     pulls_now: AtomicUsize,
     pulls_max: AtomicUsize,
     pulled: Mutex<HashMap<String, Digest>>,
+    dependents: Mutex<Vec<Dependent>>,
+    /// Every call made, in order (`stop id`, `create name` …).
+    calls: Mutex<Vec<String>>,
 }
 
 fn digest(c: char) -> Digest {
@@ -31,30 +35,42 @@ impl FakeRuntime {
     fn with(names: &[&str], d: &Digest) -> Self {
         let rt = Self::default();
         for n in names {
-            rt.add(n, d);
+            rt.add(n, d, true);
         }
         rt
     }
-    fn add(&self, name: &str, d: &Digest) {
+    fn add(&self, name: &str, d: &Digest, running: bool) -> String {
         let id = format!("id{}", self.next.fetch_add(1, Ordering::SeqCst));
         self.boxes.lock().unwrap().push(Box_ {
-            id,
+            id: id.clone(),
             name: name.into(),
-            running: true,
+            running,
             digest: d.clone(),
         });
+        id
+    }
+    fn call(&self, what: String) {
+        self.calls.lock().unwrap().push(what);
     }
     fn by_id<T>(&self, id: &str, f: impl FnOnce(&mut Box_) -> T) -> Result<T, RuntimeError> {
         let mut boxes = self.boxes.lock().unwrap();
         let b = boxes
             .iter_mut()
             .find(|b| b.id == id)
-            .ok_or_else(|| RuntimeError {
-                operation: "fake",
-                message: format!("no container {id}"),
-                transient: false,
-            })?;
+            .ok_or_else(|| RuntimeError::http("fake", 404, format!("no container {id}")))?;
         Ok(f(b))
+    }
+    /// (name, running, digest) of every container, sorted by name.
+    fn state(&self) -> Vec<(String, bool, Digest)> {
+        let mut v: Vec<_> = self
+            .boxes
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|b| (b.name.clone(), b.running, b.digest.clone()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
     }
 }
 
@@ -63,7 +79,7 @@ impl Runtime for FakeRuntime {
         let boxes = self.boxes.lock().unwrap();
         Ok(boxes
             .iter()
-            .filter(|b| !b.name.ends_with(OLD_SUFFIX))
+            .filter(|b| !b.name.ends_with(OLD_SUFFIX) && !b.name.ends_with(NEW_SUFFIX))
             .map(|b| Managed {
                 id: b.id.clone(),
                 name: b.name.clone(),
@@ -76,6 +92,9 @@ impl Runtime for FakeRuntime {
             })
             .collect())
     }
+    async fn dependents(&self, _: &str) -> Result<Vec<Dependent>, RuntimeError> {
+        Ok(self.dependents.lock().unwrap().clone())
+    }
     async fn pull(
         &self,
         _: &str,
@@ -83,6 +102,7 @@ impl Runtime for FakeRuntime {
         _: &PullAuth,
         tag_as: &str,
     ) -> Result<(), RuntimeError> {
+        self.call(format!("pull {d}"));
         let now = self.pulls_now.fetch_add(1, Ordering::SeqCst) + 1;
         self.pulls_max.fetch_max(now, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -91,20 +111,20 @@ impl Runtime for FakeRuntime {
         Ok(())
     }
     async fn stop(&self, id: &str, _: Duration) -> Result<(), RuntimeError> {
+        self.call(format!("stop {id}"));
         self.by_id(id, |b| b.running = false)
     }
     async fn rename(&self, id: &str, name: &str) -> Result<(), RuntimeError> {
+        self.call(format!("rename {id} {name}"));
         self.by_id(id, |b| b.name = name.into())
     }
     async fn create_like(&self, _: &str, name: &str) -> Result<String, RuntimeError> {
+        self.call(format!("create {name}"));
         let d = self.pulled.lock().unwrap()["mirror/team/api:prod"].clone();
-        self.add(name, &d);
-        let mut boxes = self.boxes.lock().unwrap();
-        let created = boxes.last_mut().unwrap();
-        created.running = false; // created, not started
-        Ok(created.id.clone())
+        Ok(self.add(name, &d, false))
     }
     async fn start(&self, id: &str) -> Result<(), RuntimeError> {
+        self.call(format!("start {id}"));
         self.by_id(id, |b| b.running = true)
     }
     async fn observe(&self, id: &str) -> Result<Option<Observed>, RuntimeError> {
@@ -127,6 +147,7 @@ impl Runtime for FakeRuntime {
             .map(|b| b.id.clone()))
     }
     async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+        self.call(format!("remove {id}"));
         self.boxes.lock().unwrap().retain(|b| b.id != id);
         Ok(())
     }
@@ -180,6 +201,10 @@ fn request(d: &Digest) -> DeployRequest {
     }
 }
 
+async fn web(ex: &Executor<FakeRuntime, FixedAuth>) -> Target {
+    Target::Container(ex.managed().await.unwrap().remove(0))
+}
+
 #[tokio::test(start_paused = true)]
 async fn deploys_of_different_containers_run_at_most_max_parallel_at_once() {
     let rt = FakeRuntime::with(&["a", "b", "c", "d", "e"], &digest('1'));
@@ -206,34 +231,263 @@ async fn deploys_of_different_containers_run_at_most_max_parallel_at_once() {
 async fn an_event_and_a_sweep_for_one_container_deploy_it_once() {
     let rt = FakeRuntime::with(&["web"], &digest('1'));
     let (_dir, ex) = executor(rt, 4);
-    let c = ex.managed().await.unwrap().remove(0);
+    let c = web(&ex).await;
     let two = Desired::single(digest('2'));
     let (a, b) = tokio::join!(
-        ex.deploy_container(&c, &two, "event", Duration::ZERO, None),
-        ex.deploy_container(&c, &two, "sweep", Duration::ZERO, None),
+        ex.deploy_target(&c, &two, "event", Duration::ZERO, None),
+        ex.deploy_target(&c, &two, "sweep", Duration::ZERO, None),
     );
     let outcomes = [a.unwrap(), b.unwrap()];
-    assert_eq!(
-        outcomes
-            .iter()
-            .filter(|o| **o == Some(Outcome::Succeeded))
-            .count(),
-        1,
-        "{outcomes:?}"
-    );
-    assert_eq!(
-        outcomes.iter().filter(|o| o.is_none()).count(),
-        1,
-        "the second found it up to date"
+    assert!(
+        outcomes.contains(&Done::Finished(Outcome::Succeeded)) && outcomes.contains(&Done::Nothing),
+        "one deployed, the other found it up to date: {outcomes:?}"
     );
     assert_eq!(ex.store().history(None, 10).unwrap().len(), 1);
-    let names: Vec<String> = ex
-        .runtime()
-        .boxes
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|b| b.name.clone())
-        .collect();
+    let names: Vec<String> = ex.runtime().state().into_iter().map(|s| s.0).collect();
     assert_eq!(names, ["web"], "one container, no parked old one");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_successor_is_created_before_the_old_container_is_stopped() {
+    let rt = FakeRuntime::with(&["web"], &digest('1'));
+    let (_dir, ex) = executor(rt, 1);
+    let c = web(&ex).await;
+    let done = ex
+        .deploy_target(
+            &c,
+            &Desired::single(digest('2')),
+            "event",
+            Duration::ZERO,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(done, Done::Finished(Outcome::Succeeded));
+    let calls = ex.runtime().calls.lock().unwrap().clone();
+    let at = |prefix: &str| calls.iter().position(|c| c.starts_with(prefix)).unwrap();
+    assert!(at("pull") < at("create web.ecr-deployd-new"), "{calls:?}");
+    assert!(
+        at("create web.ecr-deployd-new") < at("stop id0"),
+        "{calls:?}"
+    );
+    assert!(
+        at("stop id0") < at("rename id0 web.ecr-deployd-old"),
+        "{calls:?}"
+    );
+    assert!(at("rename id1 web") < at("start id1"), "{calls:?}");
+    assert_eq!(
+        ex.runtime().state(),
+        vec![("web".into(), true, digest('2'))]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_container_whose_namespace_is_shared_is_refused_before_anything_is_touched() {
+    let rt = FakeRuntime::with(&["app"], &digest('1'));
+    rt.dependents.lock().unwrap().push(Dependent {
+        name: "app-vpn".into(),
+        shares: "network",
+        opted_in: false,
+    });
+    let (_dir, ex) = executor(rt, 1);
+    let c = web(&ex).await;
+    let done = ex
+        .deploy_target(
+            &c,
+            &Desired::single(digest('2')),
+            "event",
+            Duration::ZERO,
+            None,
+        )
+        .await
+        .unwrap();
+    let Done::Refused(why) = done else {
+        panic!("refused expected, got {done:?}")
+    };
+    assert!(why.contains("app-vpn") && why.contains("network"), "{why}");
+    assert!(
+        ex.runtime().calls.lock().unwrap().is_empty(),
+        "nothing pulled or stopped"
+    );
+    assert!(ex.store().history(None, 10).unwrap().is_empty());
+}
+
+/// What each journalled step leaves behind in the Engine when the agent dies there.
+fn crash_at(step: Step) -> (FakeRuntime, String, Option<String>) {
+    let rt = FakeRuntime::default();
+    let old = rt.add("web", &digest('1'), true);
+    let temp = format!("web{NEW_SUFFIX}");
+    let parked = format!("web{OLD_SUFFIX}");
+    let new = match step {
+        Step::Pulling => None,
+        Step::Creating => Some(rt.add(&temp, &digest('2'), false)),
+        Step::Stopping => {
+            let new = rt.add(&temp, &digest('2'), false);
+            rt.by_id(&old, |b| b.running = false).unwrap();
+            Some(new)
+        }
+        Step::Renaming => {
+            let new = rt.add(&temp, &digest('2'), false);
+            rt.by_id(&old, |b| (b.running, b.name) = (false, parked))
+                .unwrap();
+            Some(new)
+        }
+        Step::Starting | Step::HealthGate | Step::RollingBack | Step::Committing | Step::Done => {
+            rt.by_id(&old, |b| (b.running, b.name) = (false, parked))
+                .unwrap();
+            Some(rt.add("web", &digest('2'), true))
+        }
+    };
+    (rt, old, new)
+}
+
+async fn recover_after_crash_at(step: Step, journal_new_id: bool) -> Vec<(String, bool, Digest)> {
+    let (rt, old, new) = crash_at(step);
+    let (_dir, ex) = executor(rt, 1);
+    let id = ex
+        .store()
+        .begin(&NewDeployment {
+            container: "web",
+            repository: "team/api",
+            tag: "prod",
+            from_digest: Some(digest('1').as_str()),
+            to_digest: digest('2').as_str(),
+            platform_digest: None,
+            trigger: "event",
+            old_id: &old,
+        })
+        .unwrap();
+    ex.store().step(id, step).unwrap();
+    if journal_new_id && let Some(n) = &new {
+        ex.store().set_new_id(id, n).unwrap();
+    }
+    assert_eq!(ex.recover().await.unwrap(), 1, "{step:?}");
+    let row = &ex.store().history(Some("web"), 1).unwrap()[0];
+    let expected = if matches!(step, Step::Committing | Step::Done) {
+        Outcome::Succeeded
+    } else if matches!(step, Step::Pulling | Step::Creating) {
+        Outcome::Failed
+    } else {
+        Outcome::RolledBack
+    };
+    assert_eq!(row.outcome, Some(expected), "{step:?}");
+    assert!(ex.store().unfinished().unwrap().is_empty());
+    ex.runtime().state()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_crash_at_any_step_before_commit_leaves_the_old_container_running_alone() {
+    for step in [
+        Step::Pulling,
+        Step::Creating,
+        Step::Stopping,
+        Step::Renaming,
+        Step::Starting,
+        Step::HealthGate,
+        Step::RollingBack,
+    ] {
+        for journal_new_id in [true, false] {
+            let state = recover_after_crash_at(step, journal_new_id).await;
+            assert_eq!(
+                state,
+                vec![("web".into(), true, digest('1'))],
+                "{step:?}, new id journalled: {journal_new_id}"
+            );
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_crash_while_committing_keeps_the_new_container_alone() {
+    for step in [Step::Committing, Step::Done] {
+        let state = recover_after_crash_at(step, true).await;
+        assert_eq!(state, vec![("web".into(), true, digest('2'))], "{step:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unknown_step_is_never_taken_for_done_and_holds_the_container() {
+    let (rt, old, _new) = crash_at(Step::Starting);
+    let (dir, ex) = executor(rt, 1);
+    let id = ex
+        .store()
+        .begin(&NewDeployment {
+            container: "web",
+            repository: "team/api",
+            tag: "prod",
+            from_digest: None,
+            to_digest: digest('2').as_str(),
+            platform_digest: None,
+            trigger: "event",
+            old_id: &old,
+        })
+        .unwrap();
+    // A newer agent's step (or a damaged row).
+    rusqlite::Connection::open(dir.path().join("state.db"))
+        .unwrap()
+        .execute(
+            "UPDATE deployments SET step = 'verifying' WHERE id = ?1",
+            [id],
+        )
+        .unwrap();
+    let before = ex.runtime().state();
+    assert_eq!(ex.recover().await.unwrap(), 0);
+    assert_eq!(
+        ex.runtime().state(),
+        before,
+        "both containers left as they are"
+    );
+    let open = ex.unreadable().unwrap();
+    assert_eq!(open.len(), 1);
+    assert!(open[0].explain().contains("verifying"));
+    // Deploys of that container are held, with the reason.
+    let c = web(&ex).await;
+    let done = ex
+        .deploy_target(
+            &c,
+            &Desired::single(digest('3')),
+            "sweep",
+            Duration::ZERO,
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(&done, Done::Refused(why) if why.contains("verifying")),
+        "{done:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn recovery_keeps_the_new_container_when_the_old_one_was_removed_by_hand() {
+    let (rt, old, new) = crash_at(Step::Starting);
+    rt.boxes.lock().unwrap().retain(|b| b.id != old);
+    let (_dir, ex) = executor(rt, 1);
+    let id = ex
+        .store()
+        .begin(&NewDeployment {
+            container: "web",
+            repository: "team/api",
+            tag: "prod",
+            from_digest: None,
+            to_digest: digest('2').as_str(),
+            platform_digest: None,
+            trigger: "event",
+            old_id: &old,
+        })
+        .unwrap();
+    ex.store()
+        .step_with_new_id(id, Step::Starting, new.as_deref().unwrap())
+        .unwrap();
+    assert_eq!(ex.recover().await.unwrap(), 1);
+    let row = &ex.store().history(Some("web"), 1).unwrap()[0];
+    assert_eq!(row.outcome, Some(Outcome::Failed));
+    assert!(
+        row.error.as_deref().unwrap().contains("kept running"),
+        "{row:?}"
+    );
+    assert_eq!(
+        ex.runtime().state(),
+        vec![("web".into(), true, digest('2'))]
+    );
 }

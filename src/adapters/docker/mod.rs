@@ -1,0 +1,594 @@
+//! [`Runtime`] on the Docker Engine API (or Podman's Docker-compatible service): one client
+//! for one Engine at the address `DOCKER_HOST` gives (`unix://` or `tcp://`), API version
+//! negotiated. bollard where its typed calls are enough; the raw-JSON path of [`engine`]
+//! where bollard's models would drop fields (inspect → create, service specs). Every call
+//! has a timeout: a hung Engine fails the call as transient, it never holds a lock forever.
+
+mod engine;
+mod recreate;
+mod services;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::auth::DockerCredentials;
+use bollard::models::ContainerInspectResponse;
+use bollard::query_parameters::{
+    CreateImageOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder, RenameContainerOptionsBuilder,
+    StopContainerOptionsBuilder, TagImageOptionsBuilder,
+};
+use futures::StreamExt;
+use hyper::Method;
+use serde_json::Value;
+use tokio::sync::OnceCell;
+use tracing::{debug, warn};
+
+pub use engine::Endpoint;
+pub use recreate::{Recreation, recreation};
+
+use crate::event::{Digest, follows, split_reference};
+use crate::image::{Platform, repo_digests};
+use crate::ports::{
+    Dependent, LABEL_ENABLE, LABEL_HEALTH_TIMEOUT, LABEL_IMAGE, Managed, ManagedService,
+    NEW_SUFFIX, OLD_SUFFIX, Observed, PullAuth, Runtime, RuntimeError, ServiceUpdate,
+};
+
+/// Any one Engine call other than a pull or a stop, unless set with
+/// [`DockerRuntime::with_call_timeout`].
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// A pull of a large image over a slow site link must not be cut off early.
+pub const PULL_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// A stop may take the container's stop timeout, and then this long to kill it.
+const STOP_MARGIN: Duration = Duration::from_secs(30);
+/// Inspections of other containers at once, when looking for dependents.
+const CONCURRENT_INSPECTS: usize = 8;
+/// Swarm marks its task containers with this label; they belong to services, not to us.
+const SWARM_TASK_LABEL: &str = "com.docker.swarm.service.id";
+
+/// The Engine. The connection (and API version negotiation) is made on first use and
+/// retried on the next call if the Engine was down.
+pub struct DockerRuntime {
+    endpoint: Endpoint,
+    call_timeout: Duration,
+    client: OnceCell<Docker>,
+    platform: OnceCell<Platform>,
+}
+
+/// Maps a bollard error: an HTTP answer keeps its status; no answer is transient.
+fn err(operation: &'static str) -> impl Fn(bollard::errors::Error) -> RuntimeError {
+    use bollard::errors::Error as E;
+    move |e| match e {
+        E::DockerResponseServerError {
+            status_code,
+            message,
+        } => RuntimeError::http(operation, status_code, message),
+        E::DockerStreamError { .. } | E::JsonDataError { .. } | E::JsonSerdeError { .. } => {
+            RuntimeError::permanent(operation, e.to_string())
+        }
+        other => RuntimeError::transient(operation, other.to_string()),
+    }
+}
+
+/// Runs one bollard call within `limit`.
+async fn timed<T>(
+    operation: &'static str,
+    limit: Duration,
+    call: impl Future<Output = Result<T, bollard::errors::Error>>,
+) -> Result<T, RuntimeError> {
+    match tokio::time::timeout(limit, call).await {
+        Ok(r) => r.map_err(err(operation)),
+        Err(_) => Err(RuntimeError::timed_out(operation, limit)),
+    }
+}
+
+impl DockerRuntime {
+    /// `docker_host`: the value of `DOCKER_HOST`, if set (read once at start-up). An address
+    /// that is neither `unix://` nor `tcp://` is refused with a message naming it.
+    pub fn new(docker_host: Option<&str>) -> Result<Self, String> {
+        Ok(Self {
+            endpoint: Endpoint::from_docker_host(docker_host)?,
+            call_timeout: CALL_TIMEOUT,
+            client: OnceCell::new(),
+            platform: OnceCell::new(),
+        })
+    }
+
+    /// Sets the limit of every call other than pulls and stops (tests of a hung Engine).
+    pub fn with_call_timeout(mut self, limit: Duration) -> Self {
+        self.call_timeout = limit;
+        self
+    }
+
+    /// The Engine's address, as operators write it.
+    pub fn address(&self) -> String {
+        self.endpoint.display()
+    }
+
+    async fn docker(&self) -> Result<&Docker, RuntimeError> {
+        self.client
+            .get_or_try_init(|| async {
+                // The client-wide timeout is the outer bound; each call has its own below.
+                let secs = PULL_TIMEOUT.as_secs() + 60;
+                let version = bollard::API_DEFAULT_VERSION;
+                let docker = match &self.endpoint {
+                    Endpoint::Unix(p) => {
+                        Docker::connect_with_socket(&p.to_string_lossy(), secs, version)
+                    }
+                    Endpoint::Tcp(a) => Docker::connect_with_http(a, secs, version),
+                }
+                .map_err(err("connect"))?;
+                timed(
+                    "negotiate API version",
+                    self.call_timeout,
+                    docker.negotiate_version(),
+                )
+                .await
+            })
+            .await
+    }
+
+    /// One raw-JSON call at the negotiated API version.
+    async fn raw(
+        &self,
+        operation: &'static str,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Result<Value, RuntimeError> {
+        let version = self.docker().await?.client_version();
+        let path = format!("/v{version}{path}");
+        let call = engine::Call {
+            operation,
+            method,
+            path: &path,
+            body,
+            headers,
+            timeout: self.call_timeout,
+        };
+        engine::call(&self.endpoint, call).await
+    }
+
+    /// Engine version and negotiated API version (for `doctor` and logs).
+    pub async fn version(&self) -> Result<(String, String), RuntimeError> {
+        let docker = self.docker().await?;
+        let v = timed("version", self.call_timeout, docker.version()).await?;
+        Ok((
+            v.version.unwrap_or_default(),
+            docker.client_version().to_string(),
+        ))
+    }
+
+    /// Every container (running or not), optionally matching one list filter.
+    async fn list(
+        &self,
+        filter: Option<(&str, &str)>,
+    ) -> Result<Vec<bollard::models::ContainerSummary>, RuntimeError> {
+        let filters: HashMap<&str, Vec<String>> = filter
+            .map(|(k, v)| HashMap::from([(k, vec![v.to_owned()])]))
+            .unwrap_or_default();
+        let options = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let docker = self.docker().await?;
+        timed(
+            "list containers",
+            self.call_timeout,
+            docker.list_containers(Some(options)),
+        )
+        .await
+    }
+
+    /// `None` when there is no such container.
+    async fn inspect(&self, id: &str) -> Result<Option<ContainerInspectResponse>, RuntimeError> {
+        let docker = self.docker().await?;
+        let call = docker.inspect_container(id, None::<InspectContainerOptions>);
+        match timed("inspect container", self.call_timeout, call).await {
+            Ok(i) => Ok(Some(i)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The managed container an inspection shows, if it is one.
+    async fn to_managed(
+        &self,
+        inspect: ContainerInspectResponse,
+        mirror: Option<&str>,
+    ) -> Result<Option<Managed>, RuntimeError> {
+        let config = inspect.config.clone().unwrap_or_default();
+        let labels = config.labels.clone().unwrap_or_default();
+        let name = inspect
+            .name
+            .clone()
+            .unwrap_or_default()
+            .trim_start_matches('/')
+            .to_owned();
+        if labels.get(LABEL_ENABLE).map(String::as_str) != Some("true")
+            || labels.contains_key(SWARM_TASK_LABEL)
+            || name.ends_with(OLD_SUFFIX)
+            || name.ends_with(NEW_SUFFIX)
+        {
+            return Ok(None);
+        }
+        let configured = config.image.clone().unwrap_or_default();
+        let follows = match follows(
+            &configured,
+            labels.get(LABEL_IMAGE).map(String::as_str),
+            mirror,
+        ) {
+            Ok(f) => f,
+            Err(reason) => {
+                warn!(container = %name, %reason, "managed container skipped");
+                return Ok(None);
+            }
+        };
+        let health_timeout = match labels.get(LABEL_HEALTH_TIMEOUT).map(|v| v.parse::<u64>()) {
+            None => None,
+            Some(Ok(s)) => Some(Duration::from_secs(s)),
+            Some(Err(_)) => {
+                warn!(container = %name, "label {LABEL_HEALTH_TIMEOUT} is not a number of seconds; using the default");
+                None
+            }
+        };
+        let image_id = inspect.image.clone().unwrap_or_default();
+        let docker = self.docker().await?;
+        let digests = match timed(
+            "inspect image",
+            self.call_timeout,
+            docker.inspect_image(&image_id),
+        )
+        .await
+        {
+            Ok(image) => repo_digests(
+                &image.repo_digests.unwrap_or_default(),
+                follows.repository.as_str(),
+            ),
+            Err(e) if e.transient => return Err(e),
+            Err(_) => Vec::new(),
+        };
+        Ok(Some(Managed {
+            stop_timeout: config
+                .stop_timeout
+                .map(|s| Duration::from_secs(s.max(0) as u64)),
+            id: inspect.id.clone().unwrap_or_default(),
+            name,
+            image: configured,
+            follows,
+            digests,
+            health_timeout,
+            running_now: inspect.state.and_then(|s| s.running).unwrap_or(false),
+        }))
+    }
+}
+
+/// Which namespace of `target` (id and name) an inspected container shares, if any.
+fn shared_namespace(c: &ContainerInspectResponse, id: &str, name: &str) -> Option<&'static str> {
+    let host = c.host_config.as_ref()?;
+    let names = |mode: &Option<String>| {
+        mode.as_deref()
+            .and_then(|m| m.strip_prefix("container:"))
+            .is_some_and(|t| t == id || t == name || (t.len() >= 12 && id.starts_with(t)))
+    };
+    if names(&host.network_mode) {
+        Some("network")
+    } else if names(&host.ipc_mode) {
+        Some("IPC")
+    } else if names(&host.pid_mode) {
+        Some("PID")
+    } else {
+        None
+    }
+}
+
+impl Runtime for DockerRuntime {
+    async fn managed(&self, mirror: Option<&str>) -> Result<Vec<Managed>, RuntimeError> {
+        let list = self
+            .list(Some(("label", &format!("{LABEL_ENABLE}=true"))))
+            .await?;
+        let mut out = Vec::new();
+        for id in list.into_iter().filter_map(|s| s.id) {
+            // Removed meanwhile: not ours to list.
+            let Some(inspect) = self.inspect(&id).await? else {
+                continue;
+            };
+            if let Some(m) = self.to_managed(inspect, mirror).await? {
+                out.push(m);
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    async fn inspect_managed(
+        &self,
+        name: &str,
+        mirror: Option<&str>,
+    ) -> Result<Option<Managed>, RuntimeError> {
+        match self.inspect(name).await? {
+            // The Engine also resolves id prefixes: only the exact name counts.
+            Some(i) if i.name.as_deref().map(|n| n.trim_start_matches('/')) == Some(name) => {
+                self.to_managed(i, mirror).await
+            }
+            _ => Ok(None),
+        }
+    }
+
+    async fn dependents(&self, id: &str) -> Result<Vec<Dependent>, RuntimeError> {
+        let Some(target) = self.inspect(id).await? else {
+            return Ok(Vec::new());
+        };
+        let name = target.name.unwrap_or_default();
+        let name = name.trim_start_matches('/');
+        let others: Vec<String> = self
+            .list(None)
+            .await?
+            .into_iter()
+            .filter_map(|s| s.id)
+            .filter(|other| other != id)
+            .collect();
+        let inspected: Vec<Result<Option<ContainerInspectResponse>, RuntimeError>> =
+            futures::stream::iter(others)
+                .map(|o| async move { self.inspect(&o).await })
+                .buffer_unordered(CONCURRENT_INSPECTS)
+                .collect()
+                .await;
+        let mut out = Vec::new();
+        for c in inspected {
+            let Some(c) = c? else { continue };
+            if let Some(shares) = shared_namespace(&c, id, name) {
+                let labels = c.config.and_then(|c| c.labels).unwrap_or_default();
+                out.push(Dependent {
+                    name: c
+                        .name
+                        .unwrap_or_default()
+                        .trim_start_matches('/')
+                        .to_owned(),
+                    shares,
+                    opted_in: labels.get(LABEL_ENABLE).map(String::as_str) == Some("true"),
+                });
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    async fn pull(
+        &self,
+        source: &str,
+        digest: &Digest,
+        auth: &PullAuth,
+        tag_as: &str,
+    ) -> Result<(), RuntimeError> {
+        let docker = self.docker().await?;
+        let host = source.split('/').next().unwrap_or_default();
+        let credentials = DockerCredentials {
+            username: Some(auth.username.clone()),
+            password: Some(auth.password.clone()),
+            serveraddress: Some(host.to_owned()),
+            ..Default::default()
+        };
+        let options = CreateImageOptionsBuilder::new().from_image(source).build();
+        let pulled = async {
+            let mut stream = docker.create_image(Some(options), None, Some(credentials));
+            while let Some(item) = stream.next().await {
+                item?;
+            }
+            Ok(())
+        };
+        timed("pull", PULL_TIMEOUT, pulled).await?;
+        let image = timed(
+            "inspect pulled image",
+            self.call_timeout,
+            docker.inspect_image(source),
+        )
+        .await?;
+        let digests = image.repo_digests.unwrap_or_default();
+        if !digests.iter().any(|d| d.ends_with(&format!("@{digest}"))) {
+            return Err(RuntimeError::permanent(
+                "pull",
+                format!("pulled {source} but the image's digests are {digests:?}, not {digest}"),
+            ));
+        }
+        let (repo, tag) = split_reference(tag_as);
+        let options = TagImageOptionsBuilder::new().repo(repo).tag(tag).build();
+        timed(
+            "tag image",
+            self.call_timeout,
+            docker.tag_image(source, Some(options)),
+        )
+        .await?;
+        debug!(%source, %tag_as, "pulled and tagged");
+        Ok(())
+    }
+
+    async fn stop(&self, id: &str, timeout: Duration) -> Result<(), RuntimeError> {
+        let docker = self.docker().await?;
+        let options = StopContainerOptionsBuilder::new()
+            .t(timeout.as_secs() as i32)
+            .build();
+        let call = docker.stop_container(id, Some(options));
+        match timed("stop container", timeout + STOP_MARGIN, call).await {
+            // 304: already stopped.
+            Err(e) if e.status == Some(304) => Ok(()),
+            other => other,
+        }
+    }
+
+    async fn rename(&self, id: &str, name: &str) -> Result<(), RuntimeError> {
+        let docker = self.docker().await?;
+        let options = RenameContainerOptionsBuilder::new().name(name).build();
+        timed(
+            "rename container",
+            self.call_timeout,
+            docker.rename_container(id, options),
+        )
+        .await
+    }
+
+    async fn create_like(&self, old_id: &str, name: &str) -> Result<String, RuntimeError> {
+        let old = self
+            .raw(
+                "inspect container",
+                Method::GET,
+                &format!("/containers/{old_id}/json"),
+                None,
+                &[],
+            )
+            .await?;
+        let image_id = old["Image"].as_str().unwrap_or_default();
+        let image = self
+            .raw(
+                "inspect image",
+                Method::GET,
+                &format!("/images/{image_id}/json"),
+                None,
+                &[],
+            )
+            .await;
+        let image_config = match image {
+            Ok(image) => image["Config"].clone(),
+            Err(e) if e.transient => return Err(e),
+            Err(_) => Value::Null, // the old image is gone: nothing to subtract
+        };
+        let plan = recreation(&old, &image_config);
+        let created = self
+            .raw(
+                "create container",
+                Method::POST,
+                &format!("/containers/create?name={name}"),
+                Some(&plan.body),
+                &[],
+            )
+            .await?;
+        let new_id = created["Id"].as_str().unwrap_or_default().to_owned();
+        if new_id.is_empty() {
+            return Err(RuntimeError::permanent(
+                "create container",
+                format!("no id in the answer: {created}"),
+            ));
+        }
+        for (network, endpoint) in plan.extra_networks {
+            let body = serde_json::json!({ "Container": new_id, "EndpointConfig": endpoint });
+            let path = format!("/networks/{network}/connect");
+            let connected = self
+                .raw("connect network", Method::POST, &path, Some(&body), &[])
+                .await;
+            if let Err(e) = connected {
+                // Leave nothing half-made behind: the caller goes on with the old container.
+                let _ = self.remove(&new_id).await;
+                return Err(e);
+            }
+        }
+        Ok(new_id)
+    }
+
+    async fn start(&self, id: &str) -> Result<(), RuntimeError> {
+        let docker = self.docker().await?;
+        let call =
+            docker.start_container(id, None::<bollard::query_parameters::StartContainerOptions>);
+        match timed("start container", self.call_timeout, call).await {
+            Err(e) if e.status == Some(304) => Ok(()),
+            other => other,
+        }
+    }
+
+    async fn observe(&self, id: &str) -> Result<Option<Observed>, RuntimeError> {
+        let Some(inspect) = self.inspect(id).await? else {
+            return Ok(None);
+        };
+        let state = inspect.state.unwrap_or_default();
+        Ok(Some(Observed {
+            running: state.running.unwrap_or(false),
+            health: state
+                .health
+                .and_then(|h| h.status)
+                .map(|s| s.to_string())
+                .filter(|s| !s.is_empty() && s != "none"),
+            restart_count: inspect.restart_count.unwrap_or(0),
+            exit_code: state.exit_code,
+        }))
+    }
+
+    async fn find(&self, name: &str) -> Result<Option<String>, RuntimeError> {
+        Ok(match self.inspect(name).await? {
+            // The Engine also resolves id prefixes: only an exact name counts.
+            Some(i) if i.name.as_deref().map(|n| n.trim_start_matches('/')) == Some(name) => i.id,
+            _ => None,
+        })
+    }
+
+    async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+        let docker = self.docker().await?;
+        // v = false: volumes, named or anonymous, are never removed with a container.
+        let options = RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(false)
+            .build();
+        let call = docker.remove_container(id, Some(options));
+        match timed("remove container", self.call_timeout, call).await {
+            Err(e) if e.is_not_found() => Ok(()),
+            other => other,
+        }
+    }
+
+    async fn image_of(&self, id: &str) -> Result<String, RuntimeError> {
+        let inspect = self.inspect(id).await?.ok_or_else(|| {
+            RuntimeError::http("inspect container", 404, format!("no container {id}"))
+        })?;
+        Ok(inspect.image.unwrap_or_default())
+    }
+
+    async fn remove_image_if_unused(&self, image_id: &str) -> Result<(), RuntimeError> {
+        let users = self.list(Some(("ancestor", image_id))).await?;
+        if !users.is_empty() {
+            return Ok(());
+        }
+        // Not forced: Docker refuses if anything still needs the image. No pruning of untagged
+        // parents: on a host that also builds images, they are its build cache.
+        let docker = self.docker().await?;
+        let options = RemoveImageOptionsBuilder::new().noprune(true).build();
+        let call = docker.remove_image(image_id, Some(options), None);
+        if let Err(e) = timed("remove image", self.call_timeout, call).await {
+            debug!(image = image_id, error = %e, "old image kept");
+        }
+        Ok(())
+    }
+
+    async fn platform(&self) -> Result<Platform, RuntimeError> {
+        self.platform
+            .get_or_try_init(|| async {
+                let docker = self.docker().await?;
+                let v = timed("version", self.call_timeout, docker.version()).await?;
+                let info = timed("info", self.call_timeout, docker.info()).await?;
+                Ok(Platform::of_engine(
+                    v.os.as_deref().unwrap_or("linux"),
+                    v.arch.as_deref().unwrap_or_default(),
+                    info.architecture.as_deref().unwrap_or_default(),
+                ))
+            })
+            .await
+            .cloned()
+    }
+
+    async fn services(&self, mirror: Option<&str>) -> Result<Vec<ManagedService>, RuntimeError> {
+        self.list_services(mirror).await
+    }
+
+    async fn update_service(
+        &self,
+        id: &str,
+        image: &str,
+        auth: &PullAuth,
+    ) -> Result<Option<ServiceUpdate>, RuntimeError> {
+        self.send_service_update(id, image, auth).await
+    }
+
+    async fn service_update(&self, id: &str) -> Result<Option<ServiceUpdate>, RuntimeError> {
+        self.read_service_update(id).await
+    }
+}

@@ -1,0 +1,170 @@
+//! The create request of a container's successor, from the old container's inspected JSON.
+//!
+//! Re-creation keeps the old container's whole configuration. It works on the inspected JSON
+//! so that fields this code does not name (resources, devices, capabilities, log config …)
+//! are carried over as they are, and removes only what must not be copied: values that came
+//! from the old image (so the new image's defaults apply), the hostname Docker derived from
+//! the old id, and aliases Docker added itself. Pure.
+
+use serde_json::{Map, Value};
+
+/// What to send to create the new container, and the networks to connect before start.
+pub struct Recreation {
+    pub body: Value,
+    pub extra_networks: Vec<(String, Value)>,
+}
+
+/// Builds the create request from the old container's inspect JSON and its image's config.
+pub fn recreation(old: &Value, image_config: &Value) -> Recreation {
+    let id = old["Id"].as_str().unwrap_or_default();
+    let short_id = &id[..id.len().min(12)];
+    let mut config = old["Config"].as_object().cloned().unwrap_or_default();
+    drop_image_defaults(&mut config, image_config);
+    if config.get("Hostname").and_then(Value::as_str) == Some(short_id) {
+        // Docker set it from the old id; the new container gets its own.
+        config.remove("Hostname");
+    }
+    let mut host_config = old["HostConfig"].clone();
+    keep_volumes(&mut host_config, old);
+
+    let network_mode = host_config["NetworkMode"]
+        .as_str()
+        .unwrap_or("default")
+        .to_owned();
+    let networks = old["NetworkSettings"]["Networks"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let primary = if network_mode == "default" {
+        "bridge".to_owned()
+    } else {
+        network_mode.clone()
+    };
+    let mut endpoints = Map::new();
+    let mut extra_networks = Vec::new();
+    for (name, endpoint) in &networks {
+        let settings = endpoint_settings(endpoint, short_id, id);
+        if *name == primary {
+            endpoints.insert(name.clone(), settings);
+        } else {
+            extra_networks.push((name.clone(), settings));
+        }
+    }
+    extra_networks.sort_by(|a, b| a.0.cmp(&b.0));
+
+    let mut body = config;
+    body.insert("HostConfig".into(), host_config);
+    if !endpoints.is_empty() {
+        body.insert(
+            "NetworkingConfig".into(),
+            serde_json::json!({ "EndpointsConfig": endpoints }),
+        );
+    }
+    Recreation {
+        body: Value::Object(body),
+        extra_networks,
+    }
+}
+
+/// Removes from `config` what the old image set, so the new image's defaults apply.
+fn drop_image_defaults(config: &mut Map<String, Value>, image: &Value) {
+    for key in [
+        "Cmd",
+        "Entrypoint",
+        "WorkingDir",
+        "User",
+        "Healthcheck",
+        "StopSignal",
+        "Shell",
+        "OnBuild",
+    ] {
+        if config.get(key).is_some_and(|v| *v == image[key]) {
+            config.remove(key);
+        }
+    }
+    // Entrypoint from the image but Cmd from the user: keep the user's Cmd only.
+    for key in ["Env"] {
+        if let (Some(Value::Array(mine)), Value::Array(theirs)) = (config.get_mut(key), &image[key])
+        {
+            mine.retain(|v| !theirs.contains(v));
+        }
+    }
+    for key in ["Labels", "Volumes", "ExposedPorts"] {
+        match (config.get_mut(key), &image[key]) {
+            (Some(Value::Object(mine)), Value::Object(theirs)) => {
+                mine.retain(|k, v| theirs.get(k) != Some(v));
+            }
+            (Some(Value::Array(mine)), Value::Array(theirs)) => {
+                mine.retain(|v| !theirs.contains(v))
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Anonymous volumes (from `-v /path` or the image's VOLUME) are recreated empty unless named
+/// explicitly: bind every volume mount that the host config does not already name.
+fn keep_volumes(host_config: &mut Value, old: &Value) {
+    let mut binds: Vec<Value> = host_config["Binds"].as_array().cloned().unwrap_or_default();
+    let named_destinations: Vec<String> = binds
+        .iter()
+        .filter_map(Value::as_str)
+        .filter_map(|b| b.split(':').nth(1).map(str::to_owned))
+        .chain(
+            host_config["Mounts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|m| m["Target"].as_str().map(str::to_owned)),
+        )
+        .collect();
+    for mount in old["Mounts"].as_array().into_iter().flatten() {
+        let (Some(kind), Some(name), Some(dest)) = (
+            mount["Type"].as_str(),
+            mount["Name"].as_str(),
+            mount["Destination"].as_str(),
+        ) else {
+            continue;
+        };
+        if kind != "volume" || named_destinations.iter().any(|d| d == dest) {
+            continue;
+        }
+        let mode = if mount["RW"].as_bool() == Some(false) {
+            ":ro"
+        } else {
+            ""
+        };
+        binds.push(Value::String(format!("{name}:{dest}{mode}")));
+    }
+    if !binds.is_empty() {
+        host_config["Binds"] = Value::Array(binds);
+    }
+}
+
+/// The user-controlled part of an endpoint: static IPs, aliases (minus the ones Docker made
+/// from the old id), links, driver options. Never the MAC address Docker assigned.
+fn endpoint_settings(endpoint: &Value, short_id: &str, id: &str) -> Value {
+    let mut out = Map::new();
+    if let Some(ipam) = endpoint.get("IPAMConfig").filter(|v| !v.is_null()) {
+        out.insert("IPAMConfig".into(), ipam.clone());
+    }
+    if let Some(aliases) = endpoint["Aliases"].as_array() {
+        let kept: Vec<Value> = aliases
+            .iter()
+            .filter(|a| a.as_str().is_some_and(|a| a != short_id && a != id))
+            .cloned()
+            .collect();
+        if !kept.is_empty() {
+            out.insert("Aliases".into(), Value::Array(kept));
+        }
+    }
+    for key in ["Links", "DriverOpts"] {
+        if let Some(v) = endpoint.get(key).filter(|v| !v.is_null()) {
+            out.insert(key.into(), v.clone());
+        }
+    }
+    Value::Object(out)
+}
+
+#[cfg(test)]
+mod tests;

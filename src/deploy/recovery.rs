@@ -1,0 +1,262 @@
+//! Start-up recovery: every deployment a crash interrupted is finished or undone before
+//! anything new is deployed. What to do is a pure function of the journalled step; a step
+//! this agent cannot read (a newer agent wrote it, or the row is damaged) is never taken
+//! for "done": both containers are left as they are, and the row stays open for `status`,
+//! `doctor` and an agent that can read it.
+
+use std::time::{Duration, Instant};
+
+use tracing::{error, warn};
+
+use super::executor::Executor;
+use super::health::HEALTH_POLL;
+use super::rollback::Kept;
+use super::target::SERVICE_JOURNAL_PREFIX;
+use crate::ports::{Credentials, NEW_SUFFIX, Runtime, RuntimeError};
+use crate::store::{Deployment, Outcome, Step};
+
+/// Beyond a stop timeout, how long a stop started by a killed agent may still take.
+const SETTLE_MARGIN: Duration = Duration::from_secs(2);
+
+/// What recovery does for one interrupted deployment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Plan {
+    /// The old container was not touched: remove a successor made under its temporary name.
+    DiscardSuccessor,
+    /// Put the old container back; `settle`: a stop may still be under way in the Engine.
+    Restore { settle: bool },
+    /// The new container passed its health gate: remove the old one.
+    FinishCommit,
+    /// A Swarm service update: Swarm finishes or rolls it back by itself.
+    LeaveToSwarm,
+    /// A step this agent does not know: touch nothing, keep the row open.
+    LeaveUnknown(String),
+}
+
+/// The plan for a journal row at `step` (`None`: unreadable, stored as `step_text`).
+pub fn plan(step: Option<Step>, step_text: &str, old_id: &str) -> Plan {
+    if old_id.starts_with(SERVICE_JOURNAL_PREFIX) {
+        return Plan::LeaveToSwarm;
+    }
+    match step {
+        None => Plan::LeaveUnknown(step_text.to_owned()),
+        Some(Step::Pulling | Step::Creating) => Plan::DiscardSuccessor,
+        Some(Step::Stopping) => Plan::Restore { settle: true },
+        Some(Step::Renaming | Step::Starting | Step::HealthGate | Step::RollingBack) => {
+            Plan::Restore { settle: false }
+        }
+        Some(Step::Committing | Step::Done) => Plan::FinishCommit,
+    }
+}
+
+/// An interrupted deployment this agent could not read and left alone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unreadable {
+    pub id: i64,
+    pub container: String,
+    pub step: String,
+}
+
+impl Unreadable {
+    /// What `status` and `doctor` say about it.
+    pub fn explain(&self) -> String {
+        format!(
+            "deployment #{} of {} stopped at step {:?}, which this ecr-deployd does not know (written by a newer version?); both containers were left as they are and its deploys are held — run the version that wrote it, or resolve by hand",
+            self.id, self.container, self.step
+        )
+    }
+}
+
+fn store_error(operation: &'static str) -> impl Fn(crate::store::StoreError) -> RuntimeError {
+    move |e| RuntimeError::permanent(operation, e.to_string())
+}
+
+impl<RT: Runtime, C: Credentials> Executor<RT, C> {
+    /// Journal rows left open with a step this agent cannot read.
+    pub fn unreadable(&self) -> Result<Vec<Unreadable>, crate::store::StoreError> {
+        Ok(self
+            .store
+            .unfinished()?
+            .into_iter()
+            .filter(|d| d.step.is_none())
+            .map(|d| Unreadable {
+                id: d.id,
+                container: d.container,
+                step: d.step_text,
+            })
+            .collect())
+    }
+
+    /// Finishes or undoes deployments a crash interrupted. Run before any new deploy.
+    /// Returns how many were recovered (rows left open as unreadable not counted).
+    pub async fn recover(&self) -> Result<usize, RuntimeError> {
+        let open = self
+            .store
+            .unfinished()
+            .map_err(store_error("read journal"))?;
+        let mut recovered = 0;
+        for d in &open {
+            let old_id = d.old_id.clone().unwrap_or_default();
+            let (outcome, note) = match plan(d.step, &d.step_text, &old_id) {
+                Plan::LeaveUnknown(step) => {
+                    error!(container = %d.container, deployment = d.id, %step, "interrupted deployment at a step this agent does not know; left both containers as they are");
+                    continue;
+                }
+                p => match self.carry_out(d, &old_id, p).await {
+                    Ok(done) => done,
+                    // Docker unreachable: the caller retries the whole recovery.
+                    Err(e) if e.transient => return Err(e),
+                    Err(e) => {
+                        error!(container = %d.container, deployment = d.id, error = %e, "an interrupted deployment could not be recovered");
+                        (
+                            Outcome::Failed,
+                            format!("recovery after a restart failed: {e}"),
+                        )
+                    }
+                },
+            };
+            warn!(container = %d.container, to = %d.to_digest, outcome = outcome.as_str(), %note, "recovered an interrupted deployment");
+            self.store
+                .finish(d.id, outcome, &d.phases, Some(&note))
+                .map_err(store_error("record recovery"))?;
+            recovered += 1;
+        }
+        Ok(recovered)
+    }
+
+    async fn carry_out(
+        &self,
+        d: &Deployment,
+        old_id: &str,
+        plan: Plan,
+    ) -> Result<(Outcome, String), RuntimeError> {
+        Ok(match plan {
+            Plan::LeaveToSwarm => (
+                Outcome::Failed,
+                "interrupted while Swarm updated the service; Swarm finishes or rolls back the update by itself, the next sweep records where it ended".to_owned(),
+            ),
+            Plan::DiscardSuccessor => {
+                self.discard_successor(&d.container, old_id, d.new_id.as_deref())
+                    .await?;
+                (
+                    Outcome::Failed,
+                    "interrupted before the old container was touched".to_owned(),
+                )
+            }
+            Plan::FinishCommit => {
+                self.runtime.remove(old_id).await?;
+                (
+                    Outcome::Succeeded,
+                    "commit completed after a restart".to_owned(),
+                )
+            }
+            Plan::Restore { settle } => {
+                let kept = self
+                    .restore(&d.container, old_id, d.new_id.as_deref())
+                    .await?;
+                if kept == Kept::New {
+                    return Ok((
+                        Outcome::Failed,
+                        format!(
+                            "interrupted at step {}; the old container was gone, so the new one was kept running",
+                            d.step_text
+                        ),
+                    ));
+                }
+                if settle {
+                    // The killed agent's stop request may still be under way in the Engine
+                    // and kill the container once its timeout passes: watch it through that
+                    // window and start it again if it goes down.
+                    self.keep_running(old_id, self.cfg.stop_timeout + SETTLE_MARGIN)
+                        .await?;
+                }
+                (
+                    Outcome::RolledBack,
+                    format!(
+                        "interrupted at step {}; the previous container was restored",
+                        d.step_text
+                    ),
+                )
+            }
+            Plan::LeaveUnknown(_) => unreachable!("handled by the caller"),
+        })
+    }
+
+    /// Removes a successor created before the crash; the old container was not touched.
+    async fn discard_successor(
+        &self,
+        name: &str,
+        old_id: &str,
+        new_id: Option<&str>,
+    ) -> Result<(), RuntimeError> {
+        if let Some(n) = new_id.filter(|n| *n != old_id) {
+            self.runtime.remove(n).await?;
+        }
+        if let Some(temp) = self.runtime.find(&format!("{name}{NEW_SUFFIX}")).await?
+            && temp != old_id
+        {
+            self.runtime.remove(&temp).await?;
+        }
+        Ok(())
+    }
+
+    /// Starts `id` whenever it is found stopped during `window`.
+    async fn keep_running(&self, id: &str, window: Duration) -> Result<(), RuntimeError> {
+        let until = Instant::now() + window;
+        while Instant::now() < until {
+            if let Some(seen) = self.runtime.observe(id).await?
+                && !seen.running
+            {
+                self.runtime.start(id).await?;
+            }
+            tokio::time::sleep(HEALTH_POLL).await;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_step_has_a_plan_and_an_unknown_step_is_left_alone() {
+        let c = "0123abc";
+        assert_eq!(
+            plan(Some(Step::Pulling), "pulling", c),
+            Plan::DiscardSuccessor
+        );
+        assert_eq!(
+            plan(Some(Step::Creating), "creating", c),
+            Plan::DiscardSuccessor
+        );
+        assert_eq!(
+            plan(Some(Step::Stopping), "stopping", c),
+            Plan::Restore { settle: true }
+        );
+        for step in [
+            Step::Renaming,
+            Step::Starting,
+            Step::HealthGate,
+            Step::RollingBack,
+        ] {
+            assert_eq!(
+                plan(Some(step), step.as_str(), c),
+                Plan::Restore { settle: false }
+            );
+        }
+        assert_eq!(
+            plan(Some(Step::Committing), "committing", c),
+            Plan::FinishCommit
+        );
+        assert_eq!(
+            plan(None, "verifying", c),
+            Plan::LeaveUnknown("verifying".into())
+        );
+        assert_eq!(
+            plan(Some(Step::Stopping), "stopping", "service:x1"),
+            Plan::LeaveToSwarm
+        );
+        assert_eq!(plan(None, "whatever", "service:x1"), Plan::LeaveToSwarm);
+    }
+}

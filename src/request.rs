@@ -1,0 +1,72 @@
+//! What intake hands to reconcile, and the messages both keep track of until their work is
+//! recorded. Shared by [`crate::intake`] and [`crate::reconcile`] so that neither imports
+//! the other.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+
+use crate::event::ImageRef;
+use crate::ports::{Receipt, Trigger};
+
+/// "Look at this tag now", from an event or the sweep.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub image: ImageRef,
+    pub trigger: Trigger,
+    /// The message id and receipt to delete once the work is recorded (events only).
+    pub message: Option<(String, Receipt)>,
+    /// How often SQS has delivered that message (0 for the sweep).
+    pub receive_count: u32,
+    pub event_time: Option<SystemTime>,
+}
+
+/// Messages received and not yet deleted or handed back, with when their visibility was last
+/// set. Shared by intake, the reconcile workers and the heartbeat.
+#[derive(Clone, Default)]
+pub struct InFlight(Arc<Mutex<HashMap<Receipt, Instant>>>);
+
+impl InFlight {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<Receipt, Instant>> {
+        // A panic elsewhere cannot leave the map half-updated: every operation is one call.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn track(&self, receipt: Receipt, now: Instant) {
+        self.map().insert(receipt, now);
+    }
+
+    pub fn untrack(&self, receipts: &[Receipt]) {
+        let mut map = self.map();
+        for r in receipts {
+            map.remove(r);
+        }
+    }
+
+    /// Receipts whose visibility was last set `older_than` ago or more; marks them set at `now`.
+    pub fn due_for_extension(&self, now: Instant, older_than: Duration) -> Vec<Receipt> {
+        let mut map = self.map();
+        let mut due = Vec::new();
+        for (receipt, at) in map.iter_mut() {
+            if now.duration_since(*at) >= older_than {
+                *at = now;
+                due.push(receipt.clone());
+            }
+        }
+        due
+    }
+
+    pub fn drain(&self) -> Vec<Receipt> {
+        self.map().drain().map(|(r, _)| r).collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.map().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
