@@ -83,6 +83,7 @@ impl<Q: Queue, R: Registry, D: Deployer> Agent<Q, R, D> {
             debounce: settings.debounce(),
             parallel: Arc::new(Semaphore::new(settings.deploy.max_parallel as usize)),
             notifier: self.notifier.clone(),
+            applied: Default::default(),
         });
         let intake = tokio::spawn(intake::run(
             self.queue.clone(),

@@ -125,6 +125,11 @@ fn main() -> ExitCode {
         }
         let ctx = match commands::Context::new(settings, docker_host.as_deref()).await {
             Ok(c) => c,
+            Err(e) if matches!(cli.command, Command::Doctor) => {
+                println!("FAIL Docker reachable: {e}");
+                eprintln!("ecr-deployd: {e}");
+                return commands::EXIT_FAILED;
+            }
             Err(e) => {
                 eprintln!("ecr-deployd: {e}");
                 return commands::EXIT_CANNOT_RUN;

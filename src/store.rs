@@ -169,6 +169,28 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 /// Brings the store up to [`SCHEMA_VERSION`], each step in one transaction; refuses a store
 /// from a newer agent.
 fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    loop {
+        // Under the write lock: another process opening the store at the same moment
+        // (the daemon and a CLI command) cannot apply the same step twice.
+        conn.execute_batch("BEGIN IMMEDIATE;")
+            .map_err(ctx("lock for migration"))?;
+        let step = migrate_one(conn, path);
+        let end = if matches!(step, Ok(true)) {
+            "COMMIT;"
+        } else {
+            "ROLLBACK;"
+        };
+        let ended = conn.execute_batch(end).map_err(ctx("migrate schema"));
+        match step {
+            Ok(true) => ended?,
+            Ok(false) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Applies the next migration, if any (`Ok(false)`: up to date). Runs inside a transaction.
+fn migrate_one(conn: &Connection, path: &Path) -> Result<bool, StoreError> {
     let found: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(ctx("read schema version"))?;
@@ -179,17 +201,12 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
             known: SCHEMA_VERSION,
         });
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
-        let version = i as i64 + 1;
-        conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {sql}\n; PRAGMA user_version = {version}; COMMIT;"
-        ))
-        .map_err(|e| {
-            let _ = conn.execute_batch("ROLLBACK;");
-            ctx("migrate schema")(e)
-        })?;
-    }
-    Ok(())
+    let Some(sql) = MIGRATIONS.get(found as usize) else {
+        return Ok(false);
+    };
+    conn.execute_batch(&format!("{sql}\n; PRAGMA user_version = {};", found + 1))
+        .map_err(ctx("migrate schema"))?;
+    Ok(true)
 }
 
 impl Store {
@@ -200,12 +217,13 @@ impl Store {
             let _ = std::fs::create_dir_all(dir);
         }
         let conn = Connection::open(path).map_err(ctx("open"))?;
+        // First, so that every statement below waits for a lock another process holds.
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(ctx("set busy timeout"))?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(ctx("enable WAL"))?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(ctx("set synchronous"))?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(ctx("set busy timeout"))?;
         migrate(&conn, path)?;
         Ok(Self {
             conn: Mutex::new(conn),

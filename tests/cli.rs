@@ -90,6 +90,23 @@ fn run_without_a_queue_url_exits_2() {
 }
 
 #[test]
+fn a_docker_host_the_agent_cannot_use_is_refused_by_name_never_replaced_by_the_default() {
+    let config = "[queue]\nurl = \"https://sqs.eu-west-2.amazonaws.com/123456789012/q\"\n";
+    for (args, code) in [
+        (&["run"][..], 2),
+        (&["status"][..], 2),
+        (&["doctor"][..], 1),
+    ] {
+        let (got, _, err) = run_cli(config, args, &[("DOCKER_HOST", "ssh://admin@engine")]);
+        assert_eq!(got, code, "{args:?}: {err}");
+        assert!(
+            err.contains("ssh://admin@engine") && err.contains("unix:// and tcp://"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+#[test]
 fn every_command_of_the_spec_exists() {
     for cmd in [
         "run",
@@ -118,9 +135,15 @@ async fn sigterm_exits_0_and_makes_unfinished_messages_visible_again() {
     let Aws { moto, sqs, ecr, .. } = Aws::start().await;
     let digest = put_image(&ecr, "team/api", "prod", "v1").await;
     let (url, _) = create_queue(&sqs, "host-a", None).await;
-    // A long debounce keeps the request unfinished when the signal arrives.
+    // The first push is acted on at once; a second one within the (long) debounce window
+    // after it waits for the follow-up, unfinished when the signal arrives.
     let config = agent_config(&moto.endpoint, &url, "[deploy]\ndebounce_millis = 60000\n");
     let mut agent = AgentProcess::start(&config, &["run"]);
+    send_all(&sqs, &url, &[push_body("team/api", "prod", &digest)]).await;
+    eventually(Duration::from_secs(30), "first message handled", || async {
+        queue_counts(&sqs, &url).await == (0, 0)
+    })
+    .await;
     send_all(&sqs, &url, &[push_body("team/api", "prod", &digest)]).await;
     eventually(Duration::from_secs(30), "message in flight", || async {
         queue_counts(&sqs, &url).await == (0, 1)

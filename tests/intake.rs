@@ -80,7 +80,7 @@ async fn start_agent(moto: &Moto, settings: Settings) -> Running {
 const T: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fifty_duplicate_events_make_one_resolve_and_one_handoff_and_are_all_deleted() {
+async fn fifty_duplicate_events_make_one_resolve_at_once_at_most_one_follow_up_and_one_handoff() {
     let Aws { moto, sqs, ecr, .. } = Aws::start().await;
     let digest = put_image(&ecr, "team/api", "prod", "v1").await;
     let (url, _) = create_queue(&sqs, "host-a", None).await;
@@ -98,10 +98,12 @@ async fn fifty_duplicate_events_make_one_resolve_and_one_handoff_and_are_all_del
     .await;
     let agent = running.stop().await;
 
-    assert_eq!(
-        agent.registry.calls(),
-        1,
-        "one BatchGetImage for 50 duplicates"
+    // Leading edge: the first receive batch is resolved at once; what arrives while it is
+    // worked on folds into one follow-up, which finds what was just handed off.
+    let calls = agent.registry.calls();
+    assert!(
+        (1..=2).contains(&calls),
+        "at most two BatchGetImage calls for 50 duplicates: {calls}"
     );
     assert_eq!(agent.deployer.desired(), vec![digest]);
 }
@@ -120,18 +122,21 @@ async fn an_older_event_arriving_after_a_newer_one_still_deploys_what_ecr_has_no
         running.agent.deployer.desired().len() == 1
     })
     .await;
-    // The event of the older push is delivered late (reordering, replay).
+    // The event of the older push is delivered late (reordering, replay). ECR is asked
+    // again and still names the newer image, which was just handed off: nothing older is
+    // ever handed off, and nothing is handed off twice.
     send_all(&sqs, &url, &[push_body("team/api", "prod", &old)]).await;
-    eventually(T, "second hand-off", || async {
-        running.agent.deployer.desired().len() == 2
-    })
-    .await;
     eventually(T, "queue drained", || async {
         queue_counts(&sqs, &url).await == (0, 0)
     })
     .await;
     let agent = running.stop().await;
-    assert_eq!(agent.deployer.desired(), vec![new.clone(), new]);
+    assert_eq!(
+        agent.registry.calls(),
+        2,
+        "the late event was resolved in ECR"
+    );
+    assert_eq!(agent.deployer.desired(), vec![new]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

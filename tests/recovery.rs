@@ -211,3 +211,51 @@ async fn kill_9_during_the_health_gate_removes_the_new_container_and_restores_th
         "the message is still in flight, not deleted"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_long_health_gate_ends_within_one_deadline_with_the_old_container_back() {
+    let s = setup("term-gate").await;
+    let (v1, prod) = first_version(&s, "team/term", Kind::Healthy).await;
+    let name = s.scope.name("term");
+    s.scope
+        .run(&name, &["--label", "ecr-deployd.enable=true", &prod]);
+    // A health gate far longer than any shutdown grace.
+    let mut agent = AgentProcess::start_with_env(
+        &s.config,
+        &["run"],
+        &[("ECR_DEPLOYD_DEPLOY_HEALTH_TIMEOUT_SECONDS", "3600")],
+    );
+    let stuck = s
+        .registry
+        .publish("team/term", "stuck", Kind::NeverHealthy, "stuck", false);
+    put_digest(&s.ecr, "team/term", "prod", &stuck).await;
+    send_all(&s.sqs, &s.url, &[push_body("team/term", "prod", &stuck)]).await;
+    journal_reaches(&s.state, Step::HealthGate).await;
+
+    let asked = std::time::Instant::now();
+    agent.signal("TERM");
+    let code = agent.wait_exit(Duration::from_secs(120));
+    let took = asked.elapsed();
+    assert_eq!(code, Some(0), "{}", agent.log_text());
+    // systemd kills the agent at TimeoutStopSec=90: everything must be over before that.
+    assert!(took < Duration::from_secs(90), "took {took:?}");
+    let present = containers_named(&name);
+    assert_eq!(present.len(), 1, "exactly one container: {present:?}");
+    assert!(
+        present[0].1,
+        "the old container runs again before the agent exits"
+    );
+    assert_eq!(running_digest(&name), v1);
+    let history = Store::open(&s.state)
+        .unwrap()
+        .history(Some(&name), 5)
+        .unwrap();
+    assert_eq!(history[0].outcome, Some(Outcome::RolledBack), "{history:?}");
+    let log = agent.log_text();
+    assert!(
+        log.contains("abandoned deployments undone before exit"),
+        "{log}"
+    );
+    // The message that asked for it goes back to the queue for the next start.
+    assert_eq!(queue_counts(&s.sqs, &s.url).await, (1, 0));
+}

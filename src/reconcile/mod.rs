@@ -7,6 +7,7 @@ pub mod sweep;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use backon::Retryable;
@@ -14,9 +15,10 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::{Id, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::event::ImageRef;
+use crate::image::Desired;
 use crate::notify::{Notice, Notifier, TroubleNotice};
 use crate::ports::{DeployRequest, Deployer, Queue, Receipt, Registry, Resolution, Trigger};
 use crate::request::InFlight;
@@ -27,6 +29,10 @@ use coalesce::Coalescer;
 
 /// Messages whose work failed transiently come back after this long, not the full timeout.
 const RETRY_VISIBILITY: Duration = Duration::from_secs(30);
+/// A follow-up that resolves to what was handed off for its tag less than this long ago is
+/// not handed off again: the deployer would only find it done. Short, so that a container
+/// changed by hand meanwhile is soon looked at again (and the sweep always looks).
+const APPLIED_HORIZON: Duration = Duration::from_secs(60);
 /// From this many deliveries on, a message whose work fails again is reported as in trouble.
 pub const TROUBLE_RECEIVES: u32 = 3;
 
@@ -42,6 +48,8 @@ pub struct Reconciler<Q, R, D> {
     pub parallel: Arc<Semaphore>,
     /// Told when the work behind a message keeps failing.
     pub notifier: Notifier,
+    /// What was last handed off and recorded per tag, and when (see [`APPLIED_HORIZON`]).
+    pub applied: Mutex<HashMap<ImageRef, (Desired, Instant)>>,
 }
 
 impl<Q: Queue, R: Registry, D: Deployer> Reconciler<Q, R, D> {
@@ -183,10 +191,20 @@ impl<Q: Queue, R: Registry, D: Deployer> Reconciler<Q, R, D> {
                     event_time,
                     resolved_in,
                 };
+                if self.just_applied(&image, &request.desired) {
+                    // A follow-up of duplicates: ECR names what was just deployed and
+                    // recorded for this tag, so the deployer would find everything done.
+                    debug!(%image, "follow-up resolved to the digest just applied; nothing to hand off");
+                    return self.settle(&image, &requests, &receipts, None).await;
+                }
                 let _permit = self.parallel.acquire().await;
                 Stats::add(&self.stats.handoffs, 1);
+                let digest = request.desired.clone();
                 match self.deployer.deploy(request).await {
-                    Ok(()) => None,
+                    Ok(()) => {
+                        self.applied(&image, digest);
+                        None
+                    }
                     Err(e) => {
                         warn!(error = %e, messages = receipts.len(), "deploy not recorded; messages stay queued");
                         Some(e.to_string())
@@ -202,22 +220,47 @@ impl<Q: Queue, R: Registry, D: Deployer> Reconciler<Q, R, D> {
                 Some(format!("resolving the tag in ECR failed: {e}"))
             }
         };
+        self.settle(&image, &requests, &receipts, failure).await;
+    }
+
+    /// Deletes the messages of finished work, or hands them back for a retry.
+    async fn settle(
+        &self,
+        image: &ImageRef,
+        requests: &[Request],
+        receipts: &[Receipt],
+        failure: Option<String>,
+    ) {
         if receipts.is_empty() {
             return;
         }
         let finished = failure.is_none();
         if let Some(reason) = failure {
-            self.report_trouble(&image, &requests, &reason);
+            self.report_trouble(image, requests, &reason);
         }
         if finished {
-            self.delete(&image, &receipts).await;
+            self.delete(image, receipts).await;
         } else {
             Stats::add(&self.stats.retried_later, receipts.len());
-            if let Err(e) = self.queue.set_visibility(&receipts, RETRY_VISIBILITY).await {
+            if let Err(e) = self.queue.set_visibility(receipts, RETRY_VISIBILITY).await {
                 warn!(error = %e, "could not shorten the visibility of messages to retry");
             }
-            self.inflight.untrack(&receipts);
+            self.inflight.untrack(receipts);
         }
+    }
+
+    /// Whether `desired` was handed off for `image` and recorded within [`APPLIED_HORIZON`].
+    fn just_applied(&self, image: &ImageRef, desired: &Desired) -> bool {
+        let applied = self.applied.lock().unwrap_or_else(PoisonError::into_inner);
+        applied
+            .get(image)
+            .is_some_and(|(d, at)| d == desired && at.elapsed() < APPLIED_HORIZON)
+    }
+
+    fn applied(&self, image: &ImageRef, desired: Desired) {
+        let mut applied = self.applied.lock().unwrap_or_else(PoisonError::into_inner);
+        applied.retain(|_, (_, at)| at.elapsed() < APPLIED_HORIZON);
+        applied.insert(image.clone(), (desired, Instant::now()));
     }
 
     /// Tells the operator about the messages of a failed batch that SQS has delivered
