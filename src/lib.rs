@@ -16,10 +16,13 @@
 //! - [`intake`]: long-poll receive loop, visibility heartbeat, in-flight bookkeeping.
 //! - [`reconcile`]: debounce/dedup per tag ([`reconcile::coalesce`]), resolve against ECR,
 //!   hand off to the deployer, delete messages only after the work is recorded.
-//! - [`deploy`]: the deploy stage: a journalled container swap, or a Swarm service update.
-//! - [`store`]: SQLite state: history, deploy journal, blocked digests.
-//! - [`adapters`]: SQS, ECR (AWS SDK), Docker (bollard + raw JSON) — the only code that sees
-//!   SDK types.
+//! - [`deploy`]: the deploy stage: one sequence for a container swap (create before stop)
+//!   or a Swarm service update; health gate, rollback, recovery, dependents, reports — one
+//!   file each (see its module doc).
+//! - [`model`]: a deployment's domain values: outcome, journal step, phases.
+//! - [`store`]: SQLite state: history, deploy journal, blocked digests; schema versions.
+//! - [`adapters`]: SQS, ECR (AWS SDK), Docker (`adapters::docker`: one Engine client, bollard
+//!   + raw JSON, every call timed) — the only code that sees SDK types.
 //! - [`notify`]: webhooks and EventBridge deployment results, off the deploy path.
 //! - [`systemd`]: READY / WATCHDOG / STOPPING for `Type=notify`.
 //! - [`metrics`], [`http`]: Prometheus metrics, `/metrics`, `/healthz`, `/readyz`.

@@ -14,6 +14,8 @@ struct FakeQueue {
     ready: Mutex<VecDeque<Message>>,
     deleted: Mutex<Vec<Receipt>>,
     visibility: Mutex<Vec<(Receipt, Duration)>>,
+    /// The next this many receives fail (the network or SQS is down).
+    receives_fail: std::sync::atomic::AtomicUsize,
 }
 
 impl FakeQueue {
@@ -53,6 +55,16 @@ impl Queue for FakeQueue {
         wait: Duration,
         _: Duration,
     ) -> Result<Vec<Message>, RemoteError> {
+        let down = self
+            .receives_fail
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if down.is_ok() {
+            return Err(RemoteError {
+                operation: "sqs:ReceiveMessage",
+                message: "dispatch failure".into(),
+                transient: true,
+            });
+        }
         let until = tokio::time::Instant::now() + wait;
         loop {
             let batch: Vec<Message> = {
@@ -341,4 +353,38 @@ async fn shutdown_hands_back_waiting_and_unfinished_messages() {
     assert_eq!(a.queue.deleted(), 0);
     assert_eq!(a.queue.visibility_of("r0"), vec![Duration::ZERO]);
     assert_eq!(a.queue.visibility_of("late"), vec![Duration::ZERO]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_queue_answering_again_after_an_outage_wakes_the_sweep() {
+    let a = agent(FakeQueue::default(), FakeDeployer::default());
+    a.queue.receives_fail.store(3, Ordering::SeqCst);
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let token = CancellationToken::new();
+    let (stop, woken) = (token.clone(), wake.clone());
+    let waiter = tokio::spawn(async move {
+        woken.notified().await;
+        tokio::time::Instant::now()
+    });
+    let started = tokio::time::Instant::now();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        stop.cancel();
+    });
+    a.run_waking(
+        &Settings::default(),
+        token,
+        Duration::from_secs(1),
+        Some(wake),
+    )
+    .await;
+    let at = tokio::time::timeout(Duration::from_secs(1), waiter)
+        .await
+        .expect("the sweep was never woken")
+        .unwrap();
+    assert!(
+        at - started < Duration::from_secs(60),
+        "woken after {:?}",
+        at - started
+    );
 }

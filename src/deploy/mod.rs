@@ -16,6 +16,8 @@
 
 pub mod dependents;
 pub mod executor;
+#[cfg(test)]
+pub(crate) mod fakes;
 pub mod health;
 pub mod operator;
 pub mod recovery;

@@ -312,3 +312,91 @@ fn spread(jitter: Duration) -> Duration {
         .unwrap_or(0);
     Duration::from_millis(nanos.wrapping_mul(2_654_435_761) % (ms + 1))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+    use crate::deploy::DeployConfig;
+    use crate::deploy::fakes::{FakeRuntime, FixedAuth, digest};
+    use crate::store::Store;
+
+    struct OneTag;
+
+    impl Registry for OneTag {
+        async fn resolve(&self, images: &[ImageRef]) -> HashMap<ImageRef, Resolution> {
+            images
+                .iter()
+                .map(|i| (i.clone(), Ok(Some(Desired::single(digest('1'))))))
+                .collect()
+        }
+    }
+
+    fn executor(rt: FakeRuntime) -> (tempfile::TempDir, Arc<Executor<FakeRuntime, FixedAuth>>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("state.db")).unwrap());
+        let cfg = DeployConfig {
+            health_timeout: Duration::from_secs(10),
+            min_uptime: Duration::from_secs(1),
+            stop_timeout: Duration::from_secs(1),
+            max_parallel: 1,
+            remove_old_images: false,
+            mirror: Some("mirror".into()),
+        };
+        let ex = Executor::new(Arc::new(rt), Arc::new(FixedAuth), store, cfg);
+        (dir, Arc::new(ex))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_an_outage_the_sweep_is_retried_within_seconds_not_at_its_next_turn() {
+        let rt = FakeRuntime::with(&["web"], &digest('1'));
+        // The start-up sweep and the next two tries find the Engine down.
+        rt.listings_fail.store(3, Ordering::SeqCst);
+        let (_dir, ex) = executor(rt);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(periodic(
+            Arc::new(OneTag),
+            ex.clone(),
+            Duration::from_secs(300),
+            Duration::ZERO,
+            Arc::new(Notify::new()),
+            stop.clone(),
+        ));
+        // Tries at 0 s, then 1 s, 2 s and 4 s later: the fourth (at 7 s) succeeds.
+        tokio::time::sleep(Duration::from_millis(7100)).await;
+        assert_eq!(ex.runtime().listings.load(Ordering::SeqCst), 4);
+        // Then the normal interval: nothing more for minutes.
+        tokio::time::sleep(Duration::from_secs(200)).await;
+        assert_eq!(ex.runtime().listings.load(Ordering::SeqCst), 4);
+        stop.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wake_runs_the_sweep_at_once() {
+        let (_dir, ex) = executor(FakeRuntime::with(&["web"], &digest('1')));
+        let wake = Arc::new(Notify::new());
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(periodic(
+            Arc::new(OneTag),
+            ex.clone(),
+            Duration::from_secs(300),
+            Duration::ZERO,
+            wake.clone(),
+            stop.clone(),
+        ));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(
+            ex.runtime().listings.load(Ordering::SeqCst),
+            1,
+            "start-up sweep"
+        );
+        wake.notify_one();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(ex.runtime().listings.load(Ordering::SeqCst), 2, "woken");
+        stop.cancel();
+        task.await.unwrap();
+    }
+}
