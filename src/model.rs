@@ -20,6 +20,19 @@ pub enum Step {
 }
 
 impl Step {
+    /// Every step, in journal order.
+    pub const ALL: [Step; 9] = [
+        Step::Pulling,
+        Step::Creating,
+        Step::Stopping,
+        Step::Renaming,
+        Step::Starting,
+        Step::HealthGate,
+        Step::Committing,
+        Step::RollingBack,
+        Step::Done,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Step::Pulling => "pulling",
@@ -95,17 +108,7 @@ mod tests {
 
     #[test]
     fn every_step_reads_back_as_itself_and_an_unknown_step_is_not_done() {
-        for step in [
-            Step::Pulling,
-            Step::Creating,
-            Step::Stopping,
-            Step::Renaming,
-            Step::Starting,
-            Step::HealthGate,
-            Step::Committing,
-            Step::RollingBack,
-            Step::Done,
-        ] {
+        for step in Step::ALL {
             assert_eq!(Step::parse(step.as_str()), Some(step));
         }
         assert_eq!(Step::parse("verifying_signature"), None);

@@ -23,7 +23,7 @@ use crate::image::{self, Desired, Platform};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::ports::{
-    Credentials, DeployError, DeployRequest, Deployer, Managed, ManagedService, Runtime,
+    Credentials, DeployError, DeployRequest, Deployer, Managed, ManagedService, PullAuth, Runtime,
     RuntimeError,
 };
 use crate::store::{NewDeployment, Outcome, Phases, Step, Store, StoreError};
@@ -304,6 +304,21 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
             trigger,
             old_id: &t.journal_old_id(),
         })
+    }
+
+    /// The ECR pull credentials, and the registry to pull from: the mirror when set.
+    pub(super) async fn pull_auth_and_host(&self) -> Result<(PullAuth, String), Failure> {
+        let auth = self
+            .credentials
+            .pull_auth()
+            .await
+            .map_err(|e| Failure::failed(&e, e.transient))?;
+        let host = self
+            .cfg
+            .mirror
+            .clone()
+            .unwrap_or_else(|| auth.registry_host.clone());
+        Ok((auth, host))
     }
 
     /// Journals the step about to be taken.

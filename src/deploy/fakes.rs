@@ -1,15 +1,17 @@
 //! In-memory stand-ins for the runtime and the credentials, for the core's unit tests.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::{DeployConfig, Executor};
 use crate::event::{Digest, ImageRef};
 use crate::ports::{
     Credentials, Dependent, Managed, NEW_SUFFIX, OLD_SUFFIX, Observed, PullAuth, RemoteError,
     Runtime, RuntimeError,
 };
+use crate::store::Store;
 
 #[derive(Clone, Debug)]
 pub struct Box_ {
@@ -184,4 +186,25 @@ impl Credentials for FixedAuth {
             registry_host: "ecr".into(),
         })
     }
+}
+
+/// An executor over `rt` with a store in a temporary directory (kept alive by the guard).
+pub fn executor(
+    rt: FakeRuntime,
+    max_parallel: usize,
+) -> (tempfile::TempDir, Executor<FakeRuntime, FixedAuth>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("state.db")).unwrap());
+    let cfg = DeployConfig {
+        health_timeout: Duration::from_secs(10),
+        min_uptime: Duration::from_secs(1),
+        stop_timeout: Duration::from_secs(1),
+        max_parallel,
+        remove_old_images: false,
+        mirror: Some("mirror".into()),
+    };
+    (
+        dir,
+        Executor::new(Arc::new(rt), Arc::new(FixedAuth), store, cfg),
+    )
 }

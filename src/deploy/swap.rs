@@ -84,12 +84,7 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
 
     /// Pulls `desired` from the registry (or mirror) and tags it as `c`'s image reference.
     async fn pull(&self, c: &Managed, desired: &Digest) -> Result<(), Failure> {
-        let auth = self
-            .credentials
-            .pull_auth()
-            .await
-            .map_err(|e| Failure::failed(&e, e.transient))?;
-        let host = self.cfg.mirror.as_deref().unwrap_or(&auth.registry_host);
+        let (auth, host) = self.pull_auth_and_host().await?;
         let source = format!("{host}/{}@{desired}", c.follows.repository.as_str());
         self.runtime
             .pull(&source, desired, &auth, &c.image)

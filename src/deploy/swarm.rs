@@ -61,12 +61,7 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
     }
 
     async fn send_and_follow(&self, s: &ManagedService, desired: &Digest) -> Result<(), Failure> {
-        let auth = self
-            .credentials
-            .pull_auth()
-            .await
-            .map_err(|e| Failure::failed(&e, e.transient))?;
-        let host = self.cfg.mirror.as_deref().unwrap_or(&auth.registry_host);
+        let (auth, host) = self.pull_auth_and_host().await?;
         let image = format!(
             "{host}/{}:{}@{desired}",
             s.follows.repository.as_str(),

@@ -319,9 +319,7 @@ mod tests {
     use std::sync::atomic::Ordering;
 
     use super::*;
-    use crate::deploy::DeployConfig;
-    use crate::deploy::fakes::{FakeRuntime, FixedAuth, digest};
-    use crate::store::Store;
+    use crate::deploy::fakes::{FakeRuntime, FixedAuth, digest, executor};
 
     struct OneTag;
 
@@ -334,19 +332,21 @@ mod tests {
         }
     }
 
-    fn executor(rt: FakeRuntime) -> (tempfile::TempDir, Arc<Executor<FakeRuntime, FixedAuth>>) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(&dir.path().join("state.db")).unwrap());
-        let cfg = DeployConfig {
-            health_timeout: Duration::from_secs(10),
-            min_uptime: Duration::from_secs(1),
-            stop_timeout: Duration::from_secs(1),
-            max_parallel: 1,
-            remove_old_images: false,
-            mirror: Some("mirror".into()),
-        };
-        let ex = Executor::new(Arc::new(rt), Arc::new(FixedAuth), store, cfg);
-        (dir, Arc::new(ex))
+    /// The periodic sweep over `ex`, every 300 s, until the returned token is cancelled.
+    fn start(
+        ex: &Arc<Executor<FakeRuntime, FixedAuth>>,
+        wake: Arc<Notify>,
+    ) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(periodic(
+            Arc::new(OneTag),
+            ex.clone(),
+            Duration::from_secs(300),
+            Duration::ZERO,
+            wake,
+            stop.clone(),
+        ));
+        (stop, task)
     }
 
     #[tokio::test(start_paused = true)]
@@ -354,16 +354,9 @@ mod tests {
         let rt = FakeRuntime::with(&["web"], &digest('1'));
         // The start-up sweep and the next two tries find the Engine down.
         rt.listings_fail.store(3, Ordering::SeqCst);
-        let (_dir, ex) = executor(rt);
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(periodic(
-            Arc::new(OneTag),
-            ex.clone(),
-            Duration::from_secs(300),
-            Duration::ZERO,
-            Arc::new(Notify::new()),
-            stop.clone(),
-        ));
+        let (_dir, ex) = executor(rt, 1);
+        let ex = Arc::new(ex);
+        let (stop, task) = start(&ex, Arc::new(Notify::new()));
         // Tries at 0 s, then 1 s, 2 s and 4 s later: the fourth (at 7 s) succeeds.
         tokio::time::sleep(Duration::from_millis(7100)).await;
         assert_eq!(ex.runtime().listings.load(Ordering::SeqCst), 4);
@@ -376,17 +369,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_wake_runs_the_sweep_at_once() {
-        let (_dir, ex) = executor(FakeRuntime::with(&["web"], &digest('1')));
+        let (_dir, ex) = executor(FakeRuntime::with(&["web"], &digest('1')), 1);
+        let ex = Arc::new(ex);
         let wake = Arc::new(Notify::new());
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(periodic(
-            Arc::new(OneTag),
-            ex.clone(),
-            Duration::from_secs(300),
-            Duration::ZERO,
-            wake.clone(),
-            stop.clone(),
-        ));
+        let (stop, task) = start(&ex, wake.clone());
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert_eq!(
             ex.runtime().listings.load(Ordering::SeqCst),

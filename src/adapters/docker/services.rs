@@ -40,21 +40,19 @@ impl DockerRuntime {
         Ok(out)
     }
 
+    async fn inspect_service(&self, id: &str) -> Result<Value, RuntimeError> {
+        let path = format!("/services/{id}");
+        self.raw("inspect service", Method::GET, &path, None, &[])
+            .await
+    }
+
     pub(super) async fn send_service_update(
         &self,
         id: &str,
         image: &str,
         auth: &PullAuth,
     ) -> Result<Option<ServiceUpdate>, RuntimeError> {
-        let current = self
-            .raw(
-                "inspect service",
-                Method::GET,
-                &format!("/services/{id}"),
-                None,
-                &[],
-            )
-            .await?;
+        let current = self.inspect_service(id).await?;
         let version = current["Version"]["Index"].as_u64().ok_or_else(|| {
             RuntimeError::permanent("inspect service", format!("no Version.Index in {current}"))
         })?;
@@ -93,15 +91,7 @@ impl DockerRuntime {
         &self,
         id: &str,
     ) -> Result<Option<ServiceUpdate>, RuntimeError> {
-        let current = self
-            .raw(
-                "inspect service",
-                Method::GET,
-                &format!("/services/{id}"),
-                None,
-                &[],
-            )
-            .await?;
+        let current = self.inspect_service(id).await?;
         Ok(update_status(&current))
     }
 }

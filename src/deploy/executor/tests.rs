@@ -4,29 +4,9 @@
 use std::sync::atomic::Ordering;
 
 use super::*;
-use crate::deploy::fakes::{FakeRuntime, FixedAuth, digest};
+use crate::deploy::fakes::{FakeRuntime, FixedAuth, digest, executor};
 use crate::event::ImageRef;
 use crate::ports::{Dependent, NEW_SUFFIX, OLD_SUFFIX};
-
-fn executor(
-    rt: FakeRuntime,
-    max_parallel: usize,
-) -> (tempfile::TempDir, Executor<FakeRuntime, FixedAuth>) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::open(&dir.path().join("state.db")).unwrap());
-    let cfg = DeployConfig {
-        health_timeout: Duration::from_secs(10),
-        min_uptime: Duration::from_secs(1),
-        stop_timeout: Duration::from_secs(1),
-        max_parallel,
-        remove_old_images: false,
-        mirror: Some("mirror".into()),
-    };
-    (
-        dir,
-        Executor::new(Arc::new(rt), Arc::new(FixedAuth), store, cfg),
-    )
-}
 
 fn request(d: &Digest) -> DeployRequest {
     DeployRequest {
@@ -40,6 +20,14 @@ fn request(d: &Digest) -> DeployRequest {
 
 async fn web(ex: &Executor<FakeRuntime, FixedAuth>) -> Target {
     Target::Container(ex.managed().await.unwrap().remove(0))
+}
+
+/// Deploys `to` to the first managed container.
+async fn deploy_first(ex: &Executor<FakeRuntime, FixedAuth>, to: Digest, trigger: &str) -> Done {
+    let c = web(ex).await;
+    ex.deploy_target(&c, &Desired::single(to), trigger, Duration::ZERO, None)
+        .await
+        .unwrap()
 }
 
 #[tokio::test(start_paused = true)]
@@ -88,17 +76,7 @@ async fn an_event_and_a_sweep_for_one_container_deploy_it_once() {
 async fn the_successor_is_created_before_the_old_container_is_stopped() {
     let rt = FakeRuntime::with(&["web"], &digest('1'));
     let (_dir, ex) = executor(rt, 1);
-    let c = web(&ex).await;
-    let done = ex
-        .deploy_target(
-            &c,
-            &Desired::single(digest('2')),
-            "event",
-            Duration::ZERO,
-            None,
-        )
-        .await
-        .unwrap();
+    let done = deploy_first(&ex, digest('2'), "event").await;
     assert_eq!(done, Done::Finished(Outcome::Succeeded));
     let calls = ex.runtime().calls.lock().unwrap().clone();
     let at = |prefix: &str| calls.iter().position(|c| c.starts_with(prefix)).unwrap();
@@ -127,17 +105,7 @@ async fn a_container_whose_namespace_is_shared_is_refused_before_anything_is_tou
         opted_in: false,
     });
     let (_dir, ex) = executor(rt, 1);
-    let c = web(&ex).await;
-    let done = ex
-        .deploy_target(
-            &c,
-            &Desired::single(digest('2')),
-            "event",
-            Duration::ZERO,
-            None,
-        )
-        .await
-        .unwrap();
+    let done = deploy_first(&ex, digest('2'), "event").await;
     let Done::Refused(why) = done else {
         panic!("refused expected, got {done:?}")
     };
@@ -147,6 +115,22 @@ async fn a_container_whose_namespace_is_shared_is_refused_before_anything_is_tou
         "nothing pulled or stopped"
     );
     assert!(ex.store().history(None, 10).unwrap().is_empty());
+}
+
+/// A journal row of a deploy of "web" from container `old` to digest 2.
+fn journal_row(ex: &Executor<FakeRuntime, FixedAuth>, old: &str) -> i64 {
+    ex.store()
+        .begin(&NewDeployment {
+            container: "web",
+            repository: "team/api",
+            tag: "prod",
+            from_digest: Some(digest('1').as_str()),
+            to_digest: digest('2').as_str(),
+            platform_digest: None,
+            trigger: "event",
+            old_id: old,
+        })
+        .unwrap()
 }
 
 /// What each journalled step leaves behind in the Engine when the agent dies there.
@@ -181,19 +165,7 @@ fn crash_at(step: Step) -> (FakeRuntime, String, Option<String>) {
 async fn recover_after_crash_at(step: Step, journal_new_id: bool) -> Vec<(String, bool, Digest)> {
     let (rt, old, new) = crash_at(step);
     let (_dir, ex) = executor(rt, 1);
-    let id = ex
-        .store()
-        .begin(&NewDeployment {
-            container: "web",
-            repository: "team/api",
-            tag: "prod",
-            from_digest: Some(digest('1').as_str()),
-            to_digest: digest('2').as_str(),
-            platform_digest: None,
-            trigger: "event",
-            old_id: &old,
-        })
-        .unwrap();
+    let id = journal_row(&ex, &old);
     ex.store().step(id, step).unwrap();
     if journal_new_id && let Some(n) = &new {
         ex.store().set_new_id(id, n).unwrap();
@@ -214,15 +186,10 @@ async fn recover_after_crash_at(step: Step, journal_new_id: bool) -> Vec<(String
 
 #[tokio::test(start_paused = true)]
 async fn a_crash_at_any_step_before_commit_leaves_the_old_container_running_alone() {
-    for step in [
-        Step::Pulling,
-        Step::Creating,
-        Step::Stopping,
-        Step::Renaming,
-        Step::Starting,
-        Step::HealthGate,
-        Step::RollingBack,
-    ] {
+    for step in Step::ALL
+        .into_iter()
+        .filter(|s| !matches!(s, Step::Committing | Step::Done))
+    {
         for journal_new_id in [true, false] {
             let state = recover_after_crash_at(step, journal_new_id).await;
             assert_eq!(
@@ -246,19 +213,7 @@ async fn a_crash_while_committing_keeps_the_new_container_alone() {
 async fn an_unknown_step_is_never_taken_for_done_and_holds_the_container() {
     let (rt, old, _new) = crash_at(Step::Starting);
     let (dir, ex) = executor(rt, 1);
-    let id = ex
-        .store()
-        .begin(&NewDeployment {
-            container: "web",
-            repository: "team/api",
-            tag: "prod",
-            from_digest: None,
-            to_digest: digest('2').as_str(),
-            platform_digest: None,
-            trigger: "event",
-            old_id: &old,
-        })
-        .unwrap();
+    let id = journal_row(&ex, &old);
     // A newer agent's step (or a damaged row).
     rusqlite::Connection::open(dir.path().join("state.db"))
         .unwrap()
@@ -278,17 +233,7 @@ async fn an_unknown_step_is_never_taken_for_done_and_holds_the_container() {
     assert_eq!(open.len(), 1);
     assert!(open[0].explain().contains("verifying"));
     // Deploys of that container are held, with the reason.
-    let c = web(&ex).await;
-    let done = ex
-        .deploy_target(
-            &c,
-            &Desired::single(digest('3')),
-            "sweep",
-            Duration::ZERO,
-            None,
-        )
-        .await
-        .unwrap();
+    let done = deploy_first(&ex, digest('3'), "sweep").await;
     assert!(
         matches!(&done, Done::Refused(why) if why.contains("verifying")),
         "{done:?}"
@@ -300,19 +245,7 @@ async fn recovery_keeps_the_new_container_when_the_old_one_was_removed_by_hand()
     let (rt, old, new) = crash_at(Step::Starting);
     rt.boxes.lock().unwrap().retain(|b| b.id != old);
     let (_dir, ex) = executor(rt, 1);
-    let id = ex
-        .store()
-        .begin(&NewDeployment {
-            container: "web",
-            repository: "team/api",
-            tag: "prod",
-            from_digest: None,
-            to_digest: digest('2').as_str(),
-            platform_digest: None,
-            trigger: "event",
-            old_id: &old,
-        })
-        .unwrap();
+    let id = journal_row(&ex, &old);
     ex.store()
         .step_with_new_id(id, Step::Starting, new.as_deref().unwrap())
         .unwrap();
