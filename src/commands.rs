@@ -5,13 +5,11 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use aws_sdk_sqs::config::ProvideCredentials;
-use aws_sdk_sqs::types::QueueAttributeName;
 use serde::Serialize;
 
-use crate::adapters::aws;
 use crate::adapters::docker::DockerRuntime;
 use crate::adapters::ecr::{EcrCredentials, EcrRegistry};
+use crate::adapters::{aws, events};
 use crate::app::deploy_config;
 use crate::config::Settings;
 use crate::deploy::Executor;
@@ -388,12 +386,10 @@ impl Check {
 /// `doctor`: every check on its own line, with a hint when it fails. Exit 1 on any FAIL.
 pub async fn doctor(ctx: &Context, config_path: &str) -> u8 {
     let mut checks = vec![Check::ok("config valid", config_path.to_owned())];
-    checks.push(match ctx.sdk.credentials_provider() {
-        None => Check::fail("AWS credentials", "none found — hint: set AWS_PROFILE, an instance role or IAM Roles Anywhere for this host"),
-        Some(p) => match p.provide_credentials().await {
-            Ok(_) => Check::ok("AWS credentials", "found"),
-            Err(e) => Check::fail("AWS credentials", format!("{e} — hint: set AWS_PROFILE, an instance role or IAM Roles Anywhere for this host")),
-        },
+    let hint = "hint: set AWS_PROFILE, an instance role or IAM Roles Anywhere for this host";
+    checks.push(match events::credentials_found(&ctx.sdk).await {
+        Ok(()) => Check::ok("AWS credentials", "found"),
+        Err(e) => Check::fail("AWS credentials", format!("{e} — {hint}")),
     });
     checks.extend(queue_checks(ctx).await);
     match ctx.executor.runtime().version().await {
@@ -479,18 +475,9 @@ async fn queue_checks(ctx: &Context) -> Vec<Check> {
             "queue.url is not set — hint: take it from the infra/ stack outputs",
         )];
     }
-    let sqs = aws_sdk_sqs::Client::new(&ctx.sdk);
-    let attrs = match sqs
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .attribute_names(QueueAttributeName::RedrivePolicy)
-        .send()
-        .await
-    {
-        Ok(out) => out.attributes.unwrap_or_default(),
+    let facts = match events::queue_facts(&ctx.sdk, url).await {
+        Ok(f) => f,
         Err(e) => {
-            let e = aws::remote_error("sqs:GetQueueAttributes", e);
             return vec![Check::fail(
                 "queue reachable",
                 format!(
@@ -500,30 +487,30 @@ async fn queue_checks(ctx: &Context) -> Vec<Check> {
         }
     };
     let mut checks = vec![Check::ok("queue reachable", url.clone())];
-    checks.push(match attrs.get(&QueueAttributeName::RedrivePolicy) {
-        Some(p) if !p.is_empty() => Check::ok("queue has a redrive policy", p.clone()),
-        _ => Check::warn(
+    checks.push(match &facts.redrive_policy {
+        Some(p) => Check::ok("queue has a redrive policy", p.clone()),
+        None => Check::warn(
             "queue has a redrive policy",
             "none — hint: add a DLQ, or malformed messages are received again and again",
         ),
     });
-    let Some(arn) = attrs.get(&QueueAttributeName::QueueArn) else {
+    let Some(arn) = &facts.arn else {
         checks.push(Check::fail(
             "EventBridge rule targets the queue",
             "the queue's ARN is unknown",
         ));
         return checks;
     };
-    let events = aws_sdk_eventbridge::Client::new(&ctx.sdk);
-    checks.push(match events.list_rule_names_by_target().target_arn(arn).send().await {
-        Ok(out) if !out.rule_names().is_empty() => Check::ok("EventBridge rule targets the queue", out.rule_names().join(", ")),
+    let rule = "EventBridge rule targets the queue";
+    checks.push(match events::rules_targeting(&ctx.sdk, arn).await {
+        Ok(rules) if !rules.is_empty() => Check::ok(rule, rules.join(", ")),
         Ok(_) => Check::fail(
-            "EventBridge rule targets the queue",
+            rule,
             format!("no rule targets {arn} — hint: deploy infra/; until then only the sweep notices pushes"),
         ),
         Err(e) => Check::fail(
-            "EventBridge rule targets the queue",
-            format!("{} — hint: the agent's policy needs events:ListRuleNamesByTarget", aws::remote_error("events:ListRuleNamesByTarget", e)),
+            rule,
+            format!("{e} — hint: the agent's policy needs events:ListRuleNamesByTarget"),
         ),
     });
     checks

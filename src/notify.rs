@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::SdkConfig;
-use aws_sdk_eventbridge::types::PutEventsRequestEntry;
+
+use crate::adapters::events::Bus;
 use backon::{ExponentialBuilder, Retryable};
 use serde::Serialize;
 use serde_json::json;
@@ -182,12 +183,7 @@ impl Notifier {
                 .build()
                 .expect("HTTP client with the built-in TLS configuration"),
             webhooks: settings.webhooks.clone(),
-            events: (!settings.event_bus.is_empty()).then(|| {
-                (
-                    aws_sdk_eventbridge::Client::new(sdk),
-                    settings.event_bus.clone(),
-                )
-            }),
+            events: (!settings.event_bus.is_empty()).then(|| Bus::new(sdk, &settings.event_bus)),
         };
         let (tx, rx) = mpsc::channel(BACKLOG);
         tokio::spawn(deliver(rx, Arc::new(sinks)));
@@ -246,7 +242,7 @@ fn host_name() -> String {
 struct Sinks {
     http: reqwest::Client,
     webhooks: Vec<String>,
-    events: Option<(aws_sdk_eventbridge::Client, String)>,
+    events: Option<Bus>,
 }
 
 async fn deliver(mut rx: mpsc::Receiver<Notice>, sinks: Arc<Sinks>) {
@@ -257,9 +253,9 @@ async fn deliver(mut rx: mpsc::Receiver<Notice>, sinks: Arc<Sinks>) {
             let (sinks, url, body) = (sinks.clone(), url.clone(), notice.webhook_body());
             tasks.spawn(async move { post_webhook(&sinks.http, i, &url, &body).await });
         }
-        if let (Some((client, bus)), Notice::Deployment(d)) = (&sinks.events, &notice) {
-            let (client, bus, d) = (client.clone(), bus.clone(), d.clone());
-            tasks.spawn(async move { put_event(&client, &bus, &d).await });
+        if let (Some(bus), Notice::Deployment(d)) = (&sinks.events, &notice) {
+            let (bus, d) = (bus.clone(), d.clone());
+            tasks.spawn(async move { put_event(&bus, &d).await });
         }
         while tasks.join_next().await.is_some() {}
     }
@@ -314,34 +310,20 @@ async fn post_webhook(http: &reqwest::Client, i: usize, url: &str, body: &serde_
     }
 }
 
-async fn put_event(client: &aws_sdk_eventbridge::Client, bus: &str, d: &DeploymentNotice) {
+async fn put_event(bus: &Bus, d: &DeploymentNotice) {
     let detail = serde_json::to_string(d).unwrap_or_default();
     let attempt = || async {
-        let entry = PutEventsRequestEntry::builder()
-            .source(EVENT_SOURCE)
-            .detail_type(EVENT_DETAIL_TYPE)
-            .event_bus_name(bus)
-            .detail(detail.clone())
-            .build();
-        let call = client.put_events().entries(entry).send();
-        let out = tokio::time::timeout(ATTEMPT_TIMEOUT, call)
+        let call = bus.put(EVENT_SOURCE, EVENT_DETAIL_TYPE, detail.clone());
+        tokio::time::timeout(ATTEMPT_TIMEOUT, call)
             .await
             .map_err(|_| "timed out".to_owned())?
-            .map_err(|e| crate::adapters::aws::remote_error("events:PutEvents", e).to_string())?;
-        if out.failed_entry_count() > 0 {
-            let why = out
-                .entries()
-                .iter()
-                .filter_map(|e| e.error_message())
-                .collect::<Vec<_>>()
-                .join("; ");
-            return Err(format!("entry rejected: {why}"));
-        }
-        Ok(())
     };
+    let name = bus.name();
     match attempt.retry(backoff()).await {
-        Ok(()) => debug!(%bus, "deployment result event put"),
-        Err(e) => warn!(%bus, error = %e, attempts = ATTEMPTS, "deployment result event not put"),
+        Ok(()) => debug!(bus = %name, "deployment result event put"),
+        Err(e) => {
+            warn!(bus = %name, error = %e, attempts = ATTEMPTS, "deployment result event not put")
+        }
     }
 }
 

@@ -3,4 +3,5 @@
 pub mod aws;
 pub mod docker;
 pub mod ecr;
+pub mod events;
 pub mod sqs;

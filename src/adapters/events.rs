@@ -1,0 +1,106 @@
+//! EventBridge and the SQS queue's own attributes, in the shapes the rest of the agent uses:
+//! the results bus that deployment outcomes are put on, and the facts `doctor` checks.
+
+use aws_config::SdkConfig;
+use aws_sdk_eventbridge::types::PutEventsRequestEntry;
+use aws_sdk_sqs::config::ProvideCredentials;
+use aws_sdk_sqs::types::QueueAttributeName;
+
+use super::aws::remote_error;
+use crate::ports::RemoteError;
+
+/// An EventBridge bus that events are put on.
+#[derive(Clone, Debug)]
+pub struct Bus {
+    client: aws_sdk_eventbridge::Client,
+    name: String,
+}
+
+impl Bus {
+    pub fn new(sdk: &SdkConfig, name: &str) -> Self {
+        Self {
+            client: aws_sdk_eventbridge::Client::new(sdk),
+            name: name.to_owned(),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Puts one event; a rejected entry is an error naming why.
+    pub async fn put(&self, source: &str, detail_type: &str, detail: String) -> Result<(), String> {
+        let entry = PutEventsRequestEntry::builder()
+            .source(source)
+            .detail_type(detail_type)
+            .event_bus_name(&self.name)
+            .detail(detail)
+            .build();
+        let out = self
+            .client
+            .put_events()
+            .entries(entry)
+            .send()
+            .await
+            .map_err(|e| remote_error("events:PutEvents", e).to_string())?;
+        if out.failed_entry_count() > 0 {
+            let why: Vec<&str> = out
+                .entries()
+                .iter()
+                .filter_map(|e| e.error_message())
+                .collect();
+            return Err(format!("entry rejected: {}", why.join("; ")));
+        }
+        Ok(())
+    }
+}
+
+/// What `doctor` needs to know about the queue.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QueueFacts {
+    pub arn: Option<String>,
+    pub redrive_policy: Option<String>,
+}
+
+/// `sqs:GetQueueAttributes` for the queue's ARN and redrive policy.
+pub async fn queue_facts(sdk: &SdkConfig, url: &str) -> Result<QueueFacts, RemoteError> {
+    let out = aws_sdk_sqs::Client::new(sdk)
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .attribute_names(QueueAttributeName::RedrivePolicy)
+        .send()
+        .await
+        .map_err(|e| remote_error("sqs:GetQueueAttributes", e))?;
+    let attrs = out.attributes.unwrap_or_default();
+    Ok(QueueFacts {
+        arn: attrs.get(&QueueAttributeName::QueueArn).cloned(),
+        redrive_policy: attrs
+            .get(&QueueAttributeName::RedrivePolicy)
+            .filter(|p| !p.is_empty())
+            .cloned(),
+    })
+}
+
+/// The EventBridge rules that target `arn` (`events:ListRuleNamesByTarget`).
+pub async fn rules_targeting(sdk: &SdkConfig, arn: &str) -> Result<Vec<String>, RemoteError> {
+    let out = aws_sdk_eventbridge::Client::new(sdk)
+        .list_rule_names_by_target()
+        .target_arn(arn)
+        .send()
+        .await
+        .map_err(|e| remote_error("events:ListRuleNamesByTarget", e))?;
+    Ok(out.rule_names().to_vec())
+}
+
+/// Whether the AWS configuration chain yields credentials; the error says why not.
+pub async fn credentials_found(sdk: &SdkConfig) -> Result<(), String> {
+    match sdk.credentials_provider() {
+        None => Err("none found".into()),
+        Some(p) => p
+            .provide_credentials()
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+    }
+}
