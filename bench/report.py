@@ -44,8 +44,10 @@ def main():
     d, s, f = parts["backlog_drain"], parts["sweep_scale"], parts["footprint"]
     rows = [("event -> running, median / p95", f'{ph["event -> new container running"]["median_ms"]:.0f} / {ph["event -> new container running"]["p95_ms"]:.0f} ms')]
     for k in ("queue wait (PutEvents -> received)", "resolve (ECR BatchGetImage)", "pull by digest + verify + tag",
-              "stop + rename old", "create + start new", "agent overhead (the rest)"):
+              "stop old", "create + rename + start new", "agent overhead (the rest)"):
         rows.append((f"  {k}, median", f'{ph[k]["median_ms"]:.0f} ms'))
+    dt = ph["downtime (port not answering)"]
+    rows.append(("downtime during a deploy, median / max", f'{dt["median_ms"]:.0f} / {dt["max_ms"]:.0f} ms'))
     p = e["polling_measured"]
     rows.append((f'polling baseline (T = {p["interval_s"]} s), median / p95', f'{p["median_ms"]:.0f} / {p["p95_ms"]:.0f} ms'))
     r = e["requests_per_day_20_containers"]
