@@ -12,6 +12,9 @@ fuzz_target!(|data: &[u8]| {
         // An accepted push names a valid digest, repository and tag, round-tripping.
         assert!(Digest::parse(push.digest_hint.as_str()).is_ok());
         let again = ecr_deployd::event::ImageRef::parse_repo_tag(&push.image.to_string());
-        assert_eq!(again.map(|i| (i.repository, i.tag)).ok(), Some((push.image.repository, push.image.tag)));
+        assert_eq!(
+            again.map(|i| (i.repository, i.tag)).ok(),
+            Some((push.image.repository, push.image.tag))
+        );
     }
 });
