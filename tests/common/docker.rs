@@ -113,6 +113,8 @@ impl TestRegistry {
             .unwrap_or_else(|| panic!("no digest for {reference} in {digests}"))
             .to_owned();
         if !keep_local {
+            // Removing prunes cached parents another test's build may be using: take turns.
+            let _turn = image_lock();
             docker(&["rmi", &reference]);
         }
         digest
