@@ -12,7 +12,7 @@ use super::executor::Executor;
 use super::health::HEALTH_POLL;
 use super::rollback::Kept;
 use super::target::SERVICE_JOURNAL_PREFIX;
-use crate::ports::{Credentials, NEW_SUFFIX, Runtime, RuntimeError};
+use crate::ports::{Credentials, Runtime, RuntimeError};
 use crate::store::{Deployment, Outcome, Step};
 
 /// Beyond a stop timeout, how long a stop started by a killed agent may still take.
@@ -97,23 +97,19 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
         let mut recovered = 0;
         for d in &open {
             let old_id = d.old_id.clone().unwrap_or_default();
-            let (outcome, note) = match plan(d.step, &d.step_text, &old_id) {
-                Plan::LeaveUnknown(step) => {
-                    error!(container = %d.container, deployment = d.id, %step, "interrupted deployment at a step this agent does not know; left both containers as they are");
-                    continue;
+            let planned = plan(d.step, &d.step_text, &old_id);
+            let (outcome, note) = match self.carry_out(d, &old_id, planned).await {
+                Ok(Some(done)) => done,
+                Ok(None) => continue,
+                // Docker unreachable: the caller retries the whole recovery.
+                Err(e) if e.transient => return Err(e),
+                Err(e) => {
+                    error!(container = %d.container, deployment = d.id, error = %e, "an interrupted deployment could not be recovered");
+                    (
+                        Outcome::Failed,
+                        format!("recovery after a restart failed: {e}"),
+                    )
                 }
-                p => match self.carry_out(d, &old_id, p).await {
-                    Ok(done) => done,
-                    // Docker unreachable: the caller retries the whole recovery.
-                    Err(e) if e.transient => return Err(e),
-                    Err(e) => {
-                        error!(container = %d.container, deployment = d.id, error = %e, "an interrupted deployment could not be recovered");
-                        (
-                            Outcome::Failed,
-                            format!("recovery after a restart failed: {e}"),
-                        )
-                    }
-                },
             };
             warn!(container = %d.container, to = %d.to_digest, outcome = outcome.as_str(), %note, "recovered an interrupted deployment");
             self.store
@@ -124,19 +120,24 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
         Ok(recovered)
     }
 
+    /// Carries out `plan` for row `d`; `None` when the row is left open (unknown step).
     async fn carry_out(
         &self,
         d: &Deployment,
         old_id: &str,
         plan: Plan,
-    ) -> Result<(Outcome, String), RuntimeError> {
-        Ok(match plan {
+    ) -> Result<Option<(Outcome, String)>, RuntimeError> {
+        Ok(Some(match plan {
+            Plan::LeaveUnknown(step) => {
+                error!(container = %d.container, deployment = d.id, %step, "interrupted deployment at a step this agent does not know; left both containers as they are");
+                return Ok(None);
+            }
             Plan::LeaveToSwarm => (
                 Outcome::Failed,
                 "interrupted while Swarm updated the service; Swarm finishes or rolls back the update by itself, the next sweep records where it ended".to_owned(),
             ),
             Plan::DiscardSuccessor => {
-                self.discard_successor(&d.container, old_id, d.new_id.as_deref())
+                self.remove_successor(&d.container, old_id, d.new_id.as_deref())
                     .await?;
                 (
                     Outcome::Failed,
@@ -155,13 +156,13 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
                     .restore(&d.container, old_id, d.new_id.as_deref())
                     .await?;
                 if kept == Kept::New {
-                    return Ok((
+                    return Ok(Some((
                         Outcome::Failed,
                         format!(
                             "interrupted at step {}; the old container was gone, so the new one was kept running",
                             d.step_text
                         ),
-                    ));
+                    )));
                 }
                 if settle {
                     // The killed agent's stop request may still be under way in the Engine
@@ -178,26 +179,7 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
                     ),
                 )
             }
-            Plan::LeaveUnknown(_) => unreachable!("handled by the caller"),
-        })
-    }
-
-    /// Removes a successor created before the crash; the old container was not touched.
-    async fn discard_successor(
-        &self,
-        name: &str,
-        old_id: &str,
-        new_id: Option<&str>,
-    ) -> Result<(), RuntimeError> {
-        if let Some(n) = new_id.filter(|n| *n != old_id) {
-            self.runtime.remove(n).await?;
-        }
-        if let Some(temp) = self.runtime.find(&format!("{name}{NEW_SUFFIX}")).await?
-            && temp != old_id
-        {
-            self.runtime.remove(&temp).await?;
-        }
-        Ok(())
+        }))
     }
 
     /// Starts `id` whenever it is found stopped during `window`.

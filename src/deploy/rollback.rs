@@ -66,14 +66,7 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
         if self.runtime.observe(old_id).await?.is_none() {
             return self.keep_new_instead(name, old_id, new_id).await;
         }
-        if let Some(new_id) = new_id.filter(|n| *n != old_id) {
-            self.runtime.remove(new_id).await?;
-        }
-        if let Some(temp) = self.runtime.find(&format!("{name}{NEW_SUFFIX}")).await?
-            && temp != old_id
-        {
-            self.runtime.remove(&temp).await?;
-        }
+        self.remove_successor(name, old_id, new_id).await?;
         // While the old container is parked, whoever holds its name is the new one.
         if let Some(holder) = self.runtime.find(name).await?
             && holder != old_id
@@ -85,6 +78,25 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
         }
         self.runtime.start(old_id).await?;
         Ok(Kept::Old)
+    }
+
+    /// Removes the successor of `old_id`: by its id when known, by its temporary name in any
+    /// case (a crash may have come between its creation and the journal write).
+    pub(super) async fn remove_successor(
+        &self,
+        name: &str,
+        old_id: &str,
+        new_id: Option<&str>,
+    ) -> Result<(), RuntimeError> {
+        if let Some(new_id) = new_id.filter(|n| *n != old_id) {
+            self.runtime.remove(new_id).await?;
+        }
+        if let Some(temp) = self.runtime.find(&format!("{name}{NEW_SUFFIX}")).await?
+            && temp != old_id
+        {
+            self.runtime.remove(&temp).await?;
+        }
+        Ok(())
     }
 
     /// The old container is gone (removed by hand): the new one, if it exists, is the only

@@ -44,7 +44,7 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
             .stop(&c.id, c.stop_timeout.unwrap_or(self.cfg.stop_timeout))
             .await
         {
-            let _ = self.runtime.remove(&new_id).await;
+            let _ = self.remove_successor(&c.name, &c.id, Some(&new_id)).await;
             self.restart_old(c).await;
             return Err(Failure::runtime(e));
         }
