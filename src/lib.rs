@@ -33,6 +33,7 @@ pub mod adapters;
 pub mod app;
 pub mod commands;
 pub mod config;
+pub mod control;
 pub mod deploy;
 pub mod event;
 pub mod http;
