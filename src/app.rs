@@ -124,10 +124,11 @@ pub enum StartError {
     DockerHost(String),
 }
 
-/// The deploy stage's settings from the configuration.
+/// The deploy stage's settings from the configuration (validated: its policies compile).
 pub fn deploy_config(settings: &Settings) -> DeployConfig {
     let d = &settings.deploy;
     DeployConfig {
+        policies: settings.policies().unwrap_or_default(),
         health_timeout: Duration::from_secs(d.health_timeout_seconds),
         min_uptime: Duration::from_secs(d.min_uptime_seconds),
         stop_timeout: Duration::from_secs(d.stop_timeout_seconds),

@@ -9,6 +9,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use crate::control::policy::{Policies, Policy, Window};
+
 /// Where the config is read from when neither `--config` nor `ECR_DEPLOYD_CONFIG` is given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/ecr-deployd/config.toml";
 const ENV_PREFIX: &str = "ECR_DEPLOYD_";
@@ -51,6 +53,8 @@ pub struct Settings {
     pub state: State,
     pub http: Http,
     pub notify: Notify,
+    pub control: Control,
+    pub policy: PolicySettings,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -166,7 +170,91 @@ pub struct Notify {
     pub event_bus: String,
 }
 
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Control {
+    /// The daemon's control socket (SPEC §10).
+    pub socket: PathBuf,
+}
+
+impl Default for Control {
+    fn default() -> Self {
+        Self {
+            socket: PathBuf::from("/run/ecr-deployd/control.sock"),
+        }
+    }
+}
+
+/// `[policy]` as written; [`Settings::policies`] compiles it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicySettings {
+    pub default: String,
+    pub timezone: String,
+    pub window: String,
+    pub windows: BTreeMap<String, WindowSettings>,
+}
+
+impl Default for PolicySettings {
+    fn default() -> Self {
+        Self {
+            default: "auto".into(),
+            timezone: "UTC".into(),
+            window: String::new(),
+            windows: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WindowSettings {
+    /// 5-field cron expression: when the window opens.
+    pub schedule: String,
+    pub duration_minutes: u64,
+}
+
 impl Settings {
+    /// `[policy]` compiled: the default policy, the time zone, the windows.
+    pub fn policies(&self) -> Result<Policies, ConfigError> {
+        let p = &self.policy;
+        let default: Policy = p
+            .default
+            .parse()
+            .map_err(|e: String| invalid("policy.default", e))?;
+        let tz = Policies::zone(&p.timezone).map_err(|e| invalid("policy.timezone", e))?;
+        let mut windows = BTreeMap::new();
+        for (name, w) in &p.windows {
+            let key = format!("policy.windows.{name}");
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(invalid(&key, "a window name is letters, digits, - and _"));
+            }
+            let window =
+                Window::new(&w.schedule, w.duration_minutes).map_err(|e| invalid(&key, e))?;
+            windows.insert(name.clone(), window);
+        }
+        let default_window = Some(p.window.clone()).filter(|w| !w.is_empty());
+        if let Some(w) = &default_window
+            && !windows.contains_key(w)
+        {
+            return Err(invalid(
+                "policy.window",
+                format!("{w:?} is not a window in [policy.windows]"),
+            ));
+        }
+        Ok(Policies {
+            default,
+            tz,
+            tz_name: p.timezone.clone(),
+            default_window,
+            windows,
+        })
+    }
+
     /// Reads `path` (a missing file is an error unless `path_is_default`), applies the
     /// `ECR_DEPLOYD_*` variables of `env`, and validates the result.
     pub fn load(
@@ -293,7 +381,10 @@ impl Settings {
         if self.notify.event_bus.contains(char::is_whitespace) {
             return Err(invalid("notify.event_bus", "must not contain whitespace"));
         }
-        Ok(())
+        if self.control.socket.as_os_str().is_empty() {
+            return Err(invalid("control.socket", "must not be empty"));
+        }
+        self.policies().map(|_| ())
     }
 
     /// `run` needs a queue; the other commands do not.
@@ -421,7 +512,13 @@ fn apply_env(
         .map_err(|e| invalid("<defaults>", e.to_string()))?;
     let mut known: BTreeMap<String, (String, String, toml::Value)> = BTreeMap::new();
     for (section, keys) in &defaults {
-        for (key, value) in keys.as_table().into_iter().flatten() {
+        // Tables inside a section ([policy.windows.NAME]) are set in the file only.
+        let scalars = keys
+            .as_table()
+            .into_iter()
+            .flatten()
+            .filter(|(_, v)| !v.is_table());
+        for (key, value) in scalars {
             let var = format!(
                 "{ENV_PREFIX}{}_{}",
                 section.to_uppercase(),

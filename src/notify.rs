@@ -91,10 +91,26 @@ pub struct TroubleNotice {
     pub reason: String,
 }
 
+/// An update not deployed by policy (SPEC §10): once per container and digest.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct HeldNotice {
+    pub host: String,
+    pub kind: &'static str,
+    pub container: String,
+    pub repository: String,
+    pub tag: String,
+    pub running_digest: Option<String>,
+    pub desired_digest: String,
+    /// `monitor` ("update available") or `pending` ("pending until …").
+    pub state: &'static str,
+    pub detail: String,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Notice {
     Deployment(DeploymentNotice),
     Trouble(TroubleNotice),
+    Held(HeldNotice),
 }
 
 impl Notice {
@@ -136,6 +152,21 @@ impl Notice {
                     .unwrap_or_default(),
                 t.reason
             ),
+            Notice::Held(h) => {
+                let what = match h.state {
+                    "monitor" => "update available".to_owned(),
+                    _ => format!("update pending: {}", h.detail),
+                };
+                format!(
+                    "🔔 ecr-deployd on {}: {} {what}: {}:{} {} → {}",
+                    h.host,
+                    h.container,
+                    h.repository,
+                    h.tag,
+                    h.running_digest.as_deref().map(short).unwrap_or("-"),
+                    short(&h.desired_digest),
+                )
+            }
         }
     }
 
@@ -144,6 +175,7 @@ impl Notice {
         let (kind, data) = match self {
             Notice::Deployment(d) => ("deployment", serde_json::to_value(d)),
             Notice::Trouble(t) => ("trouble", serde_json::to_value(t)),
+            Notice::Held(h) => ("held", serde_json::to_value(h)),
         };
         json!({
             "text": self.text(),

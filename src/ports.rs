@@ -9,6 +9,7 @@ use std::fmt;
 use std::future::Future;
 use std::time::{Duration, SystemTime};
 
+use crate::control::policy::PolicyLabels;
 use crate::event::{Digest, ImageRef};
 use crate::image::{Desired, Platform};
 
@@ -172,6 +173,8 @@ pub struct Managed {
     /// The container's own StopTimeout, when it sets one (it wins over the config).
     pub stop_timeout: Option<Duration>,
     pub running_now: bool,
+    /// `ecr-deployd.policy` and `ecr-deployd.window`, as labelled.
+    pub policy: PolicyLabels,
 }
 
 impl Managed {
@@ -382,6 +385,8 @@ pub struct ManagedService {
     pub digests: Vec<Digest>,
     /// `UpdateConfig.FailureAction` is `rollback`: Swarm undoes a failed update by itself.
     pub rolls_back: bool,
+    /// `ecr-deployd.policy` and `ecr-deployd.window`, as labelled on the service.
+    pub policy: PolicyLabels,
 }
 
 /// A service's `UpdateStatus`.

@@ -10,6 +10,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 pub use crate::model::{Outcome, Phases, Step};
+pub use control::{ALL, Pause};
+
+mod control;
 
 /// A failure of the state store, with the operation that failed.
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +98,7 @@ pub struct Store {
 const MIGRATIONS: &[&str] = &[
     SCHEMA_V1,
     "ALTER TABLE deployments ADD COLUMN platform_digest TEXT;",
+    control::SCHEMA_V3,
 ];
 
 const SCHEMA_V1: &str = "

@@ -193,11 +193,71 @@ fn the_packaged_default_config_documents_every_key_with_its_default() {
             text.contains(&format!("[{section}]")),
             "[{section}] missing"
         );
-        for key in keys.as_table().unwrap().keys() {
+        let scalars = keys
+            .as_table()
+            .unwrap()
+            .iter()
+            .filter(|(_, v)| !v.is_table());
+        for (key, _) in scalars {
             assert!(
                 text.contains(&format!("\n{key} = ")),
                 "{section}.{key} missing"
             );
         }
     }
+}
+
+#[test]
+fn policy_windows_are_compiled_and_their_errors_name_the_key() {
+    let ok = load(
+        "[policy]\ndefault = \"window\"\ntimezone = \"Europe/London\"\nwindow = \"nightly\"\n\
+         [policy.windows.nightly]\nschedule = \"0 2 * * *\"\nduration_minutes = 120\n",
+        &[("ECR_DEPLOYD_POLICY_DEFAULT", "manual")],
+    )
+    .unwrap();
+    let p = ok.policies().unwrap();
+    assert_eq!(p.default.as_str(), "manual", "the environment wins");
+    assert_eq!(p.tz_name, "Europe/London");
+    assert_eq!(p.default_window.as_deref(), Some("nightly"));
+    for (text, key, reason) in [
+        (
+            "[policy]\ndefault = \"sometimes\"\n",
+            "policy.default",
+            "not one of",
+        ),
+        (
+            "[policy]\ntimezone = \"Mars/Olympus\"\n",
+            "policy.timezone",
+            "Mars/Olympus",
+        ),
+        (
+            "[policy]\nwindow = \"nightly\"\n",
+            "policy.window",
+            "not a window",
+        ),
+        (
+            "[policy.windows.nightly]\nschedule = \"0 2 * *\"\nduration_minutes = 60\n",
+            "policy.windows.nightly",
+            "5-field",
+        ),
+        (
+            "[policy.windows.nightly]\nschedule = \"0 2 * * *\"\nduration_minutes = 0\n",
+            "policy.windows.nightly",
+            "duration_minutes",
+        ),
+        ("[control]\nsocket = \"\"\n", "control.socket", "empty"),
+    ] {
+        let e = err_text(load(text, &[]));
+        assert!(e.contains(key) && e.contains(reason), "{text}: {e}");
+    }
+    let e = err_text(load(
+        "[policy.windows.nightly]\nschedule = \"0 2 * * *\"\n",
+        &[],
+    ));
+    assert!(e.contains("duration_minutes"), "{e}");
+    let e = err_text(load(
+        "[policy.windows.nightly]\nschedule = \"0 2 * * *\"\nduration_minutes = 5\nopen = true\n",
+        &[],
+    ));
+    assert!(e.contains("open"), "unknown key named: {e}");
 }

@@ -16,8 +16,10 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
+use super::hold::{AUTOMATIC, Gate, Held};
 use super::report::Finished;
 use super::target::Target;
+use crate::control::policy::Policies;
 use crate::event::Digest;
 use crate::image::{self, Desired, Platform};
 use crate::metrics::Metrics;
@@ -37,6 +39,8 @@ pub struct DeployConfig {
     pub max_parallel: usize,
     pub remove_old_images: bool,
     pub mirror: Option<String>,
+    /// `[policy]`: what the update-control gate decides with.
+    pub policies: Policies,
 }
 
 /// What a deploy of one target came to.
@@ -48,6 +52,8 @@ pub enum Done {
     Refused(String),
     /// A deployment was made and recorded with this outcome.
     Finished(Outcome),
+    /// Held by a pause or the container's policy; the hold is recorded.
+    Held(Held),
 }
 
 /// Deploys desired digests to the managed containers and services that follow them.
@@ -119,6 +125,10 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
 
     pub fn metrics(&self) -> Option<&Metrics> {
         self.metrics.as_deref()
+    }
+
+    pub fn config(&self) -> &DeployConfig {
+        &self.cfg
     }
 
     pub fn store(&self) -> &Store {
@@ -207,7 +217,7 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
         }
         let host = self.platform().await.map_err(|e| fail(e.to_string()))?;
         if let Some(done) = self
-            .nothing_to_do(&t, desired, &host)
+            .nothing_to_do(&t, desired, &host, trigger)
             .await
             .map_err(|e| fail(e.to_string()))?
         {
@@ -260,6 +270,7 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
         t: &Target,
         desired: &Desired,
         host: &Platform,
+        trigger: &str,
     ) -> Result<Option<Done>, DeployCheckError> {
         let digest = &desired.digest;
         let matched = image::compare(t.digests(), desired, host);
@@ -270,6 +281,16 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
         if self.store.is_blocked(t.block_key(), digest.as_str())? {
             info!(name = %t.name(), digest = %digest.short(), "digest blocked after a rollback; not deploying it again");
             return Ok(Some(Done::Nothing));
+        }
+        if AUTOMATIC.contains(&trigger) {
+            match self.gate(t, jiff::Timestamp::now())? {
+                Gate::Go => {}
+                Gate::Held(held) => {
+                    self.record_hold(t, desired, &held)?;
+                    return Ok(Some(Done::Held(held)));
+                }
+                Gate::Invalid(why) => return Ok(Some(Done::Refused(why))),
+            }
         }
         if let Some(stuck) = self
             .unreadable()?

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::{DeployConfig, Executor};
+use crate::control::policy::PolicyLabels;
 use crate::event::{Digest, ImageRef};
 use crate::ports::{
     Credentials, Dependent, Managed, NEW_SUFFIX, OLD_SUFFIX, Observed, PullAuth, RemoteError,
@@ -19,6 +20,7 @@ pub struct Box_ {
     pub name: String,
     pub running: bool,
     pub digest: Digest,
+    pub policy: PolicyLabels,
 }
 
 #[derive(Default)]
@@ -56,8 +58,24 @@ impl FakeRuntime {
             name: name.into(),
             running,
             digest: d.clone(),
+            policy: PolicyLabels::default(),
         });
         id
+    }
+    /// Labels container `name` with `policy` (and `window`).
+    pub fn label_policy(&self, name: &str, policy: &str, window: Option<&str>) {
+        for b in self
+            .boxes
+            .lock()
+            .unwrap()
+            .iter_mut()
+            .filter(|b| b.name == name)
+        {
+            b.policy = PolicyLabels {
+                policy: Some(policy.into()),
+                window: window.map(str::to_owned),
+            };
+        }
     }
     fn call(&self, what: String) {
         self.calls.lock().unwrap().push(what);
@@ -106,6 +124,7 @@ impl Runtime for FakeRuntime {
                 health_timeout: None,
                 stop_timeout: None,
                 running_now: b.running,
+                policy: b.policy.clone(),
             })
             .collect())
     }
@@ -135,10 +154,13 @@ impl Runtime for FakeRuntime {
         self.call(format!("rename {id} {name}"));
         self.by_id(id, |b| b.name = name.into())
     }
-    async fn create_like(&self, _: &str, name: &str) -> Result<String, RuntimeError> {
+    async fn create_like(&self, old: &str, name: &str) -> Result<String, RuntimeError> {
         self.call(format!("create {name}"));
         let d = self.pulled.lock().unwrap()["mirror/team/api:prod"].clone();
-        Ok(self.add(name, &d, false))
+        let policy = self.by_id(old, |b| b.policy.clone())?;
+        let id = self.add(name, &d, false);
+        self.by_id(&id, |b| b.policy = policy)?;
+        Ok(id)
     }
     async fn start(&self, id: &str) -> Result<(), RuntimeError> {
         self.call(format!("start {id}"));
@@ -196,6 +218,7 @@ pub fn executor(
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(&dir.path().join("state.db")).unwrap());
     let cfg = DeployConfig {
+        policies: Default::default(),
         health_timeout: Duration::from_secs(10),
         min_uptime: Duration::from_secs(1),
         stop_timeout: Duration::from_secs(1),

@@ -19,6 +19,7 @@ pub mod executor;
 #[cfg(test)]
 pub(crate) mod fakes;
 pub mod health;
+pub mod hold;
 pub mod operator;
 pub mod recovery;
 pub mod report;

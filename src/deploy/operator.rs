@@ -75,6 +75,7 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
             Done::Finished(o) => o,
             Done::Nothing => return Err(RollbackError::NotDeployed(name.to_owned())),
             Done::Refused(why) => return Err(RollbackError::Refused(name.to_owned(), why)),
+            Done::Held(h) => return Err(RollbackError::Refused(name.to_owned(), h.detail())),
         };
         if outcome == Outcome::Succeeded {
             self.store

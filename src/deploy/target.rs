@@ -1,6 +1,7 @@
 //! What a deploy is about: a standalone container or a Swarm service, behind one interface
 //! so that both go through the same sequence.
 
+use crate::control::policy::PolicyLabels;
 use crate::event::{Digest, ImageRef};
 use crate::ports::{Managed, ManagedService};
 
@@ -43,6 +44,14 @@ impl Target {
         match self {
             Target::Container(c) => &c.digests,
             Target::Service(s) => &s.digests,
+        }
+    }
+
+    /// Its policy labels.
+    pub fn policy(&self) -> &PolicyLabels {
+        match self {
+            Target::Container(c) => &c.policy,
+            Target::Service(s) => &s.policy,
         }
     }
 

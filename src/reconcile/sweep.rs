@@ -10,6 +10,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::deploy::hold::{Gate, Held};
 use crate::deploy::target::Target;
 use crate::deploy::{Done, Executor};
 use crate::event::{Digest, ImageRef};
@@ -41,6 +42,12 @@ pub enum Action {
     Refused,
     /// ECR could not be asked for this tag.
     ResolveFailed,
+    /// Held by its policy (`window` outside its window, `manual`); the detail says until when.
+    Pending,
+    /// Held by `ecr-deployd pause`.
+    Paused,
+    /// Policy `monitor`: an update is available, never deployed.
+    Monitor,
     Succeeded,
     RolledBack,
     Failed,
@@ -56,6 +63,9 @@ impl Action {
             Action::Stopped => "stopped",
             Action::Refused => "refused",
             Action::ResolveFailed => "ECR error",
+            Action::Pending => "pending",
+            Action::Paused => "paused",
+            Action::Monitor => "update available (monitor)",
             Action::Succeeded => "deployed",
             Action::RolledBack => "rolled back",
             Action::Failed => "failed",
@@ -72,6 +82,9 @@ impl Action {
                 | Action::Refused
                 | Action::RolledBack
                 | Action::Failed
+                | Action::Pending
+                | Action::Paused
+                | Action::Monitor
         )
     }
 
@@ -115,9 +128,45 @@ where
     RT: Runtime,
     C: Credentials,
 {
+    let trigger = if dry_run { "dry-run" } else { "sweep" };
+    sweep_some(registry, executor, trigger, |_| true).await
+}
+
+/// The sweep at the opening of `windows`: their containers only, at once.
+pub async fn sweep_windows<R, RT, C>(
+    registry: &R,
+    executor: &Executor<RT, C>,
+    windows: &[String],
+) -> Result<Vec<Row>, SweepError>
+where
+    R: Registry,
+    RT: Runtime,
+    C: Credentials,
+{
+    let policies = &executor.config().policies;
+    sweep_some(registry, executor, "window", |t| {
+        policies
+            .window_of(t.policy())
+            .is_some_and(|w| windows.iter().any(|x| x == w))
+    })
+    .await
+}
+
+/// A pass over the targets `wanted` picks, deploying as `trigger` (`dry-run`: nothing).
+async fn sweep_some<R, RT, C>(
+    registry: &R,
+    executor: &Executor<RT, C>,
+    trigger: &'static str,
+    wanted: impl Fn(&Target) -> bool,
+) -> Result<Vec<Row>, SweepError>
+where
+    R: Registry,
+    RT: Runtime,
+    C: Credentials,
+{
     let containers = executor.managed().await?.into_iter().map(Target::Container);
     let services = executor.services().await?.into_iter().map(Target::Service);
-    let targets: Vec<Target> = containers.chain(services).collect();
+    let targets: Vec<Target> = containers.chain(services).filter(|t| wanted(t)).collect();
     let mut tags: Vec<ImageRef> = targets.iter().map(|t| t.follows().clone()).collect();
     tags.sort();
     tags.dedup();
@@ -139,7 +188,7 @@ where
     let pass = Pass {
         executor,
         host: &host,
-        dry_run,
+        trigger,
         resolved_in,
     };
     let rows = targets.iter().map(|t| {
@@ -153,7 +202,8 @@ where
 struct Pass<'a, RT, C> {
     executor: &'a Executor<RT, C>,
     host: &'a Platform,
-    dry_run: bool,
+    /// `sweep`, `window`, or `dry-run` (nothing changed).
+    trigger: &'static str,
     resolved_in: Duration,
 }
 
@@ -216,7 +266,12 @@ impl<RT: Runtime, C: Credentials> Pass<'_, RT, C> {
         if ex.is_blocked(target.block_key(), &desired.digest) {
             return (Action::Blocked, None);
         }
-        if self.dry_run {
+        if self.trigger == "dry-run" {
+            match ex.gate(target, jiff::Timestamp::now()) {
+                Ok(Gate::Go) | Err(_) => {}
+                Ok(Gate::Held(h)) => return held(&h),
+                Ok(Gate::Invalid(why)) => return (Action::Refused, Some(why)),
+            }
             return match ex.refusal(target).await {
                 Ok(Some(why)) => (Action::Refused, Some(why)),
                 Ok(None) => (Action::WouldDeploy, None),
@@ -224,18 +279,29 @@ impl<RT: Runtime, C: Credentials> Pass<'_, RT, C> {
             };
         }
         let result = ex
-            .deploy_target(target, desired, "sweep", self.resolved_in, None)
+            .deploy_target(target, desired, self.trigger, self.resolved_in, None)
             .await;
         match result {
             Ok(Done::Finished(Outcome::Succeeded)) => (Action::Succeeded, None),
             Ok(Done::Finished(Outcome::RolledBack)) => (Action::RolledBack, None),
             Ok(Done::Finished(Outcome::Failed)) => (Action::Failed, None),
             Ok(Done::Refused(why)) => (Action::Refused, Some(why)),
+            Ok(Done::Held(h)) => held(&h),
             // Someone else (an event) deployed it meanwhile.
             Ok(Done::Nothing) => (Action::UpToDate, None),
             Err(e) => (Action::Failed, Some(e.to_string())),
         }
     }
+}
+
+/// The row of a held target.
+fn held(h: &Held) -> (Action, Option<String>) {
+    let action = match h {
+        Held::Paused(_) => Action::Paused,
+        Held::Pending(_) => Action::Pending,
+        Held::Monitor => Action::Monitor,
+    };
+    (action, Some(h.detail()))
 }
 
 /// The sweep in `run`: at start-up, then every `interval` ± `jitter` (never when `interval` is

@@ -29,6 +29,7 @@ use tracing::{debug, warn};
 pub use engine::Endpoint;
 pub use recreate::{Recreation, recreation};
 
+use crate::control::policy::{LABEL_POLICY, LABEL_WINDOW, PolicyLabels};
 use crate::event::{Digest, follows, split_reference};
 use crate::image::{Platform, repo_digests};
 use crate::ports::{
@@ -256,6 +257,10 @@ impl DockerRuntime {
                 .stop_timeout
                 .map(|s| Duration::from_secs(s.max(0) as u64)),
             id: inspect.id.clone().unwrap_or_default(),
+            policy: PolicyLabels {
+                policy: labels.get(LABEL_POLICY).cloned(),
+                window: labels.get(LABEL_WINDOW).cloned(),
+            },
             name,
             image: configured,
             follows,

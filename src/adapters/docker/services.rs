@@ -8,6 +8,7 @@ use serde_json::Value;
 use tracing::warn;
 
 use super::DockerRuntime;
+use crate::control::policy::{LABEL_POLICY, LABEL_WINDOW, PolicyLabels};
 use crate::event::{Digest, follows};
 use crate::ports::{
     LABEL_ENABLE, LABEL_IMAGE, ManagedService, PullAuth, RuntimeError, ServiceUpdate,
@@ -122,6 +123,10 @@ fn managed_service(s: &Value, mirror: Option<&str>) -> Option<ManagedService> {
             .into_iter()
             .collect(),
         rolls_back: spec["UpdateConfig"]["FailureAction"].as_str() == Some("rollback"),
+        policy: PolicyLabels {
+            policy: labels[LABEL_POLICY].as_str().map(str::to_owned),
+            window: labels[LABEL_WINDOW].as_str().map(str::to_owned),
+        },
         follows,
         name,
     })

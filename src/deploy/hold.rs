@@ -1,0 +1,118 @@
+//! The update-control gate (SPEC §10), after "up to date?" and "blocked?": a pause or the
+//! container's policy may hold a deploy that events, sweeps and window openings ask for.
+//! Operator commands (`approve`, `rollback`) are not held by the policy.
+//!
+//! A hold is recorded per container and digest before the request is answered, so the
+//! message that announced it may be deleted, and the operator is told once per digest.
+
+use jiff::Timestamp;
+use tracing::info;
+
+use super::executor::Executor;
+use super::target::Target;
+use crate::control::policy::Verdict;
+use crate::image::Desired;
+use crate::notify::{HeldNotice, Notice};
+use crate::ports::{Credentials, Runtime};
+use crate::store::{ALL, StoreError};
+
+/// Triggers that go through the gate; any other (an operator's command) does not.
+pub const AUTOMATIC: [&str; 3] = ["event", "sweep", "window"];
+
+/// Why a deploy waits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Held {
+    /// `ecr-deployd pause`; the detail names the pause and its reason.
+    Paused(String),
+    /// Policy `window` outside its window, or `manual`; the detail says until when.
+    Pending(String),
+    /// Policy `monitor`: never deployed.
+    Monitor,
+}
+
+impl Held {
+    /// `paused`, `pending` or `monitor`, as status and the store say it.
+    pub fn state(&self) -> &'static str {
+        match self {
+            Held::Paused(_) => "paused",
+            Held::Pending(_) => "pending",
+            Held::Monitor => "monitor",
+        }
+    }
+
+    pub fn detail(&self) -> String {
+        match self {
+            Held::Paused(d) | Held::Pending(d) => d.clone(),
+            Held::Monitor => "policy monitor: update available, never deployed".into(),
+        }
+    }
+}
+
+/// What the gate says about one deploy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Gate {
+    Go,
+    Held(Held),
+    /// The labels name no valid policy or window: refused, and why.
+    Invalid(String),
+}
+
+impl<RT: Runtime, C: Credentials> Executor<RT, C> {
+    /// The gate for `t` at `now` (nothing recorded).
+    pub fn gate(&self, t: &Target, now: Timestamp) -> Result<Gate, StoreError> {
+        if let Some(p) = self.store.paused(t.block_key())? {
+            let by = if p.container == ALL {
+                "paused (pause --all)"
+            } else {
+                "paused"
+            };
+            let detail = match p.reason.as_str() {
+                "" => by.to_owned(),
+                r => format!("{by}: {r}"),
+            };
+            return Ok(Gate::Held(Held::Paused(detail)));
+        }
+        Ok(match self.cfg.policies.verdict(t.policy(), now) {
+            Verdict::Deploy => Gate::Go,
+            Verdict::Monitor => Gate::Held(Held::Monitor),
+            Verdict::Pending { reason, .. } => Gate::Held(Held::Pending(reason)),
+            Verdict::Invalid(why) => Gate::Invalid(why),
+        })
+    }
+
+    /// Records `held` for `t` and `desired`, and tells the operator when it is news.
+    pub(super) fn record_hold(
+        &self,
+        t: &Target,
+        desired: &Desired,
+        held: &Held,
+    ) -> Result<(), StoreError> {
+        let digest = &desired.digest;
+        if matches!(held, Held::Paused(_)) {
+            info!(name = %t.name(), digest = %digest.short(), "paused; not deploying");
+            return Ok(());
+        }
+        let news = self
+            .store
+            .hold(t.block_key(), held.state(), digest.as_str())?;
+        info!(name = %t.name(), digest = %digest.short(), state = held.state(), detail = %held.detail(), news, "update held by policy");
+        if news {
+            let follows = t.follows();
+            self.notifier.send(Notice::Held(HeldNotice {
+                host: self.notifier.host().to_owned(),
+                kind: t.kind(),
+                container: t.name().to_owned(),
+                repository: follows.repository.as_str().to_owned(),
+                tag: follows.tag.as_str().to_owned(),
+                running_digest: t.digests().first().map(|d| d.to_string()),
+                desired_digest: digest.to_string(),
+                state: held.state(),
+                detail: held.detail(),
+            }));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
