@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::info;
 
 use backon::Retryable;
@@ -14,7 +15,10 @@ use tracing::warn;
 use crate::adapters::docker::DockerRuntime;
 use crate::adapters::ecr::EcrCredentials;
 use crate::adapters::{aws, ecr::EcrRegistry, sqs::SqsQueue};
+use crate::commands::act;
 use crate::config::{ConfigError, Settings};
+use crate::control::lease::{Lease, LeaseError};
+use crate::control::socket as control_socket;
 use crate::deploy::{DeployConfig, Executor};
 use crate::http;
 use crate::intake::{self, IntakeConfig};
@@ -22,7 +26,7 @@ use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::ports::{Credentials, Deployer, Queue, Registry, Runtime};
 use crate::reconcile::Reconciler;
-use crate::reconcile::sweep;
+use crate::reconcile::{sweep, windows};
 use crate::request::InFlight;
 use crate::retry;
 use crate::stats::Stats;
@@ -122,6 +126,9 @@ pub enum StartError {
     /// `DOCKER_HOST` names an address the agent cannot use.
     #[error("{0}")]
     DockerHost(String),
+    /// The control socket cannot be served, or the state-store lease cannot be taken.
+    #[error("{0}")]
+    Control(String),
 }
 
 /// The deploy stage's settings from the configuration (validated: its policies compile).
@@ -147,6 +154,8 @@ pub async fn run(
 ) -> Result<(), StartError> {
     settings.require_queue()?;
     let runtime = DockerRuntime::new(docker_host.as_deref()).map_err(StartError::DockerHost)?;
+    // Held for the daemon's life: no command swaps containers beside it in its own process.
+    let _lease = take_lease(&settings.state.path).await?;
     let store = Arc::new(Store::open(&settings.state.path)?);
     let sdk = aws::sdk_config(&settings).await;
     let wait = Duration::from_secs(settings.queue.wait_time_seconds.into());
@@ -170,6 +179,11 @@ pub async fn run(
         notifier,
     };
     let token = CancellationToken::new();
+    let wake = Arc::new(Notify::new());
+    let control_tasks = TaskTracker::new();
+    let listener = control_socket::bind(&settings.control.socket)
+        .await
+        .map_err(StartError::Control)?;
     if let Ok(addr) = settings.http.listen.parse::<std::net::SocketAddr>() {
         // Bound now, so a taken port is a start-up error and not a silent absence.
         let listener = tokio::net::TcpListener::bind(addr)
@@ -212,7 +226,24 @@ pub async fn run(
         Ok(n) => info!(deployments = n, "interrupted deployments recovered"),
         Err(e) => warn!(error = %e, "recovery of interrupted deployments failed"),
     }
-    let wake = Arc::new(Notify::new());
+    // Operator commands are answered once recovery is done (they waited in the backlog).
+    let (registry, executor, woken) =
+        (agent.registry.clone(), agent.deployer.clone(), wake.clone());
+    tokio::spawn(control_socket::serve(
+        listener,
+        settings.control.socket.clone(),
+        move |request| {
+            let (registry, executor, woken) = (registry.clone(), executor.clone(), woken.clone());
+            async move { act::handle(request, registry.as_ref(), executor.as_ref(), Some(&woken)).await }
+        },
+        control_tasks.clone(),
+        token.clone(),
+    ));
+    let mut windows = tokio::spawn(windows::at_openings(
+        agent.registry.clone(),
+        agent.deployer.clone(),
+        token.clone(),
+    ));
     let mut sweep = tokio::spawn(sweep::periodic(
         agent.registry.clone(),
         agent.deployer.clone(),
@@ -235,6 +266,20 @@ pub async fn run(
         warn!("the sweep did not finish within the grace period; abandoning it");
         sweep.abort();
     }
+    if tokio::time::timeout_at(deadline, &mut windows)
+        .await
+        .is_err()
+    {
+        warn!("the window sweep did not finish within the grace period; abandoning it");
+        windows.abort();
+    }
+    control_tasks.close();
+    if tokio::time::timeout_at(deadline, control_tasks.wait())
+        .await
+        .is_err()
+    {
+        warn!("operator commands did not finish within the grace period; abandoning them");
+    }
     undo_abandoned(agent.deployer.as_ref()).await;
     watchdog_stop.cancel();
     info!(
@@ -242,6 +287,24 @@ pub async fn run(
         "ecr-deployd stopped cleanly"
     );
     Ok(())
+}
+
+/// The state-store lease; waits while an operator command run without a daemon holds it.
+async fn take_lease(state: &std::path::Path) -> Result<Lease, StartError> {
+    let mut told = false;
+    loop {
+        match Lease::try_acquire(state) {
+            Ok(l) => return Ok(l),
+            Err(LeaseError::Held { holder, .. }) => {
+                if !told {
+                    warn!(%holder, "the state store is in use by an operator command; waiting for it to finish");
+                    told = true;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(StartError::Control(e.to_string())),
+        }
+    }
 }
 
 /// Swaps abandoned at the deadline are undone now rather than at the next start, so that no

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use ecr_deployd::commands;
 use ecr_deployd::config::{DEFAULT_CONFIG_PATH, Settings};
+use ecr_deployd::control::socket::Request;
 use tracing_subscriber::EnvFilter;
 
 /// Pull-only agent: redeploys local Docker containers when Amazon ECR tags they follow move.
@@ -30,7 +31,7 @@ enum LogFormat {
     Json,
 }
 
-#[derive(Subcommand, Debug)]
+#[derive(Subcommand, Debug, Clone)]
 enum Command {
     /// Run the agent: queue intake, periodic sweep and deploys
     Run,
@@ -59,6 +60,31 @@ enum Command {
         container: String,
         #[arg(long, value_name = "DIGEST")]
         to: Option<String>,
+    },
+    /// Deploy what ECR names now for a manual/window container (or clear a block for DIGEST)
+    Approve {
+        container: String,
+        /// Only if the tag still names this digest; also clears a block on it
+        #[arg(long, value_name = "DIGEST")]
+        digest: Option<String>,
+    },
+    /// Hold deploys of containers (kept across restarts) until `resume`
+    Pause {
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        containers: Vec<String>,
+        /// Every managed container and service, including ones created later
+        #[arg(long)]
+        all: bool,
+        /// Shown by `status`
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+    },
+    /// Release paused containers
+    Resume {
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        containers: Vec<String>,
+        #[arg(long)]
+        all: bool,
     },
     /// Check configuration, AWS, queue, rule, Docker and state store
     Doctor,
@@ -123,6 +149,9 @@ fn main() -> ExitCode {
                 }
             };
         }
+        if let Some(request) = acting(&cli.command) {
+            return commands::dispatch::run(settings, docker_host.as_deref(), request).await;
+        }
         let ctx = match commands::Context::new(settings, docker_host.as_deref()).await {
             Ok(c) => c,
             Err(e) if matches!(cli.command, Command::Doctor) => {
@@ -136,16 +165,32 @@ fn main() -> ExitCode {
             }
         };
         match &cli.command {
-            Command::Sweep { dry_run } => commands::sweep(&ctx, *dry_run).await,
             Command::Status { json } => commands::status(&ctx, *json).await,
-            Command::Rollback { container, to } => {
-                commands::rollback(&ctx, container, to.as_deref()).await
-            }
             Command::Doctor => commands::doctor(&ctx, &path.display().to_string()).await,
-            Command::Run | Command::History { .. } | Command::CheckConfig => commands::EXIT_OK,
+            _ => commands::EXIT_OK,
         }
     });
     ExitCode::from(code)
+}
+
+/// The request of a command that acts (carried out by the daemon when one runs).
+fn acting(command: &Command) -> Option<Request> {
+    Some(match command.clone() {
+        Command::Sweep { dry_run } => Request::Sweep { dry_run },
+        Command::Rollback { container, to } => Request::Rollback { container, to },
+        Command::Approve { container, digest } => Request::Approve { container, digest },
+        Command::Pause {
+            containers,
+            all,
+            reason,
+        } => Request::Pause {
+            containers,
+            all,
+            reason,
+        },
+        Command::Resume { containers, all } => Request::Resume { containers, all },
+        _ => return None,
+    })
 }
 
 /// Completes on SIGTERM or SIGINT.

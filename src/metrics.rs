@@ -24,6 +24,16 @@ struct OutcomeLabel {
     outcome: &'static str,
 }
 
+/// What a sweep counted: managed targets, those not on ECR's digest after it, and of those
+/// the ones held by their policy (pending) or a pause.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SweepCounts {
+    pub managed: usize,
+    pub behind: usize,
+    pub pending: usize,
+    pub paused: usize,
+}
+
 /// Everything `/metrics` shows, plus health flags.
 #[derive(Debug)]
 pub struct Metrics {
@@ -34,6 +44,8 @@ pub struct Metrics {
     sweep_last_success: Gauge<f64, AtomicU64>,
     containers_managed: Gauge,
     containers_behind: Gauge,
+    containers_pending: Gauge,
+    containers_paused: Gauge,
     stats: Arc<Stats>,
     ready: AtomicBool,
 }
@@ -85,6 +97,8 @@ impl Metrics {
         let sweep_last_success = Gauge::<f64, AtomicU64>::default();
         let containers_managed = Gauge::default();
         let containers_behind = Gauge::default();
+        let containers_pending = Gauge::default();
+        let containers_paused = Gauge::default();
         let mut registry = Registry::with_prefix("ecr_deployd");
         registry.register("deployments", "Deployments by outcome", deployments.clone());
         registry.register(
@@ -112,6 +126,16 @@ impl Metrics {
             "Managed containers not on ECR's digest after the last sweep",
             containers_behind.clone(),
         );
+        registry.register(
+            "containers_pending",
+            "Managed containers whose update waits for a window or an approval (last sweep)",
+            containers_pending.clone(),
+        );
+        registry.register(
+            "containers_paused",
+            "Managed containers held by `ecr-deployd pause` (last sweep)",
+            containers_paused.clone(),
+        );
         registry.register_collector(Box::new(QueueCounters(stats.clone())));
         Arc::new(Self {
             registry,
@@ -121,6 +145,8 @@ impl Metrics {
             sweep_last_success,
             containers_managed,
             containers_behind,
+            containers_pending,
+            containers_paused,
             stats,
             ready: AtomicBool::new(false),
         })
@@ -139,11 +165,13 @@ impl Metrics {
         }
     }
 
-    /// A sweep ran over `managed` containers, `behind` of them not on ECR's digest.
-    pub fn swept(&self, managed: usize, behind: usize) {
+    /// A sweep ran: what it counted.
+    pub fn swept(&self, c: &SweepCounts) {
         self.sweep_last_success.set(now_secs() as f64);
-        self.containers_managed.set(managed as i64);
-        self.containers_behind.set(behind as i64);
+        self.containers_managed.set(c.managed as i64);
+        self.containers_behind.set(c.behind as i64);
+        self.containers_pending.set(c.pending as i64);
+        self.containers_paused.set(c.paused as i64);
         self.ready.store(true, Ordering::Relaxed);
     }
 

@@ -116,6 +116,9 @@ fn every_command_of_the_spec_exists() {
         "rollback",
         "doctor",
         "check-config",
+        "approve",
+        "pause",
+        "resume",
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_ecr-deployd"))
             .args([cmd, "--help"])

@@ -159,9 +159,11 @@ fn allowed(peer: &tokio::net::unix::UCred) -> Result<(), String> {
     if peer.uid() == 0 || peer.uid() == uid || peer.gid() == gid {
         return Ok(());
     }
-    if let Some(pid) = peer.pid()
-        && supplementary_groups(pid).contains(&gid)
-    {
+    let in_group = peer
+        .pid()
+        .is_some_and(|pid| supplementary_groups(pid).contains(&gid))
+        || configured_groups(peer.uid()).contains(&gid);
+    if in_group {
         return Ok(());
     }
     Err(format!(
@@ -182,6 +184,28 @@ fn supplementary_groups(pid: i32) -> Vec<u32> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The groups the user database gives `uid` (for when /proc of the caller is hidden, as under
+/// the unit's `ProtectProc=invisible`).
+fn configured_groups(uid: u32) -> Vec<u32> {
+    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is to a live buffer of the stated size; `found` is set by the call.
+    let rc = unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut found) };
+    if rc != 0 || found.is_null() {
+        return Vec::new();
+    }
+    let mut groups = vec![0 as libc::gid_t; 256];
+    let mut n = groups.len() as libc::c_int;
+    // SAFETY: pw_name points into `buf`, alive here; `groups` holds `n` entries.
+    let rc = unsafe { libc::getgrouplist(pw.pw_name, pw.pw_gid, groups.as_mut_ptr(), &mut n) };
+    if rc < 0 {
+        return Vec::new();
+    }
+    groups.truncate(n.max(0) as usize);
+    groups
 }
 
 /// Why the daemon could not be asked.
@@ -276,6 +300,12 @@ mod tests {
             call(&path, &Request::Ping).await,
             Err(CallError::Unreachable { .. })
         ));
+    }
+
+    #[test]
+    fn the_user_database_gives_root_group_0() {
+        assert!(configured_groups(0).contains(&0));
+        assert!(configured_groups(u32::MAX - 7).is_empty(), "no such user");
     }
 
     #[tokio::test]

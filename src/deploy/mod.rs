@@ -12,8 +12,10 @@
 //! - [`dependents`]: containers sharing a namespace with a managed one refuse its swap.
 //! - [`swarm`]: one service update, followed to its end.
 //! - [`report`]: the deployment's log line, metrics and notice.
-//! - [`operator`]: `rollback` by the operator.
+//! - [`hold`]: the update-control gate: pauses and policies (SPEC §10).
+//! - [`operator`]: `rollback` by the operator; [`approve`]: `approve` by the operator.
 
+pub mod approve;
 pub mod dependents;
 pub mod executor;
 #[cfg(test)]

@@ -84,7 +84,7 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
         Ok(Rollback { from, to, outcome })
     }
 
-    async fn find_target(&self, name: &str) -> Result<Target, RollbackError> {
+    pub(super) async fn find_target(&self, name: &str) -> Result<Target, RollbackError> {
         let deploy = |e: crate::ports::RuntimeError| RollbackError::Deploy(e.to_string());
         if let Some(c) = self
             .managed()

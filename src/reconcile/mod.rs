@@ -4,6 +4,7 @@
 
 pub mod coalesce;
 pub mod sweep;
+pub mod windows;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

@@ -15,6 +15,7 @@ use crate::deploy::target::Target;
 use crate::deploy::{Done, Executor};
 use crate::event::{Digest, ImageRef};
 use crate::image::{self, Desired, Match, Platform};
+use crate::metrics::SweepCounts;
 use crate::ports::{Credentials, Registry, Resolution, Runtime, RuntimeError};
 use crate::store::Outcome;
 
@@ -339,9 +340,10 @@ pub async fn periodic<R, RT, C>(
         next = match result {
             Ok(rows) => {
                 failures = 0;
-                let behind = rows.iter().filter(|r| r.action.leaves_behind()).count();
+                let counts = counts(&rows);
+                let behind = counts.behind;
                 if let Some(m) = executor.metrics() {
-                    m.swept(rows.len(), behind);
+                    m.swept(&counts);
                 }
                 info!(
                     containers = rows.len(),
@@ -363,6 +365,17 @@ pub async fn periodic<R, RT, C>(
                 retry_in
             }
         };
+    }
+}
+
+/// What the metrics show of a sweep's rows.
+pub fn counts(rows: &[Row]) -> SweepCounts {
+    let count = |a: Action| rows.iter().filter(|r| r.action == a).count();
+    SweepCounts {
+        managed: rows.len(),
+        behind: rows.iter().filter(|r| r.action.leaves_behind()).count(),
+        pending: count(Action::Pending),
+        paused: count(Action::Paused),
     }
 }
 

@@ -340,6 +340,7 @@ impl AgentProcess {
             .env("AWS_REGION", REGION)
             .env_remove("AWS_PROFILE")
             .env("AWS_EC2_METADATA_DISABLED", "true")
+            .envs(control_socket_env(config))
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(stderr)
@@ -394,6 +395,23 @@ impl Drop for AgentProcess {
     }
 }
 
+/// The control socket of a test config that names none: beside its state store, so that
+/// the daemon and the commands of one test meet, and tests never share one.
+pub fn control_socket_env(config: &str) -> Vec<(String, String)> {
+    if config.contains("[control]") {
+        return Vec::new();
+    }
+    let state = config
+        .split("[state]")
+        .nth(1)
+        .and_then(|s| s.lines().find_map(|l| l.trim().strip_prefix("path = \"")))
+        .and_then(|p| p.strip_suffix('"'));
+    state
+        .map(|p| ("ECR_DEPLOYD_CONTROL_SOCKET".to_owned(), format!("{p}.sock")))
+        .into_iter()
+        .collect()
+}
+
 /// Runs a one-shot `ecr-deployd --config <config> <args>` with test credentials and `env`;
 /// returns (exit code, stdout, stderr).
 pub fn run_cli(config: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
@@ -408,7 +426,8 @@ pub fn run_cli(config: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, Strin
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("AWS_REGION", REGION)
         .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("AWS_PROFILE");
+        .env_remove("AWS_PROFILE")
+        .envs(control_socket_env(config));
     for (k, v) in env {
         cmd.env(k, v);
     }

@@ -1,0 +1,218 @@
+//! `doctor`: every check on its own line, with a hint when it fails.
+
+use super::{Context, EXIT_FAILED, EXIT_OK};
+use crate::adapters::events;
+use crate::control::lease::Lease;
+use crate::control::socket::{self, Request};
+use crate::deploy::target::Target;
+
+/// One line of `doctor`.
+struct Check {
+    level: &'static str,
+    what: &'static str,
+    detail: String,
+}
+
+impl Check {
+    fn ok(what: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            level: "ok",
+            what,
+            detail: detail.into(),
+        }
+    }
+    fn warn(what: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            level: "warn",
+            what,
+            detail: detail.into(),
+        }
+    }
+    fn fail(what: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            level: "FAIL",
+            what,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// `doctor`: every check on its own line, with a hint when it fails. Exit 1 on any FAIL.
+pub async fn doctor(ctx: &Context, config_path: &str) -> u8 {
+    let mut checks = vec![Check::ok("config valid", config_path.to_owned())];
+    let hint = "hint: set AWS_PROFILE, an instance role or IAM Roles Anywhere for this host";
+    checks.push(match events::credentials_found(&ctx.sdk).await {
+        Ok(()) => Check::ok("AWS credentials", "found"),
+        Err(e) => Check::fail("AWS credentials", format!("{e} — {hint}")),
+    });
+    checks.extend(queue_checks(ctx).await);
+    match ctx.executor.runtime().version().await {
+        Ok((engine, api)) => {
+            checks.push(Check::ok("Docker reachable", format!("Engine {engine}, API {api}")));
+            checks.push(match ctx.executor.managed().await {
+                Ok(m) if m.is_empty() => Check::warn("managed containers", "none — hint: label containers with ecr-deployd.enable=true"),
+                Ok(m) => Check::ok("managed containers", format!("{} ({})", m.len(), m.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", "))),
+                Err(e) => Check::fail("managed containers", e.to_string()),
+            });
+            // Swarm services: only on a manager; absent elsewhere, and then no line at all.
+            match ctx.executor.services().await {
+                Ok(services) if services.is_empty() => {}
+                Ok(services) => {
+                    let names = services.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ");
+                    checks.push(Check::ok("managed services", format!("{} ({names})", services.len())));
+                    for s in services.iter().filter(|s| !s.rolls_back) {
+                        checks.push(Check::warn(
+                            "service rolls back failed updates",
+                            format!("{}: update failure_action is not rollback — hint: docker service update --update-failure-action rollback {}", s.name, s.name),
+                        ));
+                    }
+                }
+                Err(e) => checks.push(Check::fail("managed services", e.to_string())),
+            }
+        }
+        Err(e) => checks.push(Check::fail(
+            "Docker reachable",
+            format!("{e} — hint: is the Docker service running, and may this user use its socket (group docker)?"),
+        )),
+    }
+    checks.extend(deploy_checks(ctx).await);
+    checks.extend(control_checks(ctx).await);
+    checks.push(match ctx.executor.store().check_writable() {
+        Ok(()) => Check::ok(
+            "state store writable",
+            ctx.settings.state.path.display().to_string(),
+        ),
+        Err(e) => Check::fail(
+            "state store writable",
+            format!(
+                "{e} — hint: check ownership of {}",
+                ctx.settings.state.path.display()
+            ),
+        ),
+    });
+    for c in &checks {
+        println!("{:<4} {}: {}", c.level, c.what, c.detail);
+    }
+    if checks.iter().any(|c| c.level == "FAIL") {
+        EXIT_FAILED
+    } else {
+        EXIT_OK
+    }
+}
+
+/// Deploys that would be refused, and interrupted deployments this agent cannot read.
+async fn deploy_checks(ctx: &Context) -> Vec<Check> {
+    let mut checks = Vec::new();
+    match ctx.executor.unreadable() {
+        Ok(rows) => checks.extend(
+            rows.iter()
+                .map(|u| Check::fail("interrupted deployments readable", u.explain())),
+        ),
+        Err(e) => checks.push(Check::fail(
+            "interrupted deployments readable",
+            e.to_string(),
+        )),
+    }
+    let policies = &ctx.executor.config().policies;
+    for c in ctx.executor.managed().await.unwrap_or_default() {
+        let name = c.name.clone();
+        if let Err(why) = policies.resolve(&c.policy) {
+            checks.push(Check::warn(
+                "update policy labels valid",
+                format!("{name}: {why} — its updates are refused until the label is fixed"),
+            ));
+        }
+        if let Ok(Some(why)) = ctx.executor.refusal(&Target::Container(c)).await {
+            checks.push(Check::warn("deploys not refused", format!("{name}: {why}")));
+        }
+    }
+    checks
+}
+
+async fn queue_checks(ctx: &Context) -> Vec<Check> {
+    let url = &ctx.settings.queue.url;
+    if url.is_empty() {
+        return vec![Check::fail(
+            "queue reachable",
+            "queue.url is not set — hint: take it from the infra/ stack outputs",
+        )];
+    }
+    let facts = match events::queue_facts(&ctx.sdk, url).await {
+        Ok(f) => f,
+        Err(e) => {
+            return vec![Check::fail(
+                "queue reachable",
+                format!(
+                    "{url}: {e} — hint: check [queue] url, the region, and sqs:GetQueueAttributes in the agent's policy"
+                ),
+            )];
+        }
+    };
+    let mut checks = vec![Check::ok("queue reachable", url.clone())];
+    checks.push(match &facts.redrive_policy {
+        Some(p) => Check::ok("queue has a redrive policy", p.clone()),
+        None => Check::warn(
+            "queue has a redrive policy",
+            "none — hint: add a DLQ, or malformed messages are received again and again",
+        ),
+    });
+    let Some(arn) = &facts.arn else {
+        checks.push(Check::fail(
+            "EventBridge rule targets the queue",
+            "the queue's ARN is unknown",
+        ));
+        return checks;
+    };
+    let rule = "EventBridge rule targets the queue";
+    checks.push(match events::rules_targeting(&ctx.sdk, arn).await {
+        Ok(rules) if !rules.is_empty() => Check::ok(rule, rules.join(", ")),
+        Ok(_) => Check::fail(
+            rule,
+            format!("no rule targets {arn} — hint: deploy infra/; until then only the sweep notices pushes"),
+        ),
+        Err(e) => Check::fail(
+            rule,
+            format!("{e} — hint: the agent's policy needs events:ListRuleNamesByTarget"),
+        ),
+    });
+    checks
+}
+
+/// The control socket, and windows that never open.
+async fn control_checks(ctx: &Context) -> Vec<Check> {
+    let path = &ctx.settings.control.socket;
+    let what = "control socket";
+    let mut checks = vec![match socket::call(path, &Request::Ping).await {
+        Ok(r) if r.code == EXIT_OK => {
+            Check::ok(what, format!("the daemon answers on {}", path.display()))
+        }
+        Ok(r) => Check::fail(what, format!("{}: {}", path.display(), r.stderr.trim())),
+        Err(socket::CallError::Unreachable { source, .. })
+            if Lease::is_free(&ctx.settings.state.path) =>
+        {
+            let _ = source;
+            Check::ok(
+                what,
+                format!(
+                    "no daemon running (nothing on {}); commands run in their own process",
+                    path.display()
+                ),
+            )
+        }
+        Err(e) => Check::fail(
+            what,
+            format!(
+                "{e}, but the daemon holds the state store — hint: [control] socket must be the daemon's, and this user needs root or the group ecr-deployd"
+            ),
+        ),
+    }];
+    let policies = &ctx.executor.config().policies;
+    for name in policies.never_opening(jiff::Timestamp::now()) {
+        let schedule = &policies.windows[name].schedule;
+        checks.push(Check::warn(
+            "maintenance windows open",
+            format!("window {name} ({schedule:?}) never opens within five years — hint: check its day-of-month and month fields"),
+        ));
+    }
+    checks
+}
