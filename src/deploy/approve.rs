@@ -68,6 +68,8 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
         name: &str,
         digest: Option<Digest>,
     ) -> Result<Approved, ApproveError> {
+        let busy = self.find_target(name).await?;
+        self.wait_idle(&busy).await;
         let target = self.find_target(name).await?;
         let tag = target.follows().to_string();
         let started = Instant::now();

@@ -171,6 +171,13 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
         locks.entry(key).or_default().clone()
     }
 
+    /// Waits until no deploy of `target` is in progress (an operator command decides on what
+    /// runs after it, not on what ran before it).
+    pub(super) async fn wait_idle(&self, target: &Target) {
+        let lock = self.lock_for(target.lock_key());
+        drop(lock.lock().await);
+    }
+
     /// The target as it is now, or `None` when it is gone (or no longer managed).
     async fn reread(&self, target: &Target) -> Result<Option<Target>, RuntimeError> {
         let mirror = self.cfg.mirror.as_deref();

@@ -52,6 +52,8 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
         name: &str,
         to: Option<Digest>,
     ) -> Result<Rollback, RollbackError> {
+        let busy = self.find_target(name).await?;
+        self.wait_idle(&busy).await;
         let target = self.find_target(name).await?;
         let current = target.digests();
         let from = current

@@ -306,7 +306,8 @@ fn held(h: &Held) -> (Action, Option<String>) {
 }
 
 /// The sweep in `run`: at start-up, then every `interval` ± `jitter` (never when `interval` is
-/// zero, except the first), sooner when `wake` is notified or after a failed pass.
+/// zero, except the first), sooner when `wake` is notified (also with `interval` zero) or
+/// after a failed pass.
 pub async fn periodic<R, RT, C>(
     registry: Arc<R>,
     executor: Arc<Executor<RT, C>>,
@@ -324,13 +325,12 @@ pub async fn periodic<R, RT, C>(
     let mut failures: u32 = 0;
     loop {
         if !first {
-            if interval.is_zero() && next.is_zero() {
-                return;
-            }
+            // No periodic sweep (interval 0): only a wake (resume, the queue back) runs one.
+            let timer = !(interval.is_zero() && next.is_zero());
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = wake.notified() => {}
-                _ = tokio::time::sleep(next) => {}
+                _ = tokio::time::sleep(next), if timer => {}
             }
         }
         first = false;

@@ -63,13 +63,27 @@ impl Site {
 
     /// A managed container running v1 of `repo` (ECR's `prod` points at v1).
     pub async fn container(&self, repo: &str, short: &str) -> (String, String) {
+        self.container_with(repo, short, &[]).await
+    }
+
+    /// As `container`, with more `--label`s (`key=value`).
+    pub async fn container_with(
+        &self,
+        repo: &str,
+        short: &str,
+        labels: &[&str],
+    ) -> (String, String) {
         let v1 = self.registry.publish(repo, "v1", Kind::Serve, "v1", true);
         let prod = format!("{}/{repo}:prod", self.registry.host);
         docker(&["tag", &format!("{}/{repo}:v1", self.registry.host), &prod]);
         put_digest(&self.ecr, repo, "prod", &v1).await;
         let name = self.scope.name(short);
-        self.scope
-            .run(&name, &["--label", "ecr-deployd.enable=true", &prod]);
+        let mut args = vec!["--label", "ecr-deployd.enable=true"];
+        for l in labels {
+            args.extend(["--label", l]);
+        }
+        args.push(&prod);
+        self.scope.run(&name, &args);
         (name, v1)
     }
 
