@@ -33,18 +33,74 @@ mkdir -p target/packaging
 bin=target/release/ecr-deployd
 {
   echo "[COMMANDS]"
-  for cmd in run sweep status history rollback doctor check-config; do
+  for cmd in run sweep status history rollback approve pause resume doctor check-config; do
     echo ".SS $cmd"
     "$bin" "$cmd" --help | sed -e 's/\\/\\\\/g' -e 's/^Usage:/.PP\nUsage:/' -e 's/^\([A-Z][a-z]*:\)$/.PP\n\1/'
   done
   cat <<'MAN'
+[UPDATE CONTROL]
+Each managed container has an update policy: the label
+.B ecr-deployd.policy
+(else
+.B [policy] default
+).
+.TP
+.B auto
+deploy as soon as ECR moves the tag.
+.TP
+.B window
+deploy only inside the container's maintenance window (label
+.BR ecr-deployd.window =NAME,
+else
+.BR "[policy] window" );
+outside it the update is
+.B pending
+and
+.B status
+says when the window opens. At the opening the agent sweeps that window's containers at once;
+a deploy started inside a window may finish after it closes.
+.TP
+.B manual
+pending until
+.BR "ecr-deployd approve" .
+.TP
+.B monitor
+never deployed; one "update available" notice per new digest.
+.PP
+A window is
+.B [policy.windows.NAME]
+with
+.B schedule
+(a 5-field cron expression for its opening) and
+.BR duration_minutes ,
+read in
+.B [policy] timezone
+(an IANA name; daylight-saving changes followed).
+.B pause
+holds a container (or
+.BR --all )
+from events, sweeps and windows until
+.BR resume ,
+across restarts.
+.B sweep ", " rollback ", " approve ", " pause " and " resume
+are carried out by the running daemon through its control socket
+.I /run/ecr-deployd/control.sock
+(root and the group ecr-deployd); with no daemon running, by the command itself under an
+exclusive lease on the state store. A command that finds the daemon holding the lease but cannot
+reach its socket does nothing and exits 2.
 [FILES]
 .TP
 .I /etc/ecr-deployd/config.toml
 Configuration (TOML; every key may be overridden by ECR_DEPLOYD_<SECTION>_<KEY>).
 .TP
 .I /var/lib/ecr-deployd/state.db
-State: deployment history, blocked digests, the deploy journal.
+State: deployment history, blocked digests, the deploy journal, pauses.
+.TP
+.I /var/lib/ecr-deployd/state.db.lock
+The lease: held by the daemon, or by a command run without one.
+.TP
+.I /run/ecr-deployd/control.sock
+The daemon's control socket (mode 0660, owner ecr-deployd).
 [EXIT STATUS]
 0 success; 1 a check failed, or a deploy failed or rolled back; 2 configuration or usage error.
 [SEE ALSO]

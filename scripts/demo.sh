@@ -151,6 +151,9 @@ debounce_millis = 300
 [state]
 path = "{work}/state.db"
 
+[control]
+socket = "{work}/control.sock"
+
 [http]
 listen = "127.0.0.1:{http_port}"
 ''')

@@ -15,10 +15,13 @@
 //!   reconcile (neither imports the other).
 //! - [`intake`]: long-poll receive loop, visibility heartbeat, in-flight bookkeeping.
 //! - [`reconcile`]: debounce/dedup per tag ([`reconcile::coalesce`]), resolve against ECR,
-//!   hand off to the deployer, delete messages only after the work is recorded.
+//!   hand off to the deployer, delete messages only after the work is recorded; the sweep and
+//!   the sweeps at window openings.
 //! - [`deploy`]: the deploy stage: one sequence for a container swap (create before stop)
-//!   or a Swarm service update; health gate, rollback, recovery, dependents, reports — one
-//!   file each (see its module doc).
+//!   or a Swarm service update; update-control gate, health gate, rollback, recovery,
+//!   dependents, reports, `rollback`/`approve` — one file each (see its module doc).
+//! - [`control`]: update control: policies and maintenance windows (pure), the state-store
+//!   lease, the daemon's control socket.
 //! - [`model`]: a deployment's domain values: outcome, journal step, phases.
 //! - [`store`]: SQLite state: history, deploy journal, blocked digests; schema versions.
 //! - [`adapters`]: SQS, ECR (AWS SDK), Docker (`adapters::docker`: one Engine client, bollard
@@ -27,7 +30,8 @@
 //! - [`systemd`]: READY / WATCHDOG / STOPPING for `Type=notify`.
 //! - [`metrics`], [`http`]: Prometheus metrics, `/metrics`, `/healthz`, `/readyz`.
 //! - [`app`]: wires the stages, signals and shutdown.
-//! - [`commands`]: the operator commands (`sweep`, `status`, `history`, `rollback`, `doctor`).
+//! - [`commands`]: the operator commands; the acting ones (`sweep`, `rollback`, `approve`,
+//!   `pause`, `resume`) run in the daemon through its socket, or in-process under the lease.
 
 pub mod adapters;
 pub mod app;
