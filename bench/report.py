@@ -64,6 +64,10 @@ def main():
     rows.append(("  CPU while idle / total", f'{f["cpu_s_idle"]:.2f} / {f["cpu_s_total"]:.2f} s'))
     if f.get("binary_stripped_bytes"):
         rows.append(("binary (release, stripped)", f'{f["binary_stripped_bytes"] / 1048576:.1f} MiB'))
+    w = parts.get("window_opening")
+    if w:
+        o = w["opening_to_running_ms"]
+        rows.append((f'window opening -> running, {w["containers"]} pending: median / last', f'{o["median"]:.0f} / {o["last"]:.0f} ms'))
     width = max(len(k) for k, _ in rows)
     print(f"\n== summary ({result['date']}, {result['machine']['cpus']} CPUs, Docker {result['machine']['docker']}, harness {wall} s)")
     for k, v in rows:

@@ -16,7 +16,7 @@ use crate::ports::{Credentials, Registry, Runtime};
 use crate::reconcile::sweep::sweep_once;
 use crate::store::{ALL, Outcome};
 
-/// Carries out `request`. `wake` is the daemon's sweep, woken after `resume` and `pause`.
+/// Carries out `request`. `wake` is the daemon's sweep, woken after `resume`.
 pub async fn handle<R, RT, C>(
     request: Request,
     registry: &R,
@@ -28,6 +28,7 @@ where
     RT: Runtime,
     C: Credentials,
 {
+    let resumed = matches!(request, Request::Resume { .. });
     let reply = match request {
         Request::Ping => ok(String::new()),
         Request::Sweep { dry_run } => sweep(registry, ex, dry_run).await,
@@ -42,7 +43,9 @@ where
         } => pause(ex, &containers, all, reason.as_deref().unwrap_or("")).await,
         Request::Resume { containers, all } => resume(ex, &containers, all).await,
     };
+    // What was resumed is deployed at once, by the daemon's own sweep.
     if let Some(w) = wake
+        && resumed
         && reply.code == EXIT_OK
     {
         w.notify_one();
