@@ -29,18 +29,6 @@ async fn daemon_up(site: &Site, agent: &AgentProcess) {
     .await;
 }
 
-fn status_of(config: &str, name: &str) -> serde_json::Value {
-    let (code, out, err) = run_cli(config, &["status", "--json"], &[]);
-    assert_eq!(code, 0, "{err}");
-    json(&out)["containers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == name)
-        .cloned()
-        .unwrap_or_else(|| panic!("{name} not in {out}"))
-}
-
 /// The next UTC minute at least `lead` ahead, as (cron minute hour, the instant).
 fn next_minute(lead: Duration) -> (String, std::time::SystemTime) {
     let now = std::time::SystemTime::now()
@@ -250,7 +238,7 @@ async fn a_pause_survives_a_daemon_restart_and_resume_deploys_at_once() {
         let s = status_of(&config, &name);
         assert_eq!(
             (s["state"].as_str(), s["detail"].as_str()),
-            (Some("paused"), Some("paused: db migration")),
+            (Some("paused"), Some("db migration")),
             "{s}"
         );
         let (_, metrics) = http(&listen, "GET", "/metrics");
@@ -373,4 +361,81 @@ async fn a_command_beside_a_daemon_whose_socket_is_gone_fails_clearly_and_change
         out.lines().any(|l| l.starts_with("FAIL control socket")),
         "{out}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_each_update_control_state_with_its_reason() {
+    let site = Site::new("ctl-states").await;
+    let config = format!(
+        "{}[policy]\ntimezone = \"Europe/London\"\n[policy.windows.nightly]\nschedule = \"0 2 * * *\"\nduration_minutes = 60\n",
+        site.config(0)
+    );
+    let rows = [
+        ("team/s-ok", "ok", vec![], false),
+        ("team/s-auto", "auto", vec![], true),
+        ("team/s-man", "man", vec!["ecr-deployd.policy=manual"], true),
+        (
+            "team/s-win",
+            "win",
+            vec!["ecr-deployd.policy=window", "ecr-deployd.window=nightly"],
+            true,
+        ),
+        (
+            "team/s-mon",
+            "mon",
+            vec!["ecr-deployd.policy=monitor"],
+            true,
+        ),
+        ("team/s-pau", "pau", vec![], true),
+        ("team/s-bad", "bad", vec!["ecr-deployd.policy=weekly"], true),
+    ];
+    let mut names = Vec::new();
+    for (repo, short, labels, push) in &rows {
+        let (name, _) = site.container_with(repo, short, labels).await;
+        if *push {
+            site.silent_push(repo, Kind::Serve, "v2").await;
+        }
+        names.push(name);
+    }
+    let (code, out, err) = run_cli(
+        &config,
+        &["pause", &names[5], "--reason", "db migration"],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, table, err) = run_cli(&config, &["status"], &[]);
+    assert_eq!(code, 0, "{err}");
+    println!("{table}");
+    let expect = [
+        ("up_to_date", None),
+        ("behind", None),
+        ("pending", Some("manual: waits for `ecr-deployd approve`")),
+        ("pending", Some("window nightly opens at ")),
+        ("monitor", Some("update available")),
+        ("paused", Some("db migration")),
+        ("refused", Some("label ecr-deployd.policy")),
+    ];
+    for (name, (state, detail)) in names.iter().zip(expect) {
+        let s = status_of(&config, name);
+        assert_eq!(s["state"], state, "{name}: {s}");
+        if let Some(d) = detail {
+            assert!(
+                s["detail"].as_str().unwrap_or("").contains(d),
+                "{name}: {s}"
+            );
+        }
+        let line = table
+            .lines()
+            .find(|l| l.starts_with(name.as_str()))
+            .unwrap();
+        assert!(line.contains(state), "{line}");
+    }
+    // The window's opening in London time, with its offset.
+    let win = status_of(&config, &names[3]);
+    let detail = win["detail"].as_str().unwrap();
+    assert!(
+        detail.ends_with(":00+00:00") || detail.ends_with(":00+01:00"),
+        "{detail}"
+    );
+    assert!(detail.contains("T02:00:00"), "{detail}");
 }

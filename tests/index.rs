@@ -40,18 +40,6 @@ fn deployments(site: &Site, name: &str) -> Vec<serde_json::Value> {
         .unwrap_or_default()
 }
 
-fn status_of(site: &Site, name: &str) -> serde_json::Value {
-    let (code, out, err) = site.cli(&["status", "--json"]);
-    assert_eq!(code, 0, "{err}");
-    json(&out)["containers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == name)
-        .cloned()
-        .unwrap_or_else(|| panic!("{name} not in status: {out}"))
-}
-
 /// Publishes `version` of `repo` (kept in the local image store when it was `built_here`),
 /// wraps it in an index, and points ECR's `prod` at the index. Returns (platform, index).
 async fn push_buildx_style(
@@ -98,7 +86,7 @@ async fn an_index_is_deployed_once_and_later_sweeps_leave_the_container_alone() 
     assert_eq!(history.len(), 1, "one deploy only: {history:?}");
     assert_eq!(history[0]["to_digest"], i2.as_str());
     assert_eq!(history[0]["platform_digest"], p2.as_str());
-    let status = status_of(&site, &name);
+    let status = status_of(&site.config(0), &name);
     assert_eq!(status["state"], "up_to_date", "{status}");
     assert_eq!(status["desired_digest"], i2.as_str());
     assert_eq!(status["platform_digest"], p2.as_str());
@@ -128,7 +116,7 @@ async fn an_index_is_deployed_once_and_later_sweeps_leave_the_container_alone() 
         digests.iter().any(|d| d.ends_with(&p3)) && digests.iter().any(|d| d.ends_with(&i3)),
         "{digests:?}"
     );
-    assert_eq!(status_of(&site, &name)["state"], "up_to_date");
+    assert_eq!(status_of(&site.config(0), &name)["state"], "up_to_date");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -149,7 +137,7 @@ async fn an_image_known_under_other_digests_is_up_to_date_against_its_index() {
         .run(&early, &["--label", "ecr-deployd.enable=true", &prod]);
     let (index, i1) = push_index(&site.registry, "shop/early", "v1-index", &p1);
     put_index_in_ecr(&site.ecr, "shop/early", "prod", &index, &i1).await;
-    let status = status_of(&site, &early);
+    let status = status_of(&site.config(0), &early);
     assert_eq!(status["state"], "up_to_date", "{status}");
     assert_eq!(status["running_digest"], p1.as_str());
     let (code, out, _) = site.cli(&["sweep"]);
@@ -189,5 +177,5 @@ async fn an_image_known_under_other_digests_is_up_to_date_against_its_index() {
     let history = deployments(&site, &name);
     assert_eq!(history.len(), 1, "one deploy only: {history:?}");
     assert_eq!(history[0]["outcome"], "succeeded");
-    assert_eq!(status_of(&site, &name)["state"], "up_to_date");
+    assert_eq!(status_of(&site.config(0), &name)["state"], "up_to_date");
 }

@@ -190,8 +190,13 @@ pub async fn status(ctx: &Context, json: bool) -> u8 {
                 r.image.clone(),
                 short(r.running_digest.as_deref()),
                 desired_cell(r),
-                state_of(r).to_owned(),
                 last,
+                match (&r.detail, state_of(r)) {
+                    (Some(d), st @ ("pending" | "paused" | "monitor" | "refused")) => {
+                        format!("{st}: {d}")
+                    }
+                    (_, st) => st.to_owned(),
+                },
             ]
         })
         .collect();
@@ -203,8 +208,8 @@ pub async fn status(ctx: &Context, json: bool) -> u8 {
                 "IMAGE",
                 "RUNNING",
                 "DESIRED",
-                "STATE",
-                "LAST DEPLOYMENT"
+                "LAST DEPLOYMENT",
+                "STATE"
             ],
             &cells
         )

@@ -22,7 +22,8 @@ pub const AUTOMATIC: [&str; 3] = ["event", "sweep", "window"];
 /// Why a deploy waits.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Held {
-    /// `ecr-deployd pause`; the detail names the pause and its reason.
+    /// `ecr-deployd pause`; the detail is its reason (empty without one), and names
+    /// `pause --all` when that is the pause.
     Paused(String),
     /// Policy `window` outside its window, or `manual`; the detail says until when.
     Pending(String),
@@ -43,7 +44,7 @@ impl Held {
     pub fn detail(&self) -> String {
         match self {
             Held::Paused(d) | Held::Pending(d) => d.clone(),
-            Held::Monitor => "policy monitor: update available, never deployed".into(),
+            Held::Monitor => "update available, never deployed".into(),
         }
     }
 }
@@ -61,14 +62,10 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
     /// The gate for `t` at `now` (nothing recorded).
     pub fn gate(&self, t: &Target, now: Timestamp) -> Result<Gate, StoreError> {
         if let Some(p) = self.store.paused(t.block_key())? {
-            let by = if p.container == ALL {
-                "paused (pause --all)"
-            } else {
-                "paused"
-            };
-            let detail = match p.reason.as_str() {
-                "" => by.to_owned(),
-                r => format!("{by}: {r}"),
+            let detail = match (p.container == ALL, p.reason.as_str()) {
+                (false, r) => r.to_owned(),
+                (true, "") => "pause --all".to_owned(),
+                (true, r) => format!("pause --all: {r}"),
             };
             return Ok(Gate::Held(Held::Paused(detail)));
         }

@@ -302,7 +302,7 @@ fn held(h: &Held) -> (Action, Option<String>) {
         Held::Pending(_) => Action::Pending,
         Held::Monitor => Action::Monitor,
     };
-    (action, Some(h.detail()))
+    (action, Some(h.detail()).filter(|d| !d.is_empty()))
 }
 
 /// The sweep in `run`: at start-up, then every `interval` ± `jitter` (never when `interval` is

@@ -102,3 +102,16 @@ pub fn short(d: &str) -> &str {
 pub fn json(out: &str) -> Value {
     serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
 }
+
+/// The `status --json` entry of container `name`, with `config`.
+pub fn status_of(config: &str, name: &str) -> Value {
+    let (code, out, err) = run_cli(config, &["status", "--json"], &[]);
+    assert_eq!(code, 0, "{err}");
+    json(&out)["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("{name} not in status: {out}"))
+}

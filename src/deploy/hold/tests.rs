@@ -94,7 +94,7 @@ async fn a_pause_holds_events_sweeps_and_windows_until_resumed() {
     for trigger in AUTOMATIC {
         assert_eq!(
             deploy(&ex, '2', trigger).await,
-            Done::Held(Held::Paused("paused: db migration".into())),
+            Done::Held(Held::Paused("db migration".into())),
             "{trigger}"
         );
     }
@@ -102,7 +102,7 @@ async fn a_pause_holds_events_sweeps_and_windows_until_resumed() {
     ex.store().pause(ALL, "").unwrap();
     assert_eq!(
         deploy(&ex, '2', "event").await,
-        Done::Held(Held::Paused("paused (pause --all)".into()))
+        Done::Held(Held::Paused("pause --all".into()))
     );
     ex.store().resume_all().unwrap();
     assert_eq!(
