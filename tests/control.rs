@@ -76,6 +76,7 @@ async fn outside_its_window_a_push_is_pending_and_at_the_opening_it_is_deployed_
         .replace('Z', "+00:00");
     let detail = s["detail"].as_str().unwrap();
     assert_eq!(detail, format!("window soon opens at {at}"), "{s}");
+    assert_eq!(s["pending_until"], at.as_str(), "{s}");
     let (code, out, _) = run_cli(&config, &["sweep", "--dry-run"], &[]);
     assert_eq!(code, 0);
     assert!(
@@ -388,6 +389,7 @@ async fn status_shows_each_update_control_state_with_its_reason() {
         ),
         ("team/s-pau", "pau", vec![], true),
         ("team/s-bad", "bad", vec!["ecr-deployd.policy=weekly"], true),
+        ("team/s-idle", "idle", vec![], false),
     ];
     let mut names = Vec::new();
     for (repo, short, labels, push) in &rows {
@@ -403,6 +405,8 @@ async fn status_shows_each_update_control_state_with_its_reason() {
         &[],
     );
     assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = run_cli(&config, &["pause", &names[7]], &[]);
+    assert_eq!(code, 0, "{out}{err}");
     let (code, table, err) = run_cli(&config, &["status"], &[]);
     assert_eq!(code, 0, "{err}");
     println!("{table}");
@@ -414,6 +418,8 @@ async fn status_shows_each_update_control_state_with_its_reason() {
         ("monitor", Some("update available")),
         ("paused", Some("db migration")),
         ("refused", Some("label ecr-deployd.policy")),
+        // Paused while nothing waits: still shown paused.
+        ("paused", Some("up to date")),
     ];
     for (name, (state, detail)) in names.iter().zip(expect) {
         let s = status_of(&config, name);

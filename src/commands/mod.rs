@@ -119,6 +119,8 @@ struct StatusEntry<'a> {
     platform_digest: Option<&'a str>,
     state: &'static str,
     detail: Option<&'a str>,
+    /// `pending` for a window: when it opens.
+    pending_until: Option<&'a str>,
     last_deployment: Option<&'a Deployment>,
 }
 
@@ -165,6 +167,7 @@ pub async fn status(ctx: &Context, json: bool) -> u8 {
                 platform_digest: r.platform_digest.as_deref(),
                 state: state_of(r),
                 detail: r.detail.as_deref(),
+                pending_until: r.pending_until.as_deref(),
                 last_deployment: last.get(&r.name),
             })
             .collect();

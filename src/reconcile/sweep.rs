@@ -10,6 +10,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::control::policy::Verdict;
 use crate::deploy::hold::{Gate, Held};
 use crate::deploy::target::Target;
 use crate::deploy::{Done, Executor};
@@ -107,6 +108,12 @@ pub struct Row {
     pub platform_digest: Option<String>,
     pub action: Action,
     pub detail: Option<String>,
+    /// It runs what ECR names (even when its action says `paused`).
+    #[serde(skip)]
+    pub current: bool,
+    /// A `pending` container of policy `window`: when its window opens (RFC 3339, in the
+    /// policy time zone).
+    pub pending_until: Option<String>,
 }
 
 /// Why a sweep could not run at all.
@@ -220,6 +227,8 @@ impl<RT: Runtime, C: Credentials> Pass<'_, RT, C> {
             platform_digest: None,
             action: Action::UpToDate,
             detail: kind.map(str::to_owned),
+            pending_until: None,
+            current: false,
         };
         let desired = match resolution {
             Ok(Some(d)) => d,
@@ -242,7 +251,16 @@ impl<RT: Runtime, C: Credentials> Pass<'_, RT, C> {
             Match::Platform(p) => row.running_digest = Some(p.to_string()),
             Match::Behind => {}
         }
+        row.current = matched.up_to_date();
         let (action, why) = self.action(target, &desired, matched).await;
+        if action == Action::Pending {
+            let policies = &self.executor.config().policies;
+            if let Verdict::Pending { until: Some(t), .. } =
+                policies.verdict(target.policy(), jiff::Timestamp::now())
+            {
+                row.pending_until = Some(policies.show(t));
+            }
+        }
         row.action = action;
         if let Some(why) = why {
             row.detail = detail(why);
@@ -259,6 +277,12 @@ impl<RT: Runtime, C: Credentials> Pass<'_, RT, C> {
     ) -> (Action, Option<String>) {
         let ex = self.executor;
         if matched.up_to_date() {
+            // A paused container is shown paused even while nothing is waiting.
+            if let Ok(Gate::Held(h @ Held::Paused(_))) = ex.gate(target, jiff::Timestamp::now()) {
+                let (action, why) = held(&h);
+                let why = why.map_or("up to date".into(), |w| format!("{w} (up to date)"));
+                return (action, Some(why));
+            }
             return (Action::UpToDate, None);
         }
         if !target.running_now() {
@@ -373,7 +397,10 @@ pub fn counts(rows: &[Row]) -> SweepCounts {
     let count = |a: Action| rows.iter().filter(|r| r.action == a).count();
     SweepCounts {
         managed: rows.len(),
-        behind: rows.iter().filter(|r| r.action.leaves_behind()).count(),
+        behind: rows
+            .iter()
+            .filter(|r| r.action.leaves_behind() && !r.current)
+            .count(),
         pending: count(Action::Pending),
         paused: count(Action::Paused),
     }
@@ -394,22 +421,10 @@ fn spread(jitter: Duration) -> Duration {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
     use std::sync::atomic::Ordering;
 
     use super::*;
-    use crate::deploy::fakes::{FakeRuntime, FixedAuth, digest, executor};
-
-    struct OneTag;
-
-    impl Registry for OneTag {
-        async fn resolve(&self, images: &[ImageRef]) -> HashMap<ImageRef, Resolution> {
-            images
-                .iter()
-                .map(|i| (i.clone(), Ok(Some(Desired::single(digest('1'))))))
-                .collect()
-        }
-    }
+    use crate::deploy::fakes::{FakeRuntime, FixedAuth, OneTag, digest, executor};
 
     /// The periodic sweep over `ex`, every 300 s, until the returned token is cancelled.
     fn start(
@@ -418,7 +433,7 @@ mod tests {
     ) -> (CancellationToken, tokio::task::JoinHandle<()>) {
         let stop = CancellationToken::new();
         let task = tokio::spawn(periodic(
-            Arc::new(OneTag),
+            Arc::new(OneTag(digest('1'))),
             ex.clone(),
             Duration::from_secs(300),
             Duration::ZERO,

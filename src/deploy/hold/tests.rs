@@ -145,3 +145,16 @@ async fn a_label_naming_no_policy_or_window_refuses_the_deploy_with_the_reason()
     }
     assert_eq!(running(&ex), digest('1'));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_paused_container_is_shown_paused_even_when_nothing_waits() {
+    use crate::reconcile::sweep::{Action, sweep_once};
+    let rt = FakeRuntime::with(&["web"], &digest('1'));
+    let (_dir, ex) = executor(rt, 1);
+    ex.store().pause("web", "").unwrap();
+    let rows = sweep_once(&crate::deploy::fakes::OneTag(digest('1')), &ex, true)
+        .await
+        .unwrap();
+    assert_eq!(rows[0].action, Action::Paused, "{rows:?}");
+    assert_eq!(rows[0].detail.as_deref(), Some("up to date"));
+}
