@@ -181,6 +181,7 @@ pub async fn run(
     let token = CancellationToken::new();
     let wake = Arc::new(Notify::new());
     let control_tasks = TaskTracker::new();
+    let abandon_commands = CancellationToken::new();
     let listener = control_socket::bind(&settings.control.socket)
         .await
         .map_err(StartError::Control)?;
@@ -238,6 +239,7 @@ pub async fn run(
         },
         control_tasks.clone(),
         token.clone(),
+        abandon_commands.clone(),
     ));
     let mut windows = tokio::spawn(windows::at_openings(
         agent.registry.clone(),
@@ -279,6 +281,9 @@ pub async fn run(
         .is_err()
     {
         warn!("operator commands did not finish within the grace period; abandoning them");
+        // Dropped before recovery runs: never a command's swap beside the undoing of it.
+        abandon_commands.cancel();
+        control_tasks.wait().await;
     }
     undo_abandoned(agent.deployer.as_ref()).await;
     watchdog_stop.cancel();

@@ -91,13 +91,16 @@ pub async fn bind(path: &Path) -> Result<UnixListener, String> {
 }
 
 /// Serves requests until `shutdown`; each connection is one task on `tasks` (so shutdown can
-/// wait for a deploy asked for through the socket). Removes the socket file at the end.
+/// wait for a deploy asked for through the socket), dropped at once when `abandon` is
+/// cancelled (past the grace period, before abandoned swaps are undone). Removes the socket
+/// file at the end.
 pub async fn serve<H, F>(
     listener: UnixListener,
     path: PathBuf,
     handler: H,
     tasks: TaskTracker,
     shutdown: CancellationToken,
+    abandon: CancellationToken,
 ) where
     H: Fn(Request) -> F + Send + Sync + 'static,
     F: Future<Output = Reply> + Send + 'static,
@@ -115,8 +118,13 @@ pub async fn serve<H, F>(
                 }
             },
         };
-        let handler = handler.clone();
-        tasks.spawn(async move { answer(stream, handler.as_ref()).await });
+        let (handler, abandon) = (handler.clone(), abandon.clone());
+        tasks.spawn(async move {
+            tokio::select! {
+                _ = abandon.cancelled() => warn!("an operator command was abandoned at shutdown"),
+                _ = answer(stream, handler.as_ref()) => {}
+            }
+        });
     }
     let _ = std::fs::remove_file(&path);
 }
@@ -281,6 +289,7 @@ mod tests {
             },
             tasks.clone(),
             stop.clone(),
+            CancellationToken::new(),
         ));
         let reply = call(&path, &Request::Sweep { dry_run: true })
             .await
@@ -322,6 +331,7 @@ mod tests {
             |_r: Request| async { Reply::default() },
             TaskTracker::new(),
             stop.clone(),
+            CancellationToken::new(),
         ));
         let mut s = UnixStream::connect(&path).await.unwrap();
         s.write_all(b"{\"op\":\"reboot\"}\n").await.unwrap();
