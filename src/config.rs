@@ -249,7 +249,6 @@ impl Settings {
         Ok(Policies {
             default,
             tz,
-            tz_name: p.timezone.clone(),
             default_window,
             windows,
         })

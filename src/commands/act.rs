@@ -54,8 +54,13 @@ where
 }
 
 fn ok(stdout: String) -> Reply {
+    printed(EXIT_OK, stdout)
+}
+
+/// A reply that prints `stdout` and exits with `code`.
+fn printed(code: u8, stdout: String) -> Reply {
     Reply {
-        code: EXIT_OK,
+        code,
         stdout,
         stderr: String::new(),
     }
@@ -124,16 +129,15 @@ pub async fn rollback<RT: Runtime, C: Credentials>(
             r.to.short(),
             r.from.short()
         )),
-        Ok(r) => Reply {
-            code: EXIT_FAILED,
-            stdout: format!(
+        Ok(r) => printed(
+            EXIT_FAILED,
+            format!(
                 "{container}: rollback to {} {}; still running {}\n",
                 r.to.short(),
                 r.outcome.as_str(),
                 r.from.short()
             ),
-            stderr: String::new(),
-        },
+        ),
         Err(e) => fail(EXIT_FAILED, format!("rollback of {container}: {e}")),
     }
 }
@@ -169,15 +173,14 @@ pub async fn approve<R: Registry, RT: Runtime, C: Credentials>(
             "{container}: {from} -> {} deployed{unblocked}\n",
             a.to.short()
         )),
-        Some(o) => Reply {
-            code: EXIT_FAILED,
-            stdout: format!(
+        Some(o) => printed(
+            EXIT_FAILED,
+            format!(
                 "{container}: {from} -> {} {}{unblocked}; still running {from}\n",
                 a.to.short(),
                 o.as_str()
             ),
-            stderr: String::new(),
-        },
+        ),
     }
 }
 

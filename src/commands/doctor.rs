@@ -187,10 +187,7 @@ async fn control_checks(ctx: &Context) -> Vec<Check> {
             Check::ok(what, format!("the daemon answers on {}", path.display()))
         }
         Ok(r) => Check::fail(what, format!("{}: {}", path.display(), r.stderr.trim())),
-        Err(socket::CallError::Unreachable { source, .. })
-            if Lease::is_free(&ctx.settings.state.path) =>
-        {
-            let _ = source;
+        Err(socket::CallError::Unreachable { .. }) if Lease::is_free(&ctx.settings.state.path) => {
             Check::ok(
                 what,
                 format!(

@@ -217,7 +217,7 @@ fn policy_windows_are_compiled_and_their_errors_name_the_key() {
     .unwrap();
     let p = ok.policies().unwrap();
     assert_eq!(p.default.as_str(), "manual", "the environment wins");
-    assert_eq!(p.tz_name, "Europe/London");
+    assert_eq!(p.tz.iana_name(), Some("Europe/London"));
     assert_eq!(p.default_window.as_deref(), Some("nightly"));
     for (text, key, reason) in [
         (

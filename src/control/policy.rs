@@ -159,7 +159,6 @@ pub enum WindowState {
 pub struct Policies {
     pub default: Policy,
     pub tz: TimeZone,
-    pub tz_name: String,
     /// The window a `window` container without `ecr-deployd.window` uses.
     pub default_window: Option<String>,
     pub windows: BTreeMap<String, Window>,
@@ -170,7 +169,6 @@ impl Default for Policies {
         Self {
             default: Policy::Auto,
             tz: TimeZone::UTC,
-            tz_name: "UTC".into(),
             default_window: None,
             windows: BTreeMap::new(),
         }

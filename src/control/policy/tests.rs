@@ -10,7 +10,6 @@ fn policies(tz: &str, windows: &[(&str, &str, u64)]) -> Policies {
     Policies {
         default: Policy::Window,
         tz: Policies::zone(tz).unwrap(),
-        tz_name: tz.into(),
         default_window: windows.first().map(|w| w.0.to_owned()),
         windows: windows
             .iter()
