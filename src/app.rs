@@ -14,14 +14,16 @@ use tracing::warn;
 
 use crate::adapters::docker::DockerRuntime;
 use crate::adapters::ecr::EcrCredentials;
+use crate::adapters::supply::SupplyFacts;
 use crate::adapters::{aws, ecr::EcrRegistry, sqs::SqsQueue};
 use crate::commands::act;
 use crate::config::{ConfigError, Settings};
 use crate::control::lease::{Lease, LeaseError};
 use crate::control::socket as control_socket;
 use crate::deploy::{DeployConfig, Executor};
+use crate::event::GateHint;
 use crate::http;
-use crate::intake::{self, IntakeConfig};
+use crate::intake::{self, HintHandler, IntakeConfig};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::ports::{Credentials, Deployer, Queue, Registry, Runtime};
@@ -76,6 +78,10 @@ impl<Q: Queue, R: Registry, D: Deployer> Agent<Q, R, D> {
             visibility,
             notifier: self.notifier.clone(),
             back_online,
+            on_hint: Some({
+                let deployer = self.deployer.clone();
+                HintHandler(Arc::new(move |hint: &GateHint| deployer.recheck(hint)))
+            }),
         };
         let (tx, rx) = mpsc::channel(REQUEST_BUFFER);
         let reconciler = Arc::new(Reconciler {
@@ -136,6 +142,7 @@ pub fn deploy_config(settings: &Settings) -> DeployConfig {
     let d = &settings.deploy;
     DeployConfig {
         policies: settings.policies().unwrap_or_default(),
+        gates: settings.gates().unwrap_or_default(),
         health_timeout: Duration::from_secs(d.health_timeout_seconds),
         min_uptime: Duration::from_secs(d.min_uptime_seconds),
         stop_timeout: Duration::from_secs(d.stop_timeout_seconds),
@@ -170,7 +177,8 @@ pub async fn run(
         deploy_config(&settings),
     )
     .with_metrics(metrics.clone())
-    .with_notifier(notifier.clone());
+    .with_notifier(notifier.clone())
+    .with_supply(Arc::new(SupplyFacts::new(&sdk)));
     let agent = Agent {
         queue: Arc::new(SqsQueue::new(&sdk, &settings.queue.url, wait)),
         registry: Arc::new(EcrRegistry::new(&sdk)),

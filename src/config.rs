@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::control::policy::{Policies, Policy, Window};
+pub use gates::{Scan, Verify};
+
+mod gates;
 
 /// Where the config is read from when neither `--config` nor `ECR_DEPLOYD_CONFIG` is given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/ecr-deployd/config.toml";
@@ -55,6 +58,8 @@ pub struct Settings {
     pub notify: Notify,
     pub control: Control,
     pub policy: PolicySettings,
+    pub verify: Verify,
+    pub scan: Scan,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -383,7 +388,8 @@ impl Settings {
         if self.control.socket.as_os_str().is_empty() {
             return Err(invalid("control.socket", "must not be empty"));
         }
-        self.policies().map(|_| ())
+        self.policies()?;
+        self.gates().map(|_| ())
     }
 
     /// `run` needs a queue; the other commands do not.

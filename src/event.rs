@@ -9,6 +9,9 @@ use std::time::SystemTime;
 
 use serde_json::Value;
 
+mod hints;
+pub use hints::GateHint;
+
 /// A content digest, always `sha256:<64 lowercase hex>`.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Digest(String);
@@ -223,6 +226,9 @@ pub struct PushEvent {
 pub enum Classified {
     /// PUSH + SUCCESS with a tag: reconcile that tag.
     Reconcile(PushEvent),
+    /// A digest the supply-chain gates should look at again (its signature pushed, its
+    /// scan completed); not a deploy of anything by itself.
+    Recheck(GateHint),
     /// An ECR event that needs no action (delete, failure, push by digest, scan …); deleted.
     Nothing(String),
     /// Valid JSON that is not an ECR event; deleted with a warning.
@@ -255,6 +261,9 @@ pub fn classify(body: &str) -> Classified {
 
 fn classify_envelope(v: &Value, what: &str) -> Classified {
     let source = v.get("source").and_then(Value::as_str);
+    if source == Some(hints::INSPECTOR_SOURCE) {
+        return hints::inspector(v);
+    }
     if source != Some(ECR_SOURCE) {
         return match source {
             Some(s) => Classified::Foreign(format!("{what} from source {s:?}, not {ECR_SOURCE}")),
@@ -265,6 +274,9 @@ fn classify_envelope(v: &Value, what: &str) -> Classified {
         Some(t) => t,
         None => return Classified::Malformed("aws.ecr event without \"detail-type\"".into()),
     };
+    if detail_type == hints::SCAN {
+        return hints::ecr_scan(v);
+    }
     if detail_type != IMAGE_ACTION {
         return Classified::Nothing(format!("{detail_type:?} event"));
     }
@@ -308,6 +320,9 @@ fn classify_envelope(v: &Value, what: &str) -> Classified {
         Some(a) if a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit()) => Some(a.to_owned()),
         Some(a) => return Classified::Malformed(format!("account {a:?} is not a 12-digit id")),
     };
+    if let Some(hint) = hints::signature_push(registry.clone(), &repository, tag.as_str()) {
+        return hint;
+    }
     Classified::Reconcile(PushEvent {
         image: ImageRef::new(registry, repository, tag),
         digest_hint,

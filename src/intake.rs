@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::event::{Classified, classify};
+use crate::event::{Classified, GateHint, classify};
 use crate::notify::{Notice, Notifier, TroubleNotice};
 use crate::ports::{Queue, Receipt, Trigger};
 use crate::request::{InFlight, Request};
@@ -26,9 +26,25 @@ pub struct IntakeConfig {
     pub visibility: Duration,
     /// Told about malformed messages.
     pub notifier: Notifier,
-    /// Woken when the queue answers again after failed receives (AWS is back): the sweep
-    /// catches up at once instead of at its next turn.
+    /// Woken when the queue answers again after failed receives (AWS is back), and after a
+    /// gate hint: the sweep catches up at once instead of at its next turn.
     pub back_online: Option<Arc<Notify>>,
+    /// Records a gate hint (clears the rejections of its digest): the deployer's
+    /// [`crate::ports::Deployer::recheck`]. `None`: hints are only logged.
+    pub on_hint: Option<HintHandler>,
+}
+
+/// What intake calls with a gate hint; `Err`: not recorded, the message stays queued.
+#[derive(Clone)]
+pub struct HintHandler(pub Arc<HintFn>);
+
+/// Records a hint; returns how many rejections it cleared.
+pub type HintFn = dyn Fn(&GateHint) -> Result<usize, String> + Send + Sync;
+
+impl std::fmt::Debug for HintHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HintHandler")
+    }
 }
 
 /// Why a message was deleted straight from intake.
@@ -36,6 +52,7 @@ pub struct IntakeConfig {
 enum Done {
     Nothing,
     Foreign,
+    Hint,
 }
 
 impl Done {
@@ -43,8 +60,22 @@ impl Done {
         match self {
             Done::Nothing => &stats.deleted_nothing,
             Done::Foreign => &stats.deleted_foreign,
+            Done::Hint => &stats.deleted_done,
         }
     }
+}
+
+/// Records a gate hint and wakes the sweep, which looks at the digest again.
+fn recheck(cfg: &IntakeConfig, hint: &GateHint) -> Result<(), String> {
+    let cleared = match &cfg.on_hint {
+        Some(handle) => (handle.0)(hint)?,
+        None => 0,
+    };
+    info!(repository = hint.repository.as_str(), digest = %hint.digest.short(), why = %hint.why, cleared, "gate hint: the digest is checked again");
+    if let Some(wake) = &cfg.back_online {
+        wake.notify_one();
+    }
+    Ok(())
 }
 
 /// Receives until `shutdown`, classifies each message and forwards reconcile requests.
@@ -112,6 +143,12 @@ pub async fn run<Q: Queue>(
                         return;
                     }
                 }
+                Classified::Recheck(hint) => match recheck(&cfg, &hint) {
+                    Ok(()) => done.push((m.receipt, Done::Hint)),
+                    Err(e) => {
+                        warn!(message_id = %m.id, error = %e, "gate hint not recorded; the message comes back later");
+                    }
+                },
                 Classified::Nothing(why) => {
                     debug!(message_id = %m.id, %why, "nothing to do");
                     done.push((m.receipt, Done::Nothing));

@@ -40,6 +40,7 @@ pub mod config;
 pub mod control;
 pub mod deploy;
 pub mod event;
+pub mod gate;
 pub mod http;
 pub mod image;
 pub mod intake;

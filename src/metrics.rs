@@ -159,6 +159,10 @@ impl Metrics {
                 outcome: outcome.as_str(),
             })
             .inc();
+        if outcome == Outcome::Rejected {
+            // Nothing was deployed: no duration to observe.
+            return;
+        }
         self.deploy_duration.observe(took.as_secs_f64());
         if let Some(d) = event_to_running {
             self.event_to_running.observe(d.as_secs_f64());

@@ -71,6 +71,8 @@ pub enum Outcome {
     Succeeded,
     RolledBack,
     Failed,
+    /// A supply-chain gate refused the digest before anything was pulled (SPEC §11).
+    Rejected,
 }
 
 impl Outcome {
@@ -79,6 +81,7 @@ impl Outcome {
             Outcome::Succeeded => "succeeded",
             Outcome::RolledBack => "rolled_back",
             Outcome::Failed => "failed",
+            Outcome::Rejected => "rejected",
         }
     }
 
@@ -87,6 +90,7 @@ impl Outcome {
             "succeeded" => Some(Outcome::Succeeded),
             "rolled_back" => Some(Outcome::RolledBack),
             "failed" => Some(Outcome::Failed),
+            "rejected" => Some(Outcome::Rejected),
             _ => None,
         }
     }

@@ -10,7 +10,8 @@ use std::future::Future;
 use std::time::{Duration, SystemTime};
 
 use crate::control::policy::PolicyLabels;
-use crate::event::{Digest, ImageRef};
+use crate::event::{Digest, ImageRef, Repository};
+use crate::gate::{GateLabels, ScanFacts, SignatureLayer};
 use crate::image::{Desired, Platform};
 
 /// Opt-in label (SPEC §4): nothing without it is ever touched.
@@ -141,6 +142,13 @@ pub trait Deployer: Send + Sync + 'static {
         &self,
         request: DeployRequest,
     ) -> impl Future<Output = Result<(), DeployError>> + Send;
+
+    /// Records a gate hint: the digest's rejections are forgotten, so that the next look
+    /// checks the gates again. Returns how many were cleared.
+    fn recheck(&self, hint: &crate::event::GateHint) -> Result<usize, String> {
+        let _ = hint;
+        Ok(0)
+    }
 }
 
 /// Credentials for pulling from the registry (ECR GetAuthorizationToken).
@@ -150,6 +158,27 @@ pub struct PullAuth {
     pub password: String,
     /// The ECR registry host (`<account>.dkr.ecr.<region>.amazonaws.com`).
     pub registry_host: String,
+}
+
+/// The facts the supply-chain gates decide on (SPEC §11). Object-safe: the executor holds
+/// one behind `dyn`, so its many users do not carry another type parameter.
+pub trait Supply: Send + Sync + 'static {
+    /// The signed payload layers stored for `digest` under cosign's signature tag in
+    /// `repository` at the registry `host` (empty: no signature there).
+    fn signatures<'a>(
+        &'a self,
+        host: &'a str,
+        auth: &'a PullAuth,
+        repository: &'a Repository,
+        digest: &'a Digest,
+    ) -> futures::future::BoxFuture<'a, Result<Vec<SignatureLayer>, RemoteError>>;
+
+    /// What ECR's scanning says about `digest` of `image`'s repository.
+    fn scan<'a>(
+        &'a self,
+        image: &'a ImageRef,
+        digest: &'a Digest,
+    ) -> futures::future::BoxFuture<'a, Result<ScanFacts, RemoteError>>;
 }
 
 /// Source of pull credentials, cached by the implementation.
@@ -175,6 +204,8 @@ pub struct Managed {
     pub running_now: bool,
     /// `ecr-deployd.policy` and `ecr-deployd.window`, as labelled.
     pub policy: PolicyLabels,
+    /// `ecr-deployd.verify` and `ecr-deployd.scan-max-severity`, as labelled.
+    pub gates: GateLabels,
 }
 
 impl Managed {
@@ -387,6 +418,7 @@ pub struct ManagedService {
     pub rolls_back: bool,
     /// `ecr-deployd.policy` and `ecr-deployd.window`, as labelled on the service.
     pub policy: PolicyLabels,
+    pub gates: GateLabels,
 }
 
 /// A service's `UpdateStatus`.

@@ -11,8 +11,10 @@ use serde::Serialize;
 
 pub use crate::model::{Outcome, Phases, Step};
 pub use control::{ALL, Pause};
+pub use gates::Rejection;
 
 mod control;
+mod gates;
 
 /// A failure of the state store, with the operation that failed.
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +101,7 @@ const MIGRATIONS: &[&str] = &[
     SCHEMA_V1,
     "ALTER TABLE deployments ADD COLUMN platform_digest TEXT;",
     control::SCHEMA_V3,
+    gates::SCHEMA_V4,
 ];
 
 const SCHEMA_V1: &str = "

@@ -5,3 +5,4 @@ pub mod docker;
 pub mod ecr;
 pub mod events;
 pub mod sqs;
+pub mod supply;

@@ -17,6 +17,7 @@ use serde::Serialize;
 use crate::adapters::aws;
 use crate::adapters::docker::DockerRuntime;
 use crate::adapters::ecr::{EcrCredentials, EcrRegistry};
+use crate::adapters::supply::SupplyFacts;
 use crate::app::deploy_config;
 use crate::config::Settings;
 use crate::deploy::Executor;
@@ -48,7 +49,8 @@ impl Context {
             Arc::new(EcrCredentials::new(&sdk)),
             Arc::new(store),
             deploy_config(&settings),
-        );
+        )
+        .with_supply(Arc::new(SupplyFacts::new(&sdk)));
         Ok(Self {
             registry: EcrRegistry::new(&sdk),
             executor,

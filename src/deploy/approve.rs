@@ -54,6 +54,8 @@ pub enum ApproveError {
     Paused(String, String),
     #[error("{0}: {1}")]
     Refused(String, String),
+    #[error("{0}: rejected: {1}")]
+    Rejected(String, String),
     #[error("{0}")]
     Deploy(String),
     #[error(transparent)]
@@ -119,6 +121,7 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
             Done::Nothing => None,
             Done::Refused(why) => return Err(ApproveError::Refused(name.to_owned(), why)),
             Done::Held(h) => return Err(ApproveError::Refused(name.to_owned(), h.detail())),
+            Done::Rejected(why) => return Err(ApproveError::Rejected(name.to_owned(), why)),
         };
         Ok(Approved {
             from,

@@ -21,12 +21,13 @@ use super::report::Finished;
 use super::target::Target;
 use crate::control::policy::Policies;
 use crate::event::Digest;
+use crate::gate::Gates;
 use crate::image::{self, Desired, Platform};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::ports::{
     Credentials, DeployError, DeployRequest, Deployer, Managed, ManagedService, PullAuth, Runtime,
-    RuntimeError,
+    RuntimeError, Supply,
 };
 use crate::store::{NewDeployment, Outcome, Phases, Step, Store, StoreError};
 
@@ -41,6 +42,8 @@ pub struct DeployConfig {
     pub mirror: Option<String>,
     /// `[policy]`: what the update-control gate decides with.
     pub policies: Policies,
+    /// `[verify]` and `[scan]`: the supply-chain gates.
+    pub gates: Gates,
 }
 
 /// What a deploy of one target came to.
@@ -52,8 +55,10 @@ pub enum Done {
     Refused(String),
     /// A deployment was made and recorded with this outcome.
     Finished(Outcome),
-    /// Held by a pause or the container's policy; the hold is recorded.
+    /// Held by a pause, the container's policy or a scan still to come; recorded.
     Held(Held),
+    /// A supply-chain gate rejected the digest (now, or before); the reason.
+    Rejected(String),
 }
 
 /// Deploys desired digests to the managed containers and services that follow them.
@@ -66,6 +71,8 @@ pub struct Executor<RT, C> {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     pub(super) metrics: Option<Arc<Metrics>>,
     pub(super) notifier: Notifier,
+    /// Where the supply-chain gates get their facts (`None`: only in tests without gates).
+    pub(super) supply: Option<Arc<dyn Supply>>,
 }
 
 /// Why a deploy went back to the old container, or could not start.
@@ -108,7 +115,14 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
             locks: Mutex::default(),
             metrics: None,
             notifier: Notifier::disabled(),
+            supply: None,
         }
+    }
+
+    /// Checks the supply-chain gates with the facts `supply` fetches.
+    pub fn with_supply(mut self, supply: Arc<dyn Supply>) -> Self {
+        self.supply = Some(supply);
+        self
     }
 
     /// Sends every deployment outcome to `notifier` (webhooks, EventBridge).
@@ -310,7 +324,7 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
             warn!(name = %t.name(), digest = %digest.short(), %reason, "deploy refused");
             return Ok(Some(Done::Refused(reason)));
         }
-        Ok(None)
+        self.supply_gates(t, desired, trigger).await
     }
 
     /// Journals the start of a deployment (step `pulling`); returns its row id.
@@ -364,9 +378,18 @@ pub(super) enum DeployCheckError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    /// The gates' facts could not be fetched, for now.
+    #[error("{0}")]
+    Remote(String),
 }
 
 impl<RT: Runtime, C: Credentials> Deployer for Executor<RT, C> {
+    fn recheck(&self, hint: &crate::event::GateHint) -> Result<usize, String> {
+        self.store
+            .clear_rejections(hint.repository.as_str(), hint.digest.as_str())
+            .map_err(|e| e.to_string())
+    }
+
     async fn deploy(&self, request: DeployRequest) -> Result<(), DeployError> {
         let fail = |e: RuntimeError| DeployError {
             image: request.image.clone(),

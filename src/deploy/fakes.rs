@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::{DeployConfig, Executor};
 use crate::control::policy::PolicyLabels;
 use crate::event::{Digest, ImageRef};
+use crate::gate::GateLabels;
 use crate::ports::{
     Credentials, Dependent, Managed, NEW_SUFFIX, OLD_SUFFIX, Observed, PullAuth, RemoteError,
     Runtime, RuntimeError,
@@ -21,6 +22,7 @@ pub struct Box_ {
     pub running: bool,
     pub digest: Digest,
     pub policy: PolicyLabels,
+    pub gates: GateLabels,
 }
 
 #[derive(Default)]
@@ -59,6 +61,7 @@ impl FakeRuntime {
             running,
             digest: d.clone(),
             policy: PolicyLabels::default(),
+            gates: GateLabels::default(),
         });
         id
     }
@@ -125,6 +128,7 @@ impl Runtime for FakeRuntime {
                 stop_timeout: None,
                 running_now: b.running,
                 policy: b.policy.clone(),
+                gates: b.gates.clone(),
             })
             .collect())
     }
@@ -218,6 +222,7 @@ pub fn executor(
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(&dir.path().join("state.db")).unwrap());
     let cfg = DeployConfig {
+        gates: Default::default(),
         policies: Default::default(),
         health_timeout: Duration::from_secs(10),
         min_uptime: Duration::from_secs(1),

@@ -3,7 +3,8 @@
 //! recovered after a crash.
 //!
 //! - [`executor`]: locks, the deploy slots, the common sequence (re-check under the lock,
-//!   up to date? blocked? refused? → begin → carry out → record → report).
+//!   up to date? blocked/rejected? held? refused? gates? → begin → carry out → record →
+//!   report).
 //! - [`target`]: a container or a service, with one key for lock, journal and block.
 //! - [`swap`]: pull, create the successor beside the old container, stop, swap names, start.
 //! - [`health`]: the health gate: a pure verdict over what was observed, and its poll loop.
@@ -13,6 +14,7 @@
 //! - [`swarm`]: one service update, followed to its end.
 //! - [`report`]: the deployment's log line, metrics and notice.
 //! - [`hold`]: the update-control gate: pauses and policies (SPEC §10).
+//! - [`gates`]: the supply-chain gates: signature and scan (SPEC §11), before the pull.
 //! - [`operator`]: `rollback` by the operator; [`approve`]: `approve` by the operator.
 
 pub mod approve;
@@ -20,6 +22,7 @@ pub mod dependents;
 pub mod executor;
 #[cfg(test)]
 pub(crate) mod fakes;
+pub mod gates;
 pub mod health;
 pub mod hold;
 pub mod operator;

@@ -3,6 +3,7 @@
 
 use crate::control::policy::PolicyLabels;
 use crate::event::{Digest, ImageRef};
+use crate::gate::GateLabels;
 use crate::ports::{Managed, ManagedService};
 
 /// Journal rows of service updates name the service as `service:<id>` in place of an old
@@ -52,6 +53,14 @@ impl Target {
         match self {
             Target::Container(c) => &c.policy,
             Target::Service(s) => &s.policy,
+        }
+    }
+
+    /// Its gate labels.
+    pub fn gate_labels(&self) -> &GateLabels {
+        match self {
+            Target::Container(c) => &c.gates,
+            Target::Service(s) => &s.gates,
         }
     }
 

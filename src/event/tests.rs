@@ -245,3 +245,65 @@ fn requests_without_an_account_match_any_registry() {
             .matches(&with)
     );
 }
+
+fn hint(body: &str) -> GateHint {
+    match classify(body) {
+        Classified::Recheck(h) => h,
+        other => panic!("expected a gate hint, got {other:?}"),
+    }
+}
+
+const D: &str = "sha256:7f5b2640fe6fb4f46592dfd3410c4a79dac4f89e4782432e0378abcd12345678";
+
+#[test]
+fn the_push_of_a_signature_tag_is_a_hint_for_the_digest_it_names_not_a_deploy() {
+    let hex = &D["sha256:".len()..];
+    let body = fixture("push.json").replace("\"latest\"", &format!("\"sha256-{hex}.sig\""));
+    let h = hint(&body);
+    assert_eq!(h.repository.as_str(), "my-repository-name");
+    assert_eq!(h.digest.as_str(), D);
+    assert_eq!(h.registry.as_deref(), Some("123456789012"));
+    assert_eq!(h.why, "signature pushed");
+    // Other cosign-looking tags are ordinary tags.
+    let body = fixture("push.json").replace("\"latest\"", "\"sha256-abc.sig\"");
+    assert!(matches!(classify(&body), Classified::Reconcile(_)));
+}
+
+#[test]
+fn basic_and_enhanced_scan_events_are_hints_and_bad_ones_are_nothing() {
+    let scan = |d: &str| {
+        fixture("aws-doc-scan.json").replace(
+            "sha256:7f5b2640fe6fb4f46592dfd3410c4a79dac4f89e4782432e0378abcd1234",
+            d,
+        )
+    };
+    let h = hint(&scan(D));
+    assert_eq!(
+        (h.repository.as_str(), h.digest.as_str()),
+        ("my-repository-name", D)
+    );
+    assert_eq!(h.why, "scan COMPLETE");
+    // The documentation's own example has a truncated digest: nothing to look at.
+    assert!(matches!(
+        classify(&fixture("aws-doc-scan.json")),
+        Classified::Nothing(_)
+    ));
+    let inspector = format!(
+        r#"{{"version":"0","id":"x","detail-type":"Inspector2 Scan","source":"aws.inspector2","account":"123456789012",
+        "time":"2023-01-01T00:00:00Z","region":"eu-west-1","resources":[],
+        "detail":{{"scan-status":"INITIAL_SCAN_COMPLETE","repository-name":"arn:aws:ecr:eu-west-1:123456789012:repository/team/web",
+        "finding-severity-counts":{{"CRITICAL":0,"HIGH":1,"MEDIUM":0,"TOTAL":1}},"image-digest":"{D}","image-tags":["v1"]}}}}"#
+    );
+    let h = hint(&inspector);
+    assert_eq!(
+        (h.repository.as_str(), h.why.as_str()),
+        ("team/web", "enhanced scan INITIAL_SCAN_COMPLETE")
+    );
+    let not_ecr = inspector.replace(
+        "arn:aws:ecr:eu-west-1:123456789012:repository/team/web",
+        "i-0123",
+    );
+    assert!(matches!(classify(&not_ecr), Classified::Nothing(_)));
+    let other = inspector.replace("Inspector2 Scan", "Inspector2 Finding");
+    assert!(matches!(classify(&other), Classified::Nothing(_)));
+}

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::control::policy::Verdict;
+use crate::deploy::gates::Checked;
 use crate::deploy::hold::{Gate, Held};
 use crate::deploy::target::Target;
 use crate::deploy::{Done, Executor};
@@ -50,6 +51,8 @@ pub enum Action {
     Paused,
     /// Policy `monitor`: an update is available, never deployed.
     Monitor,
+    /// A supply-chain gate (signature, scan) rejected the desired digest; the detail says why.
+    Rejected,
     Succeeded,
     RolledBack,
     Failed,
@@ -68,6 +71,7 @@ impl Action {
             Action::Pending => "pending",
             Action::Paused => "paused",
             Action::Monitor => "update available (monitor)",
+            Action::Rejected => "rejected",
             Action::Succeeded => "deployed",
             Action::RolledBack => "rolled back",
             Action::Failed => "failed",
@@ -87,6 +91,7 @@ impl Action {
                 | Action::Pending
                 | Action::Paused
                 | Action::Monitor
+                | Action::Rejected
         )
     }
 
@@ -299,7 +304,7 @@ impl<RT: Runtime, C: Credentials> Pass<'_, RT, C> {
             }
             return match ex.refusal(target).await {
                 Ok(Some(why)) => (Action::Refused, Some(why)),
-                Ok(None) => (Action::WouldDeploy, None),
+                Ok(None) => gated(ex.preview_gates(target, desired).await),
                 Err(e) => (Action::WouldDeploy, Some(e.to_string())),
             };
         }
@@ -310,12 +315,30 @@ impl<RT: Runtime, C: Credentials> Pass<'_, RT, C> {
             Ok(Done::Finished(Outcome::Succeeded)) => (Action::Succeeded, None),
             Ok(Done::Finished(Outcome::RolledBack)) => (Action::RolledBack, None),
             Ok(Done::Finished(Outcome::Failed)) => (Action::Failed, None),
+            Ok(Done::Finished(Outcome::Rejected)) => (Action::Rejected, None),
             Ok(Done::Refused(why)) => (Action::Refused, Some(why)),
             Ok(Done::Held(h)) => held(&h),
+            Ok(Done::Rejected(why)) => (Action::Rejected, Some(why)),
             // Someone else (an event) deployed it meanwhile.
             Ok(Done::Nothing) => (Action::UpToDate, None),
             Err(e) => (Action::Failed, Some(e.to_string())),
         }
+    }
+}
+
+/// The dry-run row of a target the gates look at.
+fn gated(checked: Checked) -> (Action, Option<String>) {
+    match checked {
+        Checked::Go(why) => (
+            Action::WouldDeploy,
+            Some(why.join("; ")).filter(|w| !w.is_empty()),
+        ),
+        Checked::Pending(why) => (Action::Pending, Some(why)),
+        Checked::Rejected { gate, reason } => (Action::Rejected, Some(format!("{gate}: {reason}"))),
+        Checked::Unknown(why) => (
+            Action::Refused,
+            Some(format!("gates could not be checked: {why}")),
+        ),
     }
 }
 

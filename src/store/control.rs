@@ -122,6 +122,24 @@ impl Store {
     }
 }
 
+impl Store {
+    /// The digest recorded as held for `container` as `kind`, and since when.
+    pub fn held_since(
+        &self,
+        container: &str,
+        kind: &str,
+    ) -> Result<Option<(String, i64)>, StoreError> {
+        self.conn()
+            .query_row(
+                "SELECT digest, since_ms FROM held WHERE container = ?1 AND kind = ?2",
+                params![container, kind],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(ctx("read hold"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

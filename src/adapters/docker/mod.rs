@@ -31,6 +31,7 @@ pub use recreate::{Recreation, recreation};
 
 use crate::control::policy::{LABEL_POLICY, LABEL_WINDOW, PolicyLabels};
 use crate::event::{Digest, follows, split_reference};
+use crate::gate::GateLabels;
 use crate::image::{Platform, repo_digests};
 use crate::ports::{
     Dependent, LABEL_ENABLE, LABEL_HEALTH_TIMEOUT, LABEL_IMAGE, Managed, ManagedService,
@@ -261,6 +262,7 @@ impl DockerRuntime {
                 policy: labels.get(LABEL_POLICY).cloned(),
                 window: labels.get(LABEL_WINDOW).cloned(),
             },
+            gates: GateLabels::from_labels(&labels),
             name,
             image: configured,
             follows,

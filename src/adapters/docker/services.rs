@@ -10,6 +10,7 @@ use tracing::warn;
 use super::DockerRuntime;
 use crate::control::policy::{LABEL_POLICY, LABEL_WINDOW, PolicyLabels};
 use crate::event::{Digest, follows};
+use crate::gate::{GateLabels, LABEL_SCAN, LABEL_VERIFY};
 use crate::ports::{
     LABEL_ENABLE, LABEL_IMAGE, ManagedService, PullAuth, RuntimeError, ServiceUpdate,
 };
@@ -126,6 +127,10 @@ fn managed_service(s: &Value, mirror: Option<&str>) -> Option<ManagedService> {
         policy: PolicyLabels {
             policy: labels[LABEL_POLICY].as_str().map(str::to_owned),
             window: labels[LABEL_WINDOW].as_str().map(str::to_owned),
+        },
+        gates: GateLabels {
+            verify: labels[LABEL_VERIFY].as_str().map(str::to_owned),
+            scan: labels[LABEL_SCAN].as_str().map(str::to_owned),
         },
         follows,
         name,

@@ -1,0 +1,233 @@
+//! [`Supply`]: the facts behind the supply-chain gates. Signatures come from the registry
+//! the pull uses (ECR or the mirror), over its HTTP API with the same credentials; scan
+//! results from ECR's `DescribeImageScanFindings` (and `DescribeRepositories` for
+//! scan-on-push when there is none yet).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use aws_sdk_ecr::Client;
+use aws_sdk_ecr::types::ImageIdentifier;
+use futures::future::BoxFuture;
+use sha2::Digest as _;
+
+use super::aws::remote_error;
+use crate::event::{Digest, ImageRef, Repository};
+use crate::gate::signature::{layers_of, sig_tag};
+use crate::gate::{ScanFacts, SignatureLayer};
+use crate::ports::{PullAuth, RemoteError, Supply};
+
+/// Manifests and payloads larger than this are refused (a payload is a few hundred bytes).
+const MAX_BODY: usize = 1 << 20;
+const TIMEOUT: Duration = Duration::from_secs(30);
+const MANIFEST_TYPES: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
+
+/// Registry HTTP client and ECR client.
+#[derive(Clone, Debug)]
+pub struct SupplyFacts {
+    http: reqwest::Client,
+    ecr: Client,
+}
+
+fn err(operation: &'static str, message: impl Into<String>, transient: bool) -> RemoteError {
+    RemoteError {
+        operation,
+        message: message.into(),
+        transient,
+    }
+}
+
+/// `http` for a loopback registry (as Docker treats it), `https` for any other.
+fn base_url(host: &str) -> String {
+    let name = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    let loopback =
+        name == "localhost" || name.starts_with("127.") || name.trim_matches(['[', ']']) == "::1";
+    format!("{}://{host}", if loopback { "http" } else { "https" })
+}
+
+impl SupplyFacts {
+    pub fn new(sdk: &SdkConfig) -> Self {
+        // Building fails only when no TLS backend loads; the default client then says so.
+        let http = reqwest::Client::builder()
+            .timeout(TIMEOUT)
+            .build()
+            .unwrap_or_default();
+        Self {
+            http,
+            ecr: Client::new(sdk),
+        }
+    }
+
+    /// GET `url` with basic auth: the body, or `None` on 404.
+    async fn get(
+        &self,
+        op: &'static str,
+        url: &str,
+        auth: &PullAuth,
+        accept: &str,
+    ) -> Result<Option<Vec<u8>>, RemoteError> {
+        let resp = self
+            .http
+            .get(url)
+            .basic_auth(&auth.username, Some(&auth.password))
+            .header("Accept", accept)
+            .send()
+            .await
+            .map_err(|e| err(op, format!("{url}: {e}"), true))?;
+        let status = resp.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            let transient = status.is_server_error() || status.as_u16() == 429;
+            return Err(err(op, format!("{url}: HTTP {status}"), transient));
+        }
+        if resp.content_length().is_some_and(|n| n as usize > MAX_BODY) {
+            return Err(err(
+                op,
+                format!("{url}: larger than {MAX_BODY} bytes"),
+                false,
+            ));
+        }
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| err(op, format!("{url}: {e}"), true))?;
+        if body.len() > MAX_BODY {
+            return Err(err(
+                op,
+                format!("{url}: larger than {MAX_BODY} bytes"),
+                false,
+            ));
+        }
+        Ok(Some(body.to_vec()))
+    }
+
+    async fn fetch_signatures(
+        &self,
+        host: &str,
+        auth: &PullAuth,
+        repository: &Repository,
+        digest: &Digest,
+    ) -> Result<Vec<SignatureLayer>, RemoteError> {
+        let base = format!("{}/v2/{}", base_url(host), repository.as_str());
+        let url = format!("{base}/manifests/{}", sig_tag(digest));
+        let op = "registry: signature manifest";
+        let Some(manifest) = self.get(op, &url, auth, MANIFEST_TYPES).await? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for layer in layers_of(&manifest).map_err(|e| err(op, e, false))? {
+            let url = format!("{base}/blobs/{}", layer.digest);
+            let op = "registry: signature payload";
+            let Some(payload) = self.get(op, &url, auth, "*/*").await? else {
+                return Err(err(op, format!("{url}: not found"), false));
+            };
+            let sum = sha2::Sha256::digest(&payload);
+            let hex: String = sum.iter().map(|b| format!("{b:02x}")).collect();
+            let hex = format!("sha256:{hex}");
+            if hex != layer.digest.as_str() {
+                return Err(err(
+                    op,
+                    format!("{url}: content does not match its digest"),
+                    false,
+                ));
+            }
+            out.push(SignatureLayer {
+                payload,
+                signature: layer.signature,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn fetch_scan(
+        &self,
+        image: &ImageRef,
+        digest: &Digest,
+    ) -> Result<ScanFacts, RemoteError> {
+        let call = self
+            .ecr
+            .describe_image_scan_findings()
+            .repository_name(image.repository.as_str())
+            .image_id(
+                ImageIdentifier::builder()
+                    .image_digest(digest.as_str())
+                    .build(),
+            )
+            .max_results(1)
+            .set_registry_id(image.registry.clone());
+        let out = match call.send().await {
+            Ok(out) => out,
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_scan_not_found_exception()) =>
+            {
+                return self
+                    .scan_on_push(image)
+                    .await
+                    .map(|scan_on_push| ScanFacts::Missing { scan_on_push });
+            }
+            Err(e) => return Err(remote_error("ecr:DescribeImageScanFindings", e)),
+        };
+        let status = out.image_scan_status();
+        let counts = out
+            .image_scan_findings()
+            .and_then(|f| f.finding_severity_counts());
+        let state = status
+            .and_then(|s| s.status())
+            .map(|s| s.as_str().to_owned());
+        Ok(match (state.as_deref(), counts) {
+            (Some("COMPLETE" | "ACTIVE") | None, Some(counts)) => ScanFacts::Complete(
+                counts
+                    .iter()
+                    .map(|(s, n)| (s.as_str().to_owned(), (*n).max(0) as u64))
+                    .collect::<BTreeMap<_, _>>(),
+            ),
+            (Some("COMPLETE" | "ACTIVE"), None) => ScanFacts::Complete(BTreeMap::new()),
+            (Some("IN_PROGRESS" | "PENDING"), _) => ScanFacts::InProgress,
+            (Some(other), _) => ScanFacts::Unavailable(format!(
+                "{other}: {}",
+                status.and_then(|s| s.description()).unwrap_or("")
+            )),
+            (None, None) => ScanFacts::InProgress,
+        })
+    }
+
+    async fn scan_on_push(&self, image: &ImageRef) -> Result<bool, RemoteError> {
+        let out = self
+            .ecr
+            .describe_repositories()
+            .repository_names(image.repository.as_str())
+            .set_registry_id(image.registry.clone())
+            .send()
+            .await
+            .map_err(|e| remote_error("ecr:DescribeRepositories", e))?;
+        Ok(out
+            .repositories()
+            .first()
+            .and_then(|r| r.image_scanning_configuration())
+            .is_some_and(|c| c.scan_on_push()))
+    }
+}
+
+impl Supply for SupplyFacts {
+    fn signatures<'a>(
+        &'a self,
+        host: &'a str,
+        auth: &'a PullAuth,
+        repository: &'a Repository,
+        digest: &'a Digest,
+    ) -> BoxFuture<'a, Result<Vec<SignatureLayer>, RemoteError>> {
+        Box::pin(self.fetch_signatures(host, auth, repository, digest))
+    }
+
+    fn scan<'a>(
+        &'a self,
+        image: &'a ImageRef,
+        digest: &'a Digest,
+    ) -> BoxFuture<'a, Result<ScanFacts, RemoteError>> {
+        Box::pin(self.fetch_scan(image, digest))
+    }
+}

@@ -1,0 +1,225 @@
+//! The supply-chain gates in the deploy sequence (SPEC §11), after the update-control gate
+//! and before the pull: nothing is pulled or stopped for a digest they do not accept.
+//!
+//! A rejection is recorded (the `rejected` row and a history row), counted and told once;
+//! it holds until something changes: a newer digest, or a hint (the signature pushed, the
+//! scan completed) that clears it. A scan still to come holds the deploy as `pending`,
+//! counted from when this digest was first seen waiting; past `wait_seconds` it is rejected.
+
+use std::time::Duration;
+
+use tracing::{debug, info, warn};
+
+use super::executor::{DeployCheckError, Done, Executor};
+use super::hold::Held;
+use super::report::Finished;
+use super::target::Target;
+use crate::gate::{Verdict, signature};
+use crate::image::Desired;
+use crate::ports::{Credentials, Runtime};
+use crate::store::{NewDeployment, Outcome, Phases, StoreError, now_ms};
+
+/// The trigger of the operator's `rollback` (see [`super::operator`]).
+const ROLLBACK_TRIGGER: &str = "manual";
+/// The hold kind under which a digest waiting for its scan is recorded.
+const SCAN_HOLD: &str = "scan";
+
+/// What the gates say, with the gate that decided.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Checked {
+    /// No gate applies, or every one accepted (the details say why).
+    Go(Vec<String>),
+    Pending(String),
+    Rejected {
+        gate: &'static str,
+        reason: String,
+    },
+    /// The facts could not be read (permission, a bad answer): nothing deployed, nothing
+    /// recorded; the next look tries again.
+    Unknown(String),
+}
+
+impl<RT: Runtime, C: Credentials> Executor<RT, C> {
+    /// The gates' verdict on `desired` for `t`; nothing recorded. `waited`: how long this
+    /// digest has been waiting for its scan. `Err` only for a transient failure.
+    pub async fn check_gates(
+        &self,
+        t: &Target,
+        desired: &Desired,
+        waited: Duration,
+    ) -> Result<Checked, String> {
+        let applies = match self.cfg.gates.applying(t.gate_labels()) {
+            Ok(a) => a,
+            Err(why) => return Ok(Checked::Unknown(why)),
+        };
+        if !applies.any() {
+            return Ok(Checked::Go(Vec::new()));
+        }
+        let Some(supply) = &self.supply else {
+            return Ok(Checked::Unknown(
+                "gates configured but no way to check them".into(),
+            ));
+        };
+        let (digest, follows) = (&desired.digest, t.follows());
+        let unknown = |e: crate::ports::RemoteError| match e.transient {
+            true => Err(e.to_string()),
+            false => Ok(Checked::Unknown(e.to_string())),
+        };
+        let mut accepted = Vec::new();
+        if applies.signed {
+            let (auth, host) = self.pull_auth_and_host().await.map_err(|f| f.reason)?;
+            let layers = match supply
+                .signatures(&host, &auth, &follows.repository, digest)
+                .await
+            {
+                Ok(l) => l,
+                Err(e) => return unknown(e),
+            };
+            let repo = follows.repository.as_str();
+            match signature::check(&layers, digest, repo, &self.cfg.gates.keys) {
+                Verdict::Accepted(why) => accepted.push(why),
+                Verdict::Pending(why) => return Ok(Checked::Pending(why)),
+                Verdict::Rejected(reason) => {
+                    return Ok(Checked::Rejected {
+                        gate: "signature",
+                        reason,
+                    });
+                }
+            }
+        }
+        if let Some(rule) = applies.scan {
+            let facts = match supply.scan(follows, digest).await {
+                Ok(f) => f,
+                Err(e) => return unknown(e),
+            };
+            match rule.verdict(&facts, waited) {
+                Verdict::Accepted(why) => accepted.push(why),
+                Verdict::Pending(why) => return Ok(Checked::Pending(why)),
+                Verdict::Rejected(reason) => {
+                    return Ok(Checked::Rejected {
+                        gate: "scan",
+                        reason,
+                    });
+                }
+            }
+        }
+        Ok(Checked::Go(accepted))
+    }
+
+    /// What the gates would say now (`sweep --dry-run`, `status`): a recorded rejection, or
+    /// the verdict on the facts as they are. Nothing recorded.
+    pub async fn preview_gates(&self, t: &Target, desired: &Desired) -> Checked {
+        if let Ok(Some(r)) = self.store.rejection(t.block_key(), desired.digest.as_str()) {
+            let gate = if r.gate == "signature" {
+                "signature"
+            } else {
+                "scan"
+            };
+            return Checked::Rejected {
+                gate,
+                reason: r.reason,
+            };
+        }
+        self.check_gates(t, desired, self.waited(t, desired))
+            .await
+            .unwrap_or_else(Checked::Unknown)
+    }
+
+    /// How long `desired` has been waiting for its scan on `t` (zero when it is not).
+    pub fn waited(&self, t: &Target, desired: &Desired) -> Duration {
+        match self.store.held_since(t.block_key(), SCAN_HOLD) {
+            Ok(Some((d, since))) if d == desired.digest.as_str() => {
+                Duration::from_millis(now_ms().saturating_sub(since).max(0) as u64)
+            }
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// The gates in the deploy sequence: `Some` when they stop it (recorded), `None`: go.
+    pub(super) async fn supply_gates(
+        &self,
+        t: &Target,
+        desired: &Desired,
+        trigger: &str,
+    ) -> Result<Option<Done>, DeployCheckError> {
+        if trigger == ROLLBACK_TRIGGER {
+            // The operator's `rollback` returns to what ran here before: not a new digest.
+            return Ok(None);
+        }
+        let digest = &desired.digest;
+        if let Some(r) = self.store.rejection(t.block_key(), digest.as_str())? {
+            debug!(name = %t.name(), digest = %digest.short(), reason = %r.reason, "digest rejected before; not checking again");
+            return Ok(Some(Done::Rejected(r.reason)));
+        }
+        let checked = self
+            .check_gates(t, desired, self.waited(t, desired))
+            .await
+            .map_err(DeployCheckError::Remote)?;
+        Ok(match checked {
+            Checked::Go(why) => {
+                if !why.is_empty() {
+                    info!(name = %t.name(), digest = %digest.short(), gates = %why.join("; "), "gates passed");
+                }
+                None
+            }
+            Checked::Pending(why) => {
+                let held = Held::Pending(why);
+                self.store.hold(t.block_key(), SCAN_HOLD, digest.as_str())?;
+                self.record_hold(t, desired, &held)?;
+                Some(Done::Held(held))
+            }
+            Checked::Rejected { gate, reason } => {
+                self.record_rejection(t, desired, trigger, gate, &reason)?;
+                Some(Done::Rejected(reason))
+            }
+            Checked::Unknown(why) => {
+                warn!(name = %t.name(), digest = %digest.short(), %why, "gates could not be checked; not deploying");
+                Some(Done::Refused(format!("gates could not be checked: {why}")))
+            }
+        })
+    }
+
+    /// The rejection's row, history, metric and notice.
+    fn record_rejection(
+        &self,
+        t: &Target,
+        desired: &Desired,
+        trigger: &str,
+        gate: &'static str,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        let follows = t.follows();
+        let platform = None;
+        self.store.reject(
+            &NewDeployment {
+                container: t.block_key(),
+                repository: follows.repository.as_str(),
+                tag: follows.tag.as_str(),
+                from_digest: t.digests().first().map(|d| d.as_str()),
+                to_digest: desired.digest.as_str(),
+                platform_digest: platform,
+                trigger,
+                old_id: &t.journal_old_id(),
+            },
+            gate,
+            reason,
+        )?;
+        warn!(name = %t.name(), digest = %desired.digest.short(), gate, %reason, "digest rejected");
+        self.report(&Finished {
+            target: t,
+            to: &desired.digest,
+            platform: None,
+            outcome: Outcome::Rejected,
+            trigger,
+            took: Duration::ZERO,
+            phases: &Phases::default(),
+            event_time: None,
+            error: Some(reason),
+            transient: false,
+        });
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,301 @@
+//! The gates in the deploy sequence over the in-memory runtime and facts: what is pulled
+//! (nothing, until accepted), what is recorded, what a hint and a newer digest change.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+
+use super::*;
+use crate::deploy::Done;
+use crate::deploy::fakes::{FakeRuntime, FixedAuth, digest, executor};
+use crate::event::{Digest, GateHint, ImageRef, Repository};
+use crate::gate::tests::{key, payload, signed};
+use crate::gate::{Gates, OnMissing, ScanFacts, Severity, SignatureLayer};
+use crate::ports::{Deployer, PullAuth, RemoteError, Supply};
+
+type Ex = Executor<FakeRuntime, FixedAuth>;
+
+#[derive(Default)]
+struct Facts {
+    signatures: Mutex<HashMap<Digest, Vec<SignatureLayer>>>,
+    scans: Mutex<HashMap<Digest, ScanFacts>>,
+    /// `host` of every signature fetch.
+    hosts: Mutex<Vec<String>>,
+    calls: AtomicUsize,
+    fail: Mutex<Option<RemoteError>>,
+}
+
+impl Supply for Facts {
+    fn signatures<'a>(
+        &'a self,
+        host: &'a str,
+        _: &'a PullAuth,
+        _: &'a Repository,
+        digest: &'a Digest,
+    ) -> BoxFuture<'a, Result<Vec<SignatureLayer>, RemoteError>> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.hosts.lock().unwrap().push(host.to_owned());
+        let r = match self.fail.lock().unwrap().clone() {
+            Some(e) => Err(e),
+            None => Ok(self
+                .signatures
+                .lock()
+                .unwrap()
+                .get(digest)
+                .cloned()
+                .unwrap_or_default()),
+        };
+        Box::pin(async move { r })
+    }
+
+    fn scan<'a>(
+        &'a self,
+        _: &'a ImageRef,
+        digest: &'a Digest,
+    ) -> BoxFuture<'a, Result<ScanFacts, RemoteError>> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let r = self.scans.lock().unwrap().get(digest).cloned();
+        let r = Ok(r.unwrap_or(ScanFacts::Missing {
+            scan_on_push: false,
+        }));
+        Box::pin(async move { r })
+    }
+}
+
+fn gated(gates: Gates) -> (tempfile::TempDir, Ex, Arc<Facts>) {
+    let (dir, ex) = executor(FakeRuntime::with(&["web"], &digest('1')), 1);
+    let facts = Arc::new(Facts::default());
+    let mut ex = ex.with_supply(facts.clone());
+    ex.cfg.gates = gates;
+    (dir, ex, facts)
+}
+
+async fn deploy(ex: &Ex, to: char, trigger: &str) -> Done {
+    let t = Target::Container(ex.managed().await.unwrap().remove(0));
+    ex.deploy_target(
+        &t,
+        &Desired::single(digest(to)),
+        trigger,
+        Duration::ZERO,
+        None,
+    )
+    .await
+    .unwrap()
+}
+
+fn signing() -> Gates {
+    Gates {
+        keys: vec![key(7).1],
+        require_signed: true,
+        ..Default::default()
+    }
+}
+
+fn pulls(ex: &Ex) -> usize {
+    ex.runtime()
+        .calls
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|c| c.starts_with("pull"))
+        .count()
+}
+
+#[tokio::test]
+async fn an_unsigned_digest_is_rejected_before_any_pull_recorded_once_and_not_checked_again() {
+    let (_d, ex, facts) = gated(signing());
+    let done = deploy(&ex, '2', "event").await;
+    assert!(
+        matches!(&done, Done::Rejected(why) if why.contains("not signed")),
+        "{done:?}"
+    );
+    assert_eq!(pulls(&ex), 0, "nothing pulled");
+    assert_eq!(
+        ex.runtime().state()[0].2,
+        digest('1'),
+        "still the old digest"
+    );
+    let h = ex.store().history(Some("web"), 10).unwrap();
+    assert_eq!(h.len(), 1);
+    assert_eq!(h[0].outcome, Some(Outcome::Rejected));
+    // The next sweep finds the rejection: no new row, no new fetch.
+    let calls = facts.calls.load(Ordering::SeqCst);
+    assert!(matches!(deploy(&ex, '2', "sweep").await, Done::Rejected(_)));
+    assert_eq!(facts.calls.load(Ordering::SeqCst), calls);
+    assert_eq!(ex.store().history(Some("web"), 10).unwrap().len(), 1);
+    // The signature is pushed; its hint clears the rejection and the next look deploys.
+    let d = digest('2');
+    facts.signatures.lock().unwrap().insert(
+        d.clone(),
+        vec![signed(
+            &key(7).0,
+            payload("mirror.example:5000/team/api", &d),
+        )],
+    );
+    let hint = GateHint {
+        registry: None,
+        repository: Repository::parse("team/api").unwrap(),
+        digest: d,
+        why: "signature pushed".into(),
+    };
+    assert_eq!(ex.recheck(&hint).unwrap(), 1);
+    assert_eq!(
+        deploy(&ex, '2', "event").await,
+        Done::Finished(Outcome::Succeeded)
+    );
+    assert_eq!(
+        facts.hosts.lock().unwrap().last().unwrap(),
+        "mirror",
+        "the pull's registry"
+    );
+}
+
+#[tokio::test]
+async fn a_newer_digest_is_checked_afresh_and_a_signed_one_deploys() {
+    let (_d, ex, facts) = gated(signing());
+    assert!(matches!(deploy(&ex, '2', "event").await, Done::Rejected(_)));
+    let d = digest('3');
+    facts
+        .signatures
+        .lock()
+        .unwrap()
+        .insert(d.clone(), vec![signed(&key(7).0, payload("team/api", &d))]);
+    assert_eq!(
+        deploy(&ex, '3', "event").await,
+        Done::Finished(Outcome::Succeeded)
+    );
+}
+
+#[tokio::test]
+async fn the_operators_rollback_is_not_gated_but_approve_is() {
+    let (_d, ex, _facts) = gated(signing());
+    assert!(matches!(
+        deploy(&ex, '2', "approve").await,
+        Done::Rejected(_)
+    ));
+    assert_eq!(
+        deploy(&ex, '3', "manual").await,
+        Done::Finished(Outcome::Succeeded)
+    );
+}
+
+#[tokio::test]
+async fn a_scan_finding_at_the_limit_rejects_and_one_below_passes() {
+    let (_d, ex, facts) = gated(Gates {
+        max_severity: Some(Severity::High),
+        ..Default::default()
+    });
+    let counts = |pairs: &[(&str, u64)]| {
+        ScanFacts::Complete(
+            pairs
+                .iter()
+                .map(|(s, n)| (s.to_string(), *n))
+                .collect::<BTreeMap<_, _>>(),
+        )
+    };
+    facts
+        .scans
+        .lock()
+        .unwrap()
+        .insert(digest('2'), counts(&[("CRITICAL", 1)]));
+    facts
+        .scans
+        .lock()
+        .unwrap()
+        .insert(digest('3'), counts(&[("LOW", 4)]));
+    let done = deploy(&ex, '2', "event").await;
+    assert!(
+        matches!(&done, Done::Rejected(why) if why.contains("1 CRITICAL")),
+        "{done:?}"
+    );
+    assert_eq!(
+        deploy(&ex, '3', "event").await,
+        Done::Finished(Outcome::Succeeded)
+    );
+}
+
+#[tokio::test]
+async fn a_scan_in_progress_is_pending_until_it_completes_and_past_the_wait_is_rejected() {
+    let gates = Gates {
+        max_severity: Some(Severity::Critical),
+        wait: Duration::from_secs(3600),
+        on_missing: OnMissing::Block,
+        ..Default::default()
+    };
+    let (_d, ex, facts) = gated(gates);
+    facts
+        .scans
+        .lock()
+        .unwrap()
+        .insert(digest('2'), ScanFacts::InProgress);
+    let done = deploy(&ex, '2', "event").await;
+    assert!(
+        matches!(&done, Done::Held(h) if h.state() == "pending" && h.detail().contains("scan in progress")),
+        "{done:?}"
+    );
+    assert_eq!(pulls(&ex), 0);
+    facts
+        .scans
+        .lock()
+        .unwrap()
+        .insert(digest('2'), ScanFacts::Complete(BTreeMap::new()));
+    assert_eq!(
+        deploy(&ex, '2', "sweep").await,
+        Done::Finished(Outcome::Succeeded)
+    );
+    // Another digest waits from its own first sighting; with no wait left it is rejected.
+    let mut ex = ex;
+    ex.cfg.gates.wait = Duration::ZERO;
+    facts
+        .scans
+        .lock()
+        .unwrap()
+        .insert(digest('4'), ScanFacts::InProgress);
+    let done = deploy(&ex, '4', "event").await;
+    assert!(
+        matches!(&done, Done::Rejected(why) if why.contains("after 0 s")),
+        "{done:?}"
+    );
+}
+
+#[tokio::test]
+async fn facts_that_cannot_be_read_refuse_without_recording_and_bad_labels_are_named() {
+    let (_d, ex, facts) = gated(signing());
+    *facts.fail.lock().unwrap() = Some(RemoteError {
+        operation: "registry",
+        message: "HTTP 401".into(),
+        transient: false,
+    });
+    let done = deploy(&ex, '2', "event").await;
+    assert!(
+        matches!(&done, Done::Refused(why) if why.contains("HTTP 401")),
+        "{done:?}"
+    );
+    assert!(ex.store().history(Some("web"), 10).unwrap().is_empty());
+    *facts.fail.lock().unwrap() = Some(RemoteError {
+        operation: "registry",
+        message: "timed out".into(),
+        transient: true,
+    });
+    let t = Target::Container(ex.managed().await.unwrap().remove(0));
+    let err = ex
+        .deploy_target(
+            &t,
+            &Desired::single(digest('2')),
+            "event",
+            Duration::ZERO,
+            None,
+        )
+        .await;
+    assert!(err.is_err(), "a transient failure keeps the request queued");
+    *facts.fail.lock().unwrap() = None;
+    ex.runtime().boxes.lock().unwrap()[0].gates.verify = Some("maybe".into());
+    let done = deploy(&ex, '2', "event").await;
+    assert!(
+        matches!(&done, Done::Refused(why) if why.contains("ecr-deployd.verify=\"maybe\"")),
+        "{done:?}"
+    );
+}

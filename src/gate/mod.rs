@@ -1,0 +1,110 @@
+//! Supply-chain gates (SPEC §11), between resolve and pull: a desired digest must carry a
+//! trusted cosign signature ([`signature`]) and a clean enough ECR scan ([`scan`]) before
+//! anything is pulled or stopped. Pure verdicts over facts the adapters fetch
+//! ([`crate::ports::Supply`]); the executor asks, records and reports (`deploy/gates.rs`).
+
+pub mod scan;
+pub mod signature;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+pub use scan::{OnMissing, ScanFacts, ScanRule, Severity};
+pub use signature::{SignatureLayer, TrustedKey};
+
+/// Per container: `signed` or `none`, overriding `[verify] require`.
+pub const LABEL_VERIFY: &str = "ecr-deployd.verify";
+/// Per container: a severity (or `none`), overriding `[scan] max_severity`.
+pub const LABEL_SCAN: &str = "ecr-deployd.scan-max-severity";
+
+/// A container's gate labels, as labelled.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GateLabels {
+    pub verify: Option<String>,
+    pub scan: Option<String>,
+}
+
+impl GateLabels {
+    pub fn from_labels(labels: &HashMap<String, String>) -> Self {
+        Self {
+            verify: labels.get(LABEL_VERIFY).cloned(),
+            scan: labels.get(LABEL_SCAN).cloned(),
+        }
+    }
+}
+
+/// `[verify]` and `[scan]`, compiled.
+#[derive(Clone, Debug, Default)]
+pub struct Gates {
+    pub keys: Vec<TrustedKey>,
+    /// `[verify] require = "signed"`.
+    pub require_signed: bool,
+    /// `[scan] max_severity` (`None`: no gate unless a label asks for one).
+    pub max_severity: Option<Severity>,
+    pub wait: Duration,
+    pub on_missing: OnMissing,
+}
+
+/// The gates one container is subject to.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Applies {
+    pub signed: bool,
+    pub scan: Option<ScanRule>,
+}
+
+impl Applies {
+    pub fn any(&self) -> bool {
+        self.signed || self.scan.is_some()
+    }
+}
+
+/// What a gate says about a digest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Passed; the detail says why (which key, which counts).
+    Accepted(String),
+    /// Not decided yet (a scan in progress or coming): looked at again later.
+    Pending(String),
+    /// Failed: not pulled, recorded, blocked until something changes.
+    Rejected(String),
+}
+
+impl Gates {
+    /// The gates for a container with these labels, or why its labels are invalid.
+    pub fn applying(&self, labels: &GateLabels) -> Result<Applies, String> {
+        let signed = match labels.verify.as_deref().map(str::trim) {
+            None => self.require_signed,
+            Some("signed") => true,
+            Some("none") => false,
+            Some(other) => {
+                return Err(format!(
+                    "label {LABEL_VERIFY}={other:?}: expected signed or none"
+                ));
+            }
+        };
+        if signed && self.keys.is_empty() {
+            return Err(format!(
+                "a signature is required but [verify] cosign_public_keys names no key ({LABEL_VERIFY} or [verify] require)"
+            ));
+        }
+        let max = match labels.scan.as_deref().map(str::trim) {
+            None => self.max_severity,
+            Some("" | "none") => None,
+            Some(s) => Some(
+                s.parse::<Severity>()
+                    .map_err(|e| format!("label {LABEL_SCAN}: {e}"))?,
+            ),
+        };
+        Ok(Applies {
+            signed,
+            scan: max.map(|max| ScanRule {
+                max,
+                wait: self.wait,
+                on_missing: self.on_missing,
+            }),
+        })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

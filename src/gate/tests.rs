@@ -1,0 +1,292 @@
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use base64::Engine as _;
+use p256::ecdsa::signature::Signer;
+use p256::ecdsa::{DerSignature, SigningKey};
+use p256::pkcs8::{EncodePublicKey, LineEnding};
+
+use super::scan::show_counts;
+use super::signature::{check, layers_of, sig_tag, signed_digest};
+use super::*;
+use crate::event::Digest;
+
+fn digest(c: char) -> Digest {
+    Digest::parse(&format!("sha256:{}", c.to_string().repeat(64))).unwrap()
+}
+
+pub(crate) fn key(seed: u8) -> (SigningKey, TrustedKey) {
+    let sk = SigningKey::from_slice(&[seed; 32]).unwrap();
+    let pem = sk
+        .verifying_key()
+        .to_public_key_pem(LineEnding::LF)
+        .unwrap();
+    (
+        sk,
+        TrustedKey::from_pem(&format!("key{seed}.pub"), &pem).unwrap(),
+    )
+}
+
+pub(crate) fn payload(reference: &str, d: &Digest) -> Vec<u8> {
+    format!(
+        r#"{{"critical":{{"identity":{{"docker-reference":"{reference}"}},"image":{{"docker-manifest-digest":"{d}"}},"type":"cosign container image signature"}},"optional":null}}"#
+    )
+    .into_bytes()
+}
+
+pub(crate) fn signed(sk: &SigningKey, payload: Vec<u8>) -> SignatureLayer {
+    let sig: DerSignature = sk.sign(&payload);
+    SignatureLayer {
+        signature: base64::engine::general_purpose::STANDARD.encode(sig.as_bytes()),
+        payload,
+    }
+}
+
+fn rejected(v: Verdict) -> String {
+    match v {
+        Verdict::Rejected(why) => why,
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_signature_by_a_trusted_key_for_this_digest_and_repository_is_accepted() {
+    let (sk, trusted) = key(7);
+    let d = digest('a');
+    // The registry host differs (a mirror, ECR's host): the repository path decides.
+    for reference in [
+        "123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/web",
+        "127.0.0.1:5000/team/web",
+        "team/web",
+        "localhost/team/web:v1",
+    ] {
+        let layers = [signed(&sk, payload(reference, &d))];
+        assert_eq!(
+            check(&layers, &d, "team/web", std::slice::from_ref(&trusted)),
+            Verdict::Accepted("signed by key7.pub".into()),
+            "{reference}"
+        );
+    }
+}
+
+#[test]
+fn unsigned_other_keys_other_digests_and_other_repositories_are_rejected_with_the_reason() {
+    let (sk, trusted) = key(7);
+    let (other, _) = key(9);
+    let d = digest('a');
+    let keys = std::slice::from_ref(&trusted);
+    let why = rejected(check(&[], &d, "web", keys));
+    assert!(
+        why.contains("not signed") && why.contains(&sig_tag(&d)),
+        "{why}"
+    );
+    let why = rejected(check(
+        &[signed(&other, payload("r/web", &d))],
+        &d,
+        "web",
+        keys,
+    ));
+    assert!(why.contains("no trusted key"), "{why}");
+    let why = rejected(check(
+        &[signed(&sk, payload("r/web", &digest('b')))],
+        &d,
+        "web",
+        keys,
+    ));
+    assert!(why.contains("another digest"), "{why}");
+    let why = rejected(check(&[signed(&sk, payload("r/api", &d))], &d, "web", keys));
+    assert!(why.contains("another repository (r/api)"), "{why}");
+    // A valid signature over a payload that was then altered.
+    let mut tampered = signed(&sk, payload("r/web", &digest('b')));
+    tampered.payload = payload("r/web", &d);
+    assert!(rejected(check(&[tampered], &d, "web", keys)).contains("no trusted key"));
+    let garbage = SignatureLayer {
+        payload: payload("r/web", &d),
+        signature: "%%%".into(),
+    };
+    assert!(rejected(check(&[garbage], &d, "web", keys)).contains("not base64"));
+}
+
+#[test]
+fn one_good_layer_among_bad_ones_is_enough() {
+    let (sk, trusted) = key(7);
+    let (other, _) = key(9);
+    let d = digest('a');
+    let layers = [
+        signed(&other, payload("web", &d)),
+        signed(&sk, payload("web", &d)),
+    ];
+    assert!(matches!(
+        check(&layers, &d, "web", &[trusted]),
+        Verdict::Accepted(_)
+    ));
+}
+
+#[test]
+fn keys_that_are_not_p256_public_keys_are_refused_naming_the_file() {
+    let err = TrustedKey::from_pem(
+        "/etc/k.pub",
+        "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----",
+    )
+    .unwrap_err();
+    assert!(
+        err.starts_with("/etc/k.pub: not a PEM ECDSA P-256"),
+        "{err}"
+    );
+    assert!(TrustedKey::from_pem("x", "hello").is_err());
+}
+
+#[test]
+fn signature_tags_name_their_digest_and_manifests_yield_their_payload_layers() {
+    let d = digest('c');
+    assert_eq!(sig_tag(&d), format!("sha256-{}.sig", "c".repeat(64)));
+    assert_eq!(signed_digest(&sig_tag(&d)), Some(d.clone()));
+    assert_eq!(signed_digest("v1"), None);
+    assert_eq!(signed_digest("sha256-zz.sig"), None);
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
+        "config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{d}","size":2}},
+        "layers":[{{"mediaType":"{}","digest":"{d}","size":10,"annotations":{{"{}":"c2ln"}}}},
+                  {{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{d}","size":1}}]}}"#,
+        signature::PAYLOAD_MEDIA_TYPE,
+        signature::SIGNATURE_ANNOTATION
+    );
+    let layers = layers_of(manifest.as_bytes()).unwrap();
+    assert_eq!(
+        layers,
+        vec![signature::LayerRef {
+            digest: d,
+            signature: "c2ln".into()
+        }]
+    );
+    assert!(
+        layers_of(b"not json")
+            .unwrap_err()
+            .contains("not an image manifest")
+    );
+}
+
+fn counts(pairs: &[(&str, u64)]) -> ScanFacts {
+    ScanFacts::Complete(
+        pairs
+            .iter()
+            .map(|(s, n)| (s.to_string(), *n))
+            .collect::<BTreeMap<_, _>>(),
+    )
+}
+
+fn rule(max: Severity, on_missing: OnMissing) -> ScanRule {
+    ScanRule {
+        max,
+        wait: Duration::from_secs(600),
+        on_missing,
+    }
+}
+
+#[test]
+fn a_finding_at_or_above_the_limit_rejects_and_below_it_passes() {
+    let high = rule(Severity::High, OnMissing::Block);
+    let why = rejected(high.verdict(
+        &counts(&[("CRITICAL", 2), ("LOW", 5), ("HIGH", 1)]),
+        Duration::ZERO,
+    ));
+    assert_eq!(why, "scan found 2 CRITICAL, 1 HIGH, 5 LOW (limit HIGH)");
+    assert!(matches!(
+        high.verdict(&counts(&[("HIGH", 1)]), Duration::ZERO),
+        Verdict::Rejected(_)
+    ));
+    assert!(matches!(
+        high.verdict(&counts(&[("MEDIUM", 3), ("LOW", 1)]), Duration::ZERO),
+        Verdict::Accepted(_)
+    ));
+    // Zero counts, informational and undefined findings never reject.
+    let low = rule(Severity::Low, OnMissing::Block);
+    assert!(matches!(
+        low.verdict(
+            &counts(&[("CRITICAL", 0), ("INFORMATIONAL", 4), ("UNDEFINED", 1)]),
+            Duration::ZERO
+        ),
+        Verdict::Accepted(_)
+    ));
+    assert!(matches!(
+        low.verdict(&counts(&[]), Duration::ZERO),
+        Verdict::Accepted(_)
+    ));
+    assert_eq!(show_counts(&BTreeMap::new()), "no findings");
+}
+
+#[test]
+fn a_scan_in_progress_or_coming_waits_then_is_rejected_and_none_coming_is_on_missing() {
+    let block = rule(Severity::Critical, OnMissing::Block);
+    let allow = rule(Severity::Critical, OnMissing::Allow);
+    let coming = ScanFacts::Missing { scan_on_push: true };
+    for facts in [ScanFacts::InProgress, coming] {
+        assert!(
+            matches!(block.verdict(&facts, Duration::from_secs(599)), Verdict::Pending(ref w) if w.contains("1 s more"))
+        );
+        let why = rejected(allow.verdict(&facts, Duration::from_secs(600)));
+        assert!(why.contains("after 600 s"), "{why}");
+    }
+    let none = ScanFacts::Missing {
+        scan_on_push: false,
+    };
+    assert!(rejected(block.verdict(&none, Duration::ZERO)).contains("on_missing = block"));
+    assert!(matches!(
+        allow.verdict(&none, Duration::ZERO),
+        Verdict::Accepted(_)
+    ));
+    let failed = ScanFacts::Unavailable("UNSUPPORTED_IMAGE".into());
+    assert!(rejected(block.verdict(&failed, Duration::ZERO)).contains("UNSUPPORTED_IMAGE"));
+    assert!(matches!(
+        allow.verdict(&failed, Duration::ZERO),
+        Verdict::Accepted(_)
+    ));
+}
+
+#[test]
+fn labels_override_the_config_and_bad_labels_are_named() {
+    let (_, trusted) = key(7);
+    let gates = Gates {
+        keys: vec![trusted],
+        max_severity: Some(Severity::Critical),
+        wait: Duration::from_secs(60),
+        ..Default::default()
+    };
+    let labels = |pairs: &[(&str, &str)]| {
+        GateLabels::from_labels(
+            &pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<HashMap<_, _>>(),
+        )
+    };
+    let a = gates.applying(&labels(&[])).unwrap();
+    assert!(!a.signed);
+    assert_eq!(a.scan.unwrap().max, Severity::Critical);
+    let a = gates
+        .applying(&labels(&[(LABEL_VERIFY, "signed"), (LABEL_SCAN, "medium")]))
+        .unwrap();
+    assert!(a.signed);
+    assert_eq!(a.scan.unwrap().max, Severity::Medium);
+    assert_eq!(
+        gates
+            .applying(&labels(&[(LABEL_SCAN, "none")]))
+            .unwrap()
+            .scan,
+        None
+    );
+    let err = gates
+        .applying(&labels(&[(LABEL_VERIFY, "yes")]))
+        .unwrap_err();
+    assert!(err.contains("ecr-deployd.verify=\"yes\""), "{err}");
+    let err = gates
+        .applying(&labels(&[(LABEL_SCAN, "INFORMATIONAL")]))
+        .unwrap_err();
+    assert!(err.contains("not a severity to gate on"), "{err}");
+    let keyless = Gates::default();
+    assert!(!keyless.applying(&labels(&[])).unwrap().any());
+    let err = keyless
+        .applying(&labels(&[(LABEL_VERIFY, "signed")]))
+        .unwrap_err();
+    assert!(err.contains("cosign_public_keys names no key"), "{err}");
+}
