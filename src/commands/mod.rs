@@ -137,6 +137,7 @@ fn state_of(row: &Row) -> &'static str {
         Action::Pending => "pending",
         Action::Paused => "paused",
         Action::Monitor => "monitor",
+        Action::Rejected => "rejected",
         _ => "unknown",
     }
 }

@@ -1,0 +1,260 @@
+//! The supply-chain gates as an operator meets them (SPEC §11), on the real stack: cosign
+//! signatures made by openssl and pushed to the local registry, scan findings set in moto,
+//! the agent binary as daemon and as command, the Docker Engine.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::cosign::Signer;
+use common::docker::*;
+use common::site::*;
+use common::*;
+
+/// Whether the Engine has the image `digest` of `repo` from the test registry.
+fn pulled(site: &Site, repo: &str, digest: &str) -> bool {
+    std::process::Command::new("docker")
+        .args(["image", "inspect", &format!("{}/{repo}@{digest}", site.registry.host)])
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+fn id_of(name: &str) -> String {
+    docker(&["inspect", "--format", "{{.Id}}", name])
+}
+
+/// The newest history row of `name`.
+fn last_row(config: &str, name: &str) -> serde_json::Value {
+    let (_, out, _) = run_cli(config, &["history", name, "--json"], &[]);
+    json(&out)["deployments"][0].clone()
+}
+
+/// Waits until the newest history row of `name` is for `digest` with `outcome`.
+async fn recorded(config: &str, name: &str, digest: &str, outcome: &str, agent: &AgentProcess) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let row = last_row(config, name);
+        if row["to_digest"] == digest && row["outcome"] == outcome {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {outcome} row for {}: {row}\n{}",
+            short(digest),
+            agent.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn running(name: &str, digest: &str, agent: &AgentProcess) -> Duration {
+    let started = Instant::now();
+    while running_digest_now(name).as_deref() != Some(digest) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{name} does not run {}:\n{}",
+            short(digest),
+            agent.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    started.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_digests_signed_by_a_trusted_key_for_themselves_are_pulled_and_sign_later_works() {
+    let site = Site::new("gate-sig").await;
+    let repo = "team/sig";
+    let (name, v1) = site.container_with(repo, "sig", &["ecr-deployd.verify=signed"]).await;
+    // A container without the label is not gated ([verify] require = "none").
+    let (free, _) = site.container("team/free", "free").await;
+    let trusted = Signer::generate();
+    let stranger = Signer::generate();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let config = format!(
+        "{}[verify]\ncosign_public_keys = [\"{}\"]\n",
+        site.config_with_http(0, &listen),
+        trusted.public_key().display()
+    );
+    let agent = AgentProcess::start(&config, &["run"]);
+
+    // Signed by the trusted key: deployed.
+    let v2 = site.silent_push(repo, Kind::Serve, "v2").await;
+    trusted.sign(&site.registry, repo, &v2);
+    send_all(&site.sqs, &site.url, &[push_body(repo, "prod", &v2)]).await;
+    running(&name, &v2, &agent).await;
+    assert_ne!(v1, v2);
+
+    // Unsigned: rejected before any pull; the message is deleted once that is recorded.
+    let before = id_of(&name);
+    let v3 = site.silent_push(repo, Kind::Serve, "v3").await;
+    send_all(&site.sqs, &site.url, &[push_body(repo, "prod", &v3)]).await;
+    recorded(&config, &name, &v3, "rejected", &agent).await;
+    let row = last_row(&config, &name);
+    assert!(row["error"].as_str().unwrap().contains("not signed"), "{row}");
+    assert_eq!(id_of(&name), before, "the container was not touched");
+    assert!(!pulled(&site, repo, &v3), "nothing was pulled");
+    eventually(Duration::from_secs(10), "the message is deleted", || async {
+        queue_counts(&site.sqs, &site.url).await == (0, 0)
+    })
+    .await;
+    let s = status_of(&config, &name);
+    assert_eq!(s["state"], "rejected", "{s}");
+    assert!(s["detail"].as_str().unwrap().contains("not signed"), "{s}");
+    let (_, metrics) = http(&listen, "GET", "/metrics");
+    assert!(metrics.contains("ecr_deployd_deployments_total{outcome=\"rejected\"} 1"), "{metrics}");
+    // The unlabelled container is deployed unsigned.
+    let f2 = site.silent_push("team/free", Kind::Serve, "f2").await;
+    send_all(&site.sqs, &site.url, &[push_body("team/free", "prod", &f2)]).await;
+    running(&free, &f2, &agent).await;
+
+    // Signed later, but by a key that is not trusted: the signature push re-checks, and
+    // rejects again with that reason.
+    let tag = stranger.sign(&site.registry, repo, &v3);
+    send_all(&site.sqs, &site.url, &[push_body(repo, &tag, &v3)]).await;
+    eventually(Duration::from_secs(30), "re-checked: no trusted key", || {
+        let row = last_row(&config, &name);
+        async move { row["error"].as_str().unwrap_or("").contains("no trusted key") }
+    })
+    .await;
+    // By the trusted key, but the payload names another digest: still rejected.
+    trusted.sign_as(&site.registry, repo, &v3, repo, &v2);
+    send_all(&site.sqs, &site.url, &[push_body(repo, &tag, &v3)]).await;
+    eventually(Duration::from_secs(30), "re-checked: another digest", || {
+        let row = last_row(&config, &name);
+        async move { row["error"].as_str().unwrap_or("").contains("another digest") }
+    })
+    .await;
+    assert_eq!(id_of(&name), before);
+    assert!(!pulled(&site, repo, &v3));
+
+    // Properly signed now: its signature's push deploys it within seconds.
+    trusted.sign(&site.registry, repo, &v3);
+    let sent = Instant::now();
+    send_all(&site.sqs, &site.url, &[push_body(repo, &tag, &v3)]).await;
+    running(&name, &v3, &agent).await;
+    println!("signature push -> running: {} ms", sent.elapsed().as_millis());
+    recorded(&config, &name, &v3, "succeeded", &agent).await;
+    // The signature tag's push deployed nothing by itself: rows are v2, v3 x3, f2? no:
+    // only this container's rows, none of them for the .sig tag.
+    let (_, out, _) = run_cli(&config, &["history", &name, "--json"], &[]);
+    let rows = json(&out)["deployments"].as_array().unwrap().clone();
+    assert!(rows.iter().all(|r| r["tag"] == "prod"), "{rows:?}");
+    assert_eq!(containers_named(&name).len(), 1);
+}
+
+/// Sets moto's scan result of `digest` in `repo` to `counts`, then starts its scan.
+async fn scanned(site: &Site, repo: &str, digest: &str, counts: serde_json::Value) {
+    let body = serde_json::json!({
+        "region": REGION,
+        "results": [{
+            "registryId": ACCOUNT,
+            "repositoryName": repo,
+            "imageId": {"imageDigest": digest},
+            "imageScanStatus": {"status": "COMPLETE", "description": "done"},
+            "imageScanFindings": {"findingSeverityCounts": counts, "findings": []}
+        }]
+    });
+    let url = format!("{}/moto-api/static/ecr/scan-finding-results", site.endpoint);
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-f", "-X", "POST", "-H", "Content-Type: application/json", "-d", &body.to_string(), &url])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    site.ecr
+        .start_image_scan()
+        .repository_name(repo)
+        .image_id(aws_sdk_ecr::types::ImageIdentifier::builder().image_digest(digest).build())
+        .send()
+        .await
+        .unwrap();
+}
+
+/// An "ECR Image Scan" event as EventBridge delivers it.
+fn scan_body(repo: &str, digest: &str) -> String {
+    serde_json::json!({
+        "version": "0", "id": sha256_hex(format!("scan{digest}").as_bytes()),
+        "detail-type": "ECR Image Scan", "source": "aws.ecr", "account": ACCOUNT,
+        "time": "2026-12-02T10:00:00Z", "region": REGION, "resources": [],
+        "detail": {"scan-status": "COMPLETE", "repository-name": repo, "image-digest": digest,
+                   "image-tags": ["prod"], "finding-severity-counts": {"LOW": 1}}
+    })
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scan_findings_gate_the_pull_and_a_scan_still_to_come_is_waited_for() {
+    let site = Site::new("gate-scan").await;
+    let repo = "team/scan";
+    site.ecr
+        .create_repository()
+        .repository_name(repo)
+        .image_scanning_configuration(
+            aws_sdk_ecr::types::ImageScanningConfiguration::builder().scan_on_push(true).build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (name, _) = site.container(repo, "scan").await;
+    let config = format!(
+        "{}[scan]\nmax_severity = \"HIGH\"\nwait_seconds = 15\n",
+        site.config(0)
+    );
+    let agent = AgentProcess::start(&config, &["run"]);
+
+    // A CRITICAL finding: rejected, nothing pulled.
+    let before = id_of(&name);
+    let v2 = site.silent_push(repo, Kind::Serve, "v2").await;
+    scanned(&site, repo, &v2, serde_json::json!({"CRITICAL": 1, "LOW": 3})).await;
+    send_all(&site.sqs, &site.url, &[push_body(repo, "prod", &v2)]).await;
+    recorded(&config, &name, &v2, "rejected", &agent).await;
+    let row = last_row(&config, &name);
+    assert_eq!(row["error"], "scan found 1 CRITICAL, 3 LOW (limit HIGH)", "{row}");
+    assert_eq!(id_of(&name), before);
+    assert!(!pulled(&site, repo, &v2));
+
+    // Only LOW findings: deployed.
+    let v3 = site.silent_push(repo, Kind::Serve, "v3").await;
+    scanned(&site, repo, &v3, serde_json::json!({"LOW": 2})).await;
+    send_all(&site.sqs, &site.url, &[push_body(repo, "prod", &v3)]).await;
+    running(&name, &v3, &agent).await;
+
+    // No scan yet in a repository that scans on push: pending, then deployed within
+    // seconds of the scan's event.
+    let v4 = site.silent_push(repo, Kind::Serve, "v4").await;
+    send_all(&site.sqs, &site.url, &[push_body(repo, "prod", &v4)]).await;
+    eventually(Duration::from_secs(20), "pending, its message deleted", || async {
+        queue_counts(&site.sqs, &site.url).await == (0, 0)
+    })
+    .await;
+    let s = status_of(&config, &name);
+    assert_eq!(s["state"], "pending", "{s}");
+    assert!(s["detail"].as_str().unwrap().contains("scans on push"), "{s}");
+    assert_eq!(running_digest(&name), v3);
+    scanned(&site, repo, &v4, serde_json::json!({"MEDIUM": 1})).await;
+    let sent = Instant::now();
+    send_all(&site.sqs, &site.url, &[scan_body(repo, &v4)]).await;
+    running(&name, &v4, &agent).await;
+    println!("scan event -> running: {} ms", sent.elapsed().as_millis());
+
+    // A scan that never comes: pending until wait_seconds, then the sweep rejects it.
+    let v5 = site.silent_push(repo, Kind::Serve, "v5").await;
+    send_all(&site.sqs, &site.url, &[push_body(repo, "prod", &v5)]).await;
+    eventually(Duration::from_secs(20), "pending", || {
+        let s = status_of(&config, &name);
+        async move { s["state"] == "pending" }
+    })
+    .await;
+    let (code, out, _) = run_cli(&config, &["sweep", "--dry-run"], &[]);
+    assert_eq!(code, 0);
+    assert!(out.contains("no scan result yet"), "{out}");
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    let (_, out, err) = run_cli(&config, &["sweep"], &[]);
+    assert!(out.contains("rejected"), "{out}{err}");
+    recorded(&config, &name, &v5, "rejected", &agent).await;
+    assert!(last_row(&config, &name)["error"].as_str().unwrap().contains("after 15 s"));
+    assert_eq!(running_digest(&name), v4);
+    assert_eq!(containers_named(&name).len(), 1);
+}
