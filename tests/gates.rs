@@ -14,7 +14,11 @@ use common::*;
 /// Whether the Engine has the image `digest` of `repo` from the test registry.
 fn pulled(site: &Site, repo: &str, digest: &str) -> bool {
     std::process::Command::new("docker")
-        .args(["image", "inspect", &format!("{}/{repo}@{digest}", site.registry.host)])
+        .args([
+            "image",
+            "inspect",
+            &format!("{}/{repo}@{digest}", site.registry.host),
+        ])
         .output()
         .unwrap()
         .status
@@ -67,7 +71,9 @@ async fn running(name: &str, digest: &str, agent: &AgentProcess) -> Duration {
 async fn only_digests_signed_by_a_trusted_key_for_themselves_are_pulled_and_sign_later_works() {
     let site = Site::new("gate-sig").await;
     let repo = "team/sig";
-    let (name, v1) = site.container_with(repo, "sig", &["ecr-deployd.verify=signed"]).await;
+    let (name, v1) = site
+        .container_with(repo, "sig", &["ecr-deployd.verify=signed"])
+        .await;
     // A container without the label is not gated ([verify] require = "none").
     let (free, _) = site.container("team/free", "free").await;
     let trusted = Signer::generate();
@@ -93,18 +99,26 @@ async fn only_digests_signed_by_a_trusted_key_for_themselves_are_pulled_and_sign
     send_all(&site.sqs, &site.url, &[push_body(repo, "prod", &v3)]).await;
     recorded(&config, &name, &v3, "rejected", &agent).await;
     let row = last_row(&config, &name);
-    assert!(row["error"].as_str().unwrap().contains("not signed"), "{row}");
+    assert!(
+        row["error"].as_str().unwrap().contains("not signed"),
+        "{row}"
+    );
     assert_eq!(id_of(&name), before, "the container was not touched");
     assert!(!pulled(&site, repo, &v3), "nothing was pulled");
-    eventually(Duration::from_secs(10), "the message is deleted", || async {
-        queue_counts(&site.sqs, &site.url).await == (0, 0)
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the message is deleted",
+        || async { queue_counts(&site.sqs, &site.url).await == (0, 0) },
+    )
     .await;
     let s = status_of(&config, &name);
     assert_eq!(s["state"], "rejected", "{s}");
     assert!(s["detail"].as_str().unwrap().contains("not signed"), "{s}");
     let (_, metrics) = http(&listen, "GET", "/metrics");
-    assert!(metrics.contains("ecr_deployd_deployments_total{outcome=\"rejected\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("ecr_deployd_deployments_total{outcome=\"rejected\"} 1"),
+        "{metrics}"
+    );
     // The unlabelled container is deployed unsigned.
     let f2 = site.silent_push("team/free", Kind::Serve, "f2").await;
     send_all(&site.sqs, &site.url, &[push_body("team/free", "prod", &f2)]).await;
@@ -114,18 +128,36 @@ async fn only_digests_signed_by_a_trusted_key_for_themselves_are_pulled_and_sign
     // rejects again with that reason.
     let tag = stranger.sign(&site.registry, repo, &v3);
     send_all(&site.sqs, &site.url, &[push_body(repo, &tag, &v3)]).await;
-    eventually(Duration::from_secs(30), "re-checked: no trusted key", || {
-        let row = last_row(&config, &name);
-        async move { row["error"].as_str().unwrap_or("").contains("no trusted key") }
-    })
+    eventually(
+        Duration::from_secs(30),
+        "re-checked: no trusted key",
+        || {
+            let row = last_row(&config, &name);
+            async move {
+                row["error"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("no trusted key")
+            }
+        },
+    )
     .await;
     // By the trusted key, but the payload names another digest: still rejected.
     trusted.sign_as(&site.registry, repo, &v3, repo, &v2);
     send_all(&site.sqs, &site.url, &[push_body(repo, &tag, &v3)]).await;
-    eventually(Duration::from_secs(30), "re-checked: another digest", || {
-        let row = last_row(&config, &name);
-        async move { row["error"].as_str().unwrap_or("").contains("another digest") }
-    })
+    eventually(
+        Duration::from_secs(30),
+        "re-checked: another digest",
+        || {
+            let row = last_row(&config, &name);
+            async move {
+                row["error"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("another digest")
+            }
+        },
+    )
     .await;
     assert_eq!(id_of(&name), before);
     assert!(!pulled(&site, repo, &v3));
@@ -135,7 +167,10 @@ async fn only_digests_signed_by_a_trusted_key_for_themselves_are_pulled_and_sign
     let sent = Instant::now();
     send_all(&site.sqs, &site.url, &[push_body(repo, &tag, &v3)]).await;
     running(&name, &v3, &agent).await;
-    println!("signature push -> running: {} ms", sent.elapsed().as_millis());
+    println!(
+        "signature push -> running: {} ms",
+        sent.elapsed().as_millis()
+    );
     recorded(&config, &name, &v3, "succeeded", &agent).await;
     // The signature tag's push deployed nothing by itself: rows are v2, v3 x3, f2? no:
     // only this container's rows, none of them for the .sig tag.
@@ -159,14 +194,32 @@ async fn scanned(site: &Site, repo: &str, digest: &str, counts: serde_json::Valu
     });
     let url = format!("{}/moto-api/static/ecr/scan-finding-results", site.endpoint);
     let out = std::process::Command::new("curl")
-        .args(["-sS", "-f", "-X", "POST", "-H", "Content-Type: application/json", "-d", &body.to_string(), &url])
+        .args([
+            "-sS",
+            "-f",
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            &body.to_string(),
+            &url,
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     site.ecr
         .start_image_scan()
         .repository_name(repo)
-        .image_id(aws_sdk_ecr::types::ImageIdentifier::builder().image_digest(digest).build())
+        .image_id(
+            aws_sdk_ecr::types::ImageIdentifier::builder()
+                .image_digest(digest)
+                .build(),
+        )
         .send()
         .await
         .unwrap();
@@ -192,7 +245,9 @@ async fn scan_findings_gate_the_pull_and_a_scan_still_to_come_is_waited_for() {
         .create_repository()
         .repository_name(repo)
         .image_scanning_configuration(
-            aws_sdk_ecr::types::ImageScanningConfiguration::builder().scan_on_push(true).build(),
+            aws_sdk_ecr::types::ImageScanningConfiguration::builder()
+                .scan_on_push(true)
+                .build(),
         )
         .send()
         .await
@@ -207,11 +262,20 @@ async fn scan_findings_gate_the_pull_and_a_scan_still_to_come_is_waited_for() {
     // A CRITICAL finding: rejected, nothing pulled.
     let before = id_of(&name);
     let v2 = site.silent_push(repo, Kind::Serve, "v2").await;
-    scanned(&site, repo, &v2, serde_json::json!({"CRITICAL": 1, "LOW": 3})).await;
+    scanned(
+        &site,
+        repo,
+        &v2,
+        serde_json::json!({"CRITICAL": 1, "LOW": 3}),
+    )
+    .await;
     send_all(&site.sqs, &site.url, &[push_body(repo, "prod", &v2)]).await;
     recorded(&config, &name, &v2, "rejected", &agent).await;
     let row = last_row(&config, &name);
-    assert_eq!(row["error"], "scan found 1 CRITICAL, 3 LOW (limit HIGH)", "{row}");
+    assert_eq!(
+        row["error"], "scan found 1 CRITICAL, 3 LOW (limit HIGH)",
+        "{row}"
+    );
     assert_eq!(id_of(&name), before);
     assert!(!pulled(&site, repo, &v2));
 
@@ -225,13 +289,18 @@ async fn scan_findings_gate_the_pull_and_a_scan_still_to_come_is_waited_for() {
     // seconds of the scan's event.
     let v4 = site.silent_push(repo, Kind::Serve, "v4").await;
     send_all(&site.sqs, &site.url, &[push_body(repo, "prod", &v4)]).await;
-    eventually(Duration::from_secs(20), "pending, its message deleted", || async {
-        queue_counts(&site.sqs, &site.url).await == (0, 0)
-    })
+    eventually(
+        Duration::from_secs(20),
+        "pending, its message deleted",
+        || async { queue_counts(&site.sqs, &site.url).await == (0, 0) },
+    )
     .await;
     let s = status_of(&config, &name);
     assert_eq!(s["state"], "pending", "{s}");
-    assert!(s["detail"].as_str().unwrap().contains("scans on push"), "{s}");
+    assert!(
+        s["detail"].as_str().unwrap().contains("scans on push"),
+        "{s}"
+    );
     assert_eq!(running_digest(&name), v3);
     scanned(&site, repo, &v4, serde_json::json!({"MEDIUM": 1})).await;
     let sent = Instant::now();
@@ -254,7 +323,12 @@ async fn scan_findings_gate_the_pull_and_a_scan_still_to_come_is_waited_for() {
     let (_, out, err) = run_cli(&config, &["sweep"], &[]);
     assert!(out.contains("rejected"), "{out}{err}");
     recorded(&config, &name, &v5, "rejected", &agent).await;
-    assert!(last_row(&config, &name)["error"].as_str().unwrap().contains("after 15 s"));
+    assert!(
+        last_row(&config, &name)["error"]
+            .as_str()
+            .unwrap()
+            .contains("after 15 s")
+    );
     assert_eq!(running_digest(&name), v4);
     assert_eq!(containers_named(&name).len(), 1);
 }

@@ -210,3 +210,93 @@ async fn agent_runs_against_what_the_stack_created() {
     assert_eq!((dlq_visible, dlq_hidden), (0, 0), "nothing dead-lettered");
     drop(agent);
 }
+
+/// A scan result event, basic (`aws.ecr`) or enhanced (`aws.inspector2`, repository ARN).
+async fn put_scan_event(events: &aws_sdk_eventbridge::Client, source: &str, repo: &str) {
+    let (detail_type, name) = match source {
+        "aws.ecr" => ("ECR Image Scan", repo.to_owned()),
+        _ => (
+            "Inspector2 Scan",
+            format!("arn:aws:ecr:{REGION}:{ACCOUNT}:repository/{repo}"),
+        ),
+    };
+    let detail = serde_json::json!({
+        "scan-status": "COMPLETE",
+        "repository-name": name,
+        "image-digest": format!("sha256:{}", "cd".repeat(32)),
+        "image-tags": ["prod"],
+        "finding-severity-counts": {"LOW": 1},
+    });
+    let out = events
+        .put_events()
+        .entries(
+            aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+                .source(source)
+                .detail_type(detail_type)
+                .detail(detail.to_string())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.failed_entry_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_scan_gate_the_followed_repositories_scan_results_reach_the_queue_too() {
+    let aws = Aws::start().await;
+    let events = aws_sdk_eventbridge::Client::new(&aws.sdk);
+    let out = provision(
+        &aws.moto.endpoint,
+        "ecr-deployd-edge-02",
+        &[
+            "HostName=edge-02",
+            "Repositories=shop/web",
+            "RepositoryPrefix=team-a/",
+            "ScanGate=true",
+        ],
+    );
+    assert!(out["ScanRuleArn"].ends_with(":rule/ecr-deployd-edge-02-scans"));
+    let url = &out["QueueUrl"];
+    for source in ["aws.ecr", "aws.inspector2"] {
+        for repo in ["shop/web", "team-a/worker", "other", "shop/web-old"] {
+            put_scan_event(&events, source, repo).await;
+        }
+    }
+    let got = peek(&aws.sqs, url, 2).await;
+    let mut seen: Vec<(String, String)> = got
+        .iter()
+        .map(|b| {
+            let v: Value = serde_json::from_str(b).unwrap();
+            let name = v["detail"]["repository-name"].as_str().unwrap();
+            let repo = name.rsplit_once(":repository/").map_or(name, |(_, r)| r);
+            (v["source"].as_str().unwrap().to_owned(), repo.to_owned())
+        })
+        .collect();
+    seen.sort();
+    let want: Vec<(String, String)> = [
+        ("aws.ecr", "shop/web"),
+        ("aws.ecr", "team-a/worker"),
+        ("aws.inspector2", "shop/web"),
+        ("aws.inspector2", "team-a/worker"),
+    ]
+    .iter()
+    .map(|(s, r)| (s.to_string(), r.to_string()))
+    .collect();
+    assert_eq!(
+        seen, want,
+        "exactly the followed repositories' scan results"
+    );
+    // Without the gate (the first stack's default) there is no scan rule.
+    let plain = provision(
+        &aws.moto.endpoint,
+        "ecr-deployd-edge-03",
+        &["HostName=edge-03", "Repositories=shop/web"],
+    );
+    assert!(!plain.contains_key("ScanRuleArn"));
+    put_scan_event(&events, "aws.ecr", "shop/web").await;
+    assert!(
+        peek(&aws.sqs, &plain["QueueUrl"], 2).await.is_empty(),
+        "no scan events without the gate"
+    );
+}

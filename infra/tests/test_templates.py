@@ -32,6 +32,8 @@ AGENT_ACTIONS = {
     "events:ListRuleNamesByTarget",
 }
 RESULTS_ACTIONS = {"events:PutEvents"}
+# SPEC §9: only with the scan gate (ScanGate / scan_gate), on the followed repositories.
+SCAN_ACTIONS = {"ecr:DescribeImageScanFindings", "ecr:DescribeRepositories"}
 # The only action ECR offers no resource-level permission for.
 STAR_RESOURCE_ALLOWED = {"ecr:GetAuthorizationToken"}
 
@@ -39,6 +41,7 @@ STAR_RESOURCE_ALLOWED = {"ecr:GetAuthorizationToken"}
 # the rule's Targets and the role's ManagedPolicyArns.
 TERRAFORM_ONLY = {
     "push_rule": "aws_cloudwatch_event_target (CloudFormation: PushRule.Targets)",
+    "scan_rule": "aws_cloudwatch_event_target (CloudFormation: ScanRule.Targets)",
     "host_role_agent": "aws_iam_role_policy_attachment (CloudFormation: HostRole.ManagedPolicyArns)",
     "host_role_results": "aws_iam_role_policy_attachment (CloudFormation: HostRole.ManagedPolicyArns)",
 }
@@ -161,6 +164,7 @@ def test_resource_names_match(cfn, tf):
         ("Queue", "QueueName", ("aws_sqs_queue", "queue"), "name"),
         ("DeadLetterQueue", "QueueName", ("aws_sqs_queue", "dead_letter_queue"), "name"),
         ("PushRule", "Name", ("aws_cloudwatch_event_rule", "push_rule"), "name"),
+        ("ScanRule", "Name", ("aws_cloudwatch_event_rule", "scan_rule"), "name"),
         ("AgentPolicy", "ManagedPolicyName", ("aws_iam_policy", "agent_policy"), "name"),
         ("ResultsPolicy", "ManagedPolicyName", ("aws_iam_policy", "results_policy"), "name"),
         ("HostRole", "RoleName", ("aws_iam_role", "host_role"), "name"),
@@ -178,11 +182,18 @@ def cfn_statements(cfn, logical):
     return cfn["Resources"][logical]["Properties"]["PolicyDocument"]["Statement"]
 
 
+def branches(v):
+    """The values of a CloudFormation Fn::If (its two branches), else the value itself."""
+    if isinstance(v, dict) and "Fn::If" in v:
+        return v["Fn::If"][1:]
+    return [v]
+
+
 def check_least_privilege(statements, allowed):
     granted = set()
     for s in statements:
         assert s["Effect"] == "Allow"
-        actions = as_list(s["Action"])
+        actions = [a for b in branches(s["Action"]) for a in as_list(b)]
         resources = as_list(s["Resource"])
         for a in actions:
             assert "*" not in a, f"wildcard action {a}"
@@ -197,8 +208,8 @@ def check_least_privilege(statements, allowed):
 
 
 def test_agent_policy_is_least_privilege(cfn):
-    granted = check_least_privilege(cfn_statements(cfn, "AgentPolicy"), AGENT_ACTIONS)
-    assert granted == AGENT_ACTIONS
+    granted = check_least_privilege(cfn_statements(cfn, "AgentPolicy"), AGENT_ACTIONS | SCAN_ACTIONS)
+    assert granted == AGENT_ACTIONS | SCAN_ACTIONS
     granted = check_least_privilege(cfn_statements(cfn, "ResultsPolicy"), RESULTS_ACTIONS)
     assert granted == RESULTS_ACTIONS
     assert cfn["Resources"]["ResultsPolicy"]["Condition"] == "HasResultBus"
@@ -207,6 +218,9 @@ def test_agent_policy_is_least_privilege(cfn):
 def test_agent_policy_scopes(cfn):
     by_sid = {s["Sid"]: s for s in cfn_statements(cfn, "AgentPolicy")}
     assert by_sid["ConsumeQueue"]["Resource"] == {"Fn::GetAtt": ["Queue", "Arn"]}
+    pull = by_sid["PullFollowedRepositories"]["Action"]["Fn::If"]
+    assert pull[0] == "HasScanGate"
+    assert set(pull[1]) - set(pull[2]) == SCAN_ACTIONS, "the scan actions only with the gate"
     repos = by_sid["PullFollowedRepositories"]["Resource"]
     assert len(repos) == 11  # 10 name slots + the fallback (prefix or first name)
     text = str(repos)
@@ -218,16 +232,23 @@ def test_agent_policy_scopes(cfn):
 
 def test_terraform_agent_policy_is_least_privilege(tf):
     doc = tf["data"][("aws_iam_policy_document", "agent_policy")]
+    # The pull statement's actions are a local: the pull actions, and the scan actions only
+    # with the gate. Read them from the module's text, as written.
+    text = (MODULE / "main.tf").read_text()
+    m = re.search(r"pull_actions = concat\(\n\s+\[(.*)\],\n\s+local.has_scan_gate \? \[(.*)\] : \[\],", text)
+    assert m, "pull_actions local not found"
+    pull_actions = re.findall(r'"([^"]+)"', m.group(1)) + re.findall(r'"([^"]+)"', m.group(2))
+    assert set(re.findall(r'"([^"]+)"', m.group(2))) == SCAN_ACTIONS
     statements = [
         {
             "Sid": unwrap(s["sid"]),
             "Effect": unwrap(s["effect"]),
-            "Action": s["actions"][0],
+            "Action": pull_actions if unwrap(s["actions"]) == "${local.pull_actions}" else s["actions"][0],
             "Resource": s["resources"][0] if isinstance(s["resources"][0], list) else [s["resources"][0]],
         }
         for s in doc["statement"]
     ]
-    assert check_least_privilege(statements, AGENT_ACTIONS) == AGENT_ACTIONS
+    assert check_least_privilege(statements, AGENT_ACTIONS | SCAN_ACTIONS) == AGENT_ACTIONS | SCAN_ACTIONS
 
 
 def test_queue_policies_admit_only_the_rule(cfn):
@@ -240,7 +261,8 @@ def test_queue_policies_admit_only_the_rule(cfn):
         assert s["Principal"] == {"Service": "events.amazonaws.com"}
         assert s["Action"] == "sqs:SendMessage"
         assert s["Resource"] == {"Fn::GetAtt": [queue, "Arn"]}
-        assert s["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": ["PushRule", "Arn"]}}}
+        push, scan = {"Fn::GetAtt": ["PushRule", "Arn"]}, {"Fn::GetAtt": ["ScanRule", "Arn"]}
+        assert s["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Fn::If": ["HasScanGate", [push, scan], [push]]}}}
         denies = [s for s in props["PolicyDocument"]["Statement"] if s["Effect"] == "Deny"]
         assert denies and all(d["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} for d in denies)
 
@@ -258,8 +280,10 @@ def test_terraform_queue_policies_admit_only_the_rule(tf):
         assert (unwrap(cond["test"]), unwrap(cond["variable"]), unwrap(cond["values"])) == (
             "ArnEquals",
             "aws:SourceArn",
-            "${aws_cloudwatch_event_rule.push_rule.arn}",
+            "${local.rule_arns}",
         )
+    text = (MODULE / "main.tf").read_text()
+    assert "rule_arns = concat([aws_cloudwatch_event_rule.push_rule.arn], aws_cloudwatch_event_rule.scan_rule[*].arn)" in text
 
 
 def test_queues_encrypted_and_redriven(cfn, tf):
@@ -275,10 +299,12 @@ def test_queues_encrypted_and_redriven(cfn, tf):
 
 
 def test_rule_target_has_no_role_and_a_dead_letter_queue(cfn):
-    (target,) = cfn["Resources"]["PushRule"]["Properties"]["Targets"]
-    assert "RoleArn" not in target
-    assert target["DeadLetterConfig"]["Arn"] == {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}
-    assert target["RetryPolicy"]["MaximumEventAgeInSeconds"] <= 86400
+    for rule in ("PushRule", "ScanRule"):
+        (target,) = cfn["Resources"][rule]["Properties"]["Targets"]
+        assert "RoleArn" not in target
+        assert target["DeadLetterConfig"]["Arn"] == {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}
+        assert target["RetryPolicy"]["MaximumEventAgeInSeconds"] <= 86400
+    assert cfn["Resources"]["ScanRule"]["Condition"] == "HasScanGate"
 
 
 def test_host_role_trusts_only_the_trust_anchor_and_the_host_certificate(cfn):

@@ -34,9 +34,24 @@ impl Signer {
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("cosign.key");
         let key = key.to_str().unwrap();
-        openssl(&["ecparam", "-genkey", "-name", "prime256v1", "-noout", "-out", key]);
+        openssl(&[
+            "ecparam",
+            "-genkey",
+            "-name",
+            "prime256v1",
+            "-noout",
+            "-out",
+            key,
+        ]);
         let public = dir.path().join("cosign.pub");
-        openssl(&["ec", "-in", key, "-pubout", "-out", public.to_str().unwrap()]);
+        openssl(&[
+            "ec",
+            "-in",
+            key,
+            "-pubout",
+            "-out",
+            public.to_str().unwrap(),
+        ]);
         Self { dir }
     }
 
@@ -61,7 +76,13 @@ impl Signer {
         let file = self.dir.path().join("payload.json");
         std::fs::write(&file, &payload).unwrap();
         let key = self.dir.path().join("cosign.key");
-        let der = openssl(&["dgst", "-sha256", "-sign", key.to_str().unwrap(), file.to_str().unwrap()]);
+        let der = openssl(&[
+            "dgst",
+            "-sha256",
+            "-sign",
+            key.to_str().unwrap(),
+            file.to_str().unwrap(),
+        ]);
         let signature = base64::engine::general_purpose::STANDARD.encode(der);
         let config = b"{}";
         let config_digest = put_blob(registry, repo, config);
@@ -85,7 +106,11 @@ impl Signer {
 
     /// Signs `digest` of `repo` as cosign does, naming the ECR repository.
     pub fn sign(&self, registry: &TestRegistry, repo: &str, digest: &str) -> String {
-        let ecr = format!("{}.dkr.ecr.{}.amazonaws.com/{repo}", super::ACCOUNT, super::REGION);
+        let ecr = format!(
+            "{}.dkr.ecr.{}.amazonaws.com/{repo}",
+            super::ACCOUNT,
+            super::REGION
+        );
         self.sign_as(registry, repo, digest, &ecr, digest)
     }
 }

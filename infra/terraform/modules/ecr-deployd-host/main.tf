@@ -15,6 +15,7 @@ locals {
   has_prefix       = var.repository_prefix != ""
   has_result_bus   = var.result_event_bus_name != ""
   has_trust_anchor = var.roles_anywhere_trust_anchor_arn != ""
+  has_scan_gate    = var.scan_gate == "true"
 
   push_detail = {
     "action-type" = ["PUSH"]
@@ -26,6 +27,21 @@ locals {
     local.has_list && local.has_prefix ? merge(local.push_detail, { "$or" = [local.by_name, local.by_prefix] }) :
     local.has_prefix ? merge(local.push_detail, local.by_prefix) :
     merge(local.push_detail, local.by_name)
+  )
+
+  # Scan results: basic scanning names the repository, enhanced scanning (Inspector) its ARN.
+  arn_base       = "arn:${local.partition}:ecr:${local.region}:${local.registry_account}:repository/"
+  scan_by_name   = { "repository-name" = concat(var.repositories, [for r in var.repositories : "${local.arn_base}${r}"]) }
+  scan_by_prefix = { "repository-name" = [{ prefix = var.repository_prefix }, { prefix = "${local.arn_base}${var.repository_prefix}" }] }
+  scan_detail = (
+    local.has_list && local.has_prefix ? { "$or" = [local.scan_by_name, local.scan_by_prefix] } :
+    local.has_prefix ? local.scan_by_prefix : local.scan_by_name
+  )
+  # The rules whose events the queues admit.
+  rule_arns = concat([aws_cloudwatch_event_rule.push_rule.arn], aws_cloudwatch_event_rule.scan_rule[*].arn)
+  pull_actions = concat(
+    ["ecr:BatchGetImage", "ecr:DescribeImages", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
+    local.has_scan_gate ? ["ecr:DescribeImageScanFindings", "ecr:DescribeRepositories"] : [],
   )
 
   repository_arns = concat(
@@ -89,6 +105,34 @@ resource "aws_cloudwatch_event_target" "push_rule" {
   }
 }
 
+resource "aws_cloudwatch_event_rule" "scan_rule" {
+  count       = local.has_scan_gate ? 1 : 0
+  name        = "ecr-deployd-${var.host_name}-scans"
+  description = "Scan results of the repositories followed by ecr-deployd on ${var.host_name}"
+  state       = "ENABLED"
+  event_pattern = jsonencode({
+    source        = ["aws.ecr", "aws.inspector2"]
+    "detail-type" = ["ECR Image Scan", "Inspector2 Scan"]
+    account       = [local.registry_account]
+    detail        = local.scan_detail
+  })
+}
+
+# Inline in the CloudFormation rule (Targets).
+resource "aws_cloudwatch_event_target" "scan_rule" {
+  count     = local.has_scan_gate ? 1 : 0
+  rule      = aws_cloudwatch_event_rule.scan_rule[0].name
+  target_id = "queue"
+  arn       = aws_sqs_queue.queue.arn
+  retry_policy {
+    maximum_event_age_in_seconds = 3600
+    maximum_retry_attempts       = 185
+  }
+  dead_letter_config {
+    arn = aws_sqs_queue.dead_letter_queue.arn
+  }
+}
+
 data "aws_iam_policy_document" "queue_policy" {
   statement {
     sid       = "OnlyThePushRuleSends"
@@ -102,7 +146,7 @@ data "aws_iam_policy_document" "queue_policy" {
     condition {
       test     = "ArnEquals"
       variable = "aws:SourceArn"
-      values   = [aws_cloudwatch_event_rule.push_rule.arn]
+      values   = local.rule_arns
     }
   }
   statement {
@@ -140,7 +184,7 @@ data "aws_iam_policy_document" "dead_letter_queue_policy" {
     condition {
       test     = "ArnEquals"
       variable = "aws:SourceArn"
-      values   = [aws_cloudwatch_event_rule.push_rule.arn]
+      values   = local.rule_arns
     }
   }
   statement {
@@ -197,7 +241,7 @@ data "aws_iam_policy_document" "agent_policy" {
   statement {
     sid       = "PullFollowedRepositories"
     effect    = "Allow"
-    actions   = ["ecr:BatchGetImage", "ecr:DescribeImages", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"]
+    actions   = local.pull_actions
     resources = local.repository_arns
   }
   statement {

@@ -20,6 +20,11 @@ output "rule_arn" {
   value       = aws_cloudwatch_event_rule.push_rule.arn
 }
 
+output "scan_rule_arn" {
+  description = "The EventBridge rule that delivers scan results to the queue"
+  value       = local.has_scan_gate ? aws_cloudwatch_event_rule.scan_rule[0].arn : null
+}
+
 output "agent_policy_arn" {
   description = "Attach to the host's principal (done for host_role_arn when a trust anchor is given)"
   value       = aws_iam_policy.agent_policy.arn

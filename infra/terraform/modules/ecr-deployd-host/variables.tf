@@ -90,3 +90,13 @@ variable "roles_anywhere_trust_anchor_arn" {
     error_message = "roles_anywhere_trust_anchor_arn: empty or a trust-anchor ARN."
   }
 }
+
+variable "scan_gate" {
+  description = "\"true\" when the agent gates on ECR scan findings: a second rule delivers the followed repositories' scan results (ECR Image Scan, Inspector2 Scan) to the queue, and the agent may read findings on those repositories only."
+  type        = string
+  default     = "false"
+  validation {
+    condition     = contains(["false", "true"], var.scan_gate)
+    error_message = "scan_gate: \"false\" or \"true\"."
+  }
+}
