@@ -7,6 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::cosign::Signer;
 use common::docker::*;
 use common::*;
 use serde_json::Value;
@@ -22,6 +23,8 @@ struct Site {
     endpoint: String,
     url: String,
     state: tempfile::TempDir,
+    /// Trusted by `[verify]` (step 5).
+    signer: Signer,
 }
 
 impl Site {
@@ -30,11 +33,12 @@ impl Site {
             "[aws]\nregion = \"{REGION}\"\nendpoint_url = \"{}\"\n[queue]\nurl = \"{}\"\nwait_time_seconds = 1\n\
              [registry]\nmirror = \"{}\"\n[sweep]\ninterval_seconds = 0\n\
              [deploy]\ndebounce_millis = 200\nmin_uptime_seconds = 1\nhealth_timeout_seconds = 10\n\
-             [state]\npath = \"{}\"\n[http]\nlisten = \"\"\n",
+             [state]\npath = \"{}\"\n[http]\nlisten = \"\"\n[verify]\ncosign_public_keys = [\"{}\"]\n",
             self.endpoint,
             self.url,
             self.registry.host,
-            self.state.path().join("state.db").display()
+            self.state.path().join("state.db").display(),
+            self.signer.public_key().display()
         )
     }
 
@@ -136,6 +140,7 @@ async fn services_follow_pushes_through_swarm_updates_and_rollbacks() {
         sqs,
         url,
         state: tempfile::tempdir().unwrap(),
+        signer: Signer::generate(),
     };
     let repo = "swarm/web";
     let host = site.registry.host.clone();
@@ -349,6 +354,67 @@ async fn services_follow_pushes_through_swarm_updates_and_rollbacks() {
     assert_eq!(
         (h[0]["trigger"].as_str(), h[0]["outcome"].as_str()),
         (Some("manual"), Some("succeeded"))
+    );
+
+    // 5. The signature gate applies to services the same way: an unsigned digest is rejected
+    // before the service is touched; its signature's push deploys it.
+    let gated = site.scope.name("gated");
+    let gated_repo = "swarm/gated";
+    put_digest(&site.ecr, gated_repo, "prod", &v1).await;
+    site.service(
+        &gated,
+        &prod,
+        1,
+        &[
+            "--label",
+            "ecr-deployd.enable=true",
+            "--label",
+            "ecr-deployd.image=swarm/gated:prod",
+            "--label",
+            "ecr-deployd.verify=signed",
+        ],
+    );
+    let g2 = site
+        .registry
+        .publish(gated_repo, "g2", Kind::Serve, "g2", false);
+    put_digest(&site.ecr, gated_repo, "prod", &g2).await;
+    send_all(&site.sqs, &site.url, &[push_body(gated_repo, "prod", &g2)]).await;
+    eventually(
+        Duration::from_secs(30),
+        "the unsigned digest rejected",
+        || async {
+            site.history(&gated)
+                .first()
+                .is_some_and(|d| d["outcome"] == "rejected")
+        },
+    )
+    .await;
+    assert!(
+        service_state(&gated).0.ends_with(&format!("@{v1}")),
+        "service untouched"
+    );
+    let tag = site.signer.sign(&site.registry, gated_repo, &g2);
+    send_all(&site.sqs, &site.url, &[push_body(gated_repo, &tag, &g2)]).await;
+    eventually(
+        Duration::from_secs(120),
+        "signed: the service updated",
+        || async {
+            let (image, state) = service_state(&gated);
+            image.ends_with(&format!("@{g2}")) && state == "completed"
+        },
+    )
+    .await;
+    eventually(Duration::from_secs(30), "the update recorded", || async {
+        site.history(&gated)
+            .first()
+            .is_some_and(|d| !d["outcome"].is_null())
+    })
+    .await;
+    let h = site.history(&gated);
+    assert_eq!(
+        (h.len(), h[0]["outcome"].as_str(), h[1]["outcome"].as_str()),
+        (2, Some("succeeded"), Some("rejected")),
+        "{h:?}"
     );
 
     // The unmanaged service was never touched; the agent logged service deployments.
