@@ -178,6 +178,42 @@ async fn only_digests_signed_by_a_trusted_key_for_themselves_are_pulled_and_sign
     let rows = json(&out)["deployments"].as_array().unwrap().clone();
     assert!(rows.iter().all(|r| r["tag"] == "prod"), "{rows:?}");
     assert_eq!(containers_named(&name).len(), 1);
+
+    // doctor: the keys, and the running digest's signature read and checked.
+    let (_, out, _) = run_cli(&config, &["doctor"], &[]);
+    let key = trusted.public_key().display().to_string();
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("ok   signature keys: 1 trusted") && l.contains(&key)),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("ok   gates readable (signature, scan)")
+                && l.contains(&name)
+                && l.contains(&format!("signed by {key}"))),
+        "{out}"
+    );
+    // A key file that is not a P-256 public key is refused at start-up, naming the file.
+    let bad = site.state.with_file_name("bad.pub");
+    std::fs::write(
+        &bad,
+        "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n",
+    )
+    .unwrap();
+    let broken = format!(
+        "{}[verify]\ncosign_public_keys = [\"{}\"]\n",
+        site.config(0),
+        bad.display()
+    );
+    let (code, _, err) = run_cli(&broken, &["check-config"], &[]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("verify.cosign_public_keys[0]")
+            && err.contains("bad.pub")
+            && err.contains("not a PEM ECDSA P-256"),
+        "{err}"
+    );
 }
 
 /// Sets moto's scan result of `digest` in `repo` to `counts`, then starts its scan.
@@ -307,6 +343,13 @@ async fn scan_findings_gate_the_pull_and_a_scan_still_to_come_is_waited_for() {
     send_all(&site.sqs, &site.url, &[scan_body(repo, &v4)]).await;
     running(&name, &v4, &agent).await;
     println!("scan event -> running: {} ms", sent.elapsed().as_millis());
+    let (_, out, _) = run_cli(&config, &["doctor"], &[]);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("ok   gates readable (scan)")
+                && l.contains("scan: 1 MEDIUM (limit HIGH)")),
+        "{out}"
+    );
 
     // A scan that never comes: pending until wait_seconds, then the sweep rejects it.
     let v5 = site.silent_push(repo, Kind::Serve, "v5").await;

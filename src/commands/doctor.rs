@@ -4,7 +4,11 @@ use super::{Context, EXIT_FAILED, EXIT_OK};
 use crate::adapters::events;
 use crate::control::lease::Lease;
 use crate::control::socket::{self, Request};
+use std::time::Duration;
+
+use crate::deploy::gates::Checked;
 use crate::deploy::target::Target;
+use crate::image::Desired;
 
 /// One line of `doctor`.
 struct Check {
@@ -76,6 +80,7 @@ pub async fn doctor(ctx: &Context, config_path: &str) -> u8 {
         )),
     }
     checks.extend(deploy_checks(ctx).await);
+    checks.extend(gate_checks(ctx).await);
     checks.extend(control_checks(ctx).await);
     checks.push(match ctx.executor.store().check_writable() {
         Ok(()) => Check::ok(
@@ -125,6 +130,68 @@ async fn deploy_checks(ctx: &Context) -> Vec<Check> {
         if let Ok(Some(why)) = ctx.executor.refusal(&Target::Container(c)).await {
             checks.push(Check::warn("deploys not refused", format!("{name}: {why}")));
         }
+    }
+    checks
+}
+
+/// The supply-chain gates: the trusted keys, and for every gated target what the gates say
+/// about the digest it runs now (which proves the signature and the findings can be read).
+async fn gate_checks(ctx: &Context) -> Vec<Check> {
+    let ex = &ctx.executor;
+    let gates = &ex.config().gates;
+    let mut checks = Vec::new();
+    if !gates.keys.is_empty() {
+        let names: Vec<&str> = gates.keys.iter().map(|k| k.name.as_str()).collect();
+        checks.push(Check::ok(
+            "signature keys",
+            format!("{} trusted: {}", names.len(), names.join(", ")),
+        ));
+    }
+    let containers = ex
+        .managed()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(Target::Container);
+    let services = ex
+        .services()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(Target::Service);
+    for t in containers.chain(services) {
+        let name = t.name().to_owned();
+        let applies = match gates.applying(t.gate_labels()) {
+            Ok(a) if a.any() => a,
+            Ok(_) => continue,
+            Err(why) => {
+                checks.push(Check::warn(
+                    "gate labels valid",
+                    format!("{name}: {why} — its updates are refused until the label is fixed"),
+                ));
+                continue;
+            }
+        };
+        let Some(running) = t.digests().first().cloned() else {
+            continue;
+        };
+        let what = if applies.signed {
+            "gates readable (signature, scan)"
+        } else {
+            "gates readable (scan)"
+        };
+        checks.push(match ex.check_gates(&t, &Desired::single(running), Duration::ZERO).await {
+            Ok(Checked::Go(why)) => Check::ok(what, format!("{name}: the running digest passes: {}", why.join("; "))),
+            Ok(Checked::Pending(why)) => Check::ok(what, format!("{name}: the running digest would wait: {why}")),
+            Ok(Checked::Rejected { gate, reason }) => Check::warn(
+                what,
+                format!("{name}: the running digest would be rejected by the {gate} gate: {reason} (it runs because it came before the gate)"),
+            ),
+            Ok(Checked::Unknown(why)) | Err(why) => Check::fail(
+                what,
+                format!("{name}: {why} — hint: the agent's policy needs ecr:DescribeImageScanFindings and ecr:DescribeRepositories (infra: ScanGate=true), and the registry must serve the signature tags"),
+            ),
+        });
     }
     checks
 }
