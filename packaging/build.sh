@@ -88,6 +88,30 @@ are carried out by the running daemon through its control socket
 (root and the group ecr-deployd); with no daemon running, by the command itself under an
 exclusive lease on the state store. A command that finds the daemon holding the lease but cannot
 reach its socket does nothing and exits 2.
+[SUPPLY-CHAIN GATES]
+Before anything is pulled, a digest must pass the gates that apply to the container; one that
+fails is
+.B rejected
+(history row, notice, metric) until a newer digest, its signature or its scan comes.
+.TP
+.B [verify] require = "signed"
+(or the label
+.BR ecr-deployd.verify=signed ):
+a cosign signature by one of
+.B [verify] cosign_public_keys
+(PEM, ECDSA P-256) under the tag
+.I sha256-<hex>.sig
+in the same repository, naming the digest and the repository. Sign with
+.BR "cosign sign --key cosign.key" " REGISTRY/REPO@DIGEST" .
+.TP
+.B [scan] max_severity
+(or the label
+.BR ecr-deployd.scan-max-severity ):
+an ECR scan finding at or above it rejects; a scan still to come is waited for up to
+.B [scan] wait_seconds
+.RB ( pending );
+no scan coming is decided by
+.BR "[scan] on_missing" " (block | allow)."
 [FILES]
 .TP
 .I /etc/ecr-deployd/config.toml

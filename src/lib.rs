@@ -6,7 +6,8 @@
 //! The tree follows the pipeline (see ARCHITECTURE.md):
 //!
 //! - [`config`]: TOML + `ECR_DEPLOYD_*` overrides → validated [`config::Settings`].
-//! - [`event`]: queue bodies (EventBridge, SNS-wrapped) → [`event::Classified`]; domain
+//! - [`event`]: queue bodies (EventBridge, SNS-wrapped) → [`event::Classified`] (pushes,
+//!   and re-check hints from signature pushes and scan events); domain
 //!   newtypes [`event::Digest`], [`event::ImageRef`]. Pure.
 //! - [`image`]: when a container runs the desired image — any of its digests, or an
 //!   index's manifest for this host's platform. Pure.
@@ -18,13 +19,15 @@
 //!   hand off to the deployer, delete messages only after the work is recorded; the sweep and
 //!   the sweeps at window openings.
 //! - [`deploy`]: the deploy stage: one sequence for a container swap (create before stop)
-//!   or a Swarm service update; update-control gate, health gate, rollback, recovery,
+//!   or a Swarm service update; update-control and supply-chain gates, health gate, rollback, recovery,
 //!   dependents, reports, `rollback`/`approve` — one file each (see its module doc).
+//! - [`gate`]: the supply-chain gates' verdicts (cosign signature, ECR scan findings) over
+//!   fetched facts. Pure.
 //! - [`control`]: update control: policies and maintenance windows (pure), the state-store
 //!   lease, the daemon's control socket.
 //! - [`model`]: a deployment's domain values: outcome, journal step, phases.
 //! - [`store`]: SQLite state: history, deploy journal, blocked digests; schema versions.
-//! - [`adapters`]: SQS, ECR (AWS SDK), Docker (`adapters::docker`: one Engine client, bollard
+//! - [`adapters`]: SQS, ECR (AWS SDK), the gates' facts (`adapters::supply`), Docker (`adapters::docker`: one Engine client, bollard
 //!   + raw JSON, every call timed) — the only code that sees SDK types.
 //! - [`notify`]: webhooks and EventBridge deployment results, off the deploy path.
 //! - [`systemd`]: READY / WATCHDOG / STOPPING for `Type=notify`.
