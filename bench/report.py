@@ -68,6 +68,9 @@ def main():
     if w:
         o = w["opening_to_running_ms"]
         rows.append((f'window opening -> running, {w["containers"]} pending: median / last', f'{o["median"]:.0f} / {o["last"]:.0f} ms'))
+    g = parts.get("gate_checks")
+    if g:
+        rows.append((f'gates added to a deploy, {g["runs"]} digests: signature / scan, median', f'{g["signature_ms"]["median"]:.1f} / {g["scan_ms"]["median"]:.1f} ms'))
     width = max(len(k) for k, _ in rows)
     print(f"\n== summary ({result['date']}, {result['machine']['cpus']} CPUs, Docker {result['machine']['docker']}, harness {wall} s)")
     for k, v in rows:

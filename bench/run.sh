@@ -11,7 +11,7 @@ parts=$(mktemp -d)
 trap 'rm -rf "$parts"' EXIT
 export BENCH_OUT_DIR="$parts"
 started=$(date +%s)
-for b in deploy_latency intake_drain sweep_scale footprint window_opening; do
+for b in deploy_latency intake_drain sweep_scale footprint window_opening gate_checks; do
   printf '\n\033[1m== %s\033[0m\n' "$b"
   cargo bench --quiet --bench "$b" 2>&1 | grep -v '^setup:' || { echo "benchmark $b failed" >&2; exit 1; }
 done

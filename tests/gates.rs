@@ -216,51 +216,6 @@ async fn only_digests_signed_by_a_trusted_key_for_themselves_are_pulled_and_sign
     );
 }
 
-/// Sets moto's scan result of `digest` in `repo` to `counts`, then starts its scan.
-async fn scanned(site: &Site, repo: &str, digest: &str, counts: serde_json::Value) {
-    let body = serde_json::json!({
-        "region": REGION,
-        "results": [{
-            "registryId": ACCOUNT,
-            "repositoryName": repo,
-            "imageId": {"imageDigest": digest},
-            "imageScanStatus": {"status": "COMPLETE", "description": "done"},
-            "imageScanFindings": {"findingSeverityCounts": counts, "findings": []}
-        }]
-    });
-    let url = format!("{}/moto-api/static/ecr/scan-finding-results", site.endpoint);
-    let out = std::process::Command::new("curl")
-        .args([
-            "-sS",
-            "-f",
-            "-X",
-            "POST",
-            "-H",
-            "Content-Type: application/json",
-            "-d",
-            &body.to_string(),
-            &url,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    site.ecr
-        .start_image_scan()
-        .repository_name(repo)
-        .image_id(
-            aws_sdk_ecr::types::ImageIdentifier::builder()
-                .image_digest(digest)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-}
-
 /// An "ECR Image Scan" event as EventBridge delivers it.
 fn scan_body(repo: &str, digest: &str) -> String {
     serde_json::json!({
@@ -298,13 +253,8 @@ async fn scan_findings_gate_the_pull_and_a_scan_still_to_come_is_waited_for() {
     // A CRITICAL finding: rejected, nothing pulled.
     let before = id_of(&name);
     let v2 = site.silent_push(repo, Kind::Serve, "v2").await;
-    scanned(
-        &site,
-        repo,
-        &v2,
-        serde_json::json!({"CRITICAL": 1, "LOW": 3}),
-    )
-    .await;
+    site.scanned(repo, &v2, serde_json::json!({"CRITICAL": 1, "LOW": 3}))
+        .await;
     send_all(&site.sqs, &site.url, &[push_body(repo, "prod", &v2)]).await;
     recorded(&config, &name, &v2, "rejected", &agent).await;
     let row = last_row(&config, &name);
@@ -317,7 +267,7 @@ async fn scan_findings_gate_the_pull_and_a_scan_still_to_come_is_waited_for() {
 
     // Only LOW findings: deployed.
     let v3 = site.silent_push(repo, Kind::Serve, "v3").await;
-    scanned(&site, repo, &v3, serde_json::json!({"LOW": 2})).await;
+    site.scanned(repo, &v3, serde_json::json!({"LOW": 2})).await;
     send_all(&site.sqs, &site.url, &[push_body(repo, "prod", &v3)]).await;
     running(&name, &v3, &agent).await;
 
@@ -338,7 +288,8 @@ async fn scan_findings_gate_the_pull_and_a_scan_still_to_come_is_waited_for() {
         "{s}"
     );
     assert_eq!(running_digest(&name), v3);
-    scanned(&site, repo, &v4, serde_json::json!({"MEDIUM": 1})).await;
+    site.scanned(repo, &v4, serde_json::json!({"MEDIUM": 1}))
+        .await;
     let sent = Instant::now();
     send_all(&site.sqs, &site.url, &[scan_body(repo, &v4)]).await;
     running(&name, &v4, &agent).await;

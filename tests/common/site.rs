@@ -87,6 +87,49 @@ impl Site {
         (name, v1)
     }
 
+    /// Sets moto's scan result of `digest` in `repo` to `counts` (`{"CRITICAL": 1, …}`), then
+    /// starts its scan: `DescribeImageScanFindings` answers COMPLETE with those counts.
+    pub async fn scanned(&self, repo: &str, digest: &str, counts: Value) {
+        let body = serde_json::json!({
+            "region": REGION,
+            "results": [{
+                "registryId": ACCOUNT,
+                "repositoryName": repo,
+                "imageId": {"imageDigest": digest},
+                "imageScanStatus": {"status": "COMPLETE", "description": "done"},
+                "imageScanFindings": {"findingSeverityCounts": counts, "findings": []}
+            }]
+        });
+        let url = format!("{}/moto-api/static/ecr/scan-finding-results", self.endpoint);
+        let out = std::process::Command::new("curl")
+            .args([
+                "-sS",
+                "-f",
+                "-X",
+                "POST",
+                "-H",
+                "Content-Type: application/json",
+            ])
+            .args(["-d", &body.to_string(), &url])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let id = aws_sdk_ecr::types::ImageIdentifier::builder()
+            .image_digest(digest)
+            .build();
+        self.ecr
+            .start_image_scan()
+            .repository_name(repo)
+            .image_id(id)
+            .send()
+            .await
+            .unwrap();
+    }
+
     /// A push whose event is lost: ECR moves, nothing reaches the queue.
     pub async fn silent_push(&self, repo: &str, kind: Kind, version: &str) -> String {
         let digest = self.registry.publish(repo, version, kind, version, false);
