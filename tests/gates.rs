@@ -53,6 +53,17 @@ async fn recorded(config: &str, name: &str, digest: &str, outcome: &str, agent: 
     }
 }
 
+/// Waits until the newest history row of `name` is a rejection whose reason contains `why`.
+async fn rejected_again(config: &str, name: &str, why: &str) {
+    eventually(Duration::from_secs(30), why, || {
+        let row = last_row(config, name);
+        async move {
+            row["outcome"] == "rejected" && row["error"].as_str().unwrap_or("").contains(why)
+        }
+    })
+    .await;
+}
+
 async fn running(name: &str, digest: &str, agent: &AgentProcess) -> Duration {
     let started = Instant::now();
     while running_digest_now(name).as_deref() != Some(digest) {
@@ -128,37 +139,11 @@ async fn only_digests_signed_by_a_trusted_key_for_themselves_are_pulled_and_sign
     // rejects again with that reason.
     let tag = stranger.sign(&site.registry, repo, &v3);
     send_all(&site.sqs, &site.url, &[push_body(repo, &tag, &v3)]).await;
-    eventually(
-        Duration::from_secs(30),
-        "re-checked: no trusted key",
-        || {
-            let row = last_row(&config, &name);
-            async move {
-                row["error"]
-                    .as_str()
-                    .unwrap_or("")
-                    .contains("no trusted key")
-            }
-        },
-    )
-    .await;
+    rejected_again(&config, &name, "no trusted key").await;
     // By the trusted key, but the payload names another digest: still rejected.
     trusted.sign_as(&site.registry, repo, &v3, repo, &v2);
     send_all(&site.sqs, &site.url, &[push_body(repo, &tag, &v3)]).await;
-    eventually(
-        Duration::from_secs(30),
-        "re-checked: another digest",
-        || {
-            let row = last_row(&config, &name);
-            async move {
-                row["error"]
-                    .as_str()
-                    .unwrap_or("")
-                    .contains("another digest")
-            }
-        },
-    )
-    .await;
+    rejected_again(&config, &name, "another digest").await;
     assert_eq!(id_of(&name), before);
     assert!(!pulled(&site, repo, &v3));
 

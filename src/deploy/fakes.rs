@@ -237,6 +237,19 @@ pub fn executor(
     )
 }
 
+/// Deploys digest `to` (see [`digest`]) to the first managed container as `trigger`.
+pub async fn deploy_first(
+    ex: &Executor<FakeRuntime, FixedAuth>,
+    to: char,
+    trigger: &str,
+) -> crate::deploy::Done {
+    let t = crate::deploy::target::Target::Container(ex.managed().await.unwrap().remove(0));
+    let desired = crate::image::Desired::single(digest(to));
+    ex.deploy_target(&t, &desired, trigger, Duration::ZERO, None)
+        .await
+        .unwrap()
+}
+
 /// ECR as a registry where every tag names `.0`.
 pub struct OneTag(pub Digest);
 

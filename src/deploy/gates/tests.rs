@@ -10,7 +10,7 @@ use futures::future::BoxFuture;
 
 use super::*;
 use crate::deploy::Done;
-use crate::deploy::fakes::{FakeRuntime, FixedAuth, digest, executor};
+use crate::deploy::fakes::{FakeRuntime, FixedAuth, deploy_first, digest, executor};
 use crate::event::{Digest, GateHint, ImageRef, Repository};
 use crate::gate::tests::{key, payload, signed};
 use crate::gate::{Gates, OnMissing, ScanFacts, Severity, SignatureLayer};
@@ -73,19 +73,6 @@ fn gated(gates: Gates) -> (tempfile::TempDir, Ex, Arc<Facts>) {
     (dir, ex, facts)
 }
 
-async fn deploy(ex: &Ex, to: char, trigger: &str) -> Done {
-    let t = Target::Container(ex.managed().await.unwrap().remove(0));
-    ex.deploy_target(
-        &t,
-        &Desired::single(digest(to)),
-        trigger,
-        Duration::ZERO,
-        None,
-    )
-    .await
-    .unwrap()
-}
-
 fn signing() -> Gates {
     Gates {
         keys: vec![key(7).1],
@@ -107,7 +94,7 @@ fn pulls(ex: &Ex) -> usize {
 #[tokio::test]
 async fn an_unsigned_digest_is_rejected_before_any_pull_recorded_once_and_not_checked_again() {
     let (_d, ex, facts) = gated(signing());
-    let done = deploy(&ex, '2', "event").await;
+    let done = deploy_first(&ex, '2', "event").await;
     assert!(
         matches!(&done, Done::Rejected(why) if why.contains("not signed")),
         "{done:?}"
@@ -123,7 +110,10 @@ async fn an_unsigned_digest_is_rejected_before_any_pull_recorded_once_and_not_ch
     assert_eq!(h[0].outcome, Some(Outcome::Rejected));
     // The next sweep finds the rejection: no new row, no new fetch.
     let calls = facts.calls.load(Ordering::SeqCst);
-    assert!(matches!(deploy(&ex, '2', "sweep").await, Done::Rejected(_)));
+    assert!(matches!(
+        deploy_first(&ex, '2', "sweep").await,
+        Done::Rejected(_)
+    ));
     assert_eq!(facts.calls.load(Ordering::SeqCst), calls);
     assert_eq!(ex.store().history(Some("web"), 10).unwrap().len(), 1);
     // The signature is pushed; its hint clears the rejection and the next look deploys.
@@ -143,7 +133,7 @@ async fn an_unsigned_digest_is_rejected_before_any_pull_recorded_once_and_not_ch
     };
     assert_eq!(ex.recheck(&hint).unwrap(), 1);
     assert_eq!(
-        deploy(&ex, '2', "event").await,
+        deploy_first(&ex, '2', "event").await,
         Done::Finished(Outcome::Succeeded)
     );
     assert_eq!(
@@ -156,7 +146,10 @@ async fn an_unsigned_digest_is_rejected_before_any_pull_recorded_once_and_not_ch
 #[tokio::test]
 async fn a_newer_digest_is_checked_afresh_and_a_signed_one_deploys() {
     let (_d, ex, facts) = gated(signing());
-    assert!(matches!(deploy(&ex, '2', "event").await, Done::Rejected(_)));
+    assert!(matches!(
+        deploy_first(&ex, '2', "event").await,
+        Done::Rejected(_)
+    ));
     let d = digest('3');
     facts
         .signatures
@@ -164,7 +157,7 @@ async fn a_newer_digest_is_checked_afresh_and_a_signed_one_deploys() {
         .unwrap()
         .insert(d.clone(), vec![signed(&key(7).0, payload("team/api", &d))]);
     assert_eq!(
-        deploy(&ex, '3', "event").await,
+        deploy_first(&ex, '3', "event").await,
         Done::Finished(Outcome::Succeeded)
     );
 }
@@ -173,11 +166,11 @@ async fn a_newer_digest_is_checked_afresh_and_a_signed_one_deploys() {
 async fn the_operators_rollback_is_not_gated_but_approve_is() {
     let (_d, ex, _facts) = gated(signing());
     assert!(matches!(
-        deploy(&ex, '2', "approve").await,
+        deploy_first(&ex, '2', "approve").await,
         Done::Rejected(_)
     ));
     assert_eq!(
-        deploy(&ex, '3', "manual").await,
+        deploy_first(&ex, '3', "manual").await,
         Done::Finished(Outcome::Succeeded)
     );
 }
@@ -206,13 +199,13 @@ async fn a_scan_finding_at_the_limit_rejects_and_one_below_passes() {
         .lock()
         .unwrap()
         .insert(digest('3'), counts(&[("LOW", 4)]));
-    let done = deploy(&ex, '2', "event").await;
+    let done = deploy_first(&ex, '2', "event").await;
     assert!(
         matches!(&done, Done::Rejected(why) if why.contains("1 CRITICAL")),
         "{done:?}"
     );
     assert_eq!(
-        deploy(&ex, '3', "event").await,
+        deploy_first(&ex, '3', "event").await,
         Done::Finished(Outcome::Succeeded)
     );
 }
@@ -231,7 +224,7 @@ async fn a_scan_in_progress_is_pending_until_it_completes_and_past_the_wait_is_r
         .lock()
         .unwrap()
         .insert(digest('2'), ScanFacts::InProgress);
-    let done = deploy(&ex, '2', "event").await;
+    let done = deploy_first(&ex, '2', "event").await;
     assert!(
         matches!(&done, Done::Held(h) if h.state() == "pending" && h.detail().contains("scan in progress")),
         "{done:?}"
@@ -243,7 +236,7 @@ async fn a_scan_in_progress_is_pending_until_it_completes_and_past_the_wait_is_r
         .unwrap()
         .insert(digest('2'), ScanFacts::Complete(BTreeMap::new()));
     assert_eq!(
-        deploy(&ex, '2', "sweep").await,
+        deploy_first(&ex, '2', "sweep").await,
         Done::Finished(Outcome::Succeeded)
     );
     // Another digest waits from its own first sighting; with no wait left it is rejected.
@@ -254,7 +247,7 @@ async fn a_scan_in_progress_is_pending_until_it_completes_and_past_the_wait_is_r
         .lock()
         .unwrap()
         .insert(digest('4'), ScanFacts::InProgress);
-    let done = deploy(&ex, '4', "event").await;
+    let done = deploy_first(&ex, '4', "event").await;
     assert!(
         matches!(&done, Done::Rejected(why) if why.contains("after 0 s")),
         "{done:?}"
@@ -269,7 +262,7 @@ async fn facts_that_cannot_be_read_refuse_without_recording_and_bad_labels_are_n
         message: "HTTP 401".into(),
         transient: false,
     });
-    let done = deploy(&ex, '2', "event").await;
+    let done = deploy_first(&ex, '2', "event").await;
     assert!(
         matches!(&done, Done::Refused(why) if why.contains("HTTP 401")),
         "{done:?}"
@@ -293,7 +286,7 @@ async fn facts_that_cannot_be_read_refuse_without_recording_and_bad_labels_are_n
     assert!(err.is_err(), "a transient failure keeps the request queued");
     *facts.fail.lock().unwrap() = None;
     ex.runtime().boxes.lock().unwrap()[0].gates.verify = Some("maybe".into());
-    let done = deploy(&ex, '2', "event").await;
+    let done = deploy_first(&ex, '2', "event").await;
     assert!(
         matches!(&done, Done::Refused(why) if why.contains("ecr-deployd.verify=\"maybe\"")),
         "{done:?}"

@@ -1,12 +1,11 @@
 //! The gate over the in-memory runtime: each policy, pauses, and who bypasses them.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use super::*;
 use crate::control::policy::{Policies, Window};
 use crate::deploy::Done;
-use crate::deploy::fakes::{FakeRuntime, FixedAuth, digest, executor};
+use crate::deploy::fakes::{FakeRuntime, FixedAuth, deploy_first, digest, executor};
 use crate::event::Digest;
 use crate::notify::Notifier;
 use crate::store::Outcome;
@@ -25,19 +24,6 @@ fn with_windows(ex: Ex, windows: &[(&str, &str)]) -> Ex {
     ex
 }
 
-async fn deploy(ex: &Ex, to: char, trigger: &str) -> Done {
-    let t = Target::Container(ex.managed().await.unwrap().remove(0));
-    ex.deploy_target(
-        &t,
-        &Desired::single(digest(to)),
-        trigger,
-        Duration::ZERO,
-        None,
-    )
-    .await
-    .unwrap()
-}
-
 fn running(ex: &Ex) -> Digest {
     ex.runtime().boxes.lock().unwrap()[0].digest.clone()
 }
@@ -49,8 +35,14 @@ async fn monitor_never_deploys_and_tells_once_per_digest() {
     let (_dir, ex) = executor(rt, 1);
     let (notifier, mut rx) = Notifier::capture("host-a");
     let ex = ex.with_notifier(notifier);
-    assert_eq!(deploy(&ex, '2', "event").await, Done::Held(Held::Monitor));
-    assert_eq!(deploy(&ex, '2', "sweep").await, Done::Held(Held::Monitor));
+    assert_eq!(
+        deploy_first(&ex, '2', "event").await,
+        Done::Held(Held::Monitor)
+    );
+    assert_eq!(
+        deploy_first(&ex, '2', "sweep").await,
+        Done::Held(Held::Monitor)
+    );
     assert_eq!(running(&ex), digest('1'));
     let Ok(Notice::Held(n)) = rx.try_recv() else {
         panic!("one notice")
@@ -60,7 +52,7 @@ async fn monitor_never_deploys_and_tells_once_per_digest() {
         ("monitor", digest('2').as_str())
     );
     assert!(rx.try_recv().is_err(), "the same digest again is no news");
-    deploy(&ex, '3', "event").await;
+    deploy_first(&ex, '3', "event").await;
     assert!(
         matches!(rx.try_recv(), Ok(Notice::Held(n)) if n.desired_digest == digest('3').as_str())
     );
@@ -75,12 +67,12 @@ async fn manual_waits_for_an_operator_command_which_is_not_held() {
     let rt = FakeRuntime::with(&["web"], &digest('1'));
     rt.label_policy("web", "manual", None);
     let (_dir, ex) = executor(rt, 1);
-    match deploy(&ex, '2', "sweep").await {
+    match deploy_first(&ex, '2', "sweep").await {
         Done::Held(Held::Pending(why)) => assert!(why.contains("approve"), "{why}"),
         d => panic!("{d:?}"),
     }
     assert_eq!(
-        deploy(&ex, '2', "approve").await,
+        deploy_first(&ex, '2', "approve").await,
         Done::Finished(Outcome::Succeeded)
     );
     assert_eq!(running(&ex), digest('2'));
@@ -93,7 +85,7 @@ async fn a_pause_holds_events_sweeps_and_windows_until_resumed() {
     ex.store().pause("web", "db migration").unwrap();
     for trigger in AUTOMATIC {
         assert_eq!(
-            deploy(&ex, '2', trigger).await,
+            deploy_first(&ex, '2', trigger).await,
             Done::Held(Held::Paused("db migration".into())),
             "{trigger}"
         );
@@ -101,12 +93,12 @@ async fn a_pause_holds_events_sweeps_and_windows_until_resumed() {
     ex.store().resume("web").unwrap();
     ex.store().pause(ALL, "").unwrap();
     assert_eq!(
-        deploy(&ex, '2', "event").await,
+        deploy_first(&ex, '2', "event").await,
         Done::Held(Held::Paused("pause --all".into()))
     );
     ex.store().resume_all().unwrap();
     assert_eq!(
-        deploy(&ex, '2', "event").await,
+        deploy_first(&ex, '2', "event").await,
         Done::Finished(Outcome::Succeeded)
     );
 }
@@ -118,13 +110,13 @@ async fn a_window_container_deploys_inside_its_window_and_waits_outside_it() {
     let (_dir, ex) = executor(rt, 1);
     // Open on 30 February only: closed now, and it says so.
     let ex = with_windows(ex, &[("never-now", "0 0 30 2 *"), ("always", "* * * * *")]);
-    match deploy(&ex, '2', "event").await {
+    match deploy_first(&ex, '2', "event").await {
         Done::Held(Held::Pending(why)) => assert_eq!(why, "window never-now never opens"),
         d => panic!("{d:?}"),
     }
     ex.runtime().label_policy("web", "window", Some("always"));
     assert_eq!(
-        deploy(&ex, '2', "window").await,
+        deploy_first(&ex, '2', "window").await,
         Done::Finished(Outcome::Succeeded)
     );
 }
@@ -134,12 +126,12 @@ async fn a_label_naming_no_policy_or_window_refuses_the_deploy_with_the_reason()
     let rt = FakeRuntime::with(&["web"], &digest('1'));
     rt.label_policy("web", "window", Some("weekly"));
     let (_dir, ex) = executor(rt, 1);
-    match deploy(&ex, '2', "event").await {
+    match deploy_first(&ex, '2', "event").await {
         Done::Refused(why) => assert!(why.contains("\"weekly\" is not configured"), "{why}"),
         d => panic!("{d:?}"),
     }
     ex.runtime().label_policy("web", "often", None);
-    match deploy(&ex, '2', "sweep").await {
+    match deploy_first(&ex, '2', "sweep").await {
         Done::Refused(why) => assert!(why.contains("ecr-deployd.policy"), "{why}"),
         d => panic!("{d:?}"),
     }
