@@ -71,6 +71,16 @@ check "config directory 750 root:ecr-deployd" test "$(mode_owner /etc/ecr-deploy
 check "state directory 750 ecr-deployd:ecr-deployd" test "$(mode_owner /var/lib/ecr-deployd)" = "750 ecr-deployd:ecr-deployd"
 check "unit 644 root:root" test "$(mode_owner /usr/lib/systemd/system/ecr-deployd.service)" = "644 root:root"
 check "manual page" test -s /usr/share/man/man1/ecr-deployd.1.gz
+check "manual page: every command and the gates" sh -c \
+  "zcat /usr/share/man/man1/ecr-deployd.1.gz | grep -q 'SUPPLY-CHAIN GATES' && zcat /usr/share/man/man1/ecr-deployd.1.gz | grep -q '^.SS \"approve\"'"
+check "manual page renders without warnings" sh -c \
+  "! zcat /usr/share/man/man1/ecr-deployd.1.gz | groff -man -Tutf8 -ww -z 2>&1 | grep ."
+check "bash completion" sh -c "grep -q 'complete -F _ecr__deployd' /usr/share/bash-completion/completions/ecr-deployd"
+check "zsh completion" grep -q '#compdef ecr-deployd' /usr/share/zsh/vendor-completions/_ecr-deployd
+check "fish completion" grep -q 'complete -c ecr-deployd' /usr/share/fish/vendor_completions.d/ecr-deployd.fish
+check "alert rules" test -s /usr/share/ecr-deployd/prometheus/alerts.yml
+check "copyright: machine-readable, Apache-2.0" sh -c \
+  "head -1 /usr/share/doc/ecr-deployd/copyright | grep -q '^Format: ' && grep -q '^License: Apache-2.0' /usr/share/doc/ecr-deployd/copyright"
 check "config is a conffile" sh -c "dpkg-query -W -f='\${Conffiles}' ecr-deployd | grep -q /etc/ecr-deployd/config.toml"
 check "shipped config is the documented default" cmp -s /etc/ecr-deployd/config.toml packaging/config.toml
 
@@ -131,8 +141,12 @@ check "purge: unit no longer enabled" test ! -e /etc/systemd/system/multi-user.t
 # ---------------------------------------------------------------- rpm
 rpm -qlp "$rpm1" 2>/dev/null | sort >"$tmp/rpm-files"
 printf '%s\n' /etc/ecr-deployd/config.toml /usr/bin/ecr-deployd /usr/lib/systemd/system/ecr-deployd.service \
-  /usr/share/doc/ecr-deployd/README.md /usr/share/man/man1/ecr-deployd.1.gz | sort >"$tmp/rpm-expected"
+  /usr/share/doc/ecr-deployd/README.md /usr/share/man/man1/ecr-deployd.1.gz \
+  /usr/share/licenses/ecr-deployd/LICENSE /usr/share/ecr-deployd/prometheus/alerts.yml \
+  /usr/share/bash-completion/completions/ecr-deployd /usr/share/zsh/site-functions/_ecr-deployd \
+  /usr/share/fish/vendor_completions.d/ecr-deployd.fish | sort >"$tmp/rpm-expected"
 check "rpm: file list" diff "$tmp/rpm-expected" "$tmp/rpm-files"
+check "rpm: License Apache-2.0" test "$(rpm -qp --qf '%{LICENSE}' "$rpm1" 2>/dev/null)" = "Apache-2.0"
 check "rpm: config is %config(noreplace)" sh -c \
   "rpm -qp --qf '[%{FILENAMES} %{FILEFLAGS:fflags}\n]' '$rpm1' 2>/dev/null | grep -q '^/etc/ecr-deployd/config.toml cn'"
 rpm -qp --scripts "$rpm1" 2>/dev/null >"$tmp/rpm-scripts"

@@ -6,8 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # docker-registry: the local registry the tests push to; busybox-static: the test images'
-# only binary; apache2-utils: htpasswd for the registry's basic auth.
-APT_PACKAGES=(python3-venv docker-registry busybox-static apache2-utils curl)
+# only binary; apache2-utils: htpasswd for the registry's basic auth; openssl: the tests'
+# cosign signer; prometheus: promtool (metrics lint, alert rule tests).
+APT_PACKAGES=(python3-venv docker-registry busybox-static apache2-utils curl openssl prometheus)
 
 log() { printf '[setup] %s\n' "$*"; }
 

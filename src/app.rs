@@ -169,6 +169,7 @@ pub async fn run(
     let stats: Arc<Stats> = Arc::default();
     stats.tick();
     let metrics = Metrics::new(stats.clone());
+    metrics.set_sweep_interval(Duration::from_secs(settings.sweep.interval_seconds));
     let notifier = Notifier::start(&settings.notify, &sdk);
     let executor = Executor::new(
         Arc::new(runtime),

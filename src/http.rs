@@ -1,4 +1,5 @@
-//! `[http] listen`: `/metrics` (Prometheus text), `/healthz`, `/readyz`. Loopback by default.
+//! `[http] listen`: `/metrics` (OpenMetrics when asked for, else Prometheus text), `/healthz`,
+//! `/readyz`. Loopback by default.
 //! Anything else is 404, a method other than GET/HEAD 405; a bad request never stops the agent.
 
 use std::convert::Infallible;
@@ -25,7 +26,13 @@ fn respond(status: StatusCode, content_type: &str, body: String) -> Response<Ful
 }
 
 /// Answers one request.
-pub fn route(metrics: &Metrics, method: &Method, path: &str) -> Response<Full<Bytes>> {
+/// `/metrics` is OpenMetrics when the scraper asks for it (`Accept`), else Prometheus text.
+pub fn route(
+    metrics: &Metrics,
+    method: &Method,
+    path: &str,
+    openmetrics: bool,
+) -> Response<Full<Bytes>> {
     const TEXT: &str = "text/plain; charset=utf-8";
     if !matches!(path, "/metrics" | "/healthz" | "/readyz") {
         return respond(StatusCode::NOT_FOUND, TEXT, "not found\n".into());
@@ -45,10 +52,15 @@ pub fn route(metrics: &Metrics, method: &Method, path: &str) -> Response<Full<By
         }
     };
     match path {
-        "/metrics" => respond(
+        "/metrics" if openmetrics => respond(
             StatusCode::OK,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
             metrics.render(),
+        ),
+        "/metrics" => respond(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            metrics.render_text(),
         ),
         "/healthz" => flag(metrics.alive(), "ok", "main loop stalled"),
         _ => flag(metrics.ready(), "ready", "first sweep not finished"),
@@ -74,7 +86,15 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, shutdown: Cance
         let metrics = metrics.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req: Request<hyper::body::Incoming>| {
-                let response = route(&metrics, req.method(), req.uri().path());
+                let openmetrics = req
+                    .headers()
+                    .get_all(hyper::header::ACCEPT)
+                    .iter()
+                    .any(|v| {
+                        v.to_str()
+                            .is_ok_and(|v| v.contains("application/openmetrics-text"))
+                    });
+                let response = route(&metrics, req.method(), req.uri().path(), openmetrics);
                 async move { Ok::<_, Infallible>(response) }
             });
             if let Err(e) = hyper::server::conn::http1::Builder::new()

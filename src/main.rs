@@ -2,15 +2,27 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use ecr_deployd::commands;
 use ecr_deployd::config::{DEFAULT_CONFIG_PATH, Settings};
 use ecr_deployd::control::socket::Request;
 use tracing_subscriber::EnvFilter;
 
+mod manual;
+
+/// `--version`: the version, the git revision and the build date (stamped by build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("ECR_DEPLOYD_GIT_REV"),
+    ", built ",
+    env!("ECR_DEPLOYD_BUILD_DATE"),
+    ")"
+);
+
 /// Pull-only agent: redeploys local Docker containers when Amazon ECR tags they follow move.
 #[derive(Parser, Debug)]
-#[command(name = "ecr-deployd", version, about, propagate_version = true)]
+#[command(name = "ecr-deployd", version = VERSION, about, propagate_version = true)]
 struct Cli {
     /// Configuration file [default: /etc/ecr-deployd/config.toml]
     #[arg(long, global = true, env = "ECR_DEPLOYD_CONFIG", value_name = "PATH")]
@@ -90,10 +102,28 @@ enum Command {
     Doctor,
     /// Validate the configuration and print it with secrets redacted
     CheckConfig,
+    /// Print the shell completion script for SHELL (bash, zsh or fish)
+    Completions {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Print the manual page (roff), generated from these definitions
+    #[command(hide = true)]
+    Manpage,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum Shell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(code) = generated(&cli.command) {
+        return code;
+    }
     init_tracing(cli.log_format, cli.verbose);
     let (path, is_default) = match &cli.config {
         Some(p) => (p.clone(), false),
@@ -171,6 +201,39 @@ fn main() -> ExitCode {
         }
     });
     ExitCode::from(code)
+}
+
+/// `completions` and `manpage`: printed from the clap definitions, no configuration read.
+fn generated(command: &Command) -> Option<ExitCode> {
+    let mut cmd = Cli::command();
+    // Rendered whole first: a reader that goes away (`| head`) is a write error, not a panic.
+    let mut text = Vec::new();
+    match command {
+        Command::Completions { shell } => {
+            let shell = match shell {
+                Shell::Bash => clap_complete::Shell::Bash,
+                Shell::Zsh => clap_complete::Shell::Zsh,
+                Shell::Fish => clap_complete::Shell::Fish,
+            };
+            clap_complete::generate(shell, &mut cmd, "ecr-deployd", &mut text);
+        }
+        Command::Manpage => {
+            if let Err(e) = manual::render(cmd, &mut text) {
+                eprintln!("ecr-deployd: cannot render the manual page: {e}");
+                return Some(ExitCode::from(commands::EXIT_CANNOT_RUN));
+            }
+        }
+        _ => return None,
+    }
+    use std::io::Write;
+    Some(match std::io::stdout().lock().write_all(&text) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ecr-deployd: cannot write to standard output: {e}");
+            ExitCode::from(commands::EXIT_CANNOT_RUN)
+        }
+    })
 }
 
 /// The request of a command that acts (carried out by the daemon when one runs).

@@ -46,6 +46,7 @@ pub struct Metrics {
     containers_behind: Gauge,
     containers_pending: Gauge,
     containers_paused: Gauge,
+    sweep_interval: Gauge,
     stats: Arc<Stats>,
     ready: AtomicBool,
 }
@@ -78,6 +79,22 @@ impl Collector for QueueCounters {
             let c = ConstCounter::new(Stats::get(value));
             c.encode(family.encode_family(&OutcomeLabel { outcome })?)?;
         }
+        let trouble = [
+            (
+                "messages_malformed",
+                "Messages left on the queue for its dead-letter queue (not JSON, or an ECR event with bad fields)",
+                &self.0.malformed,
+            ),
+            (
+                "messages_retried",
+                "Messages handed back to the queue because the work behind them failed transiently",
+                &self.0.retried_later,
+            ),
+        ];
+        for (name, help, value) in trouble {
+            let c = ConstCounter::new(Stats::get(value));
+            c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;
+        }
         Ok(())
     }
 }
@@ -99,6 +116,7 @@ impl Metrics {
         let containers_behind = Gauge::default();
         let containers_pending = Gauge::default();
         let containers_paused = Gauge::default();
+        let sweep_interval = Gauge::default();
         let mut registry = Registry::with_prefix("ecr_deployd");
         registry.register("deployments", "Deployments by outcome", deployments.clone());
         registry.register(
@@ -136,6 +154,11 @@ impl Metrics {
             "Managed containers held by `ecr-deployd pause` (last sweep)",
             containers_paused.clone(),
         );
+        registry.register(
+            "sweep_interval_seconds",
+            "The configured sweep interval (0: no periodic sweep); alerts compare the last sweep with it",
+            sweep_interval.clone(),
+        );
         registry.register_collector(Box::new(QueueCounters(stats.clone())));
         Arc::new(Self {
             registry,
@@ -147,6 +170,7 @@ impl Metrics {
             containers_behind,
             containers_pending,
             containers_paused,
+            sweep_interval,
             stats,
             ready: AtomicBool::new(false),
         })
@@ -167,6 +191,11 @@ impl Metrics {
         if let Some(d) = event_to_running {
             self.event_to_running.observe(d.as_secs_f64());
         }
+    }
+
+    /// The configured `[sweep] interval_seconds`.
+    pub fn set_sweep_interval(&self, interval: Duration) {
+        self.sweep_interval.set(interval.as_secs() as i64);
     }
 
     /// A sweep ran: what it counted.
@@ -195,5 +224,82 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+
+    /// The same in the Prometheus text format (0.0.4), for scrapers that do not ask for
+    /// OpenMetrics (and `promtool check metrics`).
+    pub fn render_text(&self) -> String {
+        openmetrics_to_text(&self.render())
+    }
+}
+
+/// OpenMetrics → Prometheus text 0.0.4: a counter family `x` (samples `x_total`) is named
+/// `x_total` in its HELP and TYPE lines; `# UNIT` and `# EOF` do not exist there.
+pub fn openmetrics_to_text(open: &str) -> String {
+    let counters: std::collections::HashSet<&str> = open
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(open.len() + 16 * counters.len());
+    for line in open.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|tag| {
+            let rest = line.strip_prefix(tag)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{tag}{name}_total {tail}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_text_format_names_counter_families_by_their_samples_and_has_no_eof() {
+        let open = "# HELP x_deployments Deployments.\n# TYPE x_deployments counter\n\
+                    x_deployments_total{outcome=\"succeeded\"} 1\n# HELP x_up Up.\n# TYPE x_up gauge\n\
+                    x_up 1\n# HELP x_seconds Time.\n# TYPE x_seconds histogram\n# UNIT x_seconds seconds\n\
+                    x_seconds_count 0\n# EOF\n";
+        assert_eq!(
+            openmetrics_to_text(open),
+            "# HELP x_deployments_total Deployments.\n# TYPE x_deployments_total counter\n\
+             x_deployments_total{outcome=\"succeeded\"} 1\n# HELP x_up Up.\n# TYPE x_up gauge\n\
+             x_up 1\n# HELP x_seconds Time.\n# TYPE x_seconds histogram\nx_seconds_count 0\n"
+        );
+    }
+
+    #[test]
+    fn every_family_has_help_in_both_formats() {
+        let m = Metrics::new(Arc::new(Stats::default()));
+        m.deployed(Outcome::Rejected, Duration::ZERO, None);
+        for text in [m.render(), m.render_text()] {
+            let helped: Vec<&str> = text
+                .lines()
+                .filter_map(|l| l.strip_prefix("# HELP ")?.split(' ').next())
+                .collect();
+            for sample in text.lines().filter(|l| !l.starts_with('#')) {
+                let name = sample.split(['{', ' ']).next().unwrap();
+                let family = ["_total", "_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| name.strip_suffix(s).filter(|f| helped.contains(f)));
+                assert!(
+                    helped.contains(&name) || family.is_some(),
+                    "{name} has no HELP in\n{text}"
+                );
+            }
+        }
+        assert!(
+            m.render_text()
+                .contains("# HELP ecr_deployd_messages_received_total ")
+        );
+        assert!(!m.render_text().contains("# EOF"));
     }
 }

@@ -122,6 +122,7 @@ impl Notice {
                 let mark = match d.outcome {
                     "succeeded" => "✅",
                     "rolled_back" => "↩️",
+                    "rejected" => "⛔",
                     _ => "❌",
                 };
                 let mut s = format!(
@@ -393,6 +394,11 @@ mod tests {
         let t = deployment("rolled_back", Some("health check failed")).text();
         assert!(
             t.contains("rolled back") && t.ends_with(": health check failed"),
+            "{t}"
+        );
+        let t = deployment("rejected", Some("not signed")).text();
+        assert!(
+            t.starts_with("⛔") && t.contains("web rejected") && t.ends_with(": not signed"),
             "{t}"
         );
     }

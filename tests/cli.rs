@@ -130,7 +130,44 @@ fn every_command_of_the_spec_exists() {
         .arg("--version")
         .output()
         .unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ecr-deployd "));
+    // Completions and the manual page come from the same definitions, without a config.
+    for (args, marker) in [
+        (["completions", "bash"], "complete -F _ecr__deployd"),
+        (["completions", "zsh"], "#compdef ecr-deployd"),
+        (["completions", "fish"], "complete -c ecr-deployd -n"),
+        (
+            ["manpage", "--config=/nonexistent"],
+            ".SH \"SUPPLY-CHAIN GATES\"",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_ecr-deployd"))
+            .args(args)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains(marker),
+            "{args:?}: {text}"
+        );
+    }
+    // Version, git revision and build date: `ecr-deployd 0.1.0 (0123456789ab, built 2026-12-02)`.
+    let version = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let (head, stamp) = version
+        .split_once(" (")
+        .unwrap_or_else(|| panic!("{version}"));
+    assert_eq!(head, concat!("ecr-deployd ", env!("CARGO_PKG_VERSION")));
+    let (rev, date) = stamp
+        .trim_end_matches(')')
+        .split_once(", built ")
+        .unwrap_or_else(|| panic!("{version}"));
+    assert!(
+        rev == "unknown" || (rev.len() == 12 && rev.bytes().all(|b| b.is_ascii_hexdigit())),
+        "{version}"
+    );
+    assert!(
+        date.len() == 10 && date.as_bytes()[4] == b'-' && date.as_bytes()[7] == b'-',
+        "{version}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

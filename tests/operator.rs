@@ -284,6 +284,17 @@ async fn metrics_health_and_readiness_are_served_on_the_http_listener() {
         metrics.contains("ecr_deployd_event_to_running_seconds"),
         "{metrics}"
     );
+    for line in [
+        "ecr_deployd_sweep_interval_seconds 0",
+        "ecr_deployd_messages_malformed_total 0",
+        "ecr_deployd_messages_retried_total 0",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} missing in:\n{metrics}"
+        );
+    }
+    promtool_check_metrics(&metrics);
     assert_eq!(http(&addr, "GET", "/nope").0, 404);
     assert_eq!(http(&addr, "POST", "/metrics").0, 405);
     assert_eq!(
@@ -292,4 +303,33 @@ async fn metrics_health_and_readiness_are_served_on_the_http_listener() {
         "still alive after bad requests"
     );
     drop(agent);
+}
+
+/// `promtool check metrics` on a real scrape: no lint problem at all (HELP on every family,
+/// counter names ending in `_total`, base units).
+fn promtool_check_metrics(metrics: &str) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool is needed (Debian package prometheus): run ./scripts/setup.sh");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool check metrics:\n{said}\n{metrics}"
+    );
 }
