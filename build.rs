@@ -1,6 +1,7 @@
 //! Stamps the binary with its git revision and build date for `ecr-deployd --version`.
 //! `SOURCE_DATE_EPOCH` (reproducible builds) wins over the clock; outside a git checkout the
-//! revision is `unknown`.
+//! revision is `unknown`. (Not named ECR_DEPLOYD_*: cargo also sets these for the test
+//! processes, and the agent refuses unknown variables of its own prefix.)
 
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -26,9 +27,9 @@ fn main() {
                 .map(|d| d.as_secs() as i64)
                 .unwrap_or(0)
         });
-    println!("cargo:rustc-env=ECR_DEPLOYD_GIT_REV={rev}");
+    println!("cargo:rustc-env=STAMP_GIT_REVISION={rev}");
     println!(
-        "cargo:rustc-env=ECR_DEPLOYD_BUILD_DATE={}",
+        "cargo:rustc-env=STAMP_BUILD_DATE={}",
         civil_date(secs.div_euclid(86_400))
     );
 }

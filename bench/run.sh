@@ -16,3 +16,4 @@ for b in deploy_latency intake_drain sweep_scale footprint window_opening gate_c
   cargo bench --quiet --bench "$b" 2>&1 | grep -v '^setup:' || { echo "benchmark $b failed" >&2; exit 1; }
 done
 .venv/bin/python bench/report.py "$parts" "$(( $(date +%s) - started ))" bench/results/latest.json
+./scripts/leftovers.sh

@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 
 CARGO_DEB_VERSION=3.8.0
 CARGO_GENERATE_RPM_VERSION=0.21.1
+CARGO_AUDITABLE_VERSION=0.7.7
 log() { printf '[packaging] %s\n' "$*"; }
 
 if ! cargo deb --version 2>/dev/null | grep -q "$CARGO_DEB_VERSION"; then
@@ -19,8 +20,15 @@ if ! cargo generate-rpm --version 2>/dev/null | grep -q "$CARGO_GENERATE_RPM_VER
   cargo install --quiet --locked cargo-generate-rpm --version "$CARGO_GENERATE_RPM_VERSION"
 fi
 
+if ! cargo auditable --version 2>/dev/null | grep -q "$CARGO_AUDITABLE_VERSION"; then
+  log "installing cargo-auditable $CARGO_AUDITABLE_VERSION"
+  cargo install --quiet --locked cargo-auditable --version "$CARGO_AUDITABLE_VERSION"
+fi
+
+# cargo auditable: the dependency list (crates, versions, sources) embedded in the binary's
+# .dep-v0 section, for the operators' scanners (cargo audit bin, syft, trivy).
 log "release build"
-cargo build --quiet --release --locked
+cargo auditable build --quiet --release --locked
 strip --strip-all target/release/ecr-deployd
 
 log "manual page and shell completions (from the clap definitions)"

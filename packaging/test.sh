@@ -71,6 +71,8 @@ check "config directory 750 root:ecr-deployd" test "$(mode_owner /etc/ecr-deploy
 check "state directory 750 ecr-deployd:ecr-deployd" test "$(mode_owner /var/lib/ecr-deployd)" = "750 ecr-deployd:ecr-deployd"
 check "unit 644 root:root" test "$(mode_owner /usr/lib/systemd/system/ecr-deployd.service)" = "644 root:root"
 check "manual page" test -s /usr/share/man/man1/ecr-deployd.1.gz
+check "binary carries its dependency list (cargo auditable, .dep-v0)" sh -c \
+  "readelf -S /usr/bin/ecr-deployd | grep -q '\.dep-v0'"
 check "manual page: every command and the gates" sh -c \
   "zcat /usr/share/man/man1/ecr-deployd.1.gz | grep -q 'SUPPLY-CHAIN GATES' && zcat /usr/share/man/man1/ecr-deployd.1.gz | grep -q '^.SS \"approve\"'"
 check "manual page renders without warnings" sh -c \

@@ -46,6 +46,13 @@ if [ ! -x .venv/bin/python ] || ! cmp -s "$reqs" .venv/.requirements; then
 fi
 log "moto: $(.venv/bin/pip show moto | sed -n 's/^Version: //p')"
 
+# cargo deny: the licences, bans and sources of every dependency (scripts/test.sh).
+CARGO_DENY_VERSION=0.20.2
+if ! cargo deny --version 2>/dev/null | grep -q "$CARGO_DENY_VERSION"; then
+  log "installing cargo-deny $CARGO_DENY_VERSION"
+  cargo install --quiet --locked cargo-deny --version "$CARGO_DENY_VERSION"
+fi
+
 log "building (cargo build --all-targets)"
 cargo build --quiet --all-targets
 log "done"

@@ -1,12 +1,21 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need, then format check, lints and every test
 # (unit tests and integration tests against a real moto server started by the tests), then
-# the static checks of infra/, the alerting rules, then the packaging tests (they need root).
+# the static checks of infra/, the alerting rules, the packaging tests (they need root), and
+# a check that nothing the tests created is left behind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 cargo fmt --all -- --check
 cargo clippy --quiet --all-targets -- -D warnings
+# Our own supply chain (deny.toml): licences, banned and duplicate crates, sources. The
+# advisories need the RustSec database from its git host: checked where it can be fetched.
+cargo deny --log-level error check licenses bans sources
+if cargo deny --log-level error fetch db 2>/dev/null; then
+  cargo deny --log-level error check advisories
+else
+  echo "[test] cargo deny: the RustSec advisory database cannot be fetched from here; advisories not checked"
+fi
 cargo test
 # infra/: cfn-lint, checkov, CloudFormation/Terraform parity, IAM and queue policies.
 .venv/bin/python -m pytest -q infra/tests
@@ -15,3 +24,5 @@ promtool check rules packaging/prometheus/alerts.yml
 promtool test rules packaging/prometheus/alerts_test.yml
 # Packages: build the .deb and .rpm, lint them, install/upgrade/remove/purge on this machine.
 ./packaging/test.sh
+# Nothing the tests created is left on the Docker Engine.
+./scripts/leftovers.sh

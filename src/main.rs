@@ -14,9 +14,9 @@ mod manual;
 const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
     " (",
-    env!("ECR_DEPLOYD_GIT_REV"),
+    env!("STAMP_GIT_REVISION"),
     ", built ",
-    env!("ECR_DEPLOYD_BUILD_DATE"),
+    env!("STAMP_BUILD_DATE"),
     ")"
 );
 

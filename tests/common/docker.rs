@@ -159,12 +159,40 @@ impl Drop for TestRegistry {
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default();
-        let mut ids: Vec<&str> = images.split_whitespace().collect();
+        let mut ids: Vec<String> = images.split_whitespace().map(str::to_owned).collect();
         ids.sort();
         ids.dedup();
-        for id in ids {
-            let _ = Command::new("docker").args(["rmi", "-f", id]).output();
+        // A Swarm task container may still be going away (its service was removed just now):
+        // its image cannot be removed until it is gone; try again for a while.
+        for attempt in 0..30 {
+            ids.retain(|id| {
+                let out = Command::new("docker").args(["rmi", "-f", id]).output();
+                let gone = out.as_ref().is_ok_and(|o| o.status.success());
+                if !gone && attempt == 29 {
+                    eprintln!(
+                        "test registry {}: image {id} not removed: {}",
+                        self.host,
+                        out.map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+                            .unwrap_or_default()
+                    );
+                }
+                !gone
+            });
+            if ids.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_secs(1));
         }
+        // Images of removed test containers that lost their tag (a swap replaced them).
+        let _ = Command::new("docker")
+            .args([
+                "image",
+                "prune",
+                "-f",
+                "--filter",
+                &format!("label={TEST_LABEL}.image"),
+            ])
+            .output();
     }
 }
 
@@ -303,8 +331,12 @@ impl Drop for Scope {
                 .unwrap_or_default()
         };
         // Swarm services first: removing them removes their task containers (wait for that).
-        let services = run(&["service", "ls", "-q", "--no-trunc", "--filter", &filter]);
-        for id in services.split_whitespace() {
+        // (`service ls` has no --no-trunc: the full id, which the tasks' label holds, comes
+        // from `service inspect`.)
+        let services = run(&["service", "ls", "-q", "--filter", &filter]);
+        for short in services.split_whitespace() {
+            let id = run(&["service", "inspect", "--format", "{{.ID}}", short]);
+            let id = id.trim();
             run(&["service", "rm", id]);
             let tasks = format!("label=com.docker.swarm.service.id={id}");
             for _ in 0..150 {

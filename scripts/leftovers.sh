@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Fails when the tests or the benchmarks left anything behind on this Docker Engine: every
+# container, service, network and volume they create carries the label ecr-deployd.test, every
+# image they build the label ecr-deployd.test.image (images pulled from a test registry are
+# removed with it). Run at the end of the test command and of bench/run.sh.
+set -euo pipefail
+left=""
+add() { [ -z "$2" ] || left+="$1:"$'\n'"$(printf '%s\n' "$2" | sed 's/^/  /')"$'\n'; }
+add containers "$(docker ps -a --filter label=ecr-deployd.test --format '{{.Names}} ({{.Status}})')"
+if docker info --format '{{.Swarm.ControlAvailable}}' 2>/dev/null | grep -q true; then
+  add services "$(docker service ls --filter label=ecr-deployd.test --format '{{.Name}}')"
+fi
+add networks "$(docker network ls --filter label=ecr-deployd.test --format '{{.Name}}')"
+add volumes "$(docker volume ls --filter label=ecr-deployd.test --format '{{.Name}}')"
+add images "$(docker images -a --filter label=ecr-deployd.test.image --format '{{.Repository}}:{{.Tag}} {{.ID}}')"
+add "images from test registries" "$(docker images --format '{{.Repository}}:{{.Tag}} {{.ID}}' | grep -E '^(127\.0\.0\.1|localhost):[0-9]+/' || true)"
+if [ -n "$left" ]; then
+  printf '[leftovers] the run left these behind:\n%s' "$left" >&2
+  exit 1
+fi
+echo "[leftovers] none: every container, service, network, volume and image the run created is gone"
