@@ -61,14 +61,14 @@ impl<Q: Queue, R: Registry, D: Deployer> Agent<Q, R, D> {
         self.run_waking(settings, shutdown, grace, None).await
     }
 
-    /// As [`Agent::run`], and notifies `back_online` when the queue answers again after an
-    /// outage (so that the sweep catches up at once).
+    /// As [`Agent::run`], and notifies `wake_sweep` when the queue answers again after an
+    /// outage or a gate hint arrives (so that the sweep looks at once).
     pub async fn run_waking(
         &self,
         settings: &Settings,
         shutdown: CancellationToken,
         grace: Duration,
-        back_online: Option<Arc<Notify>>,
+        wake_sweep: Option<Arc<Notify>>,
     ) {
         let inflight = InFlight::default();
         let visibility = Duration::from_secs(settings.queue.visibility_timeout_seconds.into());
@@ -77,7 +77,7 @@ impl<Q: Queue, R: Registry, D: Deployer> Agent<Q, R, D> {
             wait: Duration::from_secs(settings.queue.wait_time_seconds.into()),
             visibility,
             notifier: self.notifier.clone(),
-            back_online,
+            wake_sweep,
             on_hint: Some({
                 let deployer = self.deployer.clone();
                 HintHandler(Arc::new(move |hint: &GateHint| deployer.recheck(hint)))

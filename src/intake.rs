@@ -28,7 +28,7 @@ pub struct IntakeConfig {
     pub notifier: Notifier,
     /// Woken when the queue answers again after failed receives (AWS is back), and after a
     /// gate hint: the sweep catches up at once instead of at its next turn.
-    pub back_online: Option<Arc<Notify>>,
+    pub wake_sweep: Option<Arc<Notify>>,
     /// Records a gate hint (clears the rejections of its digest): the deployer's
     /// [`crate::ports::Deployer::recheck`]. `None`: hints are only logged.
     pub on_hint: Option<HintHandler>,
@@ -72,7 +72,7 @@ fn recheck(cfg: &IntakeConfig, hint: &GateHint) -> Result<(), String> {
         None => 0,
     };
     info!(repository = hint.repository.as_str(), digest = %hint.digest.short(), why = %hint.why, cleared, "gate hint: the digest is checked again");
-    if let Some(wake) = &cfg.back_online {
+    if let Some(wake) = &cfg.wake_sweep {
         wake.notify_one();
     }
     Ok(())
@@ -110,7 +110,7 @@ pub async fn run<Q: Queue>(
             r = receive => match r {
                 Ok(m) => {
                     if failed.load(std::sync::atomic::Ordering::Relaxed)
-                        && let Some(wake) = &cfg.back_online
+                        && let Some(wake) = &cfg.wake_sweep
                     {
                         info!("the queue answers again; waking the sweep");
                         wake.notify_one();

@@ -227,19 +227,7 @@ async fn put_scan_event(events: &aws_sdk_eventbridge::Client, source: &str, repo
         "image-tags": ["prod"],
         "finding-severity-counts": {"LOW": 1},
     });
-    let out = events
-        .put_events()
-        .entries(
-            aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
-                .source(source)
-                .detail_type(detail_type)
-                .detail(detail.to_string())
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(out.failed_entry_count(), 0);
+    put_event(events, source, detail_type, &detail).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

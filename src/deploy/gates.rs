@@ -12,6 +12,7 @@ use tracing::{debug, info, warn};
 
 use super::executor::{DeployCheckError, Done, Executor};
 use super::hold::Held;
+use super::operator::ROLLBACK_TRIGGER;
 use super::report::Finished;
 use super::target::Target;
 use crate::gate::{Verdict, signature};
@@ -19,8 +20,6 @@ use crate::image::Desired;
 use crate::ports::{Credentials, Runtime};
 use crate::store::{NewDeployment, Outcome, Phases, StoreError, now_ms};
 
-/// The trigger of the operator's `rollback` (see [`super::operator`]).
-const ROLLBACK_TRIGGER: &str = "manual";
 /// The hold kind under which a digest waiting for its scan is recorded.
 const SCAN_HOLD: &str = "scan";
 

@@ -11,6 +11,9 @@ use crate::image::Desired;
 use crate::ports::{Credentials, Runtime};
 use crate::store::{Outcome, StoreError};
 
+/// The trigger the operator's `rollback` deploys with (the supply-chain gates let it pass).
+pub(super) const ROLLBACK_TRIGGER: &str = "manual";
+
 /// What `rollback` did.
 #[derive(Clone, Debug)]
 pub struct Rollback {
@@ -70,7 +73,7 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
         self.store.unblock(name, to.as_str())?;
         let desired = Desired::single(to.clone());
         let done = self
-            .deploy_target(&target, &desired, "manual", Duration::ZERO, None)
+            .deploy_target(&target, &desired, ROLLBACK_TRIGGER, Duration::ZERO, None)
             .await
             .map_err(|e| RollbackError::Deploy(e.to_string()))?;
         let outcome = match done {

@@ -495,12 +495,22 @@ pub async fn put_ecr_event(
         "action-type": action,
         "image-tag": tag,
     });
+    put_event(events, "aws.ecr", "ECR Image Action", &detail).await;
+}
+
+/// Puts one event with `source`, `detail_type` and `detail` on the default bus.
+pub async fn put_event(
+    events: &aws_sdk_eventbridge::Client,
+    source: &str,
+    detail_type: &str,
+    detail: &serde_json::Value,
+) {
     let out = events
         .put_events()
         .entries(
             aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
-                .source("aws.ecr")
-                .detail_type("ECR Image Action")
+                .source(source)
+                .detail_type(detail_type)
                 .detail(detail.to_string())
                 .build(),
         )

@@ -5,6 +5,7 @@
 //! has a timeout: a hung Engine fails the call as transient, it never holds a lock forever.
 
 mod engine;
+mod managed;
 mod recreate;
 mod services;
 
@@ -24,18 +25,16 @@ use futures::StreamExt;
 use hyper::Method;
 use serde_json::Value;
 use tokio::sync::OnceCell;
-use tracing::{debug, warn};
+use tracing::debug;
 
 pub use engine::Endpoint;
 pub use recreate::{Recreation, recreation};
 
-use crate::control::policy::{LABEL_POLICY, LABEL_WINDOW, PolicyLabels};
-use crate::event::{Digest, follows, split_reference};
-use crate::gate::GateLabels;
-use crate::image::{Platform, repo_digests};
+use crate::event::{Digest, split_reference};
+use crate::image::Platform;
 use crate::ports::{
-    Dependent, LABEL_ENABLE, LABEL_HEALTH_TIMEOUT, LABEL_IMAGE, Managed, ManagedService,
-    NEW_SUFFIX, OLD_SUFFIX, Observed, PullAuth, Runtime, RuntimeError, ServiceUpdate,
+    Dependent, LABEL_ENABLE, Managed, ManagedService, Observed, PullAuth, Runtime, RuntimeError,
+    ServiceUpdate,
 };
 
 /// Any one Engine call other than a pull or a stop, unless set with
@@ -47,8 +46,6 @@ pub const PULL_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 const STOP_MARGIN: Duration = Duration::from_secs(30);
 /// Inspections of other containers at once, when looking for dependents.
 const CONCURRENT_INSPECTS: usize = 8;
-/// Swarm marks its task containers with this label; they belong to services, not to us.
-const SWARM_TASK_LABEL: &str = "com.docker.swarm.service.id";
 
 /// The Engine. The connection (and API version negotiation) is made on first use and
 /// retried on the next call if the Engine was down.
@@ -195,101 +192,6 @@ impl DockerRuntime {
             Err(e) => Err(e),
         }
     }
-
-    /// The managed container an inspection shows, if it is one.
-    async fn to_managed(
-        &self,
-        inspect: ContainerInspectResponse,
-        mirror: Option<&str>,
-    ) -> Result<Option<Managed>, RuntimeError> {
-        let config = inspect.config.clone().unwrap_or_default();
-        let labels = config.labels.clone().unwrap_or_default();
-        let name = inspect
-            .name
-            .clone()
-            .unwrap_or_default()
-            .trim_start_matches('/')
-            .to_owned();
-        if labels.get(LABEL_ENABLE).map(String::as_str) != Some("true")
-            || labels.contains_key(SWARM_TASK_LABEL)
-            || name.ends_with(OLD_SUFFIX)
-            || name.ends_with(NEW_SUFFIX)
-        {
-            return Ok(None);
-        }
-        let configured = config.image.clone().unwrap_or_default();
-        let follows = match follows(
-            &configured,
-            labels.get(LABEL_IMAGE).map(String::as_str),
-            mirror,
-        ) {
-            Ok(f) => f,
-            Err(reason) => {
-                warn!(container = %name, %reason, "managed container skipped");
-                return Ok(None);
-            }
-        };
-        let health_timeout = match labels.get(LABEL_HEALTH_TIMEOUT).map(|v| v.parse::<u64>()) {
-            None => None,
-            Some(Ok(s)) => Some(Duration::from_secs(s)),
-            Some(Err(_)) => {
-                warn!(container = %name, "label {LABEL_HEALTH_TIMEOUT} is not a number of seconds; using the default");
-                None
-            }
-        };
-        let image_id = inspect.image.clone().unwrap_or_default();
-        let docker = self.docker().await?;
-        let digests = match timed(
-            "inspect image",
-            self.call_timeout,
-            docker.inspect_image(&image_id),
-        )
-        .await
-        {
-            Ok(image) => repo_digests(
-                &image.repo_digests.unwrap_or_default(),
-                follows.repository.as_str(),
-            ),
-            Err(e) if e.transient => return Err(e),
-            Err(_) => Vec::new(),
-        };
-        Ok(Some(Managed {
-            stop_timeout: config
-                .stop_timeout
-                .map(|s| Duration::from_secs(s.max(0) as u64)),
-            id: inspect.id.clone().unwrap_or_default(),
-            policy: PolicyLabels {
-                policy: labels.get(LABEL_POLICY).cloned(),
-                window: labels.get(LABEL_WINDOW).cloned(),
-            },
-            gates: GateLabels::from_labels(&labels),
-            name,
-            image: configured,
-            follows,
-            digests,
-            health_timeout,
-            running_now: inspect.state.and_then(|s| s.running).unwrap_or(false),
-        }))
-    }
-}
-
-/// Which namespace of `target` (id and name) an inspected container shares, if any.
-fn shared_namespace(c: &ContainerInspectResponse, id: &str, name: &str) -> Option<&'static str> {
-    let host = c.host_config.as_ref()?;
-    let names = |mode: &Option<String>| {
-        mode.as_deref()
-            .and_then(|m| m.strip_prefix("container:"))
-            .is_some_and(|t| t == id || t == name || (t.len() >= 12 && id.starts_with(t)))
-    };
-    if names(&host.network_mode) {
-        Some("network")
-    } else if names(&host.ipc_mode) {
-        Some("IPC")
-    } else if names(&host.pid_mode) {
-        Some("PID")
-    } else {
-        None
-    }
 }
 
 impl Runtime for DockerRuntime {
@@ -347,7 +249,7 @@ impl Runtime for DockerRuntime {
         let mut out = Vec::new();
         for c in inspected {
             let Some(c) = c? else { continue };
-            if let Some(shares) = shared_namespace(&c, id, name) {
+            if let Some(shares) = managed::shared_namespace(&c, id, name) {
                 let labels = c.config.and_then(|c| c.labels).unwrap_or_default();
                 out.push(Dependent {
                     name: c
