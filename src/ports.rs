@@ -10,6 +10,7 @@ use std::future::Future;
 use std::time::{Duration, SystemTime};
 
 use crate::control::policy::PolicyLabels;
+use crate::deploy::hooks::HookLabels;
 use crate::event::{Digest, ImageRef, Repository};
 use crate::gate::{GateLabels, ScanFacts, SignatureLayer};
 use crate::image::{Desired, Platform};
@@ -206,6 +207,10 @@ pub struct Managed {
     pub policy: PolicyLabels,
     /// `ecr-deployd.verify` and `ecr-deployd.scan-max-severity`, as labelled.
     pub gates: GateLabels,
+    /// `ecr-deployd.hook.*`, as labelled.
+    pub hooks: HookLabels,
+    /// `com.docker.compose.project`: the Compose project it belongs to, if any.
+    pub compose_project: Option<String>,
 }
 
 impl Managed {
@@ -227,11 +232,42 @@ impl ManagedService {
 /// managed container leaves it with only `lo` and unable to restart.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Dependent {
+    pub id: String,
     pub name: String,
-    /// "network", "IPC" or "PID".
+    /// "network", "IPC", "PID" or "volumes".
     pub shares: &'static str,
     /// `ecr-deployd.enable=true`.
     pub opted_in: bool,
+    pub running: bool,
+}
+
+/// A dependent's successor points at the parent's successor: every reference to the old
+/// parent (by id or name) in its namespace modes and `VolumesFrom` becomes `new_id`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Repoint {
+    pub old_id: String,
+    pub old_name: String,
+    pub new_id: String,
+}
+
+/// An opted-in container with an `ecr-deployd.depends-on` label (SPEC §12).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ordered {
+    pub id: String,
+    pub name: String,
+    /// The names it depends on.
+    pub depends_on: Vec<String>,
+    pub running: bool,
+}
+
+/// How a command run in a container ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecRun {
+    /// `None` when it did not end (timed out) or the Engine did not say.
+    pub exit_code: Option<i64>,
+    /// The end of its output (stdout and stderr interleaved), bounded by the adapter.
+    pub output: String,
+    pub timed_out: bool,
 }
 
 /// What the health gate sees of a container.
@@ -324,6 +360,34 @@ pub trait Runtime: Send + Sync + 'static {
         _id: &str,
     ) -> impl Future<Output = Result<Vec<Dependent>, RuntimeError>> + Send {
         async { Ok(Vec::new()) }
+    }
+    /// Opted-in containers that carry `ecr-deployd.depends-on`.
+    fn ordering(&self) -> impl Future<Output = Result<Vec<Ordered>, RuntimeError>> + Send {
+        async { Ok(Vec::new()) }
+    }
+    /// Runs `/bin/sh -c command` in container `id` for at most `timeout`.
+    fn exec(
+        &self,
+        _id: &str,
+        _command: &str,
+        _timeout: Duration,
+    ) -> impl Future<Output = Result<ExecRun, RuntimeError>> + Send {
+        async {
+            Err(RuntimeError::permanent(
+                "exec",
+                "this runtime cannot run commands in containers",
+            ))
+        }
+    }
+    /// As [`Runtime::create_like`], for a dependent whose parent is being replaced: its
+    /// references to the old parent point at the new one.
+    fn create_dependent(
+        &self,
+        old_id: &str,
+        name: &str,
+        _parent: &Repoint,
+    ) -> impl Future<Output = Result<String, RuntimeError>> + Send {
+        self.create_like(old_id, name)
     }
     /// Pulls `source` (`host/repo@digest`), checks it is `digest`, tags it as `tag_as`.
     fn pull(

@@ -12,9 +12,11 @@ use serde::Serialize;
 pub use crate::model::{Outcome, Phases, Step};
 pub use control::{ALL, Pause};
 pub use gates::Rejection;
+pub use group::Member;
 
 mod control;
 mod gates;
+mod group;
 
 /// A failure of the state store, with the operation that failed.
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +104,7 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE deployments ADD COLUMN platform_digest TEXT;",
     control::SCHEMA_V3,
     gates::SCHEMA_V4,
+    group::SCHEMA_V5,
 ];
 
 const SCHEMA_V1: &str = "

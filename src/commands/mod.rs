@@ -138,6 +138,7 @@ fn state_of(row: &Row) -> &'static str {
         Action::Paused => "paused",
         Action::Monitor => "monitor",
         Action::Rejected => "rejected",
+        Action::Deferred => "deferred",
         _ => "unknown",
     }
 }

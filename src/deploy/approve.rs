@@ -122,6 +122,7 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
             Done::Refused(why) => return Err(ApproveError::Refused(name.to_owned(), why)),
             Done::Held(h) => return Err(ApproveError::Refused(name.to_owned(), h.detail())),
             Done::Rejected(why) => return Err(ApproveError::Rejected(name.to_owned(), why)),
+            Done::Deferred(why) => return Err(ApproveError::Refused(name.to_owned(), why)),
         };
         Ok(Approved {
             from,

@@ -1,36 +1,51 @@
-//! Containers that share a managed container's network, IPC or PID namespace
-//! (`--network container:NAME`, compose `network_mode: service:NAME`). Docker stores the
-//! id, so after a swap such a container keeps only `lo` and cannot even be restarted. Until
-//! dependents are swapped with their parent, a deploy of the parent is refused before
-//! anything is pulled or stopped, with a reason that names them.
+//! A container's neighbourhood (SPEC §12), as it decides whether a swap may start: the
+//! containers that share its network, IPC or PID namespace or its volumes
+//! (`--network container:NAME`, compose `network_mode: service:NAME`, `--volumes-from`).
+//! Docker stores the parent's id, so after a swap such a container keeps only `lo` and cannot
+//! even be restarted: opted-in dependents are swapped with it as one group
+//! ([`group`](super::group)); one that did not opt in is never touched, and the parent's
+//! deploy is refused before anything is pulled or stopped, with a reason naming it.
+//! The `depends-on` start order ([`order`](super::order)) must have no cycle, and the
+//! container's hook labels must be usable.
 
 use super::executor::Executor;
+use super::order;
 use super::target::Target;
 use crate::ports::{Credentials, Dependent, Runtime, RuntimeError};
 
-/// The reason a swap is refused, naming every dependent; `None` without dependents.
+/// The reason a swap is refused, naming every dependent that did not opt in; `None` when
+/// every dependent did (or there are none).
 pub fn refusal_reason(dependents: &[Dependent]) -> Option<String> {
-    if dependents.is_empty() {
-        return None;
-    }
-    let names: Vec<String> = dependents
+    let outsiders: Vec<String> = dependents
         .iter()
+        .filter(|d| !d.opted_in)
         .map(|d| format!("{} (its {} namespace)", d.name, d.shares))
         .collect();
+    if outsiders.is_empty() {
+        return None;
+    }
     Some(format!(
-        "not swapped: {} share{} this container's namespace and would be cut off by a re-creation; remove the sharing or update them together by hand",
-        names.join(", "),
-        if dependents.len() == 1 { "s" } else { "" }
+        "not swapped: {} share{} this container's namespace without ecr-deployd.enable=true and would be cut off by a re-creation; opt {} in (they are then swapped with it) or update them together by hand",
+        outsiders.join(", "),
+        if outsiders.len() == 1 { "s" } else { "" },
+        if outsiders.len() == 1 { "it" } else { "them" },
     ))
 }
 
 impl<RT: Runtime, C: Credentials> Executor<RT, C> {
     /// Why a deploy of `target` must not be made now, if it must not.
     pub async fn refusal(&self, target: &Target) -> Result<Option<String>, RuntimeError> {
-        match target {
-            Target::Container(c) => Ok(refusal_reason(&self.runtime.dependents(&c.id).await?)),
-            Target::Service(_) => Ok(None),
+        let Target::Container(c) = target else {
+            return Ok(None);
+        };
+        if let Err(why) = c.hooks.hooks() {
+            return Ok(Some(why));
         }
+        if let Some(why) = refusal_reason(&self.runtime.dependents(&c.id).await?) {
+            return Ok(Some(why));
+        }
+        let ordering = self.runtime.ordering().await?;
+        Ok(order::restart_order(&c.name, &ordering).err())
     }
 }
 
@@ -38,20 +53,25 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
 mod tests {
     use super::*;
 
-    fn dep(name: &str, shares: &'static str) -> Dependent {
+    fn dep(name: &str, shares: &'static str, opted_in: bool) -> Dependent {
         Dependent {
+            id: format!("id-{name}"),
             name: name.into(),
             shares,
-            opted_in: false,
+            opted_in,
+            running: true,
         }
     }
 
     #[test]
-    fn the_reason_names_every_dependent_and_what_it_shares() {
+    fn only_dependents_that_did_not_opt_in_refuse_and_each_is_named() {
         assert_eq!(refusal_reason(&[]), None);
-        let one = refusal_reason(&[dep("vpn", "network")]).unwrap();
+        assert_eq!(refusal_reason(&[dep("vpn", "network", true)]), None);
+        let one = refusal_reason(&[dep("vpn", "network", false), dep("ok", "IPC", true)]).unwrap();
         assert!(one.contains("vpn (its network namespace) shares"), "{one}");
-        let two = refusal_reason(&[dep("vpn", "network"), dep("debug", "PID")]).unwrap();
+        assert!(!one.contains("ok"), "{one}");
+        let two =
+            refusal_reason(&[dep("vpn", "network", false), dep("debug", "PID", false)]).unwrap();
         assert!(
             two.contains("vpn (its network namespace), debug (its PID namespace) share "),
             "{two}"

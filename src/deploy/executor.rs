@@ -59,6 +59,9 @@ pub enum Done {
     Held(Held),
     /// A supply-chain gate rejected the digest (now, or before); the reason.
     Rejected(String),
+    /// A pre-update hook said "not now" (exit 75) before anything was stopped: no deployment
+    /// recorded, a later look tries again; the reason.
+    Deferred(String),
 }
 
 /// Deploys desired digests to the managed containers and services that follow them.
@@ -81,6 +84,8 @@ pub(super) struct Failure {
     pub reason: String,
     /// Docker (or AWS) became unreachable: the request should be retried.
     pub transient: bool,
+    /// Not a failure: a pre-update hook said "not now" before anything was stopped.
+    pub deferred: bool,
 }
 
 impl Failure {
@@ -90,6 +95,15 @@ impl Failure {
             outcome: Outcome::Failed,
             reason: e.to_string(),
             transient,
+            deferred: false,
+        }
+    }
+
+    /// Nothing was changed, and nothing failed: try again later.
+    pub fn not_now(reason: String) -> Self {
+        Self {
+            deferred: true,
+            ..Self::failed(reason, false)
         }
     }
 
@@ -259,6 +273,11 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
         };
         let (outcome, error, transient) = match result {
             Ok(()) => (Outcome::Succeeded, None, false),
+            Err(f) if f.deferred => {
+                info!(name = %t.name(), digest = %desired.digest.short(), reason = %f.reason, "deploy deferred");
+                self.store.discard(id).map_err(|e| fail(e.to_string()))?;
+                return Ok(Done::Deferred(f.reason));
+            }
             Err(f) => (f.outcome, Some(f.reason), f.transient),
         };
         if !(transient && outcome == Outcome::RolledBack) {
@@ -281,6 +300,11 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
         });
         if transient {
             return Err(fail(error.unwrap_or_default()));
+        }
+        if outcome == Outcome::Succeeded
+            && let Target::Container(c) = &t
+        {
+            self.restart_dependents_of(&c.name).await;
         }
         Ok(Done::Finished(outcome))
     }
@@ -407,22 +431,58 @@ impl<RT: Runtime, C: Credentials> Deployer for Executor<RT, C> {
             return Ok(());
         }
         let trigger = request.trigger.to_string();
-        let results = futures::future::join_all(targets.iter().map(|t| {
-            self.deploy_target(
-                t,
-                &request.desired,
-                &trigger,
-                request.resolved_in,
-                request.event_time,
-            )
+        // The services of one Compose project go one at a time; the rest in parallel.
+        let results = futures::future::join_all(one_at_a_time(targets).into_iter().map(|batch| {
+            let trigger = &trigger;
+            let request = &request;
+            async move {
+                let mut out = Vec::new();
+                for t in &batch {
+                    out.push(
+                        self.deploy_target(
+                            t,
+                            &request.desired,
+                            trigger,
+                            request.resolved_in,
+                            request.event_time,
+                        )
+                        .await,
+                    );
+                }
+                out
+            }
         }))
         .await;
         // Anything that could not be finished keeps the request on the queue.
         results
             .into_iter()
+            .flatten()
             .find_map(Result::err)
             .map_or(Ok(()), Err)
     }
+}
+
+/// Targets in batches deployed one after another within a batch: the containers of one
+/// Compose project share a batch (their services are updated one at a time, SPEC §12);
+/// every other target is a batch of its own.
+pub fn one_at_a_time(targets: Vec<Target>) -> Vec<Vec<Target>> {
+    let mut batches: Vec<Vec<Target>> = Vec::new();
+    let mut by_project: HashMap<String, usize> = HashMap::new();
+    for t in targets {
+        let project = match &t {
+            Target::Container(c) => c.compose_project.clone(),
+            Target::Service(_) => None,
+        };
+        if let Some(p) = project {
+            if let Some(&i) = by_project.get(&p) {
+                batches[i].push(t);
+                continue;
+            }
+            by_project.insert(p, batches.len());
+        }
+        batches.push(vec![t]);
+    }
+    batches
 }
 
 #[cfg(test)]

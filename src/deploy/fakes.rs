@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use super::{DeployConfig, Executor};
 use crate::control::policy::PolicyLabels;
+use crate::deploy::hooks::HookLabels;
 use crate::event::{Digest, ImageRef};
 use crate::gate::GateLabels;
 use crate::ports::{
-    Credentials, Dependent, Managed, NEW_SUFFIX, OLD_SUFFIX, Observed, PullAuth, RemoteError,
-    Runtime, RuntimeError,
+    Credentials, Dependent, ExecRun, Managed, NEW_SUFFIX, OLD_SUFFIX, Observed, Ordered, PullAuth,
+    RemoteError, Repoint, Runtime, RuntimeError,
 };
 use crate::store::Store;
 
@@ -23,6 +24,11 @@ pub struct Box_ {
     pub digest: Digest,
     pub policy: PolicyLabels,
     pub gates: GateLabels,
+    pub hooks: HookLabels,
+    /// A dependent: (the id of the container whose namespace it shares, opted in).
+    pub shares_with: Option<(String, bool)>,
+    /// Exits as soon as it is started.
+    pub dies: bool,
 }
 
 #[derive(Default)]
@@ -32,7 +38,15 @@ pub struct FakeRuntime {
     pulls_now: AtomicUsize,
     pub pulls_max: AtomicUsize,
     pulled: Mutex<HashMap<String, Digest>>,
-    pub dependents: Mutex<Vec<Dependent>>,
+    /// Successors of these digests exit as soon as they start.
+    pub dying_digests: Mutex<Vec<Digest>>,
+    /// Successors of dependents of these names exit as soon as they start.
+    pub dying_dependents: Mutex<Vec<String>>,
+    /// What a hook command returns (exit 0 and no output when not set).
+    pub hook_results: Mutex<HashMap<String, ExecRun>>,
+    pub ordering: Mutex<Vec<Ordered>>,
+    /// The call (numbered from 0 in `calls`) that never returns.
+    pub hang_at: Mutex<Option<usize>>,
     /// Every call made, in order (`stop id`, `create name` …).
     pub calls: Mutex<Vec<String>>,
     /// The next this many listings fail as if the Engine were down.
@@ -62,8 +76,28 @@ impl FakeRuntime {
             digest: d.clone(),
             policy: PolicyLabels::default(),
             gates: GateLabels::default(),
+            hooks: HookLabels::default(),
+            shares_with: None,
+            dies: false,
         });
         id
+    }
+    /// A container sharing the namespace of `parent` (by name), opted in or not.
+    pub fn add_dependent(&self, name: &str, parent: &str, opted_in: bool) -> String {
+        let parent_id = self.find_now(parent).expect("parent exists");
+        let id = self.add(name, &digest('d'), true);
+        self.by_id(&id, |b| b.shares_with = Some((parent_id, opted_in)))
+            .unwrap();
+        id
+    }
+    /// Labels container `name` with hooks.
+    pub fn label_hooks(&self, name: &str, hooks: HookLabels) {
+        let id = self.find_now(name).expect("container exists");
+        self.by_id(&id, |b| b.hooks = hooks).unwrap();
+    }
+    fn find_now(&self, name: &str) -> Option<String> {
+        let boxes = self.boxes.lock().unwrap();
+        boxes.iter().find(|b| b.name == name).map(|b| b.id.clone())
     }
     /// Labels container `name` with `policy` (and `window`).
     pub fn label_policy(&self, name: &str, policy: &str, window: Option<&str>) {
@@ -80,8 +114,17 @@ impl FakeRuntime {
             };
         }
     }
-    fn call(&self, what: String) {
-        self.calls.lock().unwrap().push(what);
+    /// Records a call; the one numbered `hang_at` (from 0) never returns, as if the agent
+    /// were killed there.
+    async fn enter(&self, what: String) {
+        let n = {
+            let mut calls = self.calls.lock().unwrap();
+            calls.push(what);
+            calls.len() - 1
+        };
+        if Some(n) == *self.hang_at.lock().unwrap() {
+            std::future::pending::<()>().await;
+        }
     }
     pub fn by_id<T>(&self, id: &str, f: impl FnOnce(&mut Box_) -> T) -> Result<T, RuntimeError> {
         let mut boxes = self.boxes.lock().unwrap();
@@ -118,6 +161,7 @@ impl Runtime for FakeRuntime {
         Ok(boxes
             .iter()
             .filter(|b| !b.name.ends_with(OLD_SUFFIX) && !b.name.ends_with(NEW_SUFFIX))
+            .filter(|b| b.shares_with.is_none())
             .map(|b| Managed {
                 id: b.id.clone(),
                 name: b.name.clone(),
@@ -129,11 +173,60 @@ impl Runtime for FakeRuntime {
                 running_now: b.running,
                 policy: b.policy.clone(),
                 gates: b.gates.clone(),
+                hooks: b.hooks.clone(),
+                compose_project: None,
             })
             .collect())
     }
-    async fn dependents(&self, _: &str) -> Result<Vec<Dependent>, RuntimeError> {
-        Ok(self.dependents.lock().unwrap().clone())
+    async fn dependents(&self, id: &str) -> Result<Vec<Dependent>, RuntimeError> {
+        let boxes = self.boxes.lock().unwrap();
+        Ok(boxes
+            .iter()
+            .filter_map(|b| {
+                let (parent, opted_in) = b.shares_with.as_ref()?;
+                (parent == id).then(|| Dependent {
+                    id: b.id.clone(),
+                    name: b.name.clone(),
+                    shares: "network",
+                    opted_in: *opted_in,
+                    running: b.running,
+                })
+            })
+            .collect())
+    }
+    async fn ordering(&self) -> Result<Vec<Ordered>, RuntimeError> {
+        Ok(self.ordering.lock().unwrap().clone())
+    }
+    async fn exec(&self, id: &str, command: &str, _: Duration) -> Result<ExecRun, RuntimeError> {
+        self.enter(format!("exec {id} {command}")).await;
+        let results = self.hook_results.lock().unwrap();
+        Ok(results.get(command).cloned().unwrap_or(ExecRun {
+            exit_code: Some(0),
+            output: String::new(),
+            timed_out: false,
+        }))
+    }
+    async fn create_dependent(
+        &self,
+        old: &str,
+        name: &str,
+        parent: &Repoint,
+    ) -> Result<String, RuntimeError> {
+        self.enter(format!("create {name}")).await;
+        let (old_name, d, opted_in) = self.by_id(old, |b| {
+            (
+                b.name.clone(),
+                b.digest.clone(),
+                b.shares_with.clone().map(|s| s.1),
+            )
+        })?;
+        let dies = self.dying_dependents.lock().unwrap().contains(&old_name);
+        let id = self.add(name, &d, false);
+        self.by_id(&id, |b| {
+            b.shares_with = Some((parent.new_id.clone(), opted_in.unwrap_or(true)));
+            b.dies = dies;
+        })?;
+        Ok(id)
     }
     async fn pull(
         &self,
@@ -142,7 +235,7 @@ impl Runtime for FakeRuntime {
         _: &PullAuth,
         tag_as: &str,
     ) -> Result<(), RuntimeError> {
-        self.call(format!("pull {d}"));
+        self.enter(format!("pull {d}")).await;
         let now = self.pulls_now.fetch_add(1, Ordering::SeqCst) + 1;
         self.pulls_max.fetch_max(now, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -151,24 +244,29 @@ impl Runtime for FakeRuntime {
         Ok(())
     }
     async fn stop(&self, id: &str, _: Duration) -> Result<(), RuntimeError> {
-        self.call(format!("stop {id}"));
+        self.enter(format!("stop {id}")).await;
         self.by_id(id, |b| b.running = false)
     }
     async fn rename(&self, id: &str, name: &str) -> Result<(), RuntimeError> {
-        self.call(format!("rename {id} {name}"));
+        self.enter(format!("rename {id} {name}")).await;
         self.by_id(id, |b| b.name = name.into())
     }
     async fn create_like(&self, old: &str, name: &str) -> Result<String, RuntimeError> {
-        self.call(format!("create {name}"));
+        self.enter(format!("create {name}")).await;
         let d = self.pulled.lock().unwrap()["mirror/team/api:prod"].clone();
-        let policy = self.by_id(old, |b| b.policy.clone())?;
+        let (policy, hooks) = self.by_id(old, |b| (b.policy.clone(), b.hooks.clone()))?;
+        let dies = self.dying_digests.lock().unwrap().contains(&d);
         let id = self.add(name, &d, false);
-        self.by_id(&id, |b| b.policy = policy)?;
+        self.by_id(&id, |b| {
+            b.policy = policy;
+            b.hooks = hooks;
+            b.dies = dies;
+        })?;
         Ok(id)
     }
     async fn start(&self, id: &str) -> Result<(), RuntimeError> {
-        self.call(format!("start {id}"));
-        self.by_id(id, |b| b.running = true)
+        self.enter(format!("start {id}")).await;
+        self.by_id(id, |b| b.running = !b.dies)
     }
     async fn observe(&self, id: &str) -> Result<Option<Observed>, RuntimeError> {
         Ok(self
@@ -190,7 +288,7 @@ impl Runtime for FakeRuntime {
             .map(|b| b.id.clone()))
     }
     async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
-        self.call(format!("remove {id}"));
+        self.enter(format!("remove {id}")).await;
         self.boxes.lock().unwrap().retain(|b| b.id != id);
         Ok(())
     }
@@ -214,14 +312,9 @@ impl Credentials for FixedAuth {
     }
 }
 
-/// An executor over `rt` with a store in a temporary directory (kept alive by the guard).
-pub fn executor(
-    rt: FakeRuntime,
-    max_parallel: usize,
-) -> (tempfile::TempDir, Executor<FakeRuntime, FixedAuth>) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::open(&dir.path().join("state.db")).unwrap());
-    let cfg = DeployConfig {
+/// The deploy settings of the core's tests.
+pub fn test_config(max_parallel: usize) -> DeployConfig {
+    DeployConfig {
         gates: Default::default(),
         policies: Default::default(),
         health_timeout: Duration::from_secs(10),
@@ -230,11 +323,27 @@ pub fn executor(
         max_parallel,
         remove_old_images: false,
         mirror: Some("mirror".into()),
-    };
-    (
-        dir,
-        Executor::new(Arc::new(rt), Arc::new(FixedAuth), store, cfg),
-    )
+    }
+}
+
+/// An executor over `rt` with a store in a temporary directory (kept alive by the guard).
+pub fn executor(
+    rt: FakeRuntime,
+    max_parallel: usize,
+) -> (tempfile::TempDir, Executor<FakeRuntime, FixedAuth>) {
+    let dir = tempfile::tempdir().unwrap();
+    let ex = executor_on(Arc::new(rt), &dir, max_parallel);
+    (dir, ex)
+}
+
+/// An executor over a shared `rt` and the store in `dir` (a second agent on one host).
+pub fn executor_on(
+    rt: Arc<FakeRuntime>,
+    dir: &tempfile::TempDir,
+    max_parallel: usize,
+) -> Executor<FakeRuntime, FixedAuth> {
+    let store = Arc::new(Store::open(&dir.path().join("state.db")).unwrap());
+    Executor::new(rt, Arc::new(FixedAuth), store, test_config(max_parallel))
 }
 
 /// Deploys digest `to` (see [`digest`]) to the first managed container as `trigger`.

@@ -10,7 +10,11 @@
 //! - [`health`]: the health gate: a pure verdict over what was observed, and its poll loop.
 //! - [`rollback`]: put the old container back, exactly one per name, and block the digest.
 //! - [`recovery`]: a pure plan from a journalled step to an action, and its execution.
-//! - [`dependents`]: containers sharing a namespace with a managed one refuse its swap.
+//! - [`dependents`]: the neighbourhood's say before a swap: dependents that did not opt in,
+//!   `depends-on` cycles and unusable hook labels refuse it.
+//! - [`group`]: a container and its opted-in dependents swapped and rolled back as one.
+//! - [`hooks`]: pre-update / post-update commands run in the containers (SPEC §12).
+//! - [`order`]: `depends-on` restart order after a swap (pure) and the restarts.
 //! - [`swarm`]: one service update, followed to its end.
 //! - [`report`]: the deployment's log line, metrics and notice.
 //! - [`hold`]: the update-control gate: pauses and policies (SPEC §10).
@@ -23,9 +27,12 @@ pub mod executor;
 #[cfg(test)]
 pub(crate) mod fakes;
 pub mod gates;
+pub mod group;
 pub mod health;
 pub mod hold;
+pub mod hooks;
 pub mod operator;
+pub mod order;
 pub mod recovery;
 pub mod report;
 pub mod rollback;

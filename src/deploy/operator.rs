@@ -81,7 +81,9 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
             Done::Nothing => return Err(RollbackError::NotDeployed(name.to_owned())),
             Done::Refused(why) => return Err(RollbackError::Refused(name.to_owned(), why)),
             Done::Held(h) => return Err(RollbackError::Refused(name.to_owned(), h.detail())),
-            Done::Rejected(why) => return Err(RollbackError::Refused(name.to_owned(), why)),
+            Done::Rejected(why) | Done::Deferred(why) => {
+                return Err(RollbackError::Refused(name.to_owned(), why));
+            }
         };
         if outcome == Outcome::Succeeded {
             self.store

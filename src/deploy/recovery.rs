@@ -127,6 +127,11 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
         old_id: &str,
         plan: Plan,
     ) -> Result<Option<(Outcome, String)>, RuntimeError> {
+        // The dependents swapped with it, as journalled (empty for a lone swap).
+        let members = self
+            .store
+            .members(d.id)
+            .map_err(store_error("read journal"))?;
         Ok(Some(match plan {
             Plan::LeaveUnknown(step) => {
                 error!(container = %d.container, deployment = d.id, %step, "interrupted deployment at a step this agent does not know; left both containers as they are");
@@ -137,6 +142,7 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
                 "interrupted while Swarm updated the service; Swarm finishes or rolls back the update by itself, the next sweep records where it ended".to_owned(),
             ),
             Plan::DiscardSuccessor => {
+                self.discard_members(&members).await?;
                 self.remove_successor(&d.container, old_id, d.new_id.as_deref())
                     .await?;
                 (
@@ -146,6 +152,7 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
             }
             Plan::FinishCommit => {
                 self.runtime.remove(old_id).await?;
+                self.commit_members(&members).await?;
                 (
                     Outcome::Succeeded,
                     "commit completed after a restart".to_owned(),
@@ -153,8 +160,10 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
             }
             Plan::Restore { settle } => {
                 let kept = self
-                    .restore(&d.container, old_id, d.new_id.as_deref())
+                    .restore(&d.container, old_id, d.new_id.as_deref(), true)
                     .await?;
+                // The old dependents point at the old container: back after it.
+                self.restore_members(&members).await?;
                 if kept == Kept::New {
                     return Ok(Some((
                         Outcome::Failed,
@@ -168,7 +177,10 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
                     // The killed agent's stop request may still be under way in the Engine
                     // and kill the container once its timeout passes: watch it through that
                     // window and start it again if it goes down.
-                    self.keep_running(old_id, self.cfg.stop_timeout + SETTLE_MARGIN)
+                    let window = self.cfg.stop_timeout + SETTLE_MARGIN;
+                    let running = members.iter().filter(|m| m.was_running);
+                    let ids = std::iter::once(old_id).chain(running.map(|m| m.old_id.as_str()));
+                    futures::future::try_join_all(ids.map(|id| self.keep_running(id, window)))
                         .await?;
                 }
                 (

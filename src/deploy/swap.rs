@@ -1,6 +1,7 @@
 //! The container swap, create before stop: pull, create the successor under a temporary name
-//! while the old container still serves, stop the old one, swap the names, start the new
-//! one, health gate, commit. The downtime is the old container's stop plus two renames and a
+//! while the old container still serves (and its dependents' successors, see
+//! [`group`](super::group)), pre-update hook, stop the old one, swap the names, start the new
+//! one, post-update hook, health gate, commit. The downtime is the old container's stop plus two renames and a
 //! start. Static IPs, published ports and MAC addresses are bound at start, not at create, so
 //! the successor can be created while the old container holds them.
 
@@ -9,12 +10,13 @@ use std::time::Instant;
 use tracing::{error, warn};
 
 use super::executor::{Executor, Failure};
+use super::hooks::{Hook, HookVerdict, Hooks};
 use crate::event::Digest;
 use crate::ports::{Credentials, Managed, NEW_SUFFIX, OLD_SUFFIX, Runtime};
-use crate::store::{Phases, Step};
+use crate::store::{Member, Phases, Step};
 
 impl<RT: Runtime, C: Credentials> Executor<RT, C> {
-    /// Swaps container `c` to `desired`; journal row `id`.
+    /// Swaps container `c` (and its group) to `desired`; journal row `id`.
     pub(super) async fn swap(
         &self,
         id: i64,
@@ -22,57 +24,79 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
         desired: &Digest,
         phases: &mut Phases,
     ) -> Result<(), Failure> {
+        let hooks = c.hooks.hooks().map_err(|why| Failure::failed(why, false))?;
         // 1. Pull: the old container is untouched until the new image is here and verified.
         let t = Instant::now();
         self.pull(c, desired).await?;
         let old_image = self.runtime.image_of(&c.id).await.ok();
         phases.pull_ms = t.elapsed().as_millis() as i64;
 
-        // 2. Create the successor beside the old container (journal: still `pulling`;
-        //    recovery removes a half-made successor by its temporary name).
+        // 2. Create the successor (and its dependents' successors) beside the old container
+        //    (journal: still `pulling`; recovery removes half-made successors by their
+        //    temporary names), then the pre-update hook in the old container.
         let t = Instant::now();
         let new_id = self.create_successor(c).await?;
+        let members = match self.prepare_group(id, c, &new_id).await {
+            Ok(m) => m,
+            Err(f) => return Err(self.discard_group(id, c, &new_id, f).await),
+        };
+        if let Some(cmd) = &hooks.pre_update {
+            let verdict = self
+                .run_hook(&c.name, &c.id, Hook::PreUpdate, cmd, hooks.timeout)
+                .await;
+            let failure = match verdict {
+                HookVerdict::Passed => None,
+                HookVerdict::NotNow(why) => Some(Failure::not_now(why)),
+                HookVerdict::Failed(why) => Some(Failure::failed(why, false)),
+            };
+            if let Some(f) = failure {
+                return Err(self.discard_group(id, c, &new_id, f).await);
+            }
+        }
 
-        // 3. Stop the old one, swap the names, start the new one.
+        // 3. Stop the old one (its dependents first), swap the names, start the new one.
         self.store
             .step_with_new_id(id, Step::Stopping, &new_id)
             .map_err(|e| Failure::failed(e, true))?;
         let create_ms = t.elapsed().as_millis() as i64;
         let t = Instant::now();
-        if let Err(e) = self
-            .runtime
-            .stop(&c.id, c.stop_timeout.unwrap_or(self.cfg.stop_timeout))
-            .await
-        {
-            let _ = self.remove_successor(&c.name, &c.id, Some(&new_id)).await;
-            self.restart_old(c).await;
-            return Err(Failure::runtime(e));
+        if let Err(e) = self.stop_group(c, &members).await {
+            let f = Failure::runtime(e);
+            if let Err(e) = self.restore(&c.name, &c.id, Some(&new_id), true).await {
+                error!(container = %c.name, error = %e, "could not restart the old container");
+            }
+            let _ = self.restore_members(&members).await;
+            return Err(f);
         }
         phases.stop_ms = t.elapsed().as_millis() as i64;
         let t = Instant::now();
         self.journal(id, Step::Starting)?;
         if let Err(e) = self.swap_names_and_start(c, &new_id).await {
+            let reason = e.to_string();
             return Err(self
-                .roll_back(id, c, Some(&new_id), desired, e.to_string())
+                .roll_back(id, c, Some(&new_id), &members, desired, reason)
                 .await);
         }
         phases.swap_ms = create_ms + t.elapsed().as_millis() as i64;
 
-        // 4. Health gate.
+        // 4. The post-update hook, the health gate, then the dependents' turn.
         let t = Instant::now();
         self.journal(id, Step::HealthGate)?;
-        let gate = self
-            .health_gate(&new_id, c.health_timeout.unwrap_or(self.cfg.health_timeout))
-            .await;
+        let gate = self.gate_new(c, &new_id, &hooks, &members).await;
         phases.health_ms = t.elapsed().as_millis() as i64;
         if let Err(reason) = gate {
-            return Err(self.roll_back(id, c, Some(&new_id), desired, reason).await);
+            return Err(self
+                .roll_back(id, c, Some(&new_id), &members, desired, reason)
+                .await);
         }
 
-        // 5. Commit: the old container goes, its volumes stay.
+        // 5. Commit: the old containers go, their volumes stay.
         self.journal(id, Step::Committing)?;
         if let Err(e) = self.runtime.remove(&c.id).await {
             warn!(container = %c.name, error = %e, "could not remove the old container; recovery will");
+        }
+        if let Err(e) = self.commit_members(&members).await {
+            warn!(container = %c.name, error = %e, "could not remove an old dependent; recovery will");
         }
         if self.cfg.remove_old_images
             && let Some(image) = old_image
@@ -80,6 +104,53 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
             let _ = self.runtime.remove_image_if_unused(&image).await;
         }
         Ok(())
+    }
+
+    /// The new container's post-update hook and health gate, then its group's members'.
+    async fn gate_new(
+        &self,
+        c: &Managed,
+        new_id: &str,
+        hooks: &Hooks,
+        members: &[Member],
+    ) -> Result<(), String> {
+        if let Some(cmd) = &hooks.post_update {
+            match self
+                .run_hook(&c.name, new_id, Hook::PostUpdate, cmd, hooks.timeout)
+                .await
+            {
+                HookVerdict::Passed => {}
+                HookVerdict::NotNow(why) | HookVerdict::Failed(why) => return Err(why),
+            }
+        }
+        self.health_gate(new_id, c.health_timeout.unwrap_or(self.cfg.health_timeout))
+            .await?;
+        self.start_members(members).await
+    }
+
+    /// Stops the group's members, then the old container.
+    async fn stop_group(
+        &self,
+        c: &Managed,
+        members: &[Member],
+    ) -> Result<(), crate::ports::RuntimeError> {
+        self.stop_members(members).await?;
+        self.runtime
+            .stop(&c.id, c.stop_timeout.unwrap_or(self.cfg.stop_timeout))
+            .await
+    }
+
+    /// Nothing was stopped: the successors made so far go, and `f` is what happened.
+    async fn discard_group(&self, id: i64, c: &Managed, new_id: &str, f: Failure) -> Failure {
+        let members = self.store.members(id).unwrap_or_default();
+        let discarded = match self.discard_members(&members).await {
+            Ok(()) => self.remove_successor(&c.name, &c.id, Some(new_id)).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = discarded {
+            warn!(container = %c.name, error = %e, "a successor made for this deploy could not be removed; recovery will");
+        }
+        f
     }
 
     /// Pulls `desired` from the registry (or mirror) and tags it as `c`'s image reference.
@@ -117,12 +188,5 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
             .await?;
         self.runtime.rename(new_id, &c.name).await?;
         self.runtime.start(new_id).await
-    }
-
-    /// Best effort, after a failed stop: the old container runs again under its own name.
-    async fn restart_old(&self, c: &Managed) {
-        if let Err(e) = self.runtime.start(&c.id).await {
-            error!(container = %c.name, error = %e, "could not restart the old container");
-        }
     }
 }

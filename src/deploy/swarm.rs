@@ -29,6 +29,7 @@ fn ending(u: &ServiceUpdate) -> Result<(), Failure> {
         "rollback_completed" => Err(Failure {
             outcome: Outcome::RolledBack,
             transient: false,
+            deferred: false,
             reason: why,
         }),
         _ => Err(Failure::failed(

@@ -53,6 +53,8 @@ pub enum Action {
     Monitor,
     /// A supply-chain gate (signature, scan) rejected the desired digest; the detail says why.
     Rejected,
+    /// A pre-update hook said "not now" (exit 75): nothing stopped, tried again later.
+    Deferred,
     Succeeded,
     RolledBack,
     Failed,
@@ -72,6 +74,7 @@ impl Action {
             Action::Paused => "paused",
             Action::Monitor => "update available (monitor)",
             Action::Rejected => "rejected",
+            Action::Deferred => "deferred",
             Action::Succeeded => "deployed",
             Action::RolledBack => "rolled back",
             Action::Failed => "failed",
@@ -92,6 +95,7 @@ impl Action {
                 | Action::Paused
                 | Action::Monitor
                 | Action::Rejected
+                | Action::Deferred
         )
     }
 
@@ -319,6 +323,7 @@ impl<RT: Runtime, C: Credentials> Pass<'_, RT, C> {
             Ok(Done::Refused(why)) => (Action::Refused, Some(why)),
             Ok(Done::Held(h)) => held(&h),
             Ok(Done::Rejected(why)) => (Action::Rejected, Some(why)),
+            Ok(Done::Deferred(why)) => (Action::Deferred, Some(why)),
             // Someone else (an event) deployed it meanwhile.
             Ok(Done::Nothing) => (Action::UpToDate, None),
             Err(e) => (Action::Failed, Some(e.to_string())),

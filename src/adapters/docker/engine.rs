@@ -89,24 +89,54 @@ pub async fn call(endpoint: &Endpoint, call: Call<'_>) -> Result<Value, RuntimeE
     let operation = call.operation;
     let timeout = call.timeout;
     let sent = async {
-        match endpoint {
-            Endpoint::Unix(path) => {
-                let stream = UnixStream::connect(path)
-                    .await
-                    .map_err(|e| unreachable(operation, endpoint, &e))?;
-                send(stream, endpoint, &call).await
-            }
-            Endpoint::Tcp(addr) => {
-                let stream = TcpStream::connect(addr)
-                    .await
-                    .map_err(|e| unreachable(operation, endpoint, &e))?;
-                send(stream, endpoint, &call).await
-            }
-        }
+        let response = respond(endpoint, &call).await?;
+        let status = response.status().as_u16();
+        let raw = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| unreachable(operation, endpoint, &e))?
+            .to_bytes();
+        answer(operation, status, &raw)
     };
     match tokio::time::timeout(timeout, sent).await {
         Ok(result) => result,
         Err(_) => Err(RuntimeError::timed_out(operation, timeout)),
+    }
+}
+
+/// Sends `call` and hands each piece of the answer's body to `sink` as it arrives, until the
+/// body ends (`Ok(true)`) or `call.timeout` passes (`Ok(false)`: what arrived was handed on).
+/// For answers that are streams (an exec's output), never held whole in memory.
+pub async fn stream(
+    endpoint: &Endpoint,
+    call: Call<'_>,
+    mut sink: impl FnMut(&[u8]) + Send,
+) -> Result<bool, RuntimeError> {
+    let operation = call.operation;
+    let read = async {
+        let response = respond(endpoint, &call).await?;
+        let status = response.status().as_u16();
+        let mut body = response.into_body();
+        if status >= 400 {
+            let raw = body
+                .collect()
+                .await
+                .map_err(|e| unreachable(operation, endpoint, &e))?
+                .to_bytes();
+            return answer(operation, status, &raw).map(|_| ());
+        }
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| unreachable(operation, endpoint, &e))?;
+            if let Some(data) = frame.data_ref() {
+                sink(data);
+            }
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(call.timeout, read).await {
+        Ok(result) => result.map(|()| true),
+        Err(_) => Ok(false),
     }
 }
 
@@ -118,7 +148,33 @@ fn unreachable(
     RuntimeError::transient(operation, format!("{}: {e}", endpoint.display()))
 }
 
-async fn send<S>(stream: S, endpoint: &Endpoint, call: &Call<'_>) -> Result<Value, RuntimeError>
+/// Connects and sends `call`; the response's head has arrived, its body has not.
+async fn respond(
+    endpoint: &Endpoint,
+    call: &Call<'_>,
+) -> Result<hyper::Response<hyper::body::Incoming>, RuntimeError> {
+    let op = call.operation;
+    match endpoint {
+        Endpoint::Unix(path) => {
+            let stream = UnixStream::connect(path)
+                .await
+                .map_err(|e| unreachable(op, endpoint, &e))?;
+            request(stream, endpoint, call).await
+        }
+        Endpoint::Tcp(addr) => {
+            let stream = TcpStream::connect(addr)
+                .await
+                .map_err(|e| unreachable(op, endpoint, &e))?;
+            request(stream, endpoint, call).await
+        }
+    }
+}
+
+async fn request<S>(
+    stream: S,
+    endpoint: &Endpoint,
+    call: &Call<'_>,
+) -> Result<hyper::Response<hyper::body::Incoming>, RuntimeError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -139,22 +195,19 @@ where
     let request = request
         .body(Full::new(Bytes::from(bytes)))
         .map_err(|e| RuntimeError::permanent(op, e.to_string()))?;
-    let response = sender
+    sender
         .send_request(request)
         .await
-        .map_err(|e| unreachable(op, endpoint, &e))?;
-    let status = response.status().as_u16();
-    let raw = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| unreachable(op, endpoint, &e))?
-        .to_bytes();
+        .map_err(|e| unreachable(op, endpoint, &e))
+}
+
+/// The JSON of an answer's body; a status of 400 or more is an error carrying it.
+fn answer(op: &'static str, status: u16, raw: &[u8]) -> Result<Value, RuntimeError> {
     let value = if raw.is_empty() {
         Value::Null
     } else {
-        serde_json::from_slice(&raw)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&raw).into_owned()))
+        serde_json::from_slice(raw)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(raw).into_owned()))
     };
     if status >= 400 {
         let message = value["message"]

@@ -9,6 +9,7 @@ use tracing::warn;
 
 use super::{DockerRuntime, timed};
 use crate::control::policy::{LABEL_POLICY, LABEL_WINDOW, PolicyLabels};
+use crate::deploy::hooks::HookLabels;
 use crate::event::follows;
 use crate::gate::GateLabels;
 use crate::image::repo_digests;
@@ -18,6 +19,11 @@ use crate::ports::{
 
 /// Swarm marks its task containers with this label; they belong to services, not to us.
 const SWARM_TASK_LABEL: &str = "com.docker.swarm.service.id";
+/// Compose marks the containers of a project with its name.
+pub(super) const COMPOSE_PROJECT: &str = "com.docker.compose.project";
+/// Compose v2 keeps the image id a container was made from, to tell whether `up` must
+/// re-create it (SPEC §12: set to the new image's id on a swap).
+pub(super) const COMPOSE_IMAGE: &str = "com.docker.compose.image";
 
 impl DockerRuntime {
     /// The managed container an inspection shows, if it is one.
@@ -87,6 +93,8 @@ impl DockerRuntime {
                 window: labels.get(LABEL_WINDOW).cloned(),
             },
             gates: GateLabels::from_labels(&labels),
+            hooks: HookLabels::from_labels(&labels),
+            compose_project: labels.get(COMPOSE_PROJECT).cloned(),
             name,
             image: configured,
             follows,
@@ -97,25 +105,38 @@ impl DockerRuntime {
     }
 }
 
-/// Which namespace of `target` (id and name) an inspected container shares, if any.
+/// Which namespace of `target` (id and name) an inspected container shares, if any: its
+/// network, IPC or PID namespace (`container:<id or name>`), or its volumes (`VolumesFrom`,
+/// `<id or name>[:ro|:rw]`).
 pub(super) fn shared_namespace(
     c: &ContainerInspectResponse,
     id: &str,
     name: &str,
 ) -> Option<&'static str> {
     let host = c.host_config.as_ref()?;
-    let names = |mode: &Option<String>| {
+    let mode = |mode: &Option<String>| {
         mode.as_deref()
             .and_then(|m| m.strip_prefix("container:"))
-            .is_some_and(|t| t == id || t == name || (t.len() >= 12 && id.starts_with(t)))
+            .is_some_and(|t| names(t, id, name))
     };
-    if names(&host.network_mode) {
+    if mode(&host.network_mode) {
         Some("network")
-    } else if names(&host.ipc_mode) {
+    } else if mode(&host.ipc_mode) {
         Some("IPC")
-    } else if names(&host.pid_mode) {
+    } else if mode(&host.pid_mode) {
         Some("PID")
+    } else if host.volumes_from.iter().flatten().any(|v| {
+        let source = v.split(':').next().unwrap_or_default();
+        names(source, id, name)
+    }) {
+        Some("volumes")
     } else {
         None
     }
+}
+
+/// `reference` (an id, an id prefix of 12 or more, or a name) names container `id`/`name`.
+pub(super) fn names(reference: &str, id: &str, name: &str) -> bool {
+    let reference = reference.trim_start_matches('/');
+    reference == id || reference == name || (reference.len() >= 12 && id.starts_with(reference))
 }

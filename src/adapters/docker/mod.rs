@@ -4,8 +4,11 @@
 //! where bollard's models would drop fields (inspect → create, service specs). Every call
 //! has a timeout: a hung Engine fails the call as transient, it never holds a lock forever.
 
+mod create;
 mod engine;
+mod exec;
 mod managed;
+mod neighbours;
 mod recreate;
 mod services;
 
@@ -33,8 +36,8 @@ pub use recreate::{Recreation, recreation};
 use crate::event::{Digest, split_reference};
 use crate::image::Platform;
 use crate::ports::{
-    Dependent, LABEL_ENABLE, Managed, ManagedService, Observed, PullAuth, Runtime, RuntimeError,
-    ServiceUpdate,
+    Dependent, ExecRun, LABEL_ENABLE, Managed, ManagedService, Observed, Ordered, PullAuth,
+    Repoint, Runtime, RuntimeError, ServiceUpdate,
 };
 
 /// Any one Engine call other than a pull or a stop, unless set with
@@ -44,8 +47,6 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 pub const PULL_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// A stop may take the container's stop timeout, and then this long to kill it.
 const STOP_MARGIN: Duration = Duration::from_secs(30);
-/// Inspections of other containers at once, when looking for dependents.
-const CONCURRENT_INSPECTS: usize = 8;
 
 /// The Engine. The connection (and API version negotiation) is made on first use and
 /// retried on the next call if the Engine was down.
@@ -228,42 +229,29 @@ impl Runtime for DockerRuntime {
     }
 
     async fn dependents(&self, id: &str) -> Result<Vec<Dependent>, RuntimeError> {
-        let Some(target) = self.inspect(id).await? else {
-            return Ok(Vec::new());
-        };
-        let name = target.name.unwrap_or_default();
-        let name = name.trim_start_matches('/');
-        let others: Vec<String> = self
-            .list(None)
-            .await?
-            .into_iter()
-            .filter_map(|s| s.id)
-            .filter(|other| other != id)
-            .collect();
-        let inspected: Vec<Result<Option<ContainerInspectResponse>, RuntimeError>> =
-            futures::stream::iter(others)
-                .map(|o| async move { self.inspect(&o).await })
-                .buffer_unordered(CONCURRENT_INSPECTS)
-                .collect()
-                .await;
-        let mut out = Vec::new();
-        for c in inspected {
-            let Some(c) = c? else { continue };
-            if let Some(shares) = managed::shared_namespace(&c, id, name) {
-                let labels = c.config.and_then(|c| c.labels).unwrap_or_default();
-                out.push(Dependent {
-                    name: c
-                        .name
-                        .unwrap_or_default()
-                        .trim_start_matches('/')
-                        .to_owned(),
-                    shares,
-                    opted_in: labels.get(LABEL_ENABLE).map(String::as_str) == Some("true"),
-                });
-            }
-        }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
+        self.find_dependents(id).await
+    }
+
+    async fn ordering(&self) -> Result<Vec<Ordered>, RuntimeError> {
+        self.find_ordering().await
+    }
+
+    async fn exec(
+        &self,
+        id: &str,
+        command: &str,
+        timeout: Duration,
+    ) -> Result<ExecRun, RuntimeError> {
+        self.run_exec(id, command, timeout).await
+    }
+
+    async fn create_dependent(
+        &self,
+        old_id: &str,
+        name: &str,
+        parent: &Repoint,
+    ) -> Result<String, RuntimeError> {
+        self.create_from(old_id, name, Some(parent)).await
     }
 
     async fn pull(
@@ -340,60 +328,7 @@ impl Runtime for DockerRuntime {
     }
 
     async fn create_like(&self, old_id: &str, name: &str) -> Result<String, RuntimeError> {
-        let old = self
-            .raw(
-                "inspect container",
-                Method::GET,
-                &format!("/containers/{old_id}/json"),
-                None,
-                &[],
-            )
-            .await?;
-        let image_id = old["Image"].as_str().unwrap_or_default();
-        let image = self
-            .raw(
-                "inspect image",
-                Method::GET,
-                &format!("/images/{image_id}/json"),
-                None,
-                &[],
-            )
-            .await;
-        let image_config = match image {
-            Ok(image) => image["Config"].clone(),
-            Err(e) if e.transient => return Err(e),
-            Err(_) => Value::Null, // the old image is gone: nothing to subtract
-        };
-        let plan = recreation(&old, &image_config);
-        let created = self
-            .raw(
-                "create container",
-                Method::POST,
-                &format!("/containers/create?name={name}"),
-                Some(&plan.body),
-                &[],
-            )
-            .await?;
-        let new_id = created["Id"].as_str().unwrap_or_default().to_owned();
-        if new_id.is_empty() {
-            return Err(RuntimeError::permanent(
-                "create container",
-                format!("no id in the answer: {created}"),
-            ));
-        }
-        for (network, endpoint) in plan.extra_networks {
-            let body = serde_json::json!({ "Container": new_id, "EndpointConfig": endpoint });
-            let path = format!("/networks/{network}/connect");
-            let connected = self
-                .raw("connect network", Method::POST, &path, Some(&body), &[])
-                .await;
-            if let Err(e) = connected {
-                // Leave nothing half-made behind: the caller goes on with the old container.
-                let _ = self.remove(&new_id).await;
-                return Err(e);
-            }
-        }
-        Ok(new_id)
+        self.create_from(old_id, name, None).await
     }
 
     async fn start(&self, id: &str) -> Result<(), RuntimeError> {

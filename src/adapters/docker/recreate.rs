@@ -8,6 +8,9 @@
 
 use serde_json::{Map, Value};
 
+use super::managed::{COMPOSE_IMAGE, names};
+use crate::ports::Repoint;
+
 /// What to send to create the new container, and the networks to connect before start.
 pub struct Recreation {
     pub body: Value,
@@ -31,6 +34,12 @@ pub fn recreation(old: &Value, image_config: &Value) -> Recreation {
         .as_str()
         .unwrap_or("default")
         .to_owned();
+    if network_mode.starts_with("container:") {
+        // The Engine fills these in from the namespace's owner, and refuses them on create
+        // ("conflicting options: hostname and the network mode").
+        config.remove("Hostname");
+        config.remove("Domainname");
+    }
     let networks = old["NetworkSettings"]["Networks"]
         .as_object()
         .cloned()
@@ -63,6 +72,46 @@ pub fn recreation(old: &Value, image_config: &Value) -> Recreation {
     Recreation {
         body: Value::Object(body),
         extra_networks,
+    }
+}
+
+/// Points a dependent's create request at its parent's successor: namespace modes
+/// `container:<old parent>` and `VolumesFrom` entries naming the old parent (by id, id
+/// prefix or name, with any `:ro`/`:rw`) name the new parent's id instead.
+pub fn repoint(body: &mut Value, parent: &Repoint) {
+    let host = &mut body["HostConfig"];
+    for key in ["NetworkMode", "IpcMode", "PidMode"] {
+        let target = host[key]
+            .as_str()
+            .and_then(|m| m.strip_prefix("container:"));
+        if target.is_some_and(|t| names(t, &parent.old_id, &parent.old_name)) {
+            host[key] = Value::String(format!("container:{}", parent.new_id));
+        }
+    }
+    if let Some(from) = host["VolumesFrom"].as_array_mut() {
+        for entry in from {
+            let Some(text) = entry.as_str() else { continue };
+            let (source, mode) = match text.split_once(':') {
+                Some((s, m)) => (s, Some(m)),
+                None => (text, None),
+            };
+            if names(source, &parent.old_id, &parent.old_name) {
+                let new = match mode {
+                    Some(m) => format!("{}:{m}", parent.new_id),
+                    None => parent.new_id.clone(),
+                };
+                *entry = Value::String(new);
+            }
+        }
+    }
+}
+
+/// A Compose container keeps being Compose's: its `com.docker.compose.image` names the image
+/// it runs now, so Compose v2's next `up` finds nothing to do. Without that label (not a
+/// Compose v2 container) nothing changes.
+pub fn set_compose_image(body: &mut Value, image_id: &str) {
+    if let Some(label) = body["Labels"].get_mut(COMPOSE_IMAGE) {
+        *label = Value::String(image_id.to_owned());
     }
 }
 

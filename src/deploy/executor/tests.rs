@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use super::*;
 use crate::deploy::fakes::{FakeRuntime, FixedAuth, digest, executor};
 use crate::event::ImageRef;
-use crate::ports::{Dependent, NEW_SUFFIX, OLD_SUFFIX};
+use crate::ports::{NEW_SUFFIX, OLD_SUFFIX};
 
 fn request(d: &Digest) -> DeployRequest {
     DeployRequest {
@@ -99,11 +99,7 @@ async fn the_successor_is_created_before_the_old_container_is_stopped() {
 #[tokio::test(start_paused = true)]
 async fn a_container_whose_namespace_is_shared_is_refused_before_anything_is_touched() {
     let rt = FakeRuntime::with(&["app"], &digest('1'));
-    rt.dependents.lock().unwrap().push(Dependent {
-        name: "app-vpn".into(),
-        shares: "network",
-        opted_in: false,
-    });
+    rt.add_dependent("app-vpn", "app", false);
     let (_dir, ex) = executor(rt, 1);
     let done = deploy_first(&ex, digest('2'), "event").await;
     let Done::Refused(why) = done else {
