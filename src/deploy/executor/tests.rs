@@ -257,3 +257,37 @@ async fn recovery_keeps_the_new_container_when_the_old_one_was_removed_by_hand()
         vec![("web".into(), true, digest('2'))]
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_containers_of_one_compose_project_are_batched_to_go_one_at_a_time() {
+    let rt = FakeRuntime::with(&["shop-web", "shop-api", "blog", "other-web"], &digest('1'));
+    let (_dir, ex) = executor(rt, 4);
+    let project = |name: &str| match name {
+        n if n.starts_with("shop-") => Some("shop".to_owned()),
+        "other-web" => Some("other".to_owned()),
+        _ => None,
+    };
+    let targets: Vec<Target> = ex
+        .managed()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|mut m| {
+            m.compose_project = project(&m.name);
+            Target::Container(m)
+        })
+        .collect();
+    let batches: Vec<Vec<String>> = one_at_a_time(targets)
+        .iter()
+        .map(|b| b.iter().map(|t| t.name().to_owned()).collect())
+        .collect();
+    assert_eq!(
+        batches,
+        vec![
+            vec!["shop-web".to_owned(), "shop-api".to_owned()],
+            vec!["blog".to_owned()],
+            vec!["other-web".to_owned()],
+        ],
+        "in the order listed, one project per batch"
+    );
+}

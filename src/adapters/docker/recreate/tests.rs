@@ -136,3 +136,106 @@ fn a_hostname_the_user_chose_is_kept() {
     o["Config"]["Hostname"] = json!("web-1");
     assert_eq!(recreation(&o, &image()).body["Hostname"], "web-1");
 }
+
+/// A sidecar in the namespace of container `parent` (id 0123…), sharing its volumes too.
+fn sidecar(network_mode: &str, volumes_from: Value) -> Value {
+    json!({
+        "Id": "fedcba9876543210fedcba9876543210",
+        "Image": "sha256:sidecar",
+        "Config": {
+            "Hostname": "0123456789ab",
+            "Domainname": "",
+            "Image": "vpn:1",
+            "Labels": {"ecr-deployd.enable": "true"}
+        },
+        "HostConfig": {
+            "NetworkMode": network_mode,
+            "IpcMode": "container:0123456789abcdef0123456789abcdef",
+            "PidMode": "container:other",
+            "VolumesFrom": volumes_from
+        },
+        "Mounts": [],
+        "NetworkSettings": {"Networks": {}}
+    })
+}
+
+fn parent() -> Repoint {
+    Repoint {
+        old_id: "0123456789abcdef0123456789abcdef".into(),
+        old_name: "app".into(),
+        new_id: "9999".into(),
+    }
+}
+
+#[test]
+fn a_dependent_is_pointed_at_the_new_parent_by_id_whatever_named_the_old_one() {
+    for (mode, expected) in [
+        (
+            "container:0123456789abcdef0123456789abcdef",
+            "container:9999",
+        ),
+        ("container:0123456789ab", "container:9999"),
+        ("container:app", "container:9999"),
+        ("container:/app", "container:9999"),
+        ("container:application", "container:application"),
+        ("bridge", "bridge"),
+    ] {
+        let old = sidecar(
+            mode,
+            json!(["app:ro", "0123456789abcdef", "data-only", "apps"]),
+        );
+        let mut plan = recreation(&old, &Value::Null);
+        repoint(&mut plan.body, &parent());
+        let host = &plan.body["HostConfig"];
+        assert_eq!(host["NetworkMode"], expected, "{mode}");
+        assert_eq!(host["IpcMode"], "container:9999");
+        assert_eq!(
+            host["PidMode"], "container:other",
+            "another container's stays"
+        );
+        assert_eq!(
+            host["VolumesFrom"],
+            json!(["9999:ro", "9999", "data-only", "apps"]),
+            "{mode}"
+        );
+    }
+}
+
+#[test]
+fn a_container_in_anothers_network_namespace_gets_no_hostname_of_its_own() {
+    // The Engine fills in the owner's hostname and refuses it back on create.
+    let plan = recreation(
+        &sidecar("container:0123456789abcdef0123456789abcdef", Value::Null),
+        &Value::Null,
+    );
+    assert!(plan.body.get("Hostname").is_none());
+    assert!(plan.body.get("Domainname").is_none());
+    assert!(plan.body.get("NetworkingConfig").is_none());
+}
+
+#[test]
+fn a_compose_container_keeps_every_compose_label_and_names_its_new_image() {
+    let mut o = old();
+    o["Config"]["Labels"] = json!({
+        "com.docker.compose.project": "shop",
+        "com.docker.compose.service": "web",
+        "com.docker.compose.config-hash": "abc",
+        "com.docker.compose.image": "sha256:oldimage",
+        "ecr-deployd.enable": "true"
+    });
+    let mut plan = recreation(&o, &image());
+    set_compose_image(&mut plan.body, "sha256:newimage");
+    let labels = &plan.body["Labels"];
+    assert_eq!(labels["com.docker.compose.image"], "sha256:newimage");
+    assert_eq!(labels["com.docker.compose.project"], "shop");
+    assert_eq!(labels["com.docker.compose.service"], "web");
+    assert_eq!(labels["com.docker.compose.config-hash"], "abc");
+    // Not a Compose v2 container: no such label is added.
+    let mut plain = recreation(&old(), &image());
+    set_compose_image(&mut plain.body, "sha256:newimage");
+    assert!(
+        plain.body["Labels"]
+            .get("com.docker.compose.image")
+            .is_none()
+    );
+}
