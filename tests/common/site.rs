@@ -73,15 +73,24 @@ impl Site {
         short: &str,
         labels: &[&str],
     ) -> (String, String) {
+        let args: Vec<&str> = labels.iter().flat_map(|l| ["--label", *l]).collect();
+        self.container_run(repo, short, &args).await
+    }
+
+    /// As `container`, with more `docker run` options (`--label`, `-v` …).
+    pub async fn container_run(
+        &self,
+        repo: &str,
+        short: &str,
+        options: &[&str],
+    ) -> (String, String) {
         let v1 = self.registry.publish(repo, "v1", Kind::Serve, "v1", true);
         let prod = format!("{}/{repo}:prod", self.registry.host);
         docker(&["tag", &format!("{}/{repo}:v1", self.registry.host), &prod]);
         put_digest(&self.ecr, repo, "prod", &v1).await;
         let name = self.scope.name(short);
         let mut args = vec!["--label", "ecr-deployd.enable=true"];
-        for l in labels {
-            args.extend(["--label", l]);
-        }
+        args.extend_from_slice(options);
         args.push(&prod);
         self.scope.run(&name, &args);
         (name, v1)
