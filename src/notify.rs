@@ -156,6 +156,7 @@ impl Notice {
             Notice::Held(h) => {
                 let what = match h.state {
                     "monitor" => "update available".to_owned(),
+                    "refused" => format!("update refused: {}", h.detail),
                     _ => format!("update pending: {}", h.detail),
                 };
                 format!(

@@ -346,6 +346,7 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
         }
         if let Some(reason) = self.refusal(t).await? {
             warn!(name = %t.name(), digest = %digest.short(), %reason, "deploy refused");
+            self.record_refusal(t, desired, &reason)?;
             return Ok(Some(Done::Refused(reason)));
         }
         self.supply_gates(t, desired, trigger).await

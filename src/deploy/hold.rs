@@ -11,6 +11,7 @@ use tracing::info;
 use super::executor::Executor;
 use super::target::Target;
 use crate::control::policy::Verdict;
+use crate::event::Digest;
 use crate::image::Desired;
 use crate::notify::{HeldNotice, Notice};
 use crate::ports::{Credentials, Runtime};
@@ -94,22 +95,44 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
             .hold(t.block_key(), held.state(), digest.as_str())?;
         info!(name = %t.name(), digest = %digest.short(), state = held.state(), detail = %held.detail(), news, "update held by policy");
         if news {
-            let follows = t.follows();
-            self.notifier.send(Notice::Held(HeldNotice {
-                host: self.notifier.host().to_owned(),
-                kind: t.kind(),
-                container: t.name().to_owned(),
-                repository: follows.repository.as_str().to_owned(),
-                tag: follows.tag.as_str().to_owned(),
-                running_digest: t.digests().first().map(|d| d.to_string()),
-                desired_digest: digest.to_string(),
-                state: held.state(),
-                detail: held.detail(),
-            }));
+            self.notify_held(t, digest, held.state(), held.detail());
         }
         Ok(())
     }
+
+    /// Records that a deploy of `desired` to `t` was refused (a dependent that did not opt
+    /// in, a `depends-on` cycle, a bad hook label): one notice per container and digest.
+    pub(super) fn record_refusal(
+        &self,
+        t: &Target,
+        desired: &Desired,
+        why: &str,
+    ) -> Result<(), StoreError> {
+        let digest = &desired.digest;
+        if self.store.hold(t.block_key(), REFUSED, digest.as_str())? {
+            self.notify_held(t, digest, REFUSED, why.to_owned());
+        }
+        Ok(())
+    }
+
+    fn notify_held(&self, t: &Target, digest: &Digest, state: &'static str, detail: String) {
+        let follows = t.follows();
+        self.notifier.send(Notice::Held(HeldNotice {
+            host: self.notifier.host().to_owned(),
+            kind: t.kind(),
+            container: t.name().to_owned(),
+            repository: follows.repository.as_str().to_owned(),
+            tag: follows.tag.as_str().to_owned(),
+            running_digest: t.digests().first().map(|d| d.to_string()),
+            desired_digest: digest.to_string(),
+            state,
+            detail,
+        }));
+    }
 }
+
+/// The state of a held notice for a refused deploy.
+pub const REFUSED: &str = "refused";
 
 #[cfg(test)]
 mod tests;

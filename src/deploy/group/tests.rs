@@ -153,6 +153,29 @@ async fn a_dependent_that_did_not_opt_in_refuses_the_deploy_and_is_never_touched
     assert!(calls(&ex).is_empty(), "{:?}", calls(&ex));
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_refused_deploy_is_notified_once_per_digest() {
+    let rt = FakeRuntime::with(&["app"], &digest('1'));
+    rt.add_dependent("sidecar", "app", false);
+    let (_dir, ex) = executor(rt, 1);
+    let (notifier, mut rx) = crate::notify::Notifier::capture("host-a");
+    let ex = ex.with_notifier(notifier);
+    for _ in 0..2 {
+        assert!(matches!(
+            deploy_first(&ex, '2', "sweep").await,
+            Done::Refused(_)
+        ));
+    }
+    let Ok(crate::notify::Notice::Held(n)) = rx.try_recv() else {
+        panic!("one notice")
+    };
+    assert_eq!((n.state, n.container.as_str()), ("refused", "app"));
+    assert!(n.detail.contains("sidecar"), "{}", n.detail);
+    assert!(rx.try_recv().is_err(), "not twice for one digest");
+    deploy_first(&ex, '3', "sweep").await;
+    assert!(rx.try_recv().is_ok(), "a new digest is news again");
+}
+
 fn hooks(pre: Option<&str>, post: Option<&str>) -> HookLabels {
     HookLabels {
         pre_update: pre.map(str::to_owned),
