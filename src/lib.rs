@@ -20,7 +20,8 @@
 //!   the sweeps at window openings.
 //! - [`deploy`]: the deploy stage: one sequence for a container swap (create before stop)
 //!   or a Swarm service update; update-control and supply-chain gates, health gate, rollback, recovery,
-//!   dependents, reports, `rollback`/`approve` — one file each (see its module doc).
+//!   the neighbourhood (dependents swapped as a group, `depends-on` order, lifecycle hooks),
+//!   reports, `rollback`/`approve` — one file each (see its module doc).
 //! - [`gate`]: the supply-chain gates' verdicts (cosign signature, ECR scan findings) over
 //!   fetched facts. Pure.
 //! - [`control`]: update control: policies and maintenance windows (pure), the state-store
