@@ -81,6 +81,8 @@ check "bash completion" sh -c "grep -q 'complete -F _ecr__deployd' /usr/share/ba
 check "zsh completion" grep -q '#compdef ecr-deployd' /usr/share/zsh/vendor-completions/_ecr-deployd
 check "fish completion" grep -q 'complete -c ecr-deployd' /usr/share/fish/vendor_completions.d/ecr-deployd.fish
 check "alert rules" test -s /usr/share/ecr-deployd/prometheus/alerts.yml
+check "Podman drop-ins (DOCKER_HOST, socket group)" sh -c \
+  "grep -q '^Environment=DOCKER_HOST=unix:///run/podman/podman.sock' /usr/share/ecr-deployd/podman/ecr-deployd.service.d/podman.conf && grep -q '^SocketGroup=ecr-deployd' /usr/share/ecr-deployd/podman/podman.socket.d/ecr-deployd.conf"
 check "copyright: machine-readable, Apache-2.0" sh -c \
   "head -1 /usr/share/doc/ecr-deployd/copyright | grep -q '^Format: ' && grep -q '^License: Apache-2.0' /usr/share/doc/ecr-deployd/copyright"
 check "config is a conffile" sh -c "dpkg-query -W -f='\${Conffiles}' ecr-deployd | grep -q /etc/ecr-deployd/config.toml"
@@ -89,9 +91,9 @@ check "shipped config is the documented default" cmp -s /etc/ecr-deployd/config.
 uid=$(id -u ecr-deployd)
 check "system user ecr-deployd (uid $uid < 1000, no login shell)" \
   sh -c "[ $uid -lt 1000 ] && getent passwd ecr-deployd | grep -q ':/usr/sbin/nologin$'"
-if getent group docker >/dev/null; then
-  check "ecr-deployd is in group docker" sh -c "id -nG ecr-deployd | tr ' ' '\n' | grep -qx docker"
-fi
+# Made by the package where Docker is not installed (yet): the unit's SupplementaryGroups=docker
+# must name a group that exists, or systemd refuses to start it.
+check "ecr-deployd is in group docker" sh -c "id -nG ecr-deployd | tr ' ' '\n' | grep -qx docker"
 check "systemd-analyze verify: clean" sh -c \
   "systemd-analyze verify /usr/lib/systemd/system/ecr-deployd.service >'$tmp/verify.out' 2>&1 && ! grep -v 'docker.service' '$tmp/verify.out' | grep -q ."
 systemd-analyze security --offline=true /usr/lib/systemd/system/ecr-deployd.service 2>/dev/null \
@@ -145,6 +147,7 @@ rpm -qlp "$rpm1" 2>/dev/null | sort >"$tmp/rpm-files"
 printf '%s\n' /etc/ecr-deployd/config.toml /usr/bin/ecr-deployd /usr/lib/systemd/system/ecr-deployd.service \
   /usr/share/doc/ecr-deployd/README.md /usr/share/man/man1/ecr-deployd.1.gz \
   /usr/share/licenses/ecr-deployd/LICENSE /usr/share/ecr-deployd/prometheus/alerts.yml \
+  /usr/share/ecr-deployd/podman/ecr-deployd.service.d/podman.conf /usr/share/ecr-deployd/podman/podman.socket.d/ecr-deployd.conf \
   /usr/share/bash-completion/completions/ecr-deployd /usr/share/zsh/site-functions/_ecr-deployd \
   /usr/share/fish/vendor_completions.d/ecr-deployd.fish | sort >"$tmp/rpm-expected"
 check "rpm: file list" diff "$tmp/rpm-expected" "$tmp/rpm-files"

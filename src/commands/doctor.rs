@@ -52,7 +52,7 @@ pub async fn doctor(ctx: &Context, config_path: &str) -> u8 {
     checks.extend(queue_checks(ctx).await);
     match ctx.executor.runtime().version().await {
         Ok((engine, api)) => {
-            checks.push(Check::ok("Docker reachable", format!("Engine {engine}, API {api}")));
+            checks.push(Check::ok("Docker reachable", format!("{engine}, API {api}")));
             checks.push(match ctx.executor.managed().await {
                 Ok(m) if m.is_empty() => Check::warn("managed containers", "none — hint: label containers with ecr-deployd.enable=true"),
                 Ok(m) => Check::ok("managed containers", format!("{} ({})", m.len(), m.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", "))),

@@ -8,6 +8,7 @@
 pub mod cosign;
 pub mod docker;
 pub mod oci;
+pub mod podman;
 pub mod site;
 pub mod webhook;
 

@@ -6,6 +6,7 @@ use hyper::Method;
 use serde_json::Value;
 
 use super::DockerRuntime;
+use super::podman::drop_injected;
 use super::recreate::{recreation, repoint, set_compose_image};
 use crate::ports::{Repoint, Runtime, RuntimeError};
 
@@ -39,6 +40,10 @@ impl DockerRuntime {
         }
         if let Some(parent) = parent {
             repoint(&mut plan.body, parent);
+        }
+        if self.engine().await?.is_podman() {
+            let hostname = old["Config"]["Hostname"].as_str().unwrap_or_default();
+            drop_injected(&mut plan.body, hostname, &image_config["Env"]);
         }
         let created = self
             .raw(

@@ -9,6 +9,7 @@ mod engine;
 mod exec;
 mod managed;
 mod neighbours;
+mod podman;
 mod recreate;
 mod services;
 
@@ -31,6 +32,7 @@ use tokio::sync::OnceCell;
 use tracing::debug;
 
 pub use engine::Endpoint;
+pub use podman::Engine;
 pub use recreate::{Recreation, recreation};
 
 use crate::event::{Digest, split_reference};
@@ -55,6 +57,7 @@ pub struct DockerRuntime {
     call_timeout: Duration,
     client: OnceCell<Docker>,
     platform: OnceCell<Platform>,
+    engine: OnceCell<Engine>,
 }
 
 /// Maps a bollard error: an HTTP answer keeps its status; no answer is transient.
@@ -93,6 +96,7 @@ impl DockerRuntime {
             call_timeout: CALL_TIMEOUT,
             client: OnceCell::new(),
             platform: OnceCell::new(),
+            engine: OnceCell::new(),
         })
     }
 
@@ -153,13 +157,31 @@ impl DockerRuntime {
     }
 
     /// Engine version and negotiated API version (for `doctor` and logs).
+    /// Engine (`Docker Engine 20.10.24`, `Podman 4.3.1`) and negotiated API version.
     pub async fn version(&self) -> Result<(String, String), RuntimeError> {
+        let engine = self.engine().await?;
         let docker = self.docker().await?;
-        let v = timed("version", self.call_timeout, docker.version()).await?;
-        Ok((
-            v.version.unwrap_or_default(),
-            docker.client_version().to_string(),
-        ))
+        Ok((engine.display(), docker.client_version().to_string()))
+    }
+
+    /// Which engine serves the API (asked once).
+    pub(super) async fn engine(&self) -> Result<&Engine, RuntimeError> {
+        self.engine
+            .get_or_try_init(|| async {
+                let docker = self.docker().await?;
+                let v = timed("version", self.call_timeout, docker.version()).await?;
+                let components: Vec<(String, String)> = v
+                    .components
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|c| (c.name, c.version))
+                    .collect();
+                Ok(Engine::from_components(
+                    &components,
+                    v.version.as_deref().unwrap_or_default(),
+                ))
+            })
+            .await
     }
 
     /// Every container (running or not), optionally matching one list filter.

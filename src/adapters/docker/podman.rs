@@ -1,0 +1,122 @@
+//! Podman's Docker-compatible service (SPEC §15), where it differs from the Docker Engine in
+//! what a re-creation reads and sends (checked against Debian 12's podman 4.3):
+//!
+//! - inspect shows values Podman injects on its own in `Config.Env`: `container=podman`,
+//!   `TERM=xterm`, `HOSTNAME=<hostname>` and its default `PATH` when the image sets none.
+//!   Copied, they would be frozen into the successor as if the operator had set them; Podman
+//!   injects them again on create, so they are dropped;
+//! - `HostConfig.Ulimits` come back as `RLIMIT_NOFILE`, a spelling its create refuses: they
+//!   are sent back as Docker names them (`nofile`);
+//! - `State.Health` is present with an empty `Status` without a HEALTHCHECK (the health gate
+//!   reads that as no HEALTHCHECK), and `/services` answers 404 (no Swarm: no services).
+//!
+//! Pure; the adapter applies it when the Engine's `/version` names Podman.
+
+use serde_json::Value;
+
+/// Podman's default `PATH` (containers.conf), injected when the image sets none.
+const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Which engine serves the API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Engine {
+    Docker { version: String },
+    Podman { version: String },
+}
+
+impl Engine {
+    /// From the names and versions of `/version`'s `Components` (and its `Version`).
+    pub fn from_components(components: &[(String, String)], version: &str) -> Self {
+        match components.iter().find(|(name, _)| name.contains("Podman")) {
+            Some((_, v)) => Engine::Podman { version: v.clone() },
+            None => Engine::Docker {
+                version: version.to_owned(),
+            },
+        }
+    }
+
+    pub fn is_podman(&self) -> bool {
+        matches!(self, Engine::Podman { .. })
+    }
+
+    /// How `doctor` names it.
+    pub fn display(&self) -> String {
+        match self {
+            Engine::Docker { version } => format!("Docker Engine {version}"),
+            Engine::Podman { version } => format!("Podman {version}"),
+        }
+    }
+}
+
+/// Removes what Podman injected from a create request built from its inspect output;
+/// `image_env` is the new image's `Env` (a `PATH` it sets is the image's, not Podman's).
+pub fn drop_injected(body: &mut Value, old_hostname: &str, image_env: &Value) {
+    let image_sets_path = image_env
+        .as_array()
+        .is_some_and(|env| env.iter().any(|e| e.as_str().is_some_and(|e| e.starts_with("PATH="))));
+    let hostname = format!("HOSTNAME={old_hostname}");
+    if let Some(env) = body["Env"].as_array_mut() {
+        env.retain(|e| {
+            let e = e.as_str().unwrap_or_default();
+            !(e == "container=podman"
+                || e == "TERM=xterm"
+                || e == hostname
+                || (e == DEFAULT_PATH && !image_sets_path))
+        });
+    }
+    if let Some(limits) = body["HostConfig"]["Ulimits"].as_array_mut() {
+        for limit in limits {
+            if let Some(name) = limit["Name"].as_str() {
+                let docker = name.strip_prefix("RLIMIT_").unwrap_or(name).to_lowercase();
+                limit["Name"] = Value::String(docker);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_engine_is_named_from_the_version_components() {
+        let podman = [("Podman Engine".to_owned(), "4.3.1".to_owned())];
+        assert_eq!(
+            Engine::from_components(&podman, "4.3.1").display(),
+            "Podman 4.3.1"
+        );
+        let docker = [
+            ("Engine".to_owned(), "20.10.24".to_owned()),
+            ("containerd".to_owned(), "1.6".to_owned()),
+        ];
+        let engine = Engine::from_components(&docker, "20.10.24");
+        assert!(!engine.is_podman());
+        assert_eq!(engine.display(), "Docker Engine 20.10.24");
+    }
+
+    #[test]
+    fn what_podman_injected_is_dropped_and_what_the_user_set_is_kept() {
+        let mut body = json!({
+            "Env": ["MODE=prod", "container=podman", "TERM=xterm", "HOSTNAME=35129bde737c",
+                    DEFAULT_PATH, "HOSTNAME_OF_DB=db"],
+            "HostConfig": {"Ulimits": [{"Name": "RLIMIT_NOFILE", "Soft": 1024, "Hard": 4096},
+                                       {"Name": "nproc", "Soft": 10, "Hard": 10}]}
+        });
+        drop_injected(&mut body, "35129bde737c", &json!(null));
+        assert_eq!(body["Env"], json!(["MODE=prod", "HOSTNAME_OF_DB=db"]));
+        assert_eq!(
+            body["HostConfig"]["Ulimits"],
+            json!([{"Name": "nofile", "Soft": 1024, "Hard": 4096},
+                   {"Name": "nproc", "Soft": 10, "Hard": 10}])
+        );
+    }
+
+    #[test]
+    fn a_path_the_user_set_over_an_image_path_is_kept() {
+        // The image sets its own PATH; the container's default-looking PATH is the user's.
+        let mut body = json!({"Env": [DEFAULT_PATH, "HOSTNAME=web-1"], "HostConfig": {}});
+        drop_injected(&mut body, "35129bde737c", &json!(["PATH=/opt/bin"]));
+        assert_eq!(body["Env"], json!([DEFAULT_PATH, "HOSTNAME=web-1"]));
+    }
+}

@@ -1,0 +1,223 @@
+//! The container-deploy scenarios on Podman (SPEC §15): the agent talks to a real
+//! `podman system service` (Debian's podman) through its Docker-compatible API, as on a RHEL
+//! host with `DOCKER_HOST=unix:///run/podman/podman.sock`. The whole configuration is kept and
+//! nothing Podman injected is frozen into the successor; a new image that exits or never gets
+//! healthy is rolled back; kill -9 in the middle of a swap is recovered; doctor names Podman
+//! and has no Swarm services to fail on. moto and the registry are real too.
+
+mod common;
+
+use std::time::Duration;
+
+use common::docker::Kind;
+use common::podman::Podman;
+use common::site::*;
+use common::*;
+use ecr_deployd::store::{Deployment, Outcome, Step, Store};
+
+struct OnPodman {
+    // Drop order: the agent's engine goes before the registry (in `site`).
+    podman: Podman,
+    site: Site,
+}
+
+impl OnPodman {
+    async fn new(test: &str) -> Self {
+        let site = Site::new(test).await;
+        let podman = Podman::start(&site.registry.host);
+        Self { podman, site }
+    }
+
+    fn env(&self) -> Vec<(&str, &str)> {
+        vec![("DOCKER_HOST", self.podman.docker_host.as_str())]
+    }
+
+    fn cli(&self, config: &str, args: &[&str]) -> (i32, String, String) {
+        run_cli(config, args, &self.env())
+    }
+
+    /// v1 of `repo` in the registry and in Podman's store as `…:prod`, which ECR names.
+    async fn first_version(&self, repo: &str, kind: Kind) -> (String, String) {
+        let host = &self.site.registry.host;
+        let v1 = self.site.registry.publish(repo, "v1", kind, "v1", false);
+        let (v1_ref, prod) = (format!("{host}/{repo}:v1"), format!("{host}/{repo}:prod"));
+        self.podman.pull(&v1_ref);
+        self.podman.cli(&["tag", &v1_ref, &prod]);
+        put_digest(&self.site.ecr, repo, "prod", &v1).await;
+        (v1, prod)
+    }
+
+    async fn push(&self, repo: &str, kind: Kind, version: &str) -> String {
+        let digest = self.site.silent_push(repo, kind, version).await;
+        send_all(
+            &self.site.sqs,
+            &self.site.url,
+            &[push_body(repo, "prod", &digest)],
+        )
+        .await;
+        digest
+    }
+
+    fn history(&self, name: &str) -> Vec<Deployment> {
+        Store::open(&self.site.state)
+            .unwrap()
+            .history(Some(name), 20)
+            .unwrap()
+    }
+
+    async fn outcome(&self, name: &str, to: &str) -> Deployment {
+        let mut found = None;
+        eventually(Duration::from_secs(90), "deployment recorded", || {
+            found = self
+                .history(name)
+                .into_iter()
+                .find(|d| d.to_digest == to && d.outcome.is_some());
+            std::future::ready(found.is_some())
+        })
+        .await;
+        found.unwrap()
+    }
+
+    /// Exactly one container called `name` (none parked), running; its id.
+    fn one_running(&self, name: &str) -> String {
+        let all = self.podman.cli(&["ps", "-a", "--format", "{{.Names}} {{.State}}"]);
+        let mine: Vec<&str> = all.lines().filter(|l| l.starts_with(name)).collect();
+        assert_eq!(mine, vec![format!("{name} running").as_str()], "{all}");
+        self.podman.inspect(name)["Id"].as_str().unwrap().to_owned()
+    }
+}
+
+fn env_of(inspect: &serde_json::Value) -> Vec<String> {
+    inspect["Config"]["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_podman_a_push_keeps_the_whole_configuration_and_bad_images_roll_back() {
+    let p = OnPodman::new("podman-deploy").await;
+    let (_v1, prod) = p.first_version("team/web", Kind::Serve).await;
+    let name = p.site.scope.name("web");
+    p.podman.cli(&["volume", "create", "webdata"]);
+    p.podman.cli(&[
+        "run", "-d", "--name", &name, "--label", "ecr-deployd.enable=true", "--label",
+        "team=web", "-e", "MODE=prod", "-p", "127.0.0.1::8080", "-v", "webdata:/data",
+        "--stop-timeout", "2", "--ulimit", "nproc=512:1024", "--log-opt", "max-size=1m", &prod,
+    ]);
+    p.podman
+        .cli(&["exec", &name, "/bin/sh", "-c", "echo kept > /data/file"]);
+    let old = p.podman.inspect(&name);
+    assert!(env_of(&old).contains(&"container=podman".to_owned()), "Podman injects it");
+    let config = p
+        .site
+        .config(0)
+        .replace("[deploy]\n", "[deploy]\nhealth_timeout_seconds = 4\nstop_timeout_seconds = 2\n");
+    let agent = AgentProcess::start_with_env(&config, &["run"], &p.env());
+
+    // A good push: replaced, everything the operator set kept, nothing Podman set frozen.
+    let v2 = p.push("team/web", Kind::Serve, "v2").await;
+    let done = p.outcome(&name, &v2).await;
+    assert_eq!(done.outcome, Some(Outcome::Succeeded), "{done:?}");
+    let new_id = p.one_running(&name);
+    assert_ne!(new_id, old["Id"].as_str().unwrap());
+    assert_eq!(p.podman.running_digest(&name).as_deref(), Some(v2.as_str()));
+    let new = p.podman.inspect(&name);
+    let env = env_of(&new);
+    assert!(env.contains(&"MODE=prod".to_owned()), "{env:?}");
+    assert_eq!(
+        env.iter().filter(|e| *e == "container=podman").count(),
+        1,
+        "injected once, by Podman: {env:?}"
+    );
+    let hostname = new["Config"]["Hostname"].as_str().unwrap();
+    assert_eq!(hostname, &new_id[..12], "a hostname of its own");
+    assert!(env.contains(&format!("HOSTNAME={hostname}")), "not the old one: {env:?}");
+    assert_eq!(new["Config"]["Labels"]["team"], "web");
+    let limits = new["HostConfig"]["Ulimits"].to_string();
+    assert!(limits.contains("NPROC") && limits.contains("1024"), "{limits}");
+    assert_eq!(new["HostConfig"]["LogConfig"]["Config"]["max-size"], "1m", "{}", new["HostConfig"]["LogConfig"]);
+    assert_eq!(
+        p.podman.cli(&["exec", &name, "/bin/sh", "-c", "cat /data/file"]),
+        "kept"
+    );
+    let port = p.podman.cli(&["port", &name, "8080"]);
+    let (code, body) = http(port.trim(), "GET", "/");
+    assert_eq!((code, body.trim()), (200, "v2"));
+
+    // An image that exits at once: the previous container is back.
+    let v3 = p.push("team/web", Kind::ExitAtOnce, "v3").await;
+    let done = p.outcome(&name, &v3).await;
+    assert_eq!(done.outcome, Some(Outcome::RolledBack), "{done:?}");
+    assert_eq!(p.one_running(&name), new_id);
+
+    // One that never gets healthy within the health timeout: back again.
+    let v4 = p.push("team/web", Kind::NeverHealthy, "v4").await;
+    let done = p.outcome(&name, &v4).await;
+    assert_eq!(done.outcome, Some(Outcome::RolledBack), "{done:?}");
+    assert_eq!(p.one_running(&name), new_id);
+    assert_eq!(p.podman.running_digest(&name).as_deref(), Some(v2.as_str()));
+    drop(agent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_podman_kill_9_during_a_swap_is_recovered() {
+    let p = OnPodman::new("podman-kill").await;
+    let (v1, prod) = p.first_version("team/api", Kind::Serve).await;
+    let name = p.site.scope.name("api");
+    p.podman.cli(&[
+        "run", "-d", "--name", &name, "--label", "ecr-deployd.enable=true", "--stop-timeout",
+        "2", &prod,
+    ]);
+    let old = p.one_running(&name);
+    let config = p
+        .site
+        .config(0)
+        .replace("[deploy]\n", "[deploy]\nhealth_timeout_seconds = 600\n");
+    let mut agent = AgentProcess::start_with_env(&config, &["run"], &p.env());
+    p.push("team/api", Kind::NeverHealthy, "v2").await;
+    eventually(Duration::from_secs(60), "in the health gate", || async {
+        Store::open(&p.site.state)
+            .ok()
+            .and_then(|s| s.unfinished().ok())
+            .is_some_and(|open| open.iter().any(|d| d.step == Some(Step::HealthGate)))
+    })
+    .await;
+    agent.signal("KILL");
+    agent.wait_exit(Duration::from_secs(10));
+    put_digest(&p.site.ecr, "team/api", "prod", &v1).await;
+    let restarted = AgentProcess::start_with_env(&config, &["run"], &p.env());
+    eventually(Duration::from_secs(60), "recovery", || async {
+        restarted
+            .log_text()
+            .contains("interrupted deployments recovered")
+    })
+    .await;
+    assert_eq!(p.one_running(&name), old);
+    assert_eq!(p.podman.running_digest(&name).as_deref(), Some(v1.as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_podman_doctor_names_the_engine_and_has_no_services_to_fail_on() {
+    let p = OnPodman::new("podman-doctor").await;
+    let (_v1, prod) = p.first_version("team/doc", Kind::Serve).await;
+    let name = p.site.scope.name("doc");
+    p.podman
+        .cli(&["run", "-d", "--name", &name, "--label", "ecr-deployd.enable=true", &prod]);
+    let (_, out, err) = p.cli(&p.site.config(0), &["doctor"]);
+    let line = |what: &str| {
+        out.lines()
+            .find(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("no {what} line: {out}{err}"))
+            .to_owned()
+    };
+    assert!(line("Docker reachable").starts_with("ok"), "{out}");
+    assert!(line("Docker reachable").contains("Podman 4."), "{out}");
+    assert!(line("managed containers").contains(&name), "{out}");
+    assert!(!out.contains("managed services"), "{out}");
+    let (code, out, err) = p.cli(&p.site.config(0), &["sweep"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("up to date"), "{out}");
+}
