@@ -219,6 +219,26 @@ fn migrate_one(conn: &Connection, path: &Path) -> Result<bool, StoreError> {
     Ok(true)
 }
 
+/// How long opening waits for another process that holds the store while switching it to WAL.
+const WAL_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Switches the store to WAL. SQLite answers "database is locked" at once, without the busy
+/// handler, when another connection (a CLI `status` beside a starting daemon) is converting
+/// the same new store at that moment: wait for it, up to [`WAL_WAIT`].
+fn enable_wal(conn: &Connection) -> Result<(), StoreError> {
+    let started = std::time::Instant::now();
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy && started.elapsed() < WAL_WAIT =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other.map_err(ctx("enable WAL")),
+        }
+    }
+}
+
 impl Store {
     /// Opens (creating if needed) the database at `path`, in WAL mode.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
@@ -230,8 +250,7 @@ impl Store {
         // First, so that every statement below waits for a lock another process holds.
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(ctx("set busy timeout"))?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(ctx("enable WAL"))?;
+        enable_wal(&conn)?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(ctx("set synchronous"))?;
         migrate(&conn, path)?;
@@ -478,6 +497,30 @@ mod tests {
             Store::open(&path).unwrap().history(None, 10).unwrap().len(),
             1
         );
+    }
+
+    #[test]
+    fn processes_opening_a_store_at_once_all_get_it() {
+        // A daemon starting while an operator polls `history`: connections open, read and
+        // close (the last one out checkpoints the WAL) while another opens.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    s.spawn(|| {
+                        for _ in 0..200 {
+                            let store = Store::open(&path)?;
+                            store.history(None, 1)?;
+                        }
+                        Ok::<(), StoreError>(())
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.join().unwrap().unwrap();
+            }
+        });
     }
 
     #[test]

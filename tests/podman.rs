@@ -80,7 +80,9 @@ impl OnPodman {
 
     /// Exactly one container called `name` (none parked), running; its id.
     fn one_running(&self, name: &str) -> String {
-        let all = self.podman.cli(&["ps", "-a", "--format", "{{.Names}} {{.State}}"]);
+        let all = self
+            .podman
+            .cli(&["ps", "-a", "--format", "{{.Names}} {{.State}}"]);
         let mine: Vec<&str> = all.lines().filter(|l| l.starts_with(name)).collect();
         assert_eq!(mine, vec![format!("{name} running").as_str()], "{all}");
         self.podman.inspect(name)["Id"].as_str().unwrap().to_owned()
@@ -103,18 +105,39 @@ async fn on_podman_a_push_keeps_the_whole_configuration_and_bad_images_roll_back
     let name = p.site.scope.name("web");
     p.podman.cli(&["volume", "create", "webdata"]);
     p.podman.cli(&[
-        "run", "-d", "--name", &name, "--label", "ecr-deployd.enable=true", "--label",
-        "team=web", "-e", "MODE=prod", "-p", "127.0.0.1::8080", "-v", "webdata:/data",
-        "--stop-timeout", "2", "--ulimit", "nproc=512:1024", "--log-opt", "max-size=1m", &prod,
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--label",
+        "ecr-deployd.enable=true",
+        "--label",
+        "team=web",
+        "-e",
+        "MODE=prod",
+        "-p",
+        "127.0.0.1::8080",
+        "-v",
+        "webdata:/data",
+        "--stop-timeout",
+        "2",
+        "--ulimit",
+        "nproc=512:1024",
+        "--log-opt",
+        "max-size=1m",
+        &prod,
     ]);
     p.podman
         .cli(&["exec", &name, "/bin/sh", "-c", "echo kept > /data/file"]);
     let old = p.podman.inspect(&name);
-    assert!(env_of(&old).contains(&"container=podman".to_owned()), "Podman injects it");
-    let config = p
-        .site
-        .config(0)
-        .replace("[deploy]\n", "[deploy]\nhealth_timeout_seconds = 4\nstop_timeout_seconds = 2\n");
+    assert!(
+        env_of(&old).contains(&"container=podman".to_owned()),
+        "Podman injects it"
+    );
+    let config = p.site.config(0).replace(
+        "[deploy]\n",
+        "[deploy]\nhealth_timeout_seconds = 4\nstop_timeout_seconds = 2\n",
+    );
     let agent = AgentProcess::start_with_env(&config, &["run"], &p.env());
 
     // A good push: replaced, everything the operator set kept, nothing Podman set frozen.
@@ -134,13 +157,24 @@ async fn on_podman_a_push_keeps_the_whole_configuration_and_bad_images_roll_back
     );
     let hostname = new["Config"]["Hostname"].as_str().unwrap();
     assert_eq!(hostname, &new_id[..12], "a hostname of its own");
-    assert!(env.contains(&format!("HOSTNAME={hostname}")), "not the old one: {env:?}");
+    assert!(
+        env.contains(&format!("HOSTNAME={hostname}")),
+        "not the old one: {env:?}"
+    );
     assert_eq!(new["Config"]["Labels"]["team"], "web");
     let limits = new["HostConfig"]["Ulimits"].to_string();
-    assert!(limits.contains("NPROC") && limits.contains("1024"), "{limits}");
-    assert_eq!(new["HostConfig"]["LogConfig"]["Config"]["max-size"], "1m", "{}", new["HostConfig"]["LogConfig"]);
+    assert!(
+        limits.contains("NPROC") && limits.contains("1024"),
+        "{limits}"
+    );
     assert_eq!(
-        p.podman.cli(&["exec", &name, "/bin/sh", "-c", "cat /data/file"]),
+        new["HostConfig"]["LogConfig"]["Config"]["max-size"], "1m",
+        "{}",
+        new["HostConfig"]["LogConfig"]
+    );
+    assert_eq!(
+        p.podman
+            .cli(&["exec", &name, "/bin/sh", "-c", "cat /data/file"]),
         "kept"
     );
     let port = p.podman.cli(&["port", &name, "8080"]);
@@ -168,8 +202,15 @@ async fn on_podman_kill_9_during_a_swap_is_recovered() {
     let (v1, prod) = p.first_version("team/api", Kind::Serve).await;
     let name = p.site.scope.name("api");
     p.podman.cli(&[
-        "run", "-d", "--name", &name, "--label", "ecr-deployd.enable=true", "--stop-timeout",
-        "2", &prod,
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--label",
+        "ecr-deployd.enable=true",
+        "--stop-timeout",
+        "2",
+        &prod,
     ]);
     let old = p.one_running(&name);
     let config = p
@@ -204,8 +245,15 @@ async fn on_podman_doctor_names_the_engine_and_has_no_services_to_fail_on() {
     let p = OnPodman::new("podman-doctor").await;
     let (_v1, prod) = p.first_version("team/doc", Kind::Serve).await;
     let name = p.site.scope.name("doc");
-    p.podman
-        .cli(&["run", "-d", "--name", &name, "--label", "ecr-deployd.enable=true", &prod]);
+    p.podman.cli(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--label",
+        "ecr-deployd.enable=true",
+        &prod,
+    ]);
     let (_, out, err) = p.cli(&p.site.config(0), &["doctor"]);
     let line = |what: &str| {
         out.lines()

@@ -51,9 +51,10 @@ impl Engine {
 /// Removes what Podman injected from a create request built from its inspect output;
 /// `image_env` is the new image's `Env` (a `PATH` it sets is the image's, not Podman's).
 pub fn drop_injected(body: &mut Value, old_hostname: &str, image_env: &Value) {
-    let image_sets_path = image_env
-        .as_array()
-        .is_some_and(|env| env.iter().any(|e| e.as_str().is_some_and(|e| e.starts_with("PATH="))));
+    let image_sets_path = image_env.as_array().is_some_and(|env| {
+        env.iter()
+            .any(|e| e.as_str().is_some_and(|e| e.starts_with("PATH=")))
+    });
     let hostname = format!("HOSTNAME={old_hostname}");
     if let Some(env) = body["Env"].as_array_mut() {
         env.retain(|e| {
