@@ -80,12 +80,12 @@ impl OnPodman {
 
     /// Exactly one container called `name` (none parked), running; its id.
     fn one_running(&self, name: &str) -> String {
-        let all = self
-            .podman
-            .cli(&["ps", "-a", "--format", "{{.Names}} {{.State}}"]);
+        let all = self.podman.cli(&["ps", "-a", "--format", "{{.Names}}"]);
         let mine: Vec<&str> = all.lines().filter(|l| l.starts_with(name)).collect();
-        assert_eq!(mine, vec![format!("{name} running").as_str()], "{all}");
-        self.podman.inspect(name)["Id"].as_str().unwrap().to_owned()
+        assert_eq!(mine, vec![name], "exactly one, none parked: {all}");
+        let seen = self.podman.inspect(name);
+        assert_eq!(seen["State"]["Running"], true, "{name} runs");
+        seen["Id"].as_str().unwrap().to_owned()
     }
 }
 
@@ -121,8 +121,6 @@ async fn on_podman_a_push_keeps_the_whole_configuration_and_bad_images_roll_back
         "webdata:/data",
         "--stop-timeout",
         "2",
-        "--ulimit",
-        "nproc=512:1024",
         "--log-opt",
         "max-size=1m",
         &prod,
@@ -162,16 +160,13 @@ async fn on_podman_a_push_keeps_the_whole_configuration_and_bad_images_roll_back
         "not the old one: {env:?}"
     );
     assert_eq!(new["Config"]["Labels"]["team"], "web");
-    let limits = new["HostConfig"]["Ulimits"].to_string();
-    assert!(
-        limits.contains("NPROC") && limits.contains("1024"),
-        "{limits}"
-    );
+    // The log size limit only Podman's own inspect shows.
     assert_eq!(
-        new["HostConfig"]["LogConfig"]["Config"]["max-size"], "1m",
+        new["HostConfig"]["LogConfig"]["Size"], old["HostConfig"]["LogConfig"]["Size"],
         "{}",
         new["HostConfig"]["LogConfig"]
     );
+    assert_eq!(new["HostConfig"]["LogConfig"]["Size"], "1MB");
     assert_eq!(
         p.podman
             .cli(&["exec", &name, "/bin/sh", "-c", "cat /data/file"]),
@@ -268,4 +263,37 @@ async fn on_podman_doctor_names_the_engine_and_has_no_services_to_fail_on() {
     let (code, out, err) = p.cli(&p.site.config(0), &["sweep"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("up to date"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_podman_a_umask_the_compatible_api_cannot_recreate_fails_before_anything_stops() {
+    let p = OnPodman::new("podman-umask").await;
+    let (v1, prod) = p.first_version("team/mask", Kind::Serve).await;
+    let name = p.site.scope.name("mask");
+    p.podman.cli(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--label",
+        "ecr-deployd.enable=true",
+        "--umask",
+        "0027",
+        &prod,
+    ]);
+    let before = p.one_running(&name);
+    p.site.silent_push("team/mask", Kind::Serve, "v2").await;
+    let (code, out, err) = p.cli(&p.site.config(0), &["sweep"]);
+    assert_eq!(code, 1, "{out}{err}");
+    let row = &p.history(&name)[0];
+    assert_eq!(row.outcome, Some(Outcome::Failed), "{row:?}");
+    assert!(
+        row.error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("umask 0027"),
+        "{row:?}"
+    );
+    assert_eq!(p.one_running(&name), before, "untouched");
+    assert_eq!(p.podman.running_digest(&name).as_deref(), Some(v1.as_str()));
 }

@@ -6,7 +6,7 @@ use hyper::Method;
 use serde_json::Value;
 
 use super::DockerRuntime;
-use super::podman::drop_injected;
+use super::podman::{carry_libpod, drop_injected};
 use super::recreate::{recreation, repoint, set_compose_image};
 use crate::ports::{Repoint, Runtime, RuntimeError};
 
@@ -44,6 +44,13 @@ impl DockerRuntime {
         if self.engine().await?.is_podman() {
             let hostname = old["Config"]["Hostname"].as_str().unwrap_or_default();
             drop_injected(&mut plan.body, hostname, &image_config["Env"]);
+            let libpod = get(
+                "inspect container",
+                format!("/libpod/containers/{old_id}/json"),
+            )
+            .await?;
+            carry_libpod(&mut plan.body, &libpod)
+                .map_err(|why| RuntimeError::permanent("create container", why))?;
         }
         let created = self
             .raw(

@@ -7,6 +7,11 @@
 //!   injects them again on create, so they are dropped;
 //! - `HostConfig.Ulimits` come back as `RLIMIT_NOFILE`, a spelling its create refuses: they
 //!   are sent back as Docker names them (`nofile`);
+//! - the compat inspect hides a log size limit (`--log-opt max-size`), the umask and the
+//!   time zone (`--umask`, `--tz`); Podman's own inspect has them. The log size is sent back
+//!   as the compat create takes it (`LogConfig.Config.max-size`); a umask or time zone the
+//!   compat create cannot take fails the re-creation before anything is stopped, with the
+//!   reason, rather than losing it silently;
 //! - `State.Health` is present with an empty `Status` without a HEALTHCHECK (the health gate
 //!   reads that as no HEALTHCHECK), and `/services` answers 404 (no Swarm: no services).
 //!
@@ -75,6 +80,38 @@ pub fn drop_injected(body: &mut Value, old_hostname: &str, image_env: &Value) {
     }
 }
 
+/// What Podman's inspect shows without `--umask`: its default, or for a container made
+/// through the compatible API (a successor of ours) `0000`, meaning unset — the process gets
+/// the default 0022 (checked with `umask` inside such a container).
+const UNSET_UMASKS: [&str; 2] = ["0022", "0000"];
+
+/// Carries over what only Podman's own inspect (`libpod`) shows; `Err` names what the
+/// Docker-compatible create cannot carry.
+pub fn carry_libpod(body: &mut Value, libpod: &Value) -> Result<(), String> {
+    let config = &libpod["Config"];
+    if let Some(umask) = config["Umask"].as_str().filter(|u| !UNSET_UMASKS.contains(u)) {
+        return Err(format!(
+            "its umask {umask} (--umask) cannot be re-created through Podman's Docker-compatible API; re-create it without --umask (set it in its entrypoint) or update it by hand"
+        ));
+    }
+    if let Some(tz) = config["Timezone"].as_str().filter(|t| !t.is_empty()) {
+        return Err(format!(
+            "its time zone {tz} (--tz) cannot be re-created through Podman's Docker-compatible API; set TZ in its environment instead, or update it by hand"
+        ));
+    }
+    let size = libpod["HostConfig"]["LogConfig"]["Size"]
+        .as_str()
+        .filter(|s| !s.is_empty() && *s != "0B" && *s != "-1");
+    if let Some(size) = size {
+        let log = &mut body["HostConfig"]["LogConfig"];
+        if !log["Config"].is_object() {
+            log["Config"] = Value::Object(Default::default());
+        }
+        log["Config"]["max-size"] = Value::String(size.to_owned());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,6 +148,41 @@ mod tests {
             json!([{"Name": "nofile", "Soft": 1024, "Hard": 4096},
                    {"Name": "nproc", "Soft": 10, "Hard": 10}])
         );
+    }
+
+    #[test]
+    fn a_log_size_only_podmans_inspect_shows_is_sent_as_compat_create_takes_it() {
+        let mut body = json!({"HostConfig": {"LogConfig": {"Type": "json-file", "Config": null}}});
+        let libpod = json!({"Config": {"Umask": "0022", "Timezone": ""},
+            "HostConfig": {"LogConfig": {"Type": "k8s-file", "Size": "1MB", "Path": "/x/ctr.log"}}});
+        carry_libpod(&mut body, &libpod).unwrap();
+        assert_eq!(
+            body["HostConfig"]["LogConfig"],
+            json!({"Type": "json-file", "Config": {"max-size": "1MB"}})
+        );
+        let mut plain = json!({"HostConfig": {"LogConfig": {"Type": "json-file", "Config": null}}});
+        let unlimited =
+            json!({"Config": {"Umask": "0022"}, "HostConfig": {"LogConfig": {"Size": "0B"}}});
+        carry_libpod(&mut plain, &unlimited).unwrap();
+        assert_eq!(plain["HostConfig"]["LogConfig"]["Config"], json!(null));
+    }
+
+    #[test]
+    fn a_umask_or_time_zone_that_cannot_be_carried_refuses_by_name() {
+        let mut body = json!({"HostConfig": {}});
+        for unset in ["0022", "0000"] {
+            let libpod = json!({"Config": {"Umask": unset}});
+            carry_libpod(&mut body, &libpod).unwrap();
+        }
+        let umask = json!({"Config": {"Umask": "0027"}});
+        let err = carry_libpod(&mut body, &umask).unwrap_err();
+        assert!(
+            err.contains("umask 0027") && err.contains("--umask"),
+            "{err}"
+        );
+        let tz = json!({"Config": {"Umask": "0022", "Timezone": "Europe/London"}});
+        let err = carry_libpod(&mut body, &tz).unwrap_err();
+        assert!(err.contains("Europe/London") && err.contains("TZ"), "{err}");
     }
 
     #[test]
