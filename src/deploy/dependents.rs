@@ -41,8 +41,19 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
         if let Err(why) = c.hooks.hooks() {
             return Ok(Some(why));
         }
-        if let Some(why) = refusal_reason(&self.runtime.dependents(&c.id).await?) {
+        let dependents = self.runtime.dependents(&c.id).await?;
+        if let Some(why) = refusal_reason(&dependents) {
             return Ok(Some(why));
+        }
+        // A dependent's own dependents would be cut off by its re-creation: one level only.
+        for d in &dependents {
+            let nested = self.runtime.dependents(&d.id).await?;
+            if let Some(n) = nested.first() {
+                return Ok(Some(format!(
+                    "not swapped: {} shares the {} namespace of {}, which shares this container's; dependents of dependents are not re-created — update them together by hand",
+                    n.name, n.shares, d.name
+                )));
+            }
         }
         let ordering = self.runtime.ordering().await?;
         Ok(order::restart_order(&c.name, &ordering).err())

@@ -194,7 +194,7 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
             .unwrap_or(false)
     }
 
-    fn lock_for(&self, key: String) -> Arc<tokio::sync::Mutex<()>> {
+    pub(super) fn lock_for(&self, key: String) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
         locks.entry(key).or_default().clone()
     }

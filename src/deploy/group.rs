@@ -15,15 +15,31 @@ use super::executor::{Executor, Failure};
 use crate::ports::{Credentials, Managed, NEW_SUFFIX, OLD_SUFFIX, Repoint, Runtime, RuntimeError};
 use crate::store::Member;
 
+/// A group member's deploy lock, held for the group swap.
+pub(super) type MemberLock = tokio::sync::OwnedMutexGuard<()>;
+
 impl<RT: Runtime, C: Credentials> Executor<RT, C> {
     /// Journals `c`'s opted-in dependents as deployment `id`'s group and creates each one's
-    /// successor against the parent's successor `new_parent`. Nothing is stopped yet.
+    /// successor against the parent's successor `new_parent`. Nothing is stopped yet. The
+    /// returned guards hold the members' own deploy locks (a dependent that follows a tag of
+    /// its own is never swapped by itself while its group is).
     pub(super) async fn prepare_group(
         &self,
         id: i64,
         c: &Managed,
         new_parent: &str,
-    ) -> Result<Vec<Member>, Failure> {
+    ) -> Result<(Vec<Member>, Vec<MemberLock>), Failure> {
+        let listed = self
+            .runtime
+            .dependents(&c.id)
+            .await
+            .map_err(Failure::runtime)?;
+        let mut locks = Vec::new();
+        for d in &listed {
+            let key = format!("container:{}", d.name);
+            locks.push(self.lock_for(key).lock_owned().await);
+        }
+        // Read again under their locks: a member's own swap may just have replaced it.
         let deps = self
             .runtime
             .dependents(&c.id)
@@ -43,7 +59,7 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
             })
             .collect();
         if members.is_empty() {
-            return Ok(members);
+            return Ok((members, locks));
         }
         self.store
             .add_members(id, &members)
@@ -71,7 +87,7 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
                 .map_err(|e| Failure::failed(e, true))?;
             m.new_id = Some(new_id);
         }
-        Ok(members)
+        Ok((members, locks))
     }
 
     /// Stops the members that run (before their parent is stopped).

@@ -36,7 +36,7 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
         //    temporary names), then the pre-update hook in the old container.
         let t = Instant::now();
         let new_id = self.create_successor(c).await?;
-        let members = match self.prepare_group(id, c, &new_id).await {
+        let (members, _member_locks) = match self.prepare_group(id, c, &new_id).await {
             Ok(m) => m,
             Err(f) => return Err(self.discard_group(id, c, &new_id, f).await),
         };

@@ -89,7 +89,10 @@ const UNSET_UMASKS: [&str; 2] = ["0022", "0000"];
 /// Docker-compatible create cannot carry.
 pub fn carry_libpod(body: &mut Value, libpod: &Value) -> Result<(), String> {
     let config = &libpod["Config"];
-    if let Some(umask) = config["Umask"].as_str().filter(|u| !UNSET_UMASKS.contains(u)) {
+    if let Some(umask) = config["Umask"]
+        .as_str()
+        .filter(|u| !UNSET_UMASKS.contains(u))
+    {
         return Err(format!(
             "its umask {umask} (--umask) cannot be re-created through Podman's Docker-compatible API; re-create it without --umask (set it in its entrypoint) or update it by hand"
         ));

@@ -154,6 +154,50 @@ async fn a_dependent_that_did_not_opt_in_refuses_the_deploy_and_is_never_touched
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_group_swap_waits_for_a_members_own_deploy_to_end() {
+    let (rt, dir) = (Arc::new(app_with_vpn()), tempfile::tempdir().unwrap());
+    let ex = executor_on(rt.clone(), &dir, 2);
+    // The sidecar's own deploy (it may follow a tag of its own) holds its lock.
+    let own = ex.lock_for("container:vpn".into()).lock_owned().await;
+    let waited =
+        tokio::time::timeout(Duration::from_secs(600), deploy_first(&ex, '2', "event")).await;
+    assert!(waited.is_err(), "the group swap waits for the member");
+    assert!(
+        !calls(&ex)
+            .iter()
+            .any(|c| c.starts_with("stop") || c.starts_with("create vpn")),
+        "nothing of the group touched while it waited: {:?}",
+        calls(&ex)
+    );
+    drop(own);
+    drop(ex);
+    let again = executor_on(rt, &dir, 2);
+    assert_eq!(
+        again.recover().await.unwrap(),
+        1,
+        "the cut-off attempt is cleaned up"
+    );
+    assert_eq!(
+        deploy_first(&again, '2', "event").await,
+        Done::Finished(Outcome::Succeeded)
+    );
+    assert_eq!(one_group_running(&again), digest('2'));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dependent_of_a_dependent_refuses_the_deploy_naming_both() {
+    let rt = app_with_vpn();
+    rt.add_dependent("debug", "vpn", true);
+    let (_dir, ex) = executor(rt, 1);
+    let done = deploy_first(&ex, '2', "event").await;
+    assert!(
+        matches!(&done, Done::Refused(why) if why.contains("debug shares the network namespace of vpn")),
+        "{done:?}"
+    );
+    assert!(calls(&ex).is_empty(), "{:?}", calls(&ex));
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_refused_deploy_is_notified_once_per_digest() {
     let rt = FakeRuntime::with(&["app"], &digest('1'));
     rt.add_dependent("sidecar", "app", false);
