@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::docker::*;
 use common::site::*;
 use common::*;
-use ecr_deployd::store::{Deployment, Outcome, Store};
+use ecr_deployd::store::Outcome;
 
 fn compose(dir: &Path, project: &str, args: &[&str]) -> String {
     let out = Command::new("docker-compose")
@@ -28,13 +28,6 @@ fn compose(dir: &Path, project: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-fn history(site: &Site, name: &str) -> Vec<Deployment> {
-    Store::open(&site.state)
-        .unwrap()
-        .history(Some(name), 20)
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -71,7 +64,7 @@ async fn a_compose_container_the_agent_recreated_stays_the_projects() {
         "both services deployed",
         || async {
             [&web, &api].iter().all(|n| {
-                history(&site, n)
+                site.history(n)
                     .iter()
                     .any(|d| d.to_digest == v2 && d.outcome == Some(Outcome::Succeeded))
             })
@@ -80,7 +73,7 @@ async fn a_compose_container_the_agent_recreated_stays_the_projects() {
     .await;
     drop(agent);
     // One at a time: the second began after the first ended.
-    let (a, b) = (&history(&site, &web)[0], &history(&site, &api)[0]);
+    let (a, b) = (&site.history(&web)[0], &site.history(&api)[0]);
     let (first, second) = if a.started_at_ms < b.started_at_ms {
         (a, b)
     } else {

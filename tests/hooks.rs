@@ -11,26 +11,7 @@ use std::time::Duration;
 use common::docker::*;
 use common::site::*;
 use common::*;
-use ecr_deployd::store::{Deployment, Outcome, Store};
-
-fn history(site: &Site, name: &str) -> Vec<Deployment> {
-    Store::open(&site.state)
-        .unwrap()
-        .history(Some(name), 20)
-        .unwrap()
-}
-
-async fn outcome(site: &Site, name: &str, to: &str) -> Deployment {
-    let mut found = None;
-    eventually(Duration::from_secs(90), "deployment recorded", || {
-        found = history(site, name)
-            .into_iter()
-            .find(|d| d.to_digest == to && d.outcome.is_some());
-        std::future::ready(found.is_some())
-    })
-    .await;
-    found.unwrap()
-}
+use ecr_deployd::store::Outcome;
 
 fn id(name: &str) -> String {
     docker(&["inspect", "--format", "{{.Id}}", name])
@@ -91,13 +72,13 @@ async fn hooks_run_in_the_old_and_the_new_container_and_decide_the_deploy() {
     }
 
     // The backup was written by the old container, before it stopped; the new one has it.
-    let done = outcome(&site, &backup, &pushed[0]).await;
+    let done = site.outcome(&backup, &pushed[0]).await;
     assert_eq!(done.outcome, Some(Outcome::Succeeded), "{done:?}");
     assert_eq!(sh(&backup, "cat /data/backup"), "backup of v1");
     assert_eq!(sh(&backup, "cat /www/index.html"), "v2");
 
     // Exit 1: nothing stopped, failed with the hook's output, not blocked.
-    let done = outcome(&site, &failing, &pushed[1]).await;
+    let done = site.outcome(&failing, &pushed[1]).await;
     assert_eq!(done.outcome, Some(Outcome::Failed), "{done:?}");
     let error = done.error.unwrap_or_default();
     assert!(
@@ -107,7 +88,7 @@ async fn hooks_run_in_the_old_and_the_new_container_and_decide_the_deploy() {
     assert_eq!(id(&failing), before[0]);
 
     // Timed out: failed, named as such, the container untouched.
-    let done = outcome(&site, &slow, &pushed[4]).await;
+    let done = site.outcome(&slow, &pushed[4]).await;
     assert_eq!(done.outcome, Some(Outcome::Failed), "{done:?}");
     assert!(
         done.error
@@ -119,7 +100,7 @@ async fn hooks_run_in_the_old_and_the_new_container_and_decide_the_deploy() {
     assert_eq!(id(&slow), before[3]);
 
     // Post-update failing: rolled back to the old container, the digest blocked.
-    let done = outcome(&site, &migrate, &pushed[3]).await;
+    let done = site.outcome(&migrate, &pushed[3]).await;
     assert_eq!(done.outcome, Some(Outcome::RolledBack), "{done:?}");
     assert!(
         done.error
@@ -136,9 +117,9 @@ async fn hooks_run_in_the_old_and_the_new_container_and_decide_the_deploy() {
     })
     .await;
     assert!(
-        history(&site, &later).is_empty(),
+        site.history(&later).is_empty(),
         "{:?}",
-        history(&site, &later)
+        site.history(&later)
     );
     assert_eq!(id(&later), before[1]);
     assert!(agent.log_text().contains("a backup is running"));
@@ -152,6 +133,6 @@ async fn hooks_run_in_the_old_and_the_new_container_and_decide_the_deploy() {
         .find(|l| l.starts_with(&later))
         .unwrap_or_default();
     assert!(row.ends_with("deployed"), "{out}");
-    let done = outcome(&site, &later, &pushed[2]).await;
+    let done = site.outcome(&later, &pushed[2]).await;
     assert_eq!(done.outcome, Some(Outcome::Succeeded), "{done:?}");
 }

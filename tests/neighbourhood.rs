@@ -11,26 +11,7 @@ use std::time::Duration;
 use common::docker::*;
 use common::site::*;
 use common::*;
-use ecr_deployd::store::{Deployment, Outcome, Step, Store};
-
-fn history(site: &Site, name: &str) -> Vec<Deployment> {
-    Store::open(&site.state)
-        .unwrap()
-        .history(Some(name), 20)
-        .unwrap()
-}
-
-async fn outcome(site: &Site, name: &str, to: &str) -> Deployment {
-    let mut found = None;
-    eventually(Duration::from_secs(90), "deployment recorded", || {
-        found = history(site, name)
-            .into_iter()
-            .find(|d| d.to_digest == to && d.outcome.is_some());
-        std::future::ready(found.is_some())
-    })
-    .await;
-    found.unwrap()
-}
+use ecr_deployd::store::{Deployment, Outcome, Step};
 
 fn inspect(name: &str, format: &str) -> String {
     docker(&["inspect", "--format", format, name])
@@ -101,7 +82,7 @@ async fn an_opted_in_sidecar_is_swapped_with_its_parent_and_rolled_back_with_it(
     let lone_v2 = site.silent_push("team/lone", Kind::Serve, "v2").await;
     push_event(&site, "team/app", &v2).await;
     push_event(&site, "team/lone", &lone_v2).await;
-    let group = outcome(&site, &app, &v2).await;
+    let group = site.outcome(&app, &v2).await;
     assert_eq!(group.outcome, Some(Outcome::Succeeded), "{group:?}");
     one_each(&[&app, &vpn]);
     let new_parent = inspect(&app, "{{.Id}}");
@@ -111,7 +92,7 @@ async fn an_opted_in_sidecar_is_swapped_with_its_parent_and_rolled_back_with_it(
     );
     assert_eq!(seen_from(&vpn), "v2");
     assert_eq!(running_digest(&app), v2);
-    let single = outcome(&site, &lone, &lone_v2).await;
+    let single = site.outcome(&lone, &lone_v2).await;
     let took = |d: &Deployment| d.ended_at_ms.unwrap() - d.started_at_ms;
     eprintln!(
         "group swap (app + sidecar) took {} ms (stop {} ms, swap {} ms, gates {} ms); lone swap {} ms (stop {} ms, swap {} ms, gate {} ms)",
@@ -134,7 +115,7 @@ async fn an_opted_in_sidecar_is_swapped_with_its_parent_and_rolled_back_with_it(
     let sidecar_before = inspect(&vpn, "{{.Id}}");
     let bad = site.silent_push("team/app", Kind::ExitAtOnce, "v3").await;
     push_event(&site, "team/app", &bad).await;
-    let rolled = outcome(&site, &app, &bad).await;
+    let rolled = site.outcome(&app, &bad).await;
     assert_eq!(rolled.outcome, Some(Outcome::RolledBack), "{rolled:?}");
     one_each(&[&app, &vpn]);
     assert_eq!(
@@ -165,30 +146,22 @@ async fn kill_9_in_the_middle_of_a_group_swap_recovers_the_whole_group() {
     // Never healthy: the swap waits in the parent's health gate, sidecar stopped, parent new.
     let v2 = site.silent_push("team/app", Kind::NeverHealthy, "v2").await;
     push_event(&site, "team/app", &v2).await;
-    eventually(Duration::from_secs(60), "in the health gate", || async {
-        Store::open(&site.state)
-            .ok()
-            .and_then(|s| s.unfinished().ok())
-            .is_some_and(|open| open.iter().any(|d| d.step == Some(Step::HealthGate)))
-    })
-    .await;
+    site.journal_at(Step::HealthGate).await;
     agent.signal("KILL");
     agent.wait_exit(Duration::from_secs(10));
     // ECR names v1 again, so that the restarted agent's start-up sweep does not try v2 anew
     // while the test looks at what recovery left.
     put_digest(&site.ecr, "team/app", "prod", &v1).await;
     let restarted = AgentProcess::start(&config, &["run"]);
-    eventually(Duration::from_secs(60), "recovery", || async {
-        restarted
-            .log_text()
-            .contains("interrupted deployments recovered")
-    })
-    .await;
+    restarted
+        .until_logged("interrupted deployments recovered")
+        .await;
     one_each(&[&app, &vpn]);
     assert_eq!(inspect(&app, "{{.Id}}"), old_app);
     assert_eq!(inspect(&vpn, "{{.Id}}"), old_vpn);
     assert_eq!(seen_from(&vpn), "v1");
-    let row = history(&site, &app)
+    let row = site
+        .history(&app)
         .into_iter()
         .find(|d| d.to_digest == v2)
         .unwrap();

@@ -13,7 +13,7 @@ use common::docker::Kind;
 use common::podman::Podman;
 use common::site::*;
 use common::*;
-use ecr_deployd::store::{Deployment, Outcome, Step, Store};
+use ecr_deployd::store::{Outcome, Step};
 
 struct OnPodman {
     // Drop order: the agent's engine goes before the registry (in `site`).
@@ -58,24 +58,19 @@ impl OnPodman {
         digest
     }
 
-    fn history(&self, name: &str) -> Vec<Deployment> {
-        Store::open(&self.site.state)
-            .unwrap()
-            .history(Some(name), 20)
-            .unwrap()
-    }
-
-    async fn outcome(&self, name: &str, to: &str) -> Deployment {
-        let mut found = None;
-        eventually(Duration::from_secs(90), "deployment recorded", || {
-            found = self
-                .history(name)
-                .into_iter()
-                .find(|d| d.to_digest == to && d.outcome.is_some());
-            std::future::ready(found.is_some())
-        })
-        .await;
-        found.unwrap()
+    /// `podman run -d --name NAME --label ecr-deployd.enable=true OPTIONS… IMAGE`.
+    fn run(&self, name: &str, options: &[&str], image: &str) {
+        let mut args = vec![
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--label",
+            "ecr-deployd.enable=true",
+        ];
+        args.extend_from_slice(options);
+        args.push(image);
+        self.podman.cli(&args);
     }
 
     /// Exactly one container called `name` (none parked), running; its id.
@@ -104,27 +99,24 @@ async fn on_podman_a_push_keeps_the_whole_configuration_and_bad_images_roll_back
     let (_v1, prod) = p.first_version("team/web", Kind::Serve).await;
     let name = p.site.scope.name("web");
     p.podman.cli(&["volume", "create", "webdata"]);
-    p.podman.cli(&[
-        "run",
-        "-d",
-        "--name",
+    p.run(
         &name,
-        "--label",
-        "ecr-deployd.enable=true",
-        "--label",
-        "team=web",
-        "-e",
-        "MODE=prod",
-        "-p",
-        "127.0.0.1::8080",
-        "-v",
-        "webdata:/data",
-        "--stop-timeout",
-        "2",
-        "--log-opt",
-        "max-size=1m",
+        &[
+            "--label",
+            "team=web",
+            "-e",
+            "MODE=prod",
+            "-p",
+            "127.0.0.1::8080",
+            "-v",
+            "webdata:/data",
+            "--stop-timeout",
+            "2",
+            "--log-opt",
+            "max-size=1m",
+        ],
         &prod,
-    ]);
+    );
     p.podman
         .cli(&["exec", &name, "/bin/sh", "-c", "echo kept > /data/file"]);
     let old = p.podman.inspect(&name);
@@ -140,7 +132,7 @@ async fn on_podman_a_push_keeps_the_whole_configuration_and_bad_images_roll_back
 
     // A good push: replaced, everything the operator set kept, nothing Podman set frozen.
     let v2 = p.push("team/web", Kind::Serve, "v2").await;
-    let done = p.outcome(&name, &v2).await;
+    let done = p.site.outcome(&name, &v2).await;
     assert_eq!(done.outcome, Some(Outcome::Succeeded), "{done:?}");
     let new_id = p.one_running(&name);
     assert_ne!(new_id, old["Id"].as_str().unwrap());
@@ -178,13 +170,13 @@ async fn on_podman_a_push_keeps_the_whole_configuration_and_bad_images_roll_back
 
     // An image that exits at once: the previous container is back.
     let v3 = p.push("team/web", Kind::ExitAtOnce, "v3").await;
-    let done = p.outcome(&name, &v3).await;
+    let done = p.site.outcome(&name, &v3).await;
     assert_eq!(done.outcome, Some(Outcome::RolledBack), "{done:?}");
     assert_eq!(p.one_running(&name), new_id);
 
     // One that never gets healthy within the health timeout: back again.
     let v4 = p.push("team/web", Kind::NeverHealthy, "v4").await;
-    let done = p.outcome(&name, &v4).await;
+    let done = p.site.outcome(&name, &v4).await;
     assert_eq!(done.outcome, Some(Outcome::RolledBack), "{done:?}");
     assert_eq!(p.one_running(&name), new_id);
     assert_eq!(p.podman.running_digest(&name).as_deref(), Some(v2.as_str()));
@@ -196,17 +188,7 @@ async fn on_podman_kill_9_during_a_swap_is_recovered() {
     let p = OnPodman::new("podman-kill").await;
     let (v1, prod) = p.first_version("team/api", Kind::Serve).await;
     let name = p.site.scope.name("api");
-    p.podman.cli(&[
-        "run",
-        "-d",
-        "--name",
-        &name,
-        "--label",
-        "ecr-deployd.enable=true",
-        "--stop-timeout",
-        "2",
-        &prod,
-    ]);
+    p.run(&name, &["--stop-timeout", "2"], &prod);
     let old = p.one_running(&name);
     let config = p
         .site
@@ -214,23 +196,14 @@ async fn on_podman_kill_9_during_a_swap_is_recovered() {
         .replace("[deploy]\n", "[deploy]\nhealth_timeout_seconds = 600\n");
     let mut agent = AgentProcess::start_with_env(&config, &["run"], &p.env());
     p.push("team/api", Kind::NeverHealthy, "v2").await;
-    eventually(Duration::from_secs(60), "in the health gate", || async {
-        Store::open(&p.site.state)
-            .ok()
-            .and_then(|s| s.unfinished().ok())
-            .is_some_and(|open| open.iter().any(|d| d.step == Some(Step::HealthGate)))
-    })
-    .await;
+    p.site.journal_at(Step::HealthGate).await;
     agent.signal("KILL");
     agent.wait_exit(Duration::from_secs(10));
     put_digest(&p.site.ecr, "team/api", "prod", &v1).await;
     let restarted = AgentProcess::start_with_env(&config, &["run"], &p.env());
-    eventually(Duration::from_secs(60), "recovery", || async {
-        restarted
-            .log_text()
-            .contains("interrupted deployments recovered")
-    })
-    .await;
+    restarted
+        .until_logged("interrupted deployments recovered")
+        .await;
     assert_eq!(p.one_running(&name), old);
     assert_eq!(p.podman.running_digest(&name).as_deref(), Some(v1.as_str()));
 }
@@ -240,15 +213,7 @@ async fn on_podman_doctor_names_the_engine_and_has_no_services_to_fail_on() {
     let p = OnPodman::new("podman-doctor").await;
     let (_v1, prod) = p.first_version("team/doc", Kind::Serve).await;
     let name = p.site.scope.name("doc");
-    p.podman.cli(&[
-        "run",
-        "-d",
-        "--name",
-        &name,
-        "--label",
-        "ecr-deployd.enable=true",
-        &prod,
-    ]);
+    p.run(&name, &[], &prod);
     let (_, out, err) = p.cli(&p.site.config(0), &["doctor"]);
     let line = |what: &str| {
         out.lines()
@@ -270,22 +235,12 @@ async fn on_podman_a_umask_the_compatible_api_cannot_recreate_fails_before_anyth
     let p = OnPodman::new("podman-umask").await;
     let (v1, prod) = p.first_version("team/mask", Kind::Serve).await;
     let name = p.site.scope.name("mask");
-    p.podman.cli(&[
-        "run",
-        "-d",
-        "--name",
-        &name,
-        "--label",
-        "ecr-deployd.enable=true",
-        "--umask",
-        "0027",
-        &prod,
-    ]);
+    p.run(&name, &["--umask", "0027"], &prod);
     let before = p.one_running(&name);
     p.site.silent_push("team/mask", Kind::Serve, "v2").await;
     let (code, out, err) = p.cli(&p.site.config(0), &["sweep"]);
     assert_eq!(code, 1, "{out}{err}");
-    let row = &p.history(&name)[0];
+    let row = &p.site.history(&name)[0];
     assert_eq!(row.outcome, Some(Outcome::Failed), "{row:?}");
     assert!(
         row.error

@@ -359,6 +359,14 @@ impl AgentProcess {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Waits until the agent's log contains `text`.
+    pub async fn until_logged(&self, text: &str) {
+        eventually(Duration::from_secs(60), text, || async {
+            self.log_text().contains(text)
+        })
+        .await;
+    }
+
     pub fn signal(&self, sig: &str) {
         let ok = Command::new("kill")
             .args([&format!("-{sig}"), &self.child.id().to_string()])

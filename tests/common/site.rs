@@ -1,6 +1,9 @@
 //! One host's site for tests that run the binary as an operator does: moto (SQS, ECR,
 //! EventBridge), a local registry, the Docker Engine, a state store and a config file text.
 
+use std::time::Duration;
+
+use ecr_deployd::store::{Deployment, Step, Store};
 use serde_json::Value;
 
 use super::docker::*;
@@ -144,6 +147,41 @@ impl Site {
         let digest = self.registry.publish(repo, version, kind, version, false);
         put_digest(&self.ecr, repo, "prod", &digest).await;
         digest
+    }
+}
+
+impl Site {
+    /// The state store's history of `name`, newest first.
+    pub fn history(&self, name: &str) -> Vec<Deployment> {
+        Store::open(&self.state)
+            .unwrap()
+            .history(Some(name), 20)
+            .unwrap()
+    }
+
+    /// Waits for the deployment of `to` to `name` to be recorded with an outcome.
+    pub async fn outcome(&self, name: &str, to: &str) -> Deployment {
+        let mut found = None;
+        eventually(Duration::from_secs(90), "deployment recorded", || {
+            found = self
+                .history(name)
+                .into_iter()
+                .find(|d| d.to_digest == to && d.outcome.is_some());
+            std::future::ready(found.is_some())
+        })
+        .await;
+        found.unwrap()
+    }
+
+    /// Waits until an unfinished deployment is journalled at `step`.
+    pub async fn journal_at(&self, step: Step) {
+        eventually(Duration::from_secs(60), "journal step", || async {
+            Store::open(&self.state)
+                .ok()
+                .and_then(|s| s.unfinished().ok())
+                .is_some_and(|open| open.iter().any(|d| d.step == Some(step)))
+        })
+        .await;
     }
 }
 
