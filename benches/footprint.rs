@@ -12,6 +12,20 @@ use common::*;
 
 const CONTAINERS: usize = 20;
 
+/// Resident KiB of `pid` in memory of its own (heap, stacks) and in mapped files (the
+/// binary's pages, shared libraries).
+fn rss_split_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |k: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(k))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("RssAnon:"), field("RssFile:"))
+}
+
 /// (resident KiB, peak resident KiB) of `pid`.
 fn rss_kib(pid: u32) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -79,6 +93,7 @@ async fn main() {
     let cpu_start = cpu_s(pid);
     tokio::time::sleep(idle).await;
     let (rss, hwm) = rss_kib(pid);
+    let (anon, file) = rss_split_kib(pid);
     let cpu = cpu_s(pid);
     assert!(
         agent.log_text().contains("ecr-deployd running"),
@@ -115,6 +130,15 @@ async fn main() {
     );
     println!(
         "{:<34} {:>12}",
+        "  of which its own / mapped files",
+        format!(
+            "{:.1} / {:.1} MiB",
+            anon as f64 / 1024.0,
+            file as f64 / 1024.0
+        )
+    );
+    println!(
+        "{:<34} {:>12}",
         "peak RSS",
         format!("{:.1} MiB", hwm as f64 / 1024.0)
     );
@@ -143,6 +167,8 @@ async fn main() {
             "idle_s": idle.as_secs(),
             "rss_kib_after_start": rss_start,
             "rss_kib_after_idle": rss,
+            "rss_anon_kib": anon,
+            "rss_file_kib": file,
             "peak_rss_kib": hwm,
             "cpu_s_idle": cpu - cpu_start,
             "cpu_s_total": cpu,

@@ -119,6 +119,9 @@ enum Shell {
     Fish,
 }
 
+/// The async runtime's worker threads.
+const RUNTIME_WORKERS: usize = 2;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(code) = generated(&cli.command) {
@@ -160,7 +163,14 @@ fn main() -> ExitCode {
             *json,
         ));
     }
-    let runtime = match tokio::runtime::Runtime::new() {
+    // Two workers whatever the host's core count: the agent waits on sockets (SQS, ECR, the
+    // Engine); one worker per core would cost a thread stack and a malloc arena each on a
+    // large host for nothing.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(RUNTIME_WORKERS)
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("ecr-deployd: cannot start the async runtime: {e}");
