@@ -136,6 +136,7 @@ pub async fn run<Q: Queue>(
                         message: Some((m.id, m.receipt)),
                         receive_count: m.receive_count,
                         event_time: push.time,
+                        digest_hint: Some(push.digest_hint),
                     };
                     if tx.send(request).await.is_err() {
                         // The pipeline is gone (shutdown): the message stays tracked and is

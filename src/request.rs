@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
+use crate::event::Digest;
 use crate::event::ImageRef;
 use crate::ports::{Receipt, Trigger};
 
@@ -21,6 +22,8 @@ pub struct Request {
     /// How often SQS has delivered that message (0 for the sweep).
     pub receive_count: u32,
     pub event_time: Option<SystemTime>,
+    /// The digest the push event named (a hint: ECR says what the tag names now).
+    pub digest_hint: Option<Digest>,
 }
 
 /// Messages received and not yet deleted or handed back, with when their visibility was last

@@ -195,6 +195,54 @@ async fn fifty_duplicates_and_an_older_event_resolve_once_and_hand_off_once() {
     assert_eq!(a.queue.deleted(), 51);
 }
 
+/// The agent's run over `first`, then `second` arriving 1 s later while the first is still
+/// being deployed (3 s); ECR's tag names `b` throughout: (ECR calls, hand-offs, deleted).
+async fn drain(first: &[String], second: &[String]) -> (u64, usize, usize) {
+    let deployer = FakeDeployer {
+        takes: Duration::from_secs(3),
+        ..Default::default()
+    };
+    let a = agent(FakeQueue::with(first), deployer);
+    let (queue, second) = (a.queue.clone(), second.to_vec());
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let later = FakeQueue::with(&second).ready.lock().unwrap().clone();
+        queue
+            .ready
+            .lock()
+            .unwrap()
+            .extend(later.into_iter().map(|mut m| {
+                m.receipt = Receipt(format!("later-{}", m.receipt.0));
+                m
+            }));
+    });
+    run_for(
+        &a,
+        &Settings::default(),
+        Duration::from_secs(30),
+        SHUTDOWN_GRACE,
+    )
+    .await;
+    let handoffs = a.deployer.seen.lock().unwrap().len();
+    (
+        a.registry.calls.load(Ordering::Relaxed),
+        handoffs,
+        a.queue.deleted(),
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_follow_up_of_events_naming_the_digest_just_applied_does_not_ask_ecr_again() {
+    let b = || push("team/api", "prod", 'b');
+    // The follow-up's events all name the digest just resolved and handed off: settled
+    // without ECR.
+    assert_eq!(drain(&[b()], &[b(), b(), b()]).await, (1, 1, 4));
+    // One of them names another digest: ECR is asked again (and decides: still b, so
+    // nothing new is handed off).
+    let other = [b(), push("team/api", "prod", 'c')];
+    assert_eq!(drain(&[b()], &other).await, (2, 1, 3));
+}
+
 #[tokio::test(start_paused = true)]
 async fn malformed_stays_foreign_and_untagged_are_deleted_and_the_loop_goes_on() {
     let bodies = vec![

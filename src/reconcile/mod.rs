@@ -125,6 +125,23 @@ impl<Q: Queue, R: Registry, D: Deployer> Reconciler<Q, R, D> {
 
     /// Resolves one batch of due tags and carries out each.
     async fn work(&self, due: Vec<(ImageRef, Vec<Request>)>) {
+        let (known, due): (Vec<_>, Vec<_>) = due
+            .into_iter()
+            .partition(|(image, requests)| self.nothing_new(image, requests));
+        for (image, requests) in known {
+            // Pushes of the digest just resolved, deployed and recorded for this tag: they
+            // tell nothing ECR did not already say. Any later move of the tag has its own
+            // event (or the sweep finds it); nothing is deployed without asking ECR.
+            debug!(%image, messages = requests.len(), "events name the digest just applied; settled without asking ECR");
+            let receipts: Vec<Receipt> = requests
+                .iter()
+                .filter_map(|r| r.message.as_ref().map(|(_, receipt)| receipt.clone()))
+                .collect();
+            self.settle(&image, &requests, &receipts, None).await;
+        }
+        if due.is_empty() {
+            return;
+        }
         let images: Vec<ImageRef> = due.iter().map(|(k, _)| k.clone()).collect();
         let started = std::time::Instant::now();
         let resolved = self.resolve(&images).await;
@@ -256,6 +273,19 @@ impl<Q: Queue, R: Registry, D: Deployer> Reconciler<Q, R, D> {
         applied
             .get(image)
             .is_some_and(|(d, at)| d == desired && at.elapsed() < APPLIED_HORIZON)
+    }
+
+    /// Every request is an event naming the digest handed off and recorded for `image`
+    /// within [`APPLIED_HORIZON`].
+    fn nothing_new(&self, image: &ImageRef, requests: &[Request]) -> bool {
+        let applied = self.applied.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some((desired, at)) = applied.get(image) else {
+            return false;
+        };
+        at.elapsed() < APPLIED_HORIZON
+            && requests
+                .iter()
+                .all(|r| r.message.is_some() && r.digest_hint.as_ref() == Some(&desired.digest))
     }
 
     fn applied(&self, image: &ImageRef, desired: Desired) {
