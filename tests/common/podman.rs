@@ -16,7 +16,12 @@ pub struct Podman {
     socket: PathBuf,
     child: Child,
     dir: tempfile::TempDir,
+    /// One service at a time in a test process: services with their own storage still share
+    /// the host's default network (its bridge and address pool).
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
+
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl Podman {
     /// Starts the service; `registry` (host:port) is reachable over plain HTTP.
@@ -35,11 +40,15 @@ impl Podman {
         )
         .unwrap();
         let socket = dir.path().join("podman.sock");
+        let turn = ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut podman = Self {
             docker_host: format!("unix://{}", socket.display()),
             socket: socket.clone(),
             child: Command::new("true").spawn().unwrap(),
             dir,
+            _turn: turn,
         };
         let child = podman
             .command()
