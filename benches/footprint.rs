@@ -12,31 +12,29 @@ use common::*;
 
 const CONTAINERS: usize = 20;
 
-/// Resident KiB of `pid` in memory of its own (heap, stacks) and in mapped files (the
-/// binary's pages, shared libraries).
-fn rss_split_kib(pid: u32) -> (u64, u64) {
+/// The KiB values of `/proc/<pid>/status` fields `keys` (e.g. `VmRSS:`), 0 where absent.
+fn status_kib<const N: usize>(pid: u32, keys: [&str; N]) -> [u64; N] {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |k: &str| {
+    keys.map(|k| {
         status
             .lines()
             .find_map(|l| l.strip_prefix(k))
             .and_then(|v| v.split_whitespace().next()?.parse().ok())
             .unwrap_or(0)
-    };
-    (field("RssAnon:"), field("RssFile:"))
+    })
 }
 
 /// (resident KiB, peak resident KiB) of `pid`.
 fn rss_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |k: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(k))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
+    let [rss, hwm] = status_kib(pid, ["VmRSS:", "VmHWM:"]);
+    (rss, hwm)
+}
+
+/// Resident KiB of `pid` in memory of its own (heap, stacks) and in mapped files (the
+/// binary's pages, shared libraries).
+fn rss_split_kib(pid: u32) -> (u64, u64) {
+    let [anon, file] = status_kib(pid, ["RssAnon:", "RssFile:"]);
+    (anon, file)
 }
 
 /// User + system CPU seconds of `pid`.
