@@ -12,7 +12,7 @@ use tracing::warn;
 
 use super::dependents::refusal_reason;
 use super::executor::{Executor, Failure};
-use crate::ports::{Credentials, Managed, NEW_SUFFIX, OLD_SUFFIX, Repoint, Runtime, RuntimeError};
+use crate::ports::{Credentials, Managed, OLD_SUFFIX, Repoint, Runtime, RuntimeError};
 use crate::store::Member;
 
 /// A group member's deploy lock, held for the group swap.
@@ -70,13 +70,7 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
             new_id: new_parent.to_owned(),
         };
         for m in &mut members {
-            let temp = format!("{}{NEW_SUFFIX}", m.name);
-            if let Some(stale) = self.runtime.find(&temp).await.map_err(Failure::runtime)? {
-                self.runtime
-                    .remove(&stale)
-                    .await
-                    .map_err(Failure::runtime)?;
-            }
+            let temp = self.free_temp_name(&m.name).await?;
             let new_id = self
                 .runtime
                 .create_dependent(&m.old_id, &temp, &repoint)

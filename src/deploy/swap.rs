@@ -165,17 +165,23 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
 
     /// Creates `c`'s successor under `<name>.ecr-deployd-new`, replacing one a crash left.
     async fn create_successor(&self, c: &Managed) -> Result<String, Failure> {
-        let temp = format!("{}{NEW_SUFFIX}", c.name);
+        let temp = self.free_temp_name(&c.name).await?;
+        self.runtime
+            .create_like(&c.id, &temp)
+            .await
+            .map_err(Failure::runtime)
+    }
+
+    /// `<name>.ecr-deployd-new`, with a successor a crash left under it removed.
+    pub(super) async fn free_temp_name(&self, name: &str) -> Result<String, Failure> {
+        let temp = format!("{name}{NEW_SUFFIX}");
         if let Some(stale) = self.runtime.find(&temp).await.map_err(Failure::runtime)? {
             self.runtime
                 .remove(&stale)
                 .await
                 .map_err(Failure::runtime)?;
         }
-        self.runtime
-            .create_like(&c.id, &temp)
-            .await
-            .map_err(Failure::runtime)
+        Ok(temp)
     }
 
     async fn swap_names_and_start(
