@@ -22,13 +22,14 @@ use crate::control::lease::{Lease, LeaseError};
 use crate::control::socket as control_socket;
 use crate::deploy::{DeployConfig, Executor};
 use crate::event::GateHint;
+use crate::fleet::FleetResult;
 use crate::http;
-use crate::intake::{self, HintHandler, IntakeConfig};
+use crate::intake::{self, HintHandler, IntakeConfig, ResultHandler};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::ports::{Credentials, Deployer, Queue, Registry, Runtime};
 use crate::reconcile::Reconciler;
-use crate::reconcile::{sweep, windows};
+use crate::reconcile::{promotions, sweep, windows};
 use crate::request::InFlight;
 use crate::retry;
 use crate::stats::Stats;
@@ -71,6 +72,9 @@ impl<Q: Queue, R: Registry, D: Deployer> Agent<Q, R, D> {
         wake_sweep: Option<Arc<Notify>>,
     ) {
         let inflight = InFlight::default();
+        // A host of wave N > 1 follows the earlier wave's results (SPEC §14).
+        let waves = settings.fleet.wave > 1;
+        let wake_promotions = Arc::new(Notify::new());
         let visibility = Duration::from_secs(settings.queue.visibility_timeout_seconds.into());
         let cfg = IntakeConfig {
             max_messages: settings.queue.max_messages,
@@ -82,8 +86,21 @@ impl<Q: Queue, R: Registry, D: Deployer> Agent<Q, R, D> {
                 let deployer = self.deployer.clone();
                 HintHandler(Arc::new(move |hint: &GateHint| deployer.recheck(hint)))
             }),
+            on_result: waves.then(|| {
+                let deployer = self.deployer.clone();
+                ResultHandler(Arc::new(move |r: &FleetResult| deployer.fleet_result(r)))
+            }),
+            wake_promotions: waves.then(|| wake_promotions.clone()),
         };
         let (tx, rx) = mpsc::channel(REQUEST_BUFFER);
+        let promotions = waves.then(|| {
+            tokio::spawn(promotions::run(
+                self.deployer.clone(),
+                tx.clone(),
+                wake_promotions,
+                shutdown.clone(),
+            ))
+        });
         let reconciler = Arc::new(Reconciler {
             queue: self.queue.clone(),
             registry: self.registry.clone(),
@@ -113,6 +130,9 @@ impl<Q: Queue, R: Registry, D: Deployer> Agent<Q, R, D> {
         ));
         reconciler.run(rx, shutdown, grace).await;
         let _ = intake.await;
+        if let Some(p) = promotions {
+            let _ = p.await;
+        }
         heartbeat_stop.cancel();
         let _ = heartbeat.await;
         intake::hand_back(self.queue.as_ref(), &inflight).await;
@@ -143,6 +163,7 @@ pub fn deploy_config(settings: &Settings) -> DeployConfig {
     DeployConfig {
         policies: settings.policies().unwrap_or_default(),
         gates: settings.gates().unwrap_or_default(),
+        fleet: settings.fleet().unwrap_or_default(),
         health_timeout: Duration::from_secs(d.health_timeout_seconds),
         min_uptime: Duration::from_secs(d.min_uptime_seconds),
         stop_timeout: Duration::from_secs(d.stop_timeout_seconds),
@@ -170,7 +191,8 @@ pub async fn run(
     stats.tick();
     let metrics = Metrics::new(stats.clone());
     metrics.set_sweep_interval(Duration::from_secs(settings.sweep.interval_seconds));
-    let notifier = Notifier::start(&settings.notify, &sdk);
+    let fleet = settings.fleet()?;
+    let notifier = Notifier::start(&settings.notify, &sdk).in_fleet(&fleet.name, fleet.wave);
     let executor = Executor::new(
         Arc::new(runtime),
         Arc::new(EcrCredentials::new(&sdk)),

@@ -10,8 +10,10 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::control::policy::{Policies, Policy, Window};
+pub use fleet::FleetSettings;
 pub use gates::{Scan, Verify};
 
+mod fleet;
 mod gates;
 
 /// Where the config is read from when neither `--config` nor `ECR_DEPLOYD_CONFIG` is given.
@@ -60,6 +62,7 @@ pub struct Settings {
     pub policy: PolicySettings,
     pub verify: Verify,
     pub scan: Scan,
+    pub fleet: FleetSettings,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -389,6 +392,7 @@ impl Settings {
             return Err(invalid("control.socket", "must not be empty"));
         }
         self.policies()?;
+        self.fleet()?;
         self.gates().map(|_| ())
     }
 

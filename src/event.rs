@@ -9,6 +9,7 @@ use std::time::SystemTime;
 
 use serde_json::Value;
 
+mod fleet;
 mod hints;
 pub use hints::GateHint;
 
@@ -229,6 +230,8 @@ pub enum Classified {
     /// A digest the supply-chain gates should look at again (its signature pushed, its
     /// scan completed); not a deploy of anything by itself.
     Recheck(GateHint),
+    /// A deployment result of a fleet host (SPEC §14): counted towards promotions and halts.
+    FleetResult(crate::fleet::FleetResult),
     /// An ECR event that needs no action (delete, failure, push by digest, scan …); deleted.
     Nothing(String),
     /// Valid JSON that is not an ECR event; deleted with a warning.
@@ -263,6 +266,9 @@ fn classify_envelope(v: &Value, what: &str) -> Classified {
     let source = v.get("source").and_then(Value::as_str);
     if source == Some(hints::INSPECTOR_SOURCE) {
         return hints::inspector(v);
+    }
+    if source == Some(fleet::SOURCE) {
+        return fleet::result(v);
     }
     if source != Some(ECR_SOURCE) {
         return match source {

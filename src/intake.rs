@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::event::{Classified, GateHint, classify};
+use crate::fleet::FleetResult;
 use crate::notify::{Notice, Notifier, TroubleNotice};
 use crate::ports::{Queue, Receipt, Trigger};
 use crate::request::{InFlight, Request};
@@ -32,6 +33,24 @@ pub struct IntakeConfig {
     /// Records a gate hint (clears the rejections of its digest): the deployer's
     /// [`crate::ports::Deployer::recheck`]. `None`: hints are only logged.
     pub on_hint: Option<HintHandler>,
+    /// Records a fleet result (SPEC §14): the deployer's
+    /// [`crate::ports::Deployer::fleet_result`]. `None`: results are not followed (wave 1).
+    pub on_result: Option<ResultHandler>,
+    /// Woken after a fleet result that was news: the promotions task looks at once.
+    pub wake_promotions: Option<Arc<Notify>>,
+}
+
+/// What intake calls with a fleet result; `Ok(true)`: news; `Err`: not recorded, the
+/// message stays queued.
+#[derive(Clone)]
+pub struct ResultHandler(pub Arc<ResultFn>);
+
+pub type ResultFn = dyn Fn(&FleetResult) -> Result<bool, String> + Send + Sync;
+
+impl std::fmt::Debug for ResultHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ResultHandler")
+    }
 }
 
 /// What intake calls with a gate hint; `Err`: not recorded, the message stays queued.
@@ -73,6 +92,20 @@ fn recheck(cfg: &IntakeConfig, hint: &GateHint) -> Result<(), String> {
     };
     info!(repository = hint.repository.as_str(), digest = %hint.digest.short(), why = %hint.why, cleared, "gate hint: the digest is checked again");
     if let Some(wake) = &cfg.wake_sweep {
+        wake.notify_one();
+    }
+    Ok(())
+}
+
+/// Records a fleet result and, when it is news, wakes the promotions task.
+fn fleet_result(cfg: &IntakeConfig, r: &FleetResult) -> Result<(), String> {
+    let Some(handle) = &cfg.on_result else {
+        debug!(host = %r.host, wave = r.wave, "deployment result of a fleet host; this host follows ECR pushes");
+        return Ok(());
+    };
+    let news = (handle.0)(r)?;
+    info!(host = %r.host, wave = r.wave, image = %r.image, digest = %r.digest.short(), outcome = %r.outcome, news, "fleet result");
+    if news && let Some(wake) = &cfg.wake_promotions {
         wake.notify_one();
     }
     Ok(())
@@ -148,6 +181,12 @@ pub async fn run<Q: Queue>(
                     Ok(()) => done.push((m.receipt, Done::Hint)),
                     Err(e) => {
                         warn!(message_id = %m.id, error = %e, "gate hint not recorded; the message comes back later");
+                    }
+                },
+                Classified::FleetResult(r) => match fleet_result(&cfg, &r) {
+                    Ok(()) => done.push((m.receipt, Done::Hint)),
+                    Err(e) => {
+                        warn!(message_id = %m.id, error = %e, "fleet result not recorded; the message comes back later");
                     }
                 },
                 Classified::Nothing(why) => {

@@ -24,6 +24,8 @@
 //!   reports, `rollback`/`approve` — one file each (see its module doc).
 //! - [`gate`]: the supply-chain gates' verdicts (cosign signature, ECR scan findings) over
 //!   fetched facts. Pure.
+//! - [`fleet`]: fleet waves: promotions and halts from earlier waves' results (SPEC §14).
+//!   Pure.
 //! - [`control`]: update control: policies and maintenance windows (pure), the state-store
 //!   lease, the daemon's control socket.
 //! - [`model`]: a deployment's domain values: outcome, journal step, phases.
@@ -44,6 +46,7 @@ pub mod config;
 pub mod control;
 pub mod deploy;
 pub mod event;
+pub mod fleet;
 pub mod gate;
 pub mod http;
 pub mod image;

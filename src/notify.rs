@@ -36,6 +36,11 @@ const BACKLOG: usize = 256;
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct DeploymentNotice {
     pub host: String,
+    /// The host's fleet name (`[fleet] name`, default the host name), by which later waves
+    /// count hosts (SPEC §14).
+    pub name: String,
+    /// The host's fleet wave, a JSON number so that rules can match it.
+    pub wave: u32,
     /// `container`, or `service` (Swarm).
     pub kind: &'static str,
     /// The container's or the service's name.
@@ -157,6 +162,7 @@ impl Notice {
                 let what = match h.state {
                     "monitor" => "update available".to_owned(),
                     "refused" => format!("update refused: {}", h.detail),
+                    "halted" => format!("update halted by an earlier wave: {}", h.detail),
                     _ => format!("update pending: {}", h.detail),
                 };
                 format!(
@@ -196,6 +202,9 @@ fn short(digest: &str) -> &str {
 pub struct Notifier {
     tx: Option<mpsc::Sender<Notice>>,
     host: Arc<str>,
+    /// `[fleet] name` and `wave` (SPEC §14); empty and 0 until [`Notifier::in_fleet`].
+    fleet_name: Arc<str>,
+    wave: u32,
 }
 
 impl Notifier {
@@ -207,7 +216,11 @@ impl Notifier {
     pub fn start(settings: &NotifySettings, sdk: &SdkConfig) -> Self {
         let host: Arc<str> = host_name().into();
         if settings.webhooks.is_empty() && settings.event_bus.is_empty() {
-            return Self { tx: None, host };
+            return Self {
+                tx: None,
+                host,
+                ..Self::default()
+            };
         }
         let sinks = Sinks {
             http: reqwest::Client::builder()
@@ -221,7 +234,32 @@ impl Notifier {
         };
         let (tx, rx) = mpsc::channel(BACKLOG);
         tokio::spawn(deliver(rx, Arc::new(sinks)));
-        Self { tx: Some(tx), host }
+        Self {
+            tx: Some(tx),
+            host,
+            ..Self::default()
+        }
+    }
+
+    /// Deployment results carry this fleet name and wave.
+    pub fn in_fleet(mut self, name: &str, wave: u32) -> Self {
+        self.fleet_name = name.into();
+        self.wave = wave;
+        self
+    }
+
+    /// The fleet name results carry: `[fleet] name`, else the host name.
+    pub fn fleet_name(&self) -> &str {
+        if self.fleet_name.is_empty() {
+            &self.host
+        } else {
+            &self.fleet_name
+        }
+    }
+
+    /// The fleet wave results carry (1 unless configured).
+    pub fn wave(&self) -> u32 {
+        self.wave.max(1)
     }
 
     /// A notifier whose notices are handed to the returned receiver instead of being delivered
@@ -232,6 +270,7 @@ impl Notifier {
             Self {
                 tx: Some(tx),
                 host: host.into(),
+                ..Self::default()
             },
             rx,
         )
@@ -256,7 +295,7 @@ impl Notifier {
 }
 
 /// gethostname(2): works under the unit's `ProcSubset=pid`, where /proc/sys is hidden.
-fn host_name() -> String {
+pub(crate) fn host_name() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it or fails.
     let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
@@ -368,6 +407,8 @@ mod tests {
     fn deployment(outcome: &'static str, error: Option<&str>) -> Notice {
         Notice::Deployment(DeploymentNotice {
             host: "edge-01".into(),
+            name: "edge-01".into(),
+            wave: 1,
             kind: "container",
             container: "web".into(),
             repository: "shop/web".into(),

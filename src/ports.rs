@@ -102,6 +102,8 @@ pub enum Trigger {
     Event,
     Sweep,
     Manual,
+    /// An earlier wave's results promoted a digest of the tag (SPEC §14).
+    Promotion,
 }
 
 impl fmt::Display for Trigger {
@@ -110,6 +112,7 @@ impl fmt::Display for Trigger {
             Trigger::Event => "event",
             Trigger::Sweep => "sweep",
             Trigger::Manual => "manual",
+            Trigger::Promotion => "promotion",
         })
     }
 }
@@ -150,7 +153,23 @@ pub trait Deployer: Send + Sync + 'static {
         let _ = hint;
         Ok(0)
     }
+
+    /// Records a fleet host's deployment result (SPEC §14); `true` when it is news.
+    fn fleet_result(&self, result: &crate::fleet::FleetResult) -> Result<bool, String> {
+        let _ = result;
+        Ok(false)
+    }
+
+    /// The tags and digests whose promotion by an earlier wave fell due in
+    /// `(after_ms, now_ms]`, and when the next one falls due.
+    fn promotions_due(&self, after_ms: i64, now_ms: i64) -> Result<PromotionsDue, String> {
+        let _ = (after_ms, now_ms);
+        Ok((Vec::new(), None))
+    }
 }
+
+/// Promotions that fell due (tag, digest), and when the next one falls due.
+pub type PromotionsDue = (Vec<(ImageRef, String)>, Option<i64>);
 
 /// Credentials for pulling from the registry (ECR GetAuthorizationToken).
 #[derive(Clone, Debug, PartialEq, Eq)]

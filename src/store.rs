@@ -11,10 +11,12 @@ use serde::Serialize;
 
 pub use crate::model::{Outcome, Phases, Step};
 pub use control::{ALL, Pause};
+pub use fleet::Due;
 pub use gates::Rejection;
 pub use group::Member;
 
 mod control;
+mod fleet;
 mod gates;
 mod group;
 
@@ -105,6 +107,7 @@ const MIGRATIONS: &[&str] = &[
     control::SCHEMA_V3,
     gates::SCHEMA_V4,
     group::SCHEMA_V5,
+    fleet::SCHEMA_V6,
 ];
 
 const SCHEMA_V1: &str = "

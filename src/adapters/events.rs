@@ -82,11 +82,17 @@ pub async fn queue_facts(sdk: &SdkConfig, url: &str) -> Result<QueueFacts, Remot
     })
 }
 
-/// The EventBridge rules that target `arn` (`events:ListRuleNamesByTarget`).
-pub async fn rules_targeting(sdk: &SdkConfig, arn: &str) -> Result<Vec<String>, RemoteError> {
+/// The EventBridge rules on `bus` (`None`: the default bus) that target `arn`
+/// (`events:ListRuleNamesByTarget`).
+pub async fn rules_targeting(
+    sdk: &SdkConfig,
+    arn: &str,
+    bus: Option<&str>,
+) -> Result<Vec<String>, RemoteError> {
     let out = aws_sdk_eventbridge::Client::new(sdk)
         .list_rule_names_by_target()
         .target_arn(arn)
+        .set_event_bus_name(bus.map(str::to_owned))
         .send()
         .await
         .map_err(|e| remote_error("events:ListRuleNamesByTarget", e))?;

@@ -231,7 +231,10 @@ async fn queue_checks(ctx: &Context) -> Vec<Check> {
         return checks;
     };
     let rule = "EventBridge rule targets the queue";
-    checks.push(match events::rules_targeting(&ctx.sdk, arn).await {
+    if ctx.settings.fleet.wave > 1 {
+        checks.push(results_rule_check(ctx, arn).await);
+    }
+    checks.push(match events::rules_targeting(&ctx.sdk, arn, None).await {
         Ok(rules) if !rules.is_empty() => Check::ok(rule, rules.join(", ")),
         Ok(_) => Check::fail(
             rule,
@@ -243,6 +246,35 @@ async fn queue_checks(ctx: &Context) -> Vec<Check> {
         ),
     });
     checks
+}
+
+/// A host of wave N > 1 is fed by a rule on the fleet's results bus (`[notify] event_bus`).
+async fn results_rule_check(ctx: &Context, arn: &str) -> Check {
+    let what = "results bus rule targets the queue";
+    let wave = ctx.settings.fleet.wave;
+    let bus = &ctx.settings.notify.event_bus;
+    if bus.is_empty() {
+        return Check::fail(
+            what,
+            format!(
+                "fleet.wave = {wave} but notify.event_bus is not set — hint: name the fleet's results bus there"
+            ),
+        );
+    }
+    match events::rules_targeting(&ctx.sdk, arn, Some(bus)).await {
+        Ok(rules) if !rules.is_empty() => Check::ok(what, format!("{bus}: {}", rules.join(", "))),
+        Ok(_) => Check::fail(
+            what,
+            format!(
+                "no rule on {bus} targets {arn} — hint: deploy infra/ with Wave = {wave}; until then wave {} results never reach this host",
+                wave - 1
+            ),
+        ),
+        Err(e) => Check::fail(
+            what,
+            format!("{bus}: {e} — hint: the agent's policy needs events:ListRuleNamesByTarget"),
+        ),
+    }
 }
 
 /// The control socket, and windows that never open.

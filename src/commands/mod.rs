@@ -21,7 +21,8 @@ use crate::adapters::supply::SupplyFacts;
 use crate::app::deploy_config;
 use crate::config::Settings;
 use crate::deploy::Executor;
-use crate::event::Digest;
+use crate::deploy::waves::WaveStatus;
+use crate::event::{Digest, ImageRef};
 use crate::reconcile::sweep::{Action, Row, sweep_once};
 use crate::store::{Deployment, Outcome, Store};
 
@@ -124,6 +125,9 @@ struct StatusEntry<'a> {
     /// `pending` for a window: when it opens.
     pending_until: Option<&'a str>,
     last_deployment: Option<&'a Deployment>,
+    /// On a host of fleet wave N > 1: wave, promoted digest, results seen, bake time left.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fleet: Option<WaveStatus>,
 }
 
 fn state_of(row: &Row) -> &'static str {
@@ -139,8 +143,21 @@ fn state_of(row: &Row) -> &'static str {
         Action::Monitor => "monitor",
         Action::Rejected => "rejected",
         Action::Deferred => "deferred",
+        Action::Waiting => "waiting",
+        Action::Halted => "halted",
         _ => "unknown",
     }
+}
+
+/// The fleet columns of a row, on a host of wave N > 1.
+fn wave_status(ctx: &Context, r: &Row) -> Option<WaveStatus> {
+    let follows = ImageRef::parse_repo_tag(&r.image).ok()?;
+    ctx.executor
+        .wave_status(&follows, r.desired_digest.as_deref())
+        .unwrap_or_else(|e| {
+            eprintln!("ecr-deployd: fleet results of {}: {e}", r.name);
+            None
+        })
 }
 
 /// `status [--json]`: what runs, what ECR says, the last deployment; changes nothing.
@@ -173,6 +190,7 @@ pub async fn status(ctx: &Context, json: bool) -> u8 {
                 detail: r.detail.as_deref(),
                 pending_until: r.pending_until.as_deref(),
                 last_deployment: last.get(&r.name),
+                fleet: wave_status(ctx, r),
             })
             .collect();
         print_json(&serde_json::json!({ "containers": containers }));
@@ -199,7 +217,10 @@ pub async fn status(ctx: &Context, json: bool) -> u8 {
                 desired_cell(r),
                 last,
                 match (&r.detail, state_of(r)) {
-                    (Some(d), st @ ("pending" | "paused" | "monitor" | "refused")) => {
+                    (
+                        Some(d),
+                        st @ ("pending" | "paused" | "monitor" | "refused" | "waiting" | "halted"),
+                    ) => {
                         format!("{st}: {d}")
                     }
                     (_, st) => st.to_owned(),

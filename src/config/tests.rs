@@ -261,3 +261,35 @@ fn policy_windows_are_compiled_and_their_errors_name_the_key() {
     ));
     assert!(e.contains("open"), "unknown key named: {e}");
 }
+
+#[test]
+fn fleet_defaults_to_wave_one_under_the_host_name_and_checks_its_ranges() {
+    let ok = load("", &[]).unwrap();
+    let f = ok.fleet().unwrap();
+    assert_eq!((f.wave, f.promote_after, f.bake), (1, 1, Duration::ZERO));
+    assert_eq!(f.name, crate::notify::host_name());
+    let two = load(
+        "[fleet]\nname = \"edge-7\"\nwave = 2\npromote_after = 3\nbake_minutes = 15\n",
+        &[],
+    )
+    .unwrap()
+    .fleet()
+    .unwrap();
+    assert_eq!(
+        (two.name.as_str(), two.wave, two.promote_after, two.bake),
+        ("edge-7", 2, 3, Duration::from_secs(900))
+    );
+    for (text, key) in [
+        ("[fleet]\nwave = 0\n", "fleet.wave"),
+        ("[fleet]\npromote_after = 0\n", "fleet.promote_after"),
+        ("[fleet]\nbake_minutes = 99999\n", "fleet.bake_minutes"),
+        ("[fleet]\nname = \"two words\"\n", "fleet.name"),
+    ] {
+        let e = err_text(load(text, &[]));
+        assert!(e.contains(key), "{text}: {e}");
+    }
+    let e = err_text(load("[fleet]\nwaves = 2\n", &[]));
+    assert!(e.contains("waves"), "{e}");
+    let env = load("", &[("ECR_DEPLOYD_FLEET_WAVE", "3")]).unwrap();
+    assert_eq!(env.fleet().unwrap().wave, 3);
+}

@@ -21,6 +21,7 @@ use super::report::Finished;
 use super::target::Target;
 use crate::control::policy::Policies;
 use crate::event::Digest;
+use crate::fleet::Fleet;
 use crate::gate::Gates;
 use crate::image::{self, Desired, Platform};
 use crate::metrics::Metrics;
@@ -44,6 +45,8 @@ pub struct DeployConfig {
     pub policies: Policies,
     /// `[verify]` and `[scan]`: the supply-chain gates.
     pub gates: Gates,
+    /// `[fleet]`: this host's wave (SPEC §14).
+    pub fleet: Fleet,
 }
 
 /// What a deploy of one target came to.
@@ -336,6 +339,10 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
                 }
                 Gate::Invalid(why) => return Ok(Some(Done::Refused(why))),
             }
+            if let Some(held) = self.wave_gate(t, desired)? {
+                self.record_hold(t, desired, &held)?;
+                return Ok(Some(Done::Held(held)));
+            }
         }
         if let Some(stuck) = self
             .unreadable()?
@@ -413,6 +420,18 @@ impl<RT: Runtime, C: Credentials> Deployer for Executor<RT, C> {
         self.store
             .clear_rejections(hint.repository.as_str(), hint.digest.as_str())
             .map_err(|e| e.to_string())
+    }
+
+    fn fleet_result(&self, result: &crate::fleet::FleetResult) -> Result<bool, String> {
+        self.record_fleet_result(result)
+    }
+
+    fn promotions_due(
+        &self,
+        after_ms: i64,
+        now_ms: i64,
+    ) -> Result<crate::ports::PromotionsDue, String> {
+        self.due_promotions(after_ms, now_ms)
     }
 
     async fn deploy(&self, request: DeployRequest) -> Result<(), DeployError> {

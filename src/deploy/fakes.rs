@@ -317,6 +317,7 @@ pub fn test_config(max_parallel: usize) -> DeployConfig {
     DeployConfig {
         gates: Default::default(),
         policies: Default::default(),
+        fleet: Default::default(),
         health_timeout: Duration::from_secs(10),
         min_uptime: Duration::from_secs(1),
         stop_timeout: Duration::from_secs(1),

@@ -18,7 +18,7 @@ use crate::ports::{Credentials, Runtime};
 use crate::store::{ALL, StoreError};
 
 /// Triggers that go through the gate; any other (an operator's command) does not.
-pub const AUTOMATIC: [&str; 3] = ["event", "sweep", "window"];
+pub const AUTOMATIC: [&str; 4] = ["event", "sweep", "window", "promotion"];
 
 /// Why a deploy waits.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,6 +30,10 @@ pub enum Held {
     Pending(String),
     /// Policy `monitor`: never deployed.
     Monitor,
+    /// Fleet wave N > 1: not (yet) promoted by wave N − 1, or still baking (SPEC §14).
+    Waiting(String),
+    /// Fleet wave N > 1: an earlier wave rolled the digest back or rejected it.
+    Halted(String),
 }
 
 impl Held {
@@ -39,12 +43,14 @@ impl Held {
             Held::Paused(_) => "paused",
             Held::Pending(_) => "pending",
             Held::Monitor => "monitor",
+            Held::Waiting(_) => "waiting",
+            Held::Halted(_) => "halted",
         }
     }
 
     pub fn detail(&self) -> String {
         match self {
-            Held::Paused(d) | Held::Pending(d) => d.clone(),
+            Held::Paused(d) | Held::Pending(d) | Held::Waiting(d) | Held::Halted(d) => d.clone(),
             Held::Monitor => "update available, never deployed".into(),
         }
     }
@@ -86,8 +92,9 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
         held: &Held,
     ) -> Result<(), StoreError> {
         let digest = &desired.digest;
-        if matches!(held, Held::Paused(_)) {
-            info!(name = %t.name(), digest = %digest.short(), "paused; not deploying");
+        if matches!(held, Held::Paused(_) | Held::Waiting(_)) {
+            // Said in the log and status only: a wave's wait is the normal course of things.
+            info!(name = %t.name(), digest = %digest.short(), state = held.state(), detail = %held.detail(), "not deploying now");
             return Ok(());
         }
         let news = self

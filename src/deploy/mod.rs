@@ -18,6 +18,8 @@
 //! - [`swarm`]: one service update, followed to its end.
 //! - [`report`]: the deployment's log line, metrics and notice.
 //! - [`hold`]: the update-control gate: pauses and policies (SPEC §10).
+//! - [`waves`]: the fleet-wave gate: promoted by the previous wave? baking? halted?
+//!   (SPEC §14).
 //! - [`gates`]: the supply-chain gates: signature and scan (SPEC §11), before the pull.
 //! - [`operator`]: `rollback` by the operator; [`approve`]: `approve` by the operator.
 
@@ -39,6 +41,7 @@ pub mod rollback;
 pub mod swap;
 pub mod swarm;
 pub mod target;
+pub mod waves;
 
 pub use executor::{DeployConfig, Done, Executor};
 pub use operator::Rollback;

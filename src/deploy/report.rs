@@ -68,6 +68,8 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
         let follows = f.target.follows();
         self.notifier.send(Notice::Deployment(DeploymentNotice {
             host: self.notifier.host().to_owned(),
+            name: self.notifier.fleet_name().to_owned(),
+            wave: self.notifier.wave(),
             kind: f.target.kind(),
             container: f.target.name().to_owned(),
             repository: follows.repository.as_str().to_owned(),

@@ -307,3 +307,64 @@ fn basic_and_enhanced_scan_events_are_hints_and_bad_ones_are_nothing() {
     let other = inspector.replace("Inspector2 Scan", "Inspector2 Finding");
     assert!(matches!(classify(&other), Classified::Nothing(_)));
 }
+
+fn result_event(detail: serde_json::Value) -> String {
+    serde_json::json!({
+        "version": "0", "id": "x", "source": "ecr-deployd", "detail-type": "ECR Deployment Result",
+        "account": "123456789012", "time": "2026-12-03T07:00:00Z", "region": "eu-west-2",
+        "resources": [], "detail": detail,
+    })
+    .to_string()
+}
+
+fn result_detail() -> serde_json::Value {
+    serde_json::json!({
+        "host": "kernel-name", "name": "canary-1", "wave": 1, "kind": "container",
+        "container": "web", "repository": "shop/web", "tag": "prod",
+        "from_digest": null, "to_digest": format!("sha256:{}", "b".repeat(64)),
+        "outcome": "rolled_back", "trigger": "event", "error": "exited with 1",
+        "durations_ms": {"total": 1},
+    })
+}
+
+#[test]
+fn a_deployment_result_is_a_fleet_result_counted_by_fleet_name() {
+    let Classified::FleetResult(r) = classify(&result_event(result_detail())) else {
+        panic!("not a fleet result");
+    };
+    assert_eq!(
+        (r.host.as_str(), r.wave, r.outcome.as_str()),
+        ("canary-1", 1, "rolled_back")
+    );
+    assert_eq!(r.image.to_string(), "shop/web:prod");
+    assert_eq!(r.error.as_deref(), Some("exited with 1"));
+    // An older agent sent no `name`: its host name counts.
+    let mut d = result_detail();
+    d.as_object_mut().unwrap().remove("name");
+    let Classified::FleetResult(r) = classify(&result_event(d)) else {
+        panic!("not a fleet result");
+    };
+    assert_eq!(r.host, "kernel-name");
+}
+
+#[test]
+fn a_deployment_result_with_a_bad_field_is_malformed_and_names_it() {
+    for (key, value, says) in [
+        ("wave", serde_json::json!("1"), "wave"),
+        ("wave", serde_json::json!(0), "wave"),
+        ("outcome", serde_json::json!("exploded"), "exploded"),
+        ("to_digest", serde_json::json!("sha256:zz"), "sha256:zz"),
+        ("repository", serde_json::json!("Shop"), "Shop"),
+        ("container", serde_json::json!(""), "container"),
+    ] {
+        let mut d = result_detail();
+        d[key] = value;
+        match classify(&result_event(d)) {
+            Classified::Malformed(why) => assert!(why.contains(says), "{key}: {why}"),
+            other => panic!("{key}: {other:?}"),
+        }
+    }
+    // Another detail-type of the agent's source is nothing to do.
+    let other = result_event(result_detail()).replace("ECR Deployment Result", "Something Else");
+    assert!(matches!(classify(&other), Classified::Nothing(_)));
+}

@@ -3,6 +3,7 @@
 //! that asked for it.
 
 pub mod coalesce;
+pub mod promotions;
 pub mod sweep;
 pub mod windows;
 
@@ -196,10 +197,10 @@ impl<Q: Queue, R: Registry, D: Deployer> Reconciler<Q, R, D> {
             .collect();
         let failure: Option<String> = match resolution {
             Ok(Some(desired)) => {
-                let trigger = if receipts.is_empty() {
-                    Trigger::Sweep
-                } else {
-                    Trigger::Event
+                let trigger = match requests.first() {
+                    _ if !receipts.is_empty() => Trigger::Event,
+                    Some(r) if r.trigger == Trigger::Promotion => Trigger::Promotion,
+                    _ => Trigger::Sweep,
                 };
                 let event_time = requests.iter().filter_map(|r| r.event_time).min();
                 let request = DeployRequest {

@@ -55,6 +55,10 @@ pub enum Action {
     Rejected,
     /// A pre-update hook said "not now" (exit 75): nothing stopped, tried again later.
     Deferred,
+    /// Fleet wave N > 1: the digest is not promoted by the previous wave yet, or bakes.
+    Waiting,
+    /// Fleet wave N > 1: an earlier wave rolled the digest back or rejected it.
+    Halted,
     Succeeded,
     RolledBack,
     Failed,
@@ -75,6 +79,8 @@ impl Action {
             Action::Monitor => "update available (monitor)",
             Action::Rejected => "rejected",
             Action::Deferred => "deferred",
+            Action::Waiting => "waiting",
+            Action::Halted => "halted",
             Action::Succeeded => "deployed",
             Action::RolledBack => "rolled back",
             Action::Failed => "failed",
@@ -96,6 +102,8 @@ impl Action {
                 | Action::Monitor
                 | Action::Rejected
                 | Action::Deferred
+                | Action::Waiting
+                | Action::Halted
         )
     }
 
@@ -306,6 +314,9 @@ impl<RT: Runtime, C: Credentials> Pass<'_, RT, C> {
                 Ok(Gate::Held(h)) => return held(&h),
                 Ok(Gate::Invalid(why)) => return (Action::Refused, Some(why)),
             }
+            if let Ok(Some(h)) = ex.wave_gate(target, desired) {
+                return held(&h);
+            }
             return match ex.refusal(target).await {
                 Ok(Some(why)) => (Action::Refused, Some(why)),
                 Ok(None) => gated(ex.preview_gates(target, desired).await),
@@ -353,6 +364,8 @@ fn held(h: &Held) -> (Action, Option<String>) {
         Held::Paused(_) => Action::Paused,
         Held::Pending(_) => Action::Pending,
         Held::Monitor => Action::Monitor,
+        Held::Waiting(_) => Action::Waiting,
+        Held::Halted(_) => Action::Halted,
     };
     (action, Some(h.detail()).filter(|d| !d.is_empty()))
 }
