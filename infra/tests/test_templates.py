@@ -15,6 +15,7 @@ from cfnlint.decode import cfn_yaml
 
 INFRA = pathlib.Path(__file__).resolve().parent.parent
 TEMPLATE = INFRA / "cloudformation" / "ecr-deployd.yaml"
+BUS_TEMPLATE = INFRA / "cloudformation" / "fleet-results-bus.yaml"
 MODULE = INFRA / "terraform" / "modules" / "ecr-deployd-host"
 BIN = pathlib.Path(sys.executable).parent
 
@@ -42,6 +43,7 @@ STAR_RESOURCE_ALLOWED = {"ecr:GetAuthorizationToken"}
 TERRAFORM_ONLY = {
     "push_rule": "aws_cloudwatch_event_target (CloudFormation: PushRule.Targets)",
     "scan_rule": "aws_cloudwatch_event_target (CloudFormation: ScanRule.Targets)",
+    "wave_rule": "aws_cloudwatch_event_target (CloudFormation: WaveRule.Targets)",
     "host_role_agent": "aws_iam_role_policy_attachment (CloudFormation: HostRole.ManagedPolicyArns)",
     "host_role_results": "aws_iam_role_policy_attachment (CloudFormation: HostRole.ManagedPolicyArns)",
 }
@@ -91,13 +93,16 @@ def tf():
 
 
 def test_cfn_lint_clean():
-    r = subprocess.run([BIN / "cfn-lint", str(TEMPLATE)], capture_output=True, text=True)
+    r = subprocess.run([BIN / "cfn-lint", str(TEMPLATE), str(BUS_TEMPLATE)], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
 
 
 @pytest.mark.parametrize(
     "framework,target",
-    [("cloudformation", ["-f", str(TEMPLATE)]), ("terraform", ["-d", str(INFRA / "terraform")])],
+    [
+        ("cloudformation", ["-f", str(TEMPLATE), "-f", str(BUS_TEMPLATE)]),
+        ("terraform", ["-d", str(INFRA / "terraform")]),
+    ],
 )
 def test_checkov_no_failed_checks(framework, target):
     r = subprocess.run(
@@ -212,7 +217,7 @@ def test_agent_policy_is_least_privilege(cfn):
     assert granted == AGENT_ACTIONS | SCAN_ACTIONS
     granted = check_least_privilege(cfn_statements(cfn, "ResultsPolicy"), RESULTS_ACTIONS)
     assert granted == RESULTS_ACTIONS
-    assert cfn["Resources"]["ResultsPolicy"]["Condition"] == "HasResultBus"
+    assert cfn["Resources"]["ResultsPolicy"]["Condition"] == "PublishesResults"
 
 
 def test_agent_policy_scopes(cfn):
@@ -262,7 +267,19 @@ def test_queue_policies_admit_only_the_rule(cfn):
         assert s["Action"] == "sqs:SendMessage"
         assert s["Resource"] == {"Fn::GetAtt": [queue, "Arn"]}
         push, scan = {"Fn::GetAtt": ["PushRule", "Arn"]}, {"Fn::GetAtt": ["ScanRule", "Arn"]}
-        assert s["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Fn::If": ["HasScanGate", [push, scan], [push]]}}}
+        wave = {"Fn::GetAtt": ["WaveRule", "Arn"]}
+        # Exactly the rules the stack creates: push, and scan and wave rule when they exist.
+        assert s["Condition"] == {
+            "ArnEquals": {
+                "aws:SourceArn": {
+                    "Fn::If": [
+                        "ScanAndWave",
+                        [push, scan, wave],
+                        {"Fn::If": ["HasScanGate", [push, scan], {"Fn::If": ["FollowsWave", [push, wave], [push]]}]},
+                    ]
+                }
+            }
+        }
         denies = [s for s in props["PolicyDocument"]["Statement"] if s["Effect"] == "Deny"]
         assert denies and all(d["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} for d in denies)
 
@@ -283,7 +300,27 @@ def test_terraform_queue_policies_admit_only_the_rule(tf):
             "${local.rule_arns}",
         )
     text = (MODULE / "main.tf").read_text()
-    assert "rule_arns = concat([aws_cloudwatch_event_rule.push_rule.arn], aws_cloudwatch_event_rule.scan_rule[*].arn)" in text
+    assert (
+        "rule_arns = concat([aws_cloudwatch_event_rule.push_rule.arn], aws_cloudwatch_event_rule.scan_rule[*].arn, aws_cloudwatch_event_rule.wave_rule[*].arn)"
+        in text
+    )
+
+
+def test_wave_rule_takes_only_the_previous_waves_results_from_the_results_bus(cfn):
+    rule = cfn["Resources"]["WaveRule"]
+    assert rule["Condition"] == "FollowsWave"
+    props = rule["Properties"]
+    assert props["EventBusName"] == {"Ref": "ResultsBusName"}
+    pattern = props["EventPattern"]
+    assert pattern["source"] == ["ecr-deployd"] and pattern["detail-type"] == ["ECR Deployment Result"]
+    assert pattern["detail"] == {"wave": [{"Fn::FindInMap": ["PreviousWave", {"Ref": "Wave"}, "Wave"]}]}
+    previous = cfn["Mappings"]["PreviousWave"]
+    allowed = cfn["Parameters"]["Wave"]["AllowedValues"]
+    # Every wave but the first has its predecessor, as a number (rules match a JSON number).
+    assert sorted(previous, key=int) == allowed[1:]
+    assert all(previous[w]["Wave"] == int(w) - 1 and isinstance(previous[w]["Wave"], int) for w in previous)
+    target = props["Targets"][0]
+    assert target["Arn"] == {"Fn::GetAtt": ["Queue", "Arn"]} and "RoleArn" not in target
 
 
 def test_queues_encrypted_and_redriven(cfn, tf):

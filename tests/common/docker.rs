@@ -38,6 +38,8 @@ pub struct TestRegistry {
     pub host: String,
     child: Child,
     dir: tempfile::TempDir,
+    /// More registry processes over the same storage, each on a port of its own.
+    aliases: Vec<(String, Child)>,
 }
 
 impl TestRegistry {
@@ -55,18 +57,12 @@ impl TestRegistry {
         );
         std::fs::create_dir_all(dir.path().join("data")).unwrap();
         std::fs::write(dir.path().join("config.yml"), config).unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(dir.path().join("config.yml"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("docker-registry is needed: run ./scripts/setup.sh");
-        wait_for_port(port, Duration::from_secs(20));
+        let child = serve(&dir.path().join("config.yml"), port);
         let registry = Self {
             host: format!("127.0.0.1:{port}"),
             child,
             dir,
+            aliases: Vec::new(),
         };
         docker_in(
             Some(&registry.cli_config()),
@@ -84,6 +80,25 @@ impl TestRegistry {
 
     fn cli_config(&self) -> PathBuf {
         self.dir.path().join("cli")
+    }
+
+    /// Another registry process serving the same images on a port of its own; its
+    /// `host:port`. To the Engine and the agent it is another registry: agents whose mirrors
+    /// differ manage different containers on one Engine (hosts of a fleet, in one test).
+    pub fn alias(&mut self) -> String {
+        let port = free_port();
+        let config = std::fs::read_to_string(self.dir.path().join("config.yml"))
+            .unwrap()
+            .replace(&self.host, &format!("127.0.0.1:{port}"));
+        let path = self.dir.path().join(format!("config-{port}.yml"));
+        std::fs::write(&path, config).unwrap();
+        let host = format!("127.0.0.1:{port}");
+        self.aliases.push((host.clone(), serve(&path, port)));
+        docker_in(
+            Some(&self.cli_config()),
+            &["login", "-u", REGISTRY_USER, "-p", REGISTRY_PASSWORD, &host],
+        );
+        host
     }
 
     /// Builds an image of `kind` serving `version`, pushes it as `repo:tag`, returns its
@@ -140,10 +155,38 @@ impl TestRegistry {
     }
 }
 
+/// Starts `docker-registry serve config` and waits for its port.
+fn serve(config: &Path, port: u16) -> Child {
+    let child = Command::new("docker-registry")
+        .arg("serve")
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("docker-registry is needed: run ./scripts/setup.sh");
+    wait_for_port(port, Duration::from_secs(20));
+    child
+}
+
 impl Drop for TestRegistry {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let mut hosts = vec![self.host.clone()];
+        for (host, child) in &mut self.aliases {
+            let _ = child.kill();
+            let _ = child.wait();
+            hosts.push(host.clone());
+        }
+        for host in hosts {
+            remove_images_of(&host);
+        }
+    }
+}
+
+/// Removes every image of registry `host`, and the test images that lost their tag.
+fn remove_images_of(host: &str) {
+    {
         // Removing an image prunes its cached parents, which a build running at the same time
         // may be using: removals and builds take turns.
         let _turn = image_lock();
@@ -154,7 +197,7 @@ impl Drop for TestRegistry {
                 "-q",
                 "--no-trunc",
                 "--filter",
-                &format!("reference={}/*/*", self.host),
+                &format!("reference={host}/*/*"),
             ])
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
@@ -170,8 +213,7 @@ impl Drop for TestRegistry {
                 let gone = out.as_ref().is_ok_and(|o| o.status.success());
                 if !gone && attempt == 29 {
                     eprintln!(
-                        "test registry {}: image {id} not removed: {}",
-                        self.host,
+                        "test registry {host}: image {id} not removed: {}",
                         out.map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
                             .unwrap_or_default()
                     );

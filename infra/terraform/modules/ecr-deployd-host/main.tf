@@ -14,6 +14,9 @@ locals {
   has_list         = length(var.repositories) > 0
   has_prefix       = var.repository_prefix != ""
   has_result_bus   = var.result_event_bus_name != ""
+  has_results_bus  = var.results_bus_name != ""
+  follows_wave     = local.has_results_bus && var.wave > 1
+  publishes_to     = local.has_results_bus ? var.results_bus_name : var.result_event_bus_name
   has_trust_anchor = var.roles_anywhere_trust_anchor_arn != ""
   has_scan_gate    = var.scan_gate == "true"
 
@@ -38,7 +41,7 @@ locals {
     local.has_prefix ? local.scan_by_prefix : local.scan_by_name
   )
   # The rules whose events the queues admit.
-  rule_arns = concat([aws_cloudwatch_event_rule.push_rule.arn], aws_cloudwatch_event_rule.scan_rule[*].arn)
+  rule_arns = concat([aws_cloudwatch_event_rule.push_rule.arn], aws_cloudwatch_event_rule.scan_rule[*].arn, aws_cloudwatch_event_rule.wave_rule[*].arn)
   pull_actions = concat(
     ["ecr:BatchGetImage", "ecr:DescribeImages", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
     local.has_scan_gate ? ["ecr:DescribeImageScanFindings", "ecr:DescribeRepositories"] : [],
@@ -126,6 +129,34 @@ resource "aws_cloudwatch_event_target" "scan_rule" {
   arn       = aws_sqs_queue.queue.arn
   retry_policy {
     maximum_event_age_in_seconds = 3600
+    maximum_retry_attempts       = 185
+  }
+  dead_letter_config {
+    arn = aws_sqs_queue.dead_letter_queue.arn
+  }
+}
+
+# Fleet waves: the previous wave's deployment results, from the fleet's results bus.
+resource "aws_cloudwatch_event_rule" "wave_rule" {
+  count          = local.follows_wave ? 1 : 0
+  name           = "ecr-deployd-${var.host_name}-wave"
+  description    = "Deployment results of the previous wave, followed by ecr-deployd on ${var.host_name} (wave ${var.wave})"
+  event_bus_name = var.results_bus_name
+  event_pattern = jsonencode({
+    source        = ["ecr-deployd"]
+    "detail-type" = ["ECR Deployment Result"]
+    detail        = { wave = [var.wave - 1] }
+  })
+}
+
+resource "aws_cloudwatch_event_target" "wave_rule" {
+  count          = local.follows_wave ? 1 : 0
+  rule           = aws_cloudwatch_event_rule.wave_rule[0].name
+  event_bus_name = var.results_bus_name
+  target_id      = "queue"
+  arn            = aws_sqs_queue.queue.arn
+  retry_policy {
+    maximum_event_age_in_seconds = 86400
     maximum_retry_attempts       = 185
   }
   dead_letter_config {
@@ -259,16 +290,16 @@ resource "aws_iam_policy" "agent_policy" {
 }
 
 resource "aws_iam_policy" "results_policy" {
-  count       = local.has_result_bus ? 1 : 0
+  count       = local.has_result_bus || local.has_results_bus ? 1 : 0
   name        = "ecr-deployd-${var.host_name}-results"
-  description = "Lets ecr-deployd on ${var.host_name} publish deployment results to ${var.result_event_bus_name}"
+  description = "Lets ecr-deployd on ${var.host_name} publish deployment results"
   policy = jsonencode({
     Version = "2012-10-17"
     Statement = [{
       Sid      = "PublishDeploymentResults"
       Effect   = "Allow"
       Action   = "events:PutEvents"
-      Resource = "arn:${local.partition}:events:${local.region}:${local.account_id}:event-bus/${var.result_event_bus_name}"
+      Resource = "arn:${local.partition}:events:${local.region}:${local.account_id}:event-bus/${local.publishes_to}"
     }]
   })
 }
@@ -301,7 +332,7 @@ resource "aws_iam_role_policy_attachment" "host_role_agent" {
 
 # Inline in the CloudFormation role (ManagedPolicyArns).
 resource "aws_iam_role_policy_attachment" "host_role_results" {
-  count      = local.has_trust_anchor && local.has_result_bus ? 1 : 0
+  count      = local.has_trust_anchor && (local.has_result_bus || local.has_results_bus) ? 1 : 0
   role       = aws_iam_role.host_role[0].name
   policy_arn = aws_iam_policy.results_policy[0].arn
 }

@@ -20,6 +20,11 @@ output "rule_arn" {
   value       = aws_cloudwatch_event_rule.push_rule.arn
 }
 
+output "wave_rule_arn" {
+  description = "The rule on the results bus that delivers the previous wave's results to the queue"
+  value       = local.follows_wave ? aws_cloudwatch_event_rule.wave_rule[0].arn : null
+}
+
 output "scan_rule_arn" {
   description = "The EventBridge rule that delivers scan results to the queue"
   value       = local.has_scan_gate ? aws_cloudwatch_event_rule.scan_rule[0].arn : null
@@ -31,8 +36,8 @@ output "agent_policy_arn" {
 }
 
 output "results_policy_arn" {
-  description = "Attach next to agent_policy_arn so the agent can publish results (null without result_event_bus_name)"
-  value       = local.has_result_bus ? aws_iam_policy.results_policy[0].arn : null
+  description = "Attach next to agent_policy_arn so the agent can publish results (null without a results bus)"
+  value       = local.has_result_bus || local.has_results_bus ? aws_iam_policy.results_policy[0].arn : null
 }
 
 output "host_role_arn" {
@@ -49,9 +54,11 @@ output "config_snippet" {
     [queue]
     url = "${aws_sqs_queue.queue.url}"
     visibility_timeout_seconds = ${var.visibility_timeout_seconds}
-    %{if local.has_result_bus}
+    %{if local.publishes_to != ""}
     [notify]
-    event_bus = "${var.result_event_bus_name}"
+    event_bus = "${local.publishes_to}"
     %{endif}
+    [fleet]
+    wave = ${var.wave}
   EOT
 }

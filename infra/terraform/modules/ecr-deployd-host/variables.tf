@@ -81,6 +81,26 @@ variable "result_event_bus_name" {
   default     = ""
 }
 
+variable "wave" {
+  description = "The host's fleet wave ([fleet] wave), 1-20. 1 follows ECR pushes. N > 1 needs results_bus_name: a rule on that bus delivers the deployment results of wave N - 1 to this host's queue."
+  type        = number
+  default     = 1
+  validation {
+    condition     = var.wave >= 1 && var.wave <= 20 && floor(var.wave) == var.wave
+    error_message = "wave: a whole number 1..20."
+  }
+}
+
+variable "results_bus_name" {
+  description = "The fleet's results bus (one per fleet). Every host puts its \"ECR Deployment Result\" events there ([notify] event_bus); with wave > 1, wave N - 1's results reach this host's queue. Empty = no fleet. Takes the place of result_event_bus_name when both are set."
+  type        = string
+  default     = ""
+  validation {
+    condition     = can(regex("^[A-Za-z0-9._/-]{0,256}$", var.results_bus_name))
+    error_message = "results_bus_name: an event bus name."
+  }
+}
+
 variable "roles_anywhere_trust_anchor_arn" {
   description = "IAM Roles Anywhere trust anchor ARN. When set, a role for the host is created (certificate CN must equal host_name) with the agent policies attached."
   type        = string
