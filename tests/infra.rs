@@ -6,39 +6,11 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::process::Command;
 use std::time::Duration;
 
 use common::docker::*;
 use common::*;
 use serde_json::Value;
-
-fn venv_python() -> String {
-    concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python").to_owned()
-}
-
-/// Creates a stack of the template on `endpoint` with `params`; returns its outputs.
-fn provision(endpoint: &str, stack: &str, params: &[&str]) -> HashMap<String, String> {
-    let out = Command::new(venv_python())
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/infra/tools/provision.py"
-        ))
-        .args(["--endpoint-url", endpoint, "--stack", stack])
-        .args(params)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_DEFAULT_REGION", REGION)
-        .output()
-        .expect("run infra/tools/provision.py");
-    assert!(
-        out.status.success(),
-        "provisioning failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("stack outputs as JSON")
-}
 
 fn repositories_of(bodies: &[String]) -> Vec<String> {
     let mut repos: Vec<String> = bodies

@@ -114,6 +114,8 @@ struct FakeDeployer {
     seen: Mutex<Vec<DeployRequest>>,
     fail: bool,
     takes: Duration,
+    /// Fleet results recorded; each promotes its tag and digest once.
+    results: Mutex<Vec<crate::fleet::FleetResult>>,
 }
 
 impl Deployer for FakeDeployer {
@@ -127,6 +129,21 @@ impl Deployer for FakeDeployer {
             });
         }
         Ok(())
+    }
+
+    fn fleet_result(&self, result: &crate::fleet::FleetResult) -> Result<bool, String> {
+        self.results.lock().unwrap().push(result.clone());
+        Ok(true)
+    }
+
+    fn promotions_due(
+        &self,
+        _after_ms: i64,
+        _now_ms: i64,
+    ) -> Result<crate::ports::PromotionsDue, String> {
+        let mut results = self.results.lock().unwrap();
+        let due = results.drain(..).map(|r| (r.image, r.digest.to_string()));
+        Ok((due.collect(), None))
     }
 }
 
@@ -435,4 +452,72 @@ async fn the_queue_answering_again_after_an_outage_wakes_the_sweep() {
         "woken after {:?}",
         at - started
     );
+}
+
+fn result(repo: &str, tag: &str, d: char) -> String {
+    serde_json::json!({
+        "source": "ecr-deployd", "detail-type": "ECR Deployment Result",
+        "detail": {"name": "canary", "wave": 1, "container": "web", "repository": repo,
+            "tag": tag, "to_digest": digest(d).to_string(), "outcome": "succeeded"},
+    })
+    .to_string()
+}
+
+#[tokio::test(start_paused = true)]
+async fn on_a_later_wave_a_result_is_recorded_and_its_promotion_handed_off_even_right_after_the_push()
+ {
+    // The push is handed off (and held by the wave gate); the earlier wave's result arrives
+    // 2 s later and promotes the same digest: the promotion is handed off too, not settled
+    // as "just applied".
+    let a = agent(
+        FakeQueue::with(&[push("team/api", "prod", 'b')]),
+        FakeDeployer::default(),
+    );
+    let queue = a.queue.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let later = FakeQueue::with(&[result("team/api", "prod", 'b')]);
+        let mut m = later.ready.lock().unwrap().pop_front().unwrap();
+        m.receipt = Receipt("result".into());
+        queue.ready.lock().unwrap().push_back(m);
+    });
+    let mut settings = Settings::default();
+    settings.fleet.wave = 2;
+    run_for(&a, &settings, Duration::from_secs(30), SHUTDOWN_GRACE).await;
+    let seen = a.deployer.seen.lock().unwrap().clone();
+    let triggers: Vec<_> = seen.iter().map(|r| r.trigger).collect();
+    assert_eq!(
+        triggers,
+        [
+            crate::ports::Trigger::Event,
+            crate::ports::Trigger::Promotion
+        ]
+    );
+    assert_eq!(seen[1].desired, Desired::single(digest('b')));
+    assert!(
+        a.queue
+            .deleted
+            .lock()
+            .unwrap()
+            .contains(&Receipt("result".into())),
+        "the result's message is deleted once recorded"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn on_wave_one_a_result_is_deleted_and_promotes_nothing() {
+    let a = agent(
+        FakeQueue::with(&[result("team/api", "prod", 'b')]),
+        FakeDeployer::default(),
+    );
+    run_for(
+        &a,
+        &Settings::default(),
+        Duration::from_secs(10),
+        SHUTDOWN_GRACE,
+    )
+    .await;
+    assert!(a.deployer.seen.lock().unwrap().is_empty());
+    assert!(a.deployer.results.lock().unwrap().is_empty());
+    assert_eq!(a.queue.deleted(), 1);
 }

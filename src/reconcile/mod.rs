@@ -210,7 +210,8 @@ impl<Q: Queue, R: Registry, D: Deployer> Reconciler<Q, R, D> {
                     event_time,
                     resolved_in,
                 };
-                if self.just_applied(&image, &request.desired) {
+                // A promotion changes what the deployer decides (the wave gate): never skipped.
+                if trigger != Trigger::Promotion && self.just_applied(&image, &request.desired) {
                     // A follow-up of duplicates: ECR names what was just deployed and
                     // recorded for this tag, so the deployer would find everything done.
                     debug!(%image, "follow-up resolved to the digest just applied; nothing to hand off");

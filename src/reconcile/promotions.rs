@@ -38,7 +38,8 @@ pub async fn run<D: Deployer>(
         let now = now_ms();
         let nap = match deployer.promotions_due(after - MARGIN_MS, now) {
             Ok((due, next)) => {
-                handed.retain(|_, at| *at > now - 2 * MARGIN_MS);
+                // A tag handed on before this look's window can no longer come back in it.
+                handed.retain(|_, at| *at >= after - MARGIN_MS);
                 for (image, digest) in due {
                     if handed.insert((image.clone(), digest), now).is_some() {
                         continue;

@@ -12,6 +12,7 @@ pub mod podman;
 pub mod site;
 pub mod webhook;
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -527,4 +528,45 @@ pub async fn put_event(
         .await
         .unwrap();
     assert_eq!(out.failed_entry_count(), 0);
+}
+
+fn venv_python() -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python").to_owned()
+}
+
+/// Creates a stack of infra/cloudformation/ecr-deployd.yaml on `endpoint` with `params`;
+/// returns its outputs.
+pub fn provision(endpoint: &str, stack: &str, params: &[&str]) -> HashMap<String, String> {
+    provision_template(endpoint, stack, "ecr-deployd.yaml", params)
+}
+
+/// Creates a stack of infra/cloudformation/`template`; returns its outputs.
+pub fn provision_template(
+    endpoint: &str,
+    stack: &str,
+    template: &str,
+    params: &[&str],
+) -> HashMap<String, String> {
+    let out = Command::new(venv_python())
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/infra/tools/provision.py"
+        ))
+        .args(["--endpoint-url", endpoint, "--stack", stack, "--template"])
+        .arg(format!(
+            "{}/infra/cloudformation/{template}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .args(params)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_DEFAULT_REGION", REGION)
+        .output()
+        .expect("run infra/tools/provision.py");
+    assert!(
+        out.status.success(),
+        "provisioning failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("stack outputs as JSON")
 }
