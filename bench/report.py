@@ -71,6 +71,9 @@ def main():
     g = parts.get("gate_checks")
     if g:
         rows.append((f'gates added to a deploy, {g["runs"]} digests: signature / scan, median', f'{g["signature_ms"]["median"]:.1f} / {g["scan_ms"]["median"]:.1f} ms'))
+    fw = parts.get("fleet_waves")
+    if fw:
+        rows.append((f'fleet, {fw["waves"]} waves / {fw["hosts"]} hosts, bake 0: push -> last wave running', f'{fw["push_to_last_wave_running_ms"]:.0f} ms'))
     width = max(len(k) for k, _ in rows)
     print(f"\n== summary ({result['date']}, {result['machine']['cpus']} CPUs, Docker {result['machine']['docker']}, harness {wall} s)")
     for k, v in rows:

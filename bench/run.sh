@@ -15,5 +15,8 @@ for b in deploy_latency intake_drain sweep_scale footprint window_opening gate_c
   printf '\n\033[1m== %s\033[0m\n' "$b"
   cargo bench --quiet --bench "$b" 2>&1 | grep -v '^setup:' || { echo "benchmark $b failed" >&2; exit 1; }
 done
+# Fleet waves: push -> the last of three waves running, from the real-stack test that runs them.
+printf '\n\033[1m== %s\033[0m\n' fleet_waves
+cargo test --quiet --test fleet pushes_go_through_the_waves -- --nocapture 2>&1 | grep -E '^fleet_waves|test result' || { echo "fleet_waves failed" >&2; exit 1; }
 .venv/bin/python bench/report.py "$parts" "$(( $(date +%s) - started ))" bench/results/latest.json
 ./scripts/leftovers.sh
