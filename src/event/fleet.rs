@@ -2,8 +2,8 @@
 //! wave is fed by. Pure.
 //!
 //! The detail is the deployment notice every host puts on the results bus: `name` (the
-//! host's fleet name; older agents only sent `host`), `wave`, `container`, `repository`,
-//! `tag`, `to_digest`, `outcome`, `error`.
+//! host's fleet name; older agents only sent `host`), `wave`, `repository`, `tag`,
+//! `to_digest` and `outcome` are required; `container` and `error` are kept when present.
 
 use serde_json::Value;
 
@@ -35,11 +35,14 @@ fn parse(d: &Value) -> Result<FleetResult, String> {
             .ok_or_else(|| format!("no {k:?}"))
     };
     let host = text("name").or_else(|_| text("host"))?.to_owned();
-    let wave = d
-        .get("wave")
-        .and_then(Value::as_u64)
-        .filter(|w| (1..=u64::from(u32::MAX)).contains(w))
-        .ok_or("no \"wave\" (a number from 1)")? as u32;
+    // A number, as the agent puts it (so rules can match it); a numeral is taken too.
+    let wave = match d.get("wave") {
+        Some(Value::String(w)) => w.trim().parse::<u64>().ok(),
+        Some(w) => w.as_u64(),
+        None => None,
+    }
+    .filter(|w| (1..=u64::from(u32::MAX)).contains(w))
+    .ok_or("no \"wave\" (a number from 1)")? as u32;
     let outcome = text("outcome")?;
     if !OUTCOMES.contains(&outcome) {
         return Err(format!("outcome {outcome:?} is not one of {OUTCOMES:?}"));
@@ -47,7 +50,8 @@ fn parse(d: &Value) -> Result<FleetResult, String> {
     Ok(FleetResult {
         host,
         wave,
-        container: text("container")?.to_owned(),
+        // Only for the log and status: hosts are counted, not containers.
+        container: text("container").unwrap_or_default().to_owned(),
         image: ImageRef::new(
             None,
             Repository::parse(text("repository")?)?,

@@ -345,17 +345,26 @@ fn a_deployment_result_is_a_fleet_result_counted_by_fleet_name() {
         panic!("not a fleet result");
     };
     assert_eq!(r.host, "kernel-name");
+    // A numeral for the wave and no container are taken.
+    let mut d = result_detail();
+    d["wave"] = serde_json::json!("2");
+    d.as_object_mut().unwrap().remove("container");
+    let Classified::FleetResult(r) = classify(&result_event(d)) else {
+        panic!("not a fleet result");
+    };
+    assert_eq!((r.wave, r.container.as_str()), (2, ""));
 }
 
 #[test]
 fn a_deployment_result_with_a_bad_field_is_malformed_and_names_it() {
     for (key, value, says) in [
-        ("wave", serde_json::json!("1"), "wave"),
+        ("wave", serde_json::json!("first"), "wave"),
         ("wave", serde_json::json!(0), "wave"),
+        ("wave", serde_json::json!(-1), "wave"),
         ("outcome", serde_json::json!("exploded"), "exploded"),
         ("to_digest", serde_json::json!("sha256:zz"), "sha256:zz"),
         ("repository", serde_json::json!("Shop"), "Shop"),
-        ("container", serde_json::json!(""), "container"),
+        ("tag", serde_json::json!(""), "tag"),
     ] {
         let mut d = result_detail();
         d[key] = value;
