@@ -302,3 +302,40 @@ async fn resolve_batches_many_tags_of_one_repository_into_calls_of_at_most_100()
     }
     assert!(resolved[&refs[151]].as_ref().unwrap().is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletes_from_many_tasks_at_once_are_merged_and_all_land() {
+    use ecr_deployd::ports::Queue;
+    let Aws { moto, sqs, .. } = Aws::start().await;
+    let (url, _) = create_queue(&sqs, "host-deletes", None).await;
+    let bodies: Vec<String> = (0..25).map(|i| format!("{{\"n\":{i}}}")).collect();
+    send_all(&sqs, &url, &bodies).await;
+    let sdk = moto.sdk().await;
+    let queue = Arc::new(SqsQueue::new(&sdk, &url, Duration::from_secs(1)));
+    let mut messages = Vec::new();
+    while messages.len() < 25 {
+        let got = queue
+            .receive(10, Duration::from_secs(1), Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert!(!got.is_empty(), "only {} received", messages.len());
+        messages.extend(got);
+    }
+    // One task per message, all at once; the first message is deleted by two of them (two
+    // stages finishing with one duplicate delivery): still one entry in its batch.
+    let mut tasks = tokio::task::JoinSet::new();
+    for m in messages.iter().chain(messages.first()) {
+        let (queue, receipt) = (queue.clone(), m.receipt.clone());
+        tasks.spawn(async move { queue.delete(&[receipt]).await });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap().unwrap();
+    }
+    assert_eq!(
+        queue_counts(&sqs, &url).await,
+        (0, 0),
+        "every message deleted"
+    );
+    // Nothing to delete is no call and no error.
+    queue.delete(&[]).await.unwrap();
+}
