@@ -1,10 +1,5 @@
 //! [`Queue`] on Amazon SQS.
-//!
-//! Deletes from every stage go through one task that merges what is waiting into
-//! `DeleteMessageBatch` calls of up to 10: while one call is in flight the next requests
-//! queue up, and the next call takes them all. Nothing waits for a batch to fill.
 
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use aws_config::SdkConfig;
@@ -15,8 +10,6 @@ use aws_sdk_sqs::types::{
     MessageSystemAttributeName,
 };
 
-use tokio::sync::{mpsc, oneshot};
-
 use super::aws::remote_error;
 use crate::ports::{Message, Queue, Receipt, RemoteError};
 
@@ -25,16 +18,11 @@ const BATCH: usize = 10;
 /// Headroom over the long-poll wait before a receive attempt is considered hung.
 const RECEIVE_HEADROOM: Duration = Duration::from_secs(10);
 
-/// Receipts to delete, and who waits for the outcome.
-type Waiting = (Vec<Receipt>, oneshot::Sender<Result<(), RemoteError>>);
-
 /// The host's queue.
 #[derive(Clone, Debug)]
 pub struct SqsQueue {
     client: Client,
     url: String,
-    /// The delete task's inbox, started on the first delete.
-    deletes: Arc<OnceLock<mpsc::UnboundedSender<Waiting>>>,
 }
 
 impl SqsQueue {
@@ -50,7 +38,6 @@ impl SqsQueue {
         Self {
             client: Client::from_conf(config),
             url: url.to_owned(),
-            deletes: Arc::default(),
         }
     }
 
@@ -116,25 +103,33 @@ impl Queue for SqsQueue {
     }
 
     async fn delete(&self, receipts: &[Receipt]) -> Result<(), RemoteError> {
-        if receipts.is_empty() {
-            return Ok(());
+        for chunk in receipts.chunks(BATCH) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(&r.0)
+                        .build()
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| RemoteError {
+                    operation: "sqs:DeleteMessageBatch",
+                    message: e.to_string(),
+                    transient: false,
+                })?;
+            let out = self
+                .client
+                .delete_message_batch()
+                .queue_url(&self.url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| remote_error("sqs:DeleteMessageBatch", e))?;
+            Self::failures("sqs:DeleteMessageBatch", out.failed())?;
         }
-        let inbox = self.deletes.get_or_init(|| {
-            let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(merge_deletes(self.clone_without_inbox(), rx));
-            tx
-        });
-        let (done, outcome) = oneshot::channel();
-        if inbox.send((receipts.to_vec(), done)).is_err() {
-            return self.delete_now(receipts).await;
-        }
-        outcome.await.unwrap_or_else(|_| {
-            Err(RemoteError {
-                operation: "sqs:DeleteMessageBatch",
-                message: "the delete task stopped".into(),
-                transient: true,
-            })
-        })
+        Ok(())
     }
 
     async fn set_visibility(
@@ -170,73 +165,5 @@ impl Queue for SqsQueue {
             Self::failures("sqs:ChangeMessageVisibilityBatch", out.failed())?;
         }
         Ok(())
-    }
-}
-
-impl SqsQueue {
-    /// The same queue with an inbox of its own (the delete task's handle: it must not keep
-    /// its own inbox open).
-    fn clone_without_inbox(&self) -> Self {
-        Self {
-            client: self.client.clone(),
-            url: self.url.clone(),
-            deletes: Arc::default(),
-        }
-    }
-
-    /// `DeleteMessageBatch` calls for `receipts`, 10 at a time.
-    async fn delete_now(&self, receipts: &[Receipt]) -> Result<(), RemoteError> {
-        for chunk in receipts.chunks(BATCH) {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, r)| {
-                    DeleteMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(&r.0)
-                        .build()
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| RemoteError {
-                    operation: "sqs:DeleteMessageBatch",
-                    message: e.to_string(),
-                    transient: false,
-                })?;
-            let out = self
-                .client
-                .delete_message_batch()
-                .queue_url(&self.url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(|e| remote_error("sqs:DeleteMessageBatch", e))?;
-            Self::failures("sqs:DeleteMessageBatch", out.failed())?;
-        }
-        Ok(())
-    }
-}
-
-/// Merges the deletes that are waiting into one call (or a few, of 10) at a time.
-async fn merge_deletes(queue: SqsQueue, mut inbox: mpsc::UnboundedReceiver<Waiting>) {
-    while let Some(first) = inbox.recv().await {
-        let mut waiting = vec![first];
-        let mut count = waiting[0].0.len();
-        while count < BATCH {
-            match inbox.try_recv() {
-                Ok(w) => {
-                    count += w.0.len();
-                    waiting.push(w);
-                }
-                Err(_) => break,
-            }
-        }
-        let mut receipts: Vec<Receipt> = waiting.iter().flat_map(|(r, _)| r.clone()).collect();
-        // Two stages may finish with one message (a duplicate delivery): delete it once.
-        receipts.sort_by(|a, b| a.0.cmp(&b.0));
-        receipts.dedup();
-        let result = queue.delete_now(&receipts).await;
-        for (_, done) in waiting {
-            let _ = done.send(result.clone());
-        }
     }
 }
