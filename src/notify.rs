@@ -29,6 +29,9 @@ pub const EVENT_DETAIL_TYPE: &str = "ECR Deployment Result";
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Attempts per sink and notice (the first and two retries).
 const ATTEMPTS: usize = 3;
+/// Attempts at putting a deployment result on the bus: later fleet waves are fed by it
+/// (SPEC §14), so it is tried for about a minute before it is given up.
+const RESULT_ATTEMPTS: usize = 8;
 /// Notices waiting for delivery; beyond this they are dropped, never waited for.
 const BACKLOG: usize = 256;
 
@@ -335,10 +338,14 @@ async fn deliver(mut rx: mpsc::Receiver<Notice>, sinks: Arc<Sinks>) {
 }
 
 fn backoff() -> ExponentialBuilder {
+    backoff_of(ATTEMPTS)
+}
+
+fn backoff_of(attempts: usize) -> ExponentialBuilder {
     ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(500))
-        .with_max_delay(Duration::from_secs(5))
-        .with_max_times(ATTEMPTS - 1)
+        .with_max_delay(Duration::from_secs(10))
+        .with_max_times(attempts - 1)
         .with_jitter()
 }
 
@@ -392,10 +399,10 @@ async fn put_event(bus: &Bus, d: &DeploymentNotice) {
             .map_err(|_| "timed out".to_owned())?
     };
     let name = bus.name();
-    match attempt.retry(backoff()).await {
+    match attempt.retry(backoff_of(RESULT_ATTEMPTS)).await {
         Ok(()) => debug!(bus = %name, "deployment result event put"),
         Err(e) => {
-            warn!(bus = %name, error = %e, attempts = ATTEMPTS, "deployment result event not put")
+            warn!(bus = %name, error = %e, attempts = RESULT_ATTEMPTS, "deployment result event not put")
         }
     }
 }

@@ -152,21 +152,14 @@ impl Fleet {
             "repository": REPO, "tag": "prod", "from_digest": null, "to_digest": digest,
             "outcome": outcome, "trigger": "event", "error": null, "durations_ms": {"total": 1},
         });
-        let out = self
-            .events
-            .put_events()
-            .entries(
-                aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
-                    .source("ecr-deployd")
-                    .detail_type("ECR Deployment Result")
-                    .event_bus_name(BUS)
-                    .detail(detail.to_string())
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(out.failed_entry_count(), 0);
+        put_event_on(
+            &self.events,
+            Some(BUS),
+            "ecr-deployd",
+            "ECR Deployment Result",
+            &detail,
+        )
+        .await;
     }
 }
 

@@ -515,12 +515,24 @@ pub async fn put_event(
     detail_type: &str,
     detail: &serde_json::Value,
 ) {
+    put_event_on(events, None, source, detail_type, detail).await
+}
+
+/// As [`put_event`], on `bus` (`None`: the default bus).
+pub async fn put_event_on(
+    events: &aws_sdk_eventbridge::Client,
+    bus: Option<&str>,
+    source: &str,
+    detail_type: &str,
+    detail: &serde_json::Value,
+) {
     let out = events
         .put_events()
         .entries(
             aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
                 .source(source)
                 .detail_type(detail_type)
+                .set_event_bus_name(bus.map(str::to_owned))
                 .detail(detail.to_string())
                 .build(),
         )
