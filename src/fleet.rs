@@ -137,40 +137,58 @@ impl Verdict {
     }
 }
 
+/// What the results say of a digest, before the clock is asked.
+enum Standing {
+    Halted(Verdict),
+    Waiting(Verdict),
+    /// Promoted: deployable from this time (the promotion plus the bake).
+    Due(i64),
+}
+
 /// The verdict for `digest` of `tag` from `seen` (the results of its repository and digest;
 /// other digests' results are ignored).
 pub fn verdict(fleet: &Fleet, tag: &str, digest: &str, seen: &[Seen], now_ms: i64) -> Verdict {
     if !fleet.follows_results() {
         return Verdict::Go;
     }
+    match standing(fleet, tag, digest, seen) {
+        Standing::Halted(v) | Standing::Waiting(v) => v,
+        Standing::Due(until_ms) if now_ms < until_ms => Verdict::Baking { until_ms },
+        Standing::Due(_) => Verdict::Go,
+    }
+}
+
+/// When `digest` of `tag` becomes (or became) deployable by promotion: the promotion plus
+/// the bake time; `None` while it is not promoted, or when it is halted.
+pub fn due_ms(fleet: &Fleet, tag: &str, digest: &str, seen: &[Seen]) -> Option<i64> {
+    match standing(fleet, tag, digest, seen) {
+        Standing::Due(at) => Some(at),
+        _ => None,
+    }
+}
+
+fn standing(fleet: &Fleet, tag: &str, digest: &str, seen: &[Seen]) -> Standing {
     let of_digest = seen.iter().filter(|s| s.digest == digest);
     if let Some(h) = of_digest
         .clone()
         .filter(|s| s.wave < fleet.wave && HALTING.contains(&s.outcome.as_str()))
         .min_by_key(|s| s.seen_ms)
     {
-        return Verdict::Halted {
+        return Standing::Halted(Verdict::Halted {
             host: h.host.clone(),
             wave: h.wave,
             outcome: h.outcome.clone(),
             reason: h.error.clone(),
-        };
+        });
     }
     let hosts = succeeded_hosts(fleet, of_digest.filter(|s| s.tag == tag));
     let needed = fleet.promote_after.max(1);
     match hosts.get(needed as usize - 1) {
-        None => Verdict::Waiting {
+        None => Standing::Waiting(Verdict::Waiting {
             succeeded: hosts.into_iter().map(|(h, _)| h).collect(),
             needed,
-        },
-        Some(&(_, promoted_ms)) => {
-            let until_ms = promoted_ms + fleet.bake.as_millis() as i64;
-            if now_ms < until_ms {
-                Verdict::Baking { until_ms }
-            } else {
-                Verdict::Go
-            }
-        }
+        }),
+        Some(&(_, promoted_ms)) => Standing::Due(promoted_ms + fleet.bake.as_millis() as i64),
     }
 }
 
@@ -184,15 +202,6 @@ fn succeeded_hosts<'a>(fleet: &Fleet, seen: impl Iterator<Item = &'a Seen>) -> V
     let mut hosts: Vec<(String, i64)> = first.into_iter().map(|(h, t)| (h.into(), t)).collect();
     hosts.sort_by_key(|&(_, t)| t);
     hosts
-}
-
-/// When `digest` of `tag` becomes (or became) deployable by promotion: the promotion plus
-/// the bake time; `None` while it is not promoted, or when it is halted.
-pub fn due_ms(fleet: &Fleet, tag: &str, digest: &str, seen: &[Seen]) -> Option<i64> {
-    match verdict(fleet, tag, digest, seen, i64::MIN) {
-        Verdict::Baking { until_ms } => Some(until_ms),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

@@ -53,20 +53,19 @@ impl Host {
     fn deployments_to(&self, digest: &str) -> Vec<Value> {
         let (code, out, err) = run_cli(&self.config, &["history", "--json"], &[]);
         assert_eq!(code, 0, "{err}");
-        let all = json(&out);
-        let rows = all
+        let rows = json(&out)["deployments"]
             .as_array()
-            .or_else(|| all["deployments"].as_array())
             .cloned()
-            .unwrap_or_default();
+            .expect("history --json lists deployments");
         rows.into_iter()
             .filter(|d| d["to_digest"] == digest)
             .collect()
     }
 }
 
-/// A fleet on one emulator: the results bus, and hosts added one by one.
+/// A fleet on one emulator: the results bus, `prod` on v1 in ECR, and hosts added one by one.
 struct Fleet {
+    v1: String,
     aws: Aws,
     events: aws_sdk_eventbridge::Client,
     // Containers go before the registry's images.
@@ -87,18 +86,22 @@ impl Fleet {
             &[&format!("BusName={BUS}")],
         );
         assert_eq!(out["BusName"], BUS);
+        let registry = TestRegistry::start();
+        let v1 = registry.publish(REPO, "v1", Kind::Serve, "v1", true);
+        put_digest(&aws.ecr, REPO, "prod", &v1).await;
         Self {
+            v1,
             events: aws_sdk_eventbridge::Client::new(&aws.sdk),
             aws,
-            registry: TestRegistry::start(),
             scope: Scope::new(test),
+            registry,
             made: 0,
         }
     }
 
-    /// Provisions host `name` of `wave` and starts its container on `v1`; the agent is not
+    /// Provisions host `name` of `wave` and starts its container on v1; the agent is not
     /// started yet.
-    fn host(&mut self, name: &str, wave: u32, fleet: &str, v1: &str) -> Host {
+    fn host(&mut self, name: &str, wave: u32, fleet: &str) -> Host {
         let out = provision(
             &self.aws.moto.endpoint,
             &format!("ecr-deployd-{name}"),
@@ -119,7 +122,7 @@ impl Fleet {
         let image = format!("{mirror}/{REPO}:prod");
         docker(&[
             "tag",
-            &format!("{}/{REPO}@{v1}", self.registry.host),
+            &format!("{}/{REPO}@{}", self.registry.host, self.v1),
             &image,
         ]);
         let container = self.scope.name(name);
@@ -220,12 +223,11 @@ async fn until_state(host: &Host, state: &str, detail: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushes_go_through_the_waves_and_a_rollback_at_the_canaries_halts_the_rest() {
     let mut fleet = Fleet::new("fleet").await;
-    let v1 = fleet.registry.publish(REPO, "v1", Kind::Serve, "v1", true);
-    put_digest(&fleet.aws.ecr, REPO, "prod", &v1).await;
-    let mut ca = fleet.host("canary-a", 1, "", &v1);
-    let mut cb = fleet.host("canary-b", 1, "", &v1);
-    let mut w2 = fleet.host("wave2-a", 2, "promote_after = 2\n", &v1);
-    let mut w3 = fleet.host("wave3-a", 3, "", &v1);
+    let v1 = fleet.v1.clone();
+    let mut ca = fleet.host("canary-a", 1, "");
+    let mut cb = fleet.host("canary-b", 1, "");
+    let mut w2 = fleet.host("wave2-a", 2, "promote_after = 2\n");
+    let mut w3 = fleet.host("wave3-a", 3, "");
 
     // doctor on a wave 2 host finds the rule that feeds it from the results bus.
     let (code, out, err) = run_cli(&w2.config, &["doctor"], &[]);
@@ -335,10 +337,9 @@ async fn pushes_go_through_the_waves_and_a_rollback_at_the_canaries_halts_the_re
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_promoted_digest_bakes_before_the_next_wave_deploys_it() {
     let mut fleet = Fleet::new("bake").await;
-    let v1 = fleet.registry.publish(REPO, "v1", Kind::Serve, "v1", true);
-    put_digest(&fleet.aws.ecr, REPO, "prod", &v1).await;
-    let mut canary = fleet.host("canary", 1, "", &v1);
-    let mut w2 = fleet.host("wave2", 2, "bake_minutes = 1\n", &v1);
+    let v1 = fleet.v1.clone();
+    let mut canary = fleet.host("canary", 1, "");
+    let mut w2 = fleet.host("wave2", 2, "bake_minutes = 1\n");
     canary.start();
     w2.start();
     let v2 = fleet.push("v2", Kind::Serve).await;

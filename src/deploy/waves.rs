@@ -3,6 +3,8 @@
 //! its bake time passed, and never when an earlier wave halted it. `approve` is not held.
 //! Also the executor's side of the fleet results: recording them, and the promotions due.
 
+use std::collections::BTreeSet;
+
 use serde::Serialize;
 use tracing::info;
 
@@ -75,13 +77,14 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
         let tag = follows.tag.as_str();
         let now = now_ms();
         // The newest promoted digest: the one whose promotion came last, unless halted.
-        let promoted_digest = all
+        let digests: BTreeSet<&str> = all
             .iter()
             .filter(|s| s.tag == tag)
-            .filter_map(|s| {
-                let at = fleet::due_ms(fleet, tag, &s.digest, &all)?;
-                Some((at, s.digest.clone()))
-            })
+            .map(|s| s.digest.as_str())
+            .collect();
+        let promoted_digest = digests
+            .into_iter()
+            .filter_map(|d| Some((fleet::due_ms(fleet, tag, d, &all)?, d.to_owned())))
             .max()
             .map(|(_, d)| d);
         let mut status = WaveStatus {

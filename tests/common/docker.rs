@@ -178,52 +178,11 @@ impl Drop for TestRegistry {
             let _ = child.wait();
             hosts.push(host.clone());
         }
-        for host in hosts {
-            remove_images_of(&host);
-        }
-    }
-}
-
-/// Removes every image of registry `host`, and the test images that lost their tag.
-fn remove_images_of(host: &str) {
-    {
         // Removing an image prunes its cached parents, which a build running at the same time
         // may be using: removals and builds take turns.
         let _turn = image_lock();
-        // By id: images only known by digest have no tag to name them by.
-        let images = Command::new("docker")
-            .args([
-                "images",
-                "-q",
-                "--no-trunc",
-                "--filter",
-                &format!("reference={host}/*/*"),
-            ])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default();
-        let mut ids: Vec<String> = images.split_whitespace().map(str::to_owned).collect();
-        ids.sort();
-        ids.dedup();
-        // A Swarm task container may still be going away (its service was removed just now):
-        // its image cannot be removed until it is gone; try again for a while.
-        for attempt in 0..30 {
-            ids.retain(|id| {
-                let out = Command::new("docker").args(["rmi", "-f", id]).output();
-                let gone = out.as_ref().is_ok_and(|o| o.status.success());
-                if !gone && attempt == 29 {
-                    eprintln!(
-                        "test registry {host}: image {id} not removed: {}",
-                        out.map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
-                            .unwrap_or_default()
-                    );
-                }
-                !gone
-            });
-            if ids.is_empty() {
-                break;
-            }
-            std::thread::sleep(Duration::from_secs(1));
+        for host in hosts {
+            remove_images_of(&host);
         }
         // Images of removed test containers that lost their tag (a swap replaced them).
         let _ = Command::new("docker")
@@ -235,6 +194,45 @@ fn remove_images_of(host: &str) {
                 &format!("label={TEST_LABEL}.image"),
             ])
             .output();
+    }
+}
+
+/// Removes every image of registry `host` (the caller holds the image lock).
+fn remove_images_of(host: &str) {
+    // By id: images only known by digest have no tag to name them by.
+    let images = Command::new("docker")
+        .args([
+            "images",
+            "-q",
+            "--no-trunc",
+            "--filter",
+            &format!("reference={host}/*/*"),
+        ])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let mut ids: Vec<String> = images.split_whitespace().map(str::to_owned).collect();
+    ids.sort();
+    ids.dedup();
+    // A Swarm task container may still be going away (its service was removed just now):
+    // its image cannot be removed until it is gone; try again for a while.
+    for attempt in 0..30 {
+        ids.retain(|id| {
+            let out = Command::new("docker").args(["rmi", "-f", id]).output();
+            let gone = out.as_ref().is_ok_and(|o| o.status.success());
+            if !gone && attempt == 29 {
+                eprintln!(
+                    "test registry {host}: image {id} not removed: {}",
+                    out.map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+                        .unwrap_or_default()
+                );
+            }
+            !gone
+        });
+        if ids.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(1));
     }
 }
 
