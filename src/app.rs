@@ -14,8 +14,11 @@ use tracing::warn;
 
 use crate::adapters::docker::DockerRuntime;
 use crate::adapters::ecr::EcrCredentials;
+use crate::adapters::s3::S3Archives;
 use crate::adapters::supply::SupplyFacts;
 use crate::adapters::{aws, ecr::EcrRegistry, sqs::SqsQueue};
+use crate::archive::resolve::ArchiveResolver;
+use crate::archive::sources::Sources;
 use crate::commands::act;
 use crate::config::{ConfigError, Settings};
 use crate::control::lease::{Lease, LeaseError};
@@ -173,6 +176,37 @@ pub fn deploy_config(settings: &Settings) -> DeployConfig {
     }
 }
 
+/// Where "what should run" comes from, on the real adapters: ECR for tags, S3 for archives
+/// (loaded into `runtime`, remembered in `store`).
+pub type RealSources = Sources<EcrRegistry, ArchiveResolver<S3Archives, DockerRuntime>>;
+
+/// The real [`RealSources`].
+pub fn sources(
+    sdk: &aws_config::SdkConfig,
+    runtime: &Arc<DockerRuntime>,
+    store: &Arc<Store>,
+    settings: &Settings,
+) -> RealSources {
+    let archives = ArchiveResolver::new(
+        Arc::new(S3Archives::new(sdk)),
+        runtime.clone(),
+        store.clone(),
+    )
+    .with_mirror(Some(settings.registry.mirror.clone()).filter(|m| !m.is_empty()));
+    Sources {
+        ecr: EcrRegistry::new(sdk),
+        archives: Some(archives),
+    }
+}
+
+impl RealSources {
+    /// Tells operators about refused archives through `notifier`.
+    pub fn with_notifier(mut self, notifier: Notifier) -> Self {
+        self.archives = self.archives.map(|a| a.with_notifier(notifier));
+        self
+    }
+}
+
 /// `ecr-deployd run`: the daemon on the real adapters, until `shutdown` completes.
 /// `docker_host` is the value of `DOCKER_HOST`, if set.
 pub async fn run(
@@ -193,8 +227,10 @@ pub async fn run(
     metrics.set_sweep_interval(Duration::from_secs(settings.sweep.interval_seconds));
     let fleet = settings.fleet()?;
     let notifier = Notifier::start(&settings.notify, &sdk).in_fleet(&fleet.name, fleet.wave);
+    let runtime = Arc::new(runtime);
+    let registry = sources(&sdk, &runtime, &store, &settings).with_notifier(notifier.clone());
     let executor = Executor::new(
-        Arc::new(runtime),
+        runtime,
         Arc::new(EcrCredentials::new(&sdk)),
         store,
         deploy_config(&settings),
@@ -204,7 +240,7 @@ pub async fn run(
     .with_supply(Arc::new(SupplyFacts::new(&sdk)));
     let agent = Agent {
         queue: Arc::new(SqsQueue::new(&sdk, &settings.queue.url, wait)),
-        registry: Arc::new(EcrRegistry::new(&sdk)),
+        registry: Arc::new(registry),
         deployer: Arc::new(executor),
         stats,
         notifier,
@@ -319,7 +355,7 @@ pub async fn run(
     undo_abandoned(agent.deployer.as_ref()).await;
     watchdog_stop.cancel();
     info!(
-        ecr_calls = agent.registry.calls(),
+        ecr_calls = agent.registry.ecr.calls(),
         "ecr-deployd stopped cleanly"
     );
     Ok(())

@@ -11,7 +11,9 @@ use serde_json::Value;
 
 mod fleet;
 mod hints;
+mod s3;
 pub use hints::GateHint;
+pub use s3::parse_source;
 
 /// A content digest, always `sha256:<64 lowercase hex>`.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -112,7 +114,11 @@ impl Tag {
     }
 }
 
-/// What the agent follows: a `repository:tag` in one ECR registry.
+/// How an S3 archive source starts (`ecr-deployd.source=s3://BUCKET/KEY`).
+pub const ARCHIVE_SCHEME: &str = "s3://";
+
+/// What the agent follows: a `repository:tag` in one ECR registry, or an S3 archive
+/// ([`ImageRef::archive`]).
 ///
 /// `registry` is the 12-digit account id when known; events delivered by real AWS always
 /// carry it, the emulator omits it, and `None` means "the account of our credentials".
@@ -130,6 +136,27 @@ impl ImageRef {
             repository,
             tag,
         }
+    }
+
+    /// An S3 archive followed instead of an ECR tag (SPEC §13): `s3://BUCKET/KEY`. It is
+    /// kept as repository `s3://BUCKET` and tag `KEY` (no ECR repository has a `:`), so
+    /// coalescing, matching, history and notices treat it like any tag.
+    pub fn archive(bucket: &str, key: &str) -> Self {
+        Self {
+            registry: None,
+            repository: Repository(format!("{ARCHIVE_SCHEME}{bucket}")),
+            tag: Tag(key.to_owned()),
+        }
+    }
+
+    /// `(bucket, key)` when this follows an S3 archive.
+    pub fn archive_location(&self) -> Option<(&str, &str)> {
+        let bucket = self.repository.0.strip_prefix(ARCHIVE_SCHEME)?;
+        Some((bucket, self.tag.as_str()))
+    }
+
+    pub fn is_archive(&self) -> bool {
+        self.archive_location().is_some()
     }
 
     /// Parses `repository[:tag]` (no tag = `latest`), as in the `ecr-deployd.image` label.
@@ -207,6 +234,9 @@ impl ImageRef {
 
 impl fmt::Display for ImageRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some((bucket, key)) = self.archive_location() {
+            return write!(f, "{ARCHIVE_SCHEME}{bucket}/{key}");
+        }
         write!(f, "{}:{}", self.repository.as_str(), self.tag.as_str())
     }
 }
@@ -215,8 +245,9 @@ impl fmt::Display for ImageRef {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PushEvent {
     pub image: ImageRef,
-    /// The digest the event names: a hint only, never what gets deployed.
-    pub digest_hint: Digest,
+    /// The digest the event names: a hint only, never what gets deployed. S3 events name
+    /// none.
+    pub digest_hint: Option<Digest>,
     /// The event's `time`, when present and valid (for event-to-running measurements).
     pub time: Option<SystemTime>,
     pub region: Option<String>,
@@ -269,6 +300,9 @@ fn classify_envelope(v: &Value, what: &str) -> Classified {
     }
     if source == Some(fleet::SOURCE) {
         return fleet::result(v);
+    }
+    if source == Some(s3::SOURCE) {
+        return s3::object_created(v);
     }
     if source != Some(ECR_SOURCE) {
         return match source {
@@ -331,7 +365,7 @@ fn classify_envelope(v: &Value, what: &str) -> Classified {
     }
     Classified::Reconcile(PushEvent {
         image: ImageRef::new(registry, repository, tag),
-        digest_hint,
+        digest_hint: Some(digest_hint),
         time: v
             .get("time")
             .and_then(Value::as_str)

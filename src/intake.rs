@@ -161,7 +161,7 @@ pub async fn run<Q: Queue>(
         for m in messages {
             match classify(&m.body) {
                 Classified::Reconcile(push) => {
-                    debug!(message_id = %m.id, image = %push.image, hint = %push.digest_hint, "push event");
+                    debug!(message_id = %m.id, image = %push.image, hint = ?push.digest_hint, "push event");
                     inflight.track(m.receipt.clone(), Instant::now());
                     let request = Request {
                         image: push.image,
@@ -169,7 +169,7 @@ pub async fn run<Q: Queue>(
                         message: Some((m.id, m.receipt)),
                         receive_count: m.receive_count,
                         event_time: push.time,
-                        digest_hint: Some(push.digest_hint),
+                        digest_hint: push.digest_hint,
                     };
                     if tx.send(request).await.is_err() {
                         // The pipeline is gone (shutdown): the message stays tracked and is

@@ -9,6 +9,10 @@
 //! - [`event`]: queue bodies (EventBridge, SNS-wrapped) → [`event::Classified`] (pushes,
 //!   and re-check hints from signature pushes and scan events); domain
 //!   newtypes [`event::Digest`], [`event::ImageRef`]. Pure.
+//! - [`archive`]: S3 archives as an image source (SPEC §13): the object facts and the
+//!   checks of a load (pure), the resolver that loads a new object into the Engine
+//!   ([`archive::resolve`]), and [`archive::sources`], which sends tags to ECR and `s3://`
+//!   keys to S3 behind one [`ports::Registry`].
 //! - [`image`]: when a container runs the desired image — any of its digests, or an
 //!   index's manifest for this host's platform. Pure.
 //! - [`ports`]: the seams — [`ports::Queue`], [`ports::Registry`], [`ports::Deployer`].
@@ -30,7 +34,7 @@
 //!   lease, the daemon's control socket.
 //! - [`model`]: a deployment's domain values: outcome, journal step, phases.
 //! - [`store`]: SQLite state: history, deploy journal, blocked digests; schema versions.
-//! - [`adapters`]: SQS, ECR (AWS SDK), the gates' facts (`adapters::supply`), Docker (`adapters::docker`: one Engine client, bollard
+//! - [`adapters`]: SQS, ECR, S3 (AWS SDK), the gates' facts (`adapters::supply`), Docker (`adapters::docker`: one Engine client, bollard
 //!   + raw JSON, every call timed) — the only code that sees SDK types.
 //! - [`notify`]: webhooks and EventBridge deployment results, off the deploy path.
 //! - [`systemd`]: READY / WATCHDOG / STOPPING for `Type=notify`.
@@ -41,6 +45,7 @@
 
 pub mod adapters;
 pub mod app;
+pub mod archive;
 pub mod commands;
 pub mod config;
 pub mod control;

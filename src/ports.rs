@@ -19,6 +19,8 @@ use crate::image::{Desired, Platform};
 pub const LABEL_ENABLE: &str = "ecr-deployd.enable";
 /// The `repository:tag` a container follows, when not its configured image's.
 pub const LABEL_IMAGE: &str = "ecr-deployd.image";
+/// The S3 archive a container follows instead of an ECR tag: `s3://BUCKET/KEY` (SPEC §13).
+pub const LABEL_SOURCE: &str = "ecr-deployd.source";
 /// Per-container health timeout in seconds.
 pub const LABEL_HEALTH_TIMEOUT: &str = "ecr-deployd.health-timeout";
 /// Suffix of the old container's name while a swap is in progress.
@@ -94,6 +96,15 @@ pub trait Registry: Send + Sync + 'static {
         &self,
         images: &[ImageRef],
     ) -> impl Future<Output = HashMap<ImageRef, Resolution>> + Send;
+
+    /// As [`Registry::resolve`], changing nothing on this host (`status`, dry runs): an S3
+    /// archive not loaded yet is reported as such, not loaded.
+    fn peek(
+        &self,
+        images: &[ImageRef],
+    ) -> impl Future<Output = HashMap<ImageRef, Resolution>> + Send {
+        self.resolve(images)
+    }
 }
 
 /// Why a deploy was asked for.
@@ -170,6 +181,28 @@ pub trait Deployer: Send + Sync + 'static {
 
 /// Promotions that fell due (tag, digest), and when the next one falls due.
 pub type PromotionsDue = (Vec<(ImageRef, String)>, Option<i64>);
+
+/// The bytes of an archive on their way from S3 to the Engine.
+pub type ArchiveBody = futures::stream::BoxStream<'static, Result<bytes::Bytes, std::io::Error>>;
+
+/// S3, where archives are kept (SPEC §13).
+pub trait Archives: Send + Sync + 'static {
+    /// What `key` holds now (`None`: no such key or bucket).
+    fn head(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<crate::archive::ObjectFacts>, RemoteError>> + Send;
+
+    /// The bytes of exactly the object `facts` describes (a newer upload meanwhile fails the
+    /// read rather than mixing two objects).
+    fn open(
+        &self,
+        bucket: &str,
+        key: &str,
+        facts: &crate::archive::ObjectFacts,
+    ) -> impl Future<Output = Result<ArchiveBody, RemoteError>> + Send;
+}
 
 /// Credentials for pulling from the registry (ECR GetAuthorizationToken).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -443,6 +476,40 @@ pub trait Runtime: Send + Sync + 'static {
     fn remove(&self, id: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
     /// The image id a container runs.
     fn image_of(&self, id: &str) -> impl Future<Output = Result<String, RuntimeError>> + Send;
+    /// Loads a `docker save` archive (plain, gzip, bzip2 or xz) from `body`; returns the ids
+    /// of the images the Engine reports loading.
+    fn load(
+        &self,
+        _body: ArchiveBody,
+    ) -> impl Future<Output = Result<Vec<String>, RuntimeError>> + Send {
+        async {
+            Err(RuntimeError::permanent(
+                "load image",
+                "this runtime cannot load archives",
+            ))
+        }
+    }
+    /// Whether the image `image_id` is on this host.
+    fn has_image(
+        &self,
+        _image_id: &str,
+    ) -> impl Future<Output = Result<bool, RuntimeError>> + Send {
+        async { Ok(false) }
+    }
+    /// Tags the local image `image_id` as `reference` (what a container's successor is made
+    /// from); a 404 when the image is no longer here.
+    fn tag(
+        &self,
+        _image_id: &str,
+        _reference: &str,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send {
+        async {
+            Err(RuntimeError::permanent(
+                "tag image",
+                "this runtime cannot tag images",
+            ))
+        }
+    }
     /// Removes an image if no container uses it; keeps it otherwise.
     fn remove_image_if_unused(
         &self,

@@ -10,11 +10,13 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 pub use crate::model::{Outcome, Phases, Step};
+pub use archives::ArchiveLoad;
 pub use control::{ALL, Pause};
 pub use fleet::Due;
 pub use gates::Rejection;
 pub use group::Member;
 
+mod archives;
 mod control;
 mod fleet;
 mod gates;
@@ -108,6 +110,7 @@ const MIGRATIONS: &[&str] = &[
     gates::SCHEMA_V4,
     group::SCHEMA_V5,
     fleet::SCHEMA_V6,
+    archives::SCHEMA_V7,
 ];
 
 const SCHEMA_V1: &str = "

@@ -4,5 +4,6 @@ pub mod aws;
 pub mod docker;
 pub mod ecr;
 pub mod events;
+pub mod s3;
 pub mod sqs;
 pub mod supply;

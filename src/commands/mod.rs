@@ -16,9 +16,9 @@ use serde::Serialize;
 
 use crate::adapters::aws;
 use crate::adapters::docker::DockerRuntime;
-use crate::adapters::ecr::{EcrCredentials, EcrRegistry};
+use crate::adapters::ecr::EcrCredentials;
 use crate::adapters::supply::SupplyFacts;
-use crate::app::deploy_config;
+use crate::app::{RealSources, deploy_config, sources};
 use crate::config::Settings;
 use crate::deploy::Executor;
 use crate::deploy::waves::WaveStatus;
@@ -35,25 +35,26 @@ type RealExecutor = Executor<DockerRuntime, EcrCredentials>;
 /// What the commands that talk to ECR and Docker need.
 pub struct Context {
     pub settings: Settings,
-    pub registry: EcrRegistry,
+    pub registry: RealSources,
     pub executor: RealExecutor,
     pub sdk: aws_config::SdkConfig,
 }
 
 impl Context {
     pub async fn new(settings: Settings, docker_host: Option<&str>) -> Result<Self, String> {
-        let runtime = DockerRuntime::new(docker_host)?;
-        let store = Store::open(&settings.state.path).map_err(|e| e.to_string())?;
+        let runtime = Arc::new(DockerRuntime::new(docker_host)?);
+        let store = Arc::new(Store::open(&settings.state.path).map_err(|e| e.to_string())?);
         let sdk = aws::sdk_config(&settings).await;
+        let registry = sources(&sdk, &runtime, &store, &settings);
         let executor = Executor::new(
-            Arc::new(runtime),
+            runtime,
             Arc::new(EcrCredentials::new(&sdk)),
-            Arc::new(store),
+            store,
             deploy_config(&settings),
         )
         .with_supply(Arc::new(SupplyFacts::new(&sdk)));
         Ok(Self {
-            registry: EcrRegistry::new(&sdk),
+            registry,
             executor,
             sdk,
             settings,
@@ -136,6 +137,7 @@ fn state_of(row: &Row) -> &'static str {
         Action::WouldDeploy => "behind",
         Action::Blocked => "blocked",
         Action::NotInEcr => "not_in_ecr",
+        Action::NotInS3 => "not_in_s3",
         Action::Stopped => "stopped",
         Action::Refused => "refused",
         Action::Pending => "pending",

@@ -54,6 +54,16 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
         if !applies.any() {
             return Ok(Checked::Go(Vec::new()));
         }
+        if t.follows().is_archive() {
+            // Fail closed: an archive has no ECR signature or scan to look at.
+            return Ok(Checked::Rejected {
+                gate: if applies.signed { "signature" } else { "scan" },
+                reason: format!(
+                    "{} is an S3 archive: it has no signature or ECR scan for the gates to check",
+                    t.follows()
+                ),
+            });
+        }
         let Some(supply) = &self.supply else {
             return Ok(Checked::Unknown(
                 "gates configured but no way to check them".into(),

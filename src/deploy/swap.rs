@@ -99,7 +99,7 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
             warn!(container = %c.name, error = %e, "could not remove an old dependent; recovery will");
         }
         if self.cfg.remove_old_images
-            && let Some(image) = old_image
+            && let Some(image) = self.image_to_remove(c, old_image)
         {
             let _ = self.runtime.remove_image_if_unused(&image).await;
         }
@@ -154,13 +154,44 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
     }
 
     /// Pulls `desired` from the registry (or mirror) and tags it as `c`'s image reference.
+    /// An archive's image was loaded from S3 when its key was resolved: it is only tagged.
     async fn pull(&self, c: &Managed, desired: &Digest) -> Result<(), Failure> {
+        if c.follows.is_archive() {
+            if c.image.starts_with("sha256:") {
+                let why = format!(
+                    "{} was created from an image id, not a name: its successor would run the same image; create it from the archive's image name",
+                    c.name
+                );
+                return Err(Failure::failed(why, false));
+            }
+            return self
+                .runtime
+                .tag(desired.as_str(), &c.image)
+                .await
+                .map_err(Failure::runtime);
+        }
         let (auth, host) = self.pull_auth_and_host().await?;
         let source = format!("{host}/{}@{desired}", c.follows.repository.as_str());
         self.runtime
             .pull(&source, desired, &auth, &c.image)
             .await
             .map_err(Failure::runtime)
+    }
+
+    /// The image a committed swap leaves behind: the old one; for an archive, whose image
+    /// cannot be pulled again, the one before it (the old one is kept for a rollback until
+    /// a newer deploy succeeds).
+    fn image_to_remove(&self, c: &Managed, old_image: Option<String>) -> Option<String> {
+        if !c.follows.is_archive() {
+            return old_image;
+        }
+        let history = self.store.history(Some(&c.name), 50).ok()?;
+        let last = history
+            .iter()
+            .find(|d| d.outcome == Some(crate::store::Outcome::Succeeded))?;
+        last.from_digest
+            .clone()
+            .filter(|before| Some(before) != old_image.as_ref() && *before != last.to_digest)
     }
 
     /// Creates `c`'s successor under `<name>.ecr-deployd-new`, replacing one a crash left.

@@ -27,6 +27,18 @@ pub(super) fn result(v: &Value) -> Classified {
     }
 }
 
+/// The result's `repository:tag`, or the S3 archive a host follows (SPEC §13).
+fn image(repository: &str, tag: &str) -> Result<ImageRef, String> {
+    match repository.strip_prefix(super::ARCHIVE_SCHEME) {
+        Some(bucket) => super::s3::location(bucket, tag).map(|(b, k)| ImageRef::archive(&b, &k)),
+        None => Ok(ImageRef::new(
+            None,
+            Repository::parse(repository)?,
+            Tag::parse(tag)?,
+        )),
+    }
+}
+
 fn parse(d: &Value) -> Result<FleetResult, String> {
     let text = |k: &str| {
         d.get(k)
@@ -52,11 +64,7 @@ fn parse(d: &Value) -> Result<FleetResult, String> {
         wave,
         // Only for the log and status: hosts are counted, not containers.
         container: text("container").unwrap_or_default().to_owned(),
-        image: ImageRef::new(
-            None,
-            Repository::parse(text("repository")?)?,
-            Tag::parse(text("tag")?)?,
-        ),
+        image: image(text("repository")?, text("tag")?)?,
         digest: Digest::parse(text("to_digest")?)?,
         outcome: outcome.to_owned(),
         error: d

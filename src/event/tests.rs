@@ -19,7 +19,7 @@ fn push_with_tag_is_a_reconcile_request_with_account_and_time() {
     assert_eq!(p.image.tag.as_str(), "latest");
     assert_eq!(p.image.registry.as_deref(), Some("123456789012"));
     assert_eq!(p.region.as_deref(), Some("us-west-2"));
-    assert_eq!(p.digest_hint.short(), "7f5b2640fe6f");
+    assert_eq!(p.digest_hint.as_ref().unwrap().short(), "7f5b2640fe6f");
     let t = p.time.expect("event time parsed");
     assert_eq!(
         humantime::format_rfc3339(t).to_string(),
@@ -67,8 +67,13 @@ fn delete_failure_and_scan_events_are_nothing_to_do() {
 
 #[test]
 fn other_sources_and_plain_json_are_foreign() {
+    // S3's own events are archive hints (SPEC §13); AWS's example of one is read as such.
+    let Classified::Reconcile(p) = classify(&fixture("s3-object-created.json")) else {
+        panic!("an S3 Object Created event is a hint for its key")
+    };
+    assert_eq!(p.image.to_string(), "s3://example-bucket/example-key");
     assert!(matches!(
-        classify(&fixture("foreign-s3.json")),
+        classify(r#"{"source":"aws.ec2","detail-type":"EC2 Instance State-change Notification"}"#),
         Classified::Foreign(_)
     ));
     assert!(matches!(

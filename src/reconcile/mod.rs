@@ -235,9 +235,14 @@ impl<Q: Queue, R: Registry, D: Deployer> Reconciler<Q, R, D> {
                 warn!(%image, registry = ?image.registry, "tag not found in ECR: nothing to deploy");
                 None
             }
+            // Recorded and told (SPEC §13): the same object is never loaded again.
+            Err(e) if crate::archive::is_refusal(&e) => {
+                warn!(%image, error = %e, "archive refused; nothing deployed");
+                None
+            }
             Err(e) => {
-                warn!(%image, error = %e, "could not resolve the tag in ECR; messages stay queued");
-                Some(format!("resolving the tag in ECR failed: {e}"))
+                warn!(%image, error = %e, "could not resolve the tag; messages stay queued");
+                Some(format!("resolving {image} failed: {e}"))
             }
         };
         self.settle(&image, &requests, &receipts, failure).await;

@@ -38,6 +38,8 @@ pub enum Action {
     Blocked,
     /// The tag (or repository) does not exist in ECR.
     NotInEcr,
+    /// The archive's key (or bucket) does not exist in S3.
+    NotInS3,
     /// Not running: left alone.
     Stopped,
     /// A deploy is needed and refused (a container shares its namespace, or an
@@ -71,6 +73,7 @@ impl Action {
             Action::WouldDeploy => "would deploy",
             Action::Blocked => "blocked",
             Action::NotInEcr => "not in ECR",
+            Action::NotInS3 => "not in S3",
             Action::Stopped => "stopped",
             Action::Refused => "refused",
             Action::ResolveFailed => "ECR error",
@@ -197,7 +200,10 @@ where
     tags.dedup();
     let host = executor.platform().await?;
     let started = Instant::now();
-    let resolved = registry.resolve(&tags).await;
+    let resolved = match trigger {
+        "dry-run" => registry.peek(&tags).await,
+        _ => registry.resolve(&tags).await,
+    };
     let resolved_in = started.elapsed();
     if !tags.is_empty()
         && resolved
@@ -249,13 +255,24 @@ impl<RT: Runtime, C: Credentials> Pass<'_, RT, C> {
         };
         let desired = match resolution {
             Ok(Some(d)) => d,
+            Ok(None) if target.follows().is_archive() => {
+                row.action = Action::NotInS3;
+                return row;
+            }
             Ok(None) => {
                 row.action = Action::NotInEcr;
                 return row;
             }
             Err(e) => {
-                row.action = Action::ResolveFailed;
-                row.detail = detail(e.to_string());
+                row.action = match () {
+                    _ if crate::archive::is_refusal(&e) => Action::Refused,
+                    _ if crate::archive::is_not_loaded(&e) => Action::WouldDeploy,
+                    _ => Action::ResolveFailed,
+                };
+                row.detail = detail(match row.action {
+                    Action::ResolveFailed => e.to_string(),
+                    _ => e.message,
+                });
                 return row;
             }
         };

@@ -10,11 +10,12 @@ use tracing::warn;
 use super::{DockerRuntime, timed};
 use crate::control::policy::{LABEL_POLICY, LABEL_WINDOW, PolicyLabels};
 use crate::deploy::hooks::HookLabels;
-use crate::event::follows;
+use crate::event::{Digest, follows, parse_source};
 use crate::gate::GateLabels;
 use crate::image::repo_digests;
 use crate::ports::{
-    LABEL_ENABLE, LABEL_HEALTH_TIMEOUT, LABEL_IMAGE, Managed, NEW_SUFFIX, OLD_SUFFIX, RuntimeError,
+    LABEL_ENABLE, LABEL_HEALTH_TIMEOUT, LABEL_IMAGE, LABEL_SOURCE, Managed, NEW_SUFFIX, OLD_SUFFIX,
+    RuntimeError,
 };
 
 /// Swarm marks its task containers with this label; they belong to services, not to us.
@@ -48,11 +49,15 @@ impl DockerRuntime {
             return Ok(None);
         }
         let configured = config.image.clone().unwrap_or_default();
-        let follows = match follows(
-            &configured,
-            labels.get(LABEL_IMAGE).map(String::as_str),
-            mirror,
-        ) {
+        let follows = match labels.get(LABEL_SOURCE) {
+            Some(source) => parse_source(source).map_err(|e| format!("label {LABEL_SOURCE}: {e}")),
+            None => follows(
+                &configured,
+                labels.get(LABEL_IMAGE).map(String::as_str),
+                mirror,
+            ),
+        };
+        let follows = match follows {
             Ok(f) => f,
             Err(reason) => {
                 warn!(container = %name, %reason, "managed container skipped");
@@ -76,6 +81,8 @@ impl DockerRuntime {
         )
         .await
         {
+            // An archive's image has no registry digest: its identity is its id (SPEC §13).
+            Ok(_) if follows.is_archive() => Digest::parse(&image_id).into_iter().collect(),
             Ok(image) => repo_digests(
                 &image.repo_digests.unwrap_or_default(),
                 follows.repository.as_str(),

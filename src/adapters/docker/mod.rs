@@ -4,6 +4,7 @@
 //! where bollard's models would drop fields (inspect → create, service specs). Every call
 //! has a timeout: a hung Engine fails the call as transient, it never holds a lock forever.
 
+mod archive;
 mod create;
 mod engine;
 mod exec;
@@ -407,6 +408,18 @@ impl Runtime for DockerRuntime {
             RuntimeError::http("inspect container", 404, format!("no container {id}"))
         })?;
         Ok(inspect.image.unwrap_or_default())
+    }
+
+    async fn load(&self, body: crate::ports::ArchiveBody) -> Result<Vec<String>, RuntimeError> {
+        self.load_archive(body).await
+    }
+
+    async fn has_image(&self, image_id: &str) -> Result<bool, RuntimeError> {
+        self.image_exists(image_id).await
+    }
+
+    async fn tag(&self, image_id: &str, reference: &str) -> Result<(), RuntimeError> {
+        self.tag_local(image_id, reference).await
     }
 
     async fn remove_image_if_unused(&self, image_id: &str) -> Result<(), RuntimeError> {

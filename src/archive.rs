@@ -1,0 +1,143 @@
+//! S3 archives as an image source (SPEC §13): what an object is, and whether what was
+//! streamed into the Engine is the image it should be. Pure; the loading is
+//! [`resolve`], the S3 calls are `adapters::s3`.
+//!
+//! A `docker save` archive has no registry digest (the Engine drops RepoDigests on load), so
+//! an archive's identity is the id of the image it holds: the config digest. The agent
+//! knows it only once the archive is loaded, so resolving an archive key loads it (once per
+//! object: the store remembers which object gave which image, and which was refused).
+
+pub mod resolve;
+pub mod sources;
+
+use crate::ports::RemoteError;
+
+/// What S3 says a key holds now (HeadObject).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ObjectFacts {
+    /// The ETag, without quotes.
+    pub etag: String,
+    /// Empty when the bucket is not versioned.
+    pub version_id: String,
+    pub size: u64,
+    /// The SHA-256 of the whole object, lowercase hex, when S3 has one: a full-object
+    /// `ChecksumSHA256` or `sha256` user metadata.
+    pub sha256: Option<String>,
+}
+
+impl ObjectFacts {
+    /// How logs and refusals name this object.
+    pub fn describe(&self, bucket: &str, key: &str) -> String {
+        match self.version_id.as_str() {
+            "" => format!("s3://{bucket}/{key} (ETag {})", self.etag),
+            v => format!("s3://{bucket}/{key} (ETag {}, version {v})", self.etag),
+        }
+    }
+}
+
+/// The `ChecksumSHA256` S3 reports (base64 of the 32 bytes) as hex, when it is the whole
+/// object's: a multipart upload's composite checksum (`…-N`) is not the bytes' SHA-256.
+pub fn checksum_hex(checksum: &str) -> Option<String> {
+    use base64::Engine as _;
+    if checksum.contains('-') {
+        return None;
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(checksum)
+        .ok()?;
+    (bytes.len() == 32).then(|| bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// A `sha256` user metadata value, when it is 64 hex characters (a `sha256:` prefix is
+/// allowed).
+pub fn metadata_hex(value: &str) -> Option<String> {
+    let v = value.trim();
+    let hex = v.strip_prefix("sha256:").unwrap_or(v).to_ascii_lowercase();
+    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then_some(hex)
+}
+
+/// What streaming an object into the Engine came to, as the resolver saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Streamed {
+    pub bytes: u64,
+    /// SHA-256 of the bytes streamed, lowercase hex.
+    pub sha256: String,
+    /// Reading from S3 stopped with this error before the end.
+    pub read_error: Option<String>,
+}
+
+/// Why a load is refused, or which image it gave. `loaded`: the image ids the Engine
+/// reported loading (`Err` when the load failed, with whether that was transient).
+pub fn verdict(
+    facts: &ObjectFacts,
+    streamed: &Streamed,
+    loaded: Result<Vec<String>, (String, bool)>,
+) -> Result<String, Refusal> {
+    if let Some(e) = &streamed.read_error {
+        return Err(Refusal::Transient(format!(
+            "reading the object stopped: {e}"
+        )));
+    }
+    if streamed.bytes != facts.size {
+        return Err(Refusal::Refused(format!(
+            "truncated: {} of {} bytes arrived",
+            streamed.bytes, facts.size
+        )));
+    }
+    if let Some(want) = &facts.sha256
+        && *want != streamed.sha256
+    {
+        return Err(Refusal::Refused(format!(
+            "the bytes' SHA-256 is {} but S3 has {want} for the object",
+            streamed.sha256
+        )));
+    }
+    let ids = match loaded {
+        Ok(ids) => ids,
+        Err((e, true)) => return Err(Refusal::Transient(e)),
+        Err((e, false)) => {
+            return Err(Refusal::Refused(format!(
+                "the Engine could not load it as a docker save archive: {e}"
+            )));
+        }
+    };
+    match ids.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(Refusal::Refused(
+            "the archive holds no image (its manifest.json names none)".into(),
+        )),
+        many => Err(Refusal::Refused(format!(
+            "the archive holds {} images ({}); one is expected",
+            many.len(),
+            many.join(", ")
+        ))),
+    }
+}
+
+/// Why an archive gave no image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The object is not a valid archive of one image: remembered, never loaded again.
+    Refused(String),
+    /// S3 or the Engine failed on the way: tried again.
+    Transient(String),
+}
+
+/// The operation of a [`RemoteError`] for an archive that was refused (recorded: the
+/// message that asked for it may go).
+pub const REFUSED: &str = "S3 archive refused";
+/// The operation of a [`RemoteError`] for an archive not loaded yet (`status` only looks).
+pub const NOT_LOADED: &str = "S3 archive not loaded";
+
+/// Whether `e` says the archive was refused, rather than that S3 could not be asked.
+pub fn is_refusal(e: &RemoteError) -> bool {
+    e.operation == REFUSED
+}
+
+/// Whether `e` says the archive is new and not loaded yet (a dry run does not load).
+pub fn is_not_loaded(e: &RemoteError) -> bool {
+    e.operation == NOT_LOADED
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,134 @@
+use super::*;
+
+fn facts(size: u64, sha256: Option<&str>) -> ObjectFacts {
+    ObjectFacts {
+        etag: "abc".into(),
+        version_id: String::new(),
+        size,
+        sha256: sha256.map(str::to_owned),
+    }
+}
+
+fn streamed(bytes: u64, sha256: &str) -> Streamed {
+    Streamed {
+        bytes,
+        sha256: sha256.into(),
+        read_error: None,
+    }
+}
+
+const ID: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+
+#[test]
+fn one_image_whole_and_matching_is_its_image_id() {
+    let sha = "a".repeat(64);
+    let got = verdict(
+        &facts(10, Some(&sha)),
+        &streamed(10, &sha),
+        Ok(vec![ID.into()]),
+    );
+    assert_eq!(got, Ok(ID.to_owned()));
+    // No checksum in S3: the size and the Engine decide.
+    let got = verdict(&facts(10, None), &streamed(10, &sha), Ok(vec![ID.into()]));
+    assert_eq!(got, Ok(ID.to_owned()));
+}
+
+#[test]
+fn truncated_mismatched_corrupt_and_multi_image_archives_are_refused_by_name() {
+    let (a, b) = ("a".repeat(64), "b".repeat(64));
+    let refused = |r: Result<String, Refusal>| match r {
+        Err(Refusal::Refused(why)) => why,
+        other => panic!("{other:?}"),
+    };
+    let why = refused(verdict(
+        &facts(10, None),
+        &streamed(7, &a),
+        Ok(vec![ID.into()]),
+    ));
+    assert_eq!(why, "truncated: 7 of 10 bytes arrived");
+    let why = refused(verdict(
+        &facts(10, Some(&b)),
+        &streamed(10, &a),
+        Ok(vec![ID.into()]),
+    ));
+    assert!(
+        why.contains(&format!("SHA-256 is {a} but S3 has {b}")),
+        "{why}"
+    );
+    // The size is checked before the Engine's answer: a short read explains a failed load.
+    let why = refused(verdict(
+        &facts(10, None),
+        &streamed(7, &a),
+        Err(("unexpected EOF".into(), false)),
+    ));
+    assert!(why.starts_with("truncated"), "{why}");
+    let why = refused(verdict(
+        &facts(10, None),
+        &streamed(10, &a),
+        Err(("archive/tar: invalid tar header".into(), false)),
+    ));
+    assert!(
+        why.contains("could not load it as a docker save archive: archive/tar"),
+        "{why}"
+    );
+    let why = refused(verdict(&facts(10, None), &streamed(10, &a), Ok(vec![])));
+    assert!(why.contains("holds no image"), "{why}");
+    let two = vec![ID.to_owned(), ID.replace('1', "2")];
+    let why = refused(verdict(&facts(10, None), &streamed(10, &a), Ok(two)));
+    assert!(
+        why.starts_with("the archive holds 2 images (sha256:1111"),
+        "{why}"
+    );
+}
+
+#[test]
+fn failures_on_the_way_are_tried_again_not_remembered() {
+    let a = "a".repeat(64);
+    let cut = Streamed {
+        read_error: Some("connection reset".into()),
+        ..streamed(3, &a)
+    };
+    assert!(matches!(
+        verdict(&facts(10, None), &cut, Err(("unexpected EOF".into(), false))),
+        Err(Refusal::Transient(why)) if why.contains("connection reset")
+    ));
+    assert!(matches!(
+        verdict(
+            &facts(10, None),
+            &streamed(10, &a),
+            Err(("no answer".into(), true))
+        ),
+        Err(Refusal::Transient(_))
+    ));
+}
+
+#[test]
+fn s3_checksums_become_hex_only_when_they_cover_the_whole_object() {
+    // SHA-256 of the empty string.
+    let empty = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
+    assert_eq!(
+        checksum_hex(empty).as_deref(),
+        Some("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+    );
+    assert_eq!(checksum_hex(&format!("{empty}-3")), None);
+    assert_eq!(checksum_hex("not base64!"), None);
+    assert_eq!(checksum_hex("AAAA"), None);
+    let hex = "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855";
+    assert_eq!(metadata_hex(hex), Some(hex.to_ascii_lowercase()));
+    assert_eq!(
+        metadata_hex(&format!("sha256:{hex}")),
+        Some(hex.to_ascii_lowercase())
+    );
+    assert_eq!(metadata_hex("abc"), None);
+}
+
+#[test]
+fn objects_are_named_with_their_etag_and_version() {
+    let mut f = facts(1, None);
+    assert_eq!(f.describe("b", "k.tar"), "s3://b/k.tar (ETag abc)");
+    f.version_id = "v1".into();
+    assert_eq!(
+        f.describe("b", "k.tar"),
+        "s3://b/k.tar (ETag abc, version v1)"
+    );
+}
