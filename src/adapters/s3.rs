@@ -1,6 +1,6 @@
 //! [`Archives`] on Amazon S3 (AWS SDK): HeadObject for what a key holds now, GetObject of
-//! exactly that object (If-Match its ETag, its version when versioned), streamed chunk by
-//! chunk: an archive is never held in memory.
+//! exactly that object (If-Match its ETag), streamed chunk by chunk: an archive is never held
+//! in memory.
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::types::ChecksumMode;
@@ -41,7 +41,14 @@ impl Archives for S3Archives {
         let out = match out {
             Ok(o) => o,
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => return Ok(None),
-            Err(e) => return Err(remote_error("S3 HeadObject", e)),
+            Err(e) => {
+                let mut e = remote_error("S3 HeadObject", e);
+                if e.message.contains("HTTP 403") {
+                    // Without s3:ListBucket, S3 answers a missing key with 403 too.
+                    e.message += " (the key does not exist, or this host may not read it)";
+                }
+                return Err(e);
+            }
         };
         let etag = out.e_tag().unwrap_or_default().trim_matches('"').to_owned();
         let from_metadata = out
@@ -65,15 +72,14 @@ impl Archives for S3Archives {
         key: &str,
         facts: &ObjectFacts,
     ) -> Result<ArchiveBody, RemoteError> {
-        let mut get = self
+        // If-Match rather than the version id: the same object, with s3:GetObject alone
+        // (a version id would need s3:GetObjectVersion too).
+        let get = self
             .client
             .get_object()
             .bucket(bucket)
             .key(key)
             .if_match(format!("\"{}\"", facts.etag));
-        if !facts.version_id.is_empty() {
-            get = get.version_id(&facts.version_id);
-        }
         let out = get.send().await.map_err(|e| {
             let mut e = remote_error("S3 GetObject", e);
             // 412: a newer object replaced it since HeadObject; the next look loads that.

@@ -258,7 +258,9 @@ pub enum Kind {
     ExitAtOnce,
 }
 
-fn build_image(reference: &str, kind: Kind, version: &str) {
+/// Builds a local image of `kind` serving `version` as `reference` (labelled for the
+/// leftovers check; the caller removes it).
+pub fn build_image(reference: &str, kind: Kind, version: &str) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy("/bin/busybox", dir.path().join("busybox"))
         .expect("/bin/busybox (busybox-static) is needed: run ./scripts/setup.sh");

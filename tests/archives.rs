@@ -1,0 +1,330 @@
+//! S3 archives (SPEC §13) on the real stack: the archive bucket and host stacks of
+//! infra/cloudformation on moto, S3's EventBridge notification delivering `Object Created`
+//! through the host's rule to its queue, `docker save | xz` archives of images built here,
+//! the agent binary, and the Engine loading what it streams from S3.
+//!
+//! Edges covered: an archive of what already runs deploys nothing; a new archive at the same
+//! key is deployed by its event; a truncated archive and one whose bytes do not match the
+//! `sha256` metadata are refused with the container, and the name it was made from, as they
+//! were, and are shown `refused` by status; an archive whose app exits is rolled back and
+//! blocked; an upload whose event is lost is found by the sweep; `rollback` goes back to the
+//! previous archive's image, kept on the host; a key outside the rule's prefix sends nothing.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::docker::*;
+use common::site::{json, status_of};
+use common::*;
+
+const BUCKET: &str = "edt-archives";
+const KEY: &str = "app/app-latest.tar.xz";
+
+/// The images a test builds and loads, removed (by id) when it ends, after its containers.
+struct Images {
+    repo: String,
+    ids: std::sync::Mutex<Vec<String>>,
+}
+
+impl Images {
+    /// Builds `repo:version` serving `version` (or exiting, per `kind`); its id.
+    fn build(&self, version: &str, kind: Kind) -> String {
+        let reference = format!("{}:{version}", self.repo);
+        build_image(&reference, kind, version);
+        let id = docker(&["image", "inspect", "--format", "{{.Id}}", &reference]);
+        self.ids.lock().unwrap().push(id.clone());
+        id
+    }
+
+    /// `docker save REPO:latest | xz` of image `id` into `path`: the archive names the image
+    /// as the pipeline's does. `latest` goes back to `keep` afterwards, and the version's own
+    /// tag is removed, so the only way the image reaches a container is the load.
+    fn archive(&self, id: &str, version: &str, keep: &str, path: &Path) -> Vec<u8> {
+        let latest = format!("{}:latest", self.repo);
+        docker(&["tag", id, &latest]);
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!("docker save {latest} | xz -1 > {}", path.display()))
+            .status()
+            .unwrap();
+        assert!(out.success(), "docker save | xz");
+        docker(&["tag", keep, &latest]);
+        if id != keep {
+            // Its last name: the image goes with it.
+            docker(&["rmi", &format!("{}:{version}", self.repo)]);
+        }
+        std::fs::read(path).unwrap()
+    }
+
+    fn latest(&self) -> String {
+        let latest = format!("{}:latest", self.repo);
+        docker(&["image", "inspect", "--format", "{{.Id}}", &latest])
+    }
+}
+
+impl Drop for Images {
+    fn drop(&mut self) {
+        for id in self.ids.lock().unwrap().iter() {
+            let _ = Command::new("docker").args(["rmi", "-f", id]).output();
+        }
+    }
+}
+
+async fn upload(s3: &aws_sdk_s3::Client, key: &str, bytes: Vec<u8>, sha256: Option<String>) {
+    let mut put = s3.put_object().bucket(BUCKET).key(key).body(bytes.into());
+    if let Some(sha) = sha256 {
+        put = put.metadata("sha256", sha);
+    }
+    put.send().await.unwrap();
+}
+
+async fn notifications(s3: &aws_sdk_s3::Client, on: bool) {
+    let mut config = aws_sdk_s3::types::NotificationConfiguration::builder();
+    if on {
+        config = config.event_bridge_configuration(
+            aws_sdk_s3::types::EventBridgeConfiguration::builder().build(),
+        );
+    }
+    s3.put_bucket_notification_configuration()
+        .bucket(BUCKET)
+        .notification_configuration(config.build())
+        .send()
+        .await
+        .unwrap();
+}
+
+/// `history --json` rows of `name`, newest first.
+fn history(config: &str, name: &str) -> Vec<serde_json::Value> {
+    let (code, out, err) = run_cli(config, &["history", name, "--json"], &[]);
+    assert_eq!(code, 0, "{err}");
+    json(&out)["deployments"].as_array().cloned().unwrap()
+}
+
+fn image_of(container: &str) -> String {
+    docker(&["inspect", "--format", "{{.Image}}", container])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn archives_are_loaded_checked_deployed_refused_rolled_back_and_swept() {
+    let images = Images {
+        repo: format!(
+            "edt-archive-{}/app",
+            &sha256_hex(format!("{:?}", std::time::SystemTime::now()).as_bytes())[..8]
+        ),
+        ids: Default::default(),
+    };
+    let scope = Scope::new("archives");
+    let dir = tempfile::tempdir().unwrap();
+    let moto = Moto::start();
+    let sdk = moto.sdk().await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .build(),
+    );
+    provision_template(
+        &moto.endpoint,
+        "archives",
+        "archive-bucket.yaml",
+        &[&format!("BucketName={BUCKET}")],
+    );
+    // moto's CloudFormation leaves the bucket's EventBridge notification off: turned on here,
+    // as an operator does for a bucket that already exists.
+    notifications(&s3, true).await;
+    let out = provision(
+        &moto.endpoint,
+        "ecr-deployd-arch-host",
+        &[
+            "HostName=arch-host",
+            "Repositories=unused/app",
+            &format!("ArchiveBucketName={BUCKET}"),
+            "ArchivePrefix=app/",
+        ],
+    );
+    assert!(
+        out["ArchiveRuleArn"].ends_with("rule/ecr-deployd-arch-host-archives"),
+        "{out:?}"
+    );
+    let state = dir.path().join("state.db");
+    let config = format!(
+        "[aws]\nregion = \"{REGION}\"\nendpoint_url = \"{}\"\n[queue]\nurl = \"{}\"\nwait_time_seconds = 1\n\
+         [sweep]\ninterval_seconds = 3600\njitter_seconds = 0\n[deploy]\ndebounce_millis = 100\nmin_uptime_seconds = 1\n\
+         [state]\npath = \"{}\"\n",
+        moto.endpoint,
+        out["QueueUrl"],
+        state.display()
+    );
+
+    // v1 runs, from the name the archive gives it; its archive is uploaded: nothing to do.
+    let v1 = images.build("v1", Kind::Serve);
+    let a1 = images.archive(&v1, "v1", &v1, &dir.path().join("v1.tar.xz"));
+    let name = scope.name("app");
+    let source = format!("ecr-deployd.source=s3://{BUCKET}/{KEY}");
+    let latest = format!("{}:latest", images.repo);
+    scope.run(
+        &name,
+        &[
+            "--label",
+            "ecr-deployd.enable=true",
+            "--label",
+            &source,
+            &latest,
+        ],
+    );
+    let first_id = docker(&["inspect", "--format", "{{.Id}}", &name]);
+    let agent = AgentProcess::start(&config, &["run"]);
+    upload(&s3, KEY, a1.clone(), Some(sha256_hex(&a1))).await;
+    agent.until_logged("archive loaded").await;
+    assert_eq!(
+        status_of(&config, &name)["state"],
+        "up_to_date",
+        "{}",
+        agent.log_text()
+    );
+    assert!(history(&config, &name).is_empty());
+
+    // v2 at the same key: its event deploys it.
+    let v2 = images.build("v2", Kind::Serve);
+    let a2 = images.archive(&v2, "v2", &v1, &dir.path().join("v2.tar.xz"));
+    let local = docker(&["images", "-q", "--no-trunc"]);
+    assert!(!local.lines().any(|l| l == v2), "v2 is only in the archive");
+    upload(&s3, KEY, a2.clone(), Some(sha256_hex(&a2))).await;
+    let done = |to: String| {
+        let (config, name) = (config.clone(), name.clone());
+        move || {
+            let rows = history(&config, &name);
+            let finished = rows
+                .first()
+                .is_some_and(|r| r["to_digest"] == to.as_str() && !r["outcome"].is_null());
+            std::future::ready(finished)
+        }
+    };
+    eventually(Duration::from_secs(90), "v2 deployed", done(v2.clone())).await;
+    assert_eq!(image_of(&name), v2);
+    let rows = history(&config, &name);
+    assert_eq!(rows[0]["to_digest"], v2.as_str());
+    assert_eq!(rows[0]["from_digest"], v1.as_str());
+    assert_eq!(rows[0]["trigger"], "event");
+    assert_eq!(rows[0]["outcome"], "succeeded");
+    assert_eq!(rows[0]["repository"], format!("s3://{BUCKET}"));
+    assert_eq!(
+        images.latest(),
+        v2,
+        "the swap names the new image as the container's image"
+    );
+    let v2_container = docker(&["inspect", "--format", "{{.Id}}", &name]);
+    assert_ne!(v2_container, first_id);
+
+    // A truncated archive: refused, nothing touched, status says why.
+    let cut = a2[..a2.len() / 2].to_vec();
+    upload(&s3, KEY, cut, None).await;
+    eventually(
+        Duration::from_secs(60),
+        "truncated archive refused",
+        || async { status_of(&config, &name)["state"] == "refused" },
+    )
+    .await;
+    let s = status_of(&config, &name);
+    assert_eq!(s["state"], "refused", "{s}");
+    let detail = s["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("could not load it as a docker save archive"),
+        "{detail}"
+    );
+    assert_eq!(
+        docker(&["inspect", "--format", "{{.Id}}", &name]),
+        v2_container
+    );
+
+    // A valid archive whose bytes do not match the SHA-256 S3 has for it: refused, and the
+    // name the container was made from still names what it runs.
+    let v3 = images.build("v3", Kind::Serve);
+    let a3 = images.archive(&v3, "v3", &v2, &dir.path().join("v3.tar.xz"));
+    upload(&s3, KEY, a3, Some("0".repeat(64))).await;
+    eventually(
+        Duration::from_secs(60),
+        "mismatched archive refused",
+        || async {
+            let s = status_of(&config, &name);
+            s["state"] == "refused" && s["detail"].as_str().unwrap().contains("SHA-256")
+        },
+    )
+    .await;
+    let s = status_of(&config, &name);
+    assert!(
+        s["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("S3 has {} for the object", "0".repeat(64))),
+        "{s}"
+    );
+    assert_eq!(
+        docker(&["inspect", "--format", "{{.Id}}", &name]),
+        v2_container
+    );
+    assert_eq!(
+        images.latest(),
+        v2,
+        "a refused load leaves the container's image name alone"
+    );
+    assert_eq!(
+        history(&config, &name).len(),
+        1,
+        "refusals are not deployments"
+    );
+
+    // An app that exits: rolled back to the same container, and blocked.
+    let bad = images.build("bad", Kind::ExitAtOnce);
+    let abad = images.archive(&bad, "bad", &v2, &dir.path().join("bad.tar.xz"));
+    upload(&s3, KEY, abad.clone(), Some(sha256_hex(&abad))).await;
+    eventually(
+        Duration::from_secs(90),
+        "bad archive rolled back",
+        done(bad.clone()),
+    )
+    .await;
+    assert_eq!(history(&config, &name)[0]["outcome"], "rolled_back");
+    assert_eq!(
+        docker(&["inspect", "--format", "{{.Id}}", &name]),
+        v2_container
+    );
+    assert_eq!(status_of(&config, &name)["state"], "blocked");
+
+    // v4 uploaded while S3 sends no events: the sweep finds it.
+    notifications(&s3, false).await;
+    let v4 = images.build("v4", Kind::Serve);
+    let a4 = images.archive(&v4, "v4", &v2, &dir.path().join("v4.tar.xz"));
+    upload(&s3, KEY, a4.clone(), Some(sha256_hex(&a4))).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(image_of(&name), v2, "no event, no deploy before the sweep");
+    let (code, out, err) = run_cli(&config, &["sweep"], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(image_of(&name), v4);
+    let rows = history(&config, &name);
+    assert_eq!(
+        (rows[0]["to_digest"].as_str(), rows[0]["trigger"].as_str()),
+        (Some(v4.as_str()), Some("sweep"))
+    );
+
+    // rollback: back to v2, which stayed on the host for it.
+    let (code, out, err) = run_cli(&config, &["rollback", &name], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(image_of(&name), v2);
+    assert_eq!(history(&config, &name)[0]["trigger"], "manual");
+
+    // A key outside the rule's prefix sends nothing: nothing about it reaches the agent.
+    notifications(&s3, true).await;
+    upload(&s3, "other/app-latest.tar.xz", a2, None).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        !agent.log_text().contains("other/app-latest"),
+        "{}",
+        agent.log_text()
+    );
+    drop(agent);
+    drop(scope);
+    drop(images);
+}
