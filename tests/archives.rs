@@ -35,7 +35,17 @@ impl Images {
         let reference = format!("{}:{version}", self.repo);
         build_image(&reference, kind, version);
         let id = docker(&["image", "inspect", "--format", "{{.Id}}", &reference]);
-        self.ids.lock().unwrap().push(id.clone());
+        // The builder's intermediate images go too, the image before its parents.
+        let mut chain = vec![id.clone()];
+        loop {
+            let last = chain.last().unwrap().clone();
+            let parent = docker(&["image", "inspect", "--format", "{{.Parent}}", &last]);
+            if parent.is_empty() {
+                break;
+            }
+            chain.push(parent);
+        }
+        self.ids.lock().unwrap().extend(chain);
         id
     }
 

@@ -16,6 +16,7 @@ from cfnlint.decode import cfn_yaml
 INFRA = pathlib.Path(__file__).resolve().parent.parent
 TEMPLATE = INFRA / "cloudformation" / "ecr-deployd.yaml"
 BUS_TEMPLATE = INFRA / "cloudformation" / "fleet-results-bus.yaml"
+ARCHIVE_BUCKET_TEMPLATE = INFRA / "cloudformation" / "archive-bucket.yaml"
 MODULE = INFRA / "terraform" / "modules" / "ecr-deployd-host"
 BIN = pathlib.Path(sys.executable).parent
 
@@ -35,6 +36,9 @@ AGENT_ACTIONS = {
 RESULTS_ACTIONS = {"events:PutEvents"}
 # SPEC §9: only with the scan gate (ScanGate / scan_gate), on the followed repositories.
 SCAN_ACTIONS = {"ecr:DescribeImageScanFindings", "ecr:DescribeRepositories"}
+# SPEC §9: only with S3 archives, on the archive prefix (and the named KMS key).
+ARCHIVE_ACTIONS = {"s3:GetObject"}
+ARCHIVE_KEY_ACTIONS = {"kms:Decrypt"}
 # The only action ECR offers no resource-level permission for.
 STAR_RESOURCE_ALLOWED = {"ecr:GetAuthorizationToken"}
 
@@ -46,7 +50,13 @@ TERRAFORM_ONLY = {
     "wave_rule": "aws_cloudwatch_event_target (CloudFormation: WaveRule.Targets)",
     "host_role_agent": "aws_iam_role_policy_attachment (CloudFormation: HostRole.ManagedPolicyArns)",
     "host_role_results": "aws_iam_role_policy_attachment (CloudFormation: HostRole.ManagedPolicyArns)",
+    "archive_rule": "aws_cloudwatch_event_target (CloudFormation: ArchiveRule.Targets)",
+    "host_role_archives": "aws_iam_role_policy_attachment (CloudFormation: HostRole.ManagedPolicyArns)",
+    "host_role_archives_key": "aws_iam_role_policy_attachment (CloudFormation: HostRole.ManagedPolicyArns)",
+    "archive_bucket_notification": "aws_s3_bucket_notification: CloudFormation cannot change a bucket it did not create (archive-bucket.yaml)",
 }
+# Variables of Terraform-only resources.
+TERRAFORM_ONLY_VARIABLES = {"archive_bucket_notification"}
 # CloudFormation cannot map over a list, so its policy covers 10 names; Terraform has no limit.
 CLOUDFORMATION_ONLY_OUTPUTS = {"RepositoryListTruncated"}
 
@@ -93,14 +103,16 @@ def tf():
 
 
 def test_cfn_lint_clean():
-    r = subprocess.run([BIN / "cfn-lint", str(TEMPLATE), str(BUS_TEMPLATE)], capture_output=True, text=True)
+    r = subprocess.run(
+        [BIN / "cfn-lint", str(TEMPLATE), str(BUS_TEMPLATE), str(ARCHIVE_BUCKET_TEMPLATE)], capture_output=True, text=True
+    )
     assert r.returncode == 0, r.stdout + r.stderr
 
 
 @pytest.mark.parametrize(
     "framework,target",
     [
-        ("cloudformation", ["-f", str(TEMPLATE), "-f", str(BUS_TEMPLATE)]),
+        ("cloudformation", ["-f", str(TEMPLATE), "-f", str(BUS_TEMPLATE), "-f", str(ARCHIVE_BUCKET_TEMPLATE)]),
         ("terraform", ["-d", str(INFRA / "terraform")]),
     ],
 )
@@ -114,8 +126,9 @@ def test_checkov_no_failed_checks(framework, target):
     assert "Failed checks: 0" in r.stdout, r.stdout
 
 
-def test_checkov_suppressions_are_justified():
-    text = TEMPLATE.read_text()
+@pytest.mark.parametrize("template", [TEMPLATE, ARCHIVE_BUCKET_TEMPLATE])
+def test_checkov_suppressions_are_justified(template):
+    text = template.read_text()
     for m in re.finditer(r"- id: (CKV_\w+)\n\s+comment: >-\n((?:\s+.+\n)+)", text):
         assert len(m.group(2).split()) >= 10, f"{m.group(1)} suppressed without a reason"
     assert text.count("id: CKV_") == len(re.findall(r"- id: CKV_\w+\n\s+comment:", text))
@@ -138,7 +151,8 @@ def test_terraform_parses():
 
 def test_parameters_match_variables(cfn, tf):
     params = {snake(p) for p in cfn["Parameters"]}
-    assert params == set(tf["variable"]), (params ^ set(tf["variable"]))
+    variables = set(tf["variable"]) - TERRAFORM_ONLY_VARIABLES
+    assert params == variables, params ^ variables
     for p, spec in cfn["Parameters"].items():
         var = tf["variable"][snake(p)]
         if "Default" in spec:
@@ -172,6 +186,9 @@ def test_resource_names_match(cfn, tf):
         ("ScanRule", "Name", ("aws_cloudwatch_event_rule", "scan_rule"), "name"),
         ("AgentPolicy", "ManagedPolicyName", ("aws_iam_policy", "agent_policy"), "name"),
         ("ResultsPolicy", "ManagedPolicyName", ("aws_iam_policy", "results_policy"), "name"),
+        ("ArchiveRule", "Name", ("aws_cloudwatch_event_rule", "archive_rule"), "name"),
+        ("ArchivesPolicy", "ManagedPolicyName", ("aws_iam_policy", "archives_policy"), "name"),
+        ("ArchivesKeyPolicy", "ManagedPolicyName", ("aws_iam_policy", "archives_key_policy"), "name"),
         ("HostRole", "RoleName", ("aws_iam_role", "host_role"), "name"),
     ]
     for logical, prop, key, attr in pairs:
@@ -266,20 +283,16 @@ def test_queue_policies_admit_only_the_rule(cfn):
         assert s["Principal"] == {"Service": "events.amazonaws.com"}
         assert s["Action"] == "sqs:SendMessage"
         assert s["Resource"] == {"Fn::GetAtt": [queue, "Arn"]}
-        push, scan = {"Fn::GetAtt": ["PushRule", "Arn"]}, {"Fn::GetAtt": ["ScanRule", "Arn"]}
-        wave = {"Fn::GetAtt": ["WaveRule", "Arn"]}
-        # Exactly the rules the stack creates: push, and scan and wave rule when they exist.
-        assert s["Condition"] == {
-            "ArnEquals": {
-                "aws:SourceArn": {
-                    "Fn::If": [
-                        "ScanAndWave",
-                        [push, scan, wave],
-                        {"Fn::If": ["HasScanGate", [push, scan], {"Fn::If": ["FollowsWave", [push, wave], [push]]}]},
-                    ]
-                }
-            }
-        }
+        # Exactly the rules the stack creates: a slot per rule, the push rule in the slot of
+        # a rule that is not created (the same condition as the rule's).
+        push = {"Fn::GetAtt": ["PushRule", "Arn"]}
+        slots = s["Condition"]["ArnEquals"]["aws:SourceArn"]
+        assert slots[0] == push
+        optional = {"ScanRule": "HasScanGate", "WaveRule": "FollowsWave", "ArchiveRule": "HasArchiveBucket"}
+        assert len(slots) == 1 + len(optional)
+        for slot, (rule, condition) in zip(slots[1:], optional.items()):
+            assert slot == {"Fn::If": [condition, {"Fn::GetAtt": [rule, "Arn"]}, push]}, slot
+            assert cfn["Resources"][rule]["Condition"] == condition
         denies = [s for s in props["PolicyDocument"]["Statement"] if s["Effect"] == "Deny"]
         assert denies and all(d["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} for d in denies)
 
@@ -301,7 +314,7 @@ def test_terraform_queue_policies_admit_only_the_rule(tf):
         )
     text = (MODULE / "main.tf").read_text()
     assert (
-        "rule_arns = concat([aws_cloudwatch_event_rule.push_rule.arn], aws_cloudwatch_event_rule.scan_rule[*].arn, aws_cloudwatch_event_rule.wave_rule[*].arn)"
+        "rule_arns = concat([aws_cloudwatch_event_rule.push_rule.arn], aws_cloudwatch_event_rule.scan_rule[*].arn, aws_cloudwatch_event_rule.wave_rule[*].arn, aws_cloudwatch_event_rule.archive_rule[*].arn)"
         in text
     )
 
@@ -351,3 +364,43 @@ def test_host_role_trusts_only_the_trust_anchor_and_the_host_certificate(cfn):
     assert s["Principal"] == {"Service": "rolesanywhere.amazonaws.com"}
     assert s["Condition"]["ArnEquals"] == {"aws:SourceArn": {"Ref": "RolesAnywhereTrustAnchorArn"}}
     assert s["Condition"]["StringEquals"] == {"aws:PrincipalTag/x509Subject/CN": {"Ref": "HostName"}}
+
+
+def test_archives_are_read_under_the_prefix_only(cfn):
+    for logical, condition, actions in (
+        ("ArchivesPolicy", "HasArchiveBucket", ARCHIVE_ACTIONS),
+        ("ArchivesKeyPolicy", "HasArchiveKmsKey", ARCHIVE_KEY_ACTIONS),
+    ):
+        assert cfn["Resources"][logical]["Condition"] == condition
+        assert check_least_privilege(cfn_statements(cfn, logical), actions) == actions
+    (read,) = cfn_statements(cfn, "ArchivesPolicy")
+    assert read["Resource"] == {"Fn::Sub": "arn:${AWS::Partition}:s3:::${ArchiveBucketName}/${ArchivePrefix}*"}
+    (decrypt,) = cfn_statements(cfn, "ArchivesKeyPolicy")
+    assert decrypt["Resource"] == {"Ref": "ArchiveKmsKeyArn"}
+    assert decrypt["Condition"] == {"StringEquals": {"kms:ViaService": {"Fn::Sub": "s3.${AWS::Region}.amazonaws.com"}}}
+    # The key policy only with a bucket: a key alone grants nothing.
+    assert {"Fn::Not": [{"Fn::Equals": [{"Ref": "ArchiveBucketName"}, ""]}]} in cfn["Conditions"]["HasArchiveKmsKey"]["Fn::And"]
+
+
+def test_archive_rule_takes_only_new_objects_of_the_bucket_under_the_prefix(cfn, tf):
+    rule = cfn["Resources"]["ArchiveRule"]
+    assert rule["Condition"] == "HasArchiveBucket"
+    pattern = rule["Properties"]["EventPattern"]
+    assert pattern["source"] == ["aws.s3"] and pattern["detail-type"] == ["Object Created"]
+    assert pattern["detail"]["bucket"] == {"name": [{"Ref": "ArchiveBucketName"}]}
+    assert pattern["detail"]["object"] == {
+        "Fn::If": ["HasArchivePrefix", {"key": [{"prefix": {"Ref": "ArchivePrefix"}}]}, {"Ref": "AWS::NoValue"}]
+    }
+    (target,) = rule["Properties"]["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": ["Queue", "Arn"]} and "RoleArn" not in target
+    assert target["DeadLetterConfig"]["Arn"] == {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}
+    text = (MODULE / "main.tf").read_text()
+    assert 'source        = ["aws.s3"]' in text and '"detail-type" = ["Object Created"]' in text
+    assert 'Resource = "arn:${local.partition}:s3:::${var.archive_bucket_name}/${var.archive_prefix}*"' in text
+
+
+def test_archive_bucket_sends_its_events_to_eventbridge_and_is_private():
+    bucket = cfn_yaml.load(str(ARCHIVE_BUCKET_TEMPLATE))["Resources"]["ArchiveBucket"]["Properties"]
+    assert bucket["NotificationConfiguration"] == {"EventBridgeConfiguration": {"EventBridgeEnabled": True}}
+    assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert all(bucket["PublicAccessBlockConfiguration"].values())

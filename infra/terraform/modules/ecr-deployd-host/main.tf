@@ -19,6 +19,8 @@ locals {
   publishes_to     = local.has_results_bus ? var.results_bus_name : var.result_event_bus_name
   has_trust_anchor = var.roles_anywhere_trust_anchor_arn != ""
   has_scan_gate    = var.scan_gate == "true"
+  has_archives     = var.archive_bucket_name != ""
+  has_archive_key  = local.has_archives && var.archive_kms_key_arn != ""
 
   push_detail = {
     "action-type" = ["PUSH"]
@@ -41,7 +43,7 @@ locals {
     local.has_prefix ? local.scan_by_prefix : local.scan_by_name
   )
   # The rules whose events the queues admit.
-  rule_arns = concat([aws_cloudwatch_event_rule.push_rule.arn], aws_cloudwatch_event_rule.scan_rule[*].arn, aws_cloudwatch_event_rule.wave_rule[*].arn)
+  rule_arns = concat([aws_cloudwatch_event_rule.push_rule.arn], aws_cloudwatch_event_rule.scan_rule[*].arn, aws_cloudwatch_event_rule.wave_rule[*].arn, aws_cloudwatch_event_rule.archive_rule[*].arn)
   pull_actions = concat(
     ["ecr:BatchGetImage", "ecr:DescribeImages", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
     local.has_scan_gate ? ["ecr:DescribeImageScanFindings", "ecr:DescribeRepositories"] : [],
@@ -304,6 +306,76 @@ resource "aws_iam_policy" "results_policy" {
   })
 }
 
+# S3 archives (SPEC 13): new objects under the prefix of the archive bucket. The bucket's
+# EventBridge notification must be on (archive_bucket_notification, or the bucket's owner).
+resource "aws_cloudwatch_event_rule" "archive_rule" {
+  count       = local.has_archives ? 1 : 0
+  name        = "ecr-deployd-${var.host_name}-archives"
+  description = "New S3 archives followed by ecr-deployd on ${var.host_name}"
+  event_pattern = jsonencode({
+    source        = ["aws.s3"]
+    "detail-type" = ["Object Created"]
+    detail = merge(
+      { bucket = { name = [var.archive_bucket_name] } },
+      var.archive_prefix != "" ? { object = { key = [{ prefix = var.archive_prefix }] } } : {},
+    )
+  })
+}
+
+resource "aws_cloudwatch_event_target" "archive_rule" {
+  count     = local.has_archives ? 1 : 0
+  rule      = aws_cloudwatch_event_rule.archive_rule[0].name
+  target_id = "queue"
+  arn       = aws_sqs_queue.queue.arn
+  retry_policy {
+    maximum_event_age_in_seconds = 3600
+    maximum_retry_attempts       = 185
+  }
+  dead_letter_config {
+    arn = aws_sqs_queue.dead_letter_queue.arn
+  }
+}
+
+# Terraform only: CloudFormation cannot change a bucket it did not create (archive-bucket.yaml
+# creates one with the notification on). This sets the bucket's whole notification
+# configuration: leave it off when the bucket has other notifications.
+resource "aws_s3_bucket_notification" "archive_bucket_notification" {
+  count       = local.has_archives && var.archive_bucket_notification ? 1 : 0
+  bucket      = var.archive_bucket_name
+  eventbridge = true
+}
+
+resource "aws_iam_policy" "archives_policy" {
+  count       = local.has_archives ? 1 : 0
+  name        = "ecr-deployd-${var.host_name}-archives"
+  description = "Lets ecr-deployd on ${var.host_name} read the S3 archives it follows"
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Sid      = "ReadArchives"
+      Effect   = "Allow"
+      Action   = "s3:GetObject"
+      Resource = "arn:${local.partition}:s3:::${var.archive_bucket_name}/${var.archive_prefix}*"
+    }]
+  })
+}
+
+resource "aws_iam_policy" "archives_key_policy" {
+  count       = local.has_archive_key ? 1 : 0
+  name        = "ecr-deployd-${var.host_name}-archives-key"
+  description = "Lets ecr-deployd on ${var.host_name} decrypt the S3 archives it reads"
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Sid       = "DecryptArchives"
+      Effect    = "Allow"
+      Action    = "kms:Decrypt"
+      Resource  = var.archive_kms_key_arn
+      Condition = { StringEquals = { "kms:ViaService" = "s3.${local.region}.amazonaws.com" } }
+    }]
+  })
+}
+
 resource "aws_iam_role" "host_role" {
   count                = local.has_trust_anchor ? 1 : 0
   name                 = "ecr-deployd-${var.host_name}"
@@ -335,4 +407,18 @@ resource "aws_iam_role_policy_attachment" "host_role_results" {
   count      = local.has_trust_anchor && (local.has_result_bus || local.has_results_bus) ? 1 : 0
   role       = aws_iam_role.host_role[0].name
   policy_arn = aws_iam_policy.results_policy[0].arn
+}
+
+# Inline in the CloudFormation role (ManagedPolicyArns).
+resource "aws_iam_role_policy_attachment" "host_role_archives" {
+  count      = local.has_trust_anchor && local.has_archives ? 1 : 0
+  role       = aws_iam_role.host_role[0].name
+  policy_arn = aws_iam_policy.archives_policy[0].arn
+}
+
+# Inline in the CloudFormation role (ManagedPolicyArns).
+resource "aws_iam_role_policy_attachment" "host_role_archives_key" {
+  count      = local.has_trust_anchor && local.has_archive_key ? 1 : 0
+  role       = aws_iam_role.host_role[0].name
+  policy_arn = aws_iam_policy.archives_key_policy[0].arn
 }

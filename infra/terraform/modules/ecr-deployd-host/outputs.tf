@@ -62,3 +62,18 @@ output "config_snippet" {
     wave = ${var.wave}
   EOT
 }
+
+output "archive_rule_arn" {
+  description = "The EventBridge rule that delivers new archives under archive_prefix to the queue"
+  value       = local.has_archives ? aws_cloudwatch_event_rule.archive_rule[0].arn : null
+}
+
+output "archives_policy_arn" {
+  description = "Attach next to agent_policy_arn (done for host_role_arn) so the agent can read archives"
+  value       = local.has_archives ? aws_iam_policy.archives_policy[0].arn : null
+}
+
+output "archives_key_policy_arn" {
+  description = "Attach next to archives_policy_arn (done for host_role_arn) to decrypt SSE-KMS archives"
+  value       = local.has_archive_key ? aws_iam_policy.archives_key_policy[0].arn : null
+}

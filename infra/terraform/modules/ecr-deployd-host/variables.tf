@@ -120,3 +120,39 @@ variable "scan_gate" {
     error_message = "scan_gate: \"false\" or \"true\"."
   }
 }
+
+variable "archive_bucket_name" {
+  description = "The bucket of \"docker save\" archives that containers follow with the label ecr-deployd.source=s3://BUCKET/KEY (SPEC 13). A rule delivers its \"Object Created\" events under archive_prefix to the queue, and the agent may s3:GetObject under that prefix only. Empty = no archives."
+  type        = string
+  default     = ""
+  validation {
+    condition     = can(regex("^$|^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.archive_bucket_name))
+    error_message = "archive_bucket_name: empty, or an S3 bucket name."
+  }
+}
+
+variable "archive_prefix" {
+  description = "Key prefix of the archives this host follows (e.g. \"releases/web/\"). Empty = the whole bucket."
+  type        = string
+  default     = ""
+  validation {
+    condition     = can(regex("^[^*?]{0,512}$", var.archive_prefix))
+    error_message = "archive_prefix: at most 512 characters, no wildcards."
+  }
+}
+
+variable "archive_kms_key_arn" {
+  description = "The KMS key the archive bucket encrypts with (SSE-KMS): the agent may kms:Decrypt with it. Empty = SSE-S3 or no encryption."
+  type        = string
+  default     = ""
+  validation {
+    condition     = can(regex("^$|^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+$", var.archive_kms_key_arn))
+    error_message = "archive_kms_key_arn: empty, or a KMS key ARN."
+  }
+}
+
+variable "archive_bucket_notification" {
+  description = "Turn on the archive bucket's EventBridge notification (this replaces the bucket's whole notification configuration: false when the bucket has others, and turn it on there)."
+  type        = bool
+  default     = true
+}
