@@ -74,6 +74,9 @@ def main():
     fw = parts.get("fleet_waves")
     if fw:
         rows.append((f'fleet, {fw["waves"]} waves / {fw["hosts"]} hosts, bake 0: push -> last wave running', f'{fw["push_to_last_wave_running_ms"]:.0f} ms'))
+    a = parts.get("archive_load")
+    if a:
+        rows.append((f'S3 archive of {a["archive_mb"]:.0f} MB (xz): load / agent RSS growth', f'{a["load_s"]:.1f} s / {a["growth_mib"]:.1f} MiB (peak {a["rss_peak_sampled_mib"]:.1f} MiB)'))
     width = max(len(k) for k, _ in rows)
     print(f"\n== summary ({result['date']}, {result['machine']['cpus']} CPUs, Docker {result['machine']['docker']}, harness {wall} s)")
     for k, v in rows:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The benchmark harness: event-to-running vs a polling baseline, backlog drain, sweep at scale,
-# idle footprint — on the local real stack (moto, local registry, Docker Engine). Prints each
+# idle footprint, fleet waves, S3 archive loads — on the local real stack (moto, local registry, Docker Engine). Prints each
 # benchmark's table, then a summary, and writes bench/results/latest.json.
 # Takes about 15 minutes (5 of them the idle footprint; BENCH_IDLE_SECONDS shortens it).
 set -euo pipefail
@@ -18,5 +18,8 @@ done
 # Fleet waves: push -> the last of three waves running, from the real-stack test that runs them.
 printf '\n\033[1m== %s\033[0m\n' fleet_waves
 cargo test --quiet --test fleet pushes_go_through_the_waves -- --nocapture 2>&1 | grep -E '^fleet_waves|test result' || { echo "fleet_waves failed" >&2; exit 1; }
+# S3 archives: the agent's memory while a 200 MB archive streams from S3 into the Engine.
+printf '\n\033[1m== %s\033[0m\n' archive_load
+cargo test --release --quiet --test archives archive_load_memory -- --ignored --nocapture 2>&1 | grep -E '^archive_load|test result' || { echo "archive_load failed" >&2; exit 1; }
 .venv/bin/python bench/report.py "$parts" "$(( $(date +%s) - started ))" bench/results/latest.json
 ./scripts/leftovers.sh
