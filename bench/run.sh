@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The benchmark harness: event-to-running vs a polling baseline, backlog drain, sweep at scale,
-# idle footprint, fleet waves, S3 archive loads — on the local real stack (moto, local registry, Docker Engine). Prints each
-# benchmark's table, then a summary, and writes bench/results/latest.json.
+# idle footprint, fleet waves, S3 archive loads — on the local real stack (moto, local registry,
+# Docker Engine). Prints each benchmark's table, then a summary, and writes bench/results/latest.json.
 # Takes about 15 minutes (5 of them the idle footprint; BENCH_IDLE_SECONDS shortens it).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -273,3 +273,6 @@ fn engine(e: RuntimeError) -> RemoteError {
         transient: e.transient,
     }
 }
+
+#[cfg(test)]
+mod tests;

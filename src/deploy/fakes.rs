@@ -53,6 +53,14 @@ pub struct FakeRuntime {
     pub listings_fail: AtomicUsize,
     /// Listings asked for so far.
     pub listings: AtomicUsize,
+    /// What every container follows instead of `team/api:prod` (an S3 archive).
+    pub follows: Mutex<Option<ImageRef>>,
+    /// The answers of the next image loads, in order (a load with none left fails).
+    pub loads: Mutex<std::collections::VecDeque<Result<Vec<String>, RuntimeError>>>,
+    /// Image ids on this host (loaded ones are added).
+    pub images: Mutex<Vec<String>>,
+    /// Every tag made: (image id, reference).
+    pub tags: Mutex<Vec<(String, String)>>,
 }
 
 pub fn digest(c: char) -> Digest {
@@ -149,6 +157,31 @@ impl FakeRuntime {
 }
 
 impl Runtime for FakeRuntime {
+    async fn load(&self, mut body: crate::ports::ArchiveBody) -> Result<Vec<String>, RuntimeError> {
+        use futures::StreamExt;
+        self.enter("load".into()).await;
+        // The Engine reads to the end (or to the first error) before it answers.
+        while let Some(chunk) = body.next().await {
+            if chunk.is_err() {
+                break;
+            }
+        }
+        let answer = self.loads.lock().unwrap().pop_front();
+        let ids =
+            answer.unwrap_or_else(|| Err(RuntimeError::permanent("load", "no answer set")))?;
+        self.images.lock().unwrap().extend(ids.iter().cloned());
+        Ok(ids)
+    }
+    async fn has_image(&self, image_id: &str) -> Result<bool, RuntimeError> {
+        Ok(self.images.lock().unwrap().iter().any(|i| i == image_id))
+    }
+    async fn tag(&self, image_id: &str, reference: &str) -> Result<(), RuntimeError> {
+        self.tags
+            .lock()
+            .unwrap()
+            .push((image_id.to_owned(), reference.to_owned()));
+        Ok(())
+    }
     async fn managed(&self, _: Option<&str>) -> Result<Vec<Managed>, RuntimeError> {
         self.listings.fetch_add(1, Ordering::SeqCst);
         let failing = self
@@ -166,7 +199,12 @@ impl Runtime for FakeRuntime {
                 id: b.id.clone(),
                 name: b.name.clone(),
                 image: "mirror/team/api:prod".into(),
-                follows: ImageRef::parse_repo_tag("team/api:prod").unwrap(),
+                follows: self
+                    .follows
+                    .lock()
+                    .unwrap()
+                    .clone()
+                    .unwrap_or_else(|| ImageRef::parse_repo_tag("team/api:prod").unwrap()),
                 digests: vec![b.digest.clone()],
                 health_timeout: None,
                 stop_timeout: None,

@@ -1,0 +1,217 @@
+//! The resolver over an in-memory S3 and the in-memory runtime: what is loaded, when, and
+//! what is remembered.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use futures::StreamExt;
+
+use super::*;
+use crate::archive::{ObjectFacts, is_not_loaded, is_refusal};
+use crate::deploy::fakes::{FakeRuntime, digest};
+
+/// One bucket in memory: key → (facts, bytes); reads can be cut short.
+#[derive(Default)]
+struct FakeS3 {
+    objects: Mutex<HashMap<String, (ObjectFacts, Vec<u8>)>>,
+    opens: AtomicUsize,
+    /// The next read fails after its first chunk.
+    cut_next_read: Mutex<bool>,
+}
+
+impl FakeS3 {
+    fn put(&self, key: &str, etag: &str, bytes: &[u8], size: u64, sha256: Option<String>) {
+        let facts = ObjectFacts {
+            etag: etag.into(),
+            version_id: String::new(),
+            size,
+            sha256,
+        };
+        let object = (facts, bytes.to_vec());
+        self.objects.lock().unwrap().insert(key.into(), object);
+    }
+}
+
+impl Archives for FakeS3 {
+    async fn head(&self, _: &str, key: &str) -> Result<Option<ObjectFacts>, RemoteError> {
+        Ok(self.objects.lock().unwrap().get(key).map(|o| o.0.clone()))
+    }
+
+    async fn open(
+        &self,
+        _: &str,
+        key: &str,
+        _: &ObjectFacts,
+    ) -> Result<crate::ports::ArchiveBody, RemoteError> {
+        self.opens.fetch_add(1, Ordering::SeqCst);
+        let bytes = self.objects.lock().unwrap()[key].1.clone();
+        let cut = std::mem::take(&mut *self.cut_next_read.lock().unwrap());
+        let mut chunks: Vec<Result<bytes::Bytes, std::io::Error>> = bytes
+            .chunks(4)
+            .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+            .collect();
+        if cut {
+            chunks.truncate(1);
+            chunks.push(Err(std::io::Error::other("connection reset")));
+        }
+        Ok(futures::stream::iter(chunks).boxed())
+    }
+}
+
+const KEY: &str = "app/app-latest.tar.xz";
+
+struct Setup {
+    s3: Arc<FakeS3>,
+    runtime: Arc<FakeRuntime>,
+    resolver: ArchiveResolver<FakeS3, FakeRuntime>,
+    image: ImageRef,
+    _dir: tempfile::TempDir,
+}
+
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("state.db")).unwrap());
+    let image = ImageRef::archive("releases", KEY);
+    let runtime = Arc::new(FakeRuntime::with(&["app"], &digest('1')));
+    *runtime.follows.lock().unwrap() = Some(image.clone());
+    runtime.images.lock().unwrap().push(digest('1').to_string());
+    let s3 = Arc::new(FakeS3::default());
+    let resolver = ArchiveResolver::new(s3.clone(), runtime.clone(), store);
+    Setup {
+        s3,
+        runtime,
+        resolver,
+        image,
+        _dir: dir,
+    }
+}
+
+fn sha(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl Setup {
+    async fn resolve(&self) -> Resolution {
+        let all = self
+            .resolver
+            .resolve(std::slice::from_ref(&self.image))
+            .await;
+        all[&self.image].clone()
+    }
+
+    async fn peek(&self) -> Resolution {
+        let all = self.resolver.peek(std::slice::from_ref(&self.image)).await;
+        all[&self.image].clone()
+    }
+
+    fn loads(&self, answer: Result<Vec<String>, RuntimeError>) {
+        self.runtime.loads.lock().unwrap().push_back(answer);
+    }
+}
+
+#[tokio::test]
+async fn a_new_object_is_loaded_once_and_its_image_id_is_what_the_key_holds() {
+    let t = setup();
+    let bytes = b"archive-bytes-v2";
+    t.s3.put(KEY, "e2", bytes, bytes.len() as u64, Some(sha(bytes)));
+    assert!(
+        is_not_loaded(&t.peek().await.unwrap_err()),
+        "a peek loads nothing"
+    );
+    assert_eq!(t.s3.opens.load(Ordering::SeqCst), 0);
+    t.loads(Ok(vec![digest('2').to_string()]));
+    let desired = t.resolve().await.unwrap().unwrap();
+    assert_eq!(desired.digest, digest('2'));
+    // The sweep's next look, and a peek: from the store, nothing downloaded again.
+    assert_eq!(t.resolve().await.unwrap().unwrap().digest, digest('2'));
+    assert_eq!(t.peek().await.unwrap().unwrap().digest, digest('2'));
+    assert_eq!(t.s3.opens.load(Ordering::SeqCst), 1);
+    // The load may have moved the follower's name: it names what the container runs again.
+    let tags = t.runtime.tags.lock().unwrap().clone();
+    assert_eq!(
+        tags,
+        [(digest('1').to_string(), "mirror/team/api:prod".to_owned())]
+    );
+}
+
+#[tokio::test]
+async fn an_image_removed_from_the_host_is_loaded_again() {
+    let t = setup();
+    t.s3.put(KEY, "e2", b"v2", 2, None);
+    t.loads(Ok(vec![digest('2').to_string()]));
+    t.resolve().await.unwrap();
+    t.runtime
+        .images
+        .lock()
+        .unwrap()
+        .retain(|i| *i != digest('2').to_string());
+    t.loads(Ok(vec![digest('2').to_string()]));
+    assert_eq!(t.resolve().await.unwrap().unwrap().digest, digest('2'));
+    assert_eq!(t.s3.opens.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_refused_object_is_remembered_and_never_downloaded_again_until_replaced() {
+    let t = setup();
+    // S3 says 100 bytes; 10 arrive.
+    t.s3.put(KEY, "cut", b"0123456789", 100, None);
+    t.loads(Err(RuntimeError::permanent("load image", "unexpected EOF")));
+    let e = t.resolve().await.unwrap_err();
+    assert!(is_refusal(&e), "{e}");
+    assert!(
+        e.message.contains("(ETag cut): truncated: 10 of 100 bytes"),
+        "{e}"
+    );
+    let again = t.resolve().await.unwrap_err();
+    assert_eq!(again.message, e.message);
+    assert!(is_refusal(&t.peek().await.unwrap_err()));
+    assert_eq!(t.s3.opens.load(Ordering::SeqCst), 1);
+    // A checksum that does not match, then a good upload: each object on its own merits.
+    t.s3.put(KEY, "bad-sum", b"v3", 2, Some("0".repeat(64)));
+    t.loads(Ok(vec![digest('3').to_string()]));
+    let e = t.resolve().await.unwrap_err();
+    assert!(
+        e.message.contains(&format!("S3 has {}", "0".repeat(64))),
+        "{e}"
+    );
+    t.s3.put(KEY, "good", b"v4", 2, Some(sha(b"v4")));
+    t.loads(Ok(vec![digest('4').to_string()]));
+    assert_eq!(t.resolve().await.unwrap().unwrap().digest, digest('4'));
+}
+
+#[tokio::test]
+async fn archives_of_two_images_are_refused_naming_both() {
+    let t = setup();
+    t.s3.put(KEY, "two", b"xx", 2, None);
+    t.loads(Ok(vec![digest('2').to_string(), digest('3').to_string()]));
+    let e = t.resolve().await.unwrap_err();
+    assert!(
+        is_refusal(&e) && e.message.contains("holds 2 images"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn a_read_cut_short_is_tried_again_and_not_remembered() {
+    let t = setup();
+    t.s3.put(KEY, "e2", b"some archive bytes", 18, None);
+    *t.s3.cut_next_read.lock().unwrap() = true;
+    t.loads(Err(RuntimeError::permanent("load image", "unexpected EOF")));
+    let e = t.resolve().await.unwrap_err();
+    assert!(e.transient && !is_refusal(&e), "{e}");
+    assert!(e.message.contains("connection reset"), "{e}");
+    t.loads(Ok(vec![digest('2').to_string()]));
+    assert_eq!(t.resolve().await.unwrap().unwrap().digest, digest('2'));
+    assert_eq!(t.s3.opens.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_missing_key_names_nothing_to_deploy() {
+    let t = setup();
+    assert_eq!(t.resolve().await.unwrap(), None);
+    assert_eq!(t.s3.opens.load(Ordering::SeqCst), 0);
+}
