@@ -114,6 +114,15 @@ impl Tag {
     }
 }
 
+/// How operators read a stored `repository` and `tag`: `repo:tag`, or `s3://bucket/key` for
+/// an archive (kept as repository `s3://bucket`, tag `key`).
+pub fn source_text(repository: &str, tag: &str) -> String {
+    match repository.starts_with(ARCHIVE_SCHEME) {
+        true => format!("{repository}/{tag}"),
+        false => format!("{repository}:{tag}"),
+    }
+}
+
 /// How an S3 archive source starts (`ecr-deployd.source=s3://BUCKET/KEY`).
 pub const ARCHIVE_SCHEME: &str = "s3://";
 

@@ -6,6 +6,7 @@
 //! with a per-attempt timeout and a few retries. Webhook URLs are secrets: logs show only
 //! their scheme and host.
 
+use crate::event::source_text;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -134,12 +135,11 @@ impl Notice {
                     _ => "❌",
                 };
                 let mut s = format!(
-                    "{mark} ecr-deployd on {}: {} {} {}:{} {from} → {} ({}, {} ms)",
+                    "{mark} ecr-deployd on {}: {} {} {} {from} → {} ({}, {} ms)",
                     d.host,
                     d.container,
                     d.outcome.replace('_', " "),
-                    d.repository,
-                    d.tag,
+                    source_text(&d.repository, &d.tag),
                     short(&d.to_digest),
                     d.trigger,
                     d.durations_ms.total
@@ -169,11 +169,10 @@ impl Notice {
                     _ => format!("update pending: {}", h.detail),
                 };
                 format!(
-                    "🔔 ecr-deployd on {}: {} {what}: {}:{} {} → {}",
+                    "🔔 ecr-deployd on {}: {} {what}: {} {} → {}",
                     h.host,
                     h.container,
-                    h.repository,
-                    h.tag,
+                    source_text(&h.repository, &h.tag),
                     h.running_digest.as_deref().map(short).unwrap_or("-"),
                     short(&h.desired_digest),
                 )

@@ -279,7 +279,7 @@ pub fn history(settings: &Settings, container: Option<&str>, limit: usize, json:
             vec![
                 humantime::format_rfc3339_seconds(started).to_string(),
                 d.container.clone(),
-                format!("{}:{}", d.repository, d.tag),
+                crate::event::source_text(&d.repository, &d.tag),
                 short(d.from_digest.as_deref()),
                 match &d.platform_digest {
                     Some(p) => format!(

@@ -184,6 +184,16 @@ mod tests {
     }
 
     #[test]
+    fn stored_sources_read_back_as_operators_wrote_them() {
+        use crate::event::source_text;
+        assert_eq!(
+            source_text("s3://releases", "app/a.tar.xz"),
+            "s3://releases/app/a.tar.xz"
+        );
+        assert_eq!(source_text("team/app", "prod"), "team/app:prod");
+    }
+
+    #[test]
     fn an_archive_never_matches_an_ecr_tag_of_the_same_words() {
         let archive = ImageRef::archive("app", "latest");
         let tag = ImageRef::parse_repo_tag("app:latest").unwrap();
