@@ -325,6 +325,14 @@ async fn archives_are_loaded_checked_deployed_refused_rolled_back_and_swept() {
     assert_eq!(image_of(&name), v2);
     assert_eq!(history(&config, &name)[0]["trigger"], "manual");
 
+    // doctor asks S3 for the key the container follows, and loads nothing.
+    let (_, out, _) = run_cli(&config, &["doctor"], &[]);
+    let line = format!(
+        "ok   S3 archives readable: s3://{BUCKET}/{KEY}: image {}",
+        &v4[7..19]
+    );
+    assert!(out.contains(&line), "{out}");
+
     // A key outside the rule's prefix sends nothing: nothing about it reaches the agent.
     notifications(&s3, true).await;
     upload(&s3, "other/app-latest.tar.xz", a2, None).await;

@@ -4,6 +4,8 @@ use super::{Context, EXIT_FAILED, EXIT_OK};
 use crate::adapters::events;
 use crate::control::lease::Lease;
 use crate::control::socket::{self, Request};
+use crate::event::ImageRef;
+use crate::ports::Registry;
 use std::time::Duration;
 
 use crate::deploy::gates::Checked;
@@ -80,6 +82,7 @@ pub async fn doctor(ctx: &Context, config_path: &str) -> u8 {
         )),
     }
     checks.extend(deploy_checks(ctx).await);
+    checks.extend(archive_checks(ctx).await);
     checks.extend(gate_checks(ctx).await);
     checks.extend(control_checks(ctx).await);
     checks.push(match ctx.executor.store().check_writable() {
@@ -132,6 +135,36 @@ async fn deploy_checks(ctx: &Context) -> Vec<Check> {
         }
     }
     checks
+}
+
+/// Every S3 archive key a container follows can be asked of S3 (nothing is loaded).
+async fn archive_checks(ctx: &Context) -> Vec<Check> {
+    const WHAT: &str = "S3 archives readable";
+    let mut keys: Vec<ImageRef> = ctx
+        .executor
+        .managed()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.follows)
+        .filter(ImageRef::is_archive)
+        .collect();
+    keys.sort();
+    keys.dedup();
+    let resolved = ctx.registry.peek(&keys).await;
+    let hint =
+        "hint: the agent needs s3:GetObject on the key (infra: ArchiveBucketName, ArchivePrefix)";
+    keys.iter()
+        .map(|k| match &resolved[k] {
+            Ok(Some(d)) => Check::ok(WHAT, format!("{k}: image {}", d.digest.short())),
+            Ok(None) => Check::fail(WHAT, format!("{k}: no such key or bucket")),
+            Err(e) if crate::archive::is_not_loaded(e) => Check::ok(WHAT, e.message.clone()),
+            Err(e) if crate::archive::is_refusal(e) => {
+                Check::warn(WHAT, format!("refused: {}", e.message))
+            }
+            Err(e) => Check::fail(WHAT, format!("{k}: {e} — {hint}")),
+        })
+        .collect()
 }
 
 /// The supply-chain gates: the trusted keys, and for every gated target what the gates say
