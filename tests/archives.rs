@@ -8,7 +8,8 @@
 //! `sha256` metadata are refused with the container, and the name it was made from, as they
 //! were, and are shown `refused` by status; an archive whose app exits is rolled back and
 //! blocked; an upload whose event is lost is found by the sweep; `rollback` goes back to the
-//! previous archive's image, kept on the host; a key outside the rule's prefix sends nothing.
+//! previous archive's image, kept on the host; `doctor` reads the key; an upload under the
+//! prefix that no container follows is not downloaded; a key outside the prefix sends nothing.
 
 mod common;
 
@@ -333,8 +334,15 @@ async fn archives_are_loaded_checked_deployed_refused_rolled_back_and_swept() {
     );
     assert!(out.contains(&line), "{out}");
 
-    // A key outside the rule's prefix sends nothing: nothing about it reaches the agent.
+    // The pipeline's versioned key beside it: its event arrives, but no container follows
+    // that key, so it is not downloaded.
     notifications(&s3, true).await;
+    let loads = agent.log_text().matches("archive loaded").count();
+    upload(&s3, "app/app-v2.tar.xz", a2.clone(), None).await;
+    agent.until_logged("no container follows this key").await;
+    assert_eq!(agent.log_text().matches("archive loaded").count(), loads);
+
+    // A key outside the rule's prefix sends nothing: nothing about it reaches the agent.
     upload(&s3, "other/app-latest.tar.xz", a2, None).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(

@@ -90,6 +90,12 @@ impl<A: Archives, RT: Runtime> ArchiveResolver<A, RT> {
                 transient: false,
             });
         }
+        // The rule delivers every upload under the prefix (`app-<sha>.tar.xz` beside
+        // `app-latest.tar.xz`): only a key a container follows is worth a download.
+        if self.followers(image).await.is_empty() {
+            info!(%object, "no container follows this key; not loaded");
+            return Ok(None);
+        }
         let id = self.load(image, &facts, &object).await?;
         desired(&id)
     }

@@ -231,6 +231,10 @@ impl<Q: Queue, R: Registry, D: Deployer> Reconciler<Q, R, D> {
                     }
                 }
             }
+            Ok(None) if image.is_archive() => {
+                info!(%image, "no such key in S3, or no container follows it: nothing to deploy");
+                None
+            }
             Ok(None) => {
                 warn!(%image, registry = ?image.registry, "tag not found in ECR: nothing to deploy");
                 None

@@ -215,3 +215,13 @@ async fn a_missing_key_names_nothing_to_deploy() {
     assert_eq!(t.resolve().await.unwrap(), None);
     assert_eq!(t.s3.opens.load(Ordering::SeqCst), 0);
 }
+
+#[tokio::test]
+async fn a_key_no_container_follows_is_not_downloaded() {
+    let t = setup();
+    let other = ImageRef::archive("releases", "app/app-0123abcd.tar.xz");
+    t.s3.put("app/app-0123abcd.tar.xz", "e9", b"v9", 2, None);
+    let all = t.resolver.resolve(std::slice::from_ref(&other)).await;
+    assert!(matches!(all[&other], Ok(None)));
+    assert_eq!(t.s3.opens.load(Ordering::SeqCst), 0);
+}
