@@ -15,7 +15,8 @@
 //!   keys to S3 behind one [`ports::Registry`].
 //! - [`image`]: when a container runs the desired image — any of its digests, or an
 //!   index's manifest for this host's platform. Pure.
-//! - [`ports`]: the seams — [`ports::Queue`], [`ports::Registry`], [`ports::Deployer`].
+//! - [`ports`]: the seams — [`ports::Queue`], [`ports::Registry`], [`ports::Archives`],
+//!   [`ports::Deployer`].
 //! - [`request`]: the reconcile request and the in-flight messages, shared by intake and
 //!   reconcile (neither imports the other).
 //! - [`intake`]: long-poll receive loop, visibility heartbeat, in-flight bookkeeping.
@@ -33,7 +34,8 @@
 //! - [`control`]: update control: policies and maintenance windows (pure), the state-store
 //!   lease, the daemon's control socket.
 //! - [`model`]: a deployment's domain values: outcome, journal step, phases.
-//! - [`store`]: SQLite state: history, deploy journal, blocked digests; schema versions.
+//! - [`store`]: SQLite state: history, deploy journal, blocked digests, archive loads; schema
+//!   versions.
 //! - [`adapters`]: SQS, ECR, S3 (AWS SDK), the gates' facts (`adapters::supply`), Docker (`adapters::docker`: one Engine client, bollard
 //!   + raw JSON, every call timed) — the only code that sees SDK types.
 //! - [`notify`]: webhooks and EventBridge deployment results, off the deploy path.

@@ -45,7 +45,7 @@ pub enum Action {
     /// A deploy is needed and refused (a container shares its namespace, or an
     /// interrupted deployment this agent cannot read is pending); the detail says why.
     Refused,
-    /// ECR could not be asked for this tag.
+    /// ECR (or S3, for an archive) could not be asked what the tag (or key) holds.
     ResolveFailed,
     /// Held by its policy (`window` outside its window, `manual`); the detail says until when.
     Pending,
@@ -76,7 +76,7 @@ impl Action {
             Action::NotInS3 => "not in S3",
             Action::Stopped => "stopped",
             Action::Refused => "refused",
-            Action::ResolveFailed => "ECR error",
+            Action::ResolveFailed => "lookup failed",
             Action::Pending => "pending",
             Action::Paused => "paused",
             Action::Monitor => "update available (monitor)",
