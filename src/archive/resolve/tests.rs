@@ -62,6 +62,7 @@ impl Archives for FakeS3 {
 const KEY: &str = "app/app-latest.tar.xz";
 
 struct Setup {
+    notices: tokio::sync::mpsc::Receiver<crate::notify::Notice>,
     s3: Arc<FakeS3>,
     runtime: Arc<FakeRuntime>,
     resolver: ArchiveResolver<FakeS3, FakeRuntime>,
@@ -77,8 +78,10 @@ fn setup() -> Setup {
     *runtime.follows.lock().unwrap() = Some(image.clone());
     runtime.images.lock().unwrap().push(digest('1').to_string());
     let s3 = Arc::new(FakeS3::default());
-    let resolver = ArchiveResolver::new(s3.clone(), runtime.clone(), store);
+    let (notifier, notices) = Notifier::capture("host-a");
+    let resolver = ArchiveResolver::new(s3.clone(), runtime.clone(), store).with_notifier(notifier);
     Setup {
+        notices,
         s3,
         runtime,
         resolver,
@@ -155,8 +158,8 @@ async fn an_image_removed_from_the_host_is_loaded_again() {
 }
 
 #[tokio::test]
-async fn a_refused_object_is_remembered_and_never_downloaded_again_until_replaced() {
-    let t = setup();
+async fn a_refused_object_is_remembered_told_once_and_never_downloaded_again_until_replaced() {
+    let mut t = setup();
     // S3 says 100 bytes; 10 arrive.
     t.s3.put(KEY, "cut", b"0123456789", 100, None);
     t.loads(Err(RuntimeError::permanent("load image", "unexpected EOF")));
@@ -168,6 +171,14 @@ async fn a_refused_object_is_remembered_and_never_downloaded_again_until_replace
     );
     let again = t.resolve().await.unwrap_err();
     assert_eq!(again.message, e.message);
+    // Told once, for the container that follows the key, with the bytes' digest.
+    let Ok(crate::notify::Notice::Held(n)) = t.notices.try_recv() else {
+        panic!("a refused notice")
+    };
+    assert_eq!((n.state, n.container.as_str()), ("refused", "app"));
+    assert_eq!(n.desired_digest, format!("sha256:{}", sha(b"0123456789")));
+    assert!(n.detail.contains("truncated"), "{}", n.detail);
+    assert!(t.notices.try_recv().is_err(), "one notice per object");
     assert!(is_refusal(&t.peek().await.unwrap_err()));
     assert_eq!(t.s3.opens.load(Ordering::SeqCst), 1);
     // A checksum that does not match, then a good upload: each object on its own merits.
