@@ -84,6 +84,40 @@ impl Drop for Images {
     }
 }
 
+/// What both tests stand on. Fields drop in order: the containers before the images.
+struct Lab {
+    scope: Scope,
+    images: Images,
+    dir: tempfile::TempDir,
+    moto: Moto,
+    sdk: aws_config::SdkConfig,
+    s3: aws_sdk_s3::Client,
+}
+
+impl Lab {
+    async fn new(test: &str) -> Self {
+        let moto = Moto::start();
+        let sdk = moto.sdk().await;
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&sdk)
+                .force_path_style(true)
+                .build(),
+        );
+        let unique = sha256_hex(format!("{test} {:?}", std::time::SystemTime::now()).as_bytes());
+        Self {
+            scope: Scope::new(test),
+            images: Images {
+                repo: format!("edt-{test}-{}/app", &unique[..8]),
+                ids: Default::default(),
+            },
+            dir: tempfile::tempdir().unwrap(),
+            moto,
+            sdk,
+            s3,
+        }
+    }
+}
+
 async fn upload(s3: &aws_sdk_s3::Client, key: &str, bytes: Vec<u8>, sha256: Option<String>) {
     let mut put = s3.put_object().bucket(BUCKET).key(key).body(bytes.into());
     if let Some(sha) = sha256 {
@@ -120,22 +154,8 @@ fn image_of(container: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn archives_are_loaded_checked_deployed_refused_rolled_back_and_swept() {
-    let images = Images {
-        repo: format!(
-            "edt-archive-{}/app",
-            &sha256_hex(format!("{:?}", std::time::SystemTime::now()).as_bytes())[..8]
-        ),
-        ids: Default::default(),
-    };
-    let scope = Scope::new("archives");
-    let dir = tempfile::tempdir().unwrap();
-    let moto = Moto::start();
-    let sdk = moto.sdk().await;
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(true)
-            .build(),
-    );
+    let lab = Lab::new("archives").await;
+    let (images, scope, dir, moto, s3) = (&lab.images, &lab.scope, &lab.dir, &lab.moto, &lab.s3);
     provision_template(
         &moto.endpoint,
         "archives",
@@ -144,7 +164,7 @@ async fn archives_are_loaded_checked_deployed_refused_rolled_back_and_swept() {
     );
     // moto's CloudFormation leaves the bucket's EventBridge notification off: turned on here,
     // as an operator does for a bucket that already exists.
-    notifications(&s3, true).await;
+    notifications(s3, true).await;
     let out = provision(
         &moto.endpoint,
         "ecr-deployd-arch-host",
@@ -187,7 +207,7 @@ async fn archives_are_loaded_checked_deployed_refused_rolled_back_and_swept() {
     );
     let first_id = docker(&["inspect", "--format", "{{.Id}}", &name]);
     let agent = AgentProcess::start(&config, &["run"]);
-    upload(&s3, KEY, a1.clone(), Some(sha256_hex(&a1))).await;
+    upload(s3, KEY, a1.clone(), Some(sha256_hex(&a1))).await;
     agent.until_logged("archive loaded").await;
     assert_eq!(
         status_of(&config, &name)["state"],
@@ -202,7 +222,7 @@ async fn archives_are_loaded_checked_deployed_refused_rolled_back_and_swept() {
     let a2 = images.archive(&v2, "v2", &v1, &dir.path().join("v2.tar.xz"));
     let local = docker(&["images", "-q", "--no-trunc"]);
     assert!(!local.lines().any(|l| l == v2), "v2 is only in the archive");
-    upload(&s3, KEY, a2.clone(), Some(sha256_hex(&a2))).await;
+    upload(s3, KEY, a2.clone(), Some(sha256_hex(&a2))).await;
     let done = |to: String| {
         let (config, name) = (config.clone(), name.clone());
         move || {
@@ -231,7 +251,7 @@ async fn archives_are_loaded_checked_deployed_refused_rolled_back_and_swept() {
 
     // A truncated archive: refused, nothing touched, status says why.
     let cut = a2[..a2.len() / 2].to_vec();
-    upload(&s3, KEY, cut, None).await;
+    upload(s3, KEY, cut, None).await;
     eventually(
         Duration::from_secs(60),
         "truncated archive refused",
@@ -254,7 +274,7 @@ async fn archives_are_loaded_checked_deployed_refused_rolled_back_and_swept() {
     // name the container was made from still names what it runs.
     let v3 = images.build("v3", Kind::Serve);
     let a3 = images.archive(&v3, "v3", &v2, &dir.path().join("v3.tar.xz"));
-    upload(&s3, KEY, a3, Some("0".repeat(64))).await;
+    upload(s3, KEY, a3, Some("0".repeat(64))).await;
     eventually(
         Duration::from_secs(60),
         "mismatched archive refused",
@@ -290,7 +310,7 @@ async fn archives_are_loaded_checked_deployed_refused_rolled_back_and_swept() {
     // An app that exits: rolled back to the same container, and blocked.
     let bad = images.build("bad", Kind::ExitAtOnce);
     let abad = images.archive(&bad, "bad", &v2, &dir.path().join("bad.tar.xz"));
-    upload(&s3, KEY, abad.clone(), Some(sha256_hex(&abad))).await;
+    upload(s3, KEY, abad.clone(), Some(sha256_hex(&abad))).await;
     eventually(
         Duration::from_secs(90),
         "bad archive rolled back",
@@ -305,10 +325,10 @@ async fn archives_are_loaded_checked_deployed_refused_rolled_back_and_swept() {
     assert_eq!(status_of(&config, &name)["state"], "blocked");
 
     // v4 uploaded while S3 sends no events: the sweep finds it.
-    notifications(&s3, false).await;
+    notifications(s3, false).await;
     let v4 = images.build("v4", Kind::Serve);
     let a4 = images.archive(&v4, "v4", &v2, &dir.path().join("v4.tar.xz"));
-    upload(&s3, KEY, a4.clone(), Some(sha256_hex(&a4))).await;
+    upload(s3, KEY, a4.clone(), Some(sha256_hex(&a4))).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(image_of(&name), v2, "no event, no deploy before the sweep");
     let (code, out, err) = run_cli(&config, &["sweep"], &[]);
@@ -336,14 +356,14 @@ async fn archives_are_loaded_checked_deployed_refused_rolled_back_and_swept() {
 
     // The pipeline's versioned key beside it: its event arrives, but no container follows
     // that key, so it is not downloaded.
-    notifications(&s3, true).await;
+    notifications(s3, true).await;
     let loads = agent.log_text().matches("archive loaded").count();
-    upload(&s3, "app/app-v2.tar.xz", a2.clone(), None).await;
+    upload(s3, "app/app-v2.tar.xz", a2.clone(), None).await;
     agent.until_logged("no container follows this key").await;
     assert_eq!(agent.log_text().matches("archive loaded").count(), loads);
 
     // A key outside the rule's prefix sends nothing: nothing about it reaches the agent.
-    upload(&s3, "other/app-latest.tar.xz", a2, None).await;
+    upload(s3, "other/app-latest.tar.xz", a2, None).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(
         !agent.log_text().contains("other/app-latest"),
@@ -351,8 +371,6 @@ async fn archives_are_loaded_checked_deployed_refused_rolled_back_and_swept() {
         agent.log_text()
     );
     drop(agent);
-    drop(scope);
-    drop(images);
 }
 
 /// `VmRSS` and `VmHWM` of process `pid`, in KiB.
@@ -374,19 +392,8 @@ fn rss_kib(pid: u32) -> (u64, u64) {
 #[ignore = "benchmark: bench/run.sh runs it"]
 async fn archive_load_memory() {
     const MB: usize = 200;
-    let images = Images {
-        repo: format!("edt-archive-bench-{}/app", std::process::id()),
-        ids: Default::default(),
-    };
-    let scope = Scope::new("archive-bench");
-    let dir = tempfile::tempdir().unwrap();
-    let moto = Moto::start();
-    let sdk = moto.sdk().await;
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(true)
-            .build(),
-    );
+    let lab = Lab::new("archive-bench").await;
+    let (images, scope, dir, moto, s3) = (&lab.images, &lab.scope, &lab.dir, &lab.moto, &lab.s3);
     s3.create_bucket()
         .bucket(BUCKET)
         .create_bucket_configuration(
@@ -397,7 +404,7 @@ async fn archive_load_memory() {
         .send()
         .await
         .unwrap();
-    let (url, _) = create_queue(&aws_sdk_sqs::Client::new(&sdk), "bench", None).await;
+    let (url, _) = create_queue(&aws_sdk_sqs::Client::new(&lab.sdk), "bench", None).await;
     let v1 = images.build("v1", Kind::Serve);
     images.archive(&v1, "v1", &v1, &dir.path().join("v1.tar.xz"));
     // v2: the same server with 200 MB of random bytes beside it.
@@ -444,7 +451,7 @@ async fn archive_load_memory() {
     docker(&["rmi", &v2_ref]);
     let archive = std::fs::read(&path).unwrap();
     let archive_mb = archive.len() as f64 / 1e6;
-    upload(&s3, KEY, archive, None).await;
+    upload(s3, KEY, archive, None).await;
 
     let name = scope.name("app");
     let source = format!("ecr-deployd.source=s3://{BUCKET}/{KEY}");
@@ -503,6 +510,4 @@ async fn archive_load_memory() {
     println!("archive_load {report}");
     bench_report("archive_load", &report);
     drop(agent);
-    drop(scope);
-    drop(images);
 }
