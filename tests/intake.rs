@@ -149,7 +149,10 @@ async fn malformed_messages_go_to_the_dlq_foreign_ones_are_deleted_and_the_agent
     let bodies = vec![
         "this is not json".to_owned(),
         bad_digest.clone(),
+        // An S3 event is an archive hint (SPEC §13): without its bucket and key, malformed.
         r#"{"source":"aws.s3","detail-type":"Object Created","detail":{}}"#.to_owned(),
+        r#"{"source":"aws.ec2","detail-type":"EC2 Instance State-change Notification","detail":{}}"#
+            .to_owned(),
         push_body("team/api", "prod", &digest),
     ];
     send_all(&sqs, &url, &bodies).await;
@@ -166,7 +169,7 @@ async fn malformed_messages_go_to_the_dlq_foreign_ones_are_deleted_and_the_agent
     // the queue moves them to its DLQ: they were never deleted.
     let mut in_dlq: Vec<String> = Vec::new();
     let start = std::time::Instant::now();
-    while in_dlq.len() < 2 {
+    while in_dlq.len() < 3 {
         assert!(
             start.elapsed() < Duration::from_secs(40),
             "DLQ holds only {in_dlq:?}"
@@ -174,7 +177,7 @@ async fn malformed_messages_go_to_the_dlq_foreign_ones_are_deleted_and_the_agent
         in_dlq.extend(peek(&sqs, &dlq, 1).await);
     }
     in_dlq.sort();
-    let mut expected = vec!["this is not json".to_owned(), bad_digest];
+    let mut expected = vec!["this is not json".to_owned(), bad_digest, bodies[2].clone()];
     expected.sort();
     assert_eq!(in_dlq, expected);
     assert_eq!(
