@@ -49,7 +49,7 @@ async fn backlog(sqs: &aws_sdk_sqs::Client, url: &str, pushes: &[String]) {
     let bodies: Vec<String> = (0..MESSAGES)
         .map(|i| {
             if i % FOREIGN_EVERY == FOREIGN_EVERY - 1 {
-                format!(r#"{{"source":"aws.s3","detail-type":"Object Created","id":"{i}","detail":{{}}}}"#)
+                format!(r#"{{"source":"aws.ec2","detail-type":"EC2 Instance State-change Notification","id":"{i}","detail":{{}}}}"#)
             } else {
                 // Every tag in turn (the foreign slots are skipped, not a tag's turn).
                 let n = i - i / FOREIGN_EVERY;
