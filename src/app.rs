@@ -195,14 +195,14 @@ pub fn sources(
     .with_mirror(Some(settings.registry.mirror.clone()).filter(|m| !m.is_empty()));
     Sources {
         ecr: EcrRegistry::new(sdk),
-        archives: Some(archives),
+        archives,
     }
 }
 
 impl RealSources {
     /// Tells operators about refused archives through `notifier`.
     pub fn with_notifier(mut self, notifier: Notifier) -> Self {
-        self.archives = self.archives.map(|a| a.with_notifier(notifier));
+        self.archives = self.archives.with_notifier(notifier);
         self
     }
 }

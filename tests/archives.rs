@@ -118,6 +118,31 @@ impl Lab {
     }
 }
 
+impl Lab {
+    /// The agent's config for the host whose queue is `queue_url` (sweeps only when asked).
+    fn config(&self, queue_url: &str) -> String {
+        format!(
+            "[aws]\nregion = \"{REGION}\"\nendpoint_url = \"{}\"\n[queue]\nurl = \"{queue_url}\"\nwait_time_seconds = 1\n\
+             [sweep]\ninterval_seconds = 3600\njitter_seconds = 0\n[deploy]\ndebounce_millis = 100\nmin_uptime_seconds = 1\n\
+             [state]\npath = \"{}\"\n",
+            self.moto.endpoint,
+            self.dir.path().join("state.db").display()
+        )
+    }
+
+    /// Runs the managed container that follows `s3://BUCKET/KEY`, made from `REPO:latest`;
+    /// its name.
+    fn follower(&self) -> String {
+        let name = self.scope.name("app");
+        let source = format!("ecr-deployd.source=s3://{BUCKET}/{KEY}");
+        let latest = format!("{}:latest", self.images.repo);
+        let labels = ["--label", "ecr-deployd.enable=true", "--label", &source];
+        self.scope
+            .run(&name, &[&labels[..], &[latest.as_str()]].concat());
+        name
+    }
+}
+
 async fn upload(s3: &aws_sdk_s3::Client, key: &str, bytes: Vec<u8>, sha256: Option<String>) {
     let mut put = s3.put_object().bucket(BUCKET).key(key).body(bytes.into());
     if let Some(sha) = sha256 {
@@ -155,7 +180,7 @@ fn image_of(container: &str) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn archives_are_loaded_checked_deployed_refused_rolled_back_and_swept() {
     let lab = Lab::new("archives").await;
-    let (images, scope, dir, moto, s3) = (&lab.images, &lab.scope, &lab.dir, &lab.moto, &lab.s3);
+    let (images, dir, moto, s3) = (&lab.images, &lab.dir, &lab.moto, &lab.s3);
     provision_template(
         &moto.endpoint,
         "archives",
@@ -179,32 +204,12 @@ async fn archives_are_loaded_checked_deployed_refused_rolled_back_and_swept() {
         out["ArchiveRuleArn"].ends_with("rule/ecr-deployd-arch-host-archives"),
         "{out:?}"
     );
-    let state = dir.path().join("state.db");
-    let config = format!(
-        "[aws]\nregion = \"{REGION}\"\nendpoint_url = \"{}\"\n[queue]\nurl = \"{}\"\nwait_time_seconds = 1\n\
-         [sweep]\ninterval_seconds = 3600\njitter_seconds = 0\n[deploy]\ndebounce_millis = 100\nmin_uptime_seconds = 1\n\
-         [state]\npath = \"{}\"\n",
-        moto.endpoint,
-        out["QueueUrl"],
-        state.display()
-    );
+    let config = lab.config(out["QueueUrl"].as_str());
 
     // v1 runs, from the name the archive gives it; its archive is uploaded: nothing to do.
     let v1 = images.build("v1", Kind::Serve);
     let a1 = images.archive(&v1, "v1", &v1, &dir.path().join("v1.tar.xz"));
-    let name = scope.name("app");
-    let source = format!("ecr-deployd.source=s3://{BUCKET}/{KEY}");
-    let latest = format!("{}:latest", images.repo);
-    scope.run(
-        &name,
-        &[
-            "--label",
-            "ecr-deployd.enable=true",
-            "--label",
-            &source,
-            &latest,
-        ],
-    );
+    let name = lab.follower();
     let first_id = docker(&["inspect", "--format", "{{.Id}}", &name]);
     let agent = AgentProcess::start(&config, &["run"]);
     upload(s3, KEY, a1.clone(), Some(sha256_hex(&a1))).await;
@@ -393,7 +398,7 @@ fn rss_kib(pid: u32) -> (u64, u64) {
 async fn archive_load_memory() {
     const MB: usize = 200;
     let lab = Lab::new("archive-bench").await;
-    let (images, scope, dir, moto, s3) = (&lab.images, &lab.scope, &lab.dir, &lab.moto, &lab.s3);
+    let (images, dir, s3) = (&lab.images, &lab.dir, &lab.s3);
     s3.create_bucket()
         .bucket(BUCKET)
         .create_bucket_configuration(
@@ -453,26 +458,8 @@ async fn archive_load_memory() {
     let archive_mb = archive.len() as f64 / 1e6;
     upload(s3, KEY, archive, None).await;
 
-    let name = scope.name("app");
-    let source = format!("ecr-deployd.source=s3://{BUCKET}/{KEY}");
-    scope.run(
-        &name,
-        &[
-            "--label",
-            "ecr-deployd.enable=true",
-            "--label",
-            &source,
-            &latest,
-        ],
-    );
-    let state = dir.path().join("state.db");
-    let config = format!(
-        "[aws]\nregion = \"{REGION}\"\nendpoint_url = \"{}\"\n[queue]\nurl = \"{url}\"\nwait_time_seconds = 1\n\
-         [sweep]\ninterval_seconds = 3600\njitter_seconds = 0\n[deploy]\nmin_uptime_seconds = 1\n\
-         [state]\npath = \"{}\"\n",
-        moto.endpoint,
-        state.display()
-    );
+    let name = lab.follower();
+    let config = lab.config(&url);
     // Started with the archive already there: its start-up sweep loads and deploys it.
     let agent = AgentProcess::start(&config, &["run"]);
     let pid = agent.child.id();

@@ -19,7 +19,7 @@ use super::{NOT_LOADED, ObjectFacts, REFUSED, Refusal, Streamed, verdict};
 use crate::event::{Digest, ImageRef};
 use crate::image::Desired;
 use crate::notify::{HeldNotice, Notice, Notifier};
-use crate::ports::{Archives, Registry, RemoteError, Resolution, Runtime, RuntimeError};
+use crate::ports::{Archives, Managed, Registry, RemoteError, Resolution, Runtime, RuntimeError};
 use crate::store::{ArchiveLoad, Store};
 
 /// Resolves `s3://` sources for the [`Registry`] seam (see [`super::sources`]).
@@ -92,11 +92,12 @@ impl<A: Archives, RT: Runtime> ArchiveResolver<A, RT> {
         }
         // The rule delivers every upload under the prefix (`app-<sha>.tar.xz` beside
         // `app-latest.tar.xz`): only a key a container follows is worth a download.
-        if self.followers(image).await.is_empty() {
+        let followers = self.followers(image).await;
+        if followers.is_empty() {
             info!(%object, "no container follows this key; not loaded");
             return Ok(None);
         }
-        let id = self.load(image, &facts, &object).await?;
+        let id = self.load(image, &followers, &facts, &object).await?;
         desired(&id)
     }
 
@@ -104,6 +105,7 @@ impl<A: Archives, RT: Runtime> ArchiveResolver<A, RT> {
     async fn load(
         &self,
         image: &ImageRef,
+        followers: &[Managed],
         facts: &ObjectFacts,
         object: &str,
     ) -> Result<String, RemoteError> {
@@ -127,7 +129,7 @@ impl<A: Archives, RT: Runtime> ArchiveResolver<A, RT> {
         let loaded = self.runtime.load(counted).await;
         // Loading may move names (the archive's own tags) onto the new image: until a swap,
         // each follower's image reference names what it runs.
-        self.restore_tags(image).await;
+        self.restore_tags(followers).await;
         let streamed =
             std::mem::take(&mut *tally.lock().unwrap_or_else(PoisonError::into_inner)).finish();
         let reported = loaded.clone().map_err(|e| (e.to_string(), e.transient));
@@ -151,8 +153,12 @@ impl<A: Archives, RT: Runtime> ArchiveResolver<A, RT> {
                 self.store
                     .record_archive_load(bucket, key, facts, &load)
                     .map_err(store)?;
-                self.notify_refused(image, &streamed.sha256, &format!("{object}: {why}"))
-                    .await;
+                self.notify_refused(
+                    image,
+                    followers,
+                    &streamed.sha256,
+                    &format!("{object}: {why}"),
+                );
                 Err(refused(object, &why))
             }
         }
@@ -160,8 +166,8 @@ impl<A: Archives, RT: Runtime> ArchiveResolver<A, RT> {
 
     /// Each follower's image reference names its running image again (a load may have
     /// moved it to the loaded image).
-    async fn restore_tags(&self, image: &ImageRef) {
-        for c in self.followers(image).await {
+    async fn restore_tags(&self, followers: &[Managed]) {
+        for c in followers {
             let Some(running) = c.running() else { continue };
             if c.image.starts_with("sha256:") {
                 continue;
@@ -172,7 +178,7 @@ impl<A: Archives, RT: Runtime> ArchiveResolver<A, RT> {
         }
     }
 
-    async fn followers(&self, image: &ImageRef) -> Vec<crate::ports::Managed> {
+    async fn followers(&self, image: &ImageRef) -> Vec<Managed> {
         match self.runtime.managed(self.mirror.as_deref()).await {
             Ok(all) => all
                 .into_iter()
@@ -186,8 +192,8 @@ impl<A: Archives, RT: Runtime> ArchiveResolver<A, RT> {
     }
 
     /// One `refused` notice per follower and object (a refused object is not tried again).
-    async fn notify_refused(&self, image: &ImageRef, sha256: &str, why: &str) {
-        for c in self.followers(image).await {
+    fn notify_refused(&self, image: &ImageRef, followers: &[Managed], sha256: &str, why: &str) {
+        for c in followers {
             self.notifier.send(Notice::Held(HeldNotice {
                 host: self.notifier.host().to_owned(),
                 kind: "container",

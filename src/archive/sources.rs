@@ -6,11 +6,10 @@ use std::collections::HashMap;
 use crate::event::ImageRef;
 use crate::ports::{Registry, Resolution};
 
-/// ECR tags go to `ecr`, archive keys to `archives` (`None`: no archives on this host,
-/// and an archive key resolves to an error saying so).
+/// ECR tags go to `ecr`, archive keys to `archives`.
 pub struct Sources<E, S> {
     pub ecr: E,
-    pub archives: Option<S>,
+    pub archives: S,
 }
 
 impl<E: Registry, S: Registry> Registry for Sources<E, S> {
@@ -34,21 +33,10 @@ impl<E: Registry, S: Registry> Sources<E, S> {
             }
         };
         let from_s3 = async {
-            match (&self.archives, archives.is_empty()) {
-                (_, true) => HashMap::new(),
-                (Some(s3), false) if peek => s3.peek(&archives).await,
-                (Some(s3), false) => s3.resolve(&archives).await,
-                (None, false) => archives
-                    .into_iter()
-                    .map(|a| {
-                        let e = crate::ports::RemoteError {
-                            operation: "S3 archive",
-                            message: format!("{a}: this agent reads no S3 archives"),
-                            transient: false,
-                        };
-                        (a, Err(e))
-                    })
-                    .collect(),
+            match (archives.is_empty(), peek) {
+                (true, _) => HashMap::new(),
+                (false, true) => self.archives.peek(&archives).await,
+                (false, false) => self.archives.resolve(&archives).await,
             }
         };
         let (mut all, s3) = futures::join!(from_ecr, from_s3);
@@ -88,7 +76,7 @@ mod tests {
     async fn tags_go_to_ecr_and_archive_keys_to_s3_each_once() {
         let sources = Sources {
             ecr: fixed('a'),
-            archives: Some(fixed('b')),
+            archives: fixed('b'),
         };
         let tag = ImageRef::parse_repo_tag("team/app:prod").unwrap();
         let archive = ImageRef::archive("releases", "app-latest.tar.xz");
@@ -96,24 +84,8 @@ mod tests {
         assert_eq!(got.len(), 2);
         let digest = |i: &ImageRef| got[i].as_ref().unwrap().as_ref().unwrap().digest.clone();
         assert_eq!(digest(&tag), sources.ecr.0);
-        assert_eq!(digest(&archive), sources.archives.as_ref().unwrap().0);
+        assert_eq!(digest(&archive), sources.archives.0);
         assert_eq!(*sources.ecr.1.lock().unwrap(), vec![tag]);
-        assert_eq!(
-            *sources.archives.as_ref().unwrap().1.lock().unwrap(),
-            vec![archive]
-        );
-    }
-
-    #[tokio::test]
-    async fn without_archives_an_archive_key_is_an_error_that_says_so() {
-        let sources: Sources<Fixed, Fixed> = Sources {
-            ecr: fixed('a'),
-            archives: None,
-        };
-        let archive = ImageRef::archive("releases", "app.tar");
-        let got = sources.resolve(std::slice::from_ref(&archive)).await;
-        let e = got[&archive].clone().unwrap_err();
-        assert!(e.message.contains("reads no S3 archives"), "{e}");
-        assert!(sources.ecr.1.lock().unwrap().is_empty());
+        assert_eq!(*sources.archives.1.lock().unwrap(), vec![archive]);
     }
 }
