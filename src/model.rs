@@ -2,6 +2,8 @@
 //! notifications and the operator commands: how it ended, where a swap stands, how long each
 //! phase took.
 
+pub mod labels;
+
 use serde::Serialize;
 
 /// The steps of a swap, in order. Stored as text so the journal is readable with `sqlite3`.

@@ -311,3 +311,90 @@ async fn scan_findings_gate_the_pull_and_a_scan_still_to_come_is_waited_for() {
     assert_eq!(running_digest(&name), v4);
     assert_eq!(containers_named(&name).len(), 1);
 }
+
+/// SPEC §4 (issue 30 #1): an image cannot switch its own gates off, nor opt a container in.
+/// The container runs a signed-by-nobody image built `FROM` a base with
+/// `LABEL ecr-deployd.verify=none` and `scan-max-severity=none`: the container shows both
+/// labels (inherited), yet `[verify] require = "signed"` still rejects the next unsigned
+/// push, and a signed one passes. A container that has `ecr-deployd.enable=true` only from
+/// its image is not managed at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labels_an_image_carries_never_switch_a_gate_off_or_opt_a_container_in() {
+    let site = Site::new("gate-inherit").await;
+    let repo = "team/inherit";
+    let off = [
+        "ecr-deployd.verify=none",
+        "ecr-deployd.scan-max-severity=none",
+    ];
+    let v1 = site.registry.publish_labelled(repo, "v1", "v1", &off);
+    put_digest(&site.ecr, repo, "prod", &v1).await;
+    let prod = format!("{}/{repo}:prod", site.registry.host);
+    docker(&["tag", &format!("{}/{repo}:v1", site.registry.host), &prod]);
+    let name = site.scope.name("inherit");
+    site.scope
+        .run(&name, &["--label", "ecr-deployd.enable=true", &prod]);
+    let shown = docker(&[
+        "inspect",
+        "--format",
+        "{{index .Config.Labels \"ecr-deployd.verify\"}}",
+        &name,
+    ]);
+    assert_eq!(shown, "none", "the container shows the image's label");
+    // Opted in by its image only: never managed.
+    let self_enabled = site.registry.publish_labelled(
+        "team/selfenabled",
+        "v1",
+        "s1",
+        &["ecr-deployd.enable=true"],
+    );
+    let stray = site.scope.name("stray");
+    site.scope.run(
+        &stray,
+        &[&format!("{}/team/selfenabled:v1", site.registry.host)],
+    );
+    let trusted = Signer::generate();
+    let config = format!(
+        "{}[verify]\nrequire = \"signed\"\ncosign_public_keys = [\"{}\"]\n",
+        site.config(0),
+        trusted.public_key().display()
+    );
+    let agent = AgentProcess::start(&config, &["run"]);
+
+    // Unsigned, and carrying the same "gates off" labels: rejected, nothing pulled.
+    let before = id_of(&name);
+    let v2 = site.registry.publish_labelled(repo, "v2", "v2", &off);
+    put_digest(&site.ecr, repo, "prod", &v2).await;
+    send_all(&site.sqs, &site.url, &[push_body(repo, "prod", &v2)]).await;
+    recorded(&config, &name, &v2, "rejected", &agent).await;
+    assert!(
+        last_row(&config, &name)["error"]
+            .as_str()
+            .unwrap()
+            .contains("not signed")
+    );
+    assert_eq!(id_of(&name), before, "the container was not touched");
+
+    // Signed by the trusted key: deployed; the successor still does not count the image's
+    // labels as its own, so the next unsigned push is rejected again.
+    let v3 = site.registry.publish_labelled(repo, "v3", "v3", &off);
+    trusted.sign(&site.registry, repo, &v3);
+    put_digest(&site.ecr, repo, "prod", &v3).await;
+    send_all(&site.sqs, &site.url, &[push_body(repo, "prod", &v3)]).await;
+    running(&name, &v3, &agent).await;
+    let v4 = site.registry.publish_labelled(repo, "v4", "v4", &off);
+    put_digest(&site.ecr, repo, "prod", &v4).await;
+    send_all(&site.sqs, &site.url, &[push_body(repo, "prod", &v4)]).await;
+    recorded(&config, &name, &v4, "rejected", &agent).await;
+
+    let (_, out, _) = run_cli(&config, &["status", "--json"], &[]);
+    assert!(
+        !out.contains(&stray),
+        "a container opted in by its image is not managed: {out}"
+    );
+    assert!(out.contains(&name), "{out}");
+    assert_eq!(
+        docker(&["inspect", "--format", "{{.Config.Image}}", &stray]).contains("selfenabled"),
+        true
+    );
+    let _ = self_enabled;
+}

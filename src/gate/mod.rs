@@ -12,23 +12,40 @@ use std::time::Duration;
 pub use scan::{OnMissing, ScanFacts, ScanRule, Severity};
 pub use signature::{SignatureLayer, TrustedKey};
 
-/// Per container: `signed` or `none`, overriding `[verify] require`.
-pub const LABEL_VERIFY: &str = "ecr-deployd.verify";
-/// Per container: a severity (or `none`), overriding `[scan] max_severity`.
-pub const LABEL_SCAN: &str = "ecr-deployd.scan-max-severity";
+use crate::model::labels::Provenance;
 
-/// A container's gate labels, as labelled.
+/// Per container: `signed` or `none`, overriding `[verify] require`.
+pub const LABEL_VERIFY: &str = crate::model::labels::VERIFY;
+/// Per container: a severity (or `none`), overriding `[scan] max_severity`.
+pub const LABEL_SCAN: &str = crate::model::labels::SCAN;
+
+/// A container's gate labels, as labelled on the container (SPEC §4).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GateLabels {
     pub verify: Option<String>,
     pub scan: Option<String>,
+    /// Inherited from the image: counts only where it is stricter than what applies
+    /// without it (a floor under `verify` and `scan`).
+    pub inherited_signed: bool,
+    pub inherited_scan: Option<String>,
 }
 
 impl GateLabels {
+    /// The labels as set on a container or service (nothing inherited).
     pub fn from_labels(labels: &HashMap<String, String>) -> Self {
         Self {
             verify: labels.get(LABEL_VERIFY).cloned(),
             scan: labels.get(LABEL_SCAN).cloned(),
+            ..Self::default()
+        }
+    }
+
+    /// A container's own gate labels, with the inherited ones that may only tighten.
+    pub fn from_provenance(labels: &Provenance) -> Self {
+        Self {
+            inherited_signed: labels.inherited_signed(),
+            inherited_scan: labels.inherited_scan().map(str::to_owned),
+            ..Self::from_labels(&labels.own)
         }
     }
 }
@@ -72,16 +89,17 @@ pub enum Verdict {
 impl Gates {
     /// The gates for a container with these labels, or why its labels are invalid.
     pub fn applying(&self, labels: &GateLabels) -> Result<Applies, String> {
-        let signed = match labels.verify.as_deref().map(str::trim) {
-            None => self.require_signed,
-            Some("signed") => true,
-            Some("none") => false,
-            Some(other) => {
-                return Err(format!(
-                    "label {LABEL_VERIFY}={other:?}: expected signed or none"
-                ));
-            }
-        };
+        let signed = labels.inherited_signed
+            || match labels.verify.as_deref().map(str::trim) {
+                None => self.require_signed,
+                Some("signed") => true,
+                Some("none") => false,
+                Some(other) => {
+                    return Err(format!(
+                        "label {LABEL_VERIFY}={other:?}: expected signed or none"
+                    ));
+                }
+            };
         if signed && self.keys.is_empty() {
             return Err(format!(
                 "a signature is required but [verify] cosign_public_keys names no key ({LABEL_VERIFY} or [verify] require)"
@@ -94,6 +112,16 @@ impl Gates {
                 s.parse::<Severity>()
                     .map_err(|e| format!("label {LABEL_SCAN}: {e}"))?,
             ),
+        };
+        // An inherited severity only lowers the limit (an unreadable one is ignored: it is
+        // not the operator's).
+        let floor = labels
+            .inherited_scan
+            .as_deref()
+            .and_then(|s| s.parse::<Severity>().ok());
+        let max = match (max, floor) {
+            (Some(m), Some(f)) => Some(m.min(f)),
+            (m, f) => m.or(f),
         };
         Ok(Applies {
             signed,

@@ -290,3 +290,52 @@ fn labels_override_the_config_and_bad_labels_are_named() {
         .unwrap_err();
     assert!(err.contains("cosign_public_keys names no key"), "{err}");
 }
+
+/// SPEC §4: labels the image set never loosen a gate; an inherited `verify=signed` or
+/// severity still tightens it (a floor under the container's own labels and the config).
+#[test]
+fn inherited_gate_labels_only_tighten() {
+    use crate::model::labels::Provenance;
+    let (_, trusted) = key(7);
+    let gates = Gates {
+        keys: vec![trusted],
+        require_signed: true,
+        max_severity: Some(Severity::High),
+        wait: Duration::from_secs(60),
+        ..Default::default()
+    };
+    let map = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    // The image says none/none, and the container shows what it inherited: gates stay on.
+    let switched_off = map(&[(LABEL_VERIFY, "none"), (LABEL_SCAN, "none")]);
+    let p = Provenance::split(&switched_off, &switched_off);
+    let a = gates.applying(&GateLabels::from_provenance(&p)).unwrap();
+    assert!(a.signed);
+    assert_eq!(a.scan.unwrap().max, Severity::High);
+    // A looser inherited severity does not raise the limit; a stricter one lowers it.
+    for (inherited, want) in [("CRITICAL", Severity::High), ("LOW", Severity::Low)] {
+        let l = map(&[(LABEL_SCAN, inherited)]);
+        let p = Provenance::split(&l, &l);
+        let a = gates.applying(&GateLabels::from_provenance(&p)).unwrap();
+        assert_eq!(a.scan.unwrap().max, want, "inherited {inherited}");
+    }
+    // The operator's own `none` on the container wins over the config, but an inherited
+    // `signed` still applies beside it.
+    let image = map(&[(LABEL_VERIFY, "signed")]);
+    let container = map(&[(LABEL_SCAN, "none"), (LABEL_VERIFY, "signed")]);
+    let relaxed = Gates {
+        require_signed: false,
+        ..gates.clone()
+    };
+    let a = relaxed
+        .applying(&GateLabels::from_provenance(&Provenance::split(
+            &container, &image,
+        )))
+        .unwrap();
+    assert!(a.signed);
+    assert_eq!(a.scan, None);
+}

@@ -137,6 +137,51 @@ impl TestRegistry {
 }
 
 impl TestRegistry {
+    /// As `publish` (kept local), for an image whose config carries `labels` (`key=value`),
+    /// as a Dockerfile's `LABEL` or a base image's would.
+    pub fn publish_labelled(
+        &self,
+        repo: &str,
+        tag: &str,
+        version: &str,
+        labels: &[&str],
+    ) -> String {
+        let reference = format!("{}/{repo}:{tag}", self.host);
+        build_image(&reference, Kind::Serve, version);
+        let dir = tempfile::tempdir().unwrap();
+        let lines: String = labels
+            .iter()
+            .map(|l| {
+                let (k, v) = l.split_once('=').unwrap();
+                format!("LABEL {k}=\"{v}\"\n")
+            })
+            .collect();
+        std::fs::write(
+            dir.path().join("Dockerfile"),
+            format!("FROM {reference}\n{lines}"),
+        )
+        .unwrap();
+        let _one = image_lock();
+        let out = Command::new("docker")
+            .args(["build", "-q", "-t", &reference])
+            .arg(dir.path())
+            .env("DOCKER_BUILDKIT", "0")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "docker build: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        drop(_one);
+        let out = docker_in(Some(&self.cli_config()), &["push", &reference]);
+        out.lines()
+            .find_map(|l| l.split("digest: ").nth(1))
+            .and_then(|d| d.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no digest in the push output: {out}"))
+            .to_owned()
+    }
+
     /// Runs the docker CLI logged in to this registry (e.g. `service create --with-registry-auth`).
     pub fn docker_logged_in(&self, args: &[&str]) -> String {
         docker_in(Some(&self.cli_config()), args)

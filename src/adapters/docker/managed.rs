@@ -2,10 +2,11 @@
 //! (opted in, not a Swarm task, not mid-swap), what it follows, its labels and digests; and
 //! which namespace another container shares with it.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use bollard::models::ContainerInspectResponse;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use super::{DockerRuntime, timed};
 use crate::control::policy::{LABEL_POLICY, LABEL_WINDOW, PolicyLabels};
@@ -13,6 +14,7 @@ use crate::deploy::hooks::HookLabels;
 use crate::event::{Digest, follows, parse_source};
 use crate::gate::GateLabels;
 use crate::image::repo_digests;
+use crate::model::labels::{self, Provenance};
 use crate::ports::{
     LABEL_ENABLE, LABEL_HEALTH_TIMEOUT, LABEL_IMAGE, LABEL_SOURCE, Managed, NEW_SUFFIX, OLD_SUFFIX,
     RuntimeError,
@@ -34,18 +36,43 @@ impl DockerRuntime {
         mirror: Option<&str>,
     ) -> Result<Option<Managed>, RuntimeError> {
         let config = inspect.config.clone().unwrap_or_default();
-        let labels = config.labels.clone().unwrap_or_default();
+        let merged = config.labels.clone().unwrap_or_default();
         let name = inspect
             .name
             .clone()
             .unwrap_or_default()
             .trim_start_matches('/')
             .to_owned();
-        if labels.get(LABEL_ENABLE).map(String::as_str) != Some("true")
-            || labels.contains_key(SWARM_TASK_LABEL)
+        if merged.get(LABEL_ENABLE).map(String::as_str) != Some("true")
+            || merged.contains_key(SWARM_TASK_LABEL)
             || name.ends_with(OLD_SUFFIX)
             || name.ends_with(NEW_SUFFIX)
         {
+            return Ok(None);
+        }
+        let image_id = inspect.image.clone().unwrap_or_default();
+        let docker = self.docker().await?;
+        let image = match timed(
+            "inspect image",
+            self.call_timeout,
+            docker.inspect_image(&image_id),
+        )
+        .await
+        {
+            Ok(image) => Some(image),
+            Err(e) if e.transient => return Err(e),
+            Err(_) => None,
+        };
+        // SPEC §4: only the labels set on the container count, never the image's.
+        let image_labels = image
+            .as_ref()
+            .and_then(|i| i.config.as_ref())
+            .and_then(|c| c.labels.clone())
+            .unwrap_or_default();
+        let provenance = Provenance::split(&merged, &image_labels);
+        let labels = &provenance.own;
+        if labels.get(LABEL_ENABLE).map(String::as_str) != Some("true") {
+            debug!(container = %name, "{LABEL_ENABLE} comes from the image, not the container: not managed");
             return Ok(None);
         }
         let configured = config.image.clone().unwrap_or_default();
@@ -72,23 +99,14 @@ impl DockerRuntime {
                 None
             }
         };
-        let image_id = inspect.image.clone().unwrap_or_default();
-        let docker = self.docker().await?;
-        let digests = match timed(
-            "inspect image",
-            self.call_timeout,
-            docker.inspect_image(&image_id),
-        )
-        .await
-        {
+        let digests = match image {
             // An archive's image has no registry digest: its identity is its id (SPEC §13).
-            Ok(_) if follows.is_archive() => Digest::parse(&image_id).into_iter().collect(),
-            Ok(image) => repo_digests(
+            Some(_) if follows.is_archive() => Digest::parse(&image_id).into_iter().collect(),
+            Some(image) => repo_digests(
                 &image.repo_digests.unwrap_or_default(),
                 follows.repository.as_str(),
             ),
-            Err(e) if e.transient => return Err(e),
-            Err(_) => Vec::new(),
+            None => Vec::new(),
         };
         Ok(Some(Managed {
             stop_timeout: config
@@ -99,8 +117,8 @@ impl DockerRuntime {
                 policy: labels.get(LABEL_POLICY).cloned(),
                 window: labels.get(LABEL_WINDOW).cloned(),
             },
-            gates: GateLabels::from_labels(&labels),
-            hooks: HookLabels::from_labels(&labels),
+            gates: GateLabels::from_provenance(&provenance),
+            hooks: HookLabels::from_labels(labels),
             compose_project: labels.get(COMPOSE_PROJECT).cloned(),
             name,
             image: configured,
@@ -109,6 +127,33 @@ impl DockerRuntime {
             health_timeout,
             running_now: inspect.state.and_then(|s| s.running).unwrap_or(false),
         }))
+    }
+}
+
+impl DockerRuntime {
+    /// A container's own labels (SPEC §4): its merged `labels` minus the agent's labels it
+    /// inherited from image `image_id`. An image that is gone leaves nothing to inherit.
+    pub(super) async fn own_labels(
+        &self,
+        merged: HashMap<String, String>,
+        image_id: &str,
+    ) -> Result<HashMap<String, String>, RuntimeError> {
+        if !merged.keys().any(|k| k.starts_with(labels::PREFIX)) {
+            return Ok(merged);
+        }
+        let docker = self.docker().await?;
+        let image = match timed(
+            "inspect image",
+            self.call_timeout,
+            docker.inspect_image(image_id),
+        )
+        .await
+        {
+            Ok(image) => image.config.and_then(|c| c.labels).unwrap_or_default(),
+            Err(e) if e.transient => return Err(e),
+            Err(_) => HashMap::new(),
+        };
+        Ok(Provenance::split(&merged, &image).own)
     }
 }
 

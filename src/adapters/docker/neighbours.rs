@@ -46,7 +46,10 @@ impl DockerRuntime {
             let Some(shares) = managed::shared_namespace(&c, id, &name) else {
                 continue;
             };
-            let labels = c.config.clone().and_then(|c| c.labels).unwrap_or_default();
+            let merged = c.config.clone().and_then(|c| c.labels).unwrap_or_default();
+            let labels = self
+                .own_labels(merged, c.image.as_deref().unwrap_or_default())
+                .await?;
             out.push(Dependent {
                 id: c.id.clone().unwrap_or_default(),
                 name: name_of(&c),
@@ -66,8 +69,17 @@ impl DockerRuntime {
             .await?;
         let mut out = Vec::new();
         for s in list {
-            let labels = s.labels.unwrap_or_default();
-            let Some(depends_on) = labels.get(LABEL_DEPENDS_ON) else {
+            let merged = s.labels.unwrap_or_default();
+            if !merged.contains_key(LABEL_DEPENDS_ON) {
+                continue;
+            }
+            let labels = self
+                .own_labels(merged, s.image_id.as_deref().unwrap_or_default())
+                .await?;
+            let (Some("true"), Some(depends_on)) = (
+                labels.get(LABEL_ENABLE).map(String::as_str),
+                labels.get(LABEL_DEPENDS_ON),
+            ) else {
                 continue;
             };
             let name = s

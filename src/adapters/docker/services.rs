@@ -131,6 +131,7 @@ fn managed_service(s: &Value, mirror: Option<&str>) -> Option<ManagedService> {
         gates: GateLabels {
             verify: labels[LABEL_VERIFY].as_str().map(str::to_owned),
             scan: labels[LABEL_SCAN].as_str().map(str::to_owned),
+            ..GateLabels::default()
         },
         follows,
         name,
