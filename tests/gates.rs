@@ -317,7 +317,7 @@ async fn scan_findings_gate_the_pull_and_a_scan_still_to_come_is_waited_for() {
 /// `LABEL ecr-deployd.verify=none` and `scan-max-severity=none`: the container shows both
 /// labels (inherited), yet `[verify] require = "signed"` still rejects the next unsigned
 /// push, and a signed one passes. A container that has `ecr-deployd.enable=true` only from
-/// its image is not managed at all.
+/// its image is not managed at all. Then `rollback --to` is gated for a digest never run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn labels_an_image_carries_never_switch_a_gate_off_or_opt_a_container_in() {
     let site = Site::new("gate-inherit").await;
@@ -397,4 +397,16 @@ async fn labels_an_image_carries_never_switch_a_gate_off_or_opt_a_container_in()
         true
     );
     let _ = self_enabled;
+
+    // SPEC §11 (issue 30 #2): `rollback --to` a digest this container never ran passes the
+    // gates like an approve (v4: unsigned, refused, nothing pulled or stopped); back to one it
+    // ran successfully (v1, unsigned, replaced by v3) skips them.
+    let before = id_of(&name);
+    let (code, _, err) = run_cli(&config, &["rollback", &name, "--to", &v4], &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("not signed"), "{err}");
+    assert_eq!(id_of(&name), before);
+    let (code, out, err) = run_cli(&config, &["rollback", &name, "--to", &v1], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    running(&name, &v1, &agent).await;
 }

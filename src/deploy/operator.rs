@@ -11,8 +11,11 @@ use crate::image::Desired;
 use crate::ports::{Credentials, Runtime};
 use crate::store::{Outcome, StoreError};
 
-/// The trigger the operator's `rollback` deploys with (the supply-chain gates let it pass).
+/// The trigger of the operator's `rollback` to a digest the container ran successfully
+/// before: the supply-chain gates let it pass (SPEC §11).
 pub(super) const ROLLBACK_TRIGGER: &str = "manual";
+/// The trigger of `rollback --to` a digest the container never ran: gated like `approve`.
+pub(super) const GATED_ROLLBACK_TRIGGER: &str = "rollback";
 
 /// What `rollback` did.
 #[derive(Clone, Debug)]
@@ -70,10 +73,16 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
         if current.contains(&to) {
             return Err(RollbackError::AlreadyRuns(name.to_owned(), to));
         }
+        // Only a digest this container ran successfully skips the gates; any other one is
+        // checked like an `approve` (an unsigned or CRITICAL image is not run by a rollback).
+        let trigger = match self.ran_before(name, &to)? {
+            true => ROLLBACK_TRIGGER,
+            false => GATED_ROLLBACK_TRIGGER,
+        };
         self.store.unblock(name, to.as_str())?;
         let desired = Desired::single(to.clone());
         let done = self
-            .deploy_target(&target, &desired, ROLLBACK_TRIGGER, Duration::ZERO, None)
+            .deploy_target(&target, &desired, trigger, Duration::ZERO, None)
             .await
             .map_err(|e| RollbackError::Deploy(e.to_string()))?;
         let outcome = match done {
@@ -110,6 +119,19 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
             .find(|s| s.name == name)
             .map(Target::Service)
             .ok_or_else(|| RollbackError::NotFound(name.to_owned()))
+    }
+
+    /// Whether `name` ran `digest` successfully: deployed by the agent and kept, or running
+    /// when a later deploy replaced it or rolled back to it.
+    fn ran_before(&self, name: &str, digest: &Digest) -> Result<bool, StoreError> {
+        let d = digest.as_str();
+        Ok(self.store.history(Some(name), 1000)?.iter().any(|row| {
+            let deployed = row.outcome == Some(Outcome::Succeeded)
+                && (row.to_digest == d || row.platform_digest.as_deref() == Some(d));
+            let replaced = matches!(row.outcome, Some(Outcome::Succeeded | Outcome::RolledBack))
+                && row.from_digest.as_deref() == Some(d);
+            deployed || replaced
+        }))
     }
 
     /// The digest `name` ran before its current one (known under any of `current`).
