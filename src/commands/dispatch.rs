@@ -1,7 +1,7 @@
 //! Where an acting command runs: in the daemon, through its control socket, when one runs;
 //! otherwise in this process, under the state-store lease. When the daemon holds the lease
 //! but its socket cannot be reached, nothing is done (exit 2): never two processes swapping
-//! one container.
+//! one container. Under the lease, start-up recovery runs first, as in the daemon.
 
 use super::{Context, EXIT_CANNOT_RUN, act};
 use crate::config::Settings;
@@ -46,6 +46,20 @@ pub async fn run(settings: Settings, docker_host: Option<&str>, request: Request
             return EXIT_CANNOT_RUN;
         }
     };
+    if lease.is_some() {
+        // As the daemon does at start: a swap a crash interrupted is finished or undone
+        // before this command acts on anything (SPEC §6).
+        match ctx.executor.recover().await {
+            Ok(0) => {}
+            Ok(n) => eprintln!("ecr-deployd: {n} interrupted deployment(s) recovered first"),
+            Err(e) => {
+                eprintln!(
+                    "ecr-deployd: an interrupted deployment could not be recovered ({e}); nothing done"
+                );
+                return EXIT_CANNOT_RUN;
+            }
+        }
+    }
     let reply = act::handle(request, &ctx.registry, &ctx.executor, None).await;
     drop(lease);
     reply.print()

@@ -61,6 +61,9 @@ pub struct FakeRuntime {
     pub images: Mutex<Vec<String>>,
     /// Every tag made: (image id, reference).
     pub tags: Mutex<Vec<(String, String)>>,
+    /// Calls (`stop`, `start`, `observe`) that fail as if the Engine timed out: how many
+    /// of the next ones, per call.
+    pub faults: Mutex<HashMap<&'static str, usize>>,
 }
 
 pub fn digest(c: char) -> Digest {
@@ -132,6 +135,17 @@ impl FakeRuntime {
         };
         if Some(n) == *self.hang_at.lock().unwrap() {
             std::future::pending::<()>().await;
+        }
+    }
+    /// Fails `call` transiently if a fault is armed for it.
+    fn fault(&self, call: &'static str) -> Result<(), RuntimeError> {
+        let mut faults = self.faults.lock().unwrap();
+        match faults.get_mut(call) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                Err(RuntimeError::transient(call, "timed out (injected)"))
+            }
+            _ => Ok(()),
         }
     }
     pub fn by_id<T>(&self, id: &str, f: impl FnOnce(&mut Box_) -> T) -> Result<T, RuntimeError> {
@@ -283,7 +297,10 @@ impl Runtime for FakeRuntime {
     }
     async fn stop(&self, id: &str, _: Duration) -> Result<(), RuntimeError> {
         self.enter(format!("stop {id}")).await;
-        self.by_id(id, |b| b.running = false)
+        // A stop past its timeout: the Engine goes on killing the container.
+        let stopped = self.by_id(id, |b| b.running = false);
+        self.fault("stop")?;
+        stopped
     }
     async fn rename(&self, id: &str, name: &str) -> Result<(), RuntimeError> {
         self.enter(format!("rename {id} {name}")).await;
@@ -304,9 +321,11 @@ impl Runtime for FakeRuntime {
     }
     async fn start(&self, id: &str) -> Result<(), RuntimeError> {
         self.enter(format!("start {id}")).await;
+        self.fault("start")?;
         self.by_id(id, |b| b.running = !b.dies)
     }
     async fn observe(&self, id: &str) -> Result<Option<Observed>, RuntimeError> {
+        self.fault("observe")?;
         Ok(self
             .by_id(id, |b| Observed {
                 running: b.running,

@@ -120,7 +120,7 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
             .map(|(m, id)| async move {
                 self.health_gate(id, self.cfg.health_timeout)
                     .await
-                    .map_err(|why| format!("dependent {}: {why}", m.name))
+                    .map_err(|why| format!("dependent {}: {}", m.name, why.reason))
             });
         join_all(gates).await.into_iter().collect()
     }

@@ -2,13 +2,35 @@
 //! (no HEALTHCHECK) stay running for `min_uptime`. The decision is a pure function of what
 //! was observed; the loop around it only polls.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use tracing::warn;
 
 use super::executor::Executor;
 use crate::ports::{Credentials, Observed, Runtime};
 
 /// How often the health gate looks at the new container.
 pub const HEALTH_POLL: Duration = Duration::from_millis(250);
+
+/// Why the health gate failed. `transient`: only the Engine could not be asked (timeouts
+/// through the whole health timeout), which says nothing against the digest: no block.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unhealthy {
+    pub reason: String,
+    pub transient: bool,
+}
+
+impl Unhealthy {
+    /// The new container was seen failing.
+    pub fn verdict(reason: String) -> Self {
+        Self {
+            reason,
+            transient: false,
+        }
+    }
+}
 
 /// What one observation says.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,18 +74,30 @@ pub fn verdict(
 }
 
 impl<RT: Runtime, C: Credentials> Executor<RT, C> {
-    /// Polls container `id` until the verdict is in.
+    /// Polls container `id` until the verdict is in. An Engine error that is transient (a
+    /// timed-out inspect under load) is asked again until the health timeout has passed.
     pub(super) async fn health_gate(
         &self,
         id: &str,
         health_timeout: Duration,
-    ) -> Result<(), String> {
+    ) -> Result<(), Unhealthy> {
         let started = Instant::now();
+        let patience = health_timeout.max(self.cfg.min_uptime);
         loop {
             let seen = match self.runtime.observe(id).await {
                 Ok(Some(o)) => o,
-                Ok(None) => return Err("the new container disappeared".into()),
-                Err(e) => return Err(e.to_string()),
+                Ok(None) => return Err(Unhealthy::verdict("the new container disappeared".into())),
+                Err(e) if e.transient && started.elapsed() < patience => {
+                    warn!(container = %id, error = %e, "health gate: the Engine did not answer; asking again");
+                    tokio::time::sleep(HEALTH_POLL).await;
+                    continue;
+                }
+                Err(e) => {
+                    return Err(Unhealthy {
+                        reason: e.to_string(),
+                        transient: e.transient,
+                    });
+                }
             };
             match verdict(
                 &seen,
@@ -72,7 +106,7 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
                 self.cfg.min_uptime,
             ) {
                 Verdict::Pass => return Ok(()),
-                Verdict::Fail(reason) => return Err(reason),
+                Verdict::Fail(reason) => return Err(Unhealthy::verdict(reason)),
                 Verdict::Wait => tokio::time::sleep(HEALTH_POLL).await,
             }
         }

@@ -4,19 +4,13 @@
 //! for "done": both containers are left as they are, and the row stays open for `status`,
 //! `doctor` and an agent that can read it.
 
-use std::time::{Duration, Instant};
-
 use tracing::{error, warn};
 
 use super::executor::Executor;
-use super::health::HEALTH_POLL;
-use super::rollback::Kept;
+use super::rollback::{Kept, STOP_SETTLE};
 use super::target::SERVICE_JOURNAL_PREFIX;
 use crate::ports::{Credentials, Runtime, RuntimeError};
 use crate::store::{Deployment, Outcome, Step};
-
-/// Beyond a stop timeout, how long a stop started by a killed agent may still take.
-const SETTLE_MARGIN: Duration = Duration::from_secs(2);
 
 /// What recovery does for one interrupted deployment.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,28 +90,63 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
             .map_err(store_error("read journal"))?;
         let mut recovered = 0;
         for d in &open {
-            let old_id = d.old_id.clone().unwrap_or_default();
-            let planned = plan(d.step, &d.step_text, &old_id);
-            let (outcome, note) = match self.carry_out(d, &old_id, planned).await {
-                Ok(Some(done)) => done,
-                Ok(None) => continue,
-                // Docker unreachable: the caller retries the whole recovery.
-                Err(e) if e.transient => return Err(e),
-                Err(e) => {
-                    error!(container = %d.container, deployment = d.id, error = %e, "an interrupted deployment could not be recovered");
-                    (
-                        Outcome::Failed,
-                        format!("recovery after a restart failed: {e}"),
-                    )
-                }
-            };
-            warn!(container = %d.container, to = %d.to_digest, outcome = outcome.as_str(), %note, "recovered an interrupted deployment");
-            self.store
-                .finish(d.id, outcome, &d.phases, Some(&note))
-                .map_err(store_error("record recovery"))?;
-            recovered += 1;
+            recovered += usize::from(self.recover_row(d).await?);
         }
         Ok(recovered)
+    }
+
+    /// As [`recover`](Self::recover), while the agent runs, for the rows no deploy is
+    /// working on: a swap whose undo could not put the old container back (the Engine
+    /// failing) left its row open; the next sweep finishes it, so nothing stays down.
+    pub async fn recover_idle(&self) -> Result<usize, RuntimeError> {
+        let open = self
+            .store
+            .unfinished()
+            .map_err(store_error("read journal"))?;
+        let mut recovered = 0;
+        for d in &open {
+            let kind = match d.old_id.as_deref() {
+                Some(old) if old.starts_with(SERVICE_JOURNAL_PREFIX) => "service",
+                _ => "container",
+            };
+            let lock = self.lock_for(format!("{kind}:{}", d.container));
+            let Ok(_idle) = lock.try_lock() else { continue };
+            // Finished meanwhile by the deploy that held the lock?
+            let still_open = self
+                .store
+                .unfinished()
+                .map_err(store_error("read journal"))?
+                .iter()
+                .any(|o| o.id == d.id);
+            if still_open {
+                recovered += usize::from(self.recover_row(d).await?);
+            }
+        }
+        Ok(recovered)
+    }
+
+    /// Finishes or undoes one open row; false when it is left open (unknown step).
+    async fn recover_row(&self, d: &Deployment) -> Result<bool, RuntimeError> {
+        let old_id = d.old_id.clone().unwrap_or_default();
+        let planned = plan(d.step, &d.step_text, &old_id);
+        let (outcome, note) = match self.carry_out(d, &old_id, planned).await {
+            Ok(Some(done)) => done,
+            Ok(None) => return Ok(false),
+            // Docker unreachable: the caller retries the whole recovery.
+            Err(e) if e.transient => return Err(e),
+            Err(e) => {
+                error!(container = %d.container, deployment = d.id, error = %e, "an interrupted deployment could not be recovered");
+                (
+                    Outcome::Failed,
+                    format!("recovery after a restart failed: {e}"),
+                )
+            }
+        };
+        warn!(container = %d.container, to = %d.to_digest, outcome = outcome.as_str(), %note, "recovered an interrupted deployment");
+        self.store
+            .finish(d.id, outcome, &d.phases, Some(&note))
+            .map_err(store_error("record recovery"))?;
+        Ok(true)
     }
 
     /// Carries out `plan` for row `d`; `None` when the row is left open (unknown step).
@@ -177,7 +206,7 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
                     // The killed agent's stop request may still be under way in the Engine
                     // and kill the container once its timeout passes: watch it through that
                     // window and start it again if it goes down.
-                    let window = self.cfg.stop_timeout + SETTLE_MARGIN;
+                    let window = self.cfg.stop_timeout + STOP_SETTLE;
                     let running = members.iter().filter(|m| m.was_running);
                     let ids = std::iter::once(old_id).chain(running.map(|m| m.old_id.as_str()));
                     futures::future::try_join_all(ids.map(|id| self.keep_running(id, window)))
@@ -192,20 +221,6 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
                 )
             }
         }))
-    }
-
-    /// Starts `id` whenever it is found stopped during `window`.
-    async fn keep_running(&self, id: &str, window: Duration) -> Result<(), RuntimeError> {
-        let until = Instant::now() + window;
-        while Instant::now() < until {
-            if let Some(seen) = self.runtime.observe(id).await?
-                && !seen.running
-            {
-                self.runtime.start(id).await?;
-            }
-            tokio::time::sleep(HEALTH_POLL).await;
-        }
-        Ok(())
     }
 }
 

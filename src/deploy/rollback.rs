@@ -5,10 +5,16 @@
 
 use tracing::{error, warn};
 
+use std::time::Duration;
+
 use super::executor::{Executor, Failure};
+use super::health::HEALTH_POLL;
 use crate::event::Digest;
 use crate::ports::{Credentials, Managed, NEW_SUFFIX, Runtime, RuntimeError};
 use crate::store::{Member, Outcome, Step};
+
+/// Beyond a stop timeout, how long a stop already asked of the Engine may still take.
+pub(super) const STOP_SETTLE: Duration = Duration::from_secs(2);
 
 /// Which container a restore left running under the name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,25 +24,56 @@ pub enum Kept {
     New,
 }
 
+/// A swap past the stop of its old container, to be undone.
+pub(super) struct Undo<'a> {
+    pub id: i64,
+    pub c: &'a Managed,
+    pub new_id: &'a str,
+    pub members: &'a [Member],
+    pub desired: &'a Digest,
+}
+
+/// Whether what went wrong speaks against the digest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Blame {
+    /// The new container failed (start, hook, health): blocked for this container.
+    Digest,
+    /// The Engine or the store failed: not blocked, tried again later.
+    None,
+    /// As `None`, and the old container's stop may still be under way in the Engine: it is
+    /// watched through that window and started again if it goes down.
+    StopWindow,
+}
+
+/// How long an undo keeps trying to put the old container back before it leaves the
+/// journal row open for the next pass (the sweep, or start-up recovery).
+const UNDO_ATTEMPTS: u32 = 5;
+
 impl<RT: Runtime, C: Credentials> Executor<RT, C> {
-    /// Removes the new container, puts the old one back (then its group's members) and
-    /// blocks the digest.
-    pub(super) async fn roll_back(
-        &self,
-        id: i64,
-        c: &Managed,
-        new_id: Option<&str>,
-        members: &[Member],
-        desired: &Digest,
-        reason: String,
-    ) -> Failure {
+    /// Removes the new container, puts the old one back (then its group's members) and,
+    /// when the digest is to blame, blocks it. Retried in-process; a restore that still
+    /// fails leaves the row open (transient): recovery finishes it, nothing stays down
+    /// for good.
+    pub(super) async fn undo(&self, u: &Undo<'_>, reason: String, blame: Blame) -> Failure {
+        let (c, desired) = (u.c, u.desired);
         warn!(container = %c.name, digest = %desired.short(), %reason, "rolling back");
-        let _ = self.store.step(id, Step::RollingBack);
-        let restored = match self.restore(&c.name, &c.id, new_id, true).await {
-            Ok(kept) => self.restore_members(members).await.map(|()| kept),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = self.store.block(&c.name, desired.as_str(), &reason) {
+        let _ = self.store.step(u.id, Step::RollingBack);
+        let mut restored = self.put_back(u).await;
+        for attempt in 1..UNDO_ATTEMPTS {
+            let Err(e) = &restored else { break };
+            warn!(container = %c.name, error = %e, attempt, "could not put the old container back yet; trying again");
+            tokio::time::sleep(Duration::from_millis(500) * 2u32.pow(attempt)).await;
+            restored = self.put_back(u).await;
+        }
+        if let (Ok(Kept::Old), Blame::StopWindow) = (&restored, blame) {
+            let window = u.c.stop_timeout.unwrap_or(self.cfg.stop_timeout) + STOP_SETTLE;
+            if let Err(e) = self.keep_running(&c.id, window).await {
+                restored = Err(e);
+            }
+        }
+        if blame == Blame::Digest
+            && let Err(e) = self.store.block(&c.name, desired.as_str(), &reason)
+        {
             error!(container = %c.name, error = %e, "could not block the digest");
         }
         match restored {
@@ -54,13 +91,41 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
                 transient: false,
                 deferred: false,
             },
+            // Transient + rolled back: the row stays open for recovery to finish.
             Err(e) => Failure {
                 outcome: Outcome::RolledBack,
-                transient: e.transient,
+                transient: true,
                 deferred: false,
                 reason: format!("{reason}; rollback incomplete: {e}"),
             },
         }
+    }
+
+    async fn put_back(&self, u: &Undo<'_>) -> Result<Kept, RuntimeError> {
+        let kept = self
+            .restore(&u.c.name, &u.c.id, Some(u.new_id), true)
+            .await?;
+        self.restore_members(u.members).await?;
+        Ok(kept)
+    }
+
+    /// Starts `id` whenever it is found stopped during `window` (a stop request may still
+    /// be under way in the Engine and kill it once its timeout passes).
+    pub(super) async fn keep_running(
+        &self,
+        id: &str,
+        window: Duration,
+    ) -> Result<(), RuntimeError> {
+        let until = tokio::time::Instant::now() + window;
+        while tokio::time::Instant::now() < until {
+            if let Some(seen) = self.runtime.observe(id).await?
+                && !seen.running
+            {
+                self.runtime.start(id).await?;
+            }
+            tokio::time::sleep(HEALTH_POLL).await;
+        }
+        Ok(())
     }
 
     /// Exactly one container called `name`, the old one (`old_id`), running unless `start`

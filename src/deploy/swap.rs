@@ -7,10 +7,12 @@
 
 use std::time::Instant;
 
-use tracing::{error, warn};
+use tracing::warn;
 
 use super::executor::{Executor, Failure};
+use super::health::Unhealthy;
 use super::hooks::{Hook, HookVerdict, Hooks};
+use super::rollback::{Blame, Undo};
 use crate::event::Digest;
 use crate::ports::{Credentials, Managed, NEW_SUFFIX, OLD_SUFFIX, Runtime};
 use crate::store::{Member, Phases, Step};
@@ -59,39 +61,57 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
             .step_with_new_id(id, Step::Stopping, &new_id)
             .map_err(|e| Failure::failed(e, true))?;
         let create_ms = t.elapsed().as_millis() as i64;
+        // From here on the old container may be down: every error puts it back in-process
+        // and keeps the journal row open until that worked (SPEC §6; recovery finishes it).
+        let undo = Undo {
+            id,
+            c,
+            new_id: &new_id,
+            members: &members,
+            desired,
+        };
         let t = Instant::now();
         if let Err(e) = self.stop_group(c, &members).await {
-            let f = Failure::runtime(e);
-            if let Err(e) = self.restore(&c.name, &c.id, Some(&new_id), true).await {
-                error!(container = %c.name, error = %e, "could not restart the old container");
-            }
-            let _ = self.restore_members(&members).await;
-            return Err(f);
+            // The Engine may still be killing it past the timeout: not the digest's fault.
+            let reason = format!("could not stop the old container: {e}");
+            return Err(self.undo(&undo, reason, Blame::StopWindow).await);
         }
         phases.stop_ms = t.elapsed().as_millis() as i64;
         let t = Instant::now();
-        self.journal(id, Step::Starting)?;
+        if let Err(f) = self.journal(id, Step::Starting) {
+            return Err(self.undo(&undo, f.reason, Blame::None).await);
+        }
         if let Err(e) = self.swap_names_and_start(c, &new_id).await {
             let reason = e.to_string();
-            return Err(self
-                .roll_back(id, c, Some(&new_id), &members, desired, reason)
-                .await);
+            let blame = if e.transient {
+                Blame::None
+            } else {
+                Blame::Digest
+            };
+            return Err(self.undo(&undo, reason, blame).await);
         }
         phases.swap_ms = create_ms + t.elapsed().as_millis() as i64;
 
         // 4. The post-update hook, the health gate, then the dependents' turn.
         let t = Instant::now();
-        self.journal(id, Step::HealthGate)?;
+        if let Err(f) = self.journal(id, Step::HealthGate) {
+            return Err(self.undo(&undo, f.reason, Blame::None).await);
+        }
         let gate = self.gate_new(c, &new_id, &hooks, &members).await;
         phases.health_ms = t.elapsed().as_millis() as i64;
-        if let Err(reason) = gate {
-            return Err(self
-                .roll_back(id, c, Some(&new_id), &members, desired, reason)
-                .await);
+        if let Err(failed) = gate {
+            let blame = if failed.transient {
+                Blame::None
+            } else {
+                Blame::Digest
+            };
+            return Err(self.undo(&undo, failed.reason, blame).await);
+        }
+        if let Err(f) = self.journal(id, Step::Committing) {
+            return Err(self.undo(&undo, f.reason, Blame::None).await);
         }
 
         // 5. Commit: the old containers go, their volumes stay.
-        self.journal(id, Step::Committing)?;
         if let Err(e) = self.runtime.remove(&c.id).await {
             warn!(container = %c.name, error = %e, "could not remove the old container; recovery will");
         }
@@ -113,19 +133,23 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
         new_id: &str,
         hooks: &Hooks,
         members: &[Member],
-    ) -> Result<(), String> {
+    ) -> Result<(), Unhealthy> {
         if let Some(cmd) = &hooks.post_update {
             match self
                 .run_hook(&c.name, new_id, Hook::PostUpdate, cmd, hooks.timeout)
                 .await
             {
                 HookVerdict::Passed => {}
-                HookVerdict::NotNow(why) | HookVerdict::Failed(why) => return Err(why),
+                HookVerdict::NotNow(why) | HookVerdict::Failed(why) => {
+                    return Err(Unhealthy::verdict(why));
+                }
             }
         }
         self.health_gate(new_id, c.health_timeout.unwrap_or(self.cfg.health_timeout))
             .await?;
-        self.start_members(members).await
+        self.start_members(members)
+            .await
+            .map_err(Unhealthy::verdict)
     }
 
     /// Stops the group's members, then the old container.

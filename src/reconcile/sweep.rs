@@ -157,6 +157,16 @@ where
     C: Credentials,
 {
     let trigger = if dry_run { "dry-run" } else { "sweep" };
+    if !dry_run {
+        // A swap whose undo could not finish (the Engine failing) is finished first.
+        let recovered = executor.recover_idle().await?;
+        if recovered > 0 {
+            tracing::warn!(
+                deployments = recovered,
+                "open deployments finished by the sweep"
+            );
+        }
+    }
     sweep_some(registry, executor, trigger, |_| true).await
 }
 

@@ -291,3 +291,92 @@ async fn the_containers_of_one_compose_project_are_batched_to_go_one_at_a_time()
         "in the order listed, one project per batch"
     );
 }
+
+/// Issue 30 #5: an Engine that times out on an inspect during the health gate is asked
+/// again within the health timeout: a good digest is deployed, not rolled back or blocked.
+#[tokio::test(start_paused = true)]
+async fn a_transient_engine_error_in_the_health_gate_is_asked_again_and_never_blocks() {
+    let rt = FakeRuntime::with(&["web"], &digest('1'));
+    let (_dir, ex) = executor(rt, 1);
+    ex.runtime().faults.lock().unwrap().insert("observe", 3);
+    let done = deploy_first(&ex, digest('2'), "event").await;
+    assert_eq!(done, Done::Finished(Outcome::Succeeded));
+    assert!(!ex.store().is_blocked("web", digest('2').as_str()).unwrap());
+    // Through the whole health timeout: rolled back, but not blocked (it says nothing
+    // against the digest); the next look deploys it.
+    ex.runtime()
+        .faults
+        .lock()
+        .unwrap()
+        .insert("observe", usize::MAX);
+    let three = Desired::single(digest('3'));
+    let t = web(&ex).await;
+    let (ex2, t2) = (&ex, &t);
+    let run = async move {
+        ex2.deploy_target(t2, &three, "event", Duration::ZERO, None)
+            .await
+    };
+    let clear = async {
+        tokio::time::sleep(ex.config().health_timeout * 2).await;
+        ex.runtime().faults.lock().unwrap().clear();
+    };
+    let (done, ()) = tokio::join!(run, clear);
+    assert_eq!(done.unwrap(), Done::Finished(Outcome::RolledBack));
+    assert!(!ex.store().is_blocked("web", digest('3').as_str()).unwrap());
+    let done = deploy_first(&ex, digest('3'), "sweep").await;
+    assert_eq!(done, Done::Finished(Outcome::Succeeded));
+}
+
+/// Issue 30 #4: a stop that fails (past its timeout, the Engine still killing the
+/// container) whose restore fails too leaves the journal row open, never closed as
+/// `failed` with the container down for good; the next sweep's recovery starts it again.
+#[tokio::test(start_paused = true)]
+async fn a_failed_stop_whose_restore_fails_keeps_the_row_open_until_the_container_runs() {
+    let rt = FakeRuntime::with(&["web"], &digest('1'));
+    let (_dir, ex) = executor(rt, 1);
+    let old = web(&ex).await;
+    {
+        let mut faults = ex.runtime().faults.lock().unwrap();
+        faults.insert("stop", 1);
+        faults.insert("start", 100);
+    }
+    let t = web(&ex).await;
+    let result = ex
+        .deploy_target(
+            &t,
+            &Desired::single(digest('2')),
+            "event",
+            Duration::ZERO,
+            None,
+        )
+        .await;
+    assert!(result.is_err(), "transient: the message comes back");
+    let open = ex.store().unfinished().unwrap();
+    assert_eq!(open.len(), 1, "the row stays open");
+    assert!(!ex.store().is_blocked("web", digest('2').as_str()).unwrap());
+    // The Engine answers again: the sweep's recovery puts the old container back.
+    ex.runtime().faults.lock().unwrap().clear();
+    assert_eq!(ex.recover_idle().await.unwrap(), 1);
+    assert!(ex.store().unfinished().unwrap().is_empty());
+    let state = ex.runtime().state();
+    assert_eq!(state.len(), 1, "one container: {state:?}");
+    assert_eq!(state[0], ("web".to_owned(), true, digest('1')));
+    assert_eq!(ex.managed().await.unwrap()[0].id, old.journal_old_id());
+}
+
+/// Issue 30 #4: a stop that fails once is undone in-process: the old container runs again
+/// (watched through the stop window), the row is closed rolled back, nothing blocked.
+#[tokio::test(start_paused = true)]
+async fn a_failed_stop_is_undone_in_process_and_blocks_nothing() {
+    let rt = FakeRuntime::with(&["web"], &digest('1'));
+    let (_dir, ex) = executor(rt, 1);
+    ex.runtime().faults.lock().unwrap().insert("stop", 1);
+    let done = deploy_first(&ex, digest('2'), "event").await;
+    assert_eq!(done, Done::Finished(Outcome::RolledBack));
+    assert!(ex.store().unfinished().unwrap().is_empty());
+    assert!(!ex.store().is_blocked("web", digest('2').as_str()).unwrap());
+    assert_eq!(
+        ex.runtime().state(),
+        vec![("web".to_owned(), true, digest('1'))]
+    );
+}
