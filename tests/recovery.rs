@@ -259,3 +259,43 @@ async fn sigterm_during_a_long_health_gate_ends_within_one_deadline_with_the_old
     // The message that asked for it goes back to the queue for the next start.
     assert_eq!(queue_counts(&s.sqs, &s.url).await, (1, 0));
 }
+
+/// Issue 30 #6: with no daemon running, an acting command (here `sweep`) takes the lease
+/// and runs start-up recovery before anything else: a swap the killed agent left at its
+/// health gate is undone first (the old container back, alone, running).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_without_a_daemon_recovers_an_interrupted_swap_before_it_acts() {
+    let s = setup("cli-recover").await;
+    let (v1, prod) = first_version(&s, "team/cli", Kind::Healthy).await;
+    let name = s.scope.name("cli");
+    s.scope
+        .run(&name, &["--label", "ecr-deployd.enable=true", &prod]);
+    let mut agent = AgentProcess::start(&s.config, &["run"]);
+    let stuck = s
+        .registry
+        .publish("team/cli", "stuck", Kind::NeverHealthy, "stuck", false);
+    put_digest(&s.ecr, "team/cli", "prod", &stuck).await;
+    send_all(&s.sqs, &s.url, &[push_body("team/cli", "prod", &stuck)]).await;
+    journal_reaches(&s.state, Step::HealthGate).await;
+    agent.signal("KILL");
+    agent.wait_exit(Duration::from_secs(10));
+    put_digest(&s.ecr, "team/cli", "prod", &v1).await;
+
+    let (code, out, err) = run_cli(&s.config, &["sweep"], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("1 interrupted deployment(s) recovered first"),
+        "{err}"
+    );
+    let present = containers_named(&name);
+    assert_eq!(present.len(), 1, "exactly one container: {present:?}");
+    assert!(present[0].1, "running");
+    assert_eq!(running_digest(&name), v1);
+    assert!(
+        Store::open(&s.state)
+            .unwrap()
+            .unfinished()
+            .unwrap()
+            .is_empty()
+    );
+}
