@@ -123,8 +123,9 @@ echo "  version 1 = ${v1}"
 web_port=$(free_port)
 say "starting the sample web container (opted in with ecr-deployd.enable=true) on 127.0.0.1:${web_port}"
 docker tag "${registry}/demo/web:v1" "${registry}/demo/web:latest"
+# Its own scope: the demo's agent manages only this container, never the host's others.
 docker run -d --init --name "$container" --label "$demo_label" --label ecr-deployd.enable=true \
-  -p "127.0.0.1:${web_port}:8080" "${registry}/demo/web:latest" >/dev/null
+  --label "ecr-deployd.scope=demo-$$" -p "127.0.0.1:${web_port}:8080" "${registry}/demo/web:latest" >/dev/null
 page() { curl -fsS --max-time 2 "http://127.0.0.1:${web_port}/" 2>/dev/null || true; }
 for _ in $(seq 50); do [ -n "$(page)" ] && break; sleep 0.2; done
 echo "  page: $(page)"
@@ -132,9 +133,9 @@ echo "  page: $(page)"
 
 http_port=$(free_port)
 say "the agent's config: the stack's ConfigSnippet, plus the local endpoint, registry and state"
-$py - "$work/outputs.json" "$endpoint" "$registry" "$work" "$http_port" >"$work/config.toml" <<'PY'
+$py - "$work/outputs.json" "$endpoint" "$registry" "$work" "$http_port" "demo-$$" >"$work/config.toml" <<'PY'
 import json, sys
-out, endpoint, registry, work, http_port = sys.argv[1:6]
+out, endpoint, registry, work, http_port, scope = sys.argv[1:7]
 snippet = json.load(open(out))["ConfigSnippet"]
 snippet = snippet.replace("[aws]\n", f'[aws]\nendpoint_url = "{endpoint}"\n')
 snippet = snippet.replace("[queue]\n", "[queue]\nwait_time_seconds = 2\n")
@@ -144,6 +145,7 @@ print(snippet.rstrip() + f'''
 mirror = "{registry}"
 
 [deploy]
+scope = "{scope}"
 min_uptime_seconds = 2
 health_timeout_seconds = 30
 debounce_millis = 300

@@ -173,6 +173,7 @@ pub fn deploy_config(settings: &Settings) -> DeployConfig {
         max_parallel: d.max_parallel as usize,
         remove_old_images: d.remove_old_images,
         mirror: Some(settings.registry.mirror.clone()).filter(|m| !m.is_empty()),
+        scope: d.scope.clone(),
     }
 }
 

@@ -126,6 +126,9 @@ pub struct Deploy {
     pub max_parallel: u32,
     pub remove_old_images: bool,
     pub debounce_millis: u64,
+    /// "" = only containers without an `ecr-deployd.scope` label; NAME = only those labelled
+    /// `ecr-deployd.scope=NAME` (SPEC §3/§4).
+    pub scope: String,
 }
 
 impl Default for Deploy {
@@ -137,6 +140,7 @@ impl Default for Deploy {
             max_parallel: 2,
             remove_old_images: true,
             debounce_millis: 1500,
+            scope: String::new(),
         }
     }
 }
@@ -367,6 +371,9 @@ impl Settings {
             0,
             60_000,
         )?;
+        if let Err(why) = crate::model::labels::check_scope(&self.deploy.scope) {
+            return Err(invalid("deploy.scope", why));
+        }
         if self.state.path.as_os_str().is_empty() {
             return Err(invalid("state.path", "must not be empty"));
         }

@@ -263,6 +263,8 @@ pub struct Managed {
     pub hooks: HookLabels,
     /// `com.docker.compose.project`: the Compose project it belongs to, if any.
     pub compose_project: Option<String>,
+    /// Its own `ecr-deployd.scope` label (SPEC §4).
+    pub scope: Option<String>,
 }
 
 impl Managed {
@@ -569,6 +571,8 @@ pub struct ManagedService {
     /// `ecr-deployd.policy` and `ecr-deployd.window`, as labelled on the service.
     pub policy: PolicyLabels,
     pub gates: GateLabels,
+    /// Its `ecr-deployd.scope` label (SPEC §4).
+    pub scope: Option<String>,
 }
 
 /// A service's `UpdateStatus`.

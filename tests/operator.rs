@@ -333,3 +333,46 @@ fn promtool_check_metrics(metrics: &str) {
         "promtool check metrics:\n{said}\n{metrics}"
     );
 }
+
+/// SPEC §3/§4 `[deploy] scope`: an agent of scope `demo` manages only containers labelled
+/// `ecr-deployd.scope=demo`; an agent without a scope never touches a scoped container
+/// (several agents on one host, a demo beside production).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_manages_only_its_own_scope_and_no_scope_never_takes_a_scoped_container() {
+    let site = Site::new("scope").await;
+    let (plain, p1) = site.container("team/plain", "plain").await;
+    let (scoped, s1) = site
+        .container_with("team/scoped", "scoped", &["ecr-deployd.scope=demo"])
+        .await;
+    let p2 = site.silent_push("team/plain", Kind::Serve, "p2").await;
+    let s2 = site.silent_push("team/scoped", Kind::Serve, "s2").await;
+    let config = site.config(0);
+
+    let demo = [("ECR_DEPLOYD_DEPLOY_SCOPE", "demo")];
+    let (code, out, err) = run_cli(&config, &["sweep"], &demo);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(running_digest(&scoped), s2);
+    assert_eq!(running_digest(&plain), p1, "not in scope demo: untouched");
+    assert!(!out.contains(&plain), "{out}");
+
+    let s3 = site.silent_push("team/scoped", Kind::Serve, "s3").await;
+    let (code, out, err) = run_cli(&config, &["sweep"], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(running_digest(&plain), p2);
+    assert_eq!(
+        running_digest(&scoped),
+        s2,
+        "scoped: an agent without scope leaves it"
+    );
+    assert!(!out.contains(&scoped), "{out}");
+    let (_, out, _) = run_cli(&config, &["status", "--json"], &[]);
+    assert!(!out.contains(&scoped) && out.contains(&plain), "{out}");
+    let (code, _, err) = run_cli(
+        &config,
+        &["check-config"],
+        &[("ECR_DEPLOYD_DEPLOY_SCOPE", "a b")],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("deploy.scope"), "{err}");
+    let _ = (s1, s3);
+}

@@ -25,6 +25,7 @@ use crate::fleet::Fleet;
 use crate::gate::Gates;
 use crate::image::{self, Desired, Platform};
 use crate::metrics::Metrics;
+use crate::model::labels;
 use crate::notify::Notifier;
 use crate::ports::{
     Credentials, DeployError, DeployRequest, Deployer, Managed, ManagedService, PullAuth, Runtime,
@@ -47,6 +48,8 @@ pub struct DeployConfig {
     pub gates: Gates,
     /// `[fleet]`: this host's wave (SPEC §14).
     pub fleet: Fleet,
+    /// `[deploy] scope`: only containers and services labelled with it ("" = unlabelled).
+    pub scope: String,
 }
 
 /// What a deploy of one target came to.
@@ -176,12 +179,20 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
 
     /// The managed containers, as the runtime sees them now.
     pub async fn managed(&self) -> Result<Vec<Managed>, RuntimeError> {
-        self.runtime.managed(self.cfg.mirror.as_deref()).await
+        let all = self.runtime.managed(self.cfg.mirror.as_deref()).await?;
+        Ok(all
+            .into_iter()
+            .filter(|m| labels::in_scope(m.scope.as_deref(), &self.cfg.scope))
+            .collect())
     }
 
     /// Managed Swarm services (empty off a manager).
     pub async fn services(&self) -> Result<Vec<ManagedService>, RuntimeError> {
-        self.runtime.services(self.cfg.mirror.as_deref()).await
+        let all = self.runtime.services(self.cfg.mirror.as_deref()).await?;
+        Ok(all
+            .into_iter()
+            .filter(|s| labels::in_scope(s.scope.as_deref(), &self.cfg.scope))
+            .collect())
     }
 
     /// The platform of this host (index entries are matched with it).

@@ -210,6 +210,7 @@ impl Runtime for FakeRuntime {
             .filter(|b| !b.name.ends_with(OLD_SUFFIX) && !b.name.ends_with(NEW_SUFFIX))
             .filter(|b| b.shares_with.is_none())
             .map(|b| Managed {
+                scope: None,
                 id: b.id.clone(),
                 name: b.name.clone(),
                 image: "mirror/team/api:prod".into(),
@@ -381,6 +382,7 @@ pub fn test_config(max_parallel: usize) -> DeployConfig {
         max_parallel,
         remove_old_images: false,
         mirror: Some("mirror".into()),
+        scope: String::new(),
     }
 }
 

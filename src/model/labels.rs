@@ -15,6 +15,30 @@ pub const VERIFY: &str = "ecr-deployd.verify";
 /// The scan gate's label.
 pub const SCAN: &str = "ecr-deployd.scan-max-severity";
 
+/// The agent a container belongs to (SPEC §4): `[deploy] scope` must equal it.
+pub const SCOPE: &str = "ecr-deployd.scope";
+
+/// Whether a container labelled `labelled` (its own `ecr-deployd.scope`, if any) belongs to
+/// an agent of scope `scope` ("" = no scope): exactly equal, and an agent without a scope
+/// never takes a scoped container.
+pub fn in_scope(labelled: Option<&str>, scope: &str) -> bool {
+    labelled.map(str::trim).unwrap_or("") == scope
+}
+
+/// A scope name: empty, or up to 64 of `[A-Za-z0-9_.-]`.
+pub fn check_scope(scope: &str) -> Result<(), String> {
+    let ok = scope.len() <= 64
+        && scope
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    match ok {
+        true => Ok(()),
+        false => Err(format!(
+            "{scope:?} is not a scope name: up to 64 letters, digits, '_', '.' or '-'"
+        )),
+    }
+}
+
 /// A container's labels split by where they came from.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Provenance {
@@ -61,6 +85,18 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn scopes_match_exactly_and_no_scope_never_takes_a_scoped_container() {
+        assert!(in_scope(None, ""));
+        assert!(in_scope(Some("demo"), "demo"));
+        assert!(!in_scope(Some("demo"), ""));
+        assert!(!in_scope(None, "demo"));
+        assert!(!in_scope(Some("prod"), "demo"));
+        assert!(check_scope("").is_ok() && check_scope("demo-1.a_b").is_ok());
+        assert!(check_scope("a b").unwrap_err().contains("not a scope name"));
+        assert!(check_scope(&"x".repeat(65)).is_err());
     }
 
     #[test]

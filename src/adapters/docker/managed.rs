@@ -120,6 +120,7 @@ impl DockerRuntime {
             gates: GateLabels::from_provenance(&provenance),
             hooks: HookLabels::from_labels(labels),
             compose_project: labels.get(COMPOSE_PROJECT).cloned(),
+            scope: labels.get(labels::SCOPE).cloned(),
             name,
             image: configured,
             follows,

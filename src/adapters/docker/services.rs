@@ -133,6 +133,9 @@ fn managed_service(s: &Value, mirror: Option<&str>) -> Option<ManagedService> {
             scan: labels[LABEL_SCAN].as_str().map(str::to_owned),
             ..GateLabels::default()
         },
+        scope: labels[crate::model::labels::SCOPE]
+            .as_str()
+            .map(str::to_owned),
         follows,
         name,
     })
