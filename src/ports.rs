@@ -322,6 +322,8 @@ pub struct ExecRun {
     /// The end of its output (stdout and stderr interleaved), bounded by the adapter.
     pub output: String,
     pub timed_out: bool,
+    /// Not run: an earlier run in this container outlived its timeout and still runs.
+    pub still_running: bool,
 }
 
 /// What the health gate sees of a container.

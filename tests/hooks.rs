@@ -98,6 +98,13 @@ async fn hooks_run_in_the_old_and_the_new_container_and_decide_the_deploy() {
         "{done:?}"
     );
     assert_eq!(id(&slow), before[3]);
+    // … and the hook itself is stopped, not abandoned (issue 30 #8): no `sleep 30` left to
+    // run beside the next attempt's copy.
+    eventually(Duration::from_secs(15), "the overdue hook stopped", || {
+        let top = docker(&["top", &slow]);
+        async move { !top.contains("sleep 30") }
+    })
+    .await;
 
     // Post-update failing: rolled back to the old container, the digest blocked.
     let done = site.outcome(&migrate, &pushed[3]).await;

@@ -257,6 +257,7 @@ impl Runtime for FakeRuntime {
             exit_code: Some(0),
             output: String::new(),
             timed_out: false,
+            still_running: false,
         }))
     }
     async fn create_dependent(

@@ -112,6 +112,15 @@ pub fn verdict(hook: Hook, run: &ExecRun, timeout: Duration) -> HookVerdict {
         format!("; output: {tail}")
     };
     let name = hook.as_str();
+    if run.still_running {
+        let why = format!(
+            "the previous {name} hook in this container outlived its timeout and still runs; a second copy is not started"
+        );
+        return match hook {
+            Hook::PreUpdate => HookVerdict::NotNow(why),
+            Hook::PostUpdate => HookVerdict::Failed(why),
+        };
+    }
     if run.timed_out {
         return HookVerdict::Failed(format!(
             "{name} hook did not finish within {} s{output}",
@@ -177,6 +186,7 @@ mod tests {
             exit_code: code,
             output: output.into(),
             timed_out,
+            still_running: false,
         }
     }
 
@@ -263,5 +273,19 @@ mod tests {
         }
         let err = labels(&[(LABEL_PRE_UPDATE, "  ")]).hooks().unwrap_err();
         assert!(err.contains(LABEL_PRE_UPDATE), "{err}");
+    }
+
+    #[test]
+    fn a_hook_still_running_past_its_timeout_is_not_started_twice() {
+        let mut busy = run(None, "", false);
+        busy.still_running = true;
+        let t = Duration::from_secs(5);
+        assert!(
+            matches!(verdict(Hook::PreUpdate, &busy, t), HookVerdict::NotNow(w) if w.contains("still runs"))
+        );
+        assert!(matches!(
+            verdict(Hook::PostUpdate, &busy, t),
+            HookVerdict::Failed(_)
+        ));
     }
 }

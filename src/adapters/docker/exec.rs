@@ -1,7 +1,9 @@
 //! Running a command in a container (the lifecycle hooks): exec create → start, its output
 //! read as it comes and only its end kept (a hook that prints gigabytes costs nothing), the
-//! exit code from the exec's inspection. A hook past its time limit is abandoned: the caller
-//! fails the deploy; the process itself ends with its container or on its own.
+//! exit code from the exec's inspection. A hook past its time limit is stopped: its process
+//! tree in the container gets SIGTERM, then SIGKILL (found through the pid the wrapper
+//! writes in `/dev/shm` or `/tmp`); and while it still runs no second copy is started in
+//! that container (two `pg_dump`s at once).
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -18,20 +20,48 @@ const KEEP: usize = 16 * 1024;
 /// After the output ended, how long the Engine may take to mark the exec ended.
 const EXIT_POLLS: usize = 40;
 const EXIT_POLL: Duration = Duration::from_millis(50);
+/// Runs the hook (`$1`) as a child of a shell whose pid is noted (in `/dev/shm`, the
+/// container's own tmpfs, else `/tmp`), keeping its exit status.
+const WRAPPER: &str = r#"f=/dev/shm/.ecr-deployd-hook.pid; [ -w /dev/shm ] || f=/tmp/.ecr-deployd-hook.pid
+echo $$ > $f 2>/dev/null; /bin/sh -c "$1"; s=$?; rm -f $f 2>/dev/null; exit $s"#;
+/// Stops the noted process and every descendant: TERM, then KILL after 3 s.
+const KILL_TREE: &str = r#"f=/dev/shm/.ecr-deployd-hook.pid; [ -w /dev/shm ] || f=/tmp/.ecr-deployd-hook.pid
+w=$(cat $f 2>/dev/null) || exit 0
+all=$w; new=$w
+while [ -n "$new" ]; do
+  next=""
+  for f in /proc/[0-9]*/stat; do
+    read -r p c st pp rest < "$f" 2>/dev/null || continue
+    for n in $new; do [ "$pp" = "$n" ] && next="$next $p"; done
+  done
+  all="$all $next"; new=$next
+done
+kill -TERM $all 2>/dev/null; sleep 3; kill -KILL $all 2>/dev/null; rm -f $f; exit 0"#;
+/// How long stopping an overdue hook may take.
+const KILL_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl DockerRuntime {
-    /// `/bin/sh -c command` in container `id`, for at most `timeout`.
+    /// `/bin/sh -c command` in container `id`, for at most `timeout`; not run while an
+    /// earlier one in `id` outlived its timeout and still runs.
     pub(super) async fn run_exec(
         &self,
         id: &str,
         command: &str,
         timeout: Duration,
     ) -> Result<ExecRun, RuntimeError> {
+        if self.overdue_still_runs(id).await? {
+            return Ok(ExecRun {
+                exit_code: None,
+                output: String::new(),
+                timed_out: false,
+                still_running: true,
+            });
+        }
         let body = json!({
             "AttachStdout": true,
             "AttachStderr": true,
             "Tty": false,
-            "Cmd": ["/bin/sh", "-c", command],
+            "Cmd": ["/bin/sh", "-c", WRAPPER, "ecr-deployd-hook", command],
         });
         let path = format!("/containers/{id}/exec");
         let created = self
@@ -60,11 +90,85 @@ impl DockerRuntime {
             exit_code: None,
             output: output.text(),
             timed_out: !finished,
+            still_running: false,
         };
         if finished {
             run.exit_code = self.exit_code(exec_id).await?;
+        } else {
+            self.overdue(id, exec_id).await;
         }
         Ok(run)
+    }
+
+    /// A hook past its timeout: noted, and its process tree stopped (best effort: an image
+    /// without a writable `/tmp` keeps it running, and the note keeps a second copy out).
+    async fn overdue(&self, id: &str, exec_id: &str) {
+        self.overdue_hooks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id.to_owned(), exec_id.to_owned());
+        let body = json!({
+            "AttachStdout": true,
+            "AttachStderr": true,
+            "Tty": false,
+            "Cmd": ["/bin/sh", "-c", KILL_TREE],
+        });
+        let path = format!("/containers/{id}/exec");
+        let Ok(created) = self
+            .raw("create exec", Method::POST, &path, Some(&body), &[])
+            .await
+        else {
+            return;
+        };
+        let Some(kill_id) = created["Id"].as_str() else {
+            return;
+        };
+        let Ok(docker) = self.docker().await else {
+            return;
+        };
+        let path = format!("/v{}/exec/{kill_id}/start", docker.client_version());
+        let start = json!({ "Detach": false, "Tty": false });
+        let call = Call {
+            operation: "stop overdue hook",
+            method: Method::POST,
+            path: &path,
+            body: Some(&start),
+            headers: &[],
+            timeout: KILL_TIMEOUT,
+        };
+        if let Err(e) = engine::stream(&self.endpoint, call, |_| {}).await {
+            tracing::warn!(container = %id, error = %e, "could not stop a hook past its timeout");
+        }
+    }
+
+    /// Whether a hook that outlived its timeout in container `id` still runs (forgotten
+    /// once it ended, or its container is gone).
+    async fn overdue_still_runs(&self, id: &str) -> Result<bool, RuntimeError> {
+        let exec_id = self
+            .overdue_hooks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(id)
+            .cloned();
+        let Some(exec_id) = exec_id else {
+            return Ok(false);
+        };
+        let path = format!("/exec/{exec_id}/json");
+        let running = match self
+            .raw("inspect exec", Method::GET, &path, None, &[])
+            .await
+        {
+            Ok(seen) => seen["Running"] == true,
+            Err(e) if e.transient => return Err(e),
+            Err(_) => false,
+        };
+        if !running {
+            self.overdue_hooks
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(id);
+        }
+        Ok(running)
     }
 
     async fn exit_code(&self, exec_id: &str) -> Result<Option<i64>, RuntimeError> {

@@ -59,6 +59,9 @@ pub struct DockerRuntime {
     client: OnceCell<Docker>,
     platform: OnceCell<Platform>,
     engine: OnceCell<Engine>,
+    /// Hook execs that outlived their timeout, by container id: no second copy is started
+    /// in that container while one still runs.
+    overdue_hooks: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 /// Maps a bollard error: an HTTP answer keeps its status; no answer is transient.
@@ -97,6 +100,7 @@ impl DockerRuntime {
             call_timeout: CALL_TIMEOUT,
             client: OnceCell::new(),
             platform: OnceCell::new(),
+            overdue_hooks: Default::default(),
             engine: OnceCell::new(),
         })
     }

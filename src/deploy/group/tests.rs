@@ -233,6 +233,7 @@ fn exits(code: i64, output: &str) -> ExecRun {
         exit_code: Some(code),
         output: output.into(),
         timed_out: false,
+        still_running: false,
     }
 }
 
