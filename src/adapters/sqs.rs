@@ -28,9 +28,12 @@ pub struct SqsQueue {
 impl SqsQueue {
     /// `max_wait` is the long-poll wait: the HTTP attempt timeout is set above it.
     pub fn new(sdk: &SdkConfig, url: &str, max_wait: Duration) -> Self {
+        // The shared bounds, widened so that a long poll is not cut short.
+        let attempt = max_wait + RECEIVE_HEADROOM;
         let timeouts = TimeoutConfig::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .operation_attempt_timeout(max_wait + RECEIVE_HEADROOM)
+            .connect_timeout(super::aws::CONNECT_TIMEOUT)
+            .operation_attempt_timeout(attempt)
+            .operation_timeout(super::aws::OPERATION_TIMEOUT.max(attempt * 3))
             .build();
         let config = aws_sdk_sqs::config::Builder::from(sdk)
             .timeout_config(timeouts)
