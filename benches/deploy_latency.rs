@@ -30,7 +30,7 @@ use ecr_deployd::adapters::sqs::SqsQueue;
 use ecr_deployd::app::{Agent, deploy_config};
 use ecr_deployd::config::Settings;
 use ecr_deployd::deploy::executor::Executor;
-use ecr_deployd::ports::{Message, Queue, Receipt, RemoteError};
+use ecr_deployd::ports::{Message, Queue, Receipt, RemoteError, Unset};
 use ecr_deployd::reconcile::sweep;
 use ecr_deployd::store::{Deployment, Outcome, Store};
 use serde_json::json;
@@ -78,7 +78,7 @@ impl Queue for TimedQueue {
     async fn delete(&self, receipts: &[Receipt]) -> Result<(), RemoteError> {
         self.inner.delete(receipts).await
     }
-    async fn set_visibility(&self, receipts: &[Receipt], t: Duration) -> Result<(), RemoteError> {
+    async fn set_visibility(&self, receipts: &[Receipt], t: Duration) -> Result<(), Unset> {
         self.inner.set_visibility(receipts, t).await
     }
 }

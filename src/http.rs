@@ -1,15 +1,22 @@
 //! `[http] listen`: `/metrics` (OpenMetrics when asked for, else Prometheus text), `/healthz`,
 //! `/readyz`. Loopback by default.
 //! Anything else is 404, a method other than GET/HEAD 405; a bad request never stops the agent.
+//!
+//! Bounded, so that local clients cannot take the agent's file descriptors: at most
+//! [`MAX_CONNECTIONS`] open at once (a new one closes the oldest), a request head must arrive
+//! within [`HEADER_READ_TIMEOUT`] (idle keep-alive connections included), and a failed
+//! accept (EMFILE) pauses the loop briefly instead of spinning.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -67,11 +74,40 @@ pub fn route(
     }
 }
 
+/// Connections open at once; a new one past this closes the oldest.
+pub const MAX_CONNECTIONS: usize = 64;
+/// A connection whose next request head has not arrived by then is closed.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause after a failed accept (out of file descriptors): no hot loop, no log flood.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(200);
+
+/// The server's bounds (tests shorten them).
+#[derive(Clone, Copy, Debug)]
+struct Limits {
+    connections: usize,
+    header_read: Duration,
+}
+
 /// Serves on `listener` until `shutdown`.
 pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, shutdown: CancellationToken) {
+    let limits = Limits {
+        connections: MAX_CONNECTIONS,
+        header_read: HEADER_READ_TIMEOUT,
+    };
+    serve_with(listener, metrics, shutdown, limits).await
+}
+
+async fn serve_with(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+    limits: Limits,
+) {
     if let Ok(addr) = listener.local_addr() {
         info!(%addr, "http listener started (/metrics, /healthz, /readyz)");
     }
+    // One token per open connection, oldest first; cancelled when it ends or is evicted.
+    let mut open: VecDeque<CancellationToken> = VecDeque::new();
     loop {
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -79,30 +115,152 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, shutdown: Cance
                 Ok(a) => a,
                 Err(e) => {
                     warn!(error = %e, "accepting an http connection failed");
-                    continue;
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(ACCEPT_PAUSE) => continue,
+                    }
                 }
             },
         };
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req: Request<hyper::body::Incoming>| {
-                let openmetrics = req
-                    .headers()
-                    .get_all(hyper::header::ACCEPT)
-                    .iter()
-                    .any(|v| {
-                        v.to_str()
-                            .is_ok_and(|v| v.contains("application/openmetrics-text"))
-                    });
-                let response = route(&metrics, req.method(), req.uri().path(), openmetrics);
-                async move { Ok::<_, Infallible>(response) }
-            });
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                debug!(%peer, error = %e, "http connection ended with an error");
+        open.retain(|c| !c.is_cancelled());
+        while open.len() >= limits.connections {
+            if let Some(oldest) = open.pop_front() {
+                debug!("http: too many connections; closing the oldest");
+                oldest.cancel();
             }
-        });
+        }
+        let token = shutdown.child_token();
+        open.push_back(token.clone());
+        tokio::spawn(connection(stream, peer, metrics.clone(), token, limits));
+    }
+}
+
+/// Serves one connection until it ends, times out, or `token` is cancelled.
+async fn connection(
+    stream: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    metrics: Arc<Metrics>,
+    token: CancellationToken,
+    limits: Limits,
+) {
+    let _ended = token.clone().drop_guard();
+    let service = service_fn(move |req: Request<hyper::body::Incoming>| {
+        let openmetrics = req
+            .headers()
+            .get_all(hyper::header::ACCEPT)
+            .iter()
+            .any(|v| {
+                v.to_str()
+                    .is_ok_and(|v| v.contains("application/openmetrics-text"))
+            });
+        let response = route(&metrics, req.method(), req.uri().path(), openmetrics);
+        async move { Ok::<_, Infallible>(response) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::select! {
+        _ = token.cancelled() => {}
+        r = conn => if let Err(e) = r {
+            debug!(%peer, error = %e, "http connection ended with an error");
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    use super::*;
+    use crate::stats::Stats;
+
+    const LIMITS: Limits = Limits {
+        connections: 16,
+        header_read: Duration::from_secs(2),
+    };
+
+    /// Whether the server closed `s` (EOF or reset) within `wait`.
+    async fn closed_within(s: &mut TcpStream, wait: Duration) -> bool {
+        let mut buf = [0u8; 64];
+        matches!(
+            tokio::time::timeout(wait, s.read(&mut buf)).await,
+            Ok(Ok(0) | Err(_))
+        )
+    }
+
+    async fn get_metrics(addr: std::net::SocketAddr) -> String {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).await.unwrap();
+        text
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_thousand_idle_connections_leave_metrics_answering_and_are_closed_by_the_limit_or_the_header_timeout()
+     {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        let metrics = Metrics::new(Arc::new(Stats::default()));
+        let server = tokio::spawn(serve_with(listener, metrics, stop.clone(), LIMITS));
+        let mut idle = Vec::new();
+        for _ in 0..1000 {
+            idle.push(TcpStream::connect(addr).await.unwrap());
+        }
+        let started = Instant::now();
+        let text = tokio::time::timeout(Duration::from_secs(1), get_metrics(addr))
+            .await
+            .expect("/metrics answers at once beside 1,000 idle connections");
+        assert!(text.starts_with("HTTP/1.0 200"), "{text}");
+        assert!(started.elapsed() < LIMITS.header_read);
+        // All but the newest `connections` were closed to make room, straight away.
+        let mut still_open = Vec::new();
+        for mut s in idle {
+            if !closed_within(&mut s, Duration::from_millis(20)).await {
+                still_open.push(s);
+            }
+        }
+        assert!(
+            still_open.len() <= LIMITS.connections,
+            "{} open",
+            still_open.len()
+        );
+        // The rest go when their header-read timeout passes.
+        for s in &mut still_open {
+            assert!(closed_within(s, LIMITS.header_read + Duration::from_secs(2)).await);
+        }
+        stop.cancel();
+        server.await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        let metrics = Metrics::new(Arc::new(Stats::default()));
+        let server = tokio::spawn(serve_with(listener, metrics, stop.clone(), LIMITS));
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 1024];
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(
+            buf[..n].starts_with(b"HTTP/1.1 "),
+            "answered and kept alive"
+        );
+        let started = Instant::now();
+        assert!(closed_within(&mut s, LIMITS.header_read + Duration::from_secs(2)).await);
+        assert!(started.elapsed() >= LIMITS.header_read - Duration::from_millis(100));
+        stop.cancel();
+        server.await.unwrap();
     }
 }

@@ -241,25 +241,40 @@ pub async fn heartbeat<Q: Queue>(
     visibility: Duration,
     shutdown: CancellationToken,
 ) {
-    let every = visibility / 2;
     let tick = (visibility / 4).max(Duration::from_secs(1));
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(tick) => {}
         }
-        let due = inflight.due_for_extension(Instant::now(), every);
-        if due.is_empty() {
-            continue;
-        }
-        match queue.set_visibility(&due, visibility).await {
-            Ok(()) => debug!(
+        extend_due(queue.as_ref(), &inflight, visibility).await;
+    }
+}
+
+/// One heartbeat: sets the visibility of the messages due for it. A receipt counts as
+/// extended only once its call succeeded; one that failed stays due for the next beat, and
+/// one failed entry does not keep the others from being extended.
+async fn extend_due<Q: Queue>(queue: &Q, inflight: &InFlight, visibility: Duration) {
+    let now = Instant::now();
+    let due = inflight.due(now, visibility / 2);
+    if due.is_empty() {
+        return;
+    }
+    let failed = match queue.set_visibility(&due, visibility).await {
+        Ok(()) => {
+            debug!(
                 count = due.len(),
                 "extended visibility of in-flight messages"
-            ),
-            Err(e) => warn!(error = %e, count = due.len(), "extending visibility failed"),
+            );
+            Vec::new()
         }
-    }
+        Err(e) => {
+            warn!(error = %e, count = due.len(), "extending visibility failed for some messages");
+            e.failed
+        }
+    };
+    let extended: Vec<Receipt> = due.into_iter().filter(|r| !failed.contains(r)).collect();
+    inflight.extended(&extended, now);
 }
 
 /// Makes every message still tracked visible again at once (shutdown).
@@ -278,5 +293,126 @@ pub async fn hand_back<Q: Queue>(queue: &Q, inflight: &InFlight) {
             count = receipts.len(),
             "could not make unfinished messages visible; they return after their visibility timeout"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::ports::{Message, RemoteError, Unset};
+
+    const VISIBILITY: Duration = Duration::from_secs(60);
+
+    /// Fails the receipts in `bad` (or the whole call when `down`); records what it was asked.
+    #[derive(Default)]
+    struct Visibility {
+        bad: Vec<Receipt>,
+        down: bool,
+        asked: Mutex<Vec<Receipt>>,
+        untrack_during_call: Option<(InFlight, Receipt)>,
+    }
+
+    impl Queue for Visibility {
+        async fn receive(
+            &self,
+            _: u32,
+            _: Duration,
+            _: Duration,
+        ) -> Result<Vec<Message>, RemoteError> {
+            Ok(Vec::new())
+        }
+        async fn delete(&self, _: &[Receipt]) -> Result<(), RemoteError> {
+            Ok(())
+        }
+        async fn set_visibility(&self, receipts: &[Receipt], _: Duration) -> Result<(), Unset> {
+            self.asked.lock().unwrap().extend_from_slice(receipts);
+            if let Some((inflight, r)) = &self.untrack_during_call {
+                inflight.untrack(std::slice::from_ref(r));
+            }
+            let error = RemoteError {
+                operation: "sqs:ChangeMessageVisibilityBatch",
+                message: "ReceiptHandleIsInvalid".into(),
+                transient: true,
+            };
+            let failed: Vec<Receipt> = match self.down {
+                true => receipts.to_vec(),
+                false => receipts
+                    .iter()
+                    .filter(|r| self.bad.contains(r))
+                    .cloned()
+                    .collect(),
+            };
+            match failed.is_empty() {
+                true => Ok(()),
+                false => Err(Unset { failed, error }),
+            }
+        }
+    }
+
+    fn receipt(s: &str) -> Receipt {
+        Receipt(s.to_owned())
+    }
+
+    fn tracked(names: &[&str]) -> InFlight {
+        let inflight = InFlight::default();
+        for n in names {
+            inflight.track(receipt(n), Instant::now());
+        }
+        inflight
+    }
+
+    fn sorted(mut v: Vec<Receipt>) -> Vec<Receipt> {
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_entry_stays_due_and_only_the_entries_that_succeeded_count_as_extended() {
+        let inflight = tracked(&["a", "bad", "c"]);
+        let queue = Visibility {
+            bad: vec![receipt("bad")],
+            ..Default::default()
+        };
+        tokio::time::advance(VISIBILITY / 2).await;
+        extend_due(&queue, &inflight, VISIBILITY).await;
+        let asked = sorted(queue.asked.lock().unwrap().clone());
+        assert_eq!(
+            asked,
+            [receipt("a"), receipt("bad"), receipt("c")],
+            "every due receipt is tried"
+        );
+        assert_eq!(
+            inflight.due(Instant::now(), VISIBILITY / 2),
+            [receipt("bad")],
+            "the failed receipt is not marked extended: the next beat tries it again"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_call_marks_nothing_extended() {
+        let inflight = tracked(&["a", "b"]);
+        let queue = Visibility {
+            down: true,
+            ..Default::default()
+        };
+        tokio::time::advance(VISIBILITY / 2).await;
+        extend_due(&queue, &inflight, VISIBILITY).await;
+        let due = sorted(inflight.due(Instant::now(), VISIBILITY / 2));
+        assert_eq!(due, [receipt("a"), receipt("b")]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_receipt_whose_work_finished_during_the_call_is_not_tracked_again() {
+        let inflight = tracked(&["a", "b"]);
+        let queue = Visibility {
+            untrack_during_call: Some((inflight.clone(), receipt("b"))),
+            ..Default::default()
+        };
+        tokio::time::advance(VISIBILITY / 2).await;
+        extend_due(&queue, &inflight, VISIBILITY).await;
+        assert_eq!(inflight.len(), 1);
+        assert!(inflight.due(Instant::now(), VISIBILITY / 2).is_empty());
     }
 }

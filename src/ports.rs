@@ -78,11 +78,22 @@ pub trait Queue: Send + Sync + 'static {
     fn delete(&self, receipts: &[Receipt]) -> impl Future<Output = Result<(), RemoteError>> + Send;
 
     /// Sets the visibility timeout of messages, counted from now (0 = visible at once).
+    /// Every receipt is tried, whatever happens to the others; the error names the ones
+    /// whose visibility was not set.
     fn set_visibility(
         &self,
         receipts: &[Receipt],
         timeout: Duration,
-    ) -> impl Future<Output = Result<(), RemoteError>> + Send;
+    ) -> impl Future<Output = Result<(), Unset>> + Send;
+}
+
+/// Messages whose visibility could not be set (the rest of the call's were), and the first
+/// reason.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{error} ({} of the messages)", failed.len())]
+pub struct Unset {
+    pub failed: Vec<Receipt>,
+    pub error: RemoteError,
 }
 
 /// What ECR says a tag points to (its digest and, for an index, the index's manifests):

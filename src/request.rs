@@ -48,17 +48,24 @@ impl InFlight {
         }
     }
 
-    /// Receipts whose visibility was last set `older_than` ago or more; marks them set at `now`.
-    pub fn due_for_extension(&self, now: Instant, older_than: Duration) -> Vec<Receipt> {
+    /// Receipts whose visibility was last set `older_than` before `now` or earlier.
+    pub fn due(&self, now: Instant, older_than: Duration) -> Vec<Receipt> {
+        self.map()
+            .iter()
+            .filter(|(_, at)| now.saturating_duration_since(**at) >= older_than)
+            .map(|(r, _)| r.clone())
+            .collect()
+    }
+
+    /// Records that the visibility of `receipts` was set at `at` (after the call succeeded).
+    /// Receipts no longer tracked (their work finished meanwhile) stay untracked.
+    pub fn extended(&self, receipts: &[Receipt], at: Instant) {
         let mut map = self.map();
-        let mut due = Vec::new();
-        for (receipt, at) in map.iter_mut() {
-            if now.duration_since(*at) >= older_than {
-                *at = now;
-                due.push(receipt.clone());
+        for r in receipts {
+            if let Some(t) = map.get_mut(r) {
+                *t = at;
             }
         }
-        due
     }
 
     pub fn drain(&self) -> Vec<Receipt> {

@@ -305,3 +305,33 @@ async fn resolve_batches_many_tags_of_one_repository_into_calls_of_at_most_100()
     }
     assert!(resolved[&refs[151]].as_ref().unwrap().is_none());
 }
+
+/// The heartbeat's call: a receipt SQS refuses (here one that names no message) in the
+/// first batch of ten fails alone; the rest of that batch and the next batch are extended,
+/// and the error names only the refused receipt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_receipt_in_a_visibility_batch_does_not_keep_the_others_from_being_extended() {
+    use ecr_deployd::ports::{Queue, Receipt};
+    let aws = Aws::start().await;
+    let (url, _) = create_queue(&aws.sqs, "heartbeat", None).await;
+    let bodies: Vec<String> = (0..12).map(|i| format!("message {i}")).collect();
+    send_all(&aws.sqs, &url, &bodies).await;
+    let queue = SqsQueue::new(&aws.sdk, &url, Duration::from_secs(1));
+    let short = Duration::from_secs(2);
+    let mut receipts = vec![Receipt("not-a-receipt-handle".into())];
+    while receipts.len() < 13 {
+        let got = queue
+            .receive(10, Duration::from_secs(1), short)
+            .await
+            .unwrap();
+        receipts.extend(got.into_iter().map(|m| m.receipt));
+    }
+    let err = queue
+        .set_visibility(&receipts, Duration::from_secs(60))
+        .await
+        .expect_err("the bogus receipt is refused");
+    assert_eq!(err.failed, [receipts[0].clone()], "{err}");
+    // Past the short visibility: every real message was extended, none is visible again.
+    tokio::time::sleep(short + Duration::from_secs(1)).await;
+    assert_eq!(queue_counts(&aws.sqs, &url).await, (0, 12));
+}

@@ -1,5 +1,8 @@
 //! Shared AWS configuration and error mapping.
 
+use std::time::Duration;
+
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_sqs::config::http::HttpResponse;
 use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
@@ -7,10 +10,27 @@ use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use crate::config::Settings;
 use crate::ports::RemoteError;
 
-/// Loads the AWS configuration chain (environment, profiles, IMDS …) with `[aws]` on top.
+/// Connecting to an AWS endpoint.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// One attempt of an AWS call (ECR, S3, EventBridge, SQS other than the long poll).
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(20);
+/// A whole AWS call, retries included: a hung call ends as a transient error by then.
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The timeouts every SDK client gets (SQS widens the attempt for its long poll).
+pub fn timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+        .operation_timeout(OPERATION_TIMEOUT)
+        .build()
+}
+
+/// Loads the AWS configuration chain (environment, profiles, IMDS …) with `[aws]` on top,
+/// and [`timeouts`] for every client built from it.
 /// `[aws] endpoint_url` applies to every service; otherwise `AWS_ENDPOINT_URL*` are honoured.
 pub async fn sdk_config(settings: &Settings) -> SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts());
     if !settings.aws.region.is_empty() {
         loader = loader.region(Region::new(settings.aws.region.clone()));
     }

@@ -1,6 +1,7 @@
 //! [`Registry`] on the Amazon ECR API: what each tag points to now.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -30,11 +31,32 @@ const MEDIA_TYPES: &[&str] = &[
     "application/vnd.oci.image.index.v1+json",
 ];
 
+/// An ECR call that has not answered by then ends as a transient error, whatever the SDK's
+/// own timeouts (a backstop above [`super::aws::OPERATION_TIMEOUT`]): a hung BatchGetImage
+/// must not keep its tag in flight, nor a hung GetAuthorizationToken every pull.
+pub const CALL_BOUND: Duration = Duration::from_secs(65);
+
+/// `call` bounded by `bound`; past it, a transient error naming `operation`.
+async fn bounded<T>(
+    operation: &'static str,
+    bound: Duration,
+    call: impl Future<Output = Result<T, RemoteError>>,
+) -> Result<T, RemoteError> {
+    tokio::time::timeout(bound, call).await.unwrap_or_else(|_| {
+        Err(RemoteError {
+            operation,
+            message: format!("no answer within {}s", bound.as_secs_f32()),
+            transient: true,
+        })
+    })
+}
+
 /// ECR through the AWS SDK. Counts its API calls (benchmarks, tests).
 #[derive(Clone, Debug)]
 pub struct EcrRegistry {
     client: Client,
     calls: Arc<AtomicU64>,
+    bound: Duration,
 }
 
 impl EcrRegistry {
@@ -42,7 +64,14 @@ impl EcrRegistry {
         Self {
             client: Client::new(sdk),
             calls: Arc::default(),
+            bound: CALL_BOUND,
         }
+    }
+
+    /// With another bound on each call than [`CALL_BOUND`] (tests).
+    pub fn with_bound(mut self, bound: Duration) -> Self {
+        self.bound = bound;
+        self
     }
 
     pub fn client(&self) -> &Client {
@@ -75,9 +104,16 @@ impl EcrRegistry {
         if let Some(r) = registry {
             call = call.registry_id(r);
         }
-        let out = match call.send().await {
-            Ok(out) => out,
-            Err(e) => {
+        let send = async { Ok(call.send().await) };
+        let out = match bounded("ecr:BatchGetImage", self.bound, send).await {
+            Err(hung) => {
+                return images
+                    .iter()
+                    .map(|i| ((*i).clone(), Err(hung.clone())))
+                    .collect();
+            }
+            Ok(Ok(out)) => out,
+            Ok(Err(e)) => {
                 let not_found = e
                     .as_service_error()
                     .is_some_and(|s| s.is_repository_not_found_exception());
@@ -194,6 +230,7 @@ pub struct EcrCredentials {
     client: Client,
     cached: tokio::sync::Mutex<Option<(PullAuth, Instant)>>,
     fetches: AtomicU64,
+    bound: Duration,
 }
 
 impl EcrCredentials {
@@ -202,7 +239,14 @@ impl EcrCredentials {
             client: Client::new(sdk),
             cached: tokio::sync::Mutex::new(None),
             fetches: AtomicU64::new(0),
+            bound: CALL_BOUND,
         }
+    }
+
+    /// With another bound on the call and on waiting for another caller's call (tests).
+    pub fn with_bound(mut self, bound: Duration) -> Self {
+        self.bound = bound;
+        self
     }
 
     /// GetAuthorizationToken calls made so far.
@@ -260,15 +304,99 @@ impl EcrCredentials {
 }
 
 impl Credentials for EcrCredentials {
+    /// Single flight, bounded: callers wait for one GetAuthorizationToken at a time, but never
+    /// longer than the bound; past it a caller makes its own call (also bounded). So a hung
+    /// call delays a pull by at most twice the bound, and never stalls every pull.
     async fn pull_auth(&self) -> Result<PullAuth, RemoteError> {
-        let mut cached = self.cached.lock().await;
+        const OP: &str = "ecr:GetAuthorizationToken";
+        let Ok(mut cached) = tokio::time::timeout(self.bound, self.cached.lock()).await else {
+            warn!("another GetAuthorizationToken call is taking long; making one more");
+            return bounded(OP, self.bound, self.fetch())
+                .await
+                .map(|(auth, _)| auth);
+        };
         if let Some((auth, until)) = cached.as_ref()
             && Instant::now() < *until
         {
             return Ok(auth.clone());
         }
-        let (auth, until) = self.fetch().await?;
+        let (auth, until) = bounded(OP, self.bound, self.fetch()).await?;
         *cached = Some((auth.clone(), until));
         Ok(auth)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_config::{BehaviorVersion, Region};
+    use aws_sdk_ecr::config::Credentials;
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+    use crate::event::Tag;
+    use crate::ports::Credentials as _;
+
+    const BOUND: Duration = Duration::from_millis(500);
+
+    /// An ECR endpoint that accepts connections, reads the requests and never answers.
+    async fn hung_endpoint() -> SdkConfig {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
+                });
+            }
+        });
+        // No SDK timeouts here: the adapter's own bound must end the calls.
+        aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new("eu-west-2"))
+            .endpoint_url(endpoint)
+            .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .load()
+            .await
+    }
+
+    #[tokio::test]
+    async fn a_hung_batch_get_image_ends_as_a_transient_error_after_the_bound() {
+        let registry = EcrRegistry::new(&hung_endpoint().await).with_bound(BOUND);
+        let image = ImageRef::new(
+            None,
+            Repository::parse("shop/web").unwrap(),
+            Tag::parse("prod").unwrap(),
+        );
+        let started = Instant::now();
+        let resolved = registry.resolve(std::slice::from_ref(&image)).await;
+        assert!(started.elapsed() < BOUND * 3, "{:?}", started.elapsed());
+        let err = resolved[&image].clone().expect_err("no answer");
+        assert!(
+            err.transient,
+            "retried later, its messages back on the queue: {err}"
+        );
+        assert_eq!(err.operation, "ecr:BatchGetImage");
+    }
+
+    #[tokio::test]
+    async fn a_hung_get_authorization_token_delays_each_pull_by_at_most_twice_the_bound() {
+        let credentials = Arc::new(EcrCredentials::new(&hung_endpoint().await).with_bound(BOUND));
+        let started = Instant::now();
+        let pulls: Vec<_> = (0..6)
+            .map(|_| {
+                let c = credentials.clone();
+                tokio::spawn(async move {
+                    let r = c.pull_auth().await;
+                    (r, started.elapsed())
+                })
+            })
+            .collect();
+        for pull in pulls {
+            let (r, took) = pull.await.unwrap();
+            let err = r.expect_err("no answer");
+            assert!(err.transient, "{err}");
+            assert!(took < BOUND * 2 + BOUND / 2, "one pull waited {took:?}");
+        }
     }
 }

@@ -11,7 +11,7 @@ use aws_sdk_sqs::types::{
 };
 
 use super::aws::remote_error;
-use crate::ports::{Message, Queue, Receipt, RemoteError};
+use crate::ports::{Message, Queue, Receipt, RemoteError, Unset};
 
 /// SQS takes at most 10 entries per batch call.
 const BATCH: usize = 10;
@@ -28,9 +28,12 @@ pub struct SqsQueue {
 impl SqsQueue {
     /// `max_wait` is the long-poll wait: the HTTP attempt timeout is set above it.
     pub fn new(sdk: &SdkConfig, url: &str, max_wait: Duration) -> Self {
+        // The shared bounds, widened so that a long poll is not cut short.
+        let attempt = max_wait + RECEIVE_HEADROOM;
         let timeouts = TimeoutConfig::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .operation_attempt_timeout(max_wait + RECEIVE_HEADROOM)
+            .connect_timeout(super::aws::CONNECT_TIMEOUT)
+            .operation_attempt_timeout(attempt)
+            .operation_timeout(super::aws::OPERATION_TIMEOUT.max(attempt * 3))
             .build();
         let config = aws_sdk_sqs::config::Builder::from(sdk)
             .timeout_config(timeouts)
@@ -132,38 +135,70 @@ impl Queue for SqsQueue {
         Ok(())
     }
 
-    async fn set_visibility(
-        &self,
-        receipts: &[Receipt],
-        timeout: Duration,
-    ) -> Result<(), RemoteError> {
+    async fn set_visibility(&self, receipts: &[Receipt], timeout: Duration) -> Result<(), Unset> {
+        let mut unset: Option<Unset> = None;
         for chunk in receipts.chunks(BATCH) {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, r)| {
-                    ChangeMessageVisibilityBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(&r.0)
-                        .visibility_timeout(timeout.as_secs() as i32)
-                        .build()
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| RemoteError {
-                    operation: "sqs:ChangeMessageVisibilityBatch",
-                    message: e.to_string(),
-                    transient: false,
-                })?;
-            let out = self
-                .client
-                .change_message_visibility_batch()
-                .queue_url(&self.url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(|e| remote_error("sqs:ChangeMessageVisibilityBatch", e))?;
-            Self::failures("sqs:ChangeMessageVisibilityBatch", out.failed())?;
+            // One failed call or entry does not keep the others from being tried.
+            let (failed, error) = match self.visibility_batch(chunk, timeout).await {
+                Ok(failed) if failed.is_empty() => continue,
+                Ok(failed) => {
+                    let error = RemoteError {
+                        operation: "sqs:ChangeMessageVisibilityBatch",
+                        message: format!("{} entries failed: {failed:?}", failed.len()),
+                        transient: true,
+                    };
+                    (failed.into_iter().map(|(r, _)| r).collect(), error)
+                }
+                Err(e) => (chunk.to_vec(), e),
+            };
+            match &mut unset {
+                Some(u) => u.failed.extend(failed),
+                None => unset = Some(Unset { failed, error }),
+            }
         }
-        Ok(())
+        unset.map_or(Ok(()), Err)
+    }
+}
+
+impl SqsQueue {
+    /// One ChangeMessageVisibilityBatch call for ≤10 receipts: the receipts it failed for,
+    /// with SQS's code for each.
+    async fn visibility_batch(
+        &self,
+        chunk: &[Receipt],
+        timeout: Duration,
+    ) -> Result<Vec<(Receipt, String)>, RemoteError> {
+        let entries = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                ChangeMessageVisibilityBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(&r.0)
+                    .visibility_timeout(timeout.as_secs() as i32)
+                    .build()
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| RemoteError {
+                operation: "sqs:ChangeMessageVisibilityBatch",
+                message: e.to_string(),
+                transient: false,
+            })?;
+        let out = self
+            .client
+            .change_message_visibility_batch()
+            .queue_url(&self.url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| remote_error("sqs:ChangeMessageVisibilityBatch", e))?;
+        Ok(out
+            .failed()
+            .iter()
+            .filter_map(|f| {
+                let receipt = chunk.get(f.id().parse::<usize>().ok()?)?;
+                Some((receipt.clone(), f.code().to_owned()))
+            })
+            .collect())
     }
 }

@@ -67,7 +67,7 @@ impl SupplyFacts {
         auth: &PullAuth,
         accept: &str,
     ) -> Result<Option<Vec<u8>>, RemoteError> {
-        let resp = self
+        let mut resp = self
             .http
             .get(url)
             .basic_auth(&auth.username, Some(&auth.password))
@@ -83,25 +83,24 @@ impl SupplyFacts {
             let transient = status.is_server_error() || status.as_u16() == 429;
             return Err(err(op, format!("{url}: HTTP {status}"), transient));
         }
-        if resp.content_length().is_some_and(|n| n as usize > MAX_BODY) {
-            return Err(err(
-                op,
-                format!("{url}: larger than {MAX_BODY} bytes"),
-                false,
-            ));
+        let too_large = || err(op, format!("{url}: larger than {MAX_BODY} bytes"), false);
+        if resp.content_length().is_some_and(|n| n > MAX_BODY as u64) {
+            return Err(too_large());
         }
-        let body = resp
-            .bytes()
+        // Without a Content-Length (chunked), the limit holds while reading: a body past it
+        // is dropped there, never read to its end.
+        let mut body = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
             .await
-            .map_err(|e| err(op, format!("{url}: {e}"), true))?;
-        if body.len() > MAX_BODY {
-            return Err(err(
-                op,
-                format!("{url}: larger than {MAX_BODY} bytes"),
-                false,
-            ));
+            .map_err(|e| err(op, format!("{url}: {e}"), true))?
+        {
+            if body.len() + chunk.len() > MAX_BODY {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
         }
-        Ok(Some(body.to_vec()))
+        Ok(Some(body))
     }
 
     async fn fetch_signatures(
@@ -229,5 +228,73 @@ impl Supply for SupplyFacts {
         digest: &'a Digest,
     ) -> BoxFuture<'a, Result<ScanFacts, RemoteError>> {
         Box::pin(self.fetch_scan(image, digest))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// A registry that answers every request with an endless chunked body (no
+    /// Content-Length); counts the bytes the client took.
+    async fn endless_registry() -> (String, Arc<AtomicU64>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let host = listener.local_addr().unwrap().to_string();
+        let sent = Arc::new(AtomicU64::default());
+        let counter = sent.clone();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 4096];
+            let _ = s.read(&mut request).await;
+            let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+            s.write_all(head.as_bytes()).await.unwrap();
+            let chunk = vec![b'x'; 64 * 1024];
+            let frame = [
+                format!("{:x}\r\n", chunk.len()).into_bytes(),
+                chunk,
+                b"\r\n".to_vec(),
+            ]
+            .concat();
+            while s.write_all(&frame).await.is_ok() {
+                counter.fetch_add(frame.len() as u64, Ordering::Relaxed);
+            }
+        });
+        (host, sent)
+    }
+
+    #[tokio::test]
+    async fn a_chunked_body_past_the_limit_is_refused_while_streaming_not_read_to_its_end() {
+        let (host, sent) = endless_registry().await;
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .build();
+        let supply = SupplyFacts::new(&sdk);
+        let auth = PullAuth {
+            username: "AWS".into(),
+            password: "secret".into(),
+            registry_host: host.clone(),
+        };
+        let repository = Repository::parse("shop/web").unwrap();
+        let digest = Digest::parse(&format!("sha256:{}", "a".repeat(64))).unwrap();
+        let started = std::time::Instant::now();
+        let err = supply
+            .signatures(&host, &auth, &repository, &digest)
+            .await
+            .expect_err("an endless body is refused");
+        assert!(err.message.contains("larger than"), "{err}");
+        assert!(!err.transient, "{err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        // What the client took is the limit plus what sat in the socket buffers, not more.
+        let taken = sent.load(Ordering::Relaxed);
+        assert!(taken < 16 * MAX_BODY as u64, "{taken} bytes sent");
     }
 }

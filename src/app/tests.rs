@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::*;
 use crate::event::{Digest, ImageRef};
 use crate::image::Desired;
-use crate::ports::{DeployError, DeployRequest, Message, Receipt, RemoteError, Resolution};
+use crate::ports::{DeployError, DeployRequest, Message, Receipt, RemoteError, Resolution, Unset};
 
 #[derive(Default)]
 struct FakeQueue {
@@ -82,7 +82,7 @@ impl Queue for FakeQueue {
         self.deleted.lock().unwrap().extend_from_slice(receipts);
         Ok(())
     }
-    async fn set_visibility(&self, receipts: &[Receipt], t: Duration) -> Result<(), RemoteError> {
+    async fn set_visibility(&self, receipts: &[Receipt], t: Duration) -> Result<(), Unset> {
         let mut v = self.visibility.lock().unwrap();
         v.extend(receipts.iter().map(|r| (r.clone(), t)));
         Ok(())

@@ -1,10 +1,13 @@
 //! The daemon's control socket: one JSON request per connection, one JSON reply, each a line.
-//! Callers are checked by SO_PEERCRED: root, the service user, or a member of its group.
+//! Callers are checked by the credentials the kernel recorded when they connected
+//! (SO_PEERCRED and SO_PEERGROUPS): root, the service user, or a member of its group.
 
 use std::future::Future;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -15,6 +18,9 @@ use tracing::{info, warn};
 
 /// A request line longer than this is refused.
 const MAX_REQUEST: u64 = 64 * 1024;
+/// A caller that has not sent its whole request line by then is answered with an error and
+/// dropped: an idle connection does not hold a task for ever.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What an operator command asks the daemon to do.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,16 +140,23 @@ where
     H: Fn(Request) -> F,
     F: Future<Output = Reply>,
 {
+    let caller = caller(&stream);
     let (read, mut write) = stream.into_split();
-    let peer = read.as_ref().peer_cred();
-    let reply = match peer.map_err(|e| e.to_string()).and_then(|c| allowed(&c)) {
+    let reply = match caller.and_then(|c| c.allowed(&Service::this_process())) {
         Err(why) => Reply::error(2, format!("ecr-deployd: control socket: {why}\n")),
         Ok(()) => {
             let mut line = String::new();
             let mut reader = BufReader::new(read.take(MAX_REQUEST));
-            match reader.read_line(&mut line).await {
-                Err(e) => Reply::error(2, format!("ecr-deployd: control socket: {e}\n")),
-                Ok(_) => match serde_json::from_str::<Request>(&line) {
+            match tokio::time::timeout(READ_TIMEOUT, reader.read_line(&mut line)).await {
+                Err(_) => Reply::error(
+                    2,
+                    format!(
+                        "ecr-deployd: control socket: no request line within {}s\n",
+                        READ_TIMEOUT.as_secs()
+                    ),
+                ),
+                Ok(Err(e)) => Reply::error(2, format!("ecr-deployd: control socket: {e}\n")),
+                Ok(Ok(_)) => match serde_json::from_str::<Request>(&line) {
                     Ok(request) => {
                         info!(?request, "operator command through the control socket");
                         handler(request).await
@@ -160,60 +173,82 @@ where
     }
 }
 
-/// Root, the daemon's own user, or a member of the daemon's group.
-fn allowed(peer: &tokio::net::unix::UCred) -> Result<(), String> {
-    // SAFETY: plain getters without arguments.
-    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
-    if peer.uid() == 0 || peer.uid() == uid || peer.gid() == gid {
-        return Ok(());
-    }
-    let in_group = peer
-        .pid()
-        .is_some_and(|pid| supplementary_groups(pid).contains(&gid))
-        || configured_groups(peer.uid()).contains(&gid);
-    if in_group {
-        return Ok(());
-    }
-    Err(format!(
-        "permission denied: uid {} is not root and not in group {gid} of the service",
-        peer.uid()
-    ))
+/// Who connected, as the kernel recorded it at connect time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Caller {
+    uid: u32,
+    gid: u32,
+    /// Supplementary groups (SO_PEERGROUPS).
+    groups: Vec<u32>,
 }
 
-/// The supplementary groups of process `pid` (its `Groups:` line in /proc).
-fn supplementary_groups(pid: i32) -> Vec<u32> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("Groups:"))
-        .map(|g| {
-            g.split_whitespace()
-                .filter_map(|n| n.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
+/// The user and group the daemon runs as.
+struct Service {
+    uid: u32,
+    gid: u32,
 }
 
-/// The groups the user database gives `uid` (for when /proc of the caller is hidden, as under
-/// the unit's `ProtectProc=invisible`).
-fn configured_groups(uid: u32) -> Vec<u32> {
-    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut buf = vec![0 as libc::c_char; 16 * 1024];
-    let mut found: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: every pointer is to a live buffer of the stated size; `found` is set by the call.
-    let rc = unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut found) };
-    if rc != 0 || found.is_null() {
-        return Vec::new();
+impl Service {
+    fn this_process() -> Self {
+        // SAFETY: plain getters without arguments.
+        let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+        Self { uid, gid }
     }
-    let mut groups = vec![0 as libc::gid_t; 256];
-    let mut n = groups.len() as libc::c_int;
-    // SAFETY: pw_name points into `buf`, alive here; `groups` holds `n` entries.
-    let rc = unsafe { libc::getgrouplist(pw.pw_name, pw.pw_gid, groups.as_mut_ptr(), &mut n) };
-    if rc < 0 {
-        return Vec::new();
+}
+
+impl Caller {
+    /// Root, the service's own user, or a member (primary or supplementary) of its group.
+    fn allowed(&self, service: &Service) -> Result<(), String> {
+        let member = self.gid == service.gid || self.groups.contains(&service.gid);
+        if self.uid == 0 || self.uid == service.uid || member {
+            return Ok(());
+        }
+        Err(format!(
+            "permission denied: uid {} is not root and not in group {} of the service",
+            self.uid, service.gid
+        ))
     }
-    groups.truncate(n.max(0) as usize);
-    groups
+}
+
+fn caller(stream: &UnixStream) -> Result<Caller, String> {
+    let cred = stream
+        .peer_cred()
+        .map_err(|e| format!("SO_PEERCRED: {e}"))?;
+    let groups = peer_groups(stream.as_raw_fd()).map_err(|e| format!("SO_PEERGROUPS: {e}"))?;
+    Ok(Caller {
+        uid: cred.uid(),
+        gid: cred.gid(),
+        groups,
+    })
+}
+
+/// The supplementary groups of the peer of Unix socket `fd`, as they were when it connected.
+fn peer_groups(fd: RawFd) -> std::io::Result<Vec<u32>> {
+    let mut groups: Vec<libc::gid_t> = vec![0; 64];
+    loop {
+        let mut len = (groups.len() * size_of::<libc::gid_t>()) as libc::socklen_t;
+        // SAFETY: `groups` is a live buffer of `len` bytes; the kernel writes at most that and
+        // sets `len` to what it wrote (or, with ERANGE, to what it needs).
+        let rc = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_PEERGROUPS,
+                groups.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        let n = len as usize / size_of::<libc::gid_t>();
+        if rc == 0 {
+            groups.truncate(n);
+            return Ok(groups);
+        }
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::ERANGE) || n <= groups.len() {
+            return Err(err);
+        }
+        groups.resize(n, 0);
+    }
 }
 
 /// Why the daemon could not be asked.
@@ -312,9 +347,154 @@ mod tests {
     }
 
     #[test]
-    fn the_user_database_gives_root_group_0() {
-        assert!(configured_groups(0).contains(&0));
-        assert!(configured_groups(u32::MAX - 7).is_empty(), "no such user");
+    fn root_the_service_user_and_members_of_its_group_by_any_of_their_groups_are_allowed() {
+        let service = Service { uid: 998, gid: 997 };
+        let caller = |uid, gid, groups: &[u32]| Caller {
+            uid,
+            gid,
+            groups: groups.to_vec(),
+        };
+        assert!(caller(0, 0, &[]).allowed(&service).is_ok(), "root");
+        assert!(
+            caller(998, 998, &[]).allowed(&service).is_ok(),
+            "service user"
+        );
+        assert!(
+            caller(1000, 997, &[]).allowed(&service).is_ok(),
+            "primary group"
+        );
+        assert!(
+            caller(1000, 1000, &[27, 997]).allowed(&service).is_ok(),
+            "supplementary"
+        );
+        let denied = caller(1000, 1000, &[27, 100])
+            .allowed(&service)
+            .unwrap_err();
+        assert!(
+            denied.contains("uid 1000") && denied.contains("group 997"),
+            "{denied}"
+        );
+    }
+
+    #[test]
+    fn so_peergroups_gives_the_connecting_process_its_own_supplementary_groups() {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut ours = vec![0 as libc::gid_t; 1024];
+        // SAFETY: `ours` holds the stated number of entries.
+        let n = unsafe { libc::getgroups(ours.len() as libc::c_int, ours.as_mut_ptr()) };
+        ours.truncate(n.max(0) as usize);
+        let mut theirs = peer_groups(a.as_raw_fd()).unwrap();
+        ours.sort_unstable();
+        theirs.sort_unstable();
+        assert_eq!(theirs, ours);
+    }
+
+    /// Serves with a handler that records the requests it gets.
+    fn recording_server(
+        listener: UnixListener,
+        path: PathBuf,
+        stop: &CancellationToken,
+    ) -> (
+        tokio::task::JoinHandle<()>,
+        Arc<std::sync::Mutex<Vec<Request>>>,
+    ) {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = seen.clone();
+        let server = tokio::spawn(serve(
+            listener,
+            path,
+            move |r: Request| {
+                record.lock().unwrap().push(r);
+                async { Reply::default() }
+            },
+            TaskTracker::new(),
+            stop.clone(),
+            CancellationToken::new(),
+        ));
+        (server, seen)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_caller_that_sends_nothing_gets_an_error_after_the_read_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.sock");
+        let stop = CancellationToken::new();
+        let (server, seen) = recording_server(bind(&path).await.unwrap(), path.clone(), &stop);
+        let silent = UnixStream::connect(&path).await.unwrap();
+        let started = tokio::time::Instant::now();
+        let mut answer = String::new();
+        BufReader::new(silent).read_line(&mut answer).await.unwrap();
+        assert!(started.elapsed() >= READ_TIMEOUT);
+        let reply: Reply = serde_json::from_str(&answer).unwrap();
+        assert_eq!(reply.code, 2);
+        assert!(reply.stderr.contains("no request line within"), "{reply:?}");
+        assert!(seen.lock().unwrap().is_empty());
+        stop.cancel();
+        server.await.unwrap();
+    }
+
+    /// Connects to `path` as uid/gid 65534 with supplementary `groups`, sends a ping and exits
+    /// at once, before the daemon looks at the connection (so nothing of it is left in /proc).
+    fn ping_as_nobody_and_exit(path: &Path, groups: &'static [libc::gid_t]) {
+        use std::os::unix::process::CommandExt;
+        let script = "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\ns.sendall(b'{\"op\":\"ping\"}\\n')";
+        let mut child = std::process::Command::new("python3");
+        child.args(["-c", script]).arg(path);
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            child.pre_exec(move || {
+                let ok = libc::setgroups(groups.len(), groups.as_ptr()) == 0
+                    && libc::setgid(65534) == 0
+                    && libc::setuid(65534) == 0;
+                match ok {
+                    true => Ok(()),
+                    false => Err(std::io::Error::last_os_error()),
+                }
+            });
+        }
+        let status = child.status().unwrap();
+        assert!(status.success(), "the caller could not connect: {status}");
+    }
+
+    /// The kernel's record of the caller decides, not /proc (gone here: the caller has exited,
+    /// and under ProtectProc=invisible it is hidden) nor the user database (nobody is in no
+    /// group of the service there).
+    #[tokio::test]
+    async fn a_member_of_the_service_group_by_its_supplementary_groups_is_allowed_even_after_it_exited()
+     {
+        // SAFETY: plain getters.
+        let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+        if uid != 0 {
+            eprintln!("skipped: needs root to connect as another user");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = dir.path().join("control.sock");
+        let listener = bind(&path).await.unwrap();
+        // Open to all here, so that the outsider reaches the daemon's own check.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        static SERVICE_GROUP: [libc::gid_t; 2] = [100, 0];
+        assert_eq!(gid, 0);
+        // Both callers connect and exit before the daemon accepts (they wait in the backlog).
+        ping_as_nobody_and_exit(&path, &SERVICE_GROUP);
+        ping_as_nobody_and_exit(&path, &[]);
+        let stop = CancellationToken::new();
+        let (server, seen) = recording_server(listener, path.clone(), &stop);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while seen.lock().unwrap().is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Both connections have been answered once a third one, from this process, is.
+        let reply = call(&path, &Request::Ping).await.unwrap();
+        assert_eq!(reply.code, 0);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [Request::Ping, Request::Ping],
+            "the member's ping and this test's, not the outsider's"
+        );
+        stop.cancel();
+        server.await.unwrap();
     }
 
     #[tokio::test]
