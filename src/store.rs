@@ -18,6 +18,7 @@ pub use group::Member;
 
 mod archives;
 mod control;
+pub mod files;
 mod fleet;
 mod gates;
 mod group;
@@ -260,6 +261,7 @@ impl Store {
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(ctx("set synchronous"))?;
         migrate(&conn, path)?;
+        files::share(path);
         Ok(Self {
             conn: Mutex::new(conn),
         })

@@ -71,6 +71,8 @@ impl Lease {
         file.set_len(0).map_err(io)?;
         file.rewind().map_err(io)?;
         writeln!(file, "{}", std::process::id()).map_err(io)?;
+        // A root command before the service's first start leaves no root-owned lock.
+        crate::store::files::share(state);
         Ok(Self { file, path })
     }
 
