@@ -193,7 +193,8 @@ pub fn sources(
         runtime.clone(),
         store.clone(),
     )
-    .with_mirror(Some(settings.registry.mirror.clone()).filter(|m| !m.is_empty()));
+    .with_mirror(Some(settings.registry.mirror.clone()).filter(|m| !m.is_empty()))
+    .with_limits(settings.archives.clone());
     Sources {
         ecr: EcrRegistry::new(sdk),
         archives,

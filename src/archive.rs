@@ -1,15 +1,19 @@
-//! S3 archives as an image source (SPEC §13): what an object is, and whether what was
-//! streamed into the Engine is the image it should be. Pure; the loading is
-//! [`resolve`], the S3 calls are `adapters::s3`.
+//! S3 archives as an image source (SPEC §13): what an object is, whether it may be
+//! downloaded at all, and whether what was streamed into the Engine is the image it should
+//! be. Pure; the way of the bytes (decompressed, rewritten without the archive's names) is
+//! [`body`] and [`strip`], the loading is [`resolve`], the S3 calls are `adapters::s3`.
 //!
 //! A `docker save` archive has no registry digest (the Engine drops RepoDigests on load), so
 //! an archive's identity is the id of the image it holds: the config digest. The agent
 //! knows it only once the archive is loaded, so resolving an archive key loads it (once per
 //! object: the store remembers which object gave which image, and which was refused).
 
+pub mod body;
 pub mod resolve;
 pub mod sources;
+pub mod strip;
 
+use crate::config::ArchiveSettings;
 use crate::ports::RemoteError;
 
 /// What S3 says a key holds now (HeadObject).
@@ -56,14 +60,38 @@ pub fn metadata_hex(value: &str) -> Option<String> {
     (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then_some(hex)
 }
 
+/// Why the object `facts` describes is refused before anything is downloaded: larger than
+/// `[archives] max_bytes`, or without a SHA-256 when `require_checksum` is set.
+pub fn precheck(facts: &ObjectFacts, limits: &ArchiveSettings) -> Result<(), String> {
+    if facts.size > limits.max_bytes {
+        return Err(format!(
+            "the object is {} bytes, more than [archives] max_bytes ({}); not downloaded",
+            facts.size, limits.max_bytes
+        ));
+    }
+    if limits.require_checksum && facts.sha256.is_none() {
+        return Err(
+            "the object has neither a full-object SHA-256 checksum nor sha256 user \
+             metadata, and [archives] require_checksum is set; not downloaded"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
 /// What streaming an object into the Engine came to, as the resolver saw it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Streamed {
+    /// The bytes S3 sent (the original, compressed ones).
     pub bytes: u64,
-    /// SHA-256 of the bytes streamed, lowercase hex.
+    /// SHA-256 of the bytes S3 sent, lowercase hex.
     pub sha256: String,
     /// Reading from S3 stopped with this error before the end.
     pub read_error: Option<String>,
+    /// More bytes arrived than HeadObject announced: the stream was cut there.
+    pub too_long: bool,
+    /// The bytes are not a (compressed) tar the rewrite could pass on: the stream was cut.
+    pub format_error: Option<String>,
 }
 
 /// Why a load is refused, or which image it gave. `loaded`: the image ids the Engine
@@ -76,6 +104,17 @@ pub fn verdict(
     if let Some(e) = &streamed.read_error {
         return Err(Refusal::Transient(format!(
             "reading the object stopped: {e}"
+        )));
+    }
+    if streamed.too_long {
+        return Err(Refusal::Refused(format!(
+            "more than the {} bytes S3 announced arrived; cut there",
+            facts.size
+        )));
+    }
+    if let Some(e) = &streamed.format_error {
+        return Err(Refusal::Refused(format!(
+            "could not load it as a docker save archive: {e}"
         )));
     }
     if streamed.bytes != facts.size {

@@ -10,9 +10,11 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::control::policy::{Policies, Policy, Window};
+pub use archives::ArchiveSettings;
 pub use fleet::FleetSettings;
 pub use gates::{Scan, Verify};
 
+mod archives;
 mod fleet;
 mod gates;
 
@@ -63,6 +65,7 @@ pub struct Settings {
     pub verify: Verify,
     pub scan: Scan,
     pub fleet: FleetSettings,
+    pub archives: ArchiveSettings,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -400,6 +403,7 @@ impl Settings {
         }
         self.policies()?;
         self.fleet()?;
+        self.validate_archives()?;
         self.gates().map(|_| ())
     }
 

@@ -10,7 +10,9 @@
 //!   and re-check hints from signature pushes and scan events); domain
 //!   newtypes [`event::Digest`], [`event::ImageRef`]. Pure.
 //! - [`archive`]: S3 archives as an image source (SPEC §13): the object facts and the
-//!   checks of a load (pure), the resolver that loads a new object into the Engine
+//!   checks of a load (pure), the bytes' way to the Engine ([`archive::body`]: counted,
+//!   hashed, decompressed) and the tar rewritten without the archive's names
+//!   ([`archive::strip`]), the resolver that loads a new object into the Engine
 //!   ([`archive::resolve`]), and [`archive::sources`], which sends tags to ECR and `s3://`
 //!   keys to S3 behind one [`ports::Registry`].
 //! - [`image`]: when a container runs the desired image — any of its digests, or an

@@ -491,8 +491,8 @@ pub trait Runtime: Send + Sync + 'static {
     fn remove(&self, id: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
     /// The image id a container runs.
     fn image_of(&self, id: &str) -> impl Future<Output = Result<String, RuntimeError>> + Send;
-    /// Loads a `docker save` archive (plain, gzip, bzip2 or xz) from `body`; returns the ids
-    /// of the images the Engine reports loading.
+    /// Loads a `docker save` tar (uncompressed; its names already removed, SPEC §13) from
+    /// `body`; returns the ids of the images the Engine reports loading.
     fn load(
         &self,
         _body: ArchiveBody,
@@ -501,6 +501,17 @@ pub trait Runtime: Send + Sync + 'static {
             Err(RuntimeError::permanent(
                 "load image",
                 "this runtime cannot load archives",
+            ))
+        }
+    }
+    /// The ids of every image on this host (intermediate ones too).
+    fn image_ids(
+        &self,
+    ) -> impl Future<Output = Result<std::collections::HashSet<String>, RuntimeError>> + Send {
+        async {
+            Err(RuntimeError::permanent(
+                "list images",
+                "this runtime cannot list images",
             ))
         }
     }

@@ -1,21 +1,25 @@
 //! Resolving an archive key: S3 says which object the key holds (HeadObject), the store
 //! says whether that object was loaded (and gave which image) or refused; a new object is
-//! streamed from S3 into the Engine's image load and checked on the way
-//! ([`super::verdict`]). The answer is the image id, as a [`Desired`] digest, so the deploy
-//! stage treats an archive like a tag: up to date, blocked, held, swapped, rolled back.
+//! checked against `[archives]` before anything is downloaded ([`super::precheck`]), then
+//! streamed from S3 into the Engine's image load without its names ([`super::body`]) and
+//! checked on the way ([`super::verdict`]). The answer is the image id, as a [`Desired`]
+//! digest, so the deploy stage treats an archive like a tag: up to date, blocked, held,
+//! swapped (which names the image as the container's image), rolled back.
 //!
+//! The Engine applies no name of the archive's, so a refused archive moves no tag; an image
+//! it loaded that was not on the host before goes again (unless a container uses it).
 //! Nothing is stopped before this answers, so a refused archive leaves every container as
-//! it was. One load per key at a time; each object is loaded once.
+//! it was. One load at a time; each object is loaded once.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use futures::StreamExt;
-use sha2::{Digest as _, Sha256};
 use tracing::{info, warn};
 
-use super::{NOT_LOADED, ObjectFacts, REFUSED, Refusal, Streamed, verdict};
+use super::body::{Watch, to_engine};
+use super::{NOT_LOADED, ObjectFacts, REFUSED, Refusal, precheck, verdict};
+use crate::config::ArchiveSettings;
 use crate::event::{Digest, ImageRef};
 use crate::image::Desired;
 use crate::notify::{HeldNotice, Notice, Notifier};
@@ -29,7 +33,13 @@ pub struct ArchiveResolver<A, RT> {
     store: Arc<Store>,
     notifier: Notifier,
     mirror: Option<String>,
+    limits: ArchiveSettings,
     locks: Mutex<HashMap<ImageRef, Arc<tokio::sync::Mutex<()>>>>,
+    /// One load at a time: what was on the host before a load is what it was.
+    loading: tokio::sync::Mutex<()>,
+    /// Objects refused before download whose followers were told (once per process: the
+    /// refusal depends on the configuration, so it is not recorded).
+    told: Mutex<std::collections::HashSet<String>>,
 }
 
 impl<A: Archives, RT: Runtime> ArchiveResolver<A, RT> {
@@ -40,8 +50,17 @@ impl<A: Archives, RT: Runtime> ArchiveResolver<A, RT> {
             store,
             notifier: Notifier::disabled(),
             mirror: None,
+            limits: ArchiveSettings::default(),
             locks: Mutex::default(),
+            loading: tokio::sync::Mutex::default(),
+            told: Mutex::default(),
         }
+    }
+
+    /// `[archives]`: the largest object loaded, whether a SHA-256 is required.
+    pub fn with_limits(mut self, limits: ArchiveSettings) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Tells the containers' operators about refused archives.
@@ -84,6 +103,9 @@ impl<A: Archives, RT: Runtime> ArchiveResolver<A, RT> {
             _ => {}
         }
         if peek {
+            if let Err(why) = precheck(&facts, &self.limits) {
+                return Err(refused(&object, &why));
+            }
             return Err(RemoteError {
                 operation: NOT_LOADED,
                 message: format!("{object} is not loaded yet"),
@@ -97,11 +119,25 @@ impl<A: Archives, RT: Runtime> ArchiveResolver<A, RT> {
             info!(%object, "no container follows this key; not loaded");
             return Ok(None);
         }
+        if let Err(why) = precheck(&facts, &self.limits) {
+            let first = self
+                .told
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(object.clone());
+            if first {
+                warn!(%object, reason = %why, "archive refused; nothing downloaded");
+                let sha = facts.sha256.as_deref().unwrap_or_default();
+                self.notify_refused(image, &followers, sha, &format!("{object}: {why}"));
+            }
+            return Err(refused(&object, &why));
+        }
         let id = self.load(image, &followers, &facts, &object).await?;
         desired(&id)
     }
 
-    /// Streams the object into the Engine and checks it; records what it came to.
+    /// Streams the object into the Engine without its names and checks it; records what it
+    /// came to. A refused load's new images go again.
     async fn load(
         &self,
         image: &ImageRef,
@@ -110,32 +146,22 @@ impl<A: Archives, RT: Runtime> ArchiveResolver<A, RT> {
         object: &str,
     ) -> Result<String, RemoteError> {
         let (bucket, key) = image.archive_location().unwrap_or_default();
+        let _one_load = self.loading.lock().await;
+        let before = self.runtime.image_ids().await.map_err(engine)?;
         let started = Instant::now();
         let body = self.archives.open(bucket, key, facts).await?;
-        let tally: Arc<Mutex<Tally>> = Arc::default();
-        let seen = tally.clone();
-        let counted = body
-            .inspect(move |chunk| {
-                let mut t = seen.lock().unwrap_or_else(PoisonError::into_inner);
-                match chunk {
-                    Ok(bytes) => {
-                        t.bytes += bytes.len() as u64;
-                        t.hasher.update(bytes);
-                    }
-                    Err(e) => t.read_error = Some(e.to_string()),
-                }
-            })
-            .boxed();
-        let loaded = self.runtime.load(counted).await;
-        // Loading may move names (the archive's own tags) onto the new image: until a swap,
-        // each follower's image reference names what it runs.
-        self.restore_tags(followers).await;
-        let streamed =
-            std::mem::take(&mut *tally.lock().unwrap_or_else(PoisonError::into_inner)).finish();
-        let reported = loaded.clone().map_err(|e| (e.to_string(), e.transient));
-        match verdict(facts, &streamed, reported) {
+        let watch: Arc<Mutex<Watch>> = Arc::default();
+        let loaded = self
+            .runtime
+            .load(to_engine(body, facts.size, watch.clone()))
+            .await;
+        let (streamed, seen) =
+            std::mem::take(&mut *watch.lock().unwrap_or_else(PoisonError::into_inner)).finish();
+        let reported = loaded.map_err(|e| (e.to_string(), e.transient));
+        match verdict(facts, &streamed, reported.clone()) {
             Ok(id) => {
-                info!(%object, image = %id, bytes = streamed.bytes, took_ms = started.elapsed().as_millis() as u64, "archive loaded");
+                let names = seen.names.join(", ");
+                info!(%object, image = %id, bytes = streamed.bytes, names_not_applied = %names, took_ms = started.elapsed().as_millis() as u64, "archive loaded");
                 let load = ArchiveLoad::Image(id.clone());
                 self.store
                     .record_archive_load(bucket, key, facts, &load)
@@ -149,6 +175,9 @@ impl<A: Archives, RT: Runtime> ArchiveResolver<A, RT> {
             }),
             Err(Refusal::Refused(why)) => {
                 warn!(%object, reason = %why, "archive refused; nothing deployed");
+                let mut loaded = reported.unwrap_or_default();
+                loaded.extend(seen.configs);
+                self.remove_new(&before, loaded).await;
                 let load = ArchiveLoad::Refused(why.clone());
                 self.store
                     .record_archive_load(bucket, key, facts, &load)
@@ -164,17 +193,30 @@ impl<A: Archives, RT: Runtime> ArchiveResolver<A, RT> {
         }
     }
 
-    /// Each follower's image reference names its running image again (a load may have
-    /// moved it to the loaded image).
-    async fn restore_tags(&self, followers: &[Managed]) {
-        for c in followers {
-            let Some(running) = c.running() else { continue };
-            if c.image.starts_with("sha256:") {
+    /// Removes the images of a refused load that were not on the host `before` it (and that
+    /// no container uses).
+    async fn remove_new(&self, before: &std::collections::HashSet<String>, loaded: Vec<String>) {
+        let mut gone = Vec::new();
+        for id in loaded {
+            if before.contains(&id) || gone.contains(&id) {
                 continue;
             }
-            if let Err(e) = self.runtime.tag(running.as_str(), &c.image).await {
-                warn!(container = %c.name, error = %e, "could not tag the running image back");
+            match self.runtime.has_image(&id).await {
+                Ok(false) => continue,
+                Ok(true) => {}
+                Err(e) => {
+                    warn!(image = %id, error = %e, "could not look for a refused archive's image")
+                }
             }
+            match self.runtime.remove_image_if_unused(&id).await {
+                Ok(()) => {
+                    info!(image = %id, "a refused archive's image removed (kept if a container uses it)")
+                }
+                Err(e) => {
+                    warn!(image = %id, error = %e, "could not remove a refused archive's image")
+                }
+            }
+            gone.push(id);
         }
     }
 
@@ -201,7 +243,11 @@ impl<A: Archives, RT: Runtime> ArchiveResolver<A, RT> {
                 repository: image.repository.as_str().to_owned(),
                 tag: image.tag.as_str().to_owned(),
                 running_digest: c.running().map(Digest::to_string),
-                desired_digest: format!("sha256:{sha256}"),
+                // Empty for an object refused before download without a checksum.
+                desired_digest: match sha256 {
+                    "" => String::new(),
+                    hex => format!("sha256:{hex}"),
+                },
                 state: crate::deploy::hold::REFUSED,
                 detail: why.to_owned(),
             }));
@@ -225,30 +271,6 @@ impl<A: Archives, RT: Runtime> Registry for ArchiveResolver<A, RT> {
 
     async fn peek(&self, images: &[ImageRef]) -> HashMap<ImageRef, Resolution> {
         self.resolve_all(images, true).await
-    }
-}
-
-/// The bytes streamed so far and their hash.
-#[derive(Default)]
-struct Tally {
-    bytes: u64,
-    hasher: Sha256,
-    read_error: Option<String>,
-}
-
-impl Tally {
-    fn finish(self) -> Streamed {
-        let sha256 = self
-            .hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        Streamed {
-            bytes: self.bytes,
-            sha256,
-            read_error: self.read_error,
-        }
     }
 }
 

@@ -13,7 +13,7 @@ fn streamed(bytes: u64, sha256: &str) -> Streamed {
     Streamed {
         bytes,
         sha256: sha256.into(),
-        read_error: None,
+        ..Streamed::default()
     }
 }
 
@@ -131,4 +131,53 @@ fn objects_are_named_with_their_etag_and_version() {
         f.describe("b", "k.tar"),
         "s3://b/k.tar (ETag abc, version v1)"
     );
+}
+
+#[test]
+fn streams_cut_for_their_length_or_their_format_are_refused_before_the_engine_is_heard() {
+    let a = "a".repeat(64);
+    let long = Streamed {
+        too_long: true,
+        ..streamed(11, &a)
+    };
+    let got = verdict(&facts(10, None), &long, Ok(vec![ID.into()]));
+    assert_eq!(
+        got,
+        Err(Refusal::Refused(
+            "more than the 10 bytes S3 announced arrived; cut there".into()
+        ))
+    );
+    let bad = Streamed {
+        format_error: Some("not a tar archive".into()),
+        ..streamed(4, &a)
+    };
+    let got = verdict(&facts(10, None), &bad, Err(("EOF".into(), false)));
+    assert_eq!(
+        got,
+        Err(Refusal::Refused(
+            "could not load it as a docker save archive: not a tar archive".into()
+        ))
+    );
+}
+
+#[test]
+fn objects_too_large_or_without_a_required_checksum_are_refused_before_download() {
+    let limits = |max_bytes, require_checksum| ArchiveSettings {
+        max_bytes,
+        require_checksum,
+    };
+    let sha = "a".repeat(64);
+    assert_eq!(precheck(&facts(10, None), &limits(10, false)), Ok(()));
+    assert_eq!(precheck(&facts(10, Some(&sha)), &limits(10, true)), Ok(()));
+    let why = precheck(&facts(11, Some(&sha)), &limits(10, true)).unwrap_err();
+    assert!(
+        why.contains("11 bytes, more than [archives] max_bytes (10)"),
+        "{why}"
+    );
+    let why = precheck(&facts(10, None), &limits(10, true)).unwrap_err();
+    assert!(
+        why.contains("neither a full-object SHA-256 checksum nor sha256 user metadata"),
+        "{why}"
+    );
+    assert!(why.contains("require_checksum"), "{why}");
 }

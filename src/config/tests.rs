@@ -293,3 +293,35 @@ fn fleet_defaults_to_wave_one_under_the_host_name_and_checks_its_ranges() {
     let env = load("", &[("ECR_DEPLOYD_FLEET_WAVE", "3")]).unwrap();
     assert_eq!(env.fleet().unwrap().wave, 3);
 }
+
+#[test]
+fn archives_default_to_four_gib_without_a_required_checksum_and_are_checked_strictly() {
+    let ok = load("", &[]).unwrap();
+    assert_eq!(ok.archives.max_bytes, 4_294_967_296);
+    assert!(!ok.archives.require_checksum);
+    let set = load(
+        "[archives]\nmax_bytes = 1048576\nrequire_checksum = true\n",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(set.archives.max_bytes, 1_048_576);
+    assert!(set.archives.require_checksum);
+    let e = err_text(load("[archives]\nmax_bytes = 0\n", &[]));
+    assert!(e.contains("archives.max_bytes"), "{e}");
+    let e = err_text(load("[archives]\nmax_bytes = -1\n", &[]));
+    assert!(e.contains("max_bytes"), "{e}");
+    let e = err_text(load("[archives]\nmax_size = 5\n", &[]));
+    assert!(e.contains("max_size"), "unknown key named: {e}");
+    let env = load(
+        "",
+        &[
+            ("ECR_DEPLOYD_ARCHIVES_MAX_BYTES", "2048"),
+            ("ECR_DEPLOYD_ARCHIVES_REQUIRE_CHECKSUM", "true"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(env.archives.max_bytes, 2048);
+    assert!(env.archives.require_checksum);
+    let e = err_text(load("", &[("ECR_DEPLOYD_ARCHIVES_MAX_BYTES", "lots")]));
+    assert!(e.contains("ECR_DEPLOYD_ARCHIVES_MAX_BYTES"), "{e}");
+}

@@ -5,6 +5,7 @@
 //! - The agent itself, as the built binary, when a test needs signals or start-up behaviour.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod archive;
 pub mod cosign;
 pub mod docker;
 pub mod oci;

@@ -1,7 +1,13 @@
-//! Archives into the Engine (SPEC §13): `POST /images/load` streamed from S3, the loaded
-//! images read back from the Engine's own report, and local images tagged for a swap.
+//! Archives into the Engine (SPEC §13): `POST /images/load` streamed from S3 (as the
+//! resolver rewrote it: an uncompressed tar without names), the loaded images read back from
+//! the Engine's own report (`Loaded image ID: sha256:…` per image, as nothing names them),
+//! the images on the host, and local images tagged for a swap.
 
-use bollard::query_parameters::{ImportImageOptionsBuilder, TagImageOptionsBuilder};
+use std::collections::HashSet;
+
+use bollard::query_parameters::{
+    ImportImageOptionsBuilder, ListImagesOptionsBuilder, TagImageOptionsBuilder,
+};
 use futures::StreamExt;
 
 use super::{DockerRuntime, PULL_TIMEOUT, timed};
@@ -41,6 +47,18 @@ impl DockerRuntime {
             }
         }
         Ok(ids)
+    }
+
+    pub(super) async fn list_image_ids(&self) -> Result<HashSet<String>, RuntimeError> {
+        let docker = self.docker().await?;
+        let options = ListImagesOptionsBuilder::new().all(true).build();
+        let images = timed(
+            "list images",
+            self.call_timeout,
+            docker.list_images(Some(options)),
+        )
+        .await?;
+        Ok(images.into_iter().map(|i| i.id).collect())
     }
 
     pub(super) async fn image_exists(&self, image_id: &str) -> Result<bool, RuntimeError> {

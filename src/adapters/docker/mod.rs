@@ -418,6 +418,10 @@ impl Runtime for DockerRuntime {
         self.load_archive(body).await
     }
 
+    async fn image_ids(&self) -> Result<std::collections::HashSet<String>, RuntimeError> {
+        self.list_image_ids().await
+    }
+
     async fn has_image(&self, image_id: &str) -> Result<bool, RuntimeError> {
         self.image_exists(image_id).await
     }

@@ -6,8 +6,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures::StreamExt;
+use sha2::{Digest as _, Sha256};
 
 use super::*;
+use crate::archive::strip::tests::{docker_save, entries};
 use crate::archive::{ObjectFacts, is_not_loaded, is_refusal};
 use crate::deploy::fakes::{FakeRuntime, digest};
 
@@ -114,13 +116,22 @@ impl Setup {
     fn loads(&self, answer: Result<Vec<String>, RuntimeError>) {
         self.runtime.loads.lock().unwrap().push_back(answer);
     }
+
+    fn images(&self) -> Vec<String> {
+        self.runtime.images.lock().unwrap().clone()
+    }
+}
+
+/// A one-image archive that also names `victim/app:prod`.
+fn archive(c: char) -> Vec<u8> {
+    docker_save(&[(c, &["mirror/team/api:prod", "victim/app:prod"])])
 }
 
 #[tokio::test]
-async fn a_new_object_is_loaded_once_and_its_image_id_is_what_the_key_holds() {
+async fn a_new_object_is_loaded_once_without_its_names_and_its_image_id_is_what_the_key_holds() {
     let t = setup();
-    let bytes = b"archive-bytes-v2";
-    t.s3.put(KEY, "e2", bytes, bytes.len() as u64, Some(sha(bytes)));
+    let bytes = archive('2');
+    t.s3.put(KEY, "e2", &bytes, bytes.len() as u64, Some(sha(&bytes)));
     assert!(
         is_not_loaded(&t.peek().await.unwrap_err()),
         "a peek loads nothing"
@@ -133,18 +144,22 @@ async fn a_new_object_is_loaded_once_and_its_image_id_is_what_the_key_holds() {
     assert_eq!(t.resolve().await.unwrap().unwrap().digest, digest('2'));
     assert_eq!(t.peek().await.unwrap().unwrap().digest, digest('2'));
     assert_eq!(t.s3.opens.load(Ordering::SeqCst), 1);
-    // The load may have moved the follower's name: it names what the container runs again.
-    let tags = t.runtime.tags.lock().unwrap().clone();
-    assert_eq!(
-        tags,
-        [(digest('1').to_string(), "mirror/team/api:prod".to_owned())]
-    );
+    // The Engine was given no name: no RepoTags, no repositories file; nothing was tagged
+    // (the swap names the image as the container's image).
+    let body = t.runtime.loaded_bodies.lock().unwrap()[0].clone();
+    let got = entries(&body);
+    assert!(got.iter().all(|e| e.0 != "repositories"));
+    let manifest = &got.iter().find(|e| e.0 == "manifest.json").unwrap().2;
+    let manifest: serde_json::Value = serde_json::from_slice(manifest).unwrap();
+    assert_eq!(manifest[0]["RepoTags"], serde_json::json!([]));
+    assert!(t.runtime.tags.lock().unwrap().is_empty());
 }
 
 #[tokio::test]
 async fn an_image_removed_from_the_host_is_loaded_again() {
     let t = setup();
-    t.s3.put(KEY, "e2", b"v2", 2, None);
+    let bytes = archive('2');
+    t.s3.put(KEY, "e2", &bytes, bytes.len() as u64, None);
     t.loads(Ok(vec![digest('2').to_string()]));
     t.resolve().await.unwrap();
     t.runtime
@@ -160,15 +175,15 @@ async fn an_image_removed_from_the_host_is_loaded_again() {
 #[tokio::test]
 async fn a_refused_object_is_remembered_told_once_and_never_downloaded_again_until_replaced() {
     let mut t = setup();
-    // S3 says 100 bytes; 10 arrive.
-    t.s3.put(KEY, "cut", b"0123456789", 100, None);
+    // S3 says 100 bytes more than arrive.
+    let bytes = archive('2');
+    let n = bytes.len() as u64;
+    t.s3.put(KEY, "cut", &bytes, n + 100, None);
     t.loads(Err(RuntimeError::permanent("load image", "unexpected EOF")));
     let e = t.resolve().await.unwrap_err();
     assert!(is_refusal(&e), "{e}");
-    assert!(
-        e.message.contains("(ETag cut): truncated: 10 of 100 bytes"),
-        "{e}"
-    );
+    let truncated = format!("(ETag cut): truncated: {n} of {} bytes", n + 100);
+    assert!(e.message.contains(&truncated), "{e}");
     let again = t.resolve().await.unwrap_err();
     assert_eq!(again.message, e.message);
     // Told once, for the container that follows the key, with the bytes' digest.
@@ -176,32 +191,111 @@ async fn a_refused_object_is_remembered_told_once_and_never_downloaded_again_unt
         panic!("a refused notice")
     };
     assert_eq!((n.state, n.container.as_str()), ("refused", "app"));
-    assert_eq!(n.desired_digest, format!("sha256:{}", sha(b"0123456789")));
+    assert_eq!(n.desired_digest, format!("sha256:{}", sha(&bytes)));
     assert!(n.detail.contains("truncated"), "{}", n.detail);
     assert!(t.notices.try_recv().is_err(), "one notice per object");
     assert!(is_refusal(&t.peek().await.unwrap_err()));
     assert_eq!(t.s3.opens.load(Ordering::SeqCst), 1);
     // A checksum that does not match, then a good upload: each object on its own merits.
-    t.s3.put(KEY, "bad-sum", b"v3", 2, Some("0".repeat(64)));
+    let v3 = archive('3');
+    t.s3.put(KEY, "bad-sum", &v3, v3.len() as u64, Some("0".repeat(64)));
     t.loads(Ok(vec![digest('3').to_string()]));
     let e = t.resolve().await.unwrap_err();
     assert!(
         e.message.contains(&format!("S3 has {}", "0".repeat(64))),
         "{e}"
     );
-    t.s3.put(KEY, "good", b"v4", 2, Some(sha(b"v4")));
+    // The refused load's image, new on the host, went again.
+    assert!(!t.images().contains(&digest('3').to_string()));
+    let v4 = archive('4');
+    t.s3.put(KEY, "good", &v4, v4.len() as u64, Some(sha(&v4)));
     t.loads(Ok(vec![digest('4').to_string()]));
     assert_eq!(t.resolve().await.unwrap().unwrap().digest, digest('4'));
+    assert!(t.images().contains(&digest('4').to_string()));
 }
 
 #[tokio::test]
-async fn archives_of_two_images_are_refused_naming_both() {
+async fn a_refusal_removes_only_the_images_the_load_brought() {
     let t = setup();
-    t.s3.put(KEY, "two", b"xx", 2, None);
-    t.loads(Ok(vec![digest('2').to_string(), digest('3').to_string()]));
+    // '5' was on the host before the load; '6' is new; '1' is what the follower runs.
+    t.runtime
+        .images
+        .lock()
+        .unwrap()
+        .push(digest('5').to_string());
+    let bytes = docker_save(&[('5', &["a:1"]), ('6', &["b:1"])]);
+    t.s3.put(KEY, "two", &bytes, bytes.len() as u64, None);
+    t.loads(Ok(vec![digest('5').to_string(), digest('6').to_string()]));
     let e = t.resolve().await.unwrap_err();
     assert!(
         is_refusal(&e) && e.message.contains("holds 2 images"),
+        "{e}"
+    );
+    assert_eq!(
+        *t.runtime.removed_images.lock().unwrap(),
+        [digest('6').to_string()]
+    );
+    let left = t.images();
+    assert!(left.contains(&digest('1').to_string()) && left.contains(&digest('5').to_string()));
+    assert!(!left.contains(&digest('6').to_string()));
+    // An archive of the running image that is refused: the image stays (it was there).
+    let one = archive('1');
+    t.s3.put(KEY, "sum", &one, one.len() as u64, Some("0".repeat(64)));
+    t.loads(Ok(vec![digest('1').to_string()]));
+    assert!(is_refusal(&t.resolve().await.unwrap_err()));
+    assert!(t.images().contains(&digest('1').to_string()));
+    assert_eq!(t.runtime.removed_images.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn objects_too_large_or_without_a_required_checksum_are_refused_without_a_download() {
+    let mut t = setup();
+    t.resolver = t.resolver.with_limits(ArchiveSettings {
+        max_bytes: 1000,
+        require_checksum: true,
+    });
+    let big = archive('2');
+    t.s3.put(KEY, "big", &big, 5000, Some(sha(&big)));
+    let e = t.resolve().await.unwrap_err();
+    assert!(is_refusal(&e), "{e}");
+    assert!(
+        e.message
+            .contains("5000 bytes, more than [archives] max_bytes (1000)"),
+        "{e}"
+    );
+    assert!(
+        is_refusal(&t.peek().await.unwrap_err()),
+        "status shows it refused"
+    );
+    assert!(is_refusal(&t.resolve().await.unwrap_err()));
+    let Ok(crate::notify::Notice::Held(n)) = t.notices.try_recv() else {
+        panic!("a refused notice")
+    };
+    assert!(n.detail.contains("max_bytes"), "{}", n.detail);
+    assert!(t.notices.try_recv().is_err(), "told once");
+    t.s3.put(KEY, "nosum", b"tiny", 4, None);
+    let e = t.resolve().await.unwrap_err();
+    assert!(
+        is_refusal(&e) && e.message.contains("require_checksum"),
+        "{e}"
+    );
+    assert_eq!(t.s3.opens.load(Ordering::SeqCst), 0, "nothing downloaded");
+    assert!(
+        t.runtime.loaded_bodies.lock().unwrap().is_empty(),
+        "nothing loaded"
+    );
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_an_archive_is_refused_as_such_and_reaches_no_engine_end() {
+    let t = setup();
+    t.s3.put(KEY, "junk", &[b'x'; 2048], 2048, None);
+    t.loads(Err(RuntimeError::permanent("load image", "unexpected EOF")));
+    let e = t.resolve().await.unwrap_err();
+    assert!(
+        is_refusal(&e)
+            && e.message
+                .contains("could not load it as a docker save archive: not a tar archive"),
         "{e}"
     );
 }
@@ -209,7 +303,8 @@ async fn archives_of_two_images_are_refused_naming_both() {
 #[tokio::test]
 async fn a_read_cut_short_is_tried_again_and_not_remembered() {
     let t = setup();
-    t.s3.put(KEY, "e2", b"some archive bytes", 18, None);
+    let bytes = archive('2');
+    t.s3.put(KEY, "e2", &bytes, bytes.len() as u64, None);
     *t.s3.cut_next_read.lock().unwrap() = true;
     t.loads(Err(RuntimeError::permanent("load image", "unexpected EOF")));
     let e = t.resolve().await.unwrap_err();
@@ -219,7 +314,6 @@ async fn a_read_cut_short_is_tried_again_and_not_remembered() {
     assert_eq!(t.resolve().await.unwrap().unwrap().digest, digest('2'));
     assert_eq!(t.s3.opens.load(Ordering::SeqCst), 2);
 }
-
 #[tokio::test]
 async fn a_missing_key_names_nothing_to_deploy() {
     let t = setup();

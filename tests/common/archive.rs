@@ -1,0 +1,165 @@
+//! The S3 archive lab shared by tests/archives.rs and tests/archive_names.rs: moto's S3,
+//! images built here (removed when the test ends) and their `docker save | xz` archives.
+
+use std::path::Path;
+use std::process::Command;
+
+use super::docker::*;
+use super::site::json;
+use super::*;
+
+pub const BUCKET: &str = "edt-archives";
+pub const KEY: &str = "app/app-latest.tar.xz";
+
+/// The images a test builds and loads, removed (by id) when it ends, after its containers.
+pub struct Images {
+    pub repo: String,
+    pub ids: std::sync::Mutex<Vec<String>>,
+}
+
+impl Images {
+    /// Builds `repo:version` serving `version` (or exiting, per `kind`); its id.
+    pub fn build(&self, version: &str, kind: Kind) -> String {
+        let reference = format!("{}:{version}", self.repo);
+        build_image(&reference, kind, version);
+        let id = docker(&["image", "inspect", "--format", "{{.Id}}", &reference]);
+        // The builder's intermediate images go too, the image before its parents.
+        let mut chain = vec![id.clone()];
+        loop {
+            let last = chain.last().unwrap().clone();
+            let parent = docker(&["image", "inspect", "--format", "{{.Parent}}", &last]);
+            if parent.is_empty() {
+                break;
+            }
+            chain.push(parent);
+        }
+        self.ids.lock().unwrap().extend(chain);
+        id
+    }
+
+    /// `docker save REPO:latest | xz` of image `id` into `path`: the archive names the image
+    /// as the pipeline's does. `latest` goes back to `keep` afterwards, and the version's own
+    /// tag is removed, so the only way the image reaches a container is the load.
+    pub fn archive(&self, id: &str, version: &str, keep: &str, path: &Path) -> Vec<u8> {
+        let latest = format!("{}:latest", self.repo);
+        docker(&["tag", id, &latest]);
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!("docker save {latest} | xz -1 > {}", path.display()))
+            .status()
+            .unwrap();
+        assert!(out.success(), "docker save | xz");
+        docker(&["tag", keep, &latest]);
+        if id != keep {
+            // Its last name: the image goes with it.
+            docker(&["rmi", &format!("{}:{version}", self.repo)]);
+        }
+        std::fs::read(path).unwrap()
+    }
+
+    pub fn latest(&self) -> String {
+        let latest = format!("{}:latest", self.repo);
+        docker(&["image", "inspect", "--format", "{{.Id}}", &latest])
+    }
+}
+
+impl Drop for Images {
+    fn drop(&mut self) {
+        for id in self.ids.lock().unwrap().iter() {
+            let _ = Command::new("docker").args(["rmi", "-f", id]).output();
+        }
+    }
+}
+
+/// What both tests stand on. Fields drop in order: the containers before the images.
+pub struct Lab {
+    pub scope: Scope,
+    pub images: Images,
+    pub dir: tempfile::TempDir,
+    pub moto: Moto,
+    pub sdk: aws_config::SdkConfig,
+    pub s3: aws_sdk_s3::Client,
+}
+
+impl Lab {
+    pub async fn new(test: &str) -> Self {
+        let moto = Moto::start();
+        let sdk = moto.sdk().await;
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&sdk)
+                .force_path_style(true)
+                .build(),
+        );
+        let unique = sha256_hex(format!("{test} {:?}", std::time::SystemTime::now()).as_bytes());
+        Self {
+            scope: Scope::new(test),
+            images: Images {
+                repo: format!("edt-{test}-{}/app", &unique[..8]),
+                ids: Default::default(),
+            },
+            dir: tempfile::tempdir().unwrap(),
+            moto,
+            sdk,
+            s3,
+        }
+    }
+}
+
+impl Lab {
+    /// The agent's config for the host whose queue is `queue_url` (sweeps only when asked).
+    pub fn config(&self, queue_url: &str) -> String {
+        format!(
+            "[aws]\nregion = \"{REGION}\"\nendpoint_url = \"{}\"\n[queue]\nurl = \"{queue_url}\"\nwait_time_seconds = 1\n\
+             [sweep]\ninterval_seconds = 3600\njitter_seconds = 0\n[deploy]\ndebounce_millis = 100\nmin_uptime_seconds = 1\n\
+             [state]\npath = \"{}\"\n",
+            self.moto.endpoint,
+            self.dir.path().join("state.db").display()
+        )
+    }
+
+    /// Runs the managed container that follows `s3://BUCKET/KEY`, made from `REPO:latest`;
+    /// its name.
+    pub fn follower(&self) -> String {
+        let name = self.scope.name("app");
+        let source = format!("ecr-deployd.source=s3://{BUCKET}/{KEY}");
+        let latest = format!("{}:latest", self.images.repo);
+        let labels = ["--label", "ecr-deployd.enable=true", "--label", &source];
+        self.scope
+            .run(&name, &[&labels[..], &[latest.as_str()]].concat());
+        name
+    }
+}
+
+pub async fn upload(s3: &aws_sdk_s3::Client, key: &str, bytes: Vec<u8>, sha256: Option<String>) {
+    let mut put = s3.put_object().bucket(BUCKET).key(key).body(bytes.into());
+    if let Some(sha) = sha256 {
+        put = put.metadata("sha256", sha);
+    }
+    put.send().await.unwrap();
+}
+
+pub async fn notifications(s3: &aws_sdk_s3::Client, on: bool) {
+    let mut config = aws_sdk_s3::types::NotificationConfiguration::builder();
+    if on {
+        config = config.event_bridge_configuration(
+            aws_sdk_s3::types::EventBridgeConfiguration::builder().build(),
+        );
+    }
+    s3.put_bucket_notification_configuration()
+        .bucket(BUCKET)
+        .notification_configuration(config.build())
+        .send()
+        .await
+        .unwrap();
+}
+
+/// `history --json` rows of `name`, newest first.
+pub fn history(config: &str, name: &str) -> Vec<serde_json::Value> {
+    let (code, out, err) = run_cli(config, &["history", name, "--json"], &[]);
+    assert_eq!(code, 0, "{err}");
+    json(&out)["deployments"].as_array().cloned().unwrap()
+}
+
+pub fn image_of(container: &str) -> String {
+    docker(&["inspect", "--format", "{{.Image}}", container])
+}
