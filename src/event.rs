@@ -129,11 +129,13 @@ pub const ARCHIVE_SCHEME: &str = "s3://";
 /// What the agent follows: a `repository:tag` in one ECR registry, or an S3 archive
 /// ([`ImageRef::archive`]).
 ///
-/// `registry` is the 12-digit account id when known; events delivered by real AWS always
-/// carry it, the emulator omits it, and `None` means "the account of our credentials".
+/// `registry` is the 12-digit account id and `region` the AWS region when known (events
+/// delivered by real AWS carry both, an image from an ECR host names both); `None` means
+/// "the account (or region) of our credentials", the [`Home`] registry.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ImageRef {
     pub registry: Option<String>,
+    pub region: Option<String>,
     pub repository: Repository,
     pub tag: Tag,
 }
@@ -142,9 +144,15 @@ impl ImageRef {
     pub fn new(registry: Option<String>, repository: Repository, tag: Tag) -> Self {
         Self {
             registry,
+            region: None,
             repository,
             tag,
         }
+    }
+
+    /// The same reference, in `region` (`None`: the home region).
+    pub fn in_region(self, region: Option<String>) -> Self {
+        Self { region, ..self }
     }
 
     /// An S3 archive followed instead of an ECR tag (SPEC §13): `s3://BUCKET/KEY`. It is
@@ -153,6 +161,7 @@ impl ImageRef {
     pub fn archive(bucket: &str, key: &str) -> Self {
         Self {
             registry: None,
+            region: None,
             repository: Repository(format!("{ARCHIVE_SCHEME}{bucket}")),
             tag: Tag(key.to_owned()),
         }
@@ -194,10 +203,10 @@ pub fn follows(
     let Some((host, rest)) = without_digest.split_once('/') else {
         return Err(format!("image {configured:?} has no registry host"));
     };
-    let registry = if let Some(account) = ecr_account(host) {
-        Some(account.to_owned())
+    let (registry, region) = if let Some((account, region)) = ecr_host(host) {
+        (Some(account.to_owned()), Some(region.to_owned()))
     } else if mirror == Some(host) {
-        None
+        (None, None)
     } else {
         return Err(format!(
             "image {configured:?} is neither from an ECR registry nor from the mirror; set the ecr-deployd.image label"
@@ -205,17 +214,41 @@ pub fn follows(
     };
     let mut image = ImageRef::parse_repo_tag(rest)?;
     image.registry = registry;
-    Ok(image)
+    Ok(image.in_region(region))
 }
 
-/// The account id of an ECR registry host, e.g. `123456789012.dkr.ecr.eu-west-2.amazonaws.com`.
-fn ecr_account(host: &str) -> Option<&str> {
+/// The account id and region of an ECR registry host, e.g.
+/// `123456789012.dkr.ecr.eu-west-2.amazonaws.com`.
+fn ecr_host(host: &str) -> Option<(&str, &str)> {
     let (account, rest) = host.split_once('.')?;
     let region_and_suffix = rest.strip_prefix("dkr.ecr.")?;
-    let is_aws = region_and_suffix.ends_with(".amazonaws.com")
-        || region_and_suffix.ends_with(".amazonaws.com.cn");
-    (account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()) && is_aws)
-        .then_some(account)
+    let region = region_and_suffix
+        .strip_suffix(".amazonaws.com")
+        .or_else(|| region_and_suffix.strip_suffix(".amazonaws.com.cn"))?;
+    let valid_region = !region.is_empty() && !region.contains('.');
+    (account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()) && valid_region)
+        .then_some((account, region))
+}
+
+/// The registry of this agent's credentials (from GetAuthorizationToken's endpoint): a
+/// followed image or an event that names no account or region is in it (SPEC §4).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Home {
+    pub account: Option<String>,
+    pub region: Option<String>,
+}
+
+impl Home {
+    /// The home of an ECR registry host; unknown parts for any other host.
+    pub fn of_registry_host(host: &str) -> Self {
+        match ecr_host(host) {
+            Some((account, region)) => Self {
+                account: Some(account.to_owned()),
+                region: Some(region.to_owned()),
+            },
+            None => Self::default(),
+        }
+    }
 }
 
 /// Splits a reference into the repository part and tag (`latest` when absent), dropping any
@@ -229,15 +262,31 @@ pub fn split_reference(reference: &str) -> (&str, &str) {
 }
 
 impl ImageRef {
-    /// Whether a request for `self` concerns a container that follows `other`. An unknown
-    /// account (emulator events, mirror images) matches any.
-    pub fn matches(&self, other: &ImageRef) -> bool {
+    /// Whether a request for `self` concerns a container that follows `other`: the key is
+    /// account + region + repository + tag, a part left unnamed being `home`'s. With `home`
+    /// unknown, an unnamed part matches only an unnamed one.
+    pub fn matches_in(&self, other: &ImageRef, home: &Home) -> bool {
+        let same = |a: &Option<String>, b: &Option<String>, h: &Option<String>| {
+            a.as_ref().or(h.as_ref()) == b.as_ref().or(h.as_ref())
+        };
         self.repository == other.repository
             && self.tag == other.tag
-            && match (&self.registry, &other.registry) {
-                (Some(a), Some(b)) => a == b,
-                _ => true,
-            }
+            && same(&self.registry, &other.registry, &home.account)
+            && same(&self.region, &other.region, &home.region)
+    }
+
+    /// [`Self::matches_in`] without a known home: exact account and region.
+    pub fn matches(&self, other: &ImageRef) -> bool {
+        self.matches_in(other, &Home::default())
+    }
+
+    /// Whether matching `other` depends on the home registry: the same repository and tag,
+    /// with the account or region named on one side only.
+    pub fn needs_home(&self, other: &ImageRef) -> bool {
+        self.repository == other.repository
+            && self.tag == other.tag
+            && (self.registry.is_some() != other.registry.is_some()
+                || self.region.is_some() != other.region.is_some())
     }
 }
 
@@ -259,7 +308,6 @@ pub struct PushEvent {
     pub digest_hint: Option<Digest>,
     /// The event's `time`, when present and valid (for event-to-running measurements).
     pub time: Option<SystemTime>,
-    pub region: Option<String>,
 }
 
 /// What a queue message asks of the agent.
@@ -372,14 +420,17 @@ fn classify_envelope(v: &Value, what: &str) -> Classified {
     if let Some(hint) = hints::signature_push(registry.clone(), &repository, tag.as_str()) {
         return hint;
     }
+    let region = v
+        .get("region")
+        .and_then(Value::as_str)
+        .filter(|r| !r.is_empty());
     Classified::Reconcile(PushEvent {
-        image: ImageRef::new(registry, repository, tag),
+        image: ImageRef::new(registry, repository, tag).in_region(region.map(str::to_owned)),
         digest_hint: Some(digest_hint),
         time: v
             .get("time")
             .and_then(Value::as_str)
             .and_then(|t| humantime::parse_rfc3339_weak(t.trim_end_matches('Z')).ok()),
-        region: v.get("region").and_then(Value::as_str).map(str::to_owned),
     })
 }
 

@@ -376,3 +376,87 @@ async fn an_agent_manages_only_its_own_scope_and_no_scope_never_takes_a_scoped_c
     assert!(err.contains("deploy.scope"), "{err}");
     let _ = (s1, s3);
 }
+
+/// Issue 30 #7 (SPEC §16): the service's user owns the state store, and an operator in its
+/// group runs `status` while the daemon runs. The daemon here runs as root in a directory
+/// owned by the service user (uid/gid 64201), as a `sudo` command before the first start
+/// would: every file it makes (database, WAL, shared memory, lease) goes to that owner with a
+/// mode the group can read; a member (uid 64202, groups 64201 and the Engine socket's) reads
+/// the store while the daemon holds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_of_the_services_group_runs_status_while_the_daemon_runs() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    const SERVICE: u32 = 64201;
+    const MEMBER: u32 = 64202;
+    let site = Site::new("group-status").await;
+    let (name, _v1) = site.container("team/grp", "grp").await;
+    let base = tempfile::Builder::new()
+        .prefix("ecr-deployd-group")
+        .tempdir_in("/tmp")
+        .unwrap();
+    std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let state_dir = base.path().join("state");
+    std::fs::create_dir(&state_dir).unwrap();
+    std::os::unix::fs::chown(&state_dir, Some(SERVICE), Some(SERVICE)).unwrap();
+    std::fs::set_permissions(&state_dir, std::fs::Permissions::from_mode(0o750)).unwrap();
+    let db = state_dir.join("state.db");
+    let config = site
+        .config(0)
+        .replace(&site.state.display().to_string(), &db.display().to_string());
+    let agent = AgentProcess::start(&config, &["run"]);
+    eventually(Duration::from_secs(30), "the daemon is running", || {
+        let up = agent.log_text().contains("ecr-deployd running");
+        async move { up }
+    })
+    .await;
+    for (file, mode) in [
+        ("state.db", 0o640),
+        ("state.db-shm", 0o660),
+        ("state.db.lock", 0o660),
+    ] {
+        let meta = std::fs::metadata(state_dir.join(file)).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (SERVICE, SERVICE), "{file}");
+        assert_eq!(meta.mode() & 0o777, mode, "{file}");
+    }
+    let config_file = base.path().join("config.toml");
+    std::fs::write(&config_file, &config).unwrap();
+    std::fs::set_permissions(&config_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let engine_group = std::fs::metadata("/var/run/docker.sock").unwrap().gid();
+    let out = std::process::Command::new("setpriv")
+        .arg(format!("--reuid={MEMBER}"))
+        .arg(format!("--regid={MEMBER}"))
+        .arg(format!("--groups={SERVICE},{engine_group}"))
+        .arg(env!("CARGO_BIN_EXE_ecr-deployd"))
+        .args([
+            "--config",
+            config_file.to_str().unwrap(),
+            "status",
+            "--json",
+        ])
+        .env("HOME", base.path())
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", REGION)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+        .envs(control_socket_env(&config))
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let row = json(&stdout)["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name.as_str())
+        .cloned()
+        .unwrap_or_else(|| panic!("{name} not in status: {stdout}"));
+    assert_eq!(row["state"], "up_to_date", "{row}");
+    // Still the daemon's: a member's read took nothing from it.
+    assert!(agent.log_text().contains("ecr-deployd running"));
+    let meta = std::fs::metadata(&db).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (SERVICE, SERVICE));
+}

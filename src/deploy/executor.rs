@@ -20,7 +20,7 @@ use super::hold::{AUTOMATIC, Gate, Held};
 use super::report::Finished;
 use super::target::Target;
 use crate::control::policy::Policies;
-use crate::event::Digest;
+use crate::event::{Digest, Home};
 use crate::fleet::Fleet;
 use crate::gate::Gates;
 use crate::image::{self, Desired, Platform};
@@ -406,6 +406,17 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
         Ok((auth, host))
     }
 
+    /// The registry of the credentials (account and region), for matching a key that leaves
+    /// them unnamed. Not known → the request is tried again (its messages stay).
+    async fn home(&self) -> Result<Home, String> {
+        let auth = self
+            .credentials
+            .pull_auth()
+            .await
+            .map_err(|e| format!("which account and region a label without them means: {e}"))?;
+        Ok(Home::of_registry_host(&auth.registry_host))
+    }
+
     /// Journals the step about to be taken.
     pub(super) fn journal(&self, id: i64, step: Step) -> Result<(), Failure> {
         self.store
@@ -452,10 +463,20 @@ impl<RT: Runtime, C: Credentials> Deployer for Executor<RT, C> {
         };
         let containers = self.managed().await.map_err(fail)?.into_iter();
         let services = self.services().await.map_err(fail)?.into_iter();
-        let targets: Vec<Target> = containers
+        let all: Vec<Target> = containers
             .map(Target::Container)
             .chain(services.map(Target::Service))
-            .filter(|t| request.image.matches(t.follows()))
+            .collect();
+        let home = match all.iter().any(|t| request.image.needs_home(t.follows())) {
+            true => self.home().await.map_err(|reason| DeployError {
+                image: request.image.clone(),
+                reason,
+            })?,
+            false => Home::default(),
+        };
+        let targets: Vec<Target> = all
+            .into_iter()
+            .filter(|t| request.image.matches_in(t.follows(), &home))
             .collect();
         if targets.is_empty() {
             info!(image = %request.image, desired = %request.desired.digest, "desired digest resolved; no managed container or service follows this tag");

@@ -64,6 +64,10 @@ pub struct FakeRuntime {
     /// Calls (`stop`, `start`, `observe`) that fail as if the Engine timed out: how many
     /// of the next ones, per call.
     pub faults: Mutex<HashMap<&'static str, usize>>,
+    /// The bytes of every load, as the Engine would have read them.
+    pub loaded_bodies: Mutex<Vec<Vec<u8>>>,
+    /// Images removed by `remove_image_if_unused`.
+    pub removed_images: Mutex<Vec<String>>,
 }
 
 pub fn digest(c: char) -> Digest {
@@ -175,16 +179,22 @@ impl Runtime for FakeRuntime {
         use futures::StreamExt;
         self.enter("load".into()).await;
         // The Engine reads to the end (or to the first error) before it answers.
+        let mut read = Vec::new();
         while let Some(chunk) = body.next().await {
-            if chunk.is_err() {
-                break;
+            match chunk {
+                Ok(bytes) => read.extend_from_slice(&bytes),
+                Err(_) => break,
             }
         }
+        self.loaded_bodies.lock().unwrap().push(read);
         let answer = self.loads.lock().unwrap().pop_front();
         let ids =
             answer.unwrap_or_else(|| Err(RuntimeError::permanent("load", "no answer set")))?;
         self.images.lock().unwrap().extend(ids.iter().cloned());
         Ok(ids)
+    }
+    async fn image_ids(&self) -> Result<std::collections::HashSet<String>, RuntimeError> {
+        Ok(self.images.lock().unwrap().iter().cloned().collect())
     }
     async fn has_image(&self, image_id: &str) -> Result<bool, RuntimeError> {
         Ok(self.images.lock().unwrap().iter().any(|i| i == image_id))
@@ -354,19 +364,35 @@ impl Runtime for FakeRuntime {
     async fn image_of(&self, id: &str) -> Result<String, RuntimeError> {
         self.by_id(id, |b| b.digest.to_string())
     }
-    async fn remove_image_if_unused(&self, _: &str) -> Result<(), RuntimeError> {
+    async fn remove_image_if_unused(&self, image_id: &str) -> Result<(), RuntimeError> {
+        let used = self
+            .boxes
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|b| b.digest.as_str() == image_id);
+        if !used {
+            self.images.lock().unwrap().retain(|i| i != image_id);
+            self.removed_images
+                .lock()
+                .unwrap()
+                .push(image_id.to_owned());
+        }
         Ok(())
     }
 }
 
+/// Pull credentials of account 123456789012 in eu-west-2 (the home registry).
 pub struct FixedAuth;
+
+pub const HOME_HOST: &str = "123456789012.dkr.ecr.eu-west-2.amazonaws.com";
 
 impl Credentials for FixedAuth {
     async fn pull_auth(&self) -> Result<PullAuth, RemoteError> {
         Ok(PullAuth {
             username: "AWS".into(),
             password: "x".into(),
-            registry_host: "ecr".into(),
+            registry_host: HOME_HOST.into(),
         })
     }
 }

@@ -42,7 +42,6 @@ pub(super) fn object_created(v: &Value) -> Classified {
             .get("time")
             .and_then(Value::as_str)
             .and_then(|t| humantime::parse_rfc3339_weak(t.trim_end_matches('Z')).ok()),
-        region: v.get("region").and_then(Value::as_str).map(str::to_owned),
     })
 }
 

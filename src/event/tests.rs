@@ -18,7 +18,7 @@ fn push_with_tag_is_a_reconcile_request_with_account_and_time() {
     assert_eq!(p.image.repository.as_str(), "my-repository-name");
     assert_eq!(p.image.tag.as_str(), "latest");
     assert_eq!(p.image.registry.as_deref(), Some("123456789012"));
-    assert_eq!(p.region.as_deref(), Some("us-west-2"));
+    assert_eq!(p.image.region.as_deref(), Some("us-west-2"));
     assert_eq!(p.digest_hint.as_ref().unwrap().short(), "7f5b2640fe6f");
     let t = p.time.expect("event time parsed");
     assert_eq!(
@@ -232,22 +232,43 @@ fn references_split_into_repository_and_tag() {
 }
 
 #[test]
-fn requests_without_an_account_match_any_registry() {
+fn the_key_is_account_region_repository_and_tag_an_unnamed_part_being_home() {
     let with = follows(
         "123456789012.dkr.ecr.eu-west-2.amazonaws.com/team/api:prod",
         None,
         None,
     )
     .unwrap();
-    let without = ImageRef::parse_repo_tag("team/api:prod").unwrap();
+    assert_eq!(with.registry.as_deref(), Some("123456789012"));
+    assert_eq!(with.region.as_deref(), Some("eu-west-2"));
+    let bare = ImageRef::parse_repo_tag("team/api:prod").unwrap();
+    let home = Home::of_registry_host("123456789012.dkr.ecr.eu-west-2.amazonaws.com");
+    let elsewhere = Home::of_registry_host("210987654321.dkr.ecr.eu-west-2.amazonaws.com");
+    // A bare label (or an event without an account) is in the credentials' registry.
+    assert!(bare.matches_in(&with, &home) && with.matches_in(&bare, &home));
+    assert!(!bare.matches_in(&with, &elsewhere) && !with.matches_in(&bare, &elsewhere));
+    // Home unknown: an unnamed part matches only an unnamed one.
+    assert!(!bare.matches(&with) && bare.matches(&bare) && with.matches(&with));
+    assert!(bare.needs_home(&with) && !with.needs_home(&with));
+    // Another account, or the same account's registry in another region, is another key.
     let mut other_account = with.clone();
     other_account.registry = Some("210987654321".into());
-    assert!(without.matches(&with) && with.matches(&without));
-    assert!(!other_account.matches(&with));
+    assert!(!other_account.matches_in(&with, &home) && !other_account.matches_in(&bare, &home));
+    let other_region = with.clone().in_region(Some("us-east-1".into()));
+    assert!(!other_region.matches_in(&with, &home) && !other_region.matches_in(&bare, &home));
+    // An event naming the account but not the region is in the home region.
+    let no_region = with.clone().in_region(None);
+    assert!(no_region.matches_in(&with, &home) && !no_region.matches(&with));
     assert!(
         !ImageRef::parse_repo_tag("team/api:dev")
             .unwrap()
-            .matches(&with)
+            .matches_in(&with, &home)
+    );
+    // Hosts that are not an ECR registry's give no home.
+    assert_eq!(Home::of_registry_host("localhost:5000"), Home::default());
+    assert_eq!(
+        Home::of_registry_host("123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn").region,
+        Some("cn-north-1".into())
     );
 }
 

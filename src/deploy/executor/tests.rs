@@ -380,3 +380,39 @@ async fn a_failed_stop_is_undone_in_process_and_blocks_nothing() {
         vec![("web".to_owned(), true, digest('1'))]
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_event_deploys_a_bare_label_only_for_the_credentials_account_and_region() {
+    let rt = FakeRuntime::with(&["web"], &digest('1'));
+    let (_dir, ex) = executor(rt, 1);
+    let event = |account: Option<&str>, region: Option<&str>, d: char| DeployRequest {
+        image: ImageRef::new(
+            account.map(str::to_owned),
+            crate::event::Repository::parse("team/api").unwrap(),
+            crate::event::Tag::parse("prod").unwrap(),
+        )
+        .in_region(region.map(str::to_owned)),
+        ..request(&digest(d))
+    };
+    // Another account's push of the same repository:tag: not ours.
+    ex.deploy(event(Some("210987654321"), Some("eu-west-2"), '2'))
+        .await
+        .unwrap();
+    assert_eq!(running(&ex).await, digest('1'));
+    // The home account in another region: not ours either.
+    ex.deploy(event(Some("123456789012"), Some("us-east-1"), '2'))
+        .await
+        .unwrap();
+    assert_eq!(running(&ex).await, digest('1'));
+    // The home account and region (as real AWS sends it), then without them (the emulator).
+    ex.deploy(event(Some("123456789012"), Some("eu-west-2"), '2'))
+        .await
+        .unwrap();
+    assert_eq!(running(&ex).await, digest('2'));
+    ex.deploy(event(None, None, '3')).await.unwrap();
+    assert_eq!(running(&ex).await, digest('3'));
+}
+
+async fn running(ex: &Executor<FakeRuntime, FixedAuth>) -> Digest {
+    web(ex).await.digests()[0].clone()
+}
