@@ -19,7 +19,7 @@ use ecr_deployd::deploy::Executor;
 use ecr_deployd::event::{Digest, ImageRef};
 use ecr_deployd::image::Desired;
 use ecr_deployd::ports::{DeployRequest, Deployer, Trigger};
-use ecr_deployd::store::Store;
+use ecr_deployd::store::{Outcome, Store};
 
 /// A socket in front of the Engine that forwards, or — once told to hang — accepts new
 /// connections and never answers them (an Engine stuck on a lock, a full disk, a bug).
@@ -198,4 +198,120 @@ async fn a_container_whose_network_namespace_is_shared_is_refused_and_nothing_is
         "-qO-",
         "http://127.0.0.1:8080/",
     ]);
+}
+
+/// Issue 30 #4 and #5 on a real Engine, through a socket that fails chosen calls. First
+/// deploy: the stop's answer is lost while the Engine does stop the old container, and the
+/// restore's first start of it is refused — the swap is undone in-process, the old container
+/// runs alone again and v2 is not blocked. Second deploy: one inspect of the new container in
+/// the health gate gets no answer — asked again, v2 deployed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_stop_a_refused_restore_and_a_lost_health_check_leave_nothing_down_or_blocked() {
+    use common::faults::{Fault, FaultyEngine};
+    use std::sync::Mutex;
+    let site = Site::new("faults").await;
+    let (name, v1) = site.container("team/faults", "web").await;
+    let v2 = site.silent_push("team/faults", Kind::Serve, "v2").await;
+    let old_id = docker(&["inspect", "--format", "{{.Id}}", &name]);
+    let original = old_id.clone();
+    let health_armed = Arc::new(AtomicBool::new(false));
+    let armed = health_armed.clone();
+    // (stop faulted, restore start faulted, the new container's id, its inspect faulted)
+    let state = Mutex::new((false, false, None::<String>, false));
+    let proxy = FaultyEngine::start(Box::new(move |line: &str| {
+        let mut s = state.lock().unwrap();
+        let post = line.starts_with("POST ");
+        if post && line.contains(&format!("/containers/{old_id}/stop")) && !s.0 {
+            s.0 = true;
+            return Fault::AnswerLost;
+        }
+        if post && line.contains(&format!("/containers/{old_id}/start")) && !s.1 {
+            s.1 = true;
+            return Fault::Refused;
+        }
+        if !armed.load(Ordering::SeqCst) {
+            return Fault::Pass;
+        }
+        let started = line
+            .split("/containers/")
+            .nth(1)
+            .and_then(|rest| rest.strip_suffix("/start HTTP/1.1"));
+        if let (true, Some(id), None) = (post, started, &s.2) {
+            s.2 = Some(id.to_owned());
+        }
+        let inspect = s.2.as_ref().map(|id| format!("/containers/{id}/json"));
+        if let (false, Some(path)) = (s.3, inspect)
+            && line.starts_with("GET ")
+            && line.contains(&path)
+        {
+            s.3 = true;
+            return Fault::Refused;
+        }
+        Fault::Pass
+    }));
+    let runtime = DockerRuntime::new(Some(&proxy.docker_host()))
+        .unwrap()
+        .with_call_timeout(Duration::from_secs(5));
+    let sdk = sdk_for(&site.endpoint).await;
+    let settings = settings(&site);
+    let executor = Executor::new(
+        Arc::new(runtime),
+        Arc::new(EcrCredentials::new(&sdk)),
+        Arc::new(Store::open(&settings.state.path).unwrap()),
+        deploy_config(&settings),
+    );
+    let request = || DeployRequest {
+        image: ImageRef::parse_repo_tag("team/faults:prod").unwrap(),
+        desired: Desired::single(Digest::parse(&v2).unwrap()),
+        trigger: Trigger::Event,
+        event_time: None,
+        resolved_in: Duration::ZERO,
+    };
+    let first = tokio::time::timeout(Duration::from_secs(180), executor.deploy(request()))
+        .await
+        .expect("the undo ends");
+    eprintln!("first deploy: {first:?}");
+    assert_eq!(
+        proxy.faulted(Fault::AnswerLost).len(),
+        1,
+        "{:?}",
+        proxy.seen
+    );
+    assert_eq!(proxy.faulted(Fault::Refused).len(), 1, "{:?}", proxy.seen);
+    let present = containers_named(&name);
+    assert_eq!(present.len(), 1, "the old container alone: {present:?}");
+    assert!(present[0].1, "and running again");
+    assert_eq!(
+        docker(&["inspect", "--format", "{{.Id}}", &name]),
+        original,
+        "the very container it ran before"
+    );
+    assert_eq!(running_digest(&name), v1);
+    assert!(
+        docker(&["ps", "-aq", "--filter", &format!("name={name}.ecr-deployd")]).is_empty(),
+        "nothing half-made left behind"
+    );
+    let store = Store::open(&settings.state.path).unwrap();
+    let rows = store.history(Some(&name), 5).unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert!(
+        rows[0].outcome.is_some(),
+        "closed once the old one runs: {rows:?}"
+    );
+
+    health_armed.store(true, Ordering::SeqCst);
+    tokio::time::timeout(Duration::from_secs(180), executor.deploy(request()))
+        .await
+        .expect("the deploy ends")
+        .expect("v2 is not blocked and one lost inspect does not fail it");
+    assert_eq!(
+        proxy.faulted(Fault::Refused).len(),
+        2,
+        "the health gate's inspect was faulted: {:?}",
+        proxy.seen
+    );
+    assert_eq!(running_digest(&name), v2);
+    assert_eq!(containers_named(&name).len(), 1);
+    let rows = store.history(Some(&name), 5).unwrap();
+    assert_eq!(rows[0].outcome, Some(Outcome::Succeeded), "{rows:?}");
 }
