@@ -416,3 +416,61 @@ async fn an_event_deploys_a_bare_label_only_for_the_credentials_account_and_regi
 async fn running(ex: &Executor<FakeRuntime, FixedAuth>) -> Digest {
     web(ex).await.digests()[0].clone()
 }
+
+/// Makes the state store refuse to journal `step` (an SQLite trigger: a real failed write, as
+/// a full disk or an I/O error would give), until the returned guard's `clear`.
+fn refuse_step(dir: &tempfile::TempDir, step: &str) -> rusqlite::Connection {
+    let conn = rusqlite::Connection::open(dir.path().join("state.db")).unwrap();
+    conn.execute_batch(&format!(
+        "CREATE TRIGGER refuse_step BEFORE UPDATE OF step ON deployments \
+         WHEN NEW.step = '{step}' BEGIN SELECT RAISE(ABORT, 'injected: disk I/O error'); END;"
+    ))
+    .unwrap();
+    conn
+}
+
+/// Issue 30 #4: a store error at any step after the stop (starting, health gate, committing)
+/// undoes the swap in-process: the old container runs alone again, nothing named
+/// `*.ecr-deployd-old` stays behind, the digest is not blocked, and the next deploy of it
+/// succeeds once the store writes again.
+#[tokio::test(start_paused = true)]
+async fn a_store_error_after_the_stop_puts_the_old_container_back() {
+    for step in ["starting", "health_gate", "committing"] {
+        let rt = FakeRuntime::with(&["web"], &digest('1'));
+        let (dir, ex) = executor(rt, 1);
+        let trigger = refuse_step(&dir, step);
+        let t = web(&ex).await;
+        let result = ex
+            .deploy_target(
+                &t,
+                &Desired::single(digest('2')),
+                "event",
+                Duration::ZERO,
+                None,
+            )
+            .await;
+        assert!(
+            result.is_err() || result.as_ref().unwrap() != &Done::Finished(Outcome::Succeeded),
+            "{step}: {result:?}"
+        );
+        let state = ex.runtime().state();
+        assert_eq!(
+            state,
+            [("web".to_owned(), true, digest('1'))],
+            "{step}: {state:?}"
+        );
+        assert!(
+            !ex.store().is_blocked("web", digest('2').as_str()).unwrap(),
+            "{step}"
+        );
+        trigger.execute_batch("DROP TRIGGER refuse_step").unwrap();
+        let _ = ex.recover_idle().await;
+        let done = deploy_first(&ex, digest('2'), "sweep").await;
+        assert_eq!(done, Done::Finished(Outcome::Succeeded), "{step}");
+        assert_eq!(
+            ex.runtime().state(),
+            [("web".to_owned(), true, digest('2'))],
+            "{step}"
+        );
+    }
+}
