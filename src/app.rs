@@ -194,6 +194,7 @@ pub fn sources(
         store.clone(),
     )
     .with_mirror(Some(settings.registry.mirror.clone()).filter(|m| !m.is_empty()))
+    .with_scope(&settings.deploy.scope)
     .with_limits(settings.archives.clone());
     Sources {
         ecr: EcrRegistry::new(sdk),

@@ -33,6 +33,8 @@ pub struct ArchiveResolver<A, RT> {
     store: Arc<Store>,
     notifier: Notifier,
     mirror: Option<String>,
+    /// `[deploy] scope`: only this scope's containers are followers.
+    scope: String,
     limits: ArchiveSettings,
     locks: Mutex<HashMap<ImageRef, Arc<tokio::sync::Mutex<()>>>>,
     /// One load at a time: what was on the host before a load is what it was.
@@ -50,6 +52,7 @@ impl<A: Archives, RT: Runtime> ArchiveResolver<A, RT> {
             store,
             notifier: Notifier::disabled(),
             mirror: None,
+            scope: String::new(),
             limits: ArchiveSettings::default(),
             locks: Mutex::default(),
             loading: tokio::sync::Mutex::default(),
@@ -72,6 +75,13 @@ impl<A: Archives, RT: Runtime> ArchiveResolver<A, RT> {
     /// The registry mirror, as the deploy stage has it (to list the managed containers).
     pub fn with_mirror(mut self, mirror: Option<String>) -> Self {
         self.mirror = mirror;
+        self
+    }
+
+    /// `[deploy] scope`: another scope's containers are not followers (their archives are
+    /// neither loaded nor refused here).
+    pub fn with_scope(mut self, scope: &str) -> Self {
+        self.scope = scope.to_owned();
         self
     }
 
@@ -225,6 +235,7 @@ impl<A: Archives, RT: Runtime> ArchiveResolver<A, RT> {
             Ok(all) => all
                 .into_iter()
                 .filter(|c| image.matches(&c.follows))
+                .filter(|c| crate::model::labels::in_scope(c.scope.as_deref(), &self.scope))
                 .collect(),
             Err(e) => {
                 warn!(error = %e, "could not list the containers that follow a refused archive");

@@ -330,3 +330,21 @@ async fn a_key_no_container_follows_is_not_downloaded() {
     assert!(matches!(all[&other], Ok(None)));
     assert_eq!(t.s3.opens.load(Ordering::SeqCst), 0);
 }
+
+#[tokio::test]
+async fn another_scopes_follower_gets_nothing_loaded() {
+    let mut t = setup();
+    t.resolver = t.resolver.with_scope("blue");
+    let bytes = archive('2');
+    t.s3.put(KEY, "e2", &bytes, bytes.len() as u64, Some(sha(&bytes)));
+    t.loads(Ok(vec![digest('2').to_string()]));
+    let _ = t.resolve().await;
+    assert_eq!(t.s3.opens.load(Ordering::SeqCst), 0, "not downloaded");
+    assert!(
+        t.runtime.loaded_bodies.lock().unwrap().is_empty(),
+        "not loaded"
+    );
+    // The container of no scope is this agent's only when it has no scope either.
+    t.resolver = t.resolver.with_scope("");
+    assert_eq!(t.resolve().await.unwrap().unwrap().digest, digest('2'));
+}
