@@ -190,7 +190,7 @@ def test_cloudformation_host_name_is_bounded_by_its_own_constraint(cfn):
     assert "MaxLength" in spec, "HostName needs a MaxLength"
     most = spec["MaxLength"]
     assert accepts(spec, "h" * most) and not accepts(spec, "h" * (most + 1))
-    assert longest(spec, "h", 128) == most
+    assert len(longest(spec, "h", 128)) == most
 
 
 @pytest.mark.parametrize("shape", ["names and prefix", "names", "prefix"])
@@ -273,7 +273,7 @@ def test_terraform_wave_rule_matches_the_string_wave_key(tf):
     assert "'detail': {'wave_key': ['wave-${var.wave - 1}']}" in pattern, pattern
     assert "'wave':" not in pattern
     text = (MODULE / "main.tf").read_text()
-    assert 'detail        = { wave_key = ["wave-${var.wave - 1}"] }' in text  # a string template
+    assert re.search(r'detail\s*=\s*\{ wave_key = \["wave-\$\{var\.wave - 1\}"\] \}', text)  # a string template
 
 
 @pytest.mark.parametrize("rule,local", [("push_rule", "push_pattern"), ("scan_rule", "scan_pattern")])
@@ -292,8 +292,9 @@ def test_terraform_refuses_event_patterns_over_the_limit(tf, rule, local):
 def test_terraform_refuses_an_agent_policy_over_the_limit(tf):
     body = tf["resource"][("aws_iam_policy", "agent_policy")]
     checks = [c for lc in body.get("lifecycle", []) for c in lc.get("precondition", [])]
-    want = '${length(replace(data.aws_iam_policy_document.agent_policy.json, "/\\\\s/", "")) <= 6144}'
-    sized = [c for c in checks if one(c["condition"]) == want]
+    want = '${length(replace(data.aws_iam_policy_document.agent_policy.json,"/\\\\s/",""))<=6144}'
+    # python-hcl2 keeps the HCL escape as written: "/\\s/" is the regular expression \s.
+    sized = [c for c in checks if re.sub(r"\s", "", one(c["condition"])) == want]
     assert sized, f"agent_policy: no precondition on its size ({[one(c['condition']) for c in checks]})"
     message = one(sized[0]["error_message"])
     assert "6,144" in message and "repository_prefix" in message, message
