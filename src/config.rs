@@ -73,7 +73,10 @@ pub struct Settings {
 pub struct Aws {
     /// Empty: the AWS config chain decides.
     pub region: String,
-    /// Empty: the SDK's endpoint resolution (and `AWS_ENDPOINT_URL*`) decides.
+    /// One endpoint URL for every AWS service the agent calls (SQS, ECR, S3, EventBridge): for
+    /// emulators (moto) only. Real AWS behind VPC interface endpoints needs their private DNS or
+    /// the SDK's per-service `AWS_ENDPOINT_URL_<SERVICE>` variables, which take precedence over
+    /// this for their service. Empty: the SDK's endpoint resolution decides.
     pub endpoint_url: String,
 }
 

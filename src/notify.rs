@@ -36,6 +36,11 @@ const RESULT_ATTEMPTS: usize = 8;
 /// Notices waiting for delivery; beyond this they are dropped, never waited for.
 const BACKLOG: usize = 256;
 
+/// `wave_key` of a result of `wave`: `wave-N` (SPEC §14).
+pub fn wave_key(wave: u32) -> String {
+    format!("wave-{wave}")
+}
+
 /// One deployment's result: what the central account sees of "which image runs where".
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct DeploymentNotice {
@@ -45,6 +50,9 @@ pub struct DeploymentNotice {
     pub name: String,
     /// The host's fleet wave, a JSON number so that rules can match it.
     pub wave: u32,
+    /// The same wave as the string `wave-N` ([`wave_key`]): what the infra/ rules match, since
+    /// a rule written in CloudFormation may carry the number as a string (SPEC §14).
+    pub wave_key: String,
     /// `container`, or `service` (Swarm).
     pub kind: &'static str,
     /// The container's or the service's name.
@@ -389,8 +397,13 @@ async fn post_webhook(http: &reqwest::Client, i: usize, url: &str, body: &serde_
     }
 }
 
+/// The `detail` of a deployment result event.
+fn event_detail(d: &DeploymentNotice) -> String {
+    serde_json::to_string(d).unwrap_or_default()
+}
+
 async fn put_event(bus: &Bus, d: &DeploymentNotice) {
-    let detail = serde_json::to_string(d).unwrap_or_default();
+    let detail = event_detail(d);
     let attempt = || async {
         let call = bus.put(EVENT_SOURCE, EVENT_DETAIL_TYPE, detail.clone());
         tokio::time::timeout(ATTEMPT_TIMEOUT, call)
@@ -415,6 +428,7 @@ mod tests {
             host: "edge-01".into(),
             name: "edge-01".into(),
             wave: 1,
+            wave_key: wave_key(1),
             kind: "container",
             container: "web".into(),
             repository: "shop/web".into(),
@@ -459,6 +473,49 @@ mod tests {
         assert_eq!(b["ecr_deployd"]["data"]["outcome"], "failed");
         assert_eq!(b["ecr_deployd"]["data"]["repository"], "shop/web");
         assert_eq!(b["ecr_deployd"]["data"]["durations_ms"]["total"], 420);
+    }
+
+    #[test]
+    fn result_event_detail_carries_the_wave_as_a_number_and_as_wave_key() {
+        let Notice::Deployment(mut d) = deployment("succeeded", None) else {
+            unreachable!()
+        };
+        d.wave = 3;
+        d.wave_key = wave_key(3);
+        let detail: serde_json::Value = serde_json::from_str(&event_detail(&d)).unwrap();
+        assert_eq!(
+            detail,
+            json!({
+                "host": "edge-01",
+                "name": "edge-01",
+                "wave": 3,
+                "wave_key": "wave-3",
+                "kind": "container",
+                "container": "web",
+                "repository": "shop/web",
+                "tag": "prod",
+                "from_digest": format!("sha256:{}", "a".repeat(64)),
+                "to_digest": format!("sha256:{}", "b".repeat(64)),
+                "outcome": "succeeded",
+                "trigger": "event",
+                "error": null,
+                "durations_ms": {
+                    "resolve": 0, "pull": 0, "stop": 0, "swap": 0, "health": 0,
+                    "total": 420, "event_to_running": null
+                }
+            })
+        );
+        // The result event parser of later waves reads it back.
+        let body = json!({
+            "version": "0", "id": "x", "source": EVENT_SOURCE, "detail-type": EVENT_DETAIL_TYPE,
+            "account": "123456789012", "time": "2025-01-01T00:00:00Z", "region": "eu-west-2",
+            "resources": [], "detail": detail
+        });
+        let crate::event::Classified::FleetResult(r) = crate::event::classify(&body.to_string())
+        else {
+            panic!("not a fleet result");
+        };
+        assert_eq!((r.host.as_str(), r.wave), ("edge-01", 3));
     }
 
     #[test]

@@ -151,7 +151,8 @@ impl Fleet {
     /// Puts a deployment result on the results bus, as a host of the fleet would.
     async fn put_result(&self, name: &str, wave: u32, digest: &str, outcome: &str) {
         let detail = serde_json::json!({
-            "host": name, "name": name, "wave": wave, "kind": "container", "container": "web",
+            "host": name, "name": name, "wave": wave, "wave_key": format!("wave-{wave}"),
+            "kind": "container", "container": "web",
             "repository": REPO, "tag": "prod", "from_digest": null, "to_digest": digest,
             "outcome": outcome, "trigger": "event", "error": null, "durations_ms": {"total": 1},
         });

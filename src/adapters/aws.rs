@@ -28,7 +28,8 @@ pub fn timeouts() -> TimeoutConfig {
 
 /// Loads the AWS configuration chain (environment, profiles, IMDS …) with `[aws]` on top,
 /// and [`timeouts`] for every client built from it.
-/// `[aws] endpoint_url` applies to every service; otherwise `AWS_ENDPOINT_URL*` are honoured.
+/// `[aws] endpoint_url` (emulators only) applies to every service; the SDK's per-service
+/// `AWS_ENDPOINT_URL_<SERVICE>` variables still take precedence for theirs.
 pub async fn sdk_config(settings: &Settings) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts());
     if !settings.aws.region.is_empty() {

@@ -70,6 +70,7 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
             host: self.notifier.host().to_owned(),
             name: self.notifier.fleet_name().to_owned(),
             wave: self.notifier.wave(),
+            wave_key: crate::notify::wave_key(self.notifier.wave()),
             kind: f.target.kind(),
             container: f.target.name().to_owned(),
             repository: follows.repository.as_str().to_owned(),

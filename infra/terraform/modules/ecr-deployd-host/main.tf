@@ -42,6 +42,20 @@ locals {
     local.has_list && local.has_prefix ? { "$or" = [local.scan_by_name, local.scan_by_prefix] } :
     local.has_prefix ? local.scan_by_prefix : local.scan_by_name
   )
+  # The patterns of the rules that name repositories. EventBridge takes a pattern of up to 2,048
+  # characters by default (a quota, adjustable to 4,096): the rules check their size at plan.
+  push_pattern = jsonencode({
+    source        = ["aws.ecr"]
+    "detail-type" = ["ECR Image Action"]
+    account       = [local.registry_account]
+    detail        = local.detail
+  })
+  scan_pattern = jsonencode({
+    source        = ["aws.ecr", "aws.inspector2"]
+    "detail-type" = ["ECR Image Scan", "Inspector2 Scan"]
+    account       = [local.registry_account]
+    detail        = local.scan_detail
+  })
   # The rules whose events the queues admit.
   rule_arns = concat([aws_cloudwatch_event_rule.push_rule.arn], aws_cloudwatch_event_rule.scan_rule[*].arn, aws_cloudwatch_event_rule.wave_rule[*].arn, aws_cloudwatch_event_rule.archive_rule[*].arn)
   pull_actions = concat(
@@ -75,20 +89,19 @@ resource "aws_sqs_queue" "queue" {
 }
 
 resource "aws_cloudwatch_event_rule" "push_rule" {
-  name        = "ecr-deployd-${var.host_name}"
-  description = "ECR image pushes followed by ecr-deployd on ${var.host_name}"
-  state       = "ENABLED"
-  event_pattern = jsonencode({
-    source        = ["aws.ecr"]
-    "detail-type" = ["ECR Image Action"]
-    account       = [local.registry_account]
-    detail        = local.detail
-  })
+  name          = "ecr-deployd-${var.host_name}"
+  description   = "ECR image pushes followed by ecr-deployd on ${var.host_name}"
+  state         = "ENABLED"
+  event_pattern = local.push_pattern
 
   lifecycle {
     precondition {
       condition     = local.has_list || local.has_prefix
       error_message = "Set repositories, repository_prefix, or both."
+    }
+    precondition {
+      condition     = length(local.push_pattern) <= 2048
+      error_message = "The push rule's event pattern would be ${length(local.push_pattern)} characters, over EventBridge's default limit of 2,048: list fewer repositories and follow the others with repository_prefix."
     }
   }
 }
@@ -111,16 +124,18 @@ resource "aws_cloudwatch_event_target" "push_rule" {
 }
 
 resource "aws_cloudwatch_event_rule" "scan_rule" {
-  count       = local.has_scan_gate ? 1 : 0
-  name        = "ecr-deployd-${var.host_name}-scans"
-  description = "Scan results of the repositories followed by ecr-deployd on ${var.host_name}"
-  state       = "ENABLED"
-  event_pattern = jsonencode({
-    source        = ["aws.ecr", "aws.inspector2"]
-    "detail-type" = ["ECR Image Scan", "Inspector2 Scan"]
-    account       = [local.registry_account]
-    detail        = local.scan_detail
-  })
+  count         = local.has_scan_gate ? 1 : 0
+  name          = "ecr-deployd-${var.host_name}-scans"
+  description   = "Scan results of the repositories followed by ecr-deployd on ${var.host_name}"
+  state         = "ENABLED"
+  event_pattern = local.scan_pattern
+
+  lifecycle {
+    precondition {
+      condition     = length(local.scan_pattern) <= 2048
+      error_message = "The scan rule's event pattern (each repository by name and by ARN) would be ${length(local.scan_pattern)} characters, over EventBridge's default limit of 2,048: list fewer repositories and follow the others with repository_prefix."
+    }
+  }
 }
 
 # Inline in the CloudFormation rule (Targets).
@@ -147,7 +162,8 @@ resource "aws_cloudwatch_event_rule" "wave_rule" {
   event_pattern = jsonencode({
     source        = ["ecr-deployd"]
     "detail-type" = ["ECR Deployment Result"]
-    detail        = { wave = [var.wave - 1] }
+    # The string wave_key ("wave-N"), not the number: matching is type-sensitive (SPEC §14).
+    detail = { wave_key = ["wave-${var.wave - 1}"] }
   })
 }
 
@@ -248,7 +264,7 @@ resource "aws_cloudwatch_event_bus_policy" "registry_account_bus_policy" {
   policy = jsonencode({
     Version = "2012-10-17"
     Statement = [{
-      Sid       = "ecr-deployd-${var.host_name}-registry-account"
+      Sid       = "ecr-deployd-${var.host_name}-registry"
       Effect    = "Allow"
       Principal = { AWS = "arn:${local.partition}:iam::${var.registry_account_id}:root" }
       Action    = "events:PutEvents"
@@ -289,6 +305,15 @@ resource "aws_iam_policy" "agent_policy" {
   name        = "ecr-deployd-${var.host_name}-agent"
   description = "What ecr-deployd on ${var.host_name} needs, and nothing more"
   policy      = data.aws_iam_policy_document.agent_policy.json
+
+  lifecycle {
+    # Checked at plan once the queue exists; on the first apply, just before the policy is
+    # created (its document names the new queue's ARN).
+    precondition {
+      condition     = length(replace(data.aws_iam_policy_document.agent_policy.json, "/\\s/", "")) <= 6144
+      error_message = "The agent policy would be over IAM's limit of 6,144 characters for a managed policy: list fewer repositories and follow the others with repository_prefix."
+    }
+  }
 }
 
 resource "aws_iam_policy" "results_policy" {

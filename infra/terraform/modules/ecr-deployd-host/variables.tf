@@ -3,14 +3,16 @@
 variable "host_name" {
   description = "Name of the host this module serves; names the queue, DLQ, rule, policies and role."
   type        = string
+  # 43: the longest names built from it, "ecr-deployd-<host_name>-archives" (a rule) and the
+  # event bus policy's statement id "ecr-deployd-<host_name>-registry", stay within AWS's 64.
   validation {
-    condition     = can(regex("^[A-Za-z0-9-]{1,48}$", var.host_name))
-    error_message = "host_name: 1-48 letters, digits or hyphens."
+    condition     = can(regex("^[A-Za-z0-9-]{1,43}$", var.host_name))
+    error_message = "host_name: 1-43 letters, digits or hyphens (names built from it must stay within 64 characters)."
   }
 }
 
 variable "repositories" {
-  description = "ECR repository names to follow (any number). Empty when only repository_prefix is used."
+  description = "ECR repository names to follow. Empty when only repository_prefix is used. As many as fit in EventBridge's default 2,048-character event pattern and IAM's 6,144-character managed policy (a few dozen; checked at plan): use repository_prefix for more."
   type        = list(string)
   default     = []
 }
