@@ -29,8 +29,9 @@
 //!   or a Swarm service update; update-control and supply-chain gates, health gate, rollback, recovery,
 //!   the neighbourhood (dependents swapped as a group, `depends-on` order, lifecycle hooks),
 //!   reports, `rollback`/`approve` — one file each (see its module doc).
-//! - [`gate`]: the supply-chain gates' verdicts (cosign signature, ECR scan findings) over
-//!   fetched facts. Pure.
+//! - [`gate`]: the supply-chain gates' verdicts over fetched facts: signatures (cosign's
+//!   `.sig` tag, cosign 3's Sigstore bundles, Notary Project signatures; X.509 paths and
+//!   names; the trust of `[verify]`) and ECR scan findings. Pure.
 //! - [`fleet`]: fleet waves: promotions and halts from earlier waves' results (SPEC §14).
 //!   Pure.
 //! - [`control`]: update control: policies and maintenance windows (pure), the state-store
@@ -38,7 +39,8 @@
 //! - [`model`]: a deployment's domain values: outcome, journal step, phases.
 //! - [`store`]: SQLite state: history, deploy journal, blocked digests, archive loads; schema
 //!   versions.
-//! - [`adapters`]: SQS, ECR, S3 (AWS SDK), the gates' facts (`adapters::supply`), Docker (`adapters::docker`: one Engine client, bollard
+//! - [`adapters`]: SQS, ECR, S3 (AWS SDK), the gates' facts (`adapters::supply`, and
+//!   `adapters::referrers`: a digest's OCI referrers through the API or the tag schema), Docker (`adapters::docker`: one Engine client, bollard
 //!   + raw JSON, every call timed) — the only code that sees SDK types.
 //! - [`notify`]: webhooks and EventBridge deployment results, off the deploy path.
 //! - [`systemd`]: READY / WATCHDOG / STOPPING for `Type=notify`.

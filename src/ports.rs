@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use crate::control::policy::PolicyLabels;
 use crate::deploy::hooks::HookLabels;
 use crate::event::{Digest, ImageRef, Repository};
-use crate::gate::{GateLabels, ScanFacts, SignatureLayer};
+use crate::gate::{Found, GateLabels, ScanFacts};
 use crate::image::{Desired, Platform};
 
 /// Opt-in label (SPEC §4): nothing without it is ever touched.
@@ -227,15 +227,15 @@ pub struct PullAuth {
 /// The facts the supply-chain gates decide on (SPEC §11). Object-safe: the executor holds
 /// one behind `dyn`, so its many users do not carry another type parameter.
 pub trait Supply: Send + Sync + 'static {
-    /// The signed payload layers stored for `digest` under cosign's signature tag in
-    /// `repository` at the registry `host` (empty: no signature there).
+    /// The signatures stored for `digest` in `repository` at the registry `host`: cosign's
+    /// signature tag and the digest's referrers (empty: no signature there).
     fn signatures<'a>(
         &'a self,
         host: &'a str,
         auth: &'a PullAuth,
         repository: &'a Repository,
         digest: &'a Digest,
-    ) -> futures::future::BoxFuture<'a, Result<Vec<SignatureLayer>, RemoteError>>;
+    ) -> futures::future::BoxFuture<'a, Result<Found, RemoteError>>;
 
     /// What ECR's scanning says about `digest` of `image`'s repository.
     fn scan<'a>(

@@ -15,7 +15,7 @@ use sha2::Digest as _;
 use super::aws::remote_error;
 use crate::event::{Digest, ImageRef, Repository};
 use crate::gate::signature::{layers_of, sig_tag};
-use crate::gate::{ScanFacts, SignatureLayer};
+use crate::gate::{Found, ScanFacts, SignatureLayer};
 use crate::ports::{PullAuth, RemoteError, Supply};
 
 /// Manifests and payloads larger than this are refused (a payload is a few hundred bytes).
@@ -30,7 +30,7 @@ pub struct SupplyFacts {
     ecr: Client,
 }
 
-fn err(operation: &'static str, message: impl Into<String>, transient: bool) -> RemoteError {
+pub(super) fn err(operation: &'static str, message: impl Into<String>, transient: bool) -> RemoteError {
     RemoteError {
         operation,
         message: message.into(),
@@ -60,13 +60,40 @@ impl SupplyFacts {
     }
 
     /// GET `url` with basic auth: the body, or `None` on 404.
-    async fn get(
+    pub(super) async fn get(
         &self,
         op: &'static str,
         url: &str,
         auth: &PullAuth,
         accept: &str,
     ) -> Result<Option<Vec<u8>>, RemoteError> {
+        Ok(self.get_typed(op, url, auth, accept).await?.map(|(_, b)| b))
+    }
+
+    /// As [`Self::get`], for content addressed by `digest`: its bytes must hash to it.
+    pub(super) async fn get_verified(
+        &self,
+        op: &'static str,
+        url: &str,
+        auth: &PullAuth,
+        accept: &str,
+        digest: &Digest,
+    ) -> Result<Option<Vec<u8>>, RemoteError> {
+        let body = self.get(op, url, auth, accept).await?;
+        if let Some(b) = &body {
+            check_digest(op, url, b, digest)?;
+        }
+        Ok(body)
+    }
+
+    /// As [`Self::get`], with the answer's Content-Type.
+    pub(super) async fn get_typed(
+        &self,
+        op: &'static str,
+        url: &str,
+        auth: &PullAuth,
+        accept: &str,
+    ) -> Result<Option<(Option<String>, Vec<u8>)>, RemoteError> {
         let mut resp = self
             .http
             .get(url)
@@ -83,6 +110,11 @@ impl SupplyFacts {
             let transient = status.is_server_error() || status.as_u16() == 429;
             return Err(err(op, format!("{url}: HTTP {status}"), transient));
         }
+        let media_type = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or(v).trim().to_owned());
         let too_large = || err(op, format!("{url}: larger than {MAX_BODY} bytes"), false);
         if resp.content_length().is_some_and(|n| n > MAX_BODY as u64) {
             return Err(too_large());
@@ -100,7 +132,7 @@ impl SupplyFacts {
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(Some(body))
+        Ok(Some((media_type, body)))
     }
 
     async fn fetch_signatures(
@@ -109,8 +141,23 @@ impl SupplyFacts {
         auth: &PullAuth,
         repository: &Repository,
         digest: &Digest,
-    ) -> Result<Vec<SignatureLayer>, RemoteError> {
+    ) -> Result<Found, RemoteError> {
         let base = format!("{}/v2/{}", base_url(host), repository.as_str());
+        let mut found = Found {
+            simple: self.sig_tag_layers(&base, auth, digest).await?,
+            ..Found::default()
+        };
+        super::referrers::add(self, &base, auth, digest, &mut found).await?;
+        Ok(found)
+    }
+
+    /// The payload layers of cosign's `sha256-<hex>.sig` tag.
+    async fn sig_tag_layers(
+        &self,
+        base: &str,
+        auth: &PullAuth,
+        digest: &Digest,
+    ) -> Result<Vec<SignatureLayer>, RemoteError> {
         let url = format!("{base}/manifests/{}", sig_tag(digest));
         let op = "registry: signature manifest";
         let Some(manifest) = self.get(op, &url, auth, MANIFEST_TYPES).await? else {
@@ -120,19 +167,10 @@ impl SupplyFacts {
         for layer in layers_of(&manifest).map_err(|e| err(op, e, false))? {
             let url = format!("{base}/blobs/{}", layer.digest);
             let op = "registry: signature payload";
-            let Some(payload) = self.get(op, &url, auth, "*/*").await? else {
+            let Some(payload) = self.get_verified(op, &url, auth, "*/*", &layer.digest).await?
+            else {
                 return Err(err(op, format!("{url}: not found"), false));
             };
-            let sum = sha2::Sha256::digest(&payload);
-            let hex: String = sum.iter().map(|b| format!("{b:02x}")).collect();
-            let hex = format!("sha256:{hex}");
-            if hex != layer.digest.as_str() {
-                return Err(err(
-                    op,
-                    format!("{url}: content does not match its digest"),
-                    false,
-                ));
-            }
             out.push(SignatureLayer {
                 payload,
                 signature: layer.signature,
@@ -211,6 +249,21 @@ impl SupplyFacts {
     }
 }
 
+/// Refuses content that does not hash to the digest it was asked by.
+pub(super) fn check_digest(
+    op: &'static str,
+    url: &str,
+    body: &[u8],
+    digest: &Digest,
+) -> Result<(), RemoteError> {
+    let sum = sha2::Sha256::digest(body);
+    let hex: String = sum.iter().map(|b| format!("{b:02x}")).collect();
+    if format!("sha256:{hex}") != digest.as_str() {
+        return Err(err(op, format!("{url}: content does not match its digest"), false));
+    }
+    Ok(())
+}
+
 impl Supply for SupplyFacts {
     fn signatures<'a>(
         &'a self,
@@ -218,7 +271,7 @@ impl Supply for SupplyFacts {
         auth: &'a PullAuth,
         repository: &'a Repository,
         digest: &'a Digest,
-    ) -> BoxFuture<'a, Result<Vec<SignatureLayer>, RemoteError>> {
+    ) -> BoxFuture<'a, Result<Found, RemoteError>> {
         Box::pin(self.fetch_signatures(host, auth, repository, digest))
     }
 

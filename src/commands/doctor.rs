@@ -173,12 +173,40 @@ async fn gate_checks(ctx: &Context) -> Vec<Check> {
     let ex = &ctx.executor;
     let gates = &ex.config().gates;
     let mut checks = Vec::new();
-    if !gates.keys.is_empty() {
-        let names: Vec<&str> = gates.keys.iter().map(|k| k.name.as_str()).collect();
+    let trust = &gates.trust;
+    if !trust.keys.is_empty() {
+        let names: Vec<&str> = trust.keys.iter().map(|k| k.name.as_str()).collect();
         checks.push(Check::ok(
             "signature keys",
             format!("{} trusted: {}", names.len(), names.join(", ")),
         ));
+    }
+    for (what, roots, ids) in [
+        (
+            "cosign roots",
+            &trust.cosign_roots.names,
+            trust
+                .cosign_identities
+                .iter()
+                .map(|i| format!("{} ({})", i.subject, i.issuer))
+                .collect::<Vec<_>>(),
+        ),
+        (
+            "notation roots",
+            &trust.notation_roots.names,
+            trust
+                .notation_identities
+                .iter()
+                .map(|i| i.shown().to_owned())
+                .collect(),
+        ),
+    ] {
+        if !roots.is_empty() {
+            checks.push(Check::ok(
+                what,
+                format!("{}; identities: {}", roots.join(", "), ids.join(", ")),
+            ));
+        }
     }
     let containers = ex
         .managed()

@@ -7,7 +7,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{ConfigError, Settings, in_range, invalid};
-use crate::gate::{Gates, OnMissing, Severity, TrustedKey};
+use crate::gate::x509::Roots;
+use crate::gate::{CosignIdentity, Gates, NotationIdentity, OnMissing, Severity, Trust, TrustedKey};
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -16,6 +17,14 @@ pub struct Verify {
     pub require: String,
     /// PEM files; a signature by any one of them is accepted.
     pub cosign_public_keys: Vec<PathBuf>,
+    /// PEM CA certificates for certificate-bound cosign signatures.
+    pub cosign_roots: Vec<PathBuf>,
+    /// `{ subject, issuer }` identities of those certificates (exact match).
+    pub cosign_identities: Vec<CosignIdentity>,
+    /// PEM CA certificates for Notary Project signatures (notation, AWS Signer's root).
+    pub notation_roots: Vec<PathBuf>,
+    /// `x509.subject: …` or AWS Signer signing profile ARNs.
+    pub notation_identities: Vec<String>,
 }
 
 impl Default for Verify {
@@ -23,6 +32,10 @@ impl Default for Verify {
         Self {
             require: "none".into(),
             cosign_public_keys: Vec::new(),
+            cosign_roots: Vec::new(),
+            cosign_identities: Vec::new(),
+            notation_roots: Vec::new(),
+            notation_identities: Vec::new(),
         }
     }
 }
@@ -61,20 +74,11 @@ impl Settings {
                 ));
             }
         };
-        let mut keys = Vec::new();
-        for (i, path) in v.cosign_public_keys.iter().enumerate() {
-            let key = format!("verify.cosign_public_keys[{i}]");
-            let pem = std::fs::read_to_string(path)
-                .map_err(|e| invalid(&key, format!("cannot read {}: {e}", path.display())))?;
-            keys.push(
-                TrustedKey::from_pem(&path.display().to_string(), &pem)
-                    .map_err(|e| invalid(&key, e))?,
-            );
-        }
-        if require_signed && keys.is_empty() {
+        let trust = v.trust()?;
+        if require_signed && trust.is_empty() {
             return Err(invalid(
-                "verify.cosign_public_keys",
-                "require = \"signed\" needs at least one public key",
+                "verify.require",
+                "\"signed\" needs a trusted signer: cosign_public_keys, cosign_roots with cosign_identities, or notation_roots with notation_identities",
             ));
         }
         let s = &self.scan;
@@ -92,11 +96,84 @@ impl Settings {
             .parse()
             .map_err(|e: String| invalid("scan.on_missing", e))?;
         Ok(Gates {
-            keys,
+            trust,
             require_signed,
             max_severity,
             wait: Duration::from_secs(s.wait_seconds),
             on_missing,
         })
+    }
+}
+
+fn read(key: &str, path: &std::path::Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path)
+        .map_err(|e| invalid(key, format!("cannot read {}: {e}", path.display())))
+}
+
+fn roots(name: &str, paths: &[PathBuf]) -> Result<Roots, ConfigError> {
+    let mut roots = Roots::default();
+    for (i, path) in paths.iter().enumerate() {
+        let key = format!("verify.{name}[{i}]");
+        roots
+            .add_pem(&path.display().to_string(), &read(&key, path)?)
+            .map_err(|e| invalid(&key, e))?;
+    }
+    Ok(roots)
+}
+
+impl Verify {
+    /// The trust sources read and parsed; a root without identities (or the reverse) is an
+    /// error naming both keys, since it could never accept anything.
+    fn trust(&self) -> Result<Trust, ConfigError> {
+        let mut keys = Vec::new();
+        for (i, path) in self.cosign_public_keys.iter().enumerate() {
+            let key = format!("verify.cosign_public_keys[{i}]");
+            keys.push(
+                TrustedKey::from_pem(&path.display().to_string(), &read(&key, path)?)
+                    .map_err(|e| invalid(&key, e))?,
+            );
+        }
+        for (i, id) in self.cosign_identities.iter().enumerate() {
+            if id.subject.trim().is_empty() {
+                return Err(invalid(
+                    &format!("verify.cosign_identities[{i}].subject"),
+                    "is empty",
+                ));
+            }
+        }
+        let notation_identities = self
+            .notation_identities
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                NotationIdentity::parse(s)
+                    .map_err(|e| invalid(&format!("verify.notation_identities[{i}]"), e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let trust = Trust {
+            keys,
+            cosign_roots: roots("cosign_roots", &self.cosign_roots)?,
+            cosign_identities: self.cosign_identities.clone(),
+            notation_roots: roots("notation_roots", &self.notation_roots)?,
+            notation_identities,
+        };
+        paired("cosign_roots", trust.cosign_roots.is_empty(), "cosign_identities", trust.cosign_identities.is_empty())?;
+        paired("notation_roots", trust.notation_roots.is_empty(), "notation_identities", trust.notation_identities.is_empty())?;
+        Ok(trust)
+    }
+}
+
+/// Roots and identities come together: either alone trusts nothing.
+fn paired(roots: &str, no_roots: bool, ids: &str, no_ids: bool) -> Result<(), ConfigError> {
+    match (no_roots, no_ids) {
+        (false, true) => Err(invalid(
+            &format!("verify.{ids}"),
+            format!("is empty while verify.{roots} is set: name the identities those roots may sign as"),
+        )),
+        (true, false) => Err(invalid(
+            &format!("verify.{roots}"),
+            format!("is empty while verify.{ids} is set: name the CA certificates those identities chain to"),
+        )),
+        _ => Ok(()),
     }
 }

@@ -6,7 +6,7 @@
 //! scan completed) that clears it. A scan still to come holds the deploy as `pending`,
 //! counted from when this digest was first seen waiting; past `wait_seconds` it is rejected.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tracing::{debug, info, warn};
 
@@ -15,7 +15,7 @@ use super::hold::Held;
 use super::operator::ROLLBACK_TRIGGER;
 use super::report::Finished;
 use super::target::Target;
-use crate::gate::{Verdict, signature};
+use crate::gate::{Verdict, found};
 use crate::image::Desired;
 use crate::ports::{Credentials, Runtime};
 use crate::store::{NewDeployment, Outcome, Phases, StoreError, now_ms};
@@ -76,24 +76,16 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
         };
         let mut accepted = Vec::new();
         if applies.signed {
-            let (auth, host) = self.pull_auth_and_host().await.map_err(|f| f.reason)?;
-            let layers = match supply
-                .signatures(&host, &auth, &follows.repository, digest)
-                .await
-            {
-                Ok(l) => l,
-                Err(e) => return unknown(e),
-            };
-            let repo = follows.repository.as_str();
-            match signature::check(&layers, digest, repo, &self.cfg.gates.keys) {
-                Verdict::Accepted(why) => accepted.push(why),
-                Verdict::Pending(why) => return Ok(Checked::Pending(why)),
-                Verdict::Rejected(reason) => {
+            match self.signature_verdict(desired, follows).await? {
+                Ok(Verdict::Accepted(why)) => accepted.push(why),
+                Ok(Verdict::Pending(why)) => return Ok(Checked::Pending(why)),
+                Ok(Verdict::Rejected(reason)) => {
                     return Ok(Checked::Rejected {
                         gate: "signature",
                         reason,
                     });
                 }
+                Err(e) => return unknown(e),
             }
         }
         if let Some(rule) = applies.scan {
@@ -113,6 +105,55 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
             }
         }
         Ok(Checked::Go(accepted))
+    }
+
+    /// The signature gate: a trusted signature of the digest or, for an index, of this
+    /// host's platform manifest. `Err(Err(_))`: a transient failure; `Ok(Err(_))`: the
+    /// signatures could not be read.
+    async fn signature_verdict(
+        &self,
+        desired: &Desired,
+        follows: &crate::event::ImageRef,
+    ) -> Result<Result<Verdict, crate::ports::RemoteError>, String> {
+        let Some(supply) = &self.supply else {
+            return Ok(Ok(Verdict::Rejected("no way to read signatures".into())));
+        };
+        let (auth, host) = self.pull_auth_and_host().await.map_err(|f| f.reason)?;
+        let mut digests = vec![desired.digest.clone()];
+        if !desired.entries.is_empty() {
+            let platform = self.platform().await.map_err(|e| e.to_string())?;
+            digests.extend(desired.for_platform(&platform).cloned());
+        }
+        let repo = follows.repository.as_str();
+        let (mut pending, mut why) = (None, Vec::new());
+        for digest in &digests {
+            let found = match supply
+                .signatures(&host, &auth, &follows.repository, digest)
+                .await
+            {
+                Ok(f) => f,
+                Err(e) if e.transient => return Err(e.to_string()),
+                Err(e) => return Ok(Err(e)),
+            };
+            let trust = &self.cfg.gates.trust;
+            match found::verdict(&found, digest, repo, trust, SystemTime::now()) {
+                Verdict::Accepted(who) if *digest == desired.digest => {
+                    return Ok(Ok(Verdict::Accepted(who)));
+                }
+                Verdict::Accepted(who) => {
+                    return Ok(Ok(Verdict::Accepted(format!(
+                        "{who} (this host's platform manifest {})",
+                        digest.short()
+                    ))));
+                }
+                Verdict::Pending(w) => pending = pending.or(Some(w)),
+                Verdict::Rejected(w) => why.push(w),
+            }
+        }
+        Ok(Ok(match pending {
+            Some(w) => Verdict::Pending(w),
+            None => Verdict::Rejected(why.join("; and ")),
+        }))
     }
 
     /// What the gates would say now (`sweep --dry-run`, `status`): a recorded rejection, or

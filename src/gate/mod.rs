@@ -1,16 +1,26 @@
 //! Supply-chain gates (SPEC §11), between resolve and pull: a desired digest must carry a
-//! trusted cosign signature ([`signature`]) and a clean enough ECR scan ([`scan`]) before
-//! anything is pulled or stopped. Pure verdicts over facts the adapters fetch
+//! trusted signature and a clean enough ECR scan ([`scan`]) before anything is pulled or
+//! stopped. Signatures: the cosign `.sig` tag ([`signature`]), cosign 3's Sigstore bundles
+//! ([`bundle`]) and Notary Project signatures ([`notary`]) among the digest's referrers, over
+//! the certificates of [`x509`], trusted as [`trust`] says; [`found`] is the verdict over all
+//! that was found. Pure verdicts over facts the adapters fetch
 //! ([`crate::ports::Supply`]); the executor asks, records and reports (`deploy/gates.rs`).
 
+pub mod bundle;
+pub mod found;
+pub mod notary;
 pub mod scan;
 pub mod signature;
+pub mod trust;
+pub mod x509;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 pub use scan::{OnMissing, ScanFacts, ScanRule, Severity};
+pub use found::Found;
 pub use signature::{SignatureLayer, TrustedKey};
+pub use trust::{CosignIdentity, NotationIdentity, Trust};
 
 use crate::model::labels::Provenance;
 
@@ -53,7 +63,8 @@ impl GateLabels {
 /// `[verify]` and `[scan]`, compiled.
 #[derive(Clone, Debug, Default)]
 pub struct Gates {
-    pub keys: Vec<TrustedKey>,
+    /// Whose signatures count.
+    pub trust: Trust,
     /// `[verify] require = "signed"`.
     pub require_signed: bool,
     /// `[scan] max_severity` (`None`: no gate unless a label asks for one).
@@ -100,9 +111,9 @@ impl Gates {
                     ));
                 }
             };
-        if signed && self.keys.is_empty() {
+        if signed && self.trust.is_empty() {
             return Err(format!(
-                "a signature is required but [verify] cosign_public_keys names no key ({LABEL_VERIFY} or [verify] require)"
+                "a signature is required but [verify] trusts no signer: no cosign_public_keys, no cosign_roots with cosign_identities, no notation_roots with notation_identities ({LABEL_VERIFY} or [verify] require)"
             ));
         }
         let max = match labels.scan.as_deref().map(str::trim) {
@@ -136,3 +147,5 @@ impl Gates {
 
 #[cfg(test)]
 pub(crate) mod tests;
+#[cfg(test)]
+mod recorded;

@@ -45,7 +45,8 @@ impl TrustedKey {
         })
     }
 
-    fn verifies(&self, payload: &[u8], signature: &[u8]) -> bool {
+    /// Whether `signature` (ECDSA, DER) over `payload` is by this key.
+    pub fn verifies(&self, payload: &[u8], signature: &[u8]) -> bool {
         DerSignature::try_from(signature).is_ok_and(|s| self.key.verify(payload, &s).is_ok())
     }
 }
@@ -69,9 +70,12 @@ pub fn sig_tag(digest: &Digest) -> String {
     format!("{}.sig", digest.as_str().replacen(':', "-", 1))
 }
 
-/// The digest a signature tag names, when `tag` is one.
+/// The digest a signature tag names, when `tag` is one: cosign's `sha256-<hex>.sig`, or the
+/// referrers tag schema's `sha256-<hex>` (updated when a referrer, cosign 3's bundle or a
+/// Notary signature, is pushed to a registry without the referrers API).
 pub fn signed_digest(tag: &str) -> Option<Digest> {
-    let hex = tag.strip_prefix("sha256-")?.strip_suffix(".sig")?;
+    let rest = tag.strip_prefix("sha256-")?;
+    let hex = rest.strip_suffix(".sig").unwrap_or(rest);
     Digest::parse(&format!("sha256:{hex}")).ok()
 }
 

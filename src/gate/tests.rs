@@ -143,6 +143,9 @@ fn signature_tags_name_their_digest_and_manifests_yield_their_payload_layers() {
     assert_eq!(signed_digest(&sig_tag(&d)), Some(d.clone()));
     assert_eq!(signed_digest("v1"), None);
     assert_eq!(signed_digest("sha256-zz.sig"), None);
+    // The referrers tag schema's tag re-checks too.
+    let schema_tag = d.as_str().replacen(':', "-", 1);
+    assert_eq!(signed_digest(&schema_tag), Some(d.clone()));
     let manifest = format!(
         r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
         "config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{d}","size":2}},
@@ -247,7 +250,10 @@ fn a_scan_in_progress_or_coming_waits_then_is_rejected_and_none_coming_is_on_mis
 fn labels_override_the_config_and_bad_labels_are_named() {
     let (_, trusted) = key(7);
     let gates = Gates {
-        keys: vec![trusted],
+        trust: Trust {
+            keys: vec![trusted],
+            ..Default::default()
+        },
         max_severity: Some(Severity::Critical),
         wait: Duration::from_secs(60),
         ..Default::default()
@@ -288,7 +294,7 @@ fn labels_override_the_config_and_bad_labels_are_named() {
     let err = keyless
         .applying(&labels(&[(LABEL_VERIFY, "signed")]))
         .unwrap_err();
-    assert!(err.contains("cosign_public_keys names no key"), "{err}");
+    assert!(err.contains("trusts no signer"), "{err}");
 }
 
 /// SPEC §4: labels the image set never loosen a gate; an inherited `verify=signed` or
@@ -298,7 +304,10 @@ fn inherited_gate_labels_only_tighten() {
     use crate::model::labels::Provenance;
     let (_, trusted) = key(7);
     let gates = Gates {
-        keys: vec![trusted],
+        trust: Trust {
+            keys: vec![trusted],
+            ..Default::default()
+        },
         require_signed: true,
         max_severity: Some(Severity::High),
         wait: Duration::from_secs(60),

@@ -11,6 +11,7 @@ pub mod docker;
 pub mod faults;
 pub mod oci;
 pub mod podman;
+pub mod signing;
 pub mod site;
 pub mod webhook;
 

@@ -13,7 +13,7 @@ use crate::deploy::Done;
 use crate::deploy::fakes::{FakeRuntime, FixedAuth, deploy_first, digest, executor};
 use crate::event::{Digest, GateHint, ImageRef, Repository};
 use crate::gate::tests::{key, payload, signed};
-use crate::gate::{Gates, OnMissing, ScanFacts, Severity, SignatureLayer};
+use crate::gate::{Found, Gates, OnMissing, ScanFacts, Severity, SignatureLayer, Trust};
 use crate::ports::{Deployer, PullAuth, RemoteError, Supply};
 
 type Ex = Executor<FakeRuntime, FixedAuth>;
@@ -35,18 +35,21 @@ impl Supply for Facts {
         _: &'a PullAuth,
         _: &'a Repository,
         digest: &'a Digest,
-    ) -> BoxFuture<'a, Result<Vec<SignatureLayer>, RemoteError>> {
+    ) -> BoxFuture<'a, Result<Found, RemoteError>> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.hosts.lock().unwrap().push(host.to_owned());
         let r = match self.fail.lock().unwrap().clone() {
             Some(e) => Err(e),
-            None => Ok(self
-                .signatures
-                .lock()
-                .unwrap()
-                .get(digest)
-                .cloned()
-                .unwrap_or_default()),
+            None => Ok(Found {
+                simple: self
+                    .signatures
+                    .lock()
+                    .unwrap()
+                    .get(digest)
+                    .cloned()
+                    .unwrap_or_default(),
+                ..Found::default()
+            }),
         };
         Box::pin(async move { r })
     }
@@ -75,7 +78,10 @@ fn gated(gates: Gates) -> (tempfile::TempDir, Ex, Arc<Facts>) {
 
 fn signing() -> Gates {
     Gates {
-        keys: vec![key(7).1],
+        trust: Trust {
+            keys: vec![key(7).1],
+            ..Default::default()
+        },
         require_signed: true,
         ..Default::default()
     }

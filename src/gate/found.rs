@@ -1,0 +1,96 @@
+//! The signatures found for one digest in its repository (SPEC §11), of every kind, and the
+//! verdict over all of them: one that passes is enough; else one that waits (a revocation
+//! that cannot be checked yet) makes the verdict `pending`; else the reasons of each. Pure.
+
+use std::time::SystemTime;
+
+use super::Verdict;
+use super::notary::{Envelope, Target};
+use super::signature::{SignatureLayer, sig_tag};
+use super::trust::Trust;
+use super::{bundle, notary, signature};
+use crate::event::Digest;
+
+/// Referrers of one digest read at most (more are skipped, and said so).
+pub const MAX_REFERRERS: usize = 16;
+
+/// What the registry holds for a digest.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Found {
+    /// Payload layers of the `sha256-<hex>.sig` tag (cosign 2, cosign 3 legacy).
+    pub simple: Vec<SignatureLayer>,
+    /// Sigstore bundles among the digest's referrers (cosign 3).
+    pub bundles: Vec<Vec<u8>>,
+    /// Notary Project envelopes among the referrers (notation, AWS Signer).
+    pub notary: Vec<Envelope>,
+    /// What the registry serves under the digest (read when there are Notary envelopes).
+    pub target: Option<Target>,
+    /// Referrers left unread (too many, not a signature): for the reasons.
+    pub skipped: Vec<String>,
+}
+
+impl Found {
+    pub fn is_empty(&self) -> bool {
+        self.simple.is_empty() && self.bundles.is_empty() && self.notary.is_empty()
+    }
+}
+
+/// The verdict on the signatures `found` for `digest` of `repository`.
+pub fn verdict(
+    found: &Found,
+    digest: &Digest,
+    repository: &str,
+    trust: &Trust,
+    now: SystemTime,
+) -> Verdict {
+    if found.is_empty() {
+        let mut why = format!(
+            "not signed: no signature of {} in {repository} ({} tag, referrers)",
+            digest.short(),
+            sig_tag(digest)
+        );
+        if !found.skipped.is_empty() {
+            why.push_str(&format!("; skipped: {}", found.skipped.join(", ")));
+        }
+        return Verdict::Rejected(why);
+    }
+    let mut why: Vec<String> = Vec::new();
+    let mut pending = None;
+    if !found.simple.is_empty() {
+        match signature::check(&found.simple, digest, repository, &trust.keys) {
+            Verdict::Accepted(who) => return Verdict::Accepted(who),
+            Verdict::Pending(w) => pending = Some(w),
+            Verdict::Rejected(w) => why.push(
+                w.strip_prefix("no trusted signature: ")
+                    .map_or(w.clone(), str::to_owned),
+            ),
+        }
+    }
+    for b in &found.bundles {
+        match bundle::check(b, digest, trust, now) {
+            Ok(who) => return Verdict::Accepted(who),
+            Err(w) => why.push(w),
+        }
+    }
+    for env in &found.notary {
+        let Some(target) = &found.target else {
+            why.push("a Notary signature, and the digest's own descriptor was not read".into());
+            continue;
+        };
+        match notary::check(env, digest, target, trust, now) {
+            Verdict::Accepted(who) => return Verdict::Accepted(who),
+            Verdict::Pending(w) => pending = pending.or(Some(w)),
+            Verdict::Rejected(w) => why.push(w),
+        }
+    }
+    if let Some(w) = pending {
+        return Verdict::Pending(w);
+    }
+    why.extend(found.skipped.iter().map(|s| format!("skipped {s}")));
+    why.dedup();
+    Verdict::Rejected(format!(
+        "no trusted signature of {}: {}",
+        digest.short(),
+        why.join("; ")
+    ))
+}

@@ -1,0 +1,272 @@
+//! Notary Project signatures (`notation sign`, AWS Signer): OCI referrers of artifact type
+//! `application/vnd.cncf.notary.signature` whose layer is a JWS envelope
+//! (`application/jose+json`, JSON serialisation). COSE envelopes (`application/cose`) are
+//! recognised and do not count (not read yet).
+//!
+//! Checked, as the Notary Project's signature specification and trust policy say: the
+//! signature by the envelope's first certificate (`x5c`); the chain to `notation_roots`,
+//! valid at the time of verification (`notary.x509`) or at the authentic signing time
+//! (`notary.x509.signingAuthority`: AWS Signer); the payload's target descriptor (digest,
+//! media type and size of this manifest); the expiry, when set; no critical attribute left
+//! unread; the signer in `notation_identities`. A timestamp countersignature is not read (the
+//! chain must then be valid now). Revocation: a certificate that names no CRL or OCSP
+//! responder cannot be revoked and passes; one that names any, and every AWS Signer signature
+//! (whose revocation is asked of AWS Signer), cannot be checked here: the verdict is
+//! `pending`, never a pass. Pure.
+
+use std::time::SystemTime;
+
+use base64::Engine as _;
+use rustls_pki_types::SignatureVerificationAlgorithm;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use webpki::aws_lc_rs as algs;
+
+use super::Verdict;
+use super::trust::Trust;
+use super::x509::Signer;
+use crate::event::Digest;
+
+pub const ARTIFACT_TYPE: &str = "application/vnd.cncf.notary.signature";
+pub const JWS: &str = "application/jose+json";
+pub const COSE: &str = "application/cose";
+const PAYLOAD_TYPE: &str = "application/vnd.cncf.notary.payload.v1+json";
+const X509: &str = "notary.x509";
+const SIGNING_AUTHORITY: &str = "notary.x509.signingAuthority";
+const AWS_SIGNER_PLUGIN: &str = "com.amazonaws.signer.notation.plugin";
+const AWS_PROFILE_VERSION: &str = "com.amazonaws.signer.signingProfileVersion";
+const AWS_ALIAS: &str = "com.amazonaws.signer.signingProfileAlias";
+const AWS_JOB: &str = "com.amazonaws.signer.signingJob";
+const SCHEME: &str = "io.cncf.notary.signingScheme";
+const EXPIRY: &str = "io.cncf.notary.expiry";
+const AUTHENTIC_TIME: &str = "io.cncf.notary.authenticSigningTime";
+const PLUGIN: &str = "io.cncf.notary.verificationPlugin";
+const PLUGIN_MIN: &str = "io.cncf.notary.verificationPluginMinVersion";
+
+/// A signature envelope as stored: its media type and bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Envelope {
+    pub media_type: String,
+    pub bytes: Vec<u8>,
+}
+
+/// What the registry serves under the digest: the payload's descriptor must say the same.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub media_type: String,
+    pub size: u64,
+}
+
+#[derive(Deserialize)]
+struct Jws {
+    payload: String,
+    protected: String,
+    #[serde(default)]
+    header: Unprotected,
+    signature: String,
+}
+
+#[derive(Default, Deserialize)]
+struct Unprotected {
+    #[serde(default)]
+    x5c: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Payload {
+    target_artifact: Descriptor,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Descriptor {
+    digest: String,
+    media_type: String,
+    size: u64,
+}
+
+fn b64url(s: &str) -> Result<Vec<u8>, String> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s.trim_end_matches('='))
+        .map_err(|e| format!("not base64url: {e}"))
+}
+
+/// The verdict on one Notary envelope for `digest` (served as `target`).
+pub fn check(
+    env: &Envelope,
+    digest: &Digest,
+    target: &Target,
+    trust: &Trust,
+    now: SystemTime,
+) -> Verdict {
+    match env.media_type.as_str() {
+        JWS => jws(&env.bytes, digest, target, trust, now).unwrap_or_else(Verdict::Rejected),
+        COSE => Verdict::Rejected(
+            "a Notary signature in a COSE envelope (not read yet: sign with --signature-format jws)"
+                .into(),
+        ),
+        other => Verdict::Rejected(format!("a Notary signature envelope of type {other:?}")),
+    }
+}
+
+fn jws(
+    bytes: &[u8],
+    digest: &Digest,
+    target: &Target,
+    trust: &Trust,
+    now: SystemTime,
+) -> Result<Verdict, String> {
+    let jws: Jws = serde_json::from_slice(bytes)
+        .map_err(|e| format!("a Notary JWS envelope that is not JSON: {e}"))?;
+    let header: Map<String, Value> = serde_json::from_slice(&b64url(&jws.protected)?)
+        .map_err(|e| format!("a Notary JWS header that is not JSON: {e}"))?;
+    let text = |k: &str| header.get(k).and_then(Value::as_str);
+    let chain = jws
+        .header
+        .x5c
+        .iter()
+        .map(|c| base64::engine::general_purpose::STANDARD.decode(c))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("a Notary certificate that is not base64: {e}"))?;
+    let signer = Signer::new(chain)?;
+    let algs = jws_algs(text("alg").unwrap_or_default())?;
+    let signature = ecdsa_to_der(text("alg").unwrap_or_default(), b64url(&jws.signature)?);
+    let signed = format!("{}.{}", jws.protected, jws.payload);
+    if !signer.verifies_with(algs, signed.as_bytes(), &signature) {
+        return Err(format!(
+            "a Notary signature that does not verify with its certificate ({})",
+            signer.subject()
+        ));
+    }
+    let who = signer.subject();
+    if text("cty") != Some(PAYLOAD_TYPE) {
+        return Err(format!("a Notary signature by {who} of content type {:?}", text("cty")));
+    }
+    let scheme = text(SCHEME).unwrap_or_default();
+    let aws = text(PLUGIN) == Some(AWS_SIGNER_PLUGIN);
+    unread_critical(&header, aws).map_err(|e| format!("a Notary signature by {who}: {e}"))?;
+    let at = match scheme {
+        X509 => now,
+        SIGNING_AUTHORITY => time(text(AUTHENTIC_TIME).unwrap_or_default())
+            .map_err(|e| format!("a Notary signature by {who}: authentic signing time {e}"))?,
+        other => return Err(format!("a Notary signature by {who} of scheme {other:?}")),
+    };
+    if let Some(p) = text(PLUGIN).filter(|_| !aws) {
+        return Err(format!(
+            "a Notary signature by {who} that needs the verification plugin {p:?}"
+        ));
+    }
+    signer
+        .chains_to(&trust.notation_roots, at)
+        .map_err(|e| format!("a Notary signature: {e}"))?;
+    let payload: Payload = serde_json::from_slice(&b64url(&jws.payload)?)
+        .map_err(|e| format!("a Notary payload by {who} that is not one: {e}"))?;
+    let t = payload.target_artifact;
+    if t.digest != digest.as_str() {
+        return Err(format!("a Notary signature by {who} for another digest ({})", t.digest));
+    }
+    if t.media_type != target.media_type || t.size != target.size {
+        return Err(format!(
+            "a Notary signature by {who} for {} of {} bytes, but the registry serves {} of {} bytes",
+            t.media_type, t.size, target.media_type, target.size
+        ));
+    }
+    if let Some(expiry) = text(EXPIRY) {
+        if time(expiry).map_err(|e| format!("expiry {e}"))? < now {
+            return Err(format!("a Notary signature by {who} that expired at {expiry}"));
+        }
+    }
+    let profile = text(AWS_PROFILE_VERSION).filter(|_| aws && scheme == SIGNING_AUTHORITY);
+    let Some(identity) = trust.notation_identities.iter().find(|i| {
+        i.matches_subject(&signer)
+            || profile.is_some_and(|p| i.matches_aws_signer(p, text(AWS_ALIAS)))
+    }) else {
+        return Err(format!(
+            "a Notary signature by {who}{} that is not in notation_identities",
+            profile.map(|p| format!(" (AWS Signer {p})")).unwrap_or_default()
+        ));
+    };
+    let by = identity.shown();
+    if aws {
+        return Ok(Verdict::Pending(format!(
+            "a Notary signature by {by}: its revocation is kept by AWS Signer (signer:GetRevocationStatus), which this agent does not ask"
+        )));
+    }
+    let sources = signer.revocation_sources();
+    if !sources.is_empty() {
+        return Ok(Verdict::Pending(format!(
+            "a Notary signature by {by}: the revocation of its certificates cannot be checked here ({})",
+            sources.join(", ")
+        )));
+    }
+    Ok(Verdict::Accepted(format!("Notary signature by {by}")))
+}
+
+/// The critical attributes named must all be ones this gate reads.
+fn unread_critical(header: &Map<String, Value>, aws: bool) -> Result<(), String> {
+    let crit = header.get("crit").and_then(Value::as_array);
+    for name in crit.into_iter().flatten() {
+        let name = name.as_str().unwrap_or_default();
+        let known = [SCHEME, EXPIRY, AUTHENTIC_TIME, PLUGIN, PLUGIN_MIN].contains(&name)
+            || (aws && [AWS_PROFILE_VERSION, AWS_JOB, AWS_ALIAS].contains(&name));
+        if !known {
+            return Err(format!("critical attribute {name:?} is not understood"));
+        }
+    }
+    if !crit.is_some_and(|c| c.iter().any(|n| n == SCHEME)) {
+        return Err("the signing scheme is not marked critical".into());
+    }
+    Ok(())
+}
+
+fn time(s: &str) -> Result<SystemTime, String> {
+    s.parse::<jiff::Timestamp>()
+        .map(SystemTime::from)
+        .map_err(|e| format!("{s:?}: {e}"))
+}
+
+/// The verification algorithms a JWS `alg` names (RSASSA-PSS or ECDSA, as Notary allows).
+fn jws_algs(alg: &str) -> Result<&'static [&'static dyn SignatureVerificationAlgorithm], String> {
+    Ok(match alg {
+        "PS256" => &[algs::RSA_PSS_2048_8192_SHA256_LEGACY_KEY],
+        "PS384" => &[algs::RSA_PSS_2048_8192_SHA384_LEGACY_KEY],
+        "PS512" => &[algs::RSA_PSS_2048_8192_SHA512_LEGACY_KEY],
+        "ES256" => &[algs::ECDSA_P256_SHA256],
+        "ES384" => &[algs::ECDSA_P384_SHA384],
+        "ES512" => &[algs::ECDSA_P521_SHA512],
+        other => return Err(format!("a Notary signature with algorithm {other:?}")),
+    })
+}
+
+/// JWS and COSE carry ECDSA signatures as `r || s`; webpki reads ASN.1 DER.
+pub fn ecdsa_to_der(alg: &str, sig: Vec<u8>) -> Vec<u8> {
+    if !alg.starts_with("ES") || sig.is_empty() || sig.len() % 2 != 0 {
+        return sig;
+    }
+    let (r, s) = sig.split_at(sig.len() / 2);
+    let int = |x: &[u8]| {
+        let x = &x[x.iter().take_while(|b| **b == 0).count().min(x.len() - 1)..];
+        let mut out = vec![0x02];
+        let pad = x[0] & 0x80 != 0;
+        der_len(&mut out, x.len() + usize::from(pad));
+        if pad {
+            out.push(0);
+        }
+        out.extend_from_slice(x);
+        out
+    };
+    let body = [int(r), int(s)].concat();
+    let mut out = vec![0x30];
+    der_len(&mut out, body.len());
+    out.extend(body);
+    out
+}
+
+fn der_len(out: &mut Vec<u8>, len: usize) {
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        out.extend([0x81, len as u8]);
+    }
+}

@@ -1,0 +1,121 @@
+//! The signature gate against signatures made by the real tools (SPEC §11): cosign 2 (the
+//! `.sig` tag), cosign 3 (Sigstore bundles, by a key and by a private CA's certificate) and
+//! notation (Notary Project JWS), pushed to the test registry (Debian's docker-registry 2.8,
+//! which has no referrers API: the referrers tag schema is read). Each accepted format
+//! deploys; a wrong key, identity or root, a signature of another digest or made for another
+//! repository is rejected before anything is pulled.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::docker::*;
+use common::signing::{CosignCa, CosignKey, Notary, copy_manifest, versions};
+use common::site::*;
+use common::*;
+
+fn pulled(site: &Site, repo: &str, digest: &str) -> bool {
+    let image = format!("{}/{repo}@{digest}", site.registry.host);
+    std::process::Command::new("docker")
+        .args(["image", "inspect", &image])
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+/// Waits for the newest history row of `name` to be `outcome` for `digest`; that row.
+async fn row(config: &str, name: &str, digest: &str, outcome: &str, agent: &AgentProcess) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, out, _) = run_cli(config, &["history", name, "--json"], &[]);
+        let row = json(&out)["deployments"][0].clone();
+        if row["to_digest"] == digest && row["outcome"] == outcome {
+            return row;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {outcome} row for {}: {row}\n{}",
+            short(digest),
+            agent.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signatures_of_cosign_2_cosign_3_and_notation_pass_and_wrong_ones_are_rejected_before_any_pull() {
+    println!("signing tools: {}", versions());
+    let site = Site::new("sig-real").await;
+    let repo = "team/signed";
+    let (name, _) = site
+        .container_with(repo, "signed", &["ecr-deployd.verify=signed"])
+        .await;
+    let key = CosignKey::generate();
+    let ca = CosignCa::generate("release@example.com", "https://issuer.example");
+    let notary = Notary::generate(&site.registry, "release");
+    let config = format!(
+        "{}[verify]\ncosign_public_keys = [\"{}\"]\ncosign_roots = [\"{}\"]\n\
+         cosign_identities = [{{ subject = \"release@example.com\", issuer = \"https://issuer.example\" }}]\n\
+         notation_roots = [\"{}\"]\nnotation_identities = [\"x509.subject: CN=release,O=Notary\"]\n",
+        site.config(0),
+        key.public_key().display(),
+        ca.root().display(),
+        notary.root().display()
+    );
+    let (code, out, err) = run_cli(&config, &["check-config"], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let agent = AgentProcess::start(&config, &["run"]);
+
+    // Each format, signed by what the config trusts: deployed.
+    let signers: [(&str, &dyn Fn(&str)); 4] = [
+        ("cosign 2 .sig by a key", &|d| key.sign2(&site.registry, repo, d)),
+        ("cosign 3 bundle by a key", &|d| key.sign3(&site.registry, repo, d)),
+        ("cosign 3 bundle by a private CA's certificate", &|d| ca.sign3(&site.registry, repo, d)),
+        ("notation JWS", &|d| notary.sign(&site.registry, repo, d)),
+    ];
+    for (i, (what, sign)) in signers.iter().enumerate() {
+        let d = site.silent_push(repo, Kind::Serve, &format!("ok{i}")).await;
+        sign(&d);
+        send_all(&site.sqs, &site.url, &[push_body(repo, "prod", &d)]).await;
+        let r = row(&config, &name, &d, "succeeded", &agent).await;
+        assert_eq!(running_digest(&name), d, "{what}: {r}");
+        println!("{what}: deployed {}", short(&d));
+    }
+
+    // Signed, but not as the config trusts: rejected, nothing pulled or stopped.
+    let stranger = CosignKey::generate();
+    let outsider = CosignCa::generate("ops@example.com", "https://issuer.example");
+    let other_notary = Notary::generate(&site.registry, "release");
+    let signed_v = site.silent_push(repo, Kind::Serve, "base").await;
+    key.sign2(&site.registry, repo, &signed_v);
+    let other_repo = "team/elsewhere";
+    let bad: [(&str, &str, &dyn Fn(&str)); 5] = [
+        ("a cosign 3 bundle by another key", "no trusted key", &|d| stranger.sign3(&site.registry, repo, d)),
+        ("a certificate of another identity", "identity is not trusted", &|d| outsider.sign3(&site.registry, repo, d)),
+        ("notation by a certificate of another root", "does not chain", &|d| other_notary.sign(&site.registry, repo, d)),
+        ("the .sig of another digest", "another digest", &|d| {
+            let from = format!("sha256-{}.sig", &signed_v[7..]);
+            copy_manifest(&site.registry, repo, &from, repo, &format!("sha256-{}.sig", &d[7..]));
+        }),
+        ("a .sig made for another repository", "another repository", &|d| {
+            copy_manifest(&site.registry, repo, d, other_repo, "copy");
+            key.sign2(&site.registry, other_repo, d);
+            let tag = format!("sha256-{}.sig", &d[7..]);
+            copy_manifest(&site.registry, other_repo, &tag, repo, &tag);
+        }),
+    ];
+    for (i, (what, why, sign)) in bad.iter().enumerate() {
+        let running = running_digest(&name);
+        let d = site.silent_push(repo, Kind::Serve, &format!("bad{i}")).await;
+        sign(&d);
+        send_all(&site.sqs, &site.url, &[push_body(repo, "prod", &d)]).await;
+        let r = row(&config, &name, &d, "rejected", &agent).await;
+        let error = r["error"].as_str().unwrap_or_default();
+        assert!(error.contains(why), "{what}: {error}");
+        assert!(!pulled(&site, repo, &d), "{what}: nothing pulled");
+        assert_eq!(running_digest(&name), running, "{what}: the container was not touched");
+        println!("{what}: rejected ({error})");
+    }
+    assert_eq!(containers_named(&name).len(), 1);
+}
