@@ -130,10 +130,10 @@ fn jws(
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("a Notary certificate that is not base64: {e}"))?;
     let signer = Signer::new(chain)?;
-    let algs = jws_algs(text("alg").unwrap_or_default())?;
+    let alg = jws_alg(text("alg").unwrap_or_default())?;
     let signature = ecdsa_to_der(text("alg").unwrap_or_default(), b64url(&jws.signature)?);
     let signed = format!("{}.{}", jws.protected, jws.payload);
-    if !signer.verifies_with(algs, signed.as_bytes(), &signature) {
+    if !signer.verifies_with(&[alg], signed.as_bytes(), &signature) {
         return Err(format!(
             "a Notary signature that does not verify with its certificate ({})",
             signer.subject()
@@ -226,15 +226,15 @@ fn time(s: &str) -> Result<SystemTime, String> {
         .map_err(|e| format!("{s:?}: {e}"))
 }
 
-/// The verification algorithms a JWS `alg` names (RSASSA-PSS or ECDSA, as Notary allows).
-fn jws_algs(alg: &str) -> Result<&'static [&'static dyn SignatureVerificationAlgorithm], String> {
+/// The verification algorithm a JWS `alg` names (RSASSA-PSS or ECDSA, as Notary allows).
+fn jws_alg(alg: &str) -> Result<&'static dyn SignatureVerificationAlgorithm, String> {
     Ok(match alg {
-        "PS256" => &[algs::RSA_PSS_2048_8192_SHA256_LEGACY_KEY],
-        "PS384" => &[algs::RSA_PSS_2048_8192_SHA384_LEGACY_KEY],
-        "PS512" => &[algs::RSA_PSS_2048_8192_SHA512_LEGACY_KEY],
-        "ES256" => &[algs::ECDSA_P256_SHA256],
-        "ES384" => &[algs::ECDSA_P384_SHA384],
-        "ES512" => &[algs::ECDSA_P521_SHA512],
+        "PS256" => algs::RSA_PSS_2048_8192_SHA256_LEGACY_KEY,
+        "PS384" => algs::RSA_PSS_2048_8192_SHA384_LEGACY_KEY,
+        "PS512" => algs::RSA_PSS_2048_8192_SHA512_LEGACY_KEY,
+        "ES256" => algs::ECDSA_P256_SHA256,
+        "ES384" => algs::ECDSA_P384_SHA384,
+        "ES512" => algs::ECDSA_P521_SHA512,
         other => return Err(format!("a Notary signature with algorithm {other:?}")),
     })
 }

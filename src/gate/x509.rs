@@ -100,7 +100,9 @@ impl Signer {
         }
         let parsed = chain.iter().map(|d| parse(d)).collect::<Result<Vec<_>, _>>()?;
         let mut ders = chain.into_iter().map(CertificateDer::from);
-        let leaf = ders.next().unwrap_or_default();
+        let Some(leaf) = ders.next() else {
+            return Err("no certificate in a signature".into());
+        };
         Ok(Self {
             cert: parsed[0].clone(),
             leaf,
