@@ -28,8 +28,11 @@ fn pulled(site: &Site, repo: &str, digest: &str) -> bool {
 async fn row(config: &str, name: &str, digest: &str, outcome: &str, agent: &AgentProcess) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let (_, out, _) = run_cli(config, &["history", name, "--json"], &[]);
-        let row = json(&out)["deployments"][0].clone();
+        let (_, out, err) = run_cli(config, &["history", name, "--json"], &[]);
+        // Before the daemon's first write the store may not answer yet.
+        let row = serde_json::from_str::<serde_json::Value>(&out)
+            .map(|v| v["deployments"][0].clone())
+            .unwrap_or_else(|_| err.into());
         if row["to_digest"] == digest && row["outcome"] == outcome {
             return row;
         }
@@ -65,6 +68,17 @@ async fn signatures_of_cosign_2_cosign_3_and_notation_pass_and_wrong_ones_are_re
     );
     let (code, out, err) = run_cli(&config, &["check-config"], &[]);
     assert_eq!(code, 0, "{out}{err}");
+    // Every image built before the agent runs: its removal of a replaced image may prune a
+    // build cache parent that a build at the same time is using.
+    let mut images = (0..10).map(|i| {
+        let v = format!("v{i}");
+        site.registry.publish(repo, &v, Kind::Serve, &v, false)
+    });
+    let mut next = async || {
+        let d = images.next().unwrap();
+        put_digest(&site.ecr, repo, "prod", &d).await;
+        d
+    };
     let agent = AgentProcess::start(&config, &["run"]);
 
     // Each format, signed by what the config trusts: deployed.
@@ -74,8 +88,8 @@ async fn signatures_of_cosign_2_cosign_3_and_notation_pass_and_wrong_ones_are_re
         ("cosign 3 bundle by a private CA's certificate", &|d| ca.sign3(&site.registry, repo, d)),
         ("notation JWS", &|d| notary.sign(&site.registry, repo, d)),
     ];
-    for (i, (what, sign)) in signers.iter().enumerate() {
-        let d = site.silent_push(repo, Kind::Serve, &format!("ok{i}")).await;
+    for (what, sign) in &signers {
+        let d = next().await;
         sign(&d);
         send_all(&site.sqs, &site.url, &[push_body(repo, "prod", &d)]).await;
         let r = row(&config, &name, &d, "succeeded", &agent).await;
@@ -85,9 +99,9 @@ async fn signatures_of_cosign_2_cosign_3_and_notation_pass_and_wrong_ones_are_re
 
     // Signed, but not as the config trusts: rejected, nothing pulled or stopped.
     let stranger = CosignKey::generate();
-    let outsider = CosignCa::generate("ops@example.com", "https://issuer.example");
+    let outsider = ca.another("ops@example.com", "https://issuer.example");
     let other_notary = Notary::generate(&site.registry, "release");
-    let signed_v = site.silent_push(repo, Kind::Serve, "base").await;
+    let signed_v = next().await;
     key.sign2(&site.registry, repo, &signed_v);
     let other_repo = "team/elsewhere";
     let bad: [(&str, &str, &dyn Fn(&str)); 5] = [
@@ -105,9 +119,9 @@ async fn signatures_of_cosign_2_cosign_3_and_notation_pass_and_wrong_ones_are_re
             copy_manifest(&site.registry, other_repo, &tag, repo, &tag);
         }),
     ];
-    for (i, (what, why, sign)) in bad.iter().enumerate() {
+    for (what, why, sign) in &bad {
         let running = running_digest(&name);
-        let d = site.silent_push(repo, Kind::Serve, &format!("bad{i}")).await;
+        let d = next().await;
         sign(&d);
         send_all(&site.sqs, &site.url, &[push_body(repo, "prod", &d)]).await;
         let r = row(&config, &name, &d, "rejected", &agent).await;

@@ -18,7 +18,7 @@ pub mod webhook;
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -337,7 +337,7 @@ impl AgentProcess {
         std::fs::write(&config_path, config).unwrap();
         let log = dir.path().join("agent.log");
         let stderr = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_ecr-deployd"))
+        let child = Command::new(agent_bin())
             .arg("--config")
             .arg(&config_path)
             .args(args)
@@ -426,13 +426,30 @@ pub fn control_socket_env(config: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The agent binary this test binary was built with, held under a name of this process's own
+/// (a hard link made at first use): a build in another work tree sharing the target directory
+/// replaces `target/debug/ecr-deployd` while tests run, never this link's file.
+pub fn agent_bin() -> &'static Path {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let built = Path::new(env!("CARGO_BIN_EXE_ecr-deployd"));
+        let own = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("ecr-deployd-{}", std::process::id()));
+        let _ = std::fs::remove_file(&own);
+        match std::fs::hard_link(built, &own) {
+            Ok(()) => own,
+            Err(_) => built.to_owned(),
+        }
+    })
+}
+
 /// Runs a one-shot `ecr-deployd --config <config> <args>` with test credentials and `env`;
 /// returns (exit code, stdout, stderr).
 pub fn run_cli(config: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.toml");
     std::fs::write(&path, config).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ecr-deployd"));
+    let mut cmd = Command::new(agent_bin());
     cmd.arg("--config")
         .arg(&path)
         .args(args)

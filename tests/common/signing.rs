@@ -155,6 +155,8 @@ fn openssl(dir: &Path, args: &[&str]) {
     assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
+const EC: [&str; 5] = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+
 /// A private CA and a code-signing certificate it issued (e-mail SAN, Fulcio's issuer
 /// extension), signing with cosign 3 (`--certificate --certificate-chain`).
 pub struct CosignCa {
@@ -164,24 +166,36 @@ pub struct CosignCa {
 impl CosignCa {
     pub fn generate(email: &str, issuer: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
         let mut root = vec!["req", "-x509"];
-        root.extend(ec);
+        root.extend(EC);
         root.extend(["-keyout", "ca.key", "-out", "ca.crt", "-days", "30", "-subj", "/CN=Test Root/O=Example",
             "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign"]);
-        openssl(d, &root);
+        openssl(dir.path(), &root);
+        Self::issue(dir, email, issuer)
+    }
+
+    /// A certificate for another identity from the same CA.
+    pub fn another(&self, email: &str, issuer: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["ca.key", "ca.crt"] {
+            std::fs::copy(self.dir.path().join(f), dir.path().join(f)).unwrap();
+        }
+        Self::issue(dir, email, issuer)
+    }
+
+    fn issue(dir: tempfile::TempDir, email: &str, issuer: &str) -> Self {
+        let d = dir.path();
         std::fs::write(d.join("leaf.ext"), format!(
             "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=codeSigning\n\
              subjectAltName=email:{email}\n1.3.6.1.4.1.57264.1.8=ASN1:UTF8String:{issuer}\n")).unwrap();
         let mut csr = vec!["req"];
-        csr.extend(ec);
+        csr.extend(EC);
         csr.extend(["-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/CN=release"]);
         openssl(d, &csr);
         openssl(d, &["x509", "-req", "-in", "leaf.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
             "-out", "leaf.crt", "-days", "7", "-extfile", "leaf.ext"]);
         let out = Command::new(cosign3())
-            .args(["import-key-pair", "--key", "leaf.key", "--output-key-prefix", "leaf"])
+            .args(["import-key-pair", "--key", "leaf.key", "--output-key-prefix", "leafc"])
             .current_dir(d)
             .env("COSIGN_PASSWORD", PASSWORD)
             .output()
@@ -197,7 +211,7 @@ impl CosignCa {
     pub fn sign3(&self, registry: &TestRegistry, repo: &str, digest: &str) {
         let image = format!("{}/{repo}@{digest}", registry.host);
         let offline = offline(self.dir.path(), registry, Some(&self.root()));
-        let mut args = vec!["sign", "--key", "leaf.key", "--certificate", "leaf.crt",
+        let mut args = vec!["sign", "--key", "leafc.key", "--certificate", "leaf.crt",
             "--certificate-chain", "ca.crt", "--allow-insecure-registry", "-y"];
         args.extend(offline.iter().map(String::as_str));
         args.push(&image);
