@@ -10,6 +10,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::docker::*;
+use common::oci::{push_index, put_index_in_ecr};
 use common::signing::{CosignCa, CosignKey, Notary, copy_manifest, versions};
 use common::site::*;
 use common::*;
@@ -70,7 +71,7 @@ async fn signatures_of_cosign_2_cosign_3_and_notation_pass_and_wrong_ones_are_re
     assert_eq!(code, 0, "{out}{err}");
     // Every image built before the agent runs: its removal of a replaced image may prune a
     // build cache parent that a build at the same time is using.
-    let mut images = (0..10).map(|i| {
+    let mut images = (0..11).map(|i| {
         let v = format!("v{i}");
         site.registry.publish(repo, &v, Kind::Serve, &v, false)
     });
@@ -131,5 +132,19 @@ async fn signatures_of_cosign_2_cosign_3_and_notation_pass_and_wrong_ones_are_re
         assert_eq!(running_digest(&name), running, "{what}: the container was not touched");
         println!("{what}: rejected ({error})");
     }
+
+    // An index tag (as buildx pushes one): a signature of this host's platform manifest passes.
+    let platform = next().await;
+    let (index, index_digest) = push_index(&site.registry, repo, "multi", &platform);
+    key.sign3(&site.registry, repo, &platform);
+    put_index_in_ecr(&site.ecr, repo, "prod", &index, &index_digest).await;
+    send_all(&site.sqs, &site.url, &[push_body(repo, "prod", &index_digest)]).await;
+    let r = row(&config, &name, &index_digest, "succeeded", &agent).await;
+    println!("an index signed on its platform manifest: deployed {}", short(&index_digest));
+    assert!(
+        agent.log_text().contains("this host's platform manifest"),
+        "{r}\n{}",
+        agent.log_text()
+    );
     assert_eq!(containers_named(&name).len(), 1);
 }

@@ -325,3 +325,53 @@ fn archives_default_to_four_gib_without_a_required_checksum_and_are_checked_stri
     let e = err_text(load("", &[("ECR_DEPLOYD_ARCHIVES_MAX_BYTES", "lots")]));
     assert!(e.contains("ECR_DEPLOYD_ARCHIVES_MAX_BYTES"), "{e}");
 }
+
+/// SPEC §3 [verify]: roots come with identities, each bad entry is named by its key, and
+/// `require = "signed"` is satisfied by any one trust source.
+#[test]
+fn verify_roots_and_identities_are_checked_and_name_the_key() {
+    let root = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/signatures/notation-root.crt"
+    );
+    let notation = format!(
+        "[verify]\nrequire = \"signed\"\nnotation_roots = [\"{root}\"]\n\
+         notation_identities = [\"x509.subject: CN=release,O=Notary\", \
+         \"arn:aws:signer:eu-west-1:123456789012:/signing-profiles/release\"]\n"
+    );
+    let gates = load(&notation, &[]).unwrap().gates().unwrap();
+    assert!(gates.require_signed && gates.trust.notation());
+    assert_eq!(gates.trust.notation_identities.len(), 2);
+    let cosign = format!(
+        "[verify]\nrequire = \"signed\"\ncosign_roots = [\"{root}\"]\n\
+         cosign_identities = [{{ subject = \"release@example.com\", issuer = \"https://issuer.example\" }}]\n"
+    );
+    assert!(load(&cosign, &[]).unwrap().gates().unwrap().trust.cosign_certificates());
+    for (text, expected) in [
+        (format!("[verify]\ncosign_roots = [\"{root}\"]\n"), "verify.cosign_identities"),
+        (
+            "[verify]\nnotation_identities = [\"x509.subject: CN=a\"]\n".to_owned(),
+            "verify.notation_roots",
+        ),
+        (
+            format!("[verify]\nnotation_roots = [\"{root}\"]\nnotation_identities = [\"CN=a\"]\n"),
+            "verify.notation_identities[0]",
+        ),
+        (
+            "[verify]\ncosign_roots = [\"/nonexistent/ca.pem\"]\n".to_owned(),
+            "verify.cosign_roots[0]",
+        ),
+        (
+            format!("[verify]\ncosign_roots = [\"{}\"]\n", file!()),
+            "verify.cosign_roots[0]",
+        ),
+        (
+            "[verify]\ncosign_identities = [{ subject = \"a\", isuer = \"b\" }]\n".to_owned(),
+            "isuer",
+        ),
+        ("[verify]\nrequire = \"signed\"\n".to_owned(), "verify.require"),
+    ] {
+        let e = err_text(load(&text, &[]));
+        assert!(e.contains(expected), "{expected}: {e}");
+    }
+}

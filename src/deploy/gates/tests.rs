@@ -149,6 +149,48 @@ async fn an_unsigned_digest_is_rejected_before_any_pull_recorded_once_and_not_ch
     );
 }
 
+/// SPEC §11: for an index tag, a signature of the index or of this host's platform manifest
+/// passes; one of another platform's manifest does not.
+#[tokio::test]
+async fn an_index_passes_on_a_signature_of_this_hosts_platform_manifest_only() {
+    use crate::image::{Desired, IndexEntry, Platform};
+    let (_d, ex, facts) = gated(signing());
+    let t = Target::Container(ex.managed().await.unwrap().remove(0));
+    let entry = |c, arch| IndexEntry {
+        digest: digest(c),
+        platform: Platform::new("linux", arch, None),
+        attestation: false,
+    };
+    let desired = Desired {
+        digest: digest('4'),
+        entries: vec![entry('5', "amd64"), entry('6', "arm64")],
+    };
+    let sign = |c| {
+        let d = digest(c);
+        let layers = vec![signed(&key(7).0, payload("team/api", &d))];
+        facts.signatures.lock().unwrap().insert(d, layers);
+    };
+    sign('6');
+    let checked = ex.check_gates(&t, &desired, Duration::ZERO).await.unwrap();
+    assert!(
+        matches!(&checked, Checked::Rejected { gate: "signature", reason } if reason.contains("not signed")),
+        "{checked:?}"
+    );
+    sign('5');
+    let checked = ex.check_gates(&t, &desired, Duration::ZERO).await.unwrap();
+    assert!(
+        matches!(&checked, Checked::Go(why) if why[0].contains("platform manifest")),
+        "{checked:?}"
+    );
+    facts.signatures.lock().unwrap().clear();
+    sign('4');
+    let checked = ex.check_gates(&t, &desired, Duration::ZERO).await.unwrap();
+    assert!(
+        matches!(&checked, Checked::Go(why) if !why[0].contains("platform")),
+        "{checked:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_newer_digest_is_checked_afresh_and_a_signed_one_deploys() {
     let (_d, ex, facts) = gated(signing());
