@@ -15,6 +15,9 @@ use common::signing::{CosignCa, CosignKey, Notary, copy_manifest, versions};
 use common::site::*;
 use common::*;
 
+/// Signs (or places a signature for) a digest.
+type Sign<'a> = &'a dyn Fn(&str);
+
 fn pulled(site: &Site, repo: &str, digest: &str) -> bool {
     let image = format!("{}/{repo}@{digest}", site.registry.host);
     std::process::Command::new("docker")
@@ -26,7 +29,13 @@ fn pulled(site: &Site, repo: &str, digest: &str) -> bool {
 }
 
 /// Waits for the newest history row of `name` to be `outcome` for `digest`; that row.
-async fn row(config: &str, name: &str, digest: &str, outcome: &str, agent: &AgentProcess) -> serde_json::Value {
+async fn row(
+    config: &str,
+    name: &str,
+    digest: &str,
+    outcome: &str,
+    agent: &AgentProcess,
+) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let (_, out, err) = run_cli(config, &["history", name, "--json"], &[]);
@@ -48,7 +57,8 @@ async fn row(config: &str, name: &str, digest: &str, outcome: &str, agent: &Agen
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn signatures_of_cosign_2_cosign_3_and_notation_pass_and_wrong_ones_are_rejected_before_any_pull() {
+async fn signatures_of_cosign_2_cosign_3_and_notation_pass_and_wrong_ones_are_rejected_before_any_pull()
+ {
     println!("signing tools: {}", versions());
     let site = Site::new("sig-real").await;
     let repo = "team/signed";
@@ -83,10 +93,16 @@ async fn signatures_of_cosign_2_cosign_3_and_notation_pass_and_wrong_ones_are_re
     let agent = AgentProcess::start(&config, &["run"]);
 
     // Each format, signed by what the config trusts: deployed.
-    let signers: [(&str, &dyn Fn(&str)); 4] = [
-        ("cosign 2 .sig by a key", &|d| key.sign2(&site.registry, repo, d)),
-        ("cosign 3 bundle by a key", &|d| key.sign3(&site.registry, repo, d)),
-        ("cosign 3 bundle by a private CA's certificate", &|d| ca.sign3(&site.registry, repo, d)),
+    let signers: [(&str, Sign); 4] = [
+        ("cosign 2 .sig by a key", &|d| {
+            key.sign2(&site.registry, repo, d)
+        }),
+        ("cosign 3 bundle by a key", &|d| {
+            key.sign3(&site.registry, repo, d)
+        }),
+        ("cosign 3 bundle by a private CA's certificate", &|d| {
+            ca.sign3(&site.registry, repo, d)
+        }),
         ("notation JWS", &|d| notary.sign(&site.registry, repo, d)),
     ];
     for (what, sign) in &signers {
@@ -105,20 +121,40 @@ async fn signatures_of_cosign_2_cosign_3_and_notation_pass_and_wrong_ones_are_re
     let signed_v = next().await;
     key.sign2(&site.registry, repo, &signed_v);
     let other_repo = "team/elsewhere";
-    let bad: [(&str, &str, &dyn Fn(&str)); 5] = [
-        ("a cosign 3 bundle by another key", "no trusted key", &|d| stranger.sign3(&site.registry, repo, d)),
-        ("a certificate of another identity", "identity is not trusted", &|d| outsider.sign3(&site.registry, repo, d)),
-        ("notation by a certificate of another root", "does not chain", &|d| other_notary.sign(&site.registry, repo, d)),
+    let bad: [(&str, &str, Sign); 5] = [
+        ("a cosign 3 bundle by another key", "no trusted key", &|d| {
+            stranger.sign3(&site.registry, repo, d)
+        }),
+        (
+            "a certificate of another identity",
+            "identity is not trusted",
+            &|d| outsider.sign3(&site.registry, repo, d),
+        ),
+        (
+            "notation by a certificate of another root",
+            "does not chain",
+            &|d| other_notary.sign(&site.registry, repo, d),
+        ),
         ("the .sig of another digest", "another digest", &|d| {
             let from = format!("sha256-{}.sig", &signed_v[7..]);
-            copy_manifest(&site.registry, repo, &from, repo, &format!("sha256-{}.sig", &d[7..]));
+            copy_manifest(
+                &site.registry,
+                repo,
+                &from,
+                repo,
+                &format!("sha256-{}.sig", &d[7..]),
+            );
         }),
-        ("a .sig made for another repository", "another repository", &|d| {
-            copy_manifest(&site.registry, repo, d, other_repo, "copy");
-            key.sign2(&site.registry, other_repo, d);
-            let tag = format!("sha256-{}.sig", &d[7..]);
-            copy_manifest(&site.registry, other_repo, &tag, repo, &tag);
-        }),
+        (
+            "a .sig made for another repository",
+            "another repository",
+            &|d| {
+                copy_manifest(&site.registry, repo, d, other_repo, "copy");
+                key.sign2(&site.registry, other_repo, d);
+                let tag = format!("sha256-{}.sig", &d[7..]);
+                copy_manifest(&site.registry, other_repo, &tag, repo, &tag);
+            },
+        ),
     ];
     for (what, why, sign) in &bad {
         let running = running_digest(&name);
@@ -129,7 +165,11 @@ async fn signatures_of_cosign_2_cosign_3_and_notation_pass_and_wrong_ones_are_re
         let error = r["error"].as_str().unwrap_or_default();
         assert!(error.contains(why), "{what}: {error}");
         assert!(!pulled(&site, repo, &d), "{what}: nothing pulled");
-        assert_eq!(running_digest(&name), running, "{what}: the container was not touched");
+        assert_eq!(
+            running_digest(&name),
+            running,
+            "{what}: the container was not touched"
+        );
         println!("{what}: rejected ({error})");
     }
 
@@ -138,9 +178,17 @@ async fn signatures_of_cosign_2_cosign_3_and_notation_pass_and_wrong_ones_are_re
     let (index, index_digest) = push_index(&site.registry, repo, "multi", &platform);
     key.sign3(&site.registry, repo, &platform);
     put_index_in_ecr(&site.ecr, repo, "prod", &index, &index_digest).await;
-    send_all(&site.sqs, &site.url, &[push_body(repo, "prod", &index_digest)]).await;
+    send_all(
+        &site.sqs,
+        &site.url,
+        &[push_body(repo, "prod", &index_digest)],
+    )
+    .await;
     let r = row(&config, &name, &index_digest, "succeeded", &agent).await;
-    println!("an index signed on its platform manifest: deployed {}", short(&index_digest));
+    println!(
+        "an index signed on its platform manifest: deployed {}",
+        short(&index_digest)
+    );
     assert!(
         agent.log_text().contains("this host's platform manifest"),
         "{r}\n{}",

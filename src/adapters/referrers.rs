@@ -69,8 +69,13 @@ pub async fn add(
         return Ok(());
     };
     let op = "registry: referrers";
-    let index: Index = serde_json::from_slice(&index)
-        .map_err(|e| err(op, format!("{base}: the referrers index is not one: {e}"), false))?;
+    let index: Index = serde_json::from_slice(&index).map_err(|e| {
+        err(
+            op,
+            format!("{base}: the referrers index is not one: {e}"),
+            false,
+        )
+    })?;
     let mut read = 0;
     for d in index.manifests {
         if d.artifact_type.as_deref().is_some_and(|t| !may_sign(t)) {
@@ -112,7 +117,9 @@ async fn index(
     }
     let tag = digest.as_str().replacen(':', "-", 1);
     let url = format!("{base}/manifests/{tag}");
-    facts.get("registry: referrers tag", &url, auth, INDEX).await
+    facts
+        .get("registry: referrers tag", &url, auth, INDEX)
+        .await
 }
 
 /// Reads one referrer manifest; a bundle or a Notary envelope whose subject is `digest`
@@ -127,16 +134,25 @@ async fn referrer(
 ) -> Result<(), RemoteError> {
     let op = "registry: referrer manifest";
     let Ok(reference) = Digest::parse(reference) else {
-        found.skipped.push(format!("a referrer named {reference:?}"));
+        found
+            .skipped
+            .push(format!("a referrer named {reference:?}"));
         return Ok(());
     };
     let url = format!("{base}/manifests/{reference}");
-    let Some(body) = facts.get_verified(op, &url, auth, MANIFEST, &reference).await? else {
-        found.skipped.push(format!("referrer {} (gone)", reference.short()));
+    let Some(body) = facts
+        .get_verified(op, &url, auth, MANIFEST, &reference)
+        .await?
+    else {
+        found
+            .skipped
+            .push(format!("referrer {} (gone)", reference.short()));
         return Ok(());
     };
     let Ok(m) = serde_json::from_slice::<Manifest>(&body) else {
-        found.skipped.push(format!("referrer {} (not a manifest)", reference.short()));
+        found
+            .skipped
+            .push(format!("referrer {} (not a manifest)", reference.short()));
         return Ok(());
     };
     if m.subject.as_ref().map(|s| s.digest.as_str()) != Some(digest.as_str()) {
@@ -145,11 +161,15 @@ async fn referrer(
     }
     let kind = m.kind().to_owned();
     let layer = m.layers.into_iter().next();
-    let Some(layer) = layer.filter(|_| kind.starts_with(BUNDLE_MEDIA_TYPE_PREFIX) || kind == notary::ARTIFACT_TYPE) else {
+    let Some(layer) = layer
+        .filter(|_| kind.starts_with(BUNDLE_MEDIA_TYPE_PREFIX) || kind == notary::ARTIFACT_TYPE)
+    else {
         return Ok(());
     };
     let Ok(blob) = Digest::parse(&layer.digest) else {
-        found.skipped.push(format!("referrer {} (bad layer digest)", reference.short()));
+        found
+            .skipped
+            .push(format!("referrer {} (bad layer digest)", reference.short()));
         return Ok(());
     };
     let url = format!("{base}/blobs/{blob}");

@@ -30,7 +30,11 @@ pub struct SupplyFacts {
     ecr: Client,
 }
 
-pub(super) fn err(operation: &'static str, message: impl Into<String>, transient: bool) -> RemoteError {
+pub(super) fn err(
+    operation: &'static str,
+    message: impl Into<String>,
+    transient: bool,
+) -> RemoteError {
     RemoteError {
         operation,
         message: message.into(),
@@ -167,7 +171,9 @@ impl SupplyFacts {
         for layer in layers_of(&manifest).map_err(|e| err(op, e, false))? {
             let url = format!("{base}/blobs/{}", layer.digest);
             let op = "registry: signature payload";
-            let Some(payload) = self.get_verified(op, &url, auth, "*/*", &layer.digest).await?
+            let Some(payload) = self
+                .get_verified(op, &url, auth, "*/*", &layer.digest)
+                .await?
             else {
                 return Err(err(op, format!("{url}: not found"), false));
             };
@@ -259,7 +265,11 @@ pub(super) fn check_digest(
     let sum = sha2::Sha256::digest(body);
     let hex: String = sum.iter().map(|b| format!("{b:02x}")).collect();
     if format!("sha256:{hex}") != digest.as_str() {
-        return Err(err(op, format!("{url}: content does not match its digest"), false));
+        return Err(err(
+            op,
+            format!("{url}: content does not match its digest"),
+            false,
+        ));
     }
     Ok(())
 }

@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{ConfigError, Settings, in_range, invalid};
 use crate::gate::x509::Roots;
-use crate::gate::{CosignIdentity, Gates, NotationIdentity, OnMissing, Severity, Trust, TrustedKey};
+use crate::gate::{
+    CosignIdentity, Gates, NotationIdentity, OnMissing, Severity, Trust, TrustedKey,
+};
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -157,8 +159,18 @@ impl Verify {
             notation_roots: roots("notation_roots", &self.notation_roots)?,
             notation_identities,
         };
-        paired("cosign_roots", trust.cosign_roots.is_empty(), "cosign_identities", trust.cosign_identities.is_empty())?;
-        paired("notation_roots", trust.notation_roots.is_empty(), "notation_identities", trust.notation_identities.is_empty())?;
+        paired(
+            "cosign_roots",
+            trust.cosign_roots.is_empty(),
+            "cosign_identities",
+            trust.cosign_identities.is_empty(),
+        )?;
+        paired(
+            "notation_roots",
+            trust.notation_roots.is_empty(),
+            "notation_identities",
+            trust.notation_identities.is_empty(),
+        )?;
         Ok(trust)
     }
 }
@@ -168,11 +180,15 @@ fn paired(roots: &str, no_roots: bool, ids: &str, no_ids: bool) -> Result<(), Co
     match (no_roots, no_ids) {
         (false, true) => Err(invalid(
             &format!("verify.{ids}"),
-            format!("is empty while verify.{roots} is set: name the identities those roots may sign as"),
+            format!(
+                "is empty while verify.{roots} is set: name the identities those roots may sign as"
+            ),
         )),
         (true, false) => Err(invalid(
             &format!("verify.{roots}"),
-            format!("is empty while verify.{ids} is set: name the CA certificates those identities chain to"),
+            format!(
+                "is empty while verify.{ids} is set: name the CA certificates those identities chain to"
+            ),
         )),
         _ => Ok(()),
     }

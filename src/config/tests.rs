@@ -346,9 +346,19 @@ fn verify_roots_and_identities_are_checked_and_name_the_key() {
         "[verify]\nrequire = \"signed\"\ncosign_roots = [\"{root}\"]\n\
          cosign_identities = [{{ subject = \"release@example.com\", issuer = \"https://issuer.example\" }}]\n"
     );
-    assert!(load(&cosign, &[]).unwrap().gates().unwrap().trust.cosign_certificates());
+    assert!(
+        load(&cosign, &[])
+            .unwrap()
+            .gates()
+            .unwrap()
+            .trust
+            .cosign_certificates()
+    );
     for (text, expected) in [
-        (format!("[verify]\ncosign_roots = [\"{root}\"]\n"), "verify.cosign_identities"),
+        (
+            format!("[verify]\ncosign_roots = [\"{root}\"]\n"),
+            "verify.cosign_identities",
+        ),
         (
             "[verify]\nnotation_identities = [\"x509.subject: CN=a\"]\n".to_owned(),
             "verify.notation_roots",
@@ -369,7 +379,10 @@ fn verify_roots_and_identities_are_checked_and_name_the_key() {
             "[verify]\ncosign_identities = [{ subject = \"a\", isuer = \"b\" }]\n".to_owned(),
             "isuer",
         ),
-        ("[verify]\nrequire = \"signed\"\n".to_owned(), "verify.require"),
+        (
+            "[verify]\nrequire = \"signed\"\n".to_owned(),
+            "verify.require",
+        ),
     ] {
         let e = err_text(load(&text, &[]));
         assert!(e.contains(expected), "{expected}: {e}");

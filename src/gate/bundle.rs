@@ -133,7 +133,8 @@ pub fn check(
     }
     let statement: Statement = serde_json::from_slice(&payload)
         .map_err(|e| format!("a bundle signed by {signer} whose statement is not in-toto: {e}"))?;
-    if !STATEMENT_TYPES.contains(&statement.kind.as_str()) || statement.predicate_type != COSIGN_SIGN
+    if !STATEMENT_TYPES.contains(&statement.kind.as_str())
+        || statement.predicate_type != COSIGN_SIGN
     {
         return Err(format!(
             "a bundle signed by {signer} that is not a cosign image signature ({})",
@@ -159,7 +160,11 @@ fn signed_by(
     trust: &Trust,
     now: SystemTime,
 ) -> Result<String, String> {
-    let sigs: Vec<Vec<u8>> = env.signatures.iter().filter_map(|s| b64(&s.sig).ok()).collect();
+    let sigs: Vec<Vec<u8>> = env
+        .signatures
+        .iter()
+        .filter_map(|s| b64(&s.sig).ok())
+        .collect();
     if sigs.is_empty() {
         return Err("a bundle without a readable signature".into());
     }

@@ -17,8 +17,8 @@ pub mod x509;
 use std::collections::HashMap;
 use std::time::Duration;
 
-pub use scan::{OnMissing, ScanFacts, ScanRule, Severity};
 pub use found::Found;
+pub use scan::{OnMissing, ScanFacts, ScanRule, Severity};
 pub use signature::{SignatureLayer, TrustedKey};
 pub use trust::{CosignIdentity, NotationIdentity, Trust};
 
@@ -146,6 +146,6 @@ impl Gates {
 }
 
 #[cfg(test)]
-pub(crate) mod tests;
-#[cfg(test)]
 mod recorded;
+#[cfg(test)]
+pub(crate) mod tests;

@@ -141,7 +141,10 @@ fn jws(
     }
     let who = signer.subject();
     if text("cty") != Some(PAYLOAD_TYPE) {
-        return Err(format!("a Notary signature by {who} of content type {:?}", text("cty")));
+        return Err(format!(
+            "a Notary signature by {who} of content type {:?}",
+            text("cty")
+        ));
     }
     let scheme = text(SCHEME).unwrap_or_default();
     let aws = text(PLUGIN) == Some(AWS_SIGNER_PLUGIN);
@@ -164,7 +167,10 @@ fn jws(
         .map_err(|e| format!("a Notary payload by {who} that is not one: {e}"))?;
     let t = payload.target_artifact;
     if t.digest != digest.as_str() {
-        return Err(format!("a Notary signature by {who} for another digest ({})", t.digest));
+        return Err(format!(
+            "a Notary signature by {who} for another digest ({})",
+            t.digest
+        ));
     }
     if t.media_type != target.media_type || t.size != target.size {
         return Err(format!(
@@ -172,10 +178,12 @@ fn jws(
             t.media_type, t.size, target.media_type, target.size
         ));
     }
-    if let Some(expiry) = text(EXPIRY) {
-        if time(expiry).map_err(|e| format!("expiry {e}"))? < now {
-            return Err(format!("a Notary signature by {who} that expired at {expiry}"));
-        }
+    if let Some(expiry) = text(EXPIRY)
+        && time(expiry).map_err(|e| format!("expiry {e}"))? < now
+    {
+        return Err(format!(
+            "a Notary signature by {who} that expired at {expiry}"
+        ));
     }
     let profile = text(AWS_PROFILE_VERSION).filter(|_| aws && scheme == SIGNING_AUTHORITY);
     let Some(identity) = trust.notation_identities.iter().find(|i| {
@@ -184,7 +192,9 @@ fn jws(
     }) else {
         return Err(format!(
             "a Notary signature by {who}{} that is not in notation_identities",
-            profile.map(|p| format!(" (AWS Signer {p})")).unwrap_or_default()
+            profile
+                .map(|p| format!(" (AWS Signer {p})"))
+                .unwrap_or_default()
         ));
     };
     let by = identity.shown();
@@ -241,7 +251,7 @@ fn jws_alg(alg: &str) -> Result<&'static dyn SignatureVerificationAlgorithm, Str
 
 /// JWS and COSE carry ECDSA signatures as `r || s`; webpki reads ASN.1 DER.
 pub fn ecdsa_to_der(alg: &str, sig: Vec<u8>) -> Vec<u8> {
-    if !alg.starts_with("ES") || sig.is_empty() || sig.len() % 2 != 0 {
+    if !alg.starts_with("ES") || sig.is_empty() || !sig.len().is_multiple_of(2) {
         return sig;
     }
     let (r, s) = sig.split_at(sig.len() / 2);

@@ -113,7 +113,11 @@ fn a_cosign_3_bundle_by_a_certificate_needs_its_root_and_identity() {
     assert!(bundle::check(b, &d, &dn, made()).is_ok());
     for (trust, expected) in [
         (
-            cosign_certs(fixture!("other-root.crt"), "release@example.com", "https://issuer.example"),
+            cosign_certs(
+                fixture!("other-root.crt"),
+                "release@example.com",
+                "https://issuer.example",
+            ),
             "does not chain",
         ),
         (
@@ -233,7 +237,10 @@ fn one_signature_that_passes_among_others_is_enough_and_the_reasons_of_each_are_
     let Verdict::Rejected(why) = verdict(&found, &d, "team/web", &trust, made()) else {
         panic!("expected a rejection");
     };
-    assert!(why.contains("no trusted key") && why.contains("not in notation_identities"), "{why}");
+    assert!(
+        why.contains("no trusted key") && why.contains("not in notation_identities"),
+        "{why}"
+    );
     let Verdict::Rejected(why) = verdict(&Found::default(), &d, "team/web", &trust, made()) else {
         panic!("expected a rejection");
     };

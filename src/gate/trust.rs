@@ -24,8 +24,8 @@ pub struct CosignIdentity {
 impl CosignIdentity {
     /// Whether the certificate carries this identity.
     pub fn matches(&self, signer: &Signer) -> bool {
-        let named = self.subject == signer.subject()
-            || signer.alternative_names().iter().any(|n| *n == self.subject);
+        let named =
+            self.subject == signer.subject() || signer.alternative_names().contains(&self.subject);
         named
             && signer
                 .fulcio_issuer()
@@ -38,7 +38,10 @@ impl CosignIdentity {
 pub enum NotationIdentity {
     /// `x509.subject: CN=release,O=Example`: every attribute named must be in the signer
     /// certificate's subject with that value (notation's rule; order does not matter).
-    Subject { shown: String, attributes: Vec<String> },
+    Subject {
+        shown: String,
+        attributes: Vec<String>,
+    },
     /// An AWS Signer signing profile (`arn:aws:signer:REGION:ACCOUNT:/signing-profiles/NAME`),
     /// one version of it (`…/NAME/VERSION`), or an alias (`…:/aliases/NAME`).
     AwsSigner(String),
@@ -65,9 +68,13 @@ impl NotationIdentity {
             let resource = parts.get(5).copied().unwrap_or_default();
             let ok = parts.len() == 6
                 && parts[2] == "signer"
-                && ["/signing-profiles/", "/aliased-signing-profiles/", "/aliases/"]
-                    .iter()
-                    .any(|p| resource.starts_with(p));
+                && [
+                    "/signing-profiles/",
+                    "/aliased-signing-profiles/",
+                    "/aliases/",
+                ]
+                .iter()
+                .any(|p| resource.starts_with(p));
             if !ok {
                 return Err(format!(
                     "{s:?}: not an AWS Signer signing profile ARN (arn:aws:signer:REGION:ACCOUNT:/signing-profiles/NAME[/VERSION])"

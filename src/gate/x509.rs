@@ -98,7 +98,10 @@ impl Signer {
         if chain.is_empty() || chain.len() > MAX_CHAIN {
             return Err(format!("{} certificates in a signature", chain.len()));
         }
-        let parsed = chain.iter().map(|d| parse(d)).collect::<Result<Vec<_>, _>>()?;
+        let parsed = chain
+            .iter()
+            .map(|d| parse(d))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut ders = chain.into_iter().map(CertificateDer::from);
         let Some(leaf) = ders.next() else {
             return Err("no certificate in a signature".into());
@@ -136,10 +139,10 @@ impl Signer {
     pub fn chains_to(&self, roots: &Roots, at: SystemTime) -> Result<(), String> {
         let ee = EndEntityCert::try_from(&self.leaf)
             .map_err(|e| format!("the signer's certificate: {e:?}"))?;
-        if let Ok(Some((_, ku))) = self.cert.tbs_certificate().get_extension::<KeyUsageExt>() {
-            if !ku.digital_signature() {
-                return Err("the signer's certificate is not for digital signatures".into());
-            }
+        if let Ok(Some((_, ku))) = self.cert.tbs_certificate().get_extension::<KeyUsageExt>()
+            && !ku.digital_signature()
+        {
+            return Err("the signer's certificate is not for digital signatures".into());
         }
         let secs = at
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -175,7 +178,10 @@ impl Signer {
     /// The subject alternative names a cosign identity is matched with: e-mail addresses,
     /// URIs and DNS names.
     pub fn alternative_names(&self) -> Vec<String> {
-        let Ok(Some((_, san))) = self.cert.tbs_certificate().get_extension::<SubjectAltName>()
+        let Ok(Some((_, san))) = self
+            .cert
+            .tbs_certificate()
+            .get_extension::<SubjectAltName>()
         else {
             return Vec::new();
         };

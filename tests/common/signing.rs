@@ -19,7 +19,11 @@ fn tools() -> PathBuf {
 }
 
 fn tool(suite: &str, package: &str, binary: &str) -> PathBuf {
-    let path = tools().join(suite).join(package).join("usr/bin").join(binary);
+    let path = tools()
+        .join(suite)
+        .join(package)
+        .join("usr/bin")
+        .join(binary);
     assert!(
         path.exists(),
         "{} is missing: run ./scripts/fetch-tools.sh (or ./scripts/setup.sh)",
@@ -99,14 +103,33 @@ pub struct CosignKey {
 fn offline(dir: &Path, registry: &TestRegistry, chain: Option<&Path>) -> [String; 4] {
     let c3 = cosign3();
     if !dir.join("sc.json").exists() {
-        run(dir, registry, &c3, &[
-            "signing-config", "create", "--no-default-fulcio", "--no-default-oidc",
-            "--no-default-rekor", "--no-default-tsa", "--out", "sc.json",
-        ]);
-        let mut args = vec!["trusted-root".to_owned(), "create".into(), "--out".into(), "tr.json".into()];
+        run(
+            dir,
+            registry,
+            &c3,
+            &[
+                "signing-config",
+                "create",
+                "--no-default-fulcio",
+                "--no-default-oidc",
+                "--no-default-rekor",
+                "--no-default-tsa",
+                "--out",
+                "sc.json",
+            ],
+        );
+        let mut args = vec![
+            "trusted-root".to_owned(),
+            "create".into(),
+            "--out".into(),
+            "tr.json".into(),
+        ];
         if let Some(chain) = chain {
             args.push("--fulcio".into());
-            args.push(format!("url=https://ca.invalid,certificate-chain={}", chain.display()));
+            args.push(format!(
+                "url=https://ca.invalid,certificate-chain={}",
+                chain.display()
+            ));
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         run(dir, registry, &c3, &args);
@@ -123,7 +146,11 @@ impl CosignKey {
             .env("COSIGN_PASSWORD", PASSWORD)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         Self { dir }
     }
 
@@ -134,16 +161,33 @@ impl CosignKey {
     /// `cosign sign --key` of cosign 2: the `sha256-<hex>.sig` tag.
     pub fn sign2(&self, registry: &TestRegistry, repo: &str, digest: &str) {
         let image = format!("{}/{repo}@{digest}", registry.host);
-        run(self.dir.path(), registry, &cosign2(), &[
-            "sign", "--key", "cosign.key", "--tlog-upload=false", "--allow-insecure-registry", "-y", &image,
-        ]);
+        run(
+            self.dir.path(),
+            registry,
+            &cosign2(),
+            &[
+                "sign",
+                "--key",
+                "cosign.key",
+                "--tlog-upload=false",
+                "--allow-insecure-registry",
+                "-y",
+                &image,
+            ],
+        );
     }
 
     /// `cosign sign --key` of cosign 3: a Sigstore bundle referrer (tag schema here).
     pub fn sign3(&self, registry: &TestRegistry, repo: &str, digest: &str) {
         let image = format!("{}/{repo}@{digest}", registry.host);
         let offline = offline(self.dir.path(), registry, None);
-        let mut args = vec!["sign", "--key", "cosign.key", "--allow-insecure-registry", "-y"];
+        let mut args = vec![
+            "sign",
+            "--key",
+            "cosign.key",
+            "--allow-insecure-registry",
+            "-y",
+        ];
         args.extend(offline.iter().map(String::as_str));
         args.push(&image);
         run(self.dir.path(), registry, &cosign3(), &args);
@@ -151,11 +195,25 @@ impl CosignKey {
 }
 
 fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl").args(args).current_dir(dir).output().unwrap();
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
-const EC: [&str; 5] = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+const EC: [&str; 5] = [
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+];
 
 /// A private CA and a code-signing certificate it issued (e-mail SAN, Fulcio's issuer
 /// extension), signing with cosign 3 (`--certificate --certificate-chain`).
@@ -168,8 +226,20 @@ impl CosignCa {
         let dir = tempfile::tempdir().unwrap();
         let mut root = vec!["req", "-x509"];
         root.extend(EC);
-        root.extend(["-keyout", "ca.key", "-out", "ca.crt", "-days", "30", "-subj", "/CN=Test Root/O=Example",
-            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign"]);
+        root.extend([
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=Test Root/O=Example",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+        ]);
         openssl(dir.path(), &root);
         Self::issue(dir, email, issuer)
     }
@@ -190,17 +260,52 @@ impl CosignCa {
              subjectAltName=email:{email}\n1.3.6.1.4.1.57264.1.8=ASN1:UTF8String:{issuer}\n")).unwrap();
         let mut csr = vec!["req"];
         csr.extend(EC);
-        csr.extend(["-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/CN=release"]);
+        csr.extend([
+            "-keyout",
+            "leaf.key",
+            "-out",
+            "leaf.csr",
+            "-subj",
+            "/CN=release",
+        ]);
         openssl(d, &csr);
-        openssl(d, &["x509", "-req", "-in", "leaf.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-            "-out", "leaf.crt", "-days", "7", "-extfile", "leaf.ext"]);
+        openssl(
+            d,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "leaf.csr",
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "leaf.crt",
+                "-days",
+                "7",
+                "-extfile",
+                "leaf.ext",
+            ],
+        );
         let out = Command::new(cosign3())
-            .args(["import-key-pair", "--key", "leaf.key", "--output-key-prefix", "leafc"])
+            .args([
+                "import-key-pair",
+                "--key",
+                "leaf.key",
+                "--output-key-prefix",
+                "leafc",
+            ])
             .current_dir(d)
             .env("COSIGN_PASSWORD", PASSWORD)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         Self { dir }
     }
 
@@ -211,8 +316,17 @@ impl CosignCa {
     pub fn sign3(&self, registry: &TestRegistry, repo: &str, digest: &str) {
         let image = format!("{}/{repo}@{digest}", registry.host);
         let offline = offline(self.dir.path(), registry, Some(&self.root()));
-        let mut args = vec!["sign", "--key", "leafc.key", "--certificate", "leaf.crt",
-            "--certificate-chain", "ca.crt", "--allow-insecure-registry", "-y"];
+        let mut args = vec![
+            "sign",
+            "--key",
+            "leafc.key",
+            "--certificate",
+            "leaf.crt",
+            "--certificate-chain",
+            "ca.crt",
+            "--allow-insecure-registry",
+            "-y",
+        ];
         args.extend(offline.iter().map(String::as_str));
         args.push(&image);
         run(self.dir.path(), registry, &cosign3(), &args);
@@ -229,45 +343,101 @@ pub struct Notary {
 impl Notary {
     pub fn generate(registry: &TestRegistry, name: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        run(dir.path(), registry, &notation(), &["cert", "generate-test", "--default", name]);
-        Self { dir, name: name.to_owned() }
+        run(
+            dir.path(),
+            registry,
+            &notation(),
+            &["cert", "generate-test", "--default", name],
+        );
+        Self {
+            dir,
+            name: name.to_owned(),
+        }
     }
 
     /// The self-signed certificate, as `notation_roots` names it.
     pub fn root(&self) -> PathBuf {
-        self.dir.path().join(format!("xdg/notation/localkeys/{}.crt", self.name))
+        self.dir
+            .path()
+            .join(format!("xdg/notation/localkeys/{}.crt", self.name))
     }
 
     pub fn sign(&self, registry: &TestRegistry, repo: &str, digest: &str) {
         let image = format!("{}/{repo}@{digest}", registry.host);
-        run(self.dir.path(), registry, &notation(), &[
-            "sign", "--insecure-registry", "-u", REGISTRY_USER, "-p", REGISTRY_PASSWORD, &image,
-        ]);
+        run(
+            self.dir.path(),
+            registry,
+            &notation(),
+            &[
+                "sign",
+                "--insecure-registry",
+                "-u",
+                REGISTRY_USER,
+                "-p",
+                REGISTRY_PASSWORD,
+                &image,
+            ],
+        );
     }
 }
 
 fn curl(registry: &TestRegistry, args: &[&str]) -> Vec<u8> {
     let out = Command::new("curl")
-        .args(["-sSf", "-u", &format!("{REGISTRY_USER}:{REGISTRY_PASSWORD}")])
+        .args([
+            "-sSf",
+            "-u",
+            &format!("{REGISTRY_USER}:{REGISTRY_PASSWORD}"),
+        ])
         .args(args)
         .output()
         .unwrap();
-    assert!(out.status.success(), "curl {args:?} against {}", registry.host);
+    assert!(
+        out.status.success(),
+        "curl {args:?} against {}",
+        registry.host
+    );
     out.stdout
 }
 
 /// Copies the manifest `from_repo:from` (with its blobs) to `to_repo:to`, byte for byte:
 /// a signature moved to where it was not made for.
-pub fn copy_manifest(registry: &TestRegistry, from_repo: &str, from: &str, to_repo: &str, to: &str) {
+pub fn copy_manifest(
+    registry: &TestRegistry,
+    from_repo: &str,
+    from: &str,
+    to_repo: &str,
+    to: &str,
+) {
     let base = format!("http://{}/v2", registry.host);
     let accept = "Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
-    let manifest = curl(registry, &["-H", accept, &format!("{base}/{from_repo}/manifests/{from}")]);
+    let manifest = curl(
+        registry,
+        &[
+            "-H",
+            accept,
+            &format!("{base}/{from_repo}/manifests/{from}"),
+        ],
+    );
     let m: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
     let blobs = std::iter::once(&m["config"]).chain(m["layers"].as_array().unwrap());
     for b in blobs {
-        let bytes = curl(registry, &[&format!("{base}/{from_repo}/blobs/{}", b["digest"].as_str().unwrap())]);
+        let bytes = curl(
+            registry,
+            &[&format!(
+                "{base}/{from_repo}/blobs/{}",
+                b["digest"].as_str().unwrap()
+            )],
+        );
         put_blob(registry, to_repo, &bytes);
     }
-    let media_type = m["mediaType"].as_str().unwrap_or("application/vnd.oci.image.manifest.v1+json");
-    put_manifest(registry, to_repo, to, media_type, std::str::from_utf8(&manifest).unwrap());
+    let media_type = m["mediaType"]
+        .as_str()
+        .unwrap_or("application/vnd.oci.image.manifest.v1+json");
+    put_manifest(
+        registry,
+        to_repo,
+        to,
+        media_type,
+        std::str::from_utf8(&manifest).unwrap(),
+    );
 }
