@@ -81,7 +81,7 @@ async fn signatures_of_cosign_2_cosign_3_and_notation_pass_and_wrong_ones_are_re
     assert_eq!(code, 0, "{out}{err}");
     // Every image built before the agent runs: its removal of a replaced image may prune a
     // build cache parent that a build at the same time is using.
-    let mut images = (0..11).map(|i| {
+    let mut images = (0..12).map(|i| {
         let v = format!("v{i}");
         site.registry.publish(repo, &v, Kind::Serve, &v, false)
     });
@@ -93,7 +93,7 @@ async fn signatures_of_cosign_2_cosign_3_and_notation_pass_and_wrong_ones_are_re
     let agent = AgentProcess::start(&config, &["run"]);
 
     // Each format, signed by what the config trusts: deployed.
-    let signers: [(&str, Sign); 4] = [
+    let signers: [(&str, Sign); 5] = [
         ("cosign 2 .sig by a key", &|d| {
             key.sign2(&site.registry, repo, d)
         }),
@@ -104,6 +104,9 @@ async fn signatures_of_cosign_2_cosign_3_and_notation_pass_and_wrong_ones_are_re
             ca.sign3(&site.registry, repo, d)
         }),
         ("notation JWS", &|d| notary.sign(&site.registry, repo, d)),
+        ("notation COSE", &|d| {
+            notary.sign_as(&site.registry, repo, d, "cose")
+        }),
     ];
     for (what, sign) in &signers {
         let d = next().await;

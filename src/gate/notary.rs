@@ -1,7 +1,7 @@
 //! Notary Project signatures (`notation sign`, AWS Signer): OCI referrers of artifact type
 //! `application/vnd.cncf.notary.signature` whose layer is a JWS envelope
-//! (`application/jose+json`, JSON serialisation). COSE envelopes (`application/cose`) are
-//! recognised and do not count (not read yet).
+//! (`application/jose+json`, JSON serialisation) or a COSE one (`application/cose`, read by
+//! [`super::cose`]); both are read into one form and verified alike.
 //!
 //! Checked, as the Notary Project's signature specification and trust policy say: the
 //! signature by the envelope's first certificate (`x5c`); the chain to `notation_roots`,
@@ -14,6 +14,7 @@
 //! (whose revocation is asked of AWS Signer), cannot be checked here: the verdict is
 //! `pending`, never a pass. Pure.
 
+use std::collections::HashMap;
 use std::time::SystemTime;
 
 use base64::Engine as _;
@@ -30,16 +31,16 @@ use crate::event::Digest;
 pub const ARTIFACT_TYPE: &str = "application/vnd.cncf.notary.signature";
 pub const JWS: &str = "application/jose+json";
 pub const COSE: &str = "application/cose";
-const PAYLOAD_TYPE: &str = "application/vnd.cncf.notary.payload.v1+json";
+pub(super) const PAYLOAD_TYPE: &str = "application/vnd.cncf.notary.payload.v1+json";
 const X509: &str = "notary.x509";
 const SIGNING_AUTHORITY: &str = "notary.x509.signingAuthority";
 const AWS_SIGNER_PLUGIN: &str = "com.amazonaws.signer.notation.plugin";
 const AWS_PROFILE_VERSION: &str = "com.amazonaws.signer.signingProfileVersion";
 const AWS_ALIAS: &str = "com.amazonaws.signer.signingProfileAlias";
 const AWS_JOB: &str = "com.amazonaws.signer.signingJob";
-const SCHEME: &str = "io.cncf.notary.signingScheme";
-const EXPIRY: &str = "io.cncf.notary.expiry";
-const AUTHENTIC_TIME: &str = "io.cncf.notary.authenticSigningTime";
+pub(super) const SCHEME: &str = "io.cncf.notary.signingScheme";
+pub(super) const EXPIRY: &str = "io.cncf.notary.expiry";
+pub(super) const AUTHENTIC_TIME: &str = "io.cncf.notary.authenticSigningTime";
 const PLUGIN: &str = "io.cncf.notary.verificationPlugin";
 const PLUGIN_MIN: &str = "io.cncf.notary.verificationPluginMinVersion";
 
@@ -92,6 +93,26 @@ fn b64url(s: &str) -> Result<Vec<u8>, String> {
         .map_err(|e| format!("not base64url: {e}"))
 }
 
+/// An envelope read (JWS or COSE alike): what is signed, by what, with which attributes.
+#[derive(Debug, Default)]
+pub(super) struct Signed {
+    /// The algorithm in JWS's names (`PS256`, `ES384`, …).
+    pub alg: String,
+    /// The bytes the signature is over, and the signature (ECDSA as `r || s`).
+    pub message: Vec<u8>,
+    pub signature: Vec<u8>,
+    /// DER certificates, the signer's first.
+    pub chain: Vec<Vec<u8>>,
+    pub content_type: Option<String>,
+    /// The protected attributes marked critical.
+    pub critical: Vec<String>,
+    pub expiry: Option<SystemTime>,
+    pub authentic_time: Option<SystemTime>,
+    /// The protected string attributes (signing scheme, verification plugin, AWS Signer's).
+    pub strings: HashMap<String, String>,
+    pub payload: Vec<u8>,
+}
+
 /// The verdict on one Notary envelope for `digest` (served as `target`).
 pub fn check(
     env: &Envelope,
@@ -100,28 +121,22 @@ pub fn check(
     trust: &Trust,
     now: SystemTime,
 ) -> Verdict {
-    match env.media_type.as_str() {
-        JWS => jws(&env.bytes, digest, target, trust, now).unwrap_or_else(Verdict::Rejected),
-        COSE => Verdict::Rejected(
-            "a Notary signature in a COSE envelope (not read yet: sign with --signature-format jws)"
-                .into(),
-        ),
-        other => Verdict::Rejected(format!("a Notary signature envelope of type {other:?}")),
-    }
+    let signed = match env.media_type.as_str() {
+        JWS => read_jws(&env.bytes),
+        COSE => super::cose::read(&env.bytes),
+        other => Err(format!("a Notary signature envelope of type {other:?}")),
+    };
+    signed
+        .and_then(|s| verify(&s, digest, target, trust, now))
+        .unwrap_or_else(Verdict::Rejected)
 }
 
-fn jws(
-    bytes: &[u8],
-    digest: &Digest,
-    target: &Target,
-    trust: &Trust,
-    now: SystemTime,
-) -> Result<Verdict, String> {
+fn read_jws(bytes: &[u8]) -> Result<Signed, String> {
     let jws: Jws = serde_json::from_slice(bytes)
         .map_err(|e| format!("a Notary JWS envelope that is not JSON: {e}"))?;
     let header: Map<String, Value> = serde_json::from_slice(&b64url(&jws.protected)?)
         .map_err(|e| format!("a Notary JWS header that is not JSON: {e}"))?;
-    let text = |k: &str| header.get(k).and_then(Value::as_str);
+    let text = |k: &str| header.get(k).and_then(Value::as_str).map(str::to_owned);
     let chain = jws
         .header
         .x5c
@@ -129,30 +144,64 @@ fn jws(
         .map(|c| base64::engine::general_purpose::STANDARD.decode(c))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("a Notary certificate that is not base64: {e}"))?;
-    let signer = Signer::new(chain)?;
-    let alg = jws_alg(text("alg").unwrap_or_default())?;
-    let signature = ecdsa_to_der(text("alg").unwrap_or_default(), b64url(&jws.signature)?);
-    let signed = format!("{}.{}", jws.protected, jws.payload);
-    if !signer.verifies_with(&[alg], signed.as_bytes(), &signature) {
+    let time_of = |k: &str| text(k).map(|t| time(&t)).transpose();
+    Ok(Signed {
+        alg: text("alg").unwrap_or_default(),
+        message: format!("{}.{}", jws.protected, jws.payload).into_bytes(),
+        signature: b64url(&jws.signature)?,
+        chain,
+        content_type: text("cty"),
+        critical: header
+            .get("crit")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|c| c.as_str().unwrap_or("?").to_owned())
+            .collect(),
+        expiry: time_of(EXPIRY).map_err(|e| format!("expiry {e}"))?,
+        authentic_time: time_of(AUTHENTIC_TIME)
+            .map_err(|e| format!("authentic signing time {e}"))?,
+        strings: header
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+            .collect(),
+        payload: b64url(&jws.payload)?,
+    })
+}
+
+fn verify(
+    signed: &Signed,
+    digest: &Digest,
+    target: &Target,
+    trust: &Trust,
+    now: SystemTime,
+) -> Result<Verdict, String> {
+    let text = |k: &str| signed.strings.get(k).map(String::as_str);
+    let signer = Signer::new(signed.chain.clone())?;
+    let alg = jws_alg(&signed.alg)?;
+    let signature = ecdsa_to_der(&signed.alg, signed.signature.clone());
+    if !signer.verifies_with(&[alg], &signed.message, &signature) {
         return Err(format!(
             "a Notary signature that does not verify with its certificate ({})",
             signer.subject()
         ));
     }
     let who = signer.subject();
-    if text("cty") != Some(PAYLOAD_TYPE) {
+    if signed.content_type.as_deref() != Some(PAYLOAD_TYPE) {
         return Err(format!(
             "a Notary signature by {who} of content type {:?}",
-            text("cty")
+            signed.content_type
         ));
     }
     let scheme = text(SCHEME).unwrap_or_default();
     let aws = text(PLUGIN) == Some(AWS_SIGNER_PLUGIN);
-    unread_critical(&header, aws).map_err(|e| format!("a Notary signature by {who}: {e}"))?;
+    unread_critical(&signed.critical, aws)
+        .map_err(|e| format!("a Notary signature by {who}: {e}"))?;
     let at = match scheme {
         X509 => now,
-        SIGNING_AUTHORITY => time(text(AUTHENTIC_TIME).unwrap_or_default())
-            .map_err(|e| format!("a Notary signature by {who}: authentic signing time {e}"))?,
+        SIGNING_AUTHORITY => signed.authentic_time.ok_or_else(|| {
+            format!("a Notary signature by {who} without its authentic signing time")
+        })?,
         other => return Err(format!("a Notary signature by {who} of scheme {other:?}")),
     };
     if let Some(p) = text(PLUGIN).filter(|_| !aws) {
@@ -163,7 +212,7 @@ fn jws(
     signer
         .chains_to(&trust.notation_roots, at)
         .map_err(|e| format!("a Notary signature: {e}"))?;
-    let payload: Payload = serde_json::from_slice(&b64url(&jws.payload)?)
+    let payload: Payload = serde_json::from_slice(&signed.payload)
         .map_err(|e| format!("a Notary payload by {who} that is not one: {e}"))?;
     let t = payload.target_artifact;
     if t.digest != digest.as_str() {
@@ -178,11 +227,10 @@ fn jws(
             t.media_type, t.size, target.media_type, target.size
         ));
     }
-    if let Some(expiry) = text(EXPIRY)
-        && time(expiry).map_err(|e| format!("expiry {e}"))? < now
-    {
+    if let Some(expiry) = signed.expiry.filter(|e| *e < now) {
         return Err(format!(
-            "a Notary signature by {who} that expired at {expiry}"
+            "a Notary signature by {who} that expired at {}",
+            jiff::Timestamp::try_from(expiry).map_or_else(|_| "?".into(), |t| t.to_string())
         ));
     }
     let profile = text(AWS_PROFILE_VERSION).filter(|_| aws && scheme == SIGNING_AUTHORITY);
@@ -214,17 +262,16 @@ fn jws(
 }
 
 /// The critical attributes named must all be ones this gate reads.
-fn unread_critical(header: &Map<String, Value>, aws: bool) -> Result<(), String> {
-    let crit = header.get("crit").and_then(Value::as_array);
-    for name in crit.into_iter().flatten() {
-        let name = name.as_str().unwrap_or_default();
+fn unread_critical(crit: &[String], aws: bool) -> Result<(), String> {
+    for name in crit {
+        let name = name.as_str();
         let known = [SCHEME, EXPIRY, AUTHENTIC_TIME, PLUGIN, PLUGIN_MIN].contains(&name)
             || (aws && [AWS_PROFILE_VERSION, AWS_JOB, AWS_ALIAS].contains(&name));
         if !known {
             return Err(format!("critical attribute {name:?} is not understood"));
         }
     }
-    if !crit.is_some_and(|c| c.iter().any(|n| n == SCHEME)) {
+    if !crit.iter().any(|n| n == SCHEME) {
         return Err("the signing scheme is not marked critical".into());
     }
     Ok(())

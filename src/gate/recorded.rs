@@ -211,12 +211,46 @@ fn a_notation_signature_is_refused_for_another_root_identity_digest_descriptor_o
     };
     let why = rejected(notary::check(&forged, &d, &target, &ok, made()));
     assert!(why.contains("does not verify"), "{why}");
-    let cose = Envelope {
+    // The same refusals hold for the COSE envelope.
+    let why = rejected(notary::check(
+        &cose(),
+        &other_digest(),
+        &target,
+        &ok,
+        made(),
+    ));
+    assert!(why.contains("for another digest"), "{why}");
+    let why = rejected(notary::check(&cose(), &d, &target, &ok, later));
+    assert!(why.contains("Expired"), "{why}");
+    let mut tampered = cose().bytes;
+    let n = tampered.len();
+    tampered[n - 1] ^= 1;
+    let forged = Envelope {
+        media_type: notary::COSE.into(),
+        bytes: tampered,
+    };
+    let why = rejected(notary::check(&forged, &d, &target, &ok, made()));
+    assert!(why.contains("does not verify"), "{why}");
+}
+
+fn cose() -> Envelope {
+    Envelope {
         media_type: notary::COSE.into(),
         bytes: fixture!("notation.cose").to_vec(),
-    };
-    let why = rejected(notary::check(&cose, &d, &target, &ok, made()));
-    assert!(why.contains("COSE"), "{why}");
+    }
+}
+
+#[test]
+fn a_notation_cose_signature_is_accepted_like_its_jws_one() {
+    let (d, target) = subject();
+    let trust = notation(
+        fixture!("notation-root.crt"),
+        "x509.subject: CN=release,O=Notary",
+    );
+    assert_eq!(
+        notary::check(&cose(), &d, &target, &trust, made()),
+        Verdict::Accepted("Notary signature by x509.subject: CN=release,O=Notary".into())
+    );
 }
 
 #[test]

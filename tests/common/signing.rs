@@ -363,21 +363,24 @@ impl Notary {
     }
 
     pub fn sign(&self, registry: &TestRegistry, repo: &str, digest: &str) {
+        self.sign_as(registry, repo, digest, "jws");
+    }
+
+    /// `notation sign --signature-format FORMAT` (`jws` or `cose`).
+    pub fn sign_as(&self, registry: &TestRegistry, repo: &str, digest: &str, format: &str) {
         let image = format!("{}/{repo}@{digest}", registry.host);
-        run(
-            self.dir.path(),
-            registry,
-            &notation(),
-            &[
-                "sign",
-                "--insecure-registry",
-                "-u",
-                REGISTRY_USER,
-                "-p",
-                REGISTRY_PASSWORD,
-                &image,
-            ],
-        );
+        let args = [
+            "sign",
+            "--insecure-registry",
+            "--signature-format",
+            format,
+            "-u",
+            REGISTRY_USER,
+            "-p",
+            REGISTRY_PASSWORD,
+            &image,
+        ];
+        run(self.dir.path(), registry, &notation(), &args);
     }
 }
 
