@@ -1,5 +1,6 @@
 //! The OCI 1.1 referrers of a digest (SPEC §11): through the registry's referrers API
-//! (`GET /v2/<name>/referrers/<digest>`, an OCI index; 404: the registry has none) or else
+//! (`GET /v2/<name>/referrers/<digest>`, an OCI index; 404, or 400/405/406 of older
+//! registries: the registry has none) or else
 //! the referrers tag schema (the tag `sha256-<hex>` holding that index). Of those, the
 //! signatures: Sigstore bundles (cosign 3) and Notary Project envelopes (notation, AWS
 //! Signer). Every body is bounded as the signature fetches are (1 MiB, refused while
@@ -15,6 +16,8 @@ use crate::gate::found::MAX_REFERRERS;
 use crate::gate::notary::{self, Envelope, Target};
 use crate::ports::{PullAuth, RemoteError};
 
+/// What a registry without the referrers API answers for it.
+const NO_API: &[u16] = &[400, 404, 405, 406];
 const INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const ANY_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
@@ -112,7 +115,10 @@ async fn index(
     digest: &Digest,
 ) -> Result<Option<Vec<u8>>, RemoteError> {
     let url = format!("{base}/referrers/{digest}");
-    if let Some(body) = facts.get("registry: referrers", &url, auth, INDEX).await? {
+    let op = "registry: referrers";
+    // 404 is what the distribution spec says a registry without the API answers; older
+    // registries answer 400, 405 or 406 for a path they do not know.
+    if let Some((_, body)) = facts.get_typed(op, &url, auth, INDEX, NO_API).await? {
         return Ok(Some(body));
     }
     let tag = digest.as_str().replacen(':', "-", 1);
@@ -197,7 +203,10 @@ async fn target(
 ) -> Result<Option<Target>, RemoteError> {
     let url = format!("{base}/manifests/{digest}");
     let op = "registry: signed manifest";
-    let Some((media_type, body)) = facts.get_typed(op, &url, auth, ANY_MANIFEST).await? else {
+    let got = facts
+        .get_typed(op, &url, auth, ANY_MANIFEST, &[404])
+        .await?;
+    let Some((media_type, body)) = got else {
         return Ok(None);
     };
     super::supply::check_digest(op, &url, &body, digest)?;
@@ -213,3 +222,6 @@ async fn target(
         size: body.len() as u64,
     }))
 }
+
+#[cfg(test)]
+mod tests;

@@ -71,7 +71,8 @@ impl SupplyFacts {
         auth: &PullAuth,
         accept: &str,
     ) -> Result<Option<Vec<u8>>, RemoteError> {
-        Ok(self.get_typed(op, url, auth, accept).await?.map(|(_, b)| b))
+        let got = self.get_typed(op, url, auth, accept, &[404]).await?;
+        Ok(got.map(|(_, b)| b))
     }
 
     /// As [`Self::get`], for content addressed by `digest`: its bytes must hash to it.
@@ -90,13 +91,14 @@ impl SupplyFacts {
         Ok(body)
     }
 
-    /// As [`Self::get`], with the answer's Content-Type.
+    /// As [`Self::get`], with the answer's Content-Type; `None` for the statuses `absent`.
     pub(super) async fn get_typed(
         &self,
         op: &'static str,
         url: &str,
         auth: &PullAuth,
         accept: &str,
+        absent: &[u16],
     ) -> Result<Option<(Option<String>, Vec<u8>)>, RemoteError> {
         let mut resp = self
             .http
@@ -107,7 +109,7 @@ impl SupplyFacts {
             .await
             .map_err(|e| err(op, format!("{url}: {e}"), true))?;
         let status = resp.status();
-        if status == reqwest::StatusCode::NOT_FOUND {
+        if absent.contains(&status.as_u16()) {
             return Ok(None);
         }
         if !status.is_success() {
