@@ -4,7 +4,9 @@
 //! the referrers tag schema (the tag `sha256-<hex>` holding that index). Of those, the
 //! signatures: Sigstore bundles (cosign 3) and Notary Project envelopes (notation, AWS
 //! Signer). Every body is bounded as the signature fetches are (1 MiB, refused while
-//! streaming), and at most [`MAX_REFERRERS`] referrers are read.
+//! streaming), and at most [`MAX_REFERRERS`] referrers are read. For Notary signatures, the
+//! CRLs their certificates name are fetched too (at most 8, 8 MiB each, without the
+//! registry's credentials).
 
 use serde::Deserialize;
 
@@ -16,6 +18,9 @@ use crate::gate::found::MAX_REFERRERS;
 use crate::gate::notary::{self, Envelope, Target};
 use crate::ports::{PullAuth, RemoteError};
 
+/// CRLs fetched for one digest's Notary signatures at most, and the size of each.
+const MAX_CRLS: usize = 8;
+const MAX_CRL: usize = 8 << 20;
 /// What a registry without the referrers API answers for it.
 const NO_API: &[u16] = &[400, 404, 405, 406];
 const INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -95,8 +100,26 @@ pub async fn add(
     }
     if !found.notary.is_empty() {
         found.target = target(facts, base, auth, digest).await?;
+        crls(facts, found).await;
     }
     Ok(())
+}
+
+/// Fetches the CRLs the Notary signatures' certificates name (without the registry's
+/// credentials); one that cannot be had is kept as the reason (the verdict waits on it).
+async fn crls(facts: &SupplyFacts, found: &mut Found) {
+    let mut urls: Vec<String> = Vec::new();
+    for env in &found.notary {
+        for url in notary::crl_urls(env) {
+            if !urls.contains(&url) {
+                urls.push(url);
+            }
+        }
+    }
+    for url in urls.into_iter().take(MAX_CRLS) {
+        let got = facts.get_public("CRL", &url, MAX_CRL).await;
+        found.crls.insert(url, got.map_err(|e| e.message));
+    }
 }
 
 /// Whether an index entry's artifact type may be a signature (cosign writes the empty

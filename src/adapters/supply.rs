@@ -100,11 +100,36 @@ impl SupplyFacts {
         accept: &str,
         absent: &[u16],
     ) -> Result<Option<(Option<String>, Vec<u8>)>, RemoteError> {
-        let mut resp = self
+        let request = self
             .http
             .get(url)
             .basic_auth(&auth.username, Some(&auth.password))
-            .header("Accept", accept)
+            .header("Accept", accept);
+        self.bounded(op, url, request, absent, MAX_BODY).await
+    }
+
+    /// GET `url` without the registry's credentials (a CA's CRL), at most `max` bytes.
+    pub(super) async fn get_public(
+        &self,
+        op: &'static str,
+        url: &str,
+        max: usize,
+    ) -> Result<Vec<u8>, RemoteError> {
+        let request = self.http.get(url);
+        let got = self.bounded(op, url, request, &[], max).await?;
+        Ok(got.map(|(_, b)| b).unwrap_or_default())
+    }
+
+    /// Sends `request`; the body, read while streaming and refused past `max` bytes.
+    async fn bounded(
+        &self,
+        op: &'static str,
+        url: &str,
+        request: reqwest::RequestBuilder,
+        absent: &[u16],
+        max: usize,
+    ) -> Result<Option<(Option<String>, Vec<u8>)>, RemoteError> {
+        let mut resp = request
             .send()
             .await
             .map_err(|e| err(op, format!("{url}: {e}"), true))?;
@@ -121,8 +146,8 @@ impl SupplyFacts {
             .get(reqwest::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(|v| v.split(';').next().unwrap_or(v).trim().to_owned());
-        let too_large = || err(op, format!("{url}: larger than {MAX_BODY} bytes"), false);
-        if resp.content_length().is_some_and(|n| n > MAX_BODY as u64) {
+        let too_large = || err(op, format!("{url}: larger than {max} bytes"), false);
+        if resp.content_length().is_some_and(|n| n > max as u64) {
             return Err(too_large());
         }
         // Without a Content-Length (chunked), the limit holds while reading: a body past it
@@ -133,7 +158,7 @@ impl SupplyFacts {
             .await
             .map_err(|e| err(op, format!("{url}: {e}"), true))?
         {
-            if body.len() + chunk.len() > MAX_BODY {
+            if body.len() + chunk.len() > max {
                 return Err(too_large());
             }
             body.extend_from_slice(&chunk);

@@ -2,6 +2,7 @@
 //! verdict over all of them: one that passes is enough; else one that waits (a revocation
 //! that cannot be checked yet) makes the verdict `pending`; else the reasons of each. Pure.
 
+use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use super::Verdict;
@@ -25,6 +26,9 @@ pub struct Found {
     pub notary: Vec<Envelope>,
     /// What the registry serves under the digest (read when there are Notary envelopes).
     pub target: Option<Target>,
+    /// The CRLs the Notary signatures' certificates name, by URL: the DER, or why it could
+    /// not be fetched.
+    pub crls: BTreeMap<String, Result<Vec<u8>, String>>,
     /// Referrers left unread (too many, not a signature): for the reasons.
     pub skipped: Vec<String>,
 }
@@ -77,7 +81,7 @@ pub fn verdict(
             why.push("a Notary signature, and the digest's own descriptor was not read".into());
             continue;
         };
-        match notary::check(env, digest, target, trust, now) {
+        match notary::check(env, digest, target, trust, &found.crls, now) {
             Verdict::Accepted(who) => return Verdict::Accepted(who),
             Verdict::Pending(w) => pending = pending.or(Some(w)),
             Verdict::Rejected(w) => why.push(w),

@@ -14,7 +14,7 @@
 //! (whose revocation is asked of AWS Signer), cannot be checked here: the verdict is
 //! `pending`, never a pass. Pure.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::SystemTime;
 
 use base64::Engine as _;
@@ -25,7 +25,7 @@ use webpki::aws_lc_rs as algs;
 
 use super::Verdict;
 use super::trust::Trust;
-use super::x509::Signer;
+use super::x509::{Revocation, Signer};
 use crate::event::Digest;
 
 pub const ARTIFACT_TYPE: &str = "application/vnd.cncf.notary.signature";
@@ -113,22 +113,38 @@ pub(super) struct Signed {
     pub payload: Vec<u8>,
 }
 
-/// The verdict on one Notary envelope for `digest` (served as `target`).
+/// CRLs by URL: the DER, or why it could not be fetched.
+pub type Crls = BTreeMap<String, Result<Vec<u8>, String>>;
+
+fn read(env: &Envelope) -> Result<Signed, String> {
+    match env.media_type.as_str() {
+        JWS => read_jws(&env.bytes),
+        COSE => super::cose::read(&env.bytes),
+        other => Err(format!("a Notary signature envelope of type {other:?}")),
+    }
+}
+
+/// The verdict on one Notary envelope for `digest` (served as `target`), with the CRLs
+/// its certificates name.
 pub fn check(
     env: &Envelope,
     digest: &Digest,
     target: &Target,
     trust: &Trust,
+    crls: &Crls,
     now: SystemTime,
 ) -> Verdict {
-    let signed = match env.media_type.as_str() {
-        JWS => read_jws(&env.bytes),
-        COSE => super::cose::read(&env.bytes),
-        other => Err(format!("a Notary signature envelope of type {other:?}")),
-    };
-    signed
-        .and_then(|s| verify(&s, digest, target, trust, now))
+    read(env)
+        .and_then(|s| verify(&s, digest, target, trust, crls, now))
         .unwrap_or_else(Verdict::Rejected)
+}
+
+/// The CRLs (http or https) the envelope's certificates name: what the adapter fetches.
+pub fn crl_urls(env: &Envelope) -> Vec<String> {
+    read(env)
+        .and_then(|s| Signer::new(s.chain))
+        .map(|s| s.crl_urls())
+        .unwrap_or_default()
 }
 
 fn read_jws(bytes: &[u8]) -> Result<Signed, String> {
@@ -174,6 +190,7 @@ fn verify(
     digest: &Digest,
     target: &Target,
     trust: &Trust,
+    crls: &Crls,
     now: SystemTime,
 ) -> Result<Verdict, String> {
     let text = |k: &str| signed.strings.get(k).map(String::as_str);
@@ -251,14 +268,51 @@ fn verify(
             "a Notary signature by {by}: its revocation is kept by AWS Signer (signer:GetRevocationStatus), which this agent does not ask"
         )));
     }
+    revocation(&signer, trust, crls, at, by)
+}
+
+/// The revocation check: none needed for a chain that names no CRL or OCSP responder; else
+/// every CRL named, fetched and current, must list none of the chain. What cannot be told
+/// (OCSP only, a CRL not fetched, out of date) is `pending`; a revoked certificate rejects.
+fn revocation(
+    signer: &Signer,
+    trust: &Trust,
+    crls: &Crls,
+    at: SystemTime,
+    by: &str,
+) -> Result<Verdict, String> {
     let sources = signer.revocation_sources();
-    if !sources.is_empty() {
-        return Ok(Verdict::Pending(format!(
-            "a Notary signature by {by}: the revocation of its certificates cannot be checked here ({})",
-            sources.join(", ")
-        )));
+    if sources.is_empty() {
+        return Ok(Verdict::Accepted(format!("Notary signature by {by}")));
     }
-    Ok(Verdict::Accepted(format!("Notary signature by {by}")))
+    let urls = signer.crl_urls();
+    let pending = |why: String| {
+        Ok(Verdict::Pending(format!(
+            "a Notary signature by {by}: {why}"
+        )))
+    };
+    if urls.is_empty() {
+        return pending(format!(
+            "the revocation of its certificates cannot be checked here ({})",
+            sources.join(", ")
+        ));
+    }
+    let mut ders = Vec::new();
+    for url in &urls {
+        match crls.get(url) {
+            Some(Ok(der)) => ders.push(der.clone()),
+            Some(Err(e)) => return pending(format!("its CRL {url} could not be read: {e}")),
+            None => return pending(format!("its CRL {url} was not fetched")),
+        }
+    }
+    match signer.not_revoked(&trust.notation_roots, at, &ders) {
+        Ok(()) => Ok(Verdict::Accepted(format!(
+            "Notary signature by {by} (not revoked: {})",
+            urls.join(", ")
+        ))),
+        Err(Revocation::Revoked(why)) => Err(format!("a Notary signature by {by}: {why}")),
+        Err(Revocation::Unknown(why)) => pending(why),
+    }
 }
 
 /// The critical attributes named must all be ones this gate reads.

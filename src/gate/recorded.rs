@@ -6,7 +6,7 @@
 use std::time::{Duration, SystemTime};
 
 use super::found::{Found, verdict};
-use super::notary::{self, Envelope, Target};
+use super::notary::{self, Crls, Envelope, Target};
 use super::trust::{CosignIdentity, NotationIdentity, Trust};
 use super::x509::Roots;
 use super::{TrustedKey, Verdict, bundle};
@@ -141,6 +141,11 @@ fn a_cosign_3_bundle_by_a_certificate_needs_its_root_and_identity() {
     assert!(why.contains("Expired"), "{why}");
 }
 
+/// A Notary envelope's verdict, no CRL fetched.
+fn check(env: &Envelope, d: &Digest, target: &Target, trust: &Trust, now: SystemTime) -> Verdict {
+    notary::check(env, d, target, trust, &Crls::new(), now)
+}
+
 fn jws() -> Envelope {
     Envelope {
         media_type: notary::JWS.into(),
@@ -156,7 +161,7 @@ fn a_notation_jws_signature_chaining_to_its_root_with_a_trusted_subject_is_accep
         "x509.subject: CN=release,O=Notary",
         "x509.subject: C=US, ST=WA, L=Seattle, O=Notary, CN=release",
     ] {
-        let v = notary::check(&jws(), &d, &target, &notation(root, identity), made());
+        let v = check(&jws(), &d, &target, &notation(root, identity), made());
         assert_eq!(
             v,
             Verdict::Accepted(format!("Notary signature by {identity}")),
@@ -174,7 +179,7 @@ fn a_notation_signature_is_refused_for_another_root_identity_digest_descriptor_o
         Verdict::Rejected(why) => why,
         other => panic!("expected a rejection: {other:?}"),
     };
-    let why = rejected(notary::check(
+    let why = rejected(check(
         &jws(),
         &d,
         &target,
@@ -182,7 +187,7 @@ fn a_notation_signature_is_refused_for_another_root_identity_digest_descriptor_o
         made(),
     ));
     assert!(why.contains("does not chain"), "{why}");
-    let why = rejected(notary::check(
+    let why = rejected(check(
         &jws(),
         &d,
         &target,
@@ -190,17 +195,17 @@ fn a_notation_signature_is_refused_for_another_root_identity_digest_descriptor_o
         made(),
     ));
     assert!(why.contains("not in notation_identities"), "{why}");
-    let why = rejected(notary::check(&jws(), &other_digest(), &target, &ok, made()));
+    let why = rejected(check(&jws(), &other_digest(), &target, &ok, made()));
     assert!(why.contains("for another digest"), "{why}");
     let bigger = Target {
         size: target.size + 1,
         ..target.clone()
     };
-    let why = rejected(notary::check(&jws(), &d, &bigger, &ok, made()));
+    let why = rejected(check(&jws(), &d, &bigger, &ok, made()));
     assert!(why.contains("the registry serves"), "{why}");
     // notation's test certificate is valid for a day.
     let later = made() + Duration::from_secs(2 * 86_400);
-    let why = rejected(notary::check(&jws(), &d, &target, &ok, later));
+    let why = rejected(check(&jws(), &d, &target, &ok, later));
     assert!(why.contains("Expired"), "{why}");
     // A payload swapped after signing.
     let mut v: serde_json::Value = serde_json::from_slice(&jws().bytes).unwrap();
@@ -209,18 +214,12 @@ fn a_notation_signature_is_refused_for_another_root_identity_digest_descriptor_o
         media_type: notary::JWS.into(),
         bytes: v.to_string().into_bytes(),
     };
-    let why = rejected(notary::check(&forged, &d, &target, &ok, made()));
+    let why = rejected(check(&forged, &d, &target, &ok, made()));
     assert!(why.contains("does not verify"), "{why}");
     // The same refusals hold for the COSE envelope.
-    let why = rejected(notary::check(
-        &cose(),
-        &other_digest(),
-        &target,
-        &ok,
-        made(),
-    ));
+    let why = rejected(check(&cose(), &other_digest(), &target, &ok, made()));
     assert!(why.contains("for another digest"), "{why}");
-    let why = rejected(notary::check(&cose(), &d, &target, &ok, later));
+    let why = rejected(check(&cose(), &d, &target, &ok, later));
     assert!(why.contains("Expired"), "{why}");
     let mut tampered = cose().bytes;
     let n = tampered.len();
@@ -229,7 +228,7 @@ fn a_notation_signature_is_refused_for_another_root_identity_digest_descriptor_o
         media_type: notary::COSE.into(),
         bytes: tampered,
     };
-    let why = rejected(notary::check(&forged, &d, &target, &ok, made()));
+    let why = rejected(check(&forged, &d, &target, &ok, made()));
     assert!(why.contains("does not verify"), "{why}");
 }
 
@@ -248,7 +247,7 @@ fn a_notation_cose_signature_is_accepted_like_its_jws_one() {
         "x509.subject: CN=release,O=Notary",
     );
     assert_eq!(
-        notary::check(&cose(), &d, &target, &trust, made()),
+        check(&cose(), &d, &target, &trust, made()),
         Verdict::Accepted("Notary signature by x509.subject: CN=release,O=Notary".into())
     );
 }
@@ -313,4 +312,50 @@ fn jws_ecdsa_signatures_become_der() {
     assert_eq!(&der[..4], &[0x30, 0x45, 0x02, 0x21]);
     assert_eq!(der[4], 0);
     assert_eq!(notary::ecdsa_to_der("PS256", vec![1, 2]), vec![1, 2]);
+}
+
+/// A leaf that names a CRL (the root's, at an address nobody serves): pending without it,
+/// accepted with a current CRL that lists nothing, rejected by one that lists the leaf,
+/// pending again once that CRL is out of date.
+#[test]
+fn a_notation_signature_whose_certificate_names_a_crl_waits_for_it_and_is_rejected_when_revoked() {
+    let (d, target) = subject();
+    let env = Envelope {
+        media_type: notary::JWS.into(),
+        bytes: fixture!("notation-crl.jws.json").to_vec(),
+    };
+    let trust = notation(
+        fixture!("crl-root.crt"),
+        "x509.subject: CN=crl-release,O=Example",
+    );
+    let url = "http://crl.example.invalid/root.crl".to_owned();
+    assert_eq!(notary::crl_urls(&env), vec![url.clone()]);
+    let with = |crl: Result<Vec<u8>, String>| Crls::from([(url.clone(), crl)]);
+    let verdict = |crls: &Crls, at| notary::check(&env, &d, &target, &trust, crls, at);
+    let Verdict::Pending(why) = verdict(&Crls::new(), made()) else {
+        panic!("expected pending without the CRL");
+    };
+    assert!(why.contains("was not fetched"), "{why}");
+    let Verdict::Pending(why) = verdict(&with(Err("HTTP 503".into())), made()) else {
+        panic!("expected pending");
+    };
+    assert!(why.contains("could not be read: HTTP 503"), "{why}");
+    let clean = with(Ok(fixture!("crl-none-revoked.crl").to_vec()));
+    let Verdict::Accepted(who) = verdict(&clean, made()) else {
+        panic!("expected acceptance with a clean CRL");
+    };
+    assert!(who.contains("not revoked"), "{who}");
+    let revoked = with(Ok(fixture!("crl-leaf-revoked.crl").to_vec()));
+    let Verdict::Rejected(why) = verdict(&revoked, made()) else {
+        panic!("expected a rejection");
+    };
+    assert!(why.contains("is revoked"), "{why}");
+    // The CRLs are good for 30 days.
+    let Verdict::Pending(why) = verdict(&clean, made() + Duration::from_secs(40 * 86_400)) else {
+        panic!("expected pending on an out-of-date CRL");
+    };
+    assert!(why.contains("cannot be told"), "{why}");
+    let Verdict::Pending(_) = verdict(&with(Ok(b"not a CRL".to_vec())), made()) else {
+        panic!("expected pending on a CRL that is not one");
+    };
 }

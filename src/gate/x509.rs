@@ -137,6 +137,49 @@ impl Signer {
     /// (an extended key usage, when named, includes it; a key usage, when named, includes
     /// digitalSignature).
     pub fn chains_to(&self, roots: &Roots, at: SystemTime) -> Result<(), String> {
+        self.path(roots, at, None)
+    }
+
+    /// As [`Self::chains_to`], with every certificate of the path below the root checked
+    /// against `crls` (DER): one must be there for each, current at `at`.
+    pub fn not_revoked(
+        &self,
+        roots: &Roots,
+        at: SystemTime,
+        crls: &[Vec<u8>],
+    ) -> Result<(), Revocation> {
+        let parsed = crls
+            .iter()
+            .map(|der| webpki::OwnedCertRevocationList::from_der(der).map(Into::into))
+            .collect::<Result<Vec<webpki::CertRevocationList<'_>>, _>>()
+            .map_err(|e| Revocation::Unknown(format!("a CRL that is not one: {e:?}")))?;
+        let refs: Vec<&webpki::CertRevocationList<'_>> = parsed.iter().collect();
+        let Ok(builder) = webpki::RevocationOptionsBuilder::new(&refs) else {
+            return Err(Revocation::Unknown("no CRL".into()));
+        };
+        let options = builder
+            .with_depth(webpki::RevocationCheckDepth::Chain)
+            .with_status_policy(webpki::UnknownStatusPolicy::Deny)
+            .with_expiration_policy(webpki::ExpirationPolicy::Enforce)
+            .build();
+        let who = self.subject();
+        match self.path(roots, at, Some(options)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.ends_with("CertRevoked") => Err(Revocation::Revoked(format!(
+                "a certificate of {who}'s chain is revoked (CRL)"
+            ))),
+            Err(e) => Err(Revocation::Unknown(format!(
+                "the revocation of {who}'s chain cannot be told from its CRLs: {e}"
+            ))),
+        }
+    }
+
+    fn path(
+        &self,
+        roots: &Roots,
+        at: SystemTime,
+        revocation: Option<webpki::RevocationOptions<'_>>,
+    ) -> Result<(), String> {
         let ee = EndEntityCert::try_from(&self.leaf)
             .map_err(|e| format!("the signer's certificate: {e:?}"))?;
         if let Ok(Some((_, ku))) = self.cert.tbs_certificate().get_extension::<KeyUsageExt>()
@@ -153,7 +196,7 @@ impl Signer {
             &self.intermediates,
             UnixTime::since_unix_epoch(secs),
             KeyUsage::required_if_present(CODE_SIGNING),
-            None,
+            revocation,
             None,
         )
         .map(|_| ())
@@ -237,6 +280,45 @@ impl Signer {
         }
         out
     }
+}
+
+impl Signer {
+    /// The http(s) CRL distribution points of the signer's certificate and those it brought.
+    pub fn crl_urls(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for cert in &self.parsed {
+            let Ok(Some((_, dps))) = cert
+                .tbs_certificate()
+                .get_extension::<CrlDistributionPoints>()
+            else {
+                continue;
+            };
+            for dp in dps.0 {
+                if let Some(DistributionPointName::FullName(names)) = dp.distribution_point {
+                    for n in names {
+                        if let GeneralName::UniformResourceIdentifier(u) = n {
+                            let u = u.to_string();
+                            if (u.starts_with("http://") || u.starts_with("https://"))
+                                && !out.contains(&u)
+                            {
+                                out.push(u);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Why a certificate path fails its revocation check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Revocation {
+    /// A CRL lists a certificate of the path.
+    Revoked(String),
+    /// The status cannot be told (no current CRL for a certificate, a CRL not readable).
+    Unknown(String),
 }
 
 fn general_name(n: &GeneralName) -> String {
