@@ -9,9 +9,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::ca::{CosignCa, CrlCa};
 use common::docker::*;
 use common::oci::{push_index, put_index_in_ecr};
-use common::signing::{CosignCa, CosignKey, Notary, copy_manifest, versions};
+use common::signing::{CosignKey, Notary, copy_manifest, versions};
 use common::site::*;
 use common::*;
 
@@ -68,20 +69,23 @@ async fn signatures_of_cosign_2_cosign_3_and_notation_pass_and_wrong_ones_are_re
     let key = CosignKey::generate();
     let ca = CosignCa::generate("release@example.com", "https://issuer.example");
     let notary = Notary::generate(&site.registry, "release");
+    let crl_ca = CrlCa::start();
     let config = format!(
         "{}[verify]\ncosign_public_keys = [\"{}\"]\ncosign_roots = [\"{}\"]\n\
          cosign_identities = [{{ subject = \"release@example.com\", issuer = \"https://issuer.example\" }}]\n\
-         notation_roots = [\"{}\"]\nnotation_identities = [\"x509.subject: CN=release,O=Notary\"]\n",
+         notation_roots = [\"{}\", \"{}\"]\n\
+         notation_identities = [\"x509.subject: CN=release,O=Notary\", \"x509.subject: CN=crl-release\"]\n",
         site.config(0),
         key.public_key().display(),
         ca.root().display(),
-        notary.root().display()
+        notary.root().display(),
+        crl_ca.root().display()
     );
     let (code, out, err) = run_cli(&config, &["check-config"], &[]);
     assert_eq!(code, 0, "{out}{err}");
     // Every image built before the agent runs: its removal of a replaced image may prune a
     // build cache parent that a build at the same time is using.
-    let mut images = (0..12).map(|i| {
+    let mut images = (0..14).map(|i| {
         let v = format!("v{i}");
         site.registry.publish(repo, &v, Kind::Serve, &v, false)
     });
@@ -175,6 +179,29 @@ async fn signatures_of_cosign_2_cosign_3_and_notation_pass_and_wrong_ones_are_re
         );
         println!("{what}: rejected ({error})");
     }
+
+    // notation by a certificate that names a CRL (served here): fetched, clean, deployed;
+    // once the CRL lists the certificate, its next signature is rejected.
+    let d = next().await;
+    crl_ca.sign(&site.registry, repo, &d);
+    send_all(&site.sqs, &site.url, &[push_body(repo, "prod", &d)]).await;
+    let r = row(&config, &name, &d, "succeeded", &agent).await;
+    assert!(agent.log_text().contains("not revoked"), "{r}");
+    println!(
+        "notation by a certificate naming a CRL: deployed {}",
+        short(&d)
+    );
+    crl_ca.revoke();
+    let running = running_digest(&name);
+    let d = next().await;
+    crl_ca.sign(&site.registry, repo, &d);
+    send_all(&site.sqs, &site.url, &[push_body(repo, "prod", &d)]).await;
+    let r = row(&config, &name, &d, "rejected", &agent).await;
+    let error = r["error"].as_str().unwrap_or_default();
+    assert!(error.contains("is revoked"), "{error}");
+    assert!(!pulled(&site, repo, &d));
+    assert_eq!(running_digest(&name), running);
+    println!("notation by a revoked certificate: rejected ({error})");
 
     // An index tag (as buildx pushes one): a signature of this host's platform manifest passes.
     let platform = next().await;

@@ -9,9 +9,10 @@
 //! (`notary.x509.signingAuthority`: AWS Signer); the payload's target descriptor (digest,
 //! media type and size of this manifest); the expiry, when set; no critical attribute left
 //! unread; the signer in `notation_identities`. A timestamp countersignature is not read (the
-//! chain must then be valid now). Revocation: a certificate that names no CRL or OCSP
-//! responder cannot be revoked and passes; one that names any, and every AWS Signer signature
-//! (whose revocation is asked of AWS Signer), cannot be checked here: the verdict is
+//! chain must then be valid now). Revocation: a chain that names no CRL or OCSP responder
+//! cannot be revoked and passes; one that names CRLs is checked against them (fetched by the
+//! adapter; a listed certificate rejects); what cannot be told (a CRL missing or out of date,
+//! OCSP only, and every AWS Signer signature, whose revocation is asked of AWS Signer) is
 //! `pending`, never a pass. Pure.
 
 use std::collections::{BTreeMap, HashMap};

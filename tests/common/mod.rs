@@ -6,6 +6,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod archive;
+pub mod ca;
 pub mod cosign;
 pub mod docker;
 pub mod faults;

@@ -12,7 +12,7 @@ use base64::Engine as _;
 use super::docker::{REGISTRY_PASSWORD, REGISTRY_USER, TestRegistry};
 use super::oci::{put_blob, put_manifest};
 
-const PASSWORD: &str = "test-key-password";
+pub(super) const PASSWORD: &str = "test-key-password";
 
 fn tools() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools")
@@ -61,7 +61,7 @@ pub fn versions() -> String {
 }
 
 /// Runs `program` in the signer's own state `dir`; its stdout.
-fn run(dir: &Path, registry: &TestRegistry, program: &Path, args: &[&str]) -> String {
+pub(super) fn run(dir: &Path, registry: &TestRegistry, program: &Path, args: &[&str]) -> String {
     let docker = dir.join("docker");
     std::fs::create_dir_all(&docker).unwrap();
     let auth = base64::engine::general_purpose::STANDARD
@@ -100,7 +100,7 @@ pub struct CosignKey {
 
 /// The offline signing config and trusted root cosign 3 needs (no Sigstore services);
 /// `chain`: a private CA for certificate-bound signatures.
-fn offline(dir: &Path, registry: &TestRegistry, chain: Option<&Path>) -> [String; 4] {
+pub(super) fn offline(dir: &Path, registry: &TestRegistry, chain: Option<&Path>) -> [String; 4] {
     let c3 = cosign3();
     if !dir.join("sc.json").exists() {
         run(
@@ -185,145 +185,6 @@ impl CosignKey {
             "sign",
             "--key",
             "cosign.key",
-            "--allow-insecure-registry",
-            "-y",
-        ];
-        args.extend(offline.iter().map(String::as_str));
-        args.push(&image);
-        run(self.dir.path(), registry, &cosign3(), &args);
-    }
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-const EC: [&str; 5] = [
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:P-256",
-    "-nodes",
-];
-
-/// A private CA and a code-signing certificate it issued (e-mail SAN, Fulcio's issuer
-/// extension), signing with cosign 3 (`--certificate --certificate-chain`).
-pub struct CosignCa {
-    dir: tempfile::TempDir,
-}
-
-impl CosignCa {
-    pub fn generate(email: &str, issuer: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let mut root = vec!["req", "-x509"];
-        root.extend(EC);
-        root.extend([
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-days",
-            "30",
-            "-subj",
-            "/CN=Test Root/O=Example",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign",
-        ]);
-        openssl(dir.path(), &root);
-        Self::issue(dir, email, issuer)
-    }
-
-    /// A certificate for another identity from the same CA.
-    pub fn another(&self, email: &str, issuer: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        for f in ["ca.key", "ca.crt"] {
-            std::fs::copy(self.dir.path().join(f), dir.path().join(f)).unwrap();
-        }
-        Self::issue(dir, email, issuer)
-    }
-
-    fn issue(dir: tempfile::TempDir, email: &str, issuer: &str) -> Self {
-        let d = dir.path();
-        std::fs::write(d.join("leaf.ext"), format!(
-            "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=codeSigning\n\
-             subjectAltName=email:{email}\n1.3.6.1.4.1.57264.1.8=ASN1:UTF8String:{issuer}\n")).unwrap();
-        let mut csr = vec!["req"];
-        csr.extend(EC);
-        csr.extend([
-            "-keyout",
-            "leaf.key",
-            "-out",
-            "leaf.csr",
-            "-subj",
-            "/CN=release",
-        ]);
-        openssl(d, &csr);
-        openssl(
-            d,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "leaf.csr",
-                "-CA",
-                "ca.crt",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                "leaf.crt",
-                "-days",
-                "7",
-                "-extfile",
-                "leaf.ext",
-            ],
-        );
-        let out = Command::new(cosign3())
-            .args([
-                "import-key-pair",
-                "--key",
-                "leaf.key",
-                "--output-key-prefix",
-                "leafc",
-            ])
-            .current_dir(d)
-            .env("COSIGN_PASSWORD", PASSWORD)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Self { dir }
-    }
-
-    pub fn root(&self) -> PathBuf {
-        self.dir.path().join("ca.crt")
-    }
-
-    pub fn sign3(&self, registry: &TestRegistry, repo: &str, digest: &str) {
-        let image = format!("{}/{repo}@{digest}", registry.host);
-        let offline = offline(self.dir.path(), registry, Some(&self.root()));
-        let mut args = vec![
-            "sign",
-            "--key",
-            "leafc.key",
-            "--certificate",
-            "leaf.crt",
-            "--certificate-chain",
-            "ca.crt",
             "--allow-insecure-registry",
             "-y",
         ];
