@@ -7,12 +7,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_config::SdkConfig;
-use aws_sdk_ecr::Client;
 use aws_sdk_ecr::types::ImageIdentifier;
 use futures::future::BoxFuture;
 use sha2::Digest as _;
 
-use super::aws::remote_error;
+use super::aws::{EcrClients, remote_error};
 use crate::event::{Digest, ImageRef, Repository};
 use crate::gate::signature::{layers_of, sig_tag};
 use crate::gate::{ScanFacts, SignatureLayer};
@@ -27,7 +26,7 @@ const MANIFEST_TYPES: &str = "application/vnd.oci.image.manifest.v1+json, applic
 #[derive(Clone, Debug)]
 pub struct SupplyFacts {
     http: reqwest::Client,
-    ecr: Client,
+    ecr: EcrClients,
 }
 
 fn err(operation: &'static str, message: impl Into<String>, transient: bool) -> RemoteError {
@@ -55,7 +54,7 @@ impl SupplyFacts {
             .unwrap_or_default();
         Self {
             http,
-            ecr: Client::new(sdk),
+            ecr: EcrClients::new(sdk),
         }
     }
 
@@ -148,6 +147,7 @@ impl SupplyFacts {
     ) -> Result<ScanFacts, RemoteError> {
         let call = self
             .ecr
+            .region(image.region.as_deref())
             .describe_image_scan_findings()
             .repository_name(image.repository.as_str())
             .image_id(
@@ -197,6 +197,7 @@ impl SupplyFacts {
     async fn scan_on_push(&self, image: &ImageRef) -> Result<bool, RemoteError> {
         let out = self
             .ecr
+            .region(image.region.as_deref())
             .describe_repositories()
             .repository_names(image.repository.as_str())
             .set_registry_id(image.registry.clone())

@@ -76,7 +76,10 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
         };
         let mut accepted = Vec::new();
         if applies.signed {
-            let (auth, host) = self.pull_auth_and_host().await.map_err(|f| f.reason)?;
+            let (auth, host) = self
+                .pull_auth_and_host(follows)
+                .await
+                .map_err(|f| f.reason)?;
             let layers = match supply
                 .signatures(&host, &auth, &follows.repository, digest)
                 .await
