@@ -408,7 +408,7 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
 
     /// The registry of the credentials (account and region), for matching a key that leaves
     /// them unnamed. Not known → the request is tried again (its messages stay).
-    async fn home(&self) -> Result<Home, String> {
+    pub(super) async fn home(&self) -> Result<Home, String> {
         let auth = self
             .credentials
             .pull_auth(None)

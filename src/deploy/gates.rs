@@ -15,6 +15,7 @@ use super::hold::Held;
 use super::operator::ROLLBACK_TRIGGER;
 use super::report::Finished;
 use super::target::Target;
+use crate::event::ImageRef;
 use crate::gate::{Verdict, signature};
 use crate::image::Desired;
 use crate::ports::{Credentials, Runtime};
@@ -100,7 +101,10 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
             }
         }
         if let Some(rule) = applies.scan {
-            let facts = match supply.scan(follows, digest).await {
+            // ECR scans images, not indexes: for an index, this host's platform manifest.
+            let scanned = self.scanned_digest(desired).await?;
+            let image = self.relative_to_home(follows).await?;
+            let facts = match supply.scan(&image, &scanned).await {
                 Ok(f) => f,
                 Err(e) => return unknown(e),
             };
@@ -116,6 +120,36 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
             }
         }
         Ok(Checked::Go(accepted))
+    }
+
+    /// The digest whose scan decides for `desired`: the digest itself, or for an index the
+    /// manifest of this host's platform (the index itself when it has none for it).
+    async fn scanned_digest(&self, desired: &Desired) -> Result<crate::event::Digest, String> {
+        if desired.entries.is_empty() {
+            return Ok(desired.digest.clone());
+        }
+        let host = self.platform().await.map_err(|e| e.to_string())?;
+        Ok(desired
+            .for_platform(&host)
+            .unwrap_or(&desired.digest)
+            .clone())
+    }
+
+    /// `image` with its account and region left unnamed where they are the credentials' own:
+    /// only the home registry's scanning rules can be asked.
+    async fn relative_to_home(&self, image: &ImageRef) -> Result<ImageRef, String> {
+        if image.registry.is_none() && image.region.is_none() {
+            return Ok(image.clone());
+        }
+        let home = self.home().await?;
+        let mut relative = image.clone();
+        if relative.registry.is_some() && relative.registry == home.account {
+            relative.registry = None;
+        }
+        if relative.region.is_some() && relative.region == home.region {
+            relative.region = None;
+        }
+        Ok(relative)
     }
 
     /// What the gates would say now (`sweep --dry-run`, `status`): a recorded rejection, or
@@ -181,7 +215,8 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
                 Some(Done::Held(held))
             }
             Checked::Rejected { gate, reason } => {
-                self.record_rejection(t, desired, trigger, gate, &reason)?;
+                self.record_rejection(t, desired, trigger, gate, &reason)
+                    .await?;
                 Some(Done::Rejected(reason))
             }
             Checked::Unknown(why) => {
@@ -191,8 +226,9 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
         })
     }
 
-    /// The rejection's row, history, metric and notice.
-    fn record_rejection(
+    /// The rejection's row (for an index, with this host's platform manifest: its scan
+    /// event clears the rejection), history, metric and notice.
+    async fn record_rejection(
         &self,
         t: &Target,
         desired: &Desired,
@@ -201,7 +237,11 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
         reason: &str,
     ) -> Result<(), StoreError> {
         let follows = t.follows();
-        let platform = None;
+        let scanned = match desired.entries.is_empty() {
+            true => None,
+            false => self.scanned_digest(desired).await.ok(),
+        };
+        let platform = scanned.as_ref().map(|d| d.as_str());
         self.store.reject(
             &NewDeployment {
                 container: t.block_key(),
@@ -220,7 +260,7 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
         self.report(&Finished {
             target: t,
             to: &desired.digest,
-            platform: None,
+            platform: scanned.as_ref(),
             outcome: Outcome::Rejected,
             trigger,
             took: Duration::ZERO,

@@ -329,12 +329,23 @@ pub fn build_image(reference: &str, kind: Kind, version: &str) {
     );
     std::fs::write(dir.path().join("Dockerfile"), dockerfile).unwrap();
     let _one = image_lock();
-    let out = Command::new("docker")
-        .args(["build", "-q", "-t", reference])
-        .arg(dir.path())
-        .env("DOCKER_BUILDKIT", "0")
-        .output()
-        .unwrap();
+    let build = || {
+        Command::new("docker")
+            .args(["build", "-q", "-t", reference])
+            .arg(dir.path())
+            .env("DOCKER_BUILDKIT", "0")
+            .output()
+            .unwrap()
+    };
+    let mut out = build();
+    // Another test process removing its images can take a cached parent layer away
+    // mid-build ("unknown parent image ID"): build again, the cache then skipped.
+    for _ in 0..3 {
+        if out.status.success() || !String::from_utf8_lossy(&out.stderr).contains("parent image") {
+            break;
+        }
+        out = build();
+    }
     assert!(
         out.status.success(),
         "docker build: {}",
