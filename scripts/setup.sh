@@ -48,6 +48,10 @@ if [ ! -x .venv/bin/python ] || ! cmp -s "$reqs" .venv/.requirements; then
 fi
 log "moto: $(.venv/bin/pip show moto | sed -n 's/^Version: //p')"
 
+# The real signing tools the signature tests sign with (cosign 2 and 3, notation), from
+# Debian's newer suites into .tools/, leaving the system's apt sources and packages alone.
+./scripts/fetch-tools.sh
+
 # cargo deny: the licences, bans and sources of every dependency (scripts/test.sh).
 CARGO_DENY_VERSION=0.20.2
 if ! cargo deny --version 2>/dev/null | grep -q "$CARGO_DENY_VERSION"; then
