@@ -16,21 +16,6 @@ use common::oci::*;
 use common::site::*;
 use common::*;
 
-/// The container's image's RepoDigests, as the Engine reports them.
-fn repo_digests_of(name: &str) -> Vec<String> {
-    let image = docker(&["inspect", "--format", "{{.Image}}", name]);
-    docker(&[
-        "image",
-        "inspect",
-        "--format",
-        "{{range .RepoDigests}}{{println .}}{{end}}",
-        &image,
-    ])
-    .lines()
-    .map(str::to_owned)
-    .collect()
-}
-
 fn deployments(site: &Site, name: &str) -> Vec<serde_json::Value> {
     let (code, out, err) = site.cli(&["history", name, "--json"]);
     assert_eq!(code, 0, "{err}");
@@ -65,7 +50,7 @@ async fn an_index_is_deployed_once_and_later_sweeps_leave_the_container_alone() 
     let (code, out, err) = site.cli(&["sweep"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("deployed"), "{out}");
-    let digests = repo_digests_of(&name);
+    let digests = repo_digests(&name);
     assert!(
         digests.iter().any(|d| d.ends_with(&i2) || d.ends_with(&p2)),
         "the new container runs v2: {digests:?}"
@@ -111,7 +96,7 @@ async fn an_index_is_deployed_once_and_later_sweeps_leave_the_container_alone() 
     assert_eq!(history.len(), 2, "{history:?}");
     assert_eq!(history[0]["to_digest"], i3.as_str());
     assert_eq!(history[0]["outcome"], "succeeded");
-    let digests = repo_digests_of(&name);
+    let digests = repo_digests(&name);
     assert!(
         digests.iter().any(|d| d.ends_with(&p3)) && digests.iter().any(|d| d.ends_with(&i3)),
         "{digests:?}"
@@ -169,7 +154,7 @@ async fn an_image_known_under_other_digests_is_up_to_date_against_its_index() {
         let (code, out, err) = site.cli(&["sweep"]);
         assert_eq!(code, 0, "{out}{err}");
     }
-    let digests = repo_digests_of(&name);
+    let digests = repo_digests(&name);
     assert!(
         digests.len() >= 2,
         "known under several digests: {digests:?}"
@@ -219,7 +204,7 @@ async fn the_scan_gate_reads_the_platform_manifest_of_an_index_and_its_scan_even
         std::future::ready(done)
     })
     .await;
-    let digests = repo_digests_of(&name);
+    let digests = repo_digests(&name);
     assert!(
         digests.iter().any(|d| d.ends_with(&p2) || d.ends_with(&i2)),
         "{digests:?}\n{}",
@@ -252,7 +237,7 @@ async fn the_scan_gate_reads_the_platform_manifest_of_an_index_and_its_scan_even
     .await;
     assert!(rows(&i3).iter().all(|r| r["outcome"] == "rejected"));
     assert!(
-        repo_digests_of(&name)
+        repo_digests(&name)
             .iter()
             .any(|d| d.ends_with(&p2) || d.ends_with(&i2))
     );

@@ -520,8 +520,8 @@ pub fn running_digest_now(name: &str) -> Option<String> {
         .find_map(|l| l.split_once('@').map(|(_, d)| d.to_owned()))
 }
 
-/// The registry digest of the image container `name` runs.
-pub fn running_digest(name: &str) -> String {
+/// Every `RepoDigests` entry (`host/repo@digest`) of the image container `name` runs.
+pub fn repo_digests(name: &str) -> Vec<String> {
     let image = docker(&["inspect", "--format", "{{.Image}}", name]);
     let digests = docker(&[
         "image",
@@ -530,9 +530,13 @@ pub fn running_digest(name: &str) -> String {
         "{{range .RepoDigests}}{{println .}}{{end}}",
         &image,
     ]);
-    digests
-        .lines()
-        .next()
+    digests.lines().map(str::to_owned).collect()
+}
+
+/// The registry digest of the image container `name` runs.
+pub fn running_digest(name: &str) -> String {
+    repo_digests(name)
+        .first()
         .and_then(|l| l.split_once('@'))
         .map(|(_, d)| d.to_owned())
         .unwrap_or_default()
