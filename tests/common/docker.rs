@@ -338,10 +338,13 @@ pub fn build_image(reference: &str, kind: Kind, version: &str) {
             .unwrap()
     };
     let mut out = build();
-    // Another test process removing its images can take a cached parent layer away
-    // mid-build ("unknown parent image ID"): build again, the cache then skipped.
+    // An agent removing the image it replaced (with its untagged parents), or another test
+    // process removing its images, can take a cached layer away mid-build ("unknown parent
+    // image ID", "No such image"): build again.
     for _ in 0..3 {
-        if out.status.success() || !String::from_utf8_lossy(&out.stderr).contains("parent image") {
+        let err = String::from_utf8_lossy(&out.stderr);
+        if out.status.success() || !(err.contains("parent image") || err.contains("No such image"))
+        {
             break;
         }
         out = build();
