@@ -172,7 +172,7 @@ pub fn deploy_config(settings: &Settings) -> DeployConfig {
         stop_timeout: Duration::from_secs(d.stop_timeout_seconds),
         max_parallel: d.max_parallel as usize,
         remove_old_images: d.remove_old_images,
-        mirror: Some(settings.registry.mirror.clone()).filter(|m| !m.is_empty()),
+        mirrors: settings.registry.mirrors(),
         scope: d.scope.clone(),
     }
 }
@@ -193,7 +193,7 @@ pub fn sources(
         runtime.clone(),
         store.clone(),
     )
-    .with_mirror(Some(settings.registry.mirror.clone()).filter(|m| !m.is_empty()))
+    .with_mirrors(settings.registry.mirrors())
     .with_scope(&settings.deploy.scope)
     .with_limits(settings.archives.clone());
     Sources {

@@ -52,6 +52,14 @@ pub fn checksum_hex(checksum: &str) -> Option<String> {
     (bytes.len() == 32).then(|| bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// Whether an ETag is a multipart upload's (`<hex>-<parts>`): its SHA-256, if any, is composite.
+pub fn is_multipart_etag(etag: &str) -> bool {
+    let etag = etag.trim_matches('"');
+    etag.rsplit_once('-').is_some_and(|(hex, parts)| {
+        !hex.is_empty() && !parts.is_empty() && parts.bytes().all(|b| b.is_ascii_digit())
+    })
+}
+
 /// A `sha256` user metadata value, when it is 64 hex characters (a `sha256:` prefix is
 /// allowed).
 pub fn metadata_hex(value: &str) -> Option<String> {

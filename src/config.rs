@@ -105,6 +105,18 @@ impl Default for Queue {
 pub struct Registry {
     /// `host[:port]` to pull from instead of the ECR host; empty = ECR.
     pub mirror: String,
+    /// ECR registry host → `host[:port]` its images are pulled from; wins over `mirror`.
+    pub mirrors: std::collections::BTreeMap<String, String>,
+}
+
+impl Registry {
+    /// `mirror` and `mirrors` as the deploy stage uses them.
+    pub fn mirrors(&self) -> crate::event::Mirrors {
+        crate::event::Mirrors {
+            all: Some(self.mirror.clone()).filter(|m| !m.is_empty()),
+            by_host: self.mirrors.clone(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -339,6 +351,16 @@ impl Settings {
         )?;
         if !self.registry.mirror.is_empty() {
             validate_host_port("registry.mirror", &self.registry.mirror)?;
+        }
+        for (registry, mirror) in &self.registry.mirrors {
+            let key = format!("registry.mirrors.{registry:?}");
+            if !crate::event::is_ecr_host(registry) {
+                return Err(invalid(
+                    &key,
+                    "the key must be an ECR registry host (<account>.dkr.ecr.<region>.amazonaws.com)",
+                ));
+            }
+            validate_host_port(&key, mirror)?;
         }
         in_range(
             "sweep.interval_seconds",

@@ -11,8 +11,10 @@ use serde_json::Value;
 
 mod fleet;
 mod hints;
+mod hosts;
 mod s3;
 pub use hints::GateHint;
+pub use hosts::{Home, Mirrors, follows, is_ecr_host};
 pub use s3::parse_source;
 
 /// A content digest, always `sha256:<64 lowercase hex>`.
@@ -184,70 +186,6 @@ impl ImageRef {
             _ => (s, "latest"),
         };
         Ok(Self::new(None, Repository::parse(repo)?, Tag::parse(tag)?))
-    }
-}
-
-/// `ecr-deployd.image` label value or the container's configured image reference → what it
-/// follows. The configured reference must name an ECR registry host
-/// (`<account>.dkr.ecr.<region>.amazonaws.com`) or the configured mirror.
-pub fn follows(
-    configured: &str,
-    label: Option<&str>,
-    mirror: Option<&str>,
-) -> Result<ImageRef, String> {
-    if let Some(label) = label {
-        return ImageRef::parse_repo_tag(label)
-            .map_err(|e| format!("label ecr-deployd.image: {e}"));
-    }
-    let without_digest = configured.split('@').next().unwrap_or(configured);
-    let Some((host, rest)) = without_digest.split_once('/') else {
-        return Err(format!("image {configured:?} has no registry host"));
-    };
-    let (registry, region) = if let Some((account, region)) = ecr_host(host) {
-        (Some(account.to_owned()), Some(region.to_owned()))
-    } else if mirror == Some(host) {
-        (None, None)
-    } else {
-        return Err(format!(
-            "image {configured:?} is neither from an ECR registry nor from the mirror; set the ecr-deployd.image label"
-        ));
-    };
-    let mut image = ImageRef::parse_repo_tag(rest)?;
-    image.registry = registry;
-    Ok(image.in_region(region))
-}
-
-/// The account id and region of an ECR registry host, e.g.
-/// `123456789012.dkr.ecr.eu-west-2.amazonaws.com`.
-fn ecr_host(host: &str) -> Option<(&str, &str)> {
-    let (account, rest) = host.split_once('.')?;
-    let region_and_suffix = rest.strip_prefix("dkr.ecr.")?;
-    let region = region_and_suffix
-        .strip_suffix(".amazonaws.com")
-        .or_else(|| region_and_suffix.strip_suffix(".amazonaws.com.cn"))?;
-    let valid_region = !region.is_empty() && !region.contains('.');
-    (account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()) && valid_region)
-        .then_some((account, region))
-}
-
-/// The registry of this agent's credentials (from GetAuthorizationToken's endpoint): a
-/// followed image or an event that names no account or region is in it (SPEC §4).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Home {
-    pub account: Option<String>,
-    pub region: Option<String>,
-}
-
-impl Home {
-    /// The home of an ECR registry host; unknown parts for any other host.
-    pub fn of_registry_host(host: &str) -> Self {
-        match ecr_host(host) {
-            Some((account, region)) => Self {
-                account: Some(account.to_owned()),
-                region: Some(region.to_owned()),
-            },
-            None => Self::default(),
-        }
     }
 }
 

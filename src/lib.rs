@@ -8,7 +8,8 @@
 //! - [`config`]: TOML + `ECR_DEPLOYD_*` overrides → validated [`config::Settings`].
 //! - [`event`]: queue bodies (EventBridge, SNS-wrapped) → [`event::Classified`] (pushes,
 //!   and re-check hints from signature pushes and scan events); domain
-//!   newtypes [`event::Digest`], [`event::ImageRef`]. Pure.
+//!   newtypes [`event::Digest`], [`event::ImageRef`]; registry hosts (which account and
+//!   region a reference names, the credentials' [`event::Home`], [`event::Mirrors`]). Pure.
 //! - [`archive`]: S3 archives as an image source (SPEC §13): the object facts and the
 //!   checks of a load (pure), the bytes' way to the Engine ([`archive::body`]: counted,
 //!   hashed, decompressed) and the tar rewritten without the archive's names

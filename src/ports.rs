@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::control::policy::PolicyLabels;
 use crate::deploy::hooks::HookLabels;
-use crate::event::{Digest, ImageRef, Repository};
+use crate::event::{Digest, ImageRef, Mirrors, Repository};
 use crate::gate::{Found, GateLabels, ScanFacts};
 use crate::image::{Desired, Platform};
 
@@ -247,7 +247,12 @@ pub trait Supply: Send + Sync + 'static {
 
 /// Source of pull credentials, cached by the implementation.
 pub trait Credentials: Send + Sync + 'static {
-    fn pull_auth(&self) -> impl Future<Output = Result<PullAuth, RemoteError>> + Send;
+    /// Credentials for the registries of `region` (`None`: the configured region); the
+    /// answer's `registry_host` is the caller's own registry there.
+    fn pull_auth(
+        &self,
+        region: Option<&str>,
+    ) -> impl Future<Output = Result<PullAuth, RemoteError>> + Send;
 }
 
 /// A container that opted in (`ecr-deployd.enable=true`).
@@ -408,16 +413,16 @@ pub trait Runtime: Send + Sync + 'static {
     /// Managed containers, excluding ones parked under [`OLD_SUFFIX`] or [`NEW_SUFFIX`].
     fn managed(
         &self,
-        mirror: Option<&str>,
+        mirrors: &Mirrors,
     ) -> impl Future<Output = Result<Vec<Managed>, RuntimeError>> + Send;
     /// The managed container called `name` as it is now (`None`: gone, or no longer managed).
     fn inspect_managed(
         &self,
         name: &str,
-        mirror: Option<&str>,
+        mirrors: &Mirrors,
     ) -> impl Future<Output = Result<Option<Managed>, RuntimeError>> + Send {
         async move {
-            let all = self.managed(mirror).await?;
+            let all = self.managed(mirrors).await?;
             Ok(all.into_iter().find(|m| m.name == name))
         }
     }
@@ -551,7 +556,7 @@ pub trait Runtime: Send + Sync + 'static {
     /// Managed Swarm services; empty when this node is not a Swarm manager (or has no Swarm).
     fn services(
         &self,
-        _mirror: Option<&str>,
+        _mirrors: &Mirrors,
     ) -> impl Future<Output = Result<Vec<ManagedService>, RuntimeError>> + Send {
         async { Ok(Vec::new()) }
     }

@@ -199,4 +199,18 @@ async fn archive_names_are_applied_only_after_the_verdict_and_only_the_followers
     assert!(!out.contains("archive loaded"), "{out}");
     assert!(!present(&x6));
     assert_eq!(image_of(&name), x5);
+
+    // A multipart upload with S3's SHA-256 (composite: of the parts' checksums, not the
+    // bytes): no checksum of the object. require_checksum refuses it before any download;
+    // without it, it loads (a composite was once compared with the bytes and refused).
+    let x7 = images.build("x7", Kind::Serve);
+    let a7 = t.save(&[(&x7, &latest)], &["x7"], "x7.tar.xz");
+    docker(&["tag", &x5, &latest]);
+    upload_multipart(&lab.s3, KEY, a7).await;
+    let out = sweep(&config, &env);
+    assert!(out.contains("require_checksum"), "{out}");
+    assert!(!present(&x7));
+    let out = sweep(&config, &[]);
+    assert!(out.contains("archive loaded"), "{out}");
+    assert_eq!(image_of(&name), x7, "{out}");
 }

@@ -201,33 +201,13 @@ async fn only_digests_signed_by_a_trusted_key_for_themselves_are_pulled_and_sign
     );
 }
 
-/// An "ECR Image Scan" event as EventBridge delivers it.
-fn scan_body(repo: &str, digest: &str) -> String {
-    serde_json::json!({
-        "version": "0", "id": sha256_hex(format!("scan{digest}").as_bytes()),
-        "detail-type": "ECR Image Scan", "source": "aws.ecr", "account": ACCOUNT,
-        "time": "2026-12-02T10:00:00Z", "region": REGION, "resources": [],
-        "detail": {"scan-status": "COMPLETE", "repository-name": repo, "image-digest": digest,
-                   "image-tags": ["prod"], "finding-severity-counts": {"LOW": 1}}
-    })
-    .to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scan_findings_gate_the_pull_and_a_scan_still_to_come_is_waited_for() {
     let site = Site::new("gate-scan").await;
     let repo = "team/scan";
-    site.ecr
-        .create_repository()
-        .repository_name(repo)
-        .image_scanning_configuration(
-            aws_sdk_ecr::types::ImageScanningConfiguration::builder()
-                .scan_on_push(true)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    // Scan on push as today's registries set it: a registry-level rule (the repository's own
+    // flag stays off: it is deprecated, and the gate does not read it).
+    site.scan_on_push_rule("team/scan*").await;
     let (name, _) = site.container(repo, "scan").await;
     let config = format!(
         "{}[scan]\nmax_severity = \"HIGH\"\nwait_seconds = 15\n",

@@ -16,21 +16,6 @@ use common::oci::*;
 use common::site::*;
 use common::*;
 
-/// The container's image's RepoDigests, as the Engine reports them.
-fn repo_digests_of(name: &str) -> Vec<String> {
-    let image = docker(&["inspect", "--format", "{{.Image}}", name]);
-    docker(&[
-        "image",
-        "inspect",
-        "--format",
-        "{{range .RepoDigests}}{{println .}}{{end}}",
-        &image,
-    ])
-    .lines()
-    .map(str::to_owned)
-    .collect()
-}
-
 fn deployments(site: &Site, name: &str) -> Vec<serde_json::Value> {
     let (code, out, err) = site.cli(&["history", name, "--json"]);
     assert_eq!(code, 0, "{err}");
@@ -65,7 +50,7 @@ async fn an_index_is_deployed_once_and_later_sweeps_leave_the_container_alone() 
     let (code, out, err) = site.cli(&["sweep"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("deployed"), "{out}");
-    let digests = repo_digests_of(&name);
+    let digests = repo_digests(&name);
     assert!(
         digests.iter().any(|d| d.ends_with(&i2) || d.ends_with(&p2)),
         "the new container runs v2: {digests:?}"
@@ -111,7 +96,7 @@ async fn an_index_is_deployed_once_and_later_sweeps_leave_the_container_alone() 
     assert_eq!(history.len(), 2, "{history:?}");
     assert_eq!(history[0]["to_digest"], i3.as_str());
     assert_eq!(history[0]["outcome"], "succeeded");
-    let digests = repo_digests_of(&name);
+    let digests = repo_digests(&name);
     assert!(
         digests.iter().any(|d| d.ends_with(&p3)) && digests.iter().any(|d| d.ends_with(&i3)),
         "{digests:?}"
@@ -169,7 +154,7 @@ async fn an_image_known_under_other_digests_is_up_to_date_against_its_index() {
         let (code, out, err) = site.cli(&["sweep"]);
         assert_eq!(code, 0, "{out}{err}");
     }
-    let digests = repo_digests_of(&name);
+    let digests = repo_digests(&name);
     assert!(
         digests.len() >= 2,
         "known under several digests: {digests:?}"
@@ -178,4 +163,82 @@ async fn an_image_known_under_other_digests_is_up_to_date_against_its_index() {
     assert_eq!(history.len(), 1, "one deploy only: {history:?}");
     assert_eq!(history[0]["outcome"], "succeeded");
     assert_eq!(status_of(&site.config(0), &name)["state"], "up_to_date");
+}
+
+/// ECR scans images, not indexes (issue 31 #2, SPEC §11): for an index tag the scan of this
+/// host's platform manifest decides; a scan event for that manifest re-checks the index, held
+/// (pending) or rejected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scan_gate_reads_the_platform_manifest_of_an_index_and_its_scan_event_rechecks() {
+    let site = Site::new("index-scan").await;
+    let repo = "shop/scanidx";
+    site.scan_on_push_rule("shop/*").await;
+    let (name, _v1) = site.container(repo, "web").await;
+    let config = format!(
+        "{}[scan]\nmax_severity = \"HIGH\"\nwait_seconds = 300\n",
+        site.config(0)
+    );
+    let agent = AgentProcess::start(&config, &["run"]);
+    let rows = |to: &str| -> Vec<serde_json::Value> {
+        deployments(&site, &name)
+            .into_iter()
+            .filter(|d| d["to_digest"] == to)
+            .collect()
+    };
+    // v2: no scan of its platform image yet (the registry scans on push): pending.
+    let (p2, i2) = push_buildx_style(&site, repo, "v2", false).await;
+    put_digest(&site.ecr, repo, "v2-platform", &p2).await;
+    send_all(&site.sqs, &site.url, &[push_body(repo, "prod", &i2)]).await;
+    eventually(Duration::from_secs(30), "pending", || {
+        let s = status_of(&config, &name);
+        std::future::ready(s["state"] == "pending")
+    })
+    .await;
+    // The platform image's scan completes (the index has none, ever): deployed.
+    site.scanned(repo, &p2, serde_json::json!({"LOW": 1})).await;
+    send_all(&site.sqs, &site.url, &[scan_body(repo, &p2)]).await;
+    eventually(Duration::from_secs(30), "v2 deployed", || {
+        let done = rows(&i2)
+            .first()
+            .is_some_and(|r| r["outcome"] == "succeeded");
+        std::future::ready(done)
+    })
+    .await;
+    let digests = repo_digests(&name);
+    assert!(
+        digests.iter().any(|d| d.ends_with(&p2) || d.ends_with(&i2)),
+        "{digests:?}\n{}",
+        agent.log_text()
+    );
+
+    // v3: its platform image has a CRITICAL finding: rejected, the row names that manifest.
+    let (p3, i3) = push_buildx_style(&site, repo, "v3", false).await;
+    put_digest(&site.ecr, repo, "v3-platform", &p3).await;
+    site.scanned(repo, &p3, serde_json::json!({"CRITICAL": 1}))
+        .await;
+    send_all(&site.sqs, &site.url, &[push_body(repo, "prod", &i3)]).await;
+    eventually(Duration::from_secs(30), "v3 rejected", || {
+        std::future::ready(
+            rows(&i3)
+                .first()
+                .is_some_and(|r| r["outcome"] == "rejected"),
+        )
+    })
+    .await;
+    let row = &rows(&i3)[0];
+    assert_eq!(row["platform_digest"], p3.as_str(), "{row}");
+    assert_eq!(row["error"], "scan found 1 CRITICAL (limit HIGH)", "{row}");
+    // The platform image's scan event clears the index's rejection: checked again (and,
+    // the findings unchanged, rejected again: a second row).
+    send_all(&site.sqs, &site.url, &[scan_body(repo, &p3)]).await;
+    eventually(Duration::from_secs(30), "v3 checked again", || {
+        std::future::ready(rows(&i3).len() == 2)
+    })
+    .await;
+    assert!(rows(&i3).iter().all(|r| r["outcome"] == "rejected"));
+    assert!(
+        repo_digests(&name)
+            .iter()
+            .any(|d| d.ends_with(&p2) || d.ends_with(&i2))
+    );
 }

@@ -77,6 +77,37 @@ fn settings(site: &Site) -> Settings {
     s
 }
 
+/// The deploy stage on the site's emulator and store, talking to the Engine at `docker_host`
+/// (a socket in front of it) with calls bounded by `call_timeout`.
+async fn executor_via(
+    site: &Site,
+    docker_host: &str,
+    call_timeout: Duration,
+) -> Executor<DockerRuntime, EcrCredentials> {
+    let runtime = DockerRuntime::new(Some(docker_host))
+        .unwrap()
+        .with_call_timeout(call_timeout);
+    let sdk = sdk_for(&site.endpoint).await;
+    let settings = settings(site);
+    Executor::new(
+        Arc::new(runtime),
+        Arc::new(EcrCredentials::new(&sdk)),
+        Arc::new(Store::open(&settings.state.path).unwrap()),
+        deploy_config(&settings),
+    )
+}
+
+/// An event's request for `image` (`repo:tag`) to run `digest`.
+fn request_for(image: &str, digest: &str) -> DeployRequest {
+    DeployRequest {
+        image: ImageRef::parse_repo_tag(image).unwrap(),
+        desired: Desired::single(Digest::parse(digest).unwrap()),
+        trigger: Trigger::Event,
+        event_time: None,
+        resolved_in: Duration::ZERO,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_engine_fails_the_deploy_as_transient_and_holds_no_lock() {
     let site = Site::new("hung").await;
@@ -84,24 +115,8 @@ async fn a_hung_engine_fails_the_deploy_as_transient_and_holds_no_lock() {
     let v2 = site.silent_push("team/hung", Kind::Serve, "v2").await;
     let proxy = HangingProxy::start();
     let docker_host = format!("unix://{}", proxy.path.display());
-    let runtime = DockerRuntime::new(Some(&docker_host))
-        .unwrap()
-        .with_call_timeout(Duration::from_secs(2));
-    let sdk = sdk_for(&site.endpoint).await;
-    let settings = settings(&site);
-    let executor = Executor::new(
-        Arc::new(runtime),
-        Arc::new(EcrCredentials::new(&sdk)),
-        Arc::new(Store::open(&settings.state.path).unwrap()),
-        deploy_config(&settings),
-    );
-    let request = || DeployRequest {
-        image: ImageRef::parse_repo_tag("team/hung:prod").unwrap(),
-        desired: Desired::single(Digest::parse(&v2).unwrap()),
-        trigger: Trigger::Event,
-        event_time: None,
-        resolved_in: Duration::ZERO,
-    };
+    let executor = executor_via(&site, &docker_host, Duration::from_secs(2)).await;
+    let request = || request_for("team/hung:prod", &v2);
     // The Engine answers the first calls (pooled connection), then hangs on new ones.
     executor.runtime().version().await.unwrap();
     proxy.hang.store(true, Ordering::SeqCst);
@@ -249,24 +264,9 @@ async fn a_lost_stop_a_refused_restore_and_a_lost_health_check_leave_nothing_dow
         }
         Fault::Pass
     }));
-    let runtime = DockerRuntime::new(Some(&proxy.docker_host()))
-        .unwrap()
-        .with_call_timeout(Duration::from_secs(5));
-    let sdk = sdk_for(&site.endpoint).await;
+    let executor = executor_via(&site, &proxy.docker_host(), Duration::from_secs(5)).await;
+    let request = || request_for("team/faults:prod", &v2);
     let settings = settings(&site);
-    let executor = Executor::new(
-        Arc::new(runtime),
-        Arc::new(EcrCredentials::new(&sdk)),
-        Arc::new(Store::open(&settings.state.path).unwrap()),
-        deploy_config(&settings),
-    );
-    let request = || DeployRequest {
-        image: ImageRef::parse_repo_tag("team/faults:prod").unwrap(),
-        desired: Desired::single(Digest::parse(&v2).unwrap()),
-        trigger: Trigger::Event,
-        event_time: None,
-        resolved_in: Duration::ZERO,
-    };
     let first = tokio::time::timeout(Duration::from_secs(180), executor.deploy(request()))
         .await
         .expect("the undo ends");

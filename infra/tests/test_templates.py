@@ -35,12 +35,14 @@ AGENT_ACTIONS = {
 }
 RESULTS_ACTIONS = {"events:PutEvents"}
 # SPEC §9: only with the scan gate (ScanGate / scan_gate), on the followed repositories.
-SCAN_ACTIONS = {"ecr:DescribeImageScanFindings", "ecr:DescribeRepositories"}
+SCAN_ACTIONS = {"ecr:DescribeImageScanFindings", "ecr:BatchGetRepositoryScanningConfiguration"}
+# Enhanced scanning (Inspector): only with the scan gate, on "*" (no resource-level permissions).
+INSPECTOR_ACTIONS = {"inspector2:ListFindings", "inspector2:ListCoverage"}
 # SPEC §9: only with S3 archives, on the archive prefix (and the named KMS key).
 ARCHIVE_ACTIONS = {"s3:GetObject"}
 ARCHIVE_KEY_ACTIONS = {"kms:Decrypt"}
 # The only action ECR offers no resource-level permission for.
-STAR_RESOURCE_ALLOWED = {"ecr:GetAuthorizationToken"}
+STAR_RESOURCE_ALLOWED = {"ecr:GetAuthorizationToken"} | INSPECTOR_ACTIONS
 
 # Resources Terraform needs as separate blocks where CloudFormation has a property:
 # the rule's Targets and the role's ManagedPolicyArns.
@@ -50,6 +52,7 @@ TERRAFORM_ONLY = {
     "wave_rule": "aws_cloudwatch_event_target (CloudFormation: WaveRule.Targets)",
     "host_role_agent": "aws_iam_role_policy_attachment (CloudFormation: HostRole.ManagedPolicyArns)",
     "host_role_results": "aws_iam_role_policy_attachment (CloudFormation: HostRole.ManagedPolicyArns)",
+    "host_role_inspector": "aws_iam_role_policy_attachment (CloudFormation: HostRole.ManagedPolicyArns)",
     "archive_rule": "aws_cloudwatch_event_target (CloudFormation: ArchiveRule.Targets)",
     "host_role_archives": "aws_iam_role_policy_attachment (CloudFormation: HostRole.ManagedPolicyArns)",
     "host_role_archives_key": "aws_iam_role_policy_attachment (CloudFormation: HostRole.ManagedPolicyArns)",
@@ -234,6 +237,12 @@ def check_least_privilege(statements, allowed):
 def test_agent_policy_is_least_privilege(cfn):
     granted = check_least_privilege(cfn_statements(cfn, "AgentPolicy"), AGENT_ACTIONS | SCAN_ACTIONS)
     assert granted == AGENT_ACTIONS | SCAN_ACTIONS
+    # Enhanced scanning's Inspector actions: a policy of their own, only with the scan gate.
+    granted = check_least_privilege(cfn_statements(cfn, "InspectorPolicy"), INSPECTOR_ACTIONS)
+    assert granted == INSPECTOR_ACTIONS
+    assert cfn["Resources"]["InspectorPolicy"]["Condition"] == "HasScanGate"
+    arns = cfn["Resources"]["HostRole"]["Properties"]["ManagedPolicyArns"]
+    assert {"Fn::If": ["HasScanGate", {"Ref": "InspectorPolicy"}, {"Ref": "AWS::NoValue"}]} in arns
     granted = check_least_privilege(cfn_statements(cfn, "ResultsPolicy"), RESULTS_ACTIONS)
     assert granted == RESULTS_ACTIONS
     assert cfn["Resources"]["ResultsPolicy"]["Condition"] == "PublishesResults"
@@ -273,6 +282,11 @@ def test_terraform_agent_policy_is_least_privilege(tf):
         for s in doc["statement"]
     ]
     assert check_least_privilege(statements, AGENT_ACTIONS | SCAN_ACTIONS) == AGENT_ACTIONS | SCAN_ACTIONS
+    # Inspector's findings: a policy of their own, only with the scan gate.
+    text = (MODULE / "main.tf").read_text()
+    m = re.search(r'resource "aws_iam_policy" "inspector_policy" \{\n  count\s+= local.has_scan_gate \? 1 : 0\n(.*?)\n\}\n', text, re.S)
+    assert m, "inspector_policy with the scan gate's count not found"
+    assert set(re.findall(r'"(inspector2:[^"]+)"', m.group(1))) == INSPECTOR_ACTIONS
 
 
 def test_queue_policies_admit_only_the_rule(cfn):

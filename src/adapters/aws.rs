@@ -86,3 +86,61 @@ where
         transient,
     }
 }
+
+/// ECR clients by region: the configured region's, and one per other region an image names
+/// (a cross-region registry is asked in its own region, SPEC §4). Clients share the SDK
+/// config (credentials, timeouts, endpoint) and are cheap to clone.
+#[derive(Debug)]
+pub struct EcrClients {
+    sdk: SdkConfig,
+    home: aws_sdk_ecr::Client,
+    others: std::sync::Mutex<std::collections::HashMap<String, aws_sdk_ecr::Client>>,
+}
+
+impl EcrClients {
+    pub fn new(sdk: &SdkConfig) -> Self {
+        Self {
+            sdk: sdk.clone(),
+            home: aws_sdk_ecr::Client::new(sdk),
+            others: Default::default(),
+        }
+    }
+
+    /// The configured region's client.
+    pub fn home(&self) -> &aws_sdk_ecr::Client {
+        &self.home
+    }
+
+    /// The client for `region` (`None` or the configured one: the home client).
+    pub fn region(&self, region: Option<&str>) -> aws_sdk_ecr::Client {
+        let home_region = self.sdk.region().map(|r| r.as_ref());
+        let Some(region) = region.filter(|r| Some(*r) != home_region) else {
+            return self.home.clone();
+        };
+        let mut others = self.others.lock().unwrap_or_else(|p| p.into_inner());
+        others
+            .entry(region.to_owned())
+            .or_insert_with(|| {
+                let conf = aws_sdk_ecr::config::Builder::from(&self.sdk)
+                    .region(Region::new(region.to_owned()))
+                    .build();
+                aws_sdk_ecr::Client::from_conf(conf)
+            })
+            .clone()
+    }
+}
+
+impl Clone for EcrClients {
+    fn clone(&self) -> Self {
+        let others = self
+            .others
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        Self {
+            sdk: self.sdk.clone(),
+            home: self.home.clone(),
+            others: std::sync::Mutex::new(others),
+        }
+    }
+}

@@ -14,7 +14,7 @@ use base64::Engine as _;
 use futures::StreamExt;
 use tracing::{debug, warn};
 
-use super::aws::remote_error;
+use super::aws::{EcrClients, remote_error};
 use crate::event::{Digest, ImageRef, Repository};
 use crate::image::{Desired, index_entries};
 use crate::ports::{Credentials, PullAuth, Registry, RemoteError, Resolution};
@@ -54,7 +54,7 @@ async fn bounded<T>(
 /// ECR through the AWS SDK. Counts its API calls (benchmarks, tests).
 #[derive(Clone, Debug)]
 pub struct EcrRegistry {
-    client: Client,
+    clients: EcrClients,
     calls: Arc<AtomicU64>,
     bound: Duration,
 }
@@ -62,7 +62,7 @@ pub struct EcrRegistry {
 impl EcrRegistry {
     pub fn new(sdk: &SdkConfig) -> Self {
         Self {
-            client: Client::new(sdk),
+            clients: EcrClients::new(sdk),
             calls: Arc::default(),
             bound: CALL_BOUND,
         }
@@ -74,8 +74,9 @@ impl EcrRegistry {
         self
     }
 
+    /// The configured region's client.
     pub fn client(&self) -> &Client {
-        &self.client
+        self.clients.home()
     }
 
     /// ECR API calls made so far.
@@ -83,10 +84,10 @@ impl EcrRegistry {
         self.calls.load(Ordering::Relaxed)
     }
 
-    /// One BatchGetImage call for ≤100 tags of one repository.
+    /// One BatchGetImage call for ≤100 tags of one repository, in its registry's region.
     async fn batch(
         &self,
-        registry: Option<&str>,
+        (registry, region): (Option<&str>, Option<&str>),
         repository: &Repository,
         images: &[&ImageRef],
     ) -> Vec<(ImageRef, Resolution)> {
@@ -96,7 +97,8 @@ impl EcrRegistry {
             .map(|i| ImageIdentifier::builder().image_tag(i.tag.as_str()).build())
             .collect();
         let mut call = self
-            .client
+            .clients
+            .region(region)
             .batch_get_image()
             .repository_name(repository.as_str())
             .set_image_ids(Some(ids))
@@ -189,11 +191,11 @@ fn desired(digest: &str, media_type: Option<&str>, manifest: &str) -> Result<Des
 
 impl Registry for EcrRegistry {
     async fn resolve(&self, images: &[ImageRef]) -> HashMap<ImageRef, Resolution> {
-        let mut groups: BTreeMap<(Option<&str>, &Repository), Vec<&ImageRef>> = BTreeMap::new();
+        type Key<'a> = ((Option<&'a str>, Option<&'a str>), &'a Repository);
+        let mut groups: BTreeMap<Key, Vec<&ImageRef>> = BTreeMap::new();
         for image in images {
-            let group = groups
-                .entry((image.registry.as_deref(), &image.repository))
-                .or_default();
+            let registry = (image.registry.as_deref(), image.region.as_deref());
+            let group = groups.entry((registry, &image.repository)).or_default();
             if !group.iter().any(|i| i.tag == image.tag) {
                 group.push(image);
             }
@@ -224,11 +226,15 @@ const TOKEN_MARGIN: Duration = Duration::from_secs(300);
 /// refresh per deploy, never a refresh loop.
 const TOKEN_FLOOR: Duration = Duration::from_secs(60);
 
+/// One region's token and until when it is used.
+type Cached = tokio::sync::Mutex<Option<(PullAuth, Instant)>>;
+
 /// Pull credentials from GetAuthorizationToken, cached until shortly before expiry.
 #[derive(Debug)]
 pub struct EcrCredentials {
-    client: Client,
-    cached: tokio::sync::Mutex<Option<(PullAuth, Instant)>>,
+    clients: EcrClients,
+    /// Per region ("" = the configured one): an ECR token is good in its region only.
+    cached: std::sync::Mutex<HashMap<String, Arc<Cached>>>,
     fetches: AtomicU64,
     bound: Duration,
 }
@@ -236,8 +242,8 @@ pub struct EcrCredentials {
 impl EcrCredentials {
     pub fn new(sdk: &SdkConfig) -> Self {
         Self {
-            client: Client::new(sdk),
-            cached: tokio::sync::Mutex::new(None),
+            clients: EcrClients::new(sdk),
+            cached: Default::default(),
             fetches: AtomicU64::new(0),
             bound: CALL_BOUND,
         }
@@ -254,10 +260,19 @@ impl EcrCredentials {
         self.fetches.load(Ordering::Relaxed)
     }
 
-    async fn fetch(&self) -> Result<(PullAuth, Instant), RemoteError> {
+    /// The cache of `region`'s token.
+    fn slot(&self, region: Option<&str>) -> Arc<Cached> {
+        let mut all = self.cached.lock().unwrap_or_else(|p| p.into_inner());
+        all.entry(region.unwrap_or_default().to_owned())
+            .or_default()
+            .clone()
+    }
+
+    async fn fetch(&self, region: Option<&str>) -> Result<(PullAuth, Instant), RemoteError> {
         self.fetches.fetch_add(1, Ordering::Relaxed);
         let out = self
-            .client
+            .clients
+            .region(region)
             .get_authorization_token()
             .send()
             .await
@@ -307,11 +322,12 @@ impl Credentials for EcrCredentials {
     /// Single flight, bounded: callers wait for one GetAuthorizationToken at a time, but never
     /// longer than the bound; past it a caller makes its own call (also bounded). So a hung
     /// call delays a pull by at most twice the bound, and never stalls every pull.
-    async fn pull_auth(&self) -> Result<PullAuth, RemoteError> {
+    async fn pull_auth(&self, region: Option<&str>) -> Result<PullAuth, RemoteError> {
         const OP: &str = "ecr:GetAuthorizationToken";
-        let Ok(mut cached) = tokio::time::timeout(self.bound, self.cached.lock()).await else {
+        let slot = self.slot(region);
+        let Ok(mut cached) = tokio::time::timeout(self.bound, slot.lock()).await else {
             warn!("another GetAuthorizationToken call is taking long; making one more");
-            return bounded(OP, self.bound, self.fetch())
+            return bounded(OP, self.bound, self.fetch(region))
                 .await
                 .map(|(auth, _)| auth);
         };
@@ -320,7 +336,7 @@ impl Credentials for EcrCredentials {
         {
             return Ok(auth.clone());
         }
-        let (auth, until) = bounded(OP, self.bound, self.fetch()).await?;
+        let (auth, until) = bounded(OP, self.bound, self.fetch(region)).await?;
         *cached = Some((auth.clone(), until));
         Ok(auth)
     }
@@ -387,7 +403,7 @@ mod tests {
             .map(|_| {
                 let c = credentials.clone();
                 tokio::spawn(async move {
-                    let r = c.pull_auth().await;
+                    let r = c.pull_auth(None).await;
                     (r, started.elapsed())
                 })
             })

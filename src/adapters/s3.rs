@@ -3,7 +3,7 @@
 //! in memory.
 
 use aws_sdk_s3::Client;
-use aws_sdk_s3::types::ChecksumMode;
+use aws_sdk_s3::types::{ChecksumMode, ChecksumType};
 use futures::StreamExt;
 
 use super::aws::remote_error;
@@ -51,6 +51,7 @@ impl Archives for S3Archives {
             }
         };
         let etag = out.e_tag().unwrap_or_default().trim_matches('"').to_owned();
+        let multipart = crate::archive::is_multipart_etag(&etag);
         let from_metadata = out
             .metadata()
             .and_then(|m| m.get("sha256"))
@@ -59,8 +60,13 @@ impl Archives for S3Archives {
             etag,
             version_id: out.version_id().unwrap_or_default().to_owned(),
             size: out.content_length().unwrap_or(0).max(0) as u64,
+            // A multipart upload's SHA-256 is of its parts' checksums (COMPOSITE; S3 keeps a
+            // full-object checksum of a multipart upload only for the CRCs): not comparable
+            // with the bytes, so not a checksum of the object.
             sha256: out
                 .checksum_sha256()
+                .filter(|_| out.checksum_type() != Some(&ChecksumType::Composite))
+                .filter(|_| !multipart)
                 .and_then(checksum_hex)
                 .or(from_metadata),
         }))

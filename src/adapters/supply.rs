@@ -7,12 +7,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_config::SdkConfig;
-use aws_sdk_ecr::Client;
 use aws_sdk_ecr::types::ImageIdentifier;
 use futures::future::BoxFuture;
 use sha2::Digest as _;
 
-use super::aws::remote_error;
+use super::aws::{EcrClients, remote_error};
 use crate::event::{Digest, ImageRef, Repository};
 use crate::gate::signature::{layers_of, sig_tag};
 use crate::gate::{Found, ScanFacts, SignatureLayer};
@@ -27,7 +26,7 @@ const MANIFEST_TYPES: &str = "application/vnd.oci.image.manifest.v1+json, applic
 #[derive(Clone, Debug)]
 pub struct SupplyFacts {
     http: reqwest::Client,
-    ecr: Client,
+    ecr: EcrClients,
 }
 
 pub(super) fn err(
@@ -59,7 +58,7 @@ impl SupplyFacts {
             .unwrap_or_default();
         Self {
             http,
-            ecr: Client::new(sdk),
+            ecr: EcrClients::new(sdk),
         }
     }
 
@@ -219,6 +218,7 @@ impl SupplyFacts {
     ) -> Result<ScanFacts, RemoteError> {
         let call = self
             .ecr
+            .region(image.region.as_deref())
             .describe_image_scan_findings()
             .repository_name(image.repository.as_str())
             .image_id(
@@ -234,10 +234,7 @@ impl SupplyFacts {
                 if e.as_service_error()
                     .is_some_and(|s| s.is_scan_not_found_exception()) =>
             {
-                return self
-                    .scan_on_push(image)
-                    .await
-                    .map(|scan_on_push| ScanFacts::Missing { scan_on_push });
+                return self.scan_on_push(image).await;
             }
             Err(e) => return Err(remote_error("ecr:DescribeImageScanFindings", e)),
         };
@@ -265,20 +262,34 @@ impl SupplyFacts {
         })
     }
 
-    async fn scan_on_push(&self, image: &ImageRef) -> Result<bool, RemoteError> {
+    /// Whether the registry's scanning rules scan `image`'s repository on push (or
+    /// continuously): the registry-level configuration, not the deprecated repository flag.
+    /// Only a registry's owner can ask it: for another account's image (`registry` named;
+    /// the deploy stage leaves it unnamed for the home account) the answer is unknown.
+    async fn scan_on_push(&self, image: &ImageRef) -> Result<ScanFacts, RemoteError> {
+        if let Some(account) = &image.registry {
+            return Ok(ScanFacts::MissingUnasked(format!(
+                "account {account}'s scanning rules cannot be read from here"
+            )));
+        }
         let out = self
             .ecr
-            .describe_repositories()
+            .region(image.region.as_deref())
+            .batch_get_repository_scanning_configuration()
             .repository_names(image.repository.as_str())
-            .set_registry_id(image.registry.clone())
             .send()
             .await
-            .map_err(|e| remote_error("ecr:DescribeRepositories", e))?;
-        Ok(out
-            .repositories()
+            .map_err(|e| remote_error("ecr:BatchGetRepositoryScanningConfiguration", e))?;
+        let frequency = out
+            .scanning_configurations()
             .first()
-            .and_then(|r| r.image_scanning_configuration())
-            .is_some_and(|c| c.scan_on_push()))
+            .and_then(|c| c.scan_frequency())
+            .map(|f| f.as_str().to_owned());
+        let scan_on_push = matches!(
+            frequency.as_deref(),
+            Some("SCAN_ON_PUSH" | "CONTINUOUS_SCAN")
+        );
+        Ok(ScanFacts::Missing { scan_on_push })
     }
 }
 

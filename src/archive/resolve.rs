@@ -20,7 +20,7 @@ use tracing::{info, warn};
 use super::body::{Watch, to_engine};
 use super::{NOT_LOADED, ObjectFacts, REFUSED, Refusal, precheck, verdict};
 use crate::config::ArchiveSettings;
-use crate::event::{Digest, ImageRef};
+use crate::event::{Digest, ImageRef, Mirrors};
 use crate::image::Desired;
 use crate::notify::{HeldNotice, Notice, Notifier};
 use crate::ports::{Archives, Managed, Registry, RemoteError, Resolution, Runtime, RuntimeError};
@@ -32,7 +32,7 @@ pub struct ArchiveResolver<A, RT> {
     runtime: Arc<RT>,
     store: Arc<Store>,
     notifier: Notifier,
-    mirror: Option<String>,
+    mirrors: Mirrors,
     /// `[deploy] scope`: only this scope's containers are followers.
     scope: String,
     limits: ArchiveSettings,
@@ -51,7 +51,7 @@ impl<A: Archives, RT: Runtime> ArchiveResolver<A, RT> {
             runtime,
             store,
             notifier: Notifier::disabled(),
-            mirror: None,
+            mirrors: Mirrors::default(),
             scope: String::new(),
             limits: ArchiveSettings::default(),
             locks: Mutex::default(),
@@ -72,9 +72,9 @@ impl<A: Archives, RT: Runtime> ArchiveResolver<A, RT> {
         self
     }
 
-    /// The registry mirror, as the deploy stage has it (to list the managed containers).
-    pub fn with_mirror(mut self, mirror: Option<String>) -> Self {
-        self.mirror = mirror;
+    /// The registry mirrors, as the deploy stage has them (to list the managed containers).
+    pub fn with_mirrors(mut self, mirrors: Mirrors) -> Self {
+        self.mirrors = mirrors;
         self
     }
 
@@ -231,7 +231,7 @@ impl<A: Archives, RT: Runtime> ArchiveResolver<A, RT> {
     }
 
     async fn followers(&self, image: &ImageRef) -> Vec<Managed> {
-        match self.runtime.managed(self.mirror.as_deref()).await {
+        match self.runtime.managed(&self.mirrors).await {
             Ok(all) => all
                 .into_iter()
                 .filter(|c| image.matches(&c.follows))

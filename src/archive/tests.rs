@@ -111,6 +111,11 @@ fn s3_checksums_become_hex_only_when_they_cover_the_whole_object() {
         Some("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
     );
     assert_eq!(checksum_hex(&format!("{empty}-3")), None);
+    // A multipart upload's ETag: its SHA-256 is of the parts' checksums.
+    assert!(is_multipart_etag("\"8b0be7847da5564ae08e97af63b60885-2\""));
+    assert!(is_multipart_etag("8b0be7847da5564ae08e97af63b60885-1"));
+    assert!(!is_multipart_etag("8b0be7847da5564ae08e97af63b60885"));
+    assert!(!is_multipart_etag("-2") && !is_multipart_etag("abc-") && !is_multipart_etag("a-b"));
     assert_eq!(checksum_hex("not base64!"), None);
     assert_eq!(checksum_hex("AAAA"), None);
     let hex = "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855";

@@ -20,7 +20,7 @@ use super::hold::{AUTOMATIC, Gate, Held};
 use super::report::Finished;
 use super::target::Target;
 use crate::control::policy::Policies;
-use crate::event::{Digest, Home};
+use crate::event::{Digest, Home, ImageRef, Mirrors};
 use crate::fleet::Fleet;
 use crate::gate::Gates;
 use crate::image::{self, Desired, Platform};
@@ -41,7 +41,7 @@ pub struct DeployConfig {
     pub stop_timeout: Duration,
     pub max_parallel: usize,
     pub remove_old_images: bool,
-    pub mirror: Option<String>,
+    pub mirrors: Mirrors,
     /// `[policy]`: what the update-control gate decides with.
     pub policies: Policies,
     /// `[verify]` and `[scan]`: the supply-chain gates.
@@ -179,7 +179,7 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
 
     /// The managed containers, as the runtime sees them now.
     pub async fn managed(&self) -> Result<Vec<Managed>, RuntimeError> {
-        let all = self.runtime.managed(self.cfg.mirror.as_deref()).await?;
+        let all = self.runtime.managed(&self.cfg.mirrors).await?;
         Ok(all
             .into_iter()
             .filter(|m| labels::in_scope(m.scope.as_deref(), &self.cfg.scope))
@@ -188,7 +188,7 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
 
     /// Managed Swarm services (empty off a manager).
     pub async fn services(&self) -> Result<Vec<ManagedService>, RuntimeError> {
-        let all = self.runtime.services(self.cfg.mirror.as_deref()).await?;
+        let all = self.runtime.services(&self.cfg.mirrors).await?;
         Ok(all
             .into_iter()
             .filter(|s| labels::in_scope(s.scope.as_deref(), &self.cfg.scope))
@@ -222,11 +222,11 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
 
     /// The target as it is now, or `None` when it is gone (or no longer managed).
     async fn reread(&self, target: &Target) -> Result<Option<Target>, RuntimeError> {
-        let mirror = self.cfg.mirror.as_deref();
+        let mirrors = &self.cfg.mirrors;
         Ok(match target {
             Target::Container(c) => self
                 .runtime
-                .inspect_managed(&c.name, mirror)
+                .inspect_managed(&c.name, mirrors)
                 .await?
                 .map(Target::Container),
             Target::Service(s) => self
@@ -391,27 +391,27 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
         })
     }
 
-    /// The ECR pull credentials, and the registry to pull from: the mirror when set.
-    pub(super) async fn pull_auth_and_host(&self) -> Result<(PullAuth, String), Failure> {
+    /// The ECR pull credentials, and the host `image` is pulled from: its own registry
+    /// (account and region), or that registry's mirror when one is set.
+    pub(super) async fn pull_auth_and_host(
+        &self,
+        image: &ImageRef,
+    ) -> Result<(PullAuth, String), Failure> {
         let auth = self
             .credentials
-            .pull_auth()
+            .pull_auth(image.region.as_deref())
             .await
             .map_err(|e| Failure::failed(&e, e.transient))?;
-        let host = self
-            .cfg
-            .mirror
-            .clone()
-            .unwrap_or_else(|| auth.registry_host.clone());
+        let host = self.cfg.mirrors.pull_host(image, &auth.registry_host);
         Ok((auth, host))
     }
 
     /// The registry of the credentials (account and region), for matching a key that leaves
     /// them unnamed. Not known → the request is tried again (its messages stay).
-    async fn home(&self) -> Result<Home, String> {
+    pub(super) async fn home(&self) -> Result<Home, String> {
         let auth = self
             .credentials
-            .pull_auth()
+            .pull_auth(None)
             .await
             .map_err(|e| format!("which account and region a label without them means: {e}"))?;
         Ok(Home::of_registry_host(&auth.registry_host))

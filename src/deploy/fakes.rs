@@ -206,7 +206,7 @@ impl Runtime for FakeRuntime {
             .push((image_id.to_owned(), reference.to_owned()));
         Ok(())
     }
-    async fn managed(&self, _: Option<&str>) -> Result<Vec<Managed>, RuntimeError> {
+    async fn managed(&self, _: &crate::event::Mirrors) -> Result<Vec<Managed>, RuntimeError> {
         self.listings.fetch_add(1, Ordering::SeqCst);
         let failing = self
             .listings_fail
@@ -388,7 +388,7 @@ pub struct FixedAuth;
 pub const HOME_HOST: &str = "123456789012.dkr.ecr.eu-west-2.amazonaws.com";
 
 impl Credentials for FixedAuth {
-    async fn pull_auth(&self) -> Result<PullAuth, RemoteError> {
+    async fn pull_auth(&self, _: Option<&str>) -> Result<PullAuth, RemoteError> {
         Ok(PullAuth {
             username: "AWS".into(),
             password: "x".into(),
@@ -408,7 +408,7 @@ pub fn test_config(max_parallel: usize) -> DeployConfig {
         stop_timeout: Duration::from_secs(1),
         max_parallel,
         remove_old_images: false,
-        mirror: Some("mirror".into()),
+        mirrors: crate::event::Mirrors::single(Some("mirror")),
         scope: String::new(),
     }
 }

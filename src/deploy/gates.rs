@@ -15,6 +15,7 @@ use super::hold::Held;
 use super::operator::ROLLBACK_TRIGGER;
 use super::report::Finished;
 use super::target::Target;
+use crate::event::ImageRef;
 use crate::gate::{Verdict, found};
 use crate::image::Desired;
 use crate::ports::{Credentials, Runtime};
@@ -69,7 +70,7 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
                 "gates configured but no way to check them".into(),
             ));
         };
-        let (digest, follows) = (&desired.digest, t.follows());
+        let follows = t.follows();
         let unknown = |e: crate::ports::RemoteError| match e.transient {
             true => Err(e.to_string()),
             false => Ok(Checked::Unknown(e.to_string())),
@@ -89,7 +90,10 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
             }
         }
         if let Some(rule) = applies.scan {
-            let facts = match supply.scan(follows, digest).await {
+            // ECR scans images, not indexes: for an index, this host's platform manifest.
+            let scanned = self.scanned_digest(desired).await?;
+            let image = self.relative_to_home(follows).await?;
+            let facts = match supply.scan(&image, &scanned).await {
                 Ok(f) => f,
                 Err(e) => return unknown(e),
             };
@@ -113,12 +117,15 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
     async fn signature_verdict(
         &self,
         desired: &Desired,
-        follows: &crate::event::ImageRef,
+        follows: &ImageRef,
     ) -> Result<Result<Verdict, crate::ports::RemoteError>, String> {
         let Some(supply) = &self.supply else {
             return Ok(Ok(Verdict::Rejected("no way to read signatures".into())));
         };
-        let (auth, host) = self.pull_auth_and_host().await.map_err(|f| f.reason)?;
+        let (auth, host) = self
+            .pull_auth_and_host(follows)
+            .await
+            .map_err(|f| f.reason)?;
         let mut digests = vec![desired.digest.clone()];
         if !desired.entries.is_empty() {
             let platform = self.platform().await.map_err(|e| e.to_string())?;
@@ -154,6 +161,36 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
             Some(w) => Verdict::Pending(w),
             None => Verdict::Rejected(why.join("; and ")),
         }))
+    }
+
+    /// The digest whose scan decides for `desired`: the digest itself, or for an index the
+    /// manifest of this host's platform (the index itself when it has none for it).
+    async fn scanned_digest(&self, desired: &Desired) -> Result<crate::event::Digest, String> {
+        if desired.entries.is_empty() {
+            return Ok(desired.digest.clone());
+        }
+        let host = self.platform().await.map_err(|e| e.to_string())?;
+        Ok(desired
+            .for_platform(&host)
+            .unwrap_or(&desired.digest)
+            .clone())
+    }
+
+    /// `image` with its account and region left unnamed where they are the credentials' own:
+    /// only the home registry's scanning rules can be asked.
+    async fn relative_to_home(&self, image: &ImageRef) -> Result<ImageRef, String> {
+        if image.registry.is_none() && image.region.is_none() {
+            return Ok(image.clone());
+        }
+        let home = self.home().await?;
+        let mut relative = image.clone();
+        if relative.registry.is_some() && relative.registry == home.account {
+            relative.registry = None;
+        }
+        if relative.region.is_some() && relative.region == home.region {
+            relative.region = None;
+        }
+        Ok(relative)
     }
 
     /// What the gates would say now (`sweep --dry-run`, `status`): a recorded rejection, or
@@ -219,7 +256,8 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
                 Some(Done::Held(held))
             }
             Checked::Rejected { gate, reason } => {
-                self.record_rejection(t, desired, trigger, gate, &reason)?;
+                self.record_rejection(t, desired, trigger, gate, &reason)
+                    .await?;
                 Some(Done::Rejected(reason))
             }
             Checked::Unknown(why) => {
@@ -229,8 +267,9 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
         })
     }
 
-    /// The rejection's row, history, metric and notice.
-    fn record_rejection(
+    /// The rejection's row (for an index, with this host's platform manifest: its scan
+    /// event clears the rejection), history, metric and notice.
+    async fn record_rejection(
         &self,
         t: &Target,
         desired: &Desired,
@@ -239,7 +278,11 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
         reason: &str,
     ) -> Result<(), StoreError> {
         let follows = t.follows();
-        let platform = None;
+        let scanned = match desired.entries.is_empty() {
+            true => None,
+            false => self.scanned_digest(desired).await.ok(),
+        };
+        let platform = scanned.as_ref().map(|d| d.as_str());
         self.store.reject(
             &NewDeployment {
                 container: t.block_key(),
@@ -258,7 +301,7 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
         self.report(&Finished {
             target: t,
             to: &desired.digest,
-            platform: None,
+            platform: scanned.as_ref(),
             outcome: Outcome::Rejected,
             trigger,
             took: Duration::ZERO,

@@ -194,7 +194,7 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
                 .await
                 .map_err(Failure::runtime);
         }
-        let (auth, host) = self.pull_auth_and_host().await?;
+        let (auth, host) = self.pull_auth_and_host(&c.follows).await?;
         let source = format!("{host}/{}@{desired}", c.follows.repository.as_str());
         self.runtime
             .pull(&source, desired, &auth, &c.image)

@@ -62,7 +62,7 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
     }
 
     async fn send_and_follow(&self, s: &ManagedService, desired: &Digest) -> Result<(), Failure> {
-        let (auth, host) = self.pull_auth_and_host().await?;
+        let (auth, host) = self.pull_auth_and_host(&s.follows).await?;
         let image = format!(
             "{host}/{}:{}@{desired}",
             s.follows.repository.as_str(),

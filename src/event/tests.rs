@@ -177,7 +177,7 @@ fn containers_follow_ecr_references_mirror_references_or_their_label() {
     let ecr = follows(
         "123456789012.dkr.ecr.eu-west-2.amazonaws.com/team/api:prod",
         None,
-        None,
+        &Mirrors::default(),
     )
     .unwrap();
     assert_eq!(
@@ -187,23 +187,28 @@ fn containers_follow_ecr_references_mirror_references_or_their_label() {
     let untagged = follows(
         "123456789012.dkr.ecr.eu-west-2.amazonaws.com/team/api",
         None,
-        None,
+        &Mirrors::default(),
     )
     .unwrap();
     assert_eq!(untagged.tag.as_str(), "latest");
     let pinned = follows(
         "123456789012.dkr.ecr.eu-west-2.amazonaws.com/team/api:v1@sha256:abc",
         None,
-        None,
+        &Mirrors::default(),
     )
     .unwrap();
     assert_eq!(pinned.tag.as_str(), "v1");
-    let mirror = follows("127.0.0.1:5000/team/api:prod", None, Some("127.0.0.1:5000")).unwrap();
+    let mirror = follows(
+        "127.0.0.1:5000/team/api:prod",
+        None,
+        &Mirrors::single(Some("127.0.0.1:5000")),
+    )
+    .unwrap();
     assert_eq!(
         (mirror.registry.clone(), mirror.to_string()),
         (None, "team/api:prod".to_owned())
     );
-    let label = follows("nginx:latest", Some("team/web:stable"), None).unwrap();
+    let label = follows("nginx:latest", Some("team/web:stable"), &Mirrors::default()).unwrap();
     assert_eq!(label.to_string(), "team/web:stable");
     for other in [
         "nginx:latest",
@@ -211,7 +216,10 @@ fn containers_follow_ecr_references_mirror_references_or_their_label() {
         "127.0.0.1:5000/team/api:prod",
         "1234.dkr.ecr.x.amazonaws.com/a/b",
     ] {
-        assert!(follows(other, None, None).is_err(), "{other}");
+        assert!(
+            follows(other, None, &Mirrors::default()).is_err(),
+            "{other}"
+        );
     }
 }
 
@@ -236,7 +244,7 @@ fn the_key_is_account_region_repository_and_tag_an_unnamed_part_being_home() {
     let with = follows(
         "123456789012.dkr.ecr.eu-west-2.amazonaws.com/team/api:prod",
         None,
-        None,
+        &Mirrors::default(),
     )
     .unwrap();
     assert_eq!(with.registry.as_deref(), Some("123456789012"));

@@ -102,6 +102,9 @@ pub enum ScanFacts {
     Unavailable(String),
     /// No scan at all; `scan_on_push`: the repository will start one.
     Missing { scan_on_push: bool },
+    /// No scan yet, and whether one is coming cannot be read (another account's registry,
+    /// whose scanning configuration only its owner can ask): waited for, then `on_missing`.
+    MissingUnasked(String),
 }
 
 /// The counts as the operator reads them: `2 CRITICAL, 1 HIGH`, worst first.
@@ -149,6 +152,16 @@ impl ScanRule {
                 scan_on_push: false,
             } => self.missing("no scan result, and the repository does not scan on push"),
             ScanFacts::Unavailable(why) => self.missing(&format!("no scan result: {why}")),
+            ScanFacts::MissingUnasked(why) if waited < self.wait => {
+                let left = (self.wait - waited).as_secs();
+                Verdict::Pending(format!(
+                    "no scan result yet ({why}); waiting up to {left} s more"
+                ))
+            }
+            ScanFacts::MissingUnasked(why) => self.missing(&format!(
+                "no scan result ({why}) after {} s ([scan] wait_seconds)",
+                self.wait.as_secs()
+            )),
         }
     }
 

@@ -348,3 +348,28 @@ fn inherited_gate_labels_only_tighten() {
     assert!(a.signed);
     assert_eq!(a.scan, None);
 }
+
+#[test]
+fn another_accounts_missing_scan_is_waited_for_then_decided_by_on_missing() {
+    let why =
+        ScanFacts::MissingUnasked("account 210987654321's scanning rules cannot be read".into());
+    for on_missing in [OnMissing::Block, OnMissing::Allow] {
+        let rule = ScanRule {
+            max: Severity::High,
+            wait: Duration::from_secs(60),
+            on_missing,
+        };
+        assert!(
+            matches!(rule.verdict(&why, Duration::from_secs(59)), Verdict::Pending(p) if p.contains("210987654321"))
+        );
+        let after = rule.verdict(&why, Duration::from_secs(60));
+        match on_missing {
+            OnMissing::Block => {
+                assert!(matches!(after, Verdict::Rejected(r) if r.contains("on_missing = block")))
+            }
+            OnMissing::Allow => {
+                assert!(matches!(after, Verdict::Accepted(a) if a.contains("on_missing = allow")))
+            }
+        }
+    }
+}

@@ -93,11 +93,16 @@ impl Store {
 
     /// Forgets every rejection of `digest` in `repository` (its signature was pushed, its
     /// scan completed): the next look at it checks the gates again. Returns how many.
+    ///
+    /// `digest` may also be the platform manifest of a rejected index (ECR scans those, not
+    /// the index): the index's rejections whose rows name it as their platform digest go too.
     pub fn clear_rejections(&self, repository: &str, digest: &str) -> Result<usize, StoreError> {
         self.conn()
             .execute(
-                "DELETE FROM rejected WHERE repository = ?1 AND digest = ?2",
-                params![repository, digest],
+                "DELETE FROM rejected WHERE repository = ?1 AND (digest = ?2 OR digest IN (
+                     SELECT to_digest FROM deployments
+                     WHERE repository = ?1 AND platform_digest = ?2 AND outcome = ?3))",
+                params![repository, digest, Outcome::Rejected.as_str()],
             )
             .map_err(ctx("clear rejections"))
     }
@@ -154,6 +159,26 @@ mod tests {
         assert!(
             s.rejection("db", "sha256:a").unwrap().is_some(),
             "another repository"
+        );
+    }
+
+    #[test]
+    fn the_platform_manifest_of_a_rejected_index_clears_the_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("state.db")).unwrap();
+        let index = NewDeployment {
+            platform_digest: Some("sha256:p"),
+            ..new("web", "team/web", "sha256:i")
+        };
+        s.reject(&index, "scan", "1 CRITICAL").unwrap();
+        s.reject(&new("api", "team/web", "sha256:j"), "scan", "1 HIGH")
+            .unwrap();
+        assert_eq!(s.clear_rejections("team/other", "sha256:p").unwrap(), 0);
+        assert_eq!(s.clear_rejections("team/web", "sha256:p").unwrap(), 1);
+        assert_eq!(s.rejection("web", "sha256:i").unwrap(), None);
+        assert!(
+            s.rejection("api", "sha256:j").unwrap().is_some(),
+            "not its platform"
         );
     }
 }

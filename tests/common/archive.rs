@@ -138,6 +138,46 @@ pub async fn upload(s3: &aws_sdk_s3::Client, key: &str, bytes: Vec<u8>, sha256: 
     put.send().await.unwrap();
 }
 
+/// Uploads `bytes` as a one-part multipart upload with S3's SHA-256 checksum, as `aws s3 cp
+/// --checksum-algorithm SHA256` does above its threshold: the object's checksum is then of the
+/// parts' checksums (composite), not of the bytes.
+pub async fn upload_multipart(s3: &aws_sdk_s3::Client, key: &str, bytes: Vec<u8>) {
+    use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
+    let upload = s3
+        .create_multipart_upload()
+        .bucket(BUCKET)
+        .key(key)
+        .checksum_algorithm(ChecksumAlgorithm::Sha256)
+        .send()
+        .await
+        .unwrap();
+    let id = upload.upload_id().unwrap();
+    let part = s3
+        .upload_part()
+        .bucket(BUCKET)
+        .key(key)
+        .upload_id(id)
+        .part_number(1)
+        .checksum_algorithm(ChecksumAlgorithm::Sha256)
+        .body(bytes.into())
+        .send()
+        .await
+        .unwrap();
+    let done = CompletedPart::builder()
+        .part_number(1)
+        .set_e_tag(part.e_tag().map(str::to_owned))
+        .set_checksum_sha256(part.checksum_sha256().map(str::to_owned))
+        .build();
+    s3.complete_multipart_upload()
+        .bucket(BUCKET)
+        .key(key)
+        .upload_id(id)
+        .multipart_upload(CompletedMultipartUpload::builder().parts(done).build())
+        .send()
+        .await
+        .unwrap();
+}
+
 pub async fn notifications(s3: &aws_sdk_s3::Client, on: bool) {
     let mut config = aws_sdk_s3::types::NotificationConfiguration::builder();
     if on {

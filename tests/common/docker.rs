@@ -329,12 +329,26 @@ pub fn build_image(reference: &str, kind: Kind, version: &str) {
     );
     std::fs::write(dir.path().join("Dockerfile"), dockerfile).unwrap();
     let _one = image_lock();
-    let out = Command::new("docker")
-        .args(["build", "-q", "-t", reference])
-        .arg(dir.path())
-        .env("DOCKER_BUILDKIT", "0")
-        .output()
-        .unwrap();
+    let build = || {
+        Command::new("docker")
+            .args(["build", "-q", "-t", reference])
+            .arg(dir.path())
+            .env("DOCKER_BUILDKIT", "0")
+            .output()
+            .unwrap()
+    };
+    let mut out = build();
+    // An agent removing the image it replaced (with its untagged parents), or another test
+    // process removing its images, can take a cached layer away mid-build ("unknown parent
+    // image ID", "No such image"): build again.
+    for _ in 0..3 {
+        let err = String::from_utf8_lossy(&out.stderr);
+        if out.status.success() || !(err.contains("parent image") || err.contains("No such image"))
+        {
+            break;
+        }
+        out = build();
+    }
     assert!(
         out.status.success(),
         "docker build: {}",
@@ -509,8 +523,8 @@ pub fn running_digest_now(name: &str) -> Option<String> {
         .find_map(|l| l.split_once('@').map(|(_, d)| d.to_owned()))
 }
 
-/// The registry digest of the image container `name` runs.
-pub fn running_digest(name: &str) -> String {
+/// Every `RepoDigests` entry (`host/repo@digest`) of the image container `name` runs.
+pub fn repo_digests(name: &str) -> Vec<String> {
     let image = docker(&["inspect", "--format", "{{.Image}}", name]);
     let digests = docker(&[
         "image",
@@ -519,9 +533,13 @@ pub fn running_digest(name: &str) -> String {
         "{{range .RepoDigests}}{{println .}}{{end}}",
         &image,
     ]);
-    digests
-        .lines()
-        .next()
+    digests.lines().map(str::to_owned).collect()
+}
+
+/// The registry digest of the image container `name` runs.
+pub fn running_digest(name: &str) -> String {
+    repo_digests(name)
+        .first()
         .and_then(|l| l.split_once('@'))
         .map(|(_, d)| d.to_owned())
         .unwrap_or_default()

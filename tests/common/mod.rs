@@ -280,6 +280,18 @@ pub async fn put_digest(ecr: &aws_sdk_ecr::Client, repo: &str, tag: &str, digest
         .unwrap();
 }
 
+/// An "ECR Image Scan" event as EventBridge delivers it.
+pub fn scan_body(repo: &str, digest: &str) -> String {
+    serde_json::json!({
+        "version": "0", "id": sha256_hex(format!("scan{digest}").as_bytes()),
+        "detail-type": "ECR Image Scan", "source": "aws.ecr", "account": ACCOUNT,
+        "time": "2026-12-02T10:00:00Z", "region": REGION, "resources": [],
+        "detail": {"scan-status": "COMPLETE", "repository-name": repo, "image-digest": digest,
+                   "image-tags": ["prod"], "finding-severity-counts": {"LOW": 1}}
+    })
+    .to_string()
+}
+
 /// An EventBridge "ECR Image Action" PUSH SUCCESS body, as delivered to SQS.
 pub fn push_body(repo: &str, tag: &str, digest: &str) -> String {
     serde_json::json!({

@@ -142,6 +142,32 @@ impl Site {
             .unwrap();
     }
 
+    /// A registry-level scanning rule: BASIC scanning on push for repositories matching `filter`.
+    pub async fn scan_on_push_rule(&self, filter: &str) {
+        use aws_sdk_ecr::types::{
+            RegistryScanningRule, ScanFrequency, ScanType, ScanningRepositoryFilter,
+            ScanningRepositoryFilterType,
+        };
+        let rule = RegistryScanningRule::builder()
+            .scan_frequency(ScanFrequency::ScanOnPush)
+            .repository_filters(
+                ScanningRepositoryFilter::builder()
+                    .filter(filter)
+                    .filter_type(ScanningRepositoryFilterType::Wildcard)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap();
+        self.ecr
+            .put_registry_scanning_configuration()
+            .scan_type(ScanType::Basic)
+            .rules(rule)
+            .send()
+            .await
+            .unwrap();
+    }
+
     /// A push whose event is lost: ECR moves, nothing reaches the queue.
     pub async fn silent_push(&self, repo: &str, kind: Kind, version: &str) -> String {
         let digest = self.registry.publish(repo, version, kind, version, false);

@@ -11,7 +11,7 @@ use tracing::{debug, warn};
 use super::{DockerRuntime, timed};
 use crate::control::policy::{LABEL_POLICY, LABEL_WINDOW, PolicyLabels};
 use crate::deploy::hooks::HookLabels;
-use crate::event::{Digest, follows, parse_source};
+use crate::event::{Digest, Mirrors, follows, parse_source};
 use crate::gate::GateLabels;
 use crate::image::repo_digests;
 use crate::model::labels::{self, Provenance};
@@ -33,7 +33,7 @@ impl DockerRuntime {
     pub(super) async fn to_managed(
         &self,
         inspect: ContainerInspectResponse,
-        mirror: Option<&str>,
+        mirrors: &Mirrors,
     ) -> Result<Option<Managed>, RuntimeError> {
         let config = inspect.config.clone().unwrap_or_default();
         let merged = config.labels.clone().unwrap_or_default();
@@ -81,7 +81,7 @@ impl DockerRuntime {
             None => follows(
                 &configured,
                 labels.get(LABEL_IMAGE).map(String::as_str),
-                mirror,
+                mirrors,
             ),
         };
         let follows = match follows {

@@ -36,7 +36,7 @@ pub use engine::Endpoint;
 pub use podman::Engine;
 pub use recreate::{Recreation, recreation};
 
-use crate::event::{Digest, split_reference};
+use crate::event::{Digest, Mirrors, split_reference};
 use crate::image::Platform;
 use crate::ports::{
     Dependent, ExecRun, LABEL_ENABLE, Managed, ManagedService, Observed, Ordered, PullAuth,
@@ -223,7 +223,7 @@ impl DockerRuntime {
 }
 
 impl Runtime for DockerRuntime {
-    async fn managed(&self, mirror: Option<&str>) -> Result<Vec<Managed>, RuntimeError> {
+    async fn managed(&self, mirrors: &Mirrors) -> Result<Vec<Managed>, RuntimeError> {
         let list = self
             .list(Some(("label", &format!("{LABEL_ENABLE}=true"))))
             .await?;
@@ -233,7 +233,7 @@ impl Runtime for DockerRuntime {
             let Some(inspect) = self.inspect(&id).await? else {
                 continue;
             };
-            if let Some(m) = self.to_managed(inspect, mirror).await? {
+            if let Some(m) = self.to_managed(inspect, mirrors).await? {
                 out.push(m);
             }
         }
@@ -244,12 +244,12 @@ impl Runtime for DockerRuntime {
     async fn inspect_managed(
         &self,
         name: &str,
-        mirror: Option<&str>,
+        mirrors: &Mirrors,
     ) -> Result<Option<Managed>, RuntimeError> {
         match self.inspect(name).await? {
             // The Engine also resolves id prefixes: only the exact name counts.
             Some(i) if i.name.as_deref().map(|n| n.trim_start_matches('/')) == Some(name) => {
-                self.to_managed(i, mirror).await
+                self.to_managed(i, mirrors).await
             }
             _ => Ok(None),
         }
@@ -462,8 +462,8 @@ impl Runtime for DockerRuntime {
             .cloned()
     }
 
-    async fn services(&self, mirror: Option<&str>) -> Result<Vec<ManagedService>, RuntimeError> {
-        self.list_services(mirror).await
+    async fn services(&self, mirrors: &Mirrors) -> Result<Vec<ManagedService>, RuntimeError> {
+        self.list_services(mirrors).await
     }
 
     async fn update_service(

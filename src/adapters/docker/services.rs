@@ -9,7 +9,7 @@ use tracing::warn;
 
 use super::DockerRuntime;
 use crate::control::policy::{LABEL_POLICY, LABEL_WINDOW, PolicyLabels};
-use crate::event::{Digest, follows};
+use crate::event::{Digest, Mirrors, follows};
 use crate::gate::{GateLabels, LABEL_SCAN, LABEL_VERIFY};
 use crate::ports::{
     LABEL_ENABLE, LABEL_IMAGE, ManagedService, PullAuth, RuntimeError, ServiceUpdate,
@@ -20,7 +20,7 @@ impl DockerRuntime {
     /// Swarm at all (Podman answers 404).
     pub(super) async fn list_services(
         &self,
-        mirror: Option<&str>,
+        mirrors: &Mirrors,
     ) -> Result<Vec<ManagedService>, RuntimeError> {
         let filters = serde_json::json!({ "label": [format!("{LABEL_ENABLE}=true")] }).to_string();
         let path = format!("/services?filters={}", url_encode(&filters));
@@ -34,7 +34,7 @@ impl DockerRuntime {
         };
         let mut out = Vec::new();
         for s in list.as_array().map(Vec::as_slice).unwrap_or_default() {
-            if let Some(service) = managed_service(s, mirror) {
+            if let Some(service) = managed_service(s, mirrors) {
                 out.push(service);
             }
         }
@@ -99,7 +99,7 @@ impl DockerRuntime {
 }
 
 /// A listed service, if it opted in and names a followable image.
-fn managed_service(s: &Value, mirror: Option<&str>) -> Option<ManagedService> {
+fn managed_service(s: &Value, mirrors: &Mirrors) -> Option<ManagedService> {
     let spec = &s["Spec"];
     let name = spec["Name"].as_str().unwrap_or_default().to_owned();
     let labels = &spec["Labels"];
@@ -109,7 +109,7 @@ fn managed_service(s: &Value, mirror: Option<&str>) -> Option<ManagedService> {
     let image = spec["TaskTemplate"]["ContainerSpec"]["Image"]
         .as_str()
         .unwrap_or_default();
-    let follows = match follows(image, labels[LABEL_IMAGE].as_str(), mirror) {
+    let follows = match follows(image, labels[LABEL_IMAGE].as_str(), mirrors) {
         Ok(f) => f,
         Err(reason) => {
             warn!(service = %name, %reason, "managed service skipped");

@@ -22,6 +22,13 @@ async fn web(ex: &Executor<FakeRuntime, FixedAuth>) -> Target {
     Target::Container(ex.managed().await.unwrap().remove(0))
 }
 
+/// An event's deploy of `to` to the first managed container, as it ends.
+async fn attempt(ex: &Executor<FakeRuntime, FixedAuth>, to: Digest) -> Result<Done, DeployError> {
+    let c = web(ex).await;
+    ex.deploy_target(&c, &Desired::single(to), "event", Duration::ZERO, None)
+        .await
+}
+
 /// Deploys `to` to the first managed container.
 async fn deploy_first(ex: &Executor<FakeRuntime, FixedAuth>, to: Digest, trigger: &str) -> Done {
     let c = web(ex).await;
@@ -340,16 +347,7 @@ async fn a_failed_stop_whose_restore_fails_keeps_the_row_open_until_the_containe
         faults.insert("stop", 1);
         faults.insert("start", 100);
     }
-    let t = web(&ex).await;
-    let result = ex
-        .deploy_target(
-            &t,
-            &Desired::single(digest('2')),
-            "event",
-            Duration::ZERO,
-            None,
-        )
-        .await;
+    let result = attempt(&ex, digest('2')).await;
     assert!(result.is_err(), "transient: the message comes back");
     let open = ex.store().unfinished().unwrap();
     assert_eq!(open.len(), 1, "the row stays open");
@@ -439,16 +437,7 @@ async fn a_store_error_after_the_stop_puts_the_old_container_back() {
         let rt = FakeRuntime::with(&["web"], &digest('1'));
         let (dir, ex) = executor(rt, 1);
         let trigger = refuse_step(&dir, step);
-        let t = web(&ex).await;
-        let result = ex
-            .deploy_target(
-                &t,
-                &Desired::single(digest('2')),
-                "event",
-                Duration::ZERO,
-                None,
-            )
-            .await;
+        let result = attempt(&ex, digest('2')).await;
         assert!(
             result.is_err() || result.as_ref().unwrap() != &Done::Finished(Outcome::Succeeded),
             "{step}: {result:?}"

@@ -60,7 +60,7 @@ locals {
   rule_arns = concat([aws_cloudwatch_event_rule.push_rule.arn], aws_cloudwatch_event_rule.scan_rule[*].arn, aws_cloudwatch_event_rule.wave_rule[*].arn, aws_cloudwatch_event_rule.archive_rule[*].arn)
   pull_actions = concat(
     ["ecr:BatchGetImage", "ecr:DescribeImages", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
-    local.has_scan_gate ? ["ecr:DescribeImageScanFindings", "ecr:DescribeRepositories"] : [],
+    local.has_scan_gate ? ["ecr:DescribeImageScanFindings", "ecr:BatchGetRepositoryScanningConfiguration"] : [],
   )
 
   repository_arns = concat(
@@ -316,6 +316,23 @@ resource "aws_iam_policy" "agent_policy" {
   }
 }
 
+# Enhanced scanning: ECR reads the findings from Inspector for the caller (scan gate only).
+resource "aws_iam_policy" "inspector_policy" {
+  count       = local.has_scan_gate ? 1 : 0
+  name        = "ecr-deployd-${var.host_name}-inspector"
+  description = "Lets ecr-deployd on ${var.host_name} read enhanced-scanning findings"
+  # checkov:skip=CKV_AWS_355:Inspector's list actions have no resource-level permissions.
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Sid      = "ReadInspectorFindings"
+      Effect   = "Allow"
+      Action   = ["inspector2:ListFindings", "inspector2:ListCoverage"]
+      Resource = "*"
+    }]
+  })
+}
+
 resource "aws_iam_policy" "results_policy" {
   count       = local.has_result_bus || local.has_results_bus ? 1 : 0
   name        = "ecr-deployd-${var.host_name}-results"
@@ -432,6 +449,13 @@ resource "aws_iam_role_policy_attachment" "host_role_results" {
   count      = local.has_trust_anchor && (local.has_result_bus || local.has_results_bus) ? 1 : 0
   role       = aws_iam_role.host_role[0].name
   policy_arn = aws_iam_policy.results_policy[0].arn
+}
+
+# Inline in the CloudFormation role (ManagedPolicyArns).
+resource "aws_iam_role_policy_attachment" "host_role_inspector" {
+  count      = local.has_trust_anchor && local.has_scan_gate ? 1 : 0
+  role       = aws_iam_role.host_role[0].name
+  policy_arn = aws_iam_policy.inspector_policy[0].arn
 }
 
 # Inline in the CloudFormation role (ManagedPolicyArns).

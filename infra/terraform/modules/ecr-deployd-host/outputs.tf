@@ -35,6 +35,11 @@ output "agent_policy_arn" {
   value       = aws_iam_policy.agent_policy.arn
 }
 
+output "inspector_policy_arn" {
+  description = "Attach next to agent_policy_arn (done for host_role_arn) so the scan gate reads enhanced-scanning findings (null without the scan gate)"
+  value       = local.has_scan_gate ? aws_iam_policy.inspector_policy[0].arn : null
+}
+
 output "results_policy_arn" {
   description = "Attach next to agent_policy_arn so the agent can publish results (null without a results bus)"
   value       = local.has_result_bus || local.has_results_bus ? aws_iam_policy.results_policy[0].arn : null
