@@ -341,19 +341,23 @@ fn classify_envelope(v: &Value, what: &str) -> Classified {
         Ok(d) => d,
         Err(e) => return Classified::Malformed(e),
     };
+    let registry = match v.get("account").and_then(Value::as_str) {
+        None | Some("") => None,
+        Some(a) if a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit()) => Some(a.to_owned()),
+        Some(a) => return Classified::Malformed(format!("account {a:?} is not a 12-digit id")),
+    };
     let tag = match field("image-tag") {
         None | Some("") => {
+            let artifact = field("artifact-media-type");
+            if let Some(hint) = hints::referrer_push(registry, &repository, artifact) {
+                return hint;
+            }
             return Classified::Nothing(format!("push of {repo}@{digest} without a tag"));
         }
         Some(t) => match Tag::parse(t) {
             Ok(t) => t,
             Err(e) => return Classified::Malformed(e),
         },
-    };
-    let registry = match v.get("account").and_then(Value::as_str) {
-        None | Some("") => None,
-        Some(a) if a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit()) => Some(a.to_owned()),
-        Some(a) => return Classified::Malformed(format!("account {a:?} is not a 12-digit id")),
     };
     if let Some(hint) = hints::signature_push(registry.clone(), &repository, tag.as_str()) {
         return hint;

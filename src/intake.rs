@@ -90,7 +90,8 @@ fn recheck(cfg: &IntakeConfig, hint: &GateHint) -> Result<(), String> {
         Some(handle) => (handle.0)(hint)?,
         None => 0,
     };
-    info!(repository = hint.repository.as_str(), digest = %hint.digest.short(), why = %hint.why, cleared, "gate hint: the digest is checked again");
+    let digest = hint.digest.as_ref().map_or("any", |d| d.short());
+    info!(repository = hint.repository.as_str(), digest, why = %hint.why, cleared, "gate hint: the digest is checked again");
     if let Some(wake) = &cfg.wake_sweep {
         wake.notify_one();
     }

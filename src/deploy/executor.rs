@@ -439,9 +439,12 @@ pub(super) enum DeployCheckError {
 
 impl<RT: Runtime, C: Credentials> Deployer for Executor<RT, C> {
     fn recheck(&self, hint: &crate::event::GateHint) -> Result<usize, String> {
-        self.store
-            .clear_rejections(hint.repository.as_str(), hint.digest.as_str())
-            .map_err(|e| e.to_string())
+        let repository = hint.repository.as_str();
+        match &hint.digest {
+            Some(d) => self.store.clear_rejections(repository, d.as_str()),
+            None => self.store.clear_gate_rejections(repository, "signature"),
+        }
+        .map_err(|e| e.to_string())
     }
 
     fn fleet_result(&self, result: &crate::fleet::FleetResult) -> Result<bool, String> {

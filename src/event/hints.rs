@@ -19,7 +19,10 @@ pub struct GateHint {
     /// The account, when the event names one.
     pub registry: Option<String>,
     pub repository: Repository,
-    pub digest: Digest,
+    /// `None`: a signature whose subject the event does not name (an OCI referrer pushed to
+    /// a registry with the referrers API): every digest of the repository the signature gate
+    /// rejected is looked at again.
+    pub digest: Option<Digest>,
     /// `signature pushed`, `scan COMPLETE`, … for the log.
     pub why: String,
 }
@@ -34,8 +37,31 @@ pub(super) fn signature_push(
     Some(Classified::Recheck(GateHint {
         registry,
         repository: repository.clone(),
-        digest,
+        digest: Some(digest),
         why: "signature pushed".into(),
+    }))
+}
+
+/// Media types of image configs: a push by digest of one is an image, not a referrer.
+const IMAGE_CONFIGS: &[&str] = &[
+    "application/vnd.oci.image.config.v1+json",
+    "application/vnd.docker.container.image.v1+json",
+];
+
+/// The hint of a push without a tag whose `artifact-media-type` is not an image's: an OCI
+/// referrer (cosign 3's bundle, a Notary signature) pushed where the referrers API keeps it
+/// (ECR), naming no tag and, in the event, not its subject.
+pub(super) fn referrer_push(
+    registry: Option<String>,
+    repository: &Repository,
+    artifact_type: Option<&str>,
+) -> Option<Classified> {
+    let t = artifact_type.filter(|t| !t.is_empty() && !IMAGE_CONFIGS.contains(t))?;
+    Some(Classified::Recheck(GateHint {
+        registry,
+        repository: repository.clone(),
+        digest: None,
+        why: format!("artifact pushed ({t}): a signature of any digest"),
     }))
 }
 
@@ -79,7 +105,7 @@ fn hint(v: &Value, repo: &str, detail: &Value, what: &str) -> Classified {
     Classified::Recheck(GateHint {
         registry,
         repository,
-        digest,
+        digest: Some(digest),
         why: format!("{what} {status}"),
     })
 }

@@ -295,12 +295,52 @@ fn the_push_of_a_signature_tag_is_a_hint_for_the_digest_it_names_not_a_deploy() 
     let body = fixture("push.json").replace("\"latest\"", &format!("\"sha256-{hex}.sig\""));
     let h = hint(&body);
     assert_eq!(h.repository.as_str(), "my-repository-name");
-    assert_eq!(h.digest.as_str(), D);
+    assert_eq!(h.digest.unwrap().as_str(), D);
     assert_eq!(h.registry.as_deref(), Some("123456789012"));
     assert_eq!(h.why, "signature pushed");
     // Other cosign-looking tags are ordinary tags.
     let body = fixture("push.json").replace("\"latest\"", "\"sha256-abc.sig\"");
     assert!(matches!(classify(&body), Classified::Reconcile(_)));
+    // The referrers tag schema's tag (a referrer pushed where there is no referrers API).
+    let body = fixture("push.json").replace("\"latest\"", &format!("\"sha256-{hex}\""));
+    assert_eq!(hint(&body).digest.unwrap().as_str(), D);
+}
+
+/// SPEC §11: a referrer pushed to ECR (which has the referrers API) moves no tag and the event
+/// names the referrer, not its subject: an artifact pushed without a tag re-checks every
+/// signature rejection of its repository; an image pushed by digest is still nothing.
+#[test]
+fn an_artifact_pushed_without_a_tag_rechecks_the_repositorys_signature_rejections() {
+    let by_digest = fixture("push-by-digest.json");
+    let with = |t: &str| {
+        by_digest.replace(
+            "\"image-tag\": \"\"",
+            &format!("\"image-tag\": \"\", \"artifact-media-type\": \"{t}\""),
+        )
+    };
+    for t in [
+        "application/vnd.dev.sigstore.bundle.v0.3+json",
+        "application/vnd.cncf.notary.signature",
+        "application/vnd.oci.empty.v1+json",
+    ] {
+        let h = hint(&with(t));
+        assert_eq!(
+            (h.repository.as_str(), h.digest.as_ref()),
+            ("team/api", None),
+            "{t}"
+        );
+        assert!(h.why.contains(t), "{}", h.why);
+    }
+    for image in [
+        "application/vnd.oci.image.config.v1+json",
+        "application/vnd.docker.container.image.v1+json",
+    ] {
+        assert!(
+            matches!(classify(&with(image)), Classified::Nothing(_)),
+            "{image}"
+        );
+    }
+    assert!(matches!(classify(&by_digest), Classified::Nothing(_)));
 }
 
 #[test]
@@ -313,7 +353,7 @@ fn basic_and_enhanced_scan_events_are_hints_and_bad_ones_are_nothing() {
     };
     let h = hint(&scan(D));
     assert_eq!(
-        (h.repository.as_str(), h.digest.as_str()),
+        (h.repository.as_str(), h.digest.as_ref().unwrap().as_str()),
         ("my-repository-name", D)
     );
     assert_eq!(h.why, "scan COMPLETE");

@@ -106,6 +106,17 @@ impl Store {
             )
             .map_err(ctx("clear rejections"))
     }
+
+    /// Clears every rejection of `repository` by `gate` (a signature pushed whose subject is
+    /// not known); the next look decides each digest again.
+    pub fn clear_gate_rejections(&self, repository: &str, gate: &str) -> Result<usize, StoreError> {
+        self.conn()
+            .execute(
+                "DELETE FROM rejected WHERE repository = ?1 AND gate = ?2",
+                params![repository, gate],
+            )
+            .map_err(ctx("clear rejections"))
+    }
 }
 
 #[cfg(test)]
@@ -154,7 +165,15 @@ mod tests {
         assert_eq!(h[0].outcome, Some(Outcome::Rejected));
         assert_eq!(h[0].error.as_deref(), Some("not signed"));
         assert!(s.unfinished().unwrap().is_empty(), "nothing for recovery");
-        assert_eq!(s.clear_rejections("team/web", "sha256:a").unwrap(), 2);
+        assert_eq!(s.clear_gate_rejections("team/db", "signature").unwrap(), 0);
+        // A signature of some digest pushed: the repository's signature rejections go.
+        assert_eq!(s.clear_gate_rejections("team/web", "signature").unwrap(), 1);
+        assert_eq!(s.rejection("web", "sha256:a").unwrap(), None);
+        assert!(
+            s.rejection("api", "sha256:a").unwrap().is_some(),
+            "a scan's stays"
+        );
+        assert_eq!(s.clear_rejections("team/web", "sha256:a").unwrap(), 1);
         assert_eq!(s.rejection("api", "sha256:a").unwrap(), None);
         assert!(
             s.rejection("db", "sha256:a").unwrap().is_some(),
@@ -174,6 +193,11 @@ mod tests {
         s.reject(&new("api", "team/web", "sha256:j"), "scan", "1 HIGH")
             .unwrap();
         assert_eq!(s.clear_rejections("team/other", "sha256:p").unwrap(), 0);
+        assert_eq!(
+            s.clear_gate_rejections("team/web", "signature").unwrap(),
+            0,
+            "scan rejections stay"
+        );
         assert_eq!(s.clear_rejections("team/web", "sha256:p").unwrap(), 1);
         assert_eq!(s.rejection("web", "sha256:i").unwrap(), None);
         assert!(

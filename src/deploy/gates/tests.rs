@@ -134,7 +134,7 @@ async fn an_unsigned_digest_is_rejected_before_any_pull_recorded_once_and_not_ch
     let hint = GateHint {
         registry: None,
         repository: Repository::parse("team/api").unwrap(),
-        digest: d,
+        digest: Some(d),
         why: "signature pushed".into(),
     };
     assert_eq!(ex.recheck(&hint).unwrap(), 1);
