@@ -85,14 +85,19 @@ async fn signatures_of_cosign_2_cosign_3_and_notation_pass_and_wrong_ones_are_re
     assert_eq!(code, 0, "{out}{err}");
     // Every image built before the agent runs: its removal of a replaced image may prune a
     // build cache parent that a build at the same time is using.
-    let mut images = (0..14).map(|i| {
-        let v = format!("v{i}");
-        site.registry.publish(repo, &v, Kind::Serve, &v, false)
-    });
-    let mut next = async || {
-        let d = images.next().unwrap();
-        put_digest(&site.ecr, repo, "prod", &d).await;
-        d
+    let images: Vec<String> = (0..14)
+        .map(|i| {
+            let v = format!("v{i}");
+            site.registry.publish(repo, &v, Kind::Serve, &v, false)
+        })
+        .collect();
+    let mut images = images.into_iter();
+    let mut next = || images.next().unwrap();
+    // ECR's tag is moved only once the digest is signed (else the start-up sweep may look at
+    // it first), then its push event sent.
+    let release = async |d: &str| {
+        put_digest(&site.ecr, repo, "prod", d).await;
+        send_all(&site.sqs, &site.url, &[push_body(repo, "prod", d)]).await;
     };
     let agent = AgentProcess::start(&config, &["run"]);
 
@@ -113,9 +118,9 @@ async fn signatures_of_cosign_2_cosign_3_and_notation_pass_and_wrong_ones_are_re
         }),
     ];
     for (what, sign) in &signers {
-        let d = next().await;
+        let d = next();
         sign(&d);
-        send_all(&site.sqs, &site.url, &[push_body(repo, "prod", &d)]).await;
+        release(&d).await;
         let r = row(&config, &name, &d, "succeeded", &agent).await;
         assert_eq!(running_digest(&name), d, "{what}: {r}");
         println!("{what}: deployed {}", short(&d));
@@ -125,7 +130,7 @@ async fn signatures_of_cosign_2_cosign_3_and_notation_pass_and_wrong_ones_are_re
     let stranger = CosignKey::generate();
     let outsider = ca.another("ops@example.com", "https://issuer.example");
     let other_notary = Notary::generate(&site.registry, "release");
-    let signed_v = next().await;
+    let signed_v = next();
     key.sign2(&site.registry, repo, &signed_v);
     let other_repo = "team/elsewhere";
     let bad: [(&str, &str, Sign); 5] = [
@@ -165,9 +170,9 @@ async fn signatures_of_cosign_2_cosign_3_and_notation_pass_and_wrong_ones_are_re
     ];
     for (what, why, sign) in &bad {
         let running = running_digest(&name);
-        let d = next().await;
+        let d = next();
         sign(&d);
-        send_all(&site.sqs, &site.url, &[push_body(repo, "prod", &d)]).await;
+        release(&d).await;
         let r = row(&config, &name, &d, "rejected", &agent).await;
         let error = r["error"].as_str().unwrap_or_default();
         assert!(error.contains(why), "{what}: {error}");
@@ -182,9 +187,9 @@ async fn signatures_of_cosign_2_cosign_3_and_notation_pass_and_wrong_ones_are_re
 
     // notation by a certificate that names a CRL (served here): fetched, clean, deployed;
     // once the CRL lists the certificate, its next signature is rejected.
-    let d = next().await;
+    let d = next();
     crl_ca.sign(&site.registry, repo, &d);
-    send_all(&site.sqs, &site.url, &[push_body(repo, "prod", &d)]).await;
+    release(&d).await;
     let r = row(&config, &name, &d, "succeeded", &agent).await;
     assert!(agent.log_text().contains("not revoked"), "{r}");
     println!(
@@ -193,9 +198,9 @@ async fn signatures_of_cosign_2_cosign_3_and_notation_pass_and_wrong_ones_are_re
     );
     crl_ca.revoke();
     let running = running_digest(&name);
-    let d = next().await;
+    let d = next();
     crl_ca.sign(&site.registry, repo, &d);
-    send_all(&site.sqs, &site.url, &[push_body(repo, "prod", &d)]).await;
+    release(&d).await;
     let r = row(&config, &name, &d, "rejected", &agent).await;
     let error = r["error"].as_str().unwrap_or_default();
     assert!(error.contains("is revoked"), "{error}");
@@ -204,7 +209,7 @@ async fn signatures_of_cosign_2_cosign_3_and_notation_pass_and_wrong_ones_are_re
     println!("notation by a revoked certificate: rejected ({error})");
 
     // An index tag (as buildx pushes one): a signature of this host's platform manifest passes.
-    let platform = next().await;
+    let platform = next();
     let (index, index_digest) = push_index(&site.registry, repo, "multi", &platform);
     key.sign3(&site.registry, repo, &platform);
     put_index_in_ecr(&site.ecr, repo, "prod", &index, &index_digest).await;
