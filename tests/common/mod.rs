@@ -8,6 +8,7 @@
 pub mod archive;
 pub mod cosign;
 pub mod docker;
+pub mod engine;
 pub mod faults;
 pub mod oci;
 pub mod podman;
