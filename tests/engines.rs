@@ -67,7 +67,9 @@ impl OnEngine {
             Store::Containerd => "containerd",
         };
         let version = self.engine.version.split('.').next().unwrap_or("x");
-        let api = self.engine.docker(&["version", "--format", "{{.Server.APIVersion}}"]);
+        let api = self
+            .engine
+            .docker(&["version", "--format", "{{.Server.APIVersion}}"]);
         let out = self.engine.docker(&["image", "inspect", image]);
         let value: serde_json::Value = serde_json::from_str(&out).unwrap();
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/engines");
@@ -84,7 +86,11 @@ impl OnEngine {
 async fn deploy_keeps_the_configuration_and_rolls_back(store: Store, test: &str) {
     let started = Instant::now();
     let e = OnEngine::new(test, store).await;
-    eprintln!("side Engine {} ({store:?}) up after {:?}", e.engine.version, started.elapsed());
+    eprintln!(
+        "side Engine {} ({store:?}) up after {:?}",
+        e.engine.version,
+        started.elapsed()
+    );
     let scope = e.site.scope.id.clone();
     let label = format!("{TEST_LABEL}={scope}");
     let (_v1, prod) = e.first_version("team/web", Kind::Serve).await;
@@ -92,8 +98,10 @@ async fn deploy_keeps_the_configuration_and_rolls_back(store: Store, test: &str)
     let name = e.site.scope.name("web");
     let net = format!("{name}-net");
     let vol = format!("{name}-data");
-    e.engine.docker(&["network", "create", "--label", &label, &net]);
-    e.engine.docker(&["volume", "create", "--label", &label, &vol]);
+    e.engine
+        .docker(&["network", "create", "--label", &label, &net]);
+    e.engine
+        .docker(&["volume", "create", "--label", &label, &vol]);
     e.engine.run(
         &scope,
         &name,
@@ -143,14 +151,20 @@ async fn deploy_keeps_the_configuration_and_rolls_back(store: Store, test: &str)
     assert_eq!(new["Config"]["Labels"]["team"], "web");
     assert_eq!(new["Config"]["Labels"][TEST_LABEL], scope.as_str());
     let mount = &new["Mounts"][0];
-    assert_eq!((&mount["Type"], &mount["Name"]), (&"volume".into(), &vol.as_str().into()));
     assert_eq!(
-        e.engine.docker(&["exec", &name, "/bin/sh", "-c", "cat /data/file"]),
+        (&mount["Type"], &mount["Name"]),
+        (&"volume".into(), &vol.as_str().into())
+    );
+    assert_eq!(
+        e.engine
+            .docker(&["exec", &name, "/bin/sh", "-c", "cat /data/file"]),
         "kept"
     );
     let aliases = &new["NetworkSettings"]["Networks"][&net]["Aliases"];
     assert!(
-        aliases.as_array().is_some_and(|a| a.iter().any(|x| x == "web-alias")),
+        aliases
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x == "web-alias")),
         "{aliases}"
     );
     let port = e.engine.docker(&["port", &name, "8080"]);
@@ -177,7 +191,10 @@ async fn deploy_keeps_the_configuration_and_rolls_back(store: Store, test: &str)
     assert_eq!(row["state"], "up_to_date", "{row}\n{}", agent.log_text());
 
     // An image that never gets healthy within the health timeout: rolled back.
-    let v3 = e.site.silent_push("team/web", Kind::NeverHealthy, "v3").await;
+    let v3 = e
+        .site
+        .silent_push("team/web", Kind::NeverHealthy, "v3")
+        .await;
     let done = e.site.outcome(&name, &v3).await;
     assert_eq!(done.outcome, Some(Outcome::RolledBack), "{done:?}");
     assert_eq!(e.one_running(&name)["Id"], new["Id"]);

@@ -72,7 +72,10 @@ impl SideEngine {
     pub fn start(store: Store) -> Self {
         let dockerd = Path::new(TOOLS).join("docker.io/usr/sbin/dockerd");
         assert!(
-            dockerd.exists() && Path::new(TOOLS).join("containerd/usr/bin/containerd").exists(),
+            dockerd.exists()
+                && Path::new(TOOLS)
+                    .join("containerd/usr/bin/containerd")
+                    .exists(),
             "{} not found: run ./scripts/setup.sh (scripts/fetch-tools.sh fetches sid's docker.io and containerd)",
             dockerd.display()
         );
@@ -89,7 +92,13 @@ impl SideEngine {
         let _ = run("ip", &["link", "del", &bridge]);
         for args in [
             vec!["link", "add", &bridge, "type", "bridge"],
-            vec!["addr", "add", &format!("10.199.{octet}.1/24"), "dev", &bridge],
+            vec![
+                "addr",
+                "add",
+                &format!("10.199.{octet}.1/24"),
+                "dev",
+                &bridge,
+            ],
             vec!["link", "set", &bridge, "mtu", "1400", "up"],
         ] {
             let out = run("ip", &args);
