@@ -339,9 +339,13 @@ pub fn build_image(reference: &str, kind: Kind, version: &str) {
     };
     let mut out = build();
     // Another test process removing its images can take a cached parent layer away
-    // mid-build ("unknown parent image ID"): build again, the cache then skipped.
+    // mid-build ("unknown parent image ID"), or prune the new image while it is still
+    // untagged ("failed to get digest"): build again, the cache then skipped.
     for _ in 0..3 {
-        if out.status.success() || !String::from_utf8_lossy(&out.stderr).contains("parent image") {
+        let err = String::from_utf8_lossy(&out.stderr);
+        if out.status.success()
+            || !(err.contains("parent image") || err.contains("failed to get digest"))
+        {
             break;
         }
         out = build();
