@@ -13,7 +13,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # The signature tests' tools (tests/common/signing.rs): cosign 2.x, cosign 3.x, notation.
-DEFAULT_TOOLS=(trixie:cosign sid:cosign sid:notation)
+# The engine matrix's side Engine (tests/common/engine.rs): sid's docker.io 28.x (dockerd,
+# docker-proxy) and containerd 2.x (containerd, containerd-shim-runc-v2); runc and
+# docker-init stay Debian 12's (sid's runc needs a newer glibc).
+DEFAULT_TOOLS=(trixie:cosign sid:cosign sid:notation sid:docker.io sid:containerd)
 TOOLS=("$@")
 [ "${#TOOLS[@]}" -gt 0 ] || TOOLS=("${DEFAULT_TOOLS[@]}")
 

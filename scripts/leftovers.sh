@@ -2,7 +2,8 @@
 # Fails when the tests or the benchmarks left anything behind on this Docker Engine: every
 # container, service, network and volume they create carries the label ecr-deployd.test, every
 # image they build the label ecr-deployd.test.image (images pulled from a test registry are
-# removed with it). Run at the end of the test command and of bench/run.sh.
+# removed with it); the side Engines of the engine matrix left nothing and docker0 is there.
+# Run at the end of the test command and of bench/run.sh.
 set -euo pipefail
 left=""
 add() { [ -z "$2" ] || left+="$1:"$'\n'"$(printf '%s\n' "$2" | sed 's/^/  /')"$'\n'; }
@@ -14,6 +15,12 @@ add networks "$(docker network ls --filter label=ecr-deployd.test --format '{{.N
 add volumes "$(docker volume ls --filter label=ecr-deployd.test --format '{{.Name}}')"
 add images "$(docker images -a --filter label=ecr-deployd.test.image --format '{{.Repository}}:{{.Tag}} {{.ID}}')"
 add "images from test registries" "$(docker images --format '{{.Repository}}:{{.Tag}} {{.ID}}' | grep -E '^(127\.0\.0\.1|localhost):[0-9]+/' || true)"
+# The engine matrix's side Engines (tests/common/engine.rs) take their bridge, daemon and
+# directories with them, and never the system's docker0.
+add "side Engine bridges" "$(ip -br link 2>/dev/null | awk '$1 ~ /^edtb[0-9]+$/ { print $1 }')"
+add "side Engine daemons" "$(pgrep -af 'dockerd --config-file /tmp/edt-engine-' || true)"
+add "side Engine directories" "$(ls -d /tmp/edt-engine-* 2>/dev/null || true)"
+ip link show docker0 >/dev/null 2>&1 || add "the system's bridge" "docker0 is gone"
 if [ -n "$left" ]; then
   printf '[leftovers] the run left these behind:\n%s' "$left" >&2
   exit 1

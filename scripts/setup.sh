@@ -48,8 +48,9 @@ if [ ! -x .venv/bin/python ] || ! cmp -s "$reqs" .venv/.requirements; then
 fi
 log "moto: $(.venv/bin/pip show moto | sed -n 's/^Version: //p')"
 
-# The real signing tools the signature tests sign with (cosign 2 and 3, notation), from
-# Debian's newer suites into .tools/, leaving the system's apt sources and packages alone.
+# The real signing tools the signature tests sign with (cosign 2 and 3, notation) and the
+# engine matrix's side Engine (Docker 28, containerd 2), from Debian's newer suites into
+# .tools/, leaving the system's apt sources and packages alone.
 ./scripts/fetch-tools.sh
 
 # cargo deny: the licences, bans and sources of every dependency (scripts/test.sh).

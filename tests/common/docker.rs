@@ -340,11 +340,12 @@ pub fn build_image(reference: &str, kind: Kind, version: &str) {
     let mut out = build();
     // An agent removing the image it replaced (with its untagged parents), or another test
     // process removing its images, can take a cached layer away mid-build ("unknown parent
-    // image ID", "No such image"): build again.
+    // image ID", "No such image") or prune the new image while it is still untagged ("failed
+    // to get digest"): build again.
     for _ in 0..3 {
         let err = String::from_utf8_lossy(&out.stderr);
-        if out.status.success() || !(err.contains("parent image") || err.contains("No such image"))
-        {
+        let lost = ["parent image", "No such image", "failed to get digest"];
+        if out.status.success() || !lost.iter().any(|l| err.contains(l)) {
             break;
         }
         out = build();

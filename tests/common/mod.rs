@@ -9,6 +9,7 @@ pub mod archive;
 pub mod ca;
 pub mod cosign;
 pub mod docker;
+pub mod engine;
 pub mod faults;
 pub mod oci;
 pub mod podman;

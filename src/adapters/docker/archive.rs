@@ -35,12 +35,9 @@ impl DockerRuntime {
         let said = timed("load image", PULL_TIMEOUT, loading).await?;
         let mut ids: Vec<String> = Vec::new();
         for name in loaded_names(&said) {
-            let image = timed(
-                "inspect loaded image",
-                self.call_timeout,
-                docker.inspect_image(&name),
-            )
-            .await?;
+            let image = self
+                .inspect_image_facts("inspect loaded image", &name)
+                .await?;
             let id = image.id.unwrap_or(name);
             if !ids.contains(&id) {
                 ids.push(id);
@@ -62,14 +59,7 @@ impl DockerRuntime {
     }
 
     pub(super) async fn image_exists(&self, image_id: &str) -> Result<bool, RuntimeError> {
-        let docker = self.docker().await?;
-        match timed(
-            "inspect image",
-            self.call_timeout,
-            docker.inspect_image(image_id),
-        )
-        .await
-        {
+        match self.inspect_image_facts("inspect image", image_id).await {
             Ok(_) => Ok(true),
             Err(e) if e.is_not_found() => Ok(false),
             Err(e) => Err(e),

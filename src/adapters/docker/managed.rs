@@ -8,7 +8,7 @@ use std::time::Duration;
 use bollard::models::ContainerInspectResponse;
 use tracing::{debug, warn};
 
-use super::{DockerRuntime, timed};
+use super::DockerRuntime;
 use crate::control::policy::{LABEL_POLICY, LABEL_WINDOW, PolicyLabels};
 use crate::deploy::hooks::HookLabels;
 use crate::event::{Digest, Mirrors, follows, parse_source};
@@ -51,24 +51,13 @@ impl DockerRuntime {
             return Ok(None);
         }
         let image_id = inspect.image.clone().unwrap_or_default();
-        let docker = self.docker().await?;
-        let image = match timed(
-            "inspect image",
-            self.call_timeout,
-            docker.inspect_image(&image_id),
-        )
-        .await
-        {
+        let image = match self.inspect_image_facts("inspect image", &image_id).await {
             Ok(image) => Some(image),
             Err(e) if e.transient => return Err(e),
             Err(_) => None,
         };
         // SPEC §4: only the labels set on the container count, never the image's.
-        let image_labels = image
-            .as_ref()
-            .and_then(|i| i.config.as_ref())
-            .and_then(|c| c.labels.clone())
-            .unwrap_or_default();
+        let image_labels = image.as_ref().map(|i| i.labels()).unwrap_or_default();
         let provenance = Provenance::split(&merged, &image_labels);
         let labels = &provenance.own;
         if labels.get(LABEL_ENABLE).map(String::as_str) != Some("true") {
@@ -142,15 +131,8 @@ impl DockerRuntime {
         if !merged.keys().any(|k| k.starts_with(labels::PREFIX)) {
             return Ok(merged);
         }
-        let docker = self.docker().await?;
-        let image = match timed(
-            "inspect image",
-            self.call_timeout,
-            docker.inspect_image(image_id),
-        )
-        .await
-        {
-            Ok(image) => image.config.and_then(|c| c.labels).unwrap_or_default(),
+        let image = match self.inspect_image_facts("inspect image", image_id).await {
+            Ok(image) => image.labels(),
             Err(e) if e.transient => return Err(e),
             Err(_) => HashMap::new(),
         };

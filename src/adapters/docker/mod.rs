@@ -8,6 +8,7 @@ mod archive;
 mod create;
 mod engine;
 mod exec;
+mod image_facts;
 mod managed;
 mod neighbours;
 mod podman;
@@ -305,12 +306,9 @@ impl Runtime for DockerRuntime {
             Ok(())
         };
         timed("pull", PULL_TIMEOUT, pulled).await?;
-        let image = timed(
-            "inspect pulled image",
-            self.call_timeout,
-            docker.inspect_image(source),
-        )
-        .await?;
+        let image = self
+            .inspect_image_facts("inspect pulled image", source)
+            .await?;
         let digests = image.repo_digests.unwrap_or_default();
         if !digests.iter().any(|d| d.ends_with(&format!("@{digest}"))) {
             return Err(RuntimeError::permanent(

@@ -1,0 +1,290 @@
+//! A second Docker Engine beside the system's (Debian sid's docker.io 28.x and containerd 2.x,
+//! fetched into `.tools/` by `scripts/fetch-tools.sh`), for the engine matrix
+//! (`tests/engines.rs`). Everything it uses is its own (FIELD-NOTES, "A second Docker Engine
+//! beside the system's"): a bridge made first, `"bridge"` set to it (never `--bridge none`:
+//! a second daemon once deleted the shared `docker0` that way), iptables off, its own data
+//! root, exec root, pidfile, socket, address pool and config file; Debian 12's runc and
+//! docker-init. No Swarm on it (`docker_gwbridge` is a fixed, shared name). On drop: its
+//! containers, then the daemon (SIGTERM, then SIGKILL), its mounts, bridge and directories.
+//! `docker0` and the system Engine's default network are checked before and after: a side
+//! Engine that takes them away fails the test loudly.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::docker::TEST_LABEL;
+
+const TOOLS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/.tools/sid");
+
+/// The side Engine's image store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Store {
+    /// The graph drivers (what an upgraded install keeps).
+    Classic,
+    /// The containerd image store (`containerd-snapshotter`; Docker 29's default).
+    Containerd,
+}
+
+pub struct SideEngine {
+    /// `unix://…`, for the agent's and the CLI's `DOCKER_HOST`.
+    pub docker_host: String,
+    pub store: Store,
+    /// The Engine's version as it reports it (`28.5.2`).
+    pub version: String,
+    bridge: String,
+    root: PathBuf,
+    child: Child,
+}
+
+/// Panics when the system's `docker0` or its Engine's default network is gone.
+pub fn check_system_bridge(when: &str) {
+    let link = Command::new("ip")
+        .args(["link", "show", "docker0"])
+        .output()
+        .expect("ip (iproute2)");
+    assert!(
+        link.status.success(),
+        "docker0 IS GONE {when} a side Engine: the system Engine cannot attach containers to \
+         its default network. Put it back: ip link add docker0 type bridge; ip addr add \
+         172.17.0.1/16 dev docker0; ip link set docker0 mtu 1400 up"
+    );
+    let net = Command::new("docker")
+        .args(["network", "inspect", "--format", "{{.Driver}}", "bridge"])
+        .output()
+        .expect("docker");
+    assert!(
+        net.status.success() && String::from_utf8_lossy(&net.stdout).trim() == "bridge",
+        "the system Engine's default network is not usable {when} a side Engine: {}",
+        String::from_utf8_lossy(&net.stderr)
+    );
+}
+
+fn run(cmd: &str, args: &[&str]) -> std::process::Output {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"))
+}
+
+impl SideEngine {
+    /// Starts dockerd 28 with `store`; returns once it answers.
+    pub fn start(store: Store) -> Self {
+        let dockerd = Path::new(TOOLS).join("docker.io/usr/sbin/dockerd");
+        assert!(
+            dockerd.exists()
+                && Path::new(TOOLS)
+                    .join("containerd/usr/bin/containerd")
+                    .exists(),
+            "{} not found: run ./scripts/setup.sh (scripts/fetch-tools.sh fetches sid's docker.io and containerd)",
+            dockerd.display()
+        );
+        check_system_bridge("before starting");
+        // Short names and paths: an interface name has 15 bytes, a socket path 107.
+        let n = std::process::id() % 1000 * 2 + matches!(store, Store::Containerd) as u32;
+        let octet = n % 250;
+        let bridge = format!("edtb{n}");
+        let root = PathBuf::from(format!("/tmp/edt-engine-{n}"));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("data")).unwrap();
+        // A bridge of its own, made first, in 10.199.x/24 (apart from 172.17–172.29, the
+        // system's networks and the pool below).
+        let _ = run("ip", &["link", "del", &bridge]);
+        for args in [
+            vec!["link", "add", &bridge, "type", "bridge"],
+            vec![
+                "addr",
+                "add",
+                &format!("10.199.{octet}.1/24"),
+                "dev",
+                &bridge,
+            ],
+            vec!["link", "set", &bridge, "mtu", "1400", "up"],
+        ] {
+            let out = run("ip", &args);
+            assert!(
+                out.status.success(),
+                "ip {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let mut config = serde_json::json!({
+            "bridge": bridge,
+            "iptables": false,
+            "ip6tables": false,
+            "mtu": 1400,
+            "default-address-pools": [{"base": format!("10.{}.0.0/16", 200 + octet % 50), "size": 24}],
+            "log-driver": "json-file",
+        });
+        if store == Store::Containerd {
+            config["features"] = serde_json::json!({"containerd-snapshotter": true});
+        }
+        let config_file = root.join("daemon.json");
+        std::fs::write(&config_file, config.to_string()).unwrap();
+        let socket = root.join("docker.sock");
+        let path = format!(
+            "{TOOLS}/docker.io/usr/sbin:{TOOLS}/containerd/usr/bin:{}",
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let log = std::fs::File::create(root.join("dockerd.log")).unwrap();
+        let child = Command::new(&dockerd)
+            .arg("--config-file")
+            .arg(&config_file)
+            .arg("--data-root")
+            .arg(root.join("data"))
+            .arg("--exec-root")
+            .arg(root.join("exec"))
+            .arg("--pidfile")
+            .arg(root.join("dockerd.pid"))
+            .arg("-H")
+            .arg(format!("unix://{}", socket.display()))
+            .env("PATH", path)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start dockerd");
+        let mut engine = Self {
+            docker_host: format!("unix://{}", socket.display()),
+            store,
+            version: String::new(),
+            bridge,
+            root,
+            child,
+        };
+        let started = Instant::now();
+        loop {
+            let out = engine.try_docker(&["version", "--format", "{{.Server.Version}}"]);
+            if out.status.success() {
+                engine.version = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+                break;
+            }
+            if let Some(status) = engine.child.try_wait().unwrap() {
+                panic!("dockerd exited ({status}):\n{}", engine.log());
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "dockerd did not answer on {}:\n{}",
+                engine.docker_host,
+                engine.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let driver = engine.docker(&["info", "--format", "{{.Driver}} {{json .DriverStatus}}"]);
+        let containerd = driver.contains("io.containerd.snapshotter");
+        assert_eq!(
+            containerd,
+            store == Store::Containerd,
+            "store {store:?}: {driver}"
+        );
+        engine
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.root.join("dockerd.log")).unwrap_or_default()
+    }
+
+    fn try_docker(&self, args: &[&str]) -> std::process::Output {
+        Command::new("docker")
+            .arg("-H")
+            .arg(&self.docker_host)
+            .args(args)
+            .output()
+            .expect("run docker")
+    }
+
+    /// The docker CLI on this Engine; panics with its output on failure.
+    pub fn docker(&self, args: &[&str]) -> String {
+        let out = self.try_docker(args);
+        assert!(
+            out.status.success(),
+            "docker -H {} {args:?} failed: {}",
+            self.docker_host,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// `docker run -d --init` on this Engine with the tests' label (`scope`) and `args`.
+    pub fn run(&self, scope: &str, name: &str, args: &[&str]) -> String {
+        let label = format!("{TEST_LABEL}={scope}");
+        let mut all = vec!["run", "-d", "--init", "--name", name, "--label", &label];
+        all.extend_from_slice(args);
+        self.docker(&all)
+    }
+
+    /// The inspected JSON of `what` (a container, or `image inspect` with `kind`).
+    pub fn inspect(&self, kind: &str, what: &str) -> serde_json::Value {
+        let out = self.docker(&[kind, "inspect", what]);
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()[0].clone()
+    }
+
+    /// The registry digest of the image container `name` runs, `None` while there is none.
+    pub fn running_digest(&self, name: &str) -> Option<String> {
+        let out = self.try_docker(&["inspect", "--format", "{{.Image}}", name]);
+        if !out.status.success() {
+            return None;
+        }
+        let image = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        let digests = self.docker(&[
+            "image",
+            "inspect",
+            "--format",
+            "{{range .RepoDigests}}{{println .}}{{end}}",
+            &image,
+        ]);
+        digests
+            .lines()
+            .find_map(|l| l.split_once('@').map(|(_, d)| d.to_owned()))
+    }
+}
+
+impl Drop for SideEngine {
+    fn drop(&mut self) {
+        // Everything on it is the tests' (it is theirs alone): containers first.
+        let ids = self.try_docker(&["ps", "-aq"]);
+        let ids = String::from_utf8_lossy(&ids.stdout).into_owned();
+        let ids: Vec<&str> = ids.split_whitespace().collect();
+        if !ids.is_empty() {
+            let mut args = vec!["rm", "-fv"];
+            args.extend(ids);
+            let _ = self.try_docker(&args);
+        }
+        let pid = self.child.id().to_string();
+        let _ = run("kill", &["-TERM", &pid]);
+        let started = Instant::now();
+        while self.child.try_wait().ok().flatten().is_none() {
+            if started.elapsed() > Duration::from_secs(20) {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // Mounts it may have left (overlay, netns, shm), deepest first.
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+        let root = self.root.to_string_lossy().into_owned();
+        let mut mine: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .filter(|m| m.starts_with(&root))
+            .collect();
+        mine.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mine {
+            let _ = run("umount", &["-l", m]);
+        }
+        let _ = run("ip", &["link", "del", &self.bridge]);
+        let _ = std::fs::remove_dir_all(&self.root);
+        if std::thread::panicking() {
+            // No second panic: say it loudly instead.
+            if Command::new("ip")
+                .args(["link", "show", "docker0"])
+                .output()
+                .is_ok_and(|o| !o.status.success())
+            {
+                eprintln!("!!! docker0 IS GONE after stopping a side Engine !!!");
+            }
+        } else {
+            check_system_bridge("after stopping");
+        }
+    }
+}
