@@ -213,3 +213,86 @@ async fn docker28_classic_store_deploy_keeps_the_configuration_and_rolls_back() 
 async fn docker28_containerd_store_deploy_keeps_the_configuration_and_rolls_back() {
     deploy_keeps_the_configuration_and_rolls_back(Store::Containerd, "eng-d28-ctrd").await;
 }
+
+/// An OCI archive (`index.json` → an index of an arm64 and an s390x manifest) whose layer
+/// blobs are absent: the Engine loads it, but no manifest has all its content here. Returns
+/// (archive, digest of the inner index, the id the Engine reports).
+fn archive_without_platform_content(seed: &str) -> (Vec<u8>, String) {
+    let mut blobs: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut add = |bytes: Vec<u8>, keep: bool| {
+        let digest = format!("sha256:{}", sha256_hex(&bytes));
+        let size = bytes.len();
+        if keep {
+            blobs.push((digest.clone(), bytes));
+        }
+        (digest, size)
+    };
+    let mut manifests = Vec::new();
+    for arch in ["arm64", "s390x"] {
+        let (layer, layer_size) = add(format!("{seed} {arch} layer").into_bytes(), false);
+        let config = serde_json::json!({
+            "architecture": arch, "os": "linux",
+            "config": {"Labels": {format!("{TEST_LABEL}.image"): seed}},
+            "rootfs": {"type": "layers", "diff_ids": [layer]}
+        });
+        let (config, config_size) = add(config.to_string().into_bytes(), true);
+        let manifest = serde_json::json!({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": config_size},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer, "size": layer_size}]
+        });
+        let (digest, size) = add(manifest.to_string().into_bytes(), true);
+        manifests.push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest, "size": size,
+            "platform": {"architecture": arch, "os": "linux"}
+        }));
+    }
+    let inner = serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests
+    });
+    let (inner, inner_size) = add(inner.to_string().into_bytes(), true);
+    let index = serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{"mediaType": "application/vnd.oci.image.index.v1+json", "digest": inner, "size": inner_size}]
+    });
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut put = |path: &str, bytes: &[u8]| {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, path, bytes).unwrap();
+    };
+    put("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#);
+    put("index.json", index.to_string().as_bytes());
+    for (digest, bytes) in &blobs {
+        put(&format!("blobs/sha256/{}", &digest[7..]), bytes);
+    }
+    (tar.into_inner().unwrap(), inner)
+}
+
+/// The containerd store answers the inspect of an image none of whose manifests has all its
+/// content here with `"RootFS": {}` (no `Type`): the load still gives the image's id (it
+/// failed with "missing field `Type`" while the inspect was read by bollard's model).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker28_containerd_store_loads_an_archive_whose_platform_content_is_absent() {
+    use ecr_deployd::adapters::docker::DockerRuntime;
+    use ecr_deployd::ports::Runtime;
+    use futures::StreamExt;
+    let started = Instant::now();
+    let engine = SideEngine::start(Store::Containerd);
+    let seed = format!("eng-archive-{}", std::process::id());
+    let (archive, index) = archive_without_platform_content(&seed);
+    let runtime = DockerRuntime::new(Some(&engine.docker_host)).unwrap();
+    let body = futures::stream::once(async move { Ok(bytes::Bytes::from(archive)) }).boxed();
+    let loaded = runtime.load(body).await.expect("the archive loads");
+    assert_eq!(loaded, vec![index.clone()]);
+    let answer = engine.inspect("image", &index);
+    assert_eq!(answer["RootFS"], serde_json::json!({}), "{answer}");
+    assert!(runtime.has_image(&index).await.unwrap());
+    drop(engine);
+    eprintln!(
+        "archive without platform content: {:?} in all",
+        started.elapsed()
+    );
+}
