@@ -5,20 +5,12 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use super::checked;
 use super::docker::{REGISTRY_PASSWORD, REGISTRY_USER, TestRegistry};
 use super::signing::{PASSWORD, cosign3, notation, offline, run};
 
 fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    checked(Command::new("openssl").args(args).current_dir(dir));
 }
 
 const EC: [&str; 5] = [
@@ -103,22 +95,17 @@ impl CosignCa {
                 "leaf.ext",
             ],
         );
-        let out = Command::new(cosign3())
-            .args([
-                "import-key-pair",
-                "--key",
-                "leaf.key",
-                "--output-key-prefix",
-                "leafc",
-            ])
-            .current_dir(d)
-            .env("COSIGN_PASSWORD", PASSWORD)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        checked(
+            Command::new(cosign3())
+                .args([
+                    "import-key-pair",
+                    "--key",
+                    "leaf.key",
+                    "--output-key-prefix",
+                    "leafc",
+                ])
+                .current_dir(d)
+                .env("COSIGN_PASSWORD", PASSWORD),
         );
         Self { dir }
     }

@@ -501,24 +501,22 @@ pub fn containers_named(name: &str) -> Vec<(String, bool, String)> {
 /// The registry digest of the image container `name` runs, or `None` while there is no such
 /// container (mid-swap) — for polling.
 pub fn running_digest_now(name: &str) -> Option<String> {
-    let out = Command::new("docker")
-        .args(["inspect", "--format", "{{.Image}}", name])
-        .output()
-        .ok()?;
+    running_digest_by(|args| Command::new("docker").args(args).output().ok(), name)
+}
+
+/// The registry digest of the image container `name` runs, asked through `cli` (a Docker
+/// or Podman client of some Engine); `None` while there is no such container.
+pub fn running_digest_by(
+    cli: impl Fn(&[&str]) -> Option<std::process::Output>,
+    name: &str,
+) -> Option<String> {
+    let out = cli(&["inspect", "--format", "{{.Image}}", name])?;
     if !out.status.success() {
         return None;
     }
     let image = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    let out = Command::new("docker")
-        .args([
-            "image",
-            "inspect",
-            "--format",
-            "{{range .RepoDigests}}{{println .}}{{end}}",
-            &image,
-        ])
-        .output()
-        .ok()?;
+    let format = "{{range .RepoDigests}}{{println .}}{{end}}";
+    let out = cli(&["image", "inspect", "--format", format, &image])?;
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .find_map(|l| l.split_once('@').map(|(_, d)| d.to_owned()))

@@ -220,21 +220,7 @@ impl SideEngine {
 
     /// The registry digest of the image container `name` runs, `None` while there is none.
     pub fn running_digest(&self, name: &str) -> Option<String> {
-        let out = self.try_docker(&["inspect", "--format", "{{.Image}}", name]);
-        if !out.status.success() {
-            return None;
-        }
-        let image = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-        let digests = self.docker(&[
-            "image",
-            "inspect",
-            "--format",
-            "{{range .RepoDigests}}{{println .}}{{end}}",
-            &image,
-        ]);
-        digests
-            .lines()
-            .find_map(|l| l.split_once('@').map(|(_, d)| d.to_owned()))
+        super::docker::running_digest_by(|args| Some(self.try_docker(args)), name)
     }
 }
 

@@ -281,6 +281,18 @@ pub async fn put_digest(ecr: &aws_sdk_ecr::Client, repo: &str, tag: &str, digest
         .unwrap();
 }
 
+/// Runs `cmd` and returns its stdout; a failure names the command and what it printed.
+pub fn checked(cmd: &mut Command) -> Vec<u8> {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// An "ECR Image Scan" event as EventBridge delivers it.
 pub fn scan_body(repo: &str, digest: &str) -> String {
     serde_json::json!({

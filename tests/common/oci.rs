@@ -5,7 +5,7 @@
 use std::process::Command;
 
 use super::docker::{REGISTRY_PASSWORD, REGISTRY_USER, TestRegistry, docker};
-use super::sha256_hex;
+use super::{checked, sha256_hex};
 
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -16,24 +16,22 @@ pub fn engine_arch() -> String {
     docker(&["version", "--format", "{{.Server.Arch}}"])
 }
 
+/// `curl` with the registry's credentials (`args` name its URLs); the body as bytes.
+pub(super) fn curl_bytes(_registry: &TestRegistry, args: &[&str]) -> Vec<u8> {
+    checked(
+        Command::new("curl")
+            .args([
+                "-sS",
+                "-f",
+                "-u",
+                &format!("{REGISTRY_USER}:{REGISTRY_PASSWORD}"),
+            ])
+            .args(args),
+    )
+}
+
 fn curl(registry: &TestRegistry, args: &[&str]) -> String {
-    let out = Command::new("curl")
-        .args([
-            "-sS",
-            "-f",
-            "-u",
-            &format!("{REGISTRY_USER}:{REGISTRY_PASSWORD}"),
-        ])
-        .args(args)
-        .output()
-        .expect("curl is needed: run ./scripts/setup.sh");
-    assert!(
-        out.status.success(),
-        "curl {args:?} against {}: {}",
-        registry.host,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    String::from_utf8_lossy(&curl_bytes(registry, args)).into_owned()
 }
 
 /// Uploads `bytes` as a blob of `repo`; returns its digest.

@@ -116,25 +116,8 @@ impl Podman {
     /// The registry digest of the image container `name` runs (`None` while there is no such
     /// container).
     pub fn running_digest(&self, name: &str) -> Option<String> {
-        let out = self
-            .command()
-            .args(["inspect", "--format", "{{.Image}}", name])
-            .output()
-            .ok()?;
-        if !out.status.success() {
-            return None;
-        }
-        let image = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-        let digests = self.cli(&[
-            "image",
-            "inspect",
-            "--format",
-            "{{range .RepoDigests}}{{println .}}{{end}}",
-            &image,
-        ]);
-        digests
-            .lines()
-            .find_map(|l| l.split_once('@').map(|(_, d)| d.to_owned()))
+        let cli = |args: &[&str]| self.command().args(args).output().ok();
+        super::docker::running_digest_by(cli, name)
     }
 
     /// The inspected JSON of container `name`.

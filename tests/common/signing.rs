@@ -9,8 +9,9 @@ use std::process::Command;
 
 use base64::Engine as _;
 
+use super::checked;
 use super::docker::{REGISTRY_PASSWORD, REGISTRY_USER, TestRegistry};
-use super::oci::{put_blob, put_manifest};
+use super::oci::{curl_bytes, put_blob, put_manifest};
 
 pub(super) const PASSWORD: &str = "test-key-password";
 
@@ -71,26 +72,19 @@ pub(super) fn run(dir: &Path, registry: &TestRegistry, program: &Path, args: &[&
         format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, registry.host),
     )
     .unwrap();
-    let out = Command::new(program)
-        .args(args)
-        .current_dir(dir)
-        .env("DOCKER_CONFIG", &docker)
-        .env("XDG_CONFIG_HOME", dir.join("xdg"))
-        .env("HOME", dir)
-        .env("COSIGN_PASSWORD", PASSWORD)
-        .env("HTTPS_PROXY", "http://127.0.0.1:9")
-        .env("HTTP_PROXY", "http://127.0.0.1:9")
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{} {args:?}: {}{}",
-        program.display(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let out = checked(
+        Command::new(program)
+            .args(args)
+            .current_dir(dir)
+            .env("DOCKER_CONFIG", &docker)
+            .env("XDG_CONFIG_HOME", dir.join("xdg"))
+            .env("HOME", dir)
+            .env("COSIGN_PASSWORD", PASSWORD)
+            .env("HTTPS_PROXY", "http://127.0.0.1:9")
+            .env("HTTP_PROXY", "http://127.0.0.1:9")
+            .env("NO_PROXY", "127.0.0.1,localhost"),
     );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A cosign key pair (`cosign generate-key-pair`), signing with cosign 2 or 3.
@@ -140,16 +134,11 @@ pub(super) fn offline(dir: &Path, registry: &TestRegistry, chain: Option<&Path>)
 impl CosignKey {
     pub fn generate() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let out = Command::new(cosign2())
-            .args(["generate-key-pair"])
-            .current_dir(dir.path())
-            .env("COSIGN_PASSWORD", PASSWORD)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        checked(
+            Command::new(cosign2())
+                .args(["generate-key-pair"])
+                .current_dir(dir.path())
+                .env("COSIGN_PASSWORD", PASSWORD),
         );
         Self { dir }
     }
@@ -245,24 +234,6 @@ impl Notary {
     }
 }
 
-fn curl(registry: &TestRegistry, args: &[&str]) -> Vec<u8> {
-    let out = Command::new("curl")
-        .args([
-            "-sSf",
-            "-u",
-            &format!("{REGISTRY_USER}:{REGISTRY_PASSWORD}"),
-        ])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "curl {args:?} against {}",
-        registry.host
-    );
-    out.stdout
-}
-
 /// Copies the manifest `from_repo:from` (with its blobs) to `to_repo:to`, byte for byte:
 /// a signature moved to where it was not made for.
 pub fn copy_manifest(
@@ -274,7 +245,7 @@ pub fn copy_manifest(
 ) {
     let base = format!("http://{}/v2", registry.host);
     let accept = "Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
-    let manifest = curl(
+    let manifest = curl_bytes(
         registry,
         &[
             "-H",
@@ -285,7 +256,7 @@ pub fn copy_manifest(
     let m: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
     let blobs = std::iter::once(&m["config"]).chain(m["layers"].as_array().unwrap());
     for b in blobs {
-        let bytes = curl(
+        let bytes = curl_bytes(
             registry,
             &[&format!(
                 "{base}/{from_repo}/blobs/{}",
