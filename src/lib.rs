@@ -31,8 +31,8 @@
 //!   the neighbourhood (dependents swapped as a group, `depends-on` order, lifecycle hooks),
 //!   reports, `rollback`/`approve` — one file each (see its module doc).
 //! - [`gate`]: the supply-chain gates' verdicts over fetched facts: signatures (cosign's
-//!   `.sig` tag, cosign 3's Sigstore bundles, Notary Project signatures; X.509 paths and
-//!   names; the trust of `[verify]`) and ECR scan findings. Pure.
+//!   `.sig` tag and its docker-reference, cosign 3's Sigstore bundles, Notary Project
+//!   signatures; X.509 paths and names; the trust of `[verify]`) and ECR scan findings. Pure.
 //! - [`fleet`]: fleet waves: promotions and halts from earlier waves' results (SPEC §14).
 //!   Pure.
 //! - [`control`]: update control: policies and maintenance windows (pure), the state-store

@@ -3,7 +3,9 @@
 //! notation (Notary Project JWS), pushed to the test registry (Debian's docker-registry 2.8,
 //! which has no referrers API: the referrers tag schema is read). Each accepted format
 //! deploys; a wrong key, identity or root, a signature of another digest or made for another
-//! repository is rejected before anything is pulled.
+//! repository, or a `.sig` naming this repository under another registry host (its
+//! docker-reference must name the image's ECR host or the mirror) is rejected before anything
+//! is pulled.
 
 mod common;
 
@@ -85,7 +87,7 @@ async fn signatures_of_cosign_2_cosign_3_and_notation_pass_and_wrong_ones_are_re
     assert_eq!(code, 0, "{out}{err}");
     // Every image built before the agent runs: its removal of a replaced image may prune a
     // build cache parent that a build at the same time is using.
-    let images: Vec<String> = (0..14)
+    let images: Vec<String> = (0..16)
         .map(|i| {
             let v = format!("v{i}");
             site.registry.publish(repo, &v, Kind::Serve, &v, false)
@@ -102,9 +104,16 @@ async fn signatures_of_cosign_2_cosign_3_and_notation_pass_and_wrong_ones_are_re
     let agent = AgentProcess::start(&config, &["run"]);
 
     // Each format, signed by what the config trusts: deployed.
-    let signers: [(&str, Sign); 5] = [
-        ("cosign 2 .sig by a key", &|d| {
+    // A `.sig`'s docker-reference names the mirror (the registry signed at) or, signed for
+    // it, the image's own ECR registry host.
+    let ecr_host = format!("{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com");
+    let for_ecr = format!("{ecr_host}/{repo}");
+    let signers: [(&str, Sign); 6] = [
+        ("cosign 2 .sig by a key (naming the mirror)", &|d| {
             key.sign2(&site.registry, repo, d)
+        }),
+        ("cosign 2 .sig by a key naming the ECR host", &|d| {
+            key.sign2_for(&site.registry, repo, d, Some(&for_ecr))
         }),
         ("cosign 3 bundle by a key", &|d| {
             key.sign3(&site.registry, repo, d)
@@ -133,7 +142,14 @@ async fn signatures_of_cosign_2_cosign_3_and_notation_pass_and_wrong_ones_are_re
     let signed_v = next();
     key.sign2(&site.registry, repo, &signed_v);
     let other_repo = "team/elsewhere";
-    let bad: [(&str, &str, Sign); 5] = [
+    // This repository's path under another account's ECR host.
+    let other_ecr = format!("210987654321.dkr.ecr.{REGION}.amazonaws.com");
+    let other_host = format!("{other_ecr}/{repo}");
+    let both_hosts = format!(
+        "for another registry host ({other_ecr}; the image's registry is {ecr_host}, its mirror {})",
+        site.registry.host
+    );
+    let bad: [(&str, &str, Sign); 6] = [
         ("a cosign 3 bundle by another key", "no trusted key", &|d| {
             stranger.sign3(&site.registry, repo, d)
         }),
@@ -166,6 +182,11 @@ async fn signatures_of_cosign_2_cosign_3_and_notation_pass_and_wrong_ones_are_re
                 let tag = format!("sha256-{}.sig", &d[7..]);
                 copy_manifest(&site.registry, other_repo, &tag, repo, &tag);
             },
+        ),
+        (
+            "a .sig naming this repository under another registry host",
+            &both_hosts,
+            &|d| key.sign2_for(&site.registry, repo, d, Some(&other_host)),
         ),
     ];
     for (what, why, sign) in &bad {

@@ -15,8 +15,8 @@ use super::hold::Held;
 use super::operator::ROLLBACK_TRIGGER;
 use super::report::Finished;
 use super::target::Target;
-use crate::event::ImageRef;
-use crate::gate::{Verdict, found};
+use crate::event::{ImageRef, Mirrors};
+use crate::gate::{Place, Verdict, found};
 use crate::image::Desired;
 use crate::ports::{Credentials, Runtime};
 use crate::store::{NewDeployment, Outcome, Phases, StoreError, now_ms};
@@ -126,12 +126,14 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
             .pull_auth_and_host(follows)
             .await
             .map_err(|f| f.reason)?;
+        // A `.sig`'s docker-reference names the image's own registry or the mirror.
+        let registry = Mirrors::registry_host(follows, &auth.registry_host);
+        let place = Place::new(follows.repository.as_str(), &registry, &host);
         let mut digests = vec![desired.digest.clone()];
         if !desired.entries.is_empty() {
             let platform = self.platform().await.map_err(|e| e.to_string())?;
             digests.extend(desired.for_platform(&platform).cloned());
         }
-        let repo = follows.repository.as_str();
         let (mut pending, mut why) = (None, Vec::new());
         for digest in &digests {
             let found = match supply
@@ -143,7 +145,7 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
                 Err(e) => return Ok(Err(e)),
             };
             let trust = &self.cfg.gates.trust;
-            match found::verdict(&found, digest, repo, trust, SystemTime::now()) {
+            match found::verdict(&found, digest, &place, trust, SystemTime::now()) {
                 Verdict::Accepted(who) if *digest == desired.digest => {
                     return Ok(Ok(Verdict::Accepted(who)));
                 }

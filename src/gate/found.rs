@@ -7,6 +7,7 @@ use std::time::SystemTime;
 
 use super::Verdict;
 use super::notary::{Envelope, Target};
+use super::reference::Place;
 use super::signature::{SignatureLayer, sig_tag};
 use super::trust::Trust;
 use super::{bundle, notary, signature};
@@ -39,18 +40,19 @@ impl Found {
     }
 }
 
-/// The verdict on the signatures `found` for `digest` of `repository`.
+/// The verdict on the signatures `found` for `digest` at `place`.
 pub fn verdict(
     found: &Found,
     digest: &Digest,
-    repository: &str,
+    place: &Place,
     trust: &Trust,
     now: SystemTime,
 ) -> Verdict {
     if found.is_empty() {
         let mut why = format!(
-            "not signed: no signature of {} in {repository} ({} tag, referrers)",
+            "not signed: no signature of {} in {} ({} tag, referrers)",
             digest.short(),
+            place.repository,
             sig_tag(digest)
         );
         if !found.skipped.is_empty() {
@@ -61,7 +63,7 @@ pub fn verdict(
     let mut why: Vec<String> = Vec::new();
     let mut pending = None;
     if !found.simple.is_empty() {
-        match signature::check(&found.simple, digest, repository, &trust.keys) {
+        match signature::check(&found.simple, digest, place, &trust.keys) {
             Verdict::Accepted(who) => return Verdict::Accepted(who),
             Verdict::Pending(w) => pending = Some(w),
             Verdict::Rejected(w) => why.push(

@@ -1,6 +1,7 @@
 //! Supply-chain gates (SPEC §11), between resolve and pull: a desired digest must carry a
 //! trusted signature and a clean enough ECR scan ([`scan`]) before anything is pulled or
-//! stopped. Signatures: the cosign `.sig` tag ([`signature`]), cosign 3's Sigstore bundles
+//! stopped. Signatures: the cosign `.sig` tag ([`signature`], its docker-reference against
+//! the image's registry and mirror: [`reference`]), cosign 3's Sigstore bundles
 //! ([`bundle`]) and Notary Project signatures ([`notary`], JWS or [`cose`]) among the digest's referrers, over
 //! the certificates of [`x509`], trusted as [`trust`] says; [`found`] is the verdict over all
 //! that was found. Pure verdicts over facts the adapters fetch
@@ -10,6 +11,7 @@ pub mod bundle;
 pub mod cose;
 pub mod found;
 pub mod notary;
+pub mod reference;
 pub mod scan;
 pub mod signature;
 pub mod trust;
@@ -19,6 +21,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 pub use found::Found;
+pub use reference::Place;
 pub use scan::{OnMissing, ScanFacts, ScanRule, Severity};
 pub use signature::{SignatureLayer, TrustedKey};
 pub use trust::{CosignIdentity, NotationIdentity, Trust};

@@ -43,6 +43,10 @@ fn made() -> SystemTime {
     SystemTime::from(at) + Duration::from_secs(60)
 }
 
+fn place() -> super::Place {
+    super::Place::new("team/web", "127.0.0.1:5000", "127.0.0.1:5000")
+}
+
 fn other_digest() -> Digest {
     Digest::parse(&format!("sha256:{}", "e".repeat(64))).unwrap()
 }
@@ -263,18 +267,18 @@ fn one_signature_that_passes_among_others_is_enough_and_the_reasons_of_each_are_
         ..Found::default()
     };
     assert!(matches!(
-        verdict(&found, &d, "team/web", &trust, made()),
+        verdict(&found, &d, &place(), &trust, made()),
         Verdict::Accepted(_)
     ));
     trust.notation_identities = vec![NotationIdentity::parse("x509.subject: CN=ops").unwrap()];
-    let Verdict::Rejected(why) = verdict(&found, &d, "team/web", &trust, made()) else {
+    let Verdict::Rejected(why) = verdict(&found, &d, &place(), &trust, made()) else {
         panic!("expected a rejection");
     };
     assert!(
         why.contains("no trusted key") && why.contains("not in notation_identities"),
         "{why}"
     );
-    let Verdict::Rejected(why) = verdict(&Found::default(), &d, "team/web", &trust, made()) else {
+    let Verdict::Rejected(why) = verdict(&Found::default(), &d, &place(), &trust, made()) else {
         panic!("expected a rejection");
     };
     assert!(why.starts_with("not signed"), "{why}");

@@ -3,7 +3,8 @@
 //! layer of that manifest is a simple-signing payload; its annotation
 //! `dev.cosignproject.cosign/signature` is the base64 ECDSA P-256 / SHA-256 signature (DER)
 //! over the exact payload bytes. A payload counts only when its signature verifies *and* it
-//! names this digest and this repository. Pure.
+//! names this digest, this repository and this image's registry or its mirror
+//! ([`super::reference`]). Pure.
 
 use base64::Engine as _;
 use p256::ecdsa::signature::Verifier;
@@ -12,6 +13,7 @@ use p256::pkcs8::DecodePublicKey;
 use serde::Deserialize;
 
 use super::Verdict;
+use super::reference::Place;
 use crate::event::Digest;
 
 /// The media type of a simple-signing payload layer.
@@ -132,30 +134,18 @@ struct ImageClaim {
     docker_manifest_digest: String,
 }
 
-/// The repository path of a docker reference: without a registry host, tag or digest.
-fn repository_path(reference: &str) -> &str {
-    let r = reference.split('@').next().unwrap_or(reference);
-    let r = match r.rsplit_once(':') {
-        Some((head, tag)) if !tag.contains('/') => head,
-        _ => r,
-    };
-    match r.split_once('/') {
-        Some((host, rest)) if host.contains(['.', ':']) || host == "localhost" => rest,
-        _ => r,
-    }
-}
-
-/// Whether `layers` hold a signature of `digest` in `repository` by one of `keys`.
+/// Whether `layers` hold a signature of `digest` at `place` by one of `keys`.
 pub fn check(
     layers: &[SignatureLayer],
     digest: &Digest,
-    repository: &str,
+    place: &Place,
     keys: &[TrustedKey],
 ) -> Verdict {
     if layers.is_empty() {
         return Verdict::Rejected(format!(
-            "not signed: no cosign signature ({} in {repository})",
-            sig_tag(digest)
+            "not signed: no cosign signature ({} in {})",
+            sig_tag(digest),
+            place.repository
         ));
     }
     let mut why = Vec::new();
@@ -187,12 +177,8 @@ pub fn check(
             ));
             continue;
         }
-        let named = repository_path(&payload.critical.identity.docker_reference);
-        if named != repository {
-            why.push(format!(
-                "a signature by {} for another repository ({named})",
-                key.name
-            ));
+        if let Some(other) = place.mismatch(&payload.critical.identity.docker_reference) {
+            why.push(format!("a signature by {} for {other}", key.name));
             continue;
         }
         return Verdict::Accepted(format!("signed by {}", key.name));

@@ -49,22 +49,59 @@ fn rejected(v: Verdict) -> String {
     }
 }
 
+/// The image's own registry host, and its mirror.
+const REGISTRY: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
+const MIRROR: &str = "127.0.0.1:5000";
+
+fn at(repository: &str) -> Place {
+    Place::new(repository, REGISTRY, MIRROR)
+}
+
 #[test]
 fn a_signature_by_a_trusted_key_for_this_digest_and_repository_is_accepted() {
     let (sk, trusted) = key(7);
     let d = digest('a');
-    // The registry host differs (a mirror, ECR's host): the repository path decides.
+    // The docker-reference names the image's registry or the mirror it is pulled from.
     for reference in [
         "123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/web",
         "127.0.0.1:5000/team/web",
-        "team/web",
-        "localhost/team/web:v1",
+        "127.0.0.1:5000/team/web:v1",
     ] {
         let layers = [signed(&sk, payload(reference, &d))];
         assert_eq!(
-            check(&layers, &d, "team/web", std::slice::from_ref(&trusted)),
+            check(&layers, &d, &at("team/web"), std::slice::from_ref(&trusted)),
             Verdict::Accepted("signed by key7.pub".into()),
             "{reference}"
+        );
+    }
+}
+
+#[test]
+fn a_signature_for_this_repository_at_another_registry_host_is_rejected_naming_both() {
+    let (sk, trusted) = key(7);
+    let d = digest('a');
+    let keys = std::slice::from_ref(&trusted);
+    for (reference, host) in [
+        (
+            "210987654321.dkr.ecr.eu-west-1.amazonaws.com/team/web",
+            "210987654321.dkr.ecr.eu-west-1.amazonaws.com",
+        ),
+        ("registry.example:5000/team/web", "registry.example:5000"),
+        ("localhost/team/web:v1", "localhost"),
+        ("team/web", "docker.io"),
+    ] {
+        let why = rejected(check(
+            &[signed(&sk, payload(reference, &d))],
+            &d,
+            &at("team/web"),
+            keys,
+        ));
+        assert!(
+            why.contains("a signature by key7.pub for another registry host")
+                && why.contains(host)
+                && why.contains(REGISTRY)
+                && why.contains(MIRROR),
+            "{reference}: {why}"
         );
     }
 }
@@ -75,7 +112,7 @@ fn unsigned_other_keys_other_digests_and_other_repositories_are_rejected_with_th
     let (other, _) = key(9);
     let d = digest('a');
     let keys = std::slice::from_ref(&trusted);
-    let why = rejected(check(&[], &d, "web", keys));
+    let why = rejected(check(&[], &d, &at("web"), keys));
     assert!(
         why.contains("not signed") && why.contains(&sig_tag(&d)),
         "{why}"
@@ -83,28 +120,33 @@ fn unsigned_other_keys_other_digests_and_other_repositories_are_rejected_with_th
     let why = rejected(check(
         &[signed(&other, payload("r/web", &d))],
         &d,
-        "web",
+        &at("web"),
         keys,
     ));
     assert!(why.contains("no trusted key"), "{why}");
     let why = rejected(check(
         &[signed(&sk, payload("r/web", &digest('b')))],
         &d,
-        "web",
+        &at("web"),
         keys,
     ));
     assert!(why.contains("another digest"), "{why}");
-    let why = rejected(check(&[signed(&sk, payload("r/api", &d))], &d, "web", keys));
+    let why = rejected(check(
+        &[signed(&sk, payload("r/api", &d))],
+        &d,
+        &at("web"),
+        keys,
+    ));
     assert!(why.contains("another repository (r/api)"), "{why}");
     // A valid signature over a payload that was then altered.
     let mut tampered = signed(&sk, payload("r/web", &digest('b')));
     tampered.payload = payload("r/web", &d);
-    assert!(rejected(check(&[tampered], &d, "web", keys)).contains("no trusted key"));
+    assert!(rejected(check(&[tampered], &d, &at("web"), keys)).contains("no trusted key"));
     let garbage = SignatureLayer {
         payload: payload("r/web", &d),
         signature: "%%%".into(),
     };
-    assert!(rejected(check(&[garbage], &d, "web", keys)).contains("not base64"));
+    assert!(rejected(check(&[garbage], &d, &at("web"), keys)).contains("not base64"));
 }
 
 #[test]
@@ -113,11 +155,11 @@ fn one_good_layer_among_bad_ones_is_enough() {
     let (other, _) = key(9);
     let d = digest('a');
     let layers = [
-        signed(&other, payload("web", &d)),
-        signed(&sk, payload("web", &d)),
+        signed(&other, payload("127.0.0.1:5000/web", &d)),
+        signed(&sk, payload("127.0.0.1:5000/web", &d)),
     ];
     assert!(matches!(
-        check(&layers, &d, "web", &[trusted]),
+        check(&layers, &d, &at("web"), &[trusted]),
         Verdict::Accepted(_)
     ));
 }

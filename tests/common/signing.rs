@@ -147,23 +147,34 @@ impl CosignKey {
         self.dir.path().join("cosign.pub")
     }
 
-    /// `cosign sign --key` of cosign 2: the `sha256-<hex>.sig` tag.
+    /// `cosign sign --key` of cosign 2: the `sha256-<hex>.sig` tag, whose docker-reference
+    /// names the registry signed at (`host/repo`).
     pub fn sign2(&self, registry: &TestRegistry, repo: &str, digest: &str) {
+        self.sign2_for(registry, repo, digest, None);
+    }
+
+    /// As [`Self::sign2`], the docker-reference set to `identity` instead
+    /// (`--sign-container-identity`, as for an image pulled through a proxy).
+    pub fn sign2_for(
+        &self,
+        registry: &TestRegistry,
+        repo: &str,
+        digest: &str,
+        identity: Option<&str>,
+    ) {
         let image = format!("{}/{repo}@{digest}", registry.host);
-        run(
-            self.dir.path(),
-            registry,
-            &cosign2(),
-            &[
-                "sign",
-                "--key",
-                "cosign.key",
-                "--tlog-upload=false",
-                "--allow-insecure-registry",
-                "-y",
-                &image,
-            ],
-        );
+        let identity = identity.map(|i| format!("--sign-container-identity={i}"));
+        let mut args = vec![
+            "sign",
+            "--key",
+            "cosign.key",
+            "--tlog-upload=false",
+            "--allow-insecure-registry",
+            "-y",
+        ];
+        args.extend(identity.as_deref());
+        args.push(&image);
+        run(self.dir.path(), registry, &cosign2(), &args);
     }
 
     /// `cosign sign --key` of cosign 3: a Sigstore bundle referrer (tag schema here).

@@ -10,7 +10,7 @@ use futures::future::BoxFuture;
 
 use super::*;
 use crate::deploy::Done;
-use crate::deploy::fakes::{FakeRuntime, FixedAuth, deploy_first, digest, executor};
+use crate::deploy::fakes::{FakeRuntime, FixedAuth, HOME_HOST, deploy_first, digest, executor};
 use crate::event::{Digest, GateHint, ImageRef, Repository};
 use crate::gate::tests::{key, payload, signed};
 use crate::gate::{Found, Gates, OnMissing, ScanFacts, Severity, SignatureLayer, Trust};
@@ -128,7 +128,7 @@ async fn an_unsigned_digest_is_rejected_before_any_pull_recorded_once_and_not_ch
         d.clone(),
         vec![signed(
             &key(7).0,
-            payload("mirror.example:5000/team/api", &d),
+            payload(&format!("{HOME_HOST}/team/api"), &d),
         )],
     );
     let hint = GateHint {
@@ -167,7 +167,10 @@ async fn an_index_passes_on_a_signature_of_this_hosts_platform_manifest_only() {
     };
     let sign = |c| {
         let d = digest(c);
-        let layers = vec![signed(&key(7).0, payload("team/api", &d))];
+        let layers = vec![signed(
+            &key(7).0,
+            payload(&format!("{HOME_HOST}/team/api"), &d),
+        )];
         facts.signatures.lock().unwrap().insert(d, layers);
     };
     sign('6');
@@ -191,6 +194,47 @@ async fn an_index_passes_on_a_signature_of_this_hosts_platform_manifest_only() {
     );
 }
 
+/// SPEC §11: a `.sig`'s docker-reference names the image's own registry or the mirror it is
+/// pulled from (`[registry] mirrors`); the same repository at any other host is rejected,
+/// naming both.
+#[tokio::test]
+async fn a_signature_names_the_images_registry_or_its_mirror_and_no_other_host() {
+    use crate::image::Desired;
+    let (_d, mut ex, facts) = gated(signing());
+    ex.cfg.mirrors = crate::event::Mirrors {
+        all: None,
+        by_host: [(HOME_HOST.to_owned(), "cache.example:5000".to_owned())].into(),
+    };
+    let t = Target::Container(ex.managed().await.unwrap().remove(0));
+    let check = async |c, reference: &str| {
+        let d = digest(c);
+        let layers = vec![signed(&key(7).0, payload(reference, &d))];
+        facts.signatures.lock().unwrap().insert(d.clone(), layers);
+        let desired = Desired {
+            digest: d,
+            entries: Vec::new(),
+        };
+        ex.check_gates(&t, &desired, Duration::ZERO).await.unwrap()
+    };
+    let checked = check('2', "other.example/team/api").await;
+    assert!(
+        matches!(&checked, Checked::Rejected { gate: "signature", reason }
+            if reason.contains("another registry host (other.example;")
+                && reason.contains(HOME_HOST)
+                && reason.contains("its mirror cache.example:5000")),
+        "{checked:?}"
+    );
+    for (c, host) in [('3', "cache.example:5000"), ('4', HOME_HOST)] {
+        let checked = check(c, &format!("{host}/team/api")).await;
+        assert!(matches!(&checked, Checked::Go(_)), "{host}: {checked:?}");
+    }
+    assert_eq!(
+        facts.hosts.lock().unwrap().last().unwrap(),
+        "cache.example:5000",
+        "signatures fetched from the mirror"
+    );
+}
+
 #[tokio::test]
 async fn a_newer_digest_is_checked_afresh_and_a_signed_one_deploys() {
     let (_d, ex, facts) = gated(signing());
@@ -199,11 +243,13 @@ async fn a_newer_digest_is_checked_afresh_and_a_signed_one_deploys() {
         Done::Rejected(_)
     ));
     let d = digest('3');
-    facts
-        .signatures
-        .lock()
-        .unwrap()
-        .insert(d.clone(), vec![signed(&key(7).0, payload("team/api", &d))]);
+    facts.signatures.lock().unwrap().insert(
+        d.clone(),
+        vec![signed(
+            &key(7).0,
+            payload(&format!("{HOME_HOST}/team/api"), &d),
+        )],
+    );
     assert_eq!(
         deploy_first(&ex, '3', "event").await,
         Done::Finished(Outcome::Succeeded)
