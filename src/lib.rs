@@ -32,7 +32,8 @@
 //!   reports, `rollback`/`approve` — one file each (see its module doc).
 //! - [`gate`]: the supply-chain gates' verdicts over fetched facts: signatures (cosign's
 //!   `.sig` tag and its docker-reference, cosign 3's Sigstore bundles, Notary Project
-//!   signatures; X.509 paths and names; the trust of `[verify]`) and ECR scan findings. Pure.
+//!   signatures and AWS Signer's revocation answers; X.509 paths and names; the trust of
+//!   `[verify]`) and ECR scan findings. Pure.
 //! - [`fleet`]: fleet waves: promotions and halts from earlier waves' results (SPEC §14).
 //!   Pure.
 //! - [`control`]: update control: policies and maintenance windows (pure), the state-store
@@ -40,8 +41,9 @@
 //! - [`model`]: a deployment's domain values: outcome, journal step, phases.
 //! - [`store`]: SQLite state: history, deploy journal, blocked digests, archive loads; schema
 //!   versions.
-//! - [`adapters`]: SQS, ECR, S3 (AWS SDK), the gates' facts (`adapters::supply`, and
-//!   `adapters::referrers`: a digest's OCI referrers through the API or the tag schema), Docker (`adapters::docker`: one Engine client, bollard
+//! - [`adapters`]: SQS, ECR, S3 (AWS SDK), the gates' facts (`adapters::supply`;
+//!   `adapters::referrers`: a digest's OCI referrers through the API or the tag schema;
+//!   `adapters::signer`: AWS Signer's revocation status), Docker (`adapters::docker`: one Engine client, bollard
 //!   + raw JSON, every call timed) — the only code that sees SDK types.
 //! - [`notify`]: webhooks and EventBridge deployment results, off the deploy path.
 //! - [`systemd`]: READY / WATCHDOG / STOPPING for `Type=notify`.

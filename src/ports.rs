@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use crate::control::policy::PolicyLabels;
 use crate::deploy::hooks::HookLabels;
 use crate::event::{Digest, ImageRef, Mirrors, Repository};
-use crate::gate::{Found, GateLabels, ScanFacts};
+use crate::gate::{Found, GateLabels, ScanFacts, aws_signer};
 use crate::image::{Desired, Platform};
 
 /// Opt-in label (SPEC §4): nothing without it is ever touched.
@@ -243,6 +243,14 @@ pub trait Supply: Send + Sync + 'static {
         image: &'a ImageRef,
         digest: &'a Digest,
     ) -> futures::future::BoxFuture<'a, Result<ScanFacts, RemoteError>>;
+
+    /// AWS Signer's `GetRevocationStatus` for an AWS Signer signature: the entities of
+    /// `query` (its signing profile version, job, certificate hashes) AWS Signer has revoked;
+    /// empty when none is.
+    fn aws_signer_revoked<'a>(
+        &'a self,
+        query: &'a aws_signer::Query,
+    ) -> futures::future::BoxFuture<'a, Result<Vec<String>, RemoteError>>;
 }
 
 /// Source of pull credentials, cached by the implementation.

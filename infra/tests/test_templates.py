@@ -32,6 +32,8 @@ AGENT_ACTIONS = {
     "ecr:BatchCheckLayerAvailability",
     "ecr:DescribeImages",
     "events:ListRuleNamesByTarget",
+    # The signature gate: AWS Signer's revocation status (SPEC §11), on "*".
+    "signer:GetRevocationStatus",
 }
 RESULTS_ACTIONS = {"events:PutEvents"}
 # SPEC §9: only with the scan gate (ScanGate / scan_gate), on the followed repositories.
@@ -41,8 +43,8 @@ INSPECTOR_ACTIONS = {"inspector2:ListFindings", "inspector2:ListCoverage"}
 # SPEC §9: only with S3 archives, on the archive prefix (and the named KMS key).
 ARCHIVE_ACTIONS = {"s3:GetObject"}
 ARCHIVE_KEY_ACTIONS = {"kms:Decrypt"}
-# The only action ECR offers no resource-level permission for.
-STAR_RESOURCE_ALLOWED = {"ecr:GetAuthorizationToken"} | INSPECTOR_ACTIONS
+# The actions without resource-level permissions: ECR's login, AWS Signer's revocation status.
+STAR_RESOURCE_ALLOWED = {"ecr:GetAuthorizationToken", "signer:GetRevocationStatus"} | INSPECTOR_ACTIONS
 
 # Resources Terraform needs as separate blocks where CloudFormation has a property:
 # the rule's Targets and the role's ManagedPolicyArns.

@@ -6,5 +6,6 @@ pub mod ecr;
 pub mod events;
 pub mod referrers;
 pub mod s3;
+pub mod signer;
 pub mod sqs;
 pub mod supply;

@@ -1,7 +1,7 @@
 //! [`Supply`]: the facts behind the supply-chain gates. Signatures come from the registry
-//! the pull uses (ECR or the mirror), over its HTTP API with the same credentials; scan
-//! results from ECR's `DescribeImageScanFindings` (and `DescribeRepositories` for
-//! scan-on-push when there is none yet).
+//! the pull uses (ECR or the mirror), over its HTTP API with the same credentials; AWS
+//! Signer's revocation status from AWS Signer ([`super::signer`]); scan results from ECR's
+//! `DescribeImageScanFindings` (and the registry's scanning rules when there is none yet).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -12,7 +12,9 @@ use futures::future::BoxFuture;
 use sha2::Digest as _;
 
 use super::aws::{EcrClients, remote_error};
+use super::signer::SignerClients;
 use crate::event::{Digest, ImageRef, Repository};
+use crate::gate::aws_signer::Query;
 use crate::gate::signature::{layers_of, sig_tag};
 use crate::gate::{Found, ScanFacts, SignatureLayer};
 use crate::ports::{PullAuth, RemoteError, Supply};
@@ -22,11 +24,12 @@ const MAX_BODY: usize = 1 << 20;
 const TIMEOUT: Duration = Duration::from_secs(30);
 const MANIFEST_TYPES: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
 
-/// Registry HTTP client and ECR client.
+/// Registry HTTP client, ECR and AWS Signer clients.
 #[derive(Clone, Debug)]
 pub struct SupplyFacts {
     http: reqwest::Client,
     ecr: EcrClients,
+    signer: SignerClients,
 }
 
 pub(super) fn err(
@@ -59,6 +62,7 @@ impl SupplyFacts {
         Self {
             http,
             ecr: EcrClients::new(sdk),
+            signer: SignerClients::new(sdk),
         }
     }
 
@@ -329,6 +333,13 @@ impl Supply for SupplyFacts {
         digest: &'a Digest,
     ) -> BoxFuture<'a, Result<ScanFacts, RemoteError>> {
         Box::pin(self.fetch_scan(image, digest))
+    }
+
+    fn aws_signer_revoked<'a>(
+        &'a self,
+        query: &'a Query,
+    ) -> BoxFuture<'a, Result<Vec<String>, RemoteError>> {
+        Box::pin(self.signer.revoked(query))
     }
 }
 

@@ -15,10 +15,10 @@ use super::hold::Held;
 use super::operator::ROLLBACK_TRIGGER;
 use super::report::Finished;
 use super::target::Target;
-use crate::event::{ImageRef, Mirrors};
-use crate::gate::{Place, Verdict, found};
+use crate::event::{Digest, ImageRef, Mirrors};
+use crate::gate::{Found, Place, Trust, Verdict, found};
 use crate::image::Desired;
-use crate::ports::{Credentials, Runtime};
+use crate::ports::{Credentials, Runtime, Supply};
 use crate::store::{NewDeployment, Outcome, Phases, StoreError, now_ms};
 
 /// The hold kind under which a digest waiting for its scan is recorded.
@@ -136,7 +136,7 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
         }
         let (mut pending, mut why) = (None, Vec::new());
         for digest in &digests {
-            let found = match supply
+            let mut found = match supply
                 .signatures(&host, &auth, &follows.repository, digest)
                 .await
             {
@@ -145,6 +145,7 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
                 Err(e) => return Ok(Err(e)),
             };
             let trust = &self.cfg.gates.trust;
+            ask_aws_signer(supply.as_ref(), &mut found, digest, trust).await;
             match found::verdict(&found, digest, &place, trust, SystemTime::now()) {
                 Verdict::Accepted(who) if *digest == desired.digest => {
                     return Ok(Ok(Verdict::Accepted(who)));
@@ -313,6 +314,20 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
             transient: false,
         });
         Ok(())
+    }
+}
+
+/// Asks AWS Signer about the AWS Signer signatures `found` that pass every other check;
+/// a call that fails (refused, unreachable) is kept as its reason: the verdict then waits.
+async fn ask_aws_signer(supply: &dyn Supply, found: &mut Found, digest: &Digest, trust: &Trust) {
+    for query in found::aws_signer_queries(found, digest, trust, SystemTime::now()) {
+        let answer = supply.aws_signer_revoked(&query).await;
+        if let Err(e) = &answer {
+            warn!(%e, "AWS Signer's revocation status could not be read");
+        }
+        found
+            .aws_signer
+            .insert(query, answer.map_err(|e| e.to_string()));
     }
 }
 

@@ -1,12 +1,14 @@
 //! The signatures found for one digest in its repository (SPEC §11), of every kind, and the
 //! verdict over all of them: one that passes is enough; else one that waits (a revocation
-//! that cannot be checked yet) makes the verdict `pending`; else the reasons of each. Pure.
+//! that cannot be checked yet: a CRL, AWS Signer's answer) makes the verdict `pending`; else
+//! the reasons of each. Pure.
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use super::Verdict;
-use super::notary::{Envelope, Target};
+use super::aws_signer::{Answers, Query};
+use super::notary::{Envelope, Revocations, Target};
 use super::reference::Place;
 use super::signature::{SignatureLayer, sig_tag};
 use super::trust::Trust;
@@ -30,6 +32,9 @@ pub struct Found {
     /// The CRLs the Notary signatures' certificates name, by URL: the DER, or why it could
     /// not be fetched.
     pub crls: BTreeMap<String, Result<Vec<u8>, String>>,
+    /// AWS Signer's answers on the revocation of its signatures (asked by the deploy stage
+    /// for those that pass every other check: [`aws_signer_queries`]).
+    pub aws_signer: Answers,
     /// Referrers left unread (too many, not a signature): for the reasons.
     pub skipped: Vec<String>,
 }
@@ -83,7 +88,11 @@ pub fn verdict(
             why.push("a Notary signature, and the digest's own descriptor was not read".into());
             continue;
         };
-        match notary::check(env, digest, target, trust, &found.crls, now) {
+        let revocations = Revocations {
+            crls: &found.crls,
+            aws_signer: &found.aws_signer,
+        };
+        match notary::check(env, digest, target, trust, revocations, now) {
             Verdict::Accepted(who) => return Verdict::Accepted(who),
             Verdict::Pending(w) => pending = pending.or(Some(w)),
             Verdict::Rejected(w) => why.push(w),
@@ -99,4 +108,26 @@ pub fn verdict(
         digest.short(),
         why.join("; ")
     ))
+}
+
+/// What AWS Signer is to be asked about the AWS Signer signatures `found` for `digest` that
+/// pass every check but their revocation (each request once).
+pub fn aws_signer_queries(
+    found: &Found,
+    digest: &Digest,
+    trust: &Trust,
+    now: SystemTime,
+) -> Vec<Query> {
+    let Some(target) = &found.target else {
+        return Vec::new();
+    };
+    let mut out: Vec<Query> = Vec::new();
+    for env in &found.notary {
+        if let Some(q) = notary::aws_signer_query(env, digest, target, trust, now)
+            && !out.contains(&q)
+        {
+            out.push(q);
+        }
+    }
+    out
 }

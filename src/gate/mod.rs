@@ -2,11 +2,13 @@
 //! trusted signature and a clean enough ECR scan ([`scan`]) before anything is pulled or
 //! stopped. Signatures: the cosign `.sig` tag ([`signature`], its docker-reference against
 //! the image's registry and mirror: [`reference`]), cosign 3's Sigstore bundles
-//! ([`bundle`]) and Notary Project signatures ([`notary`], JWS or [`cose`]) among the digest's referrers, over
+//! ([`bundle`]) and Notary Project signatures ([`notary`], JWS or [`cose`]; AWS Signer's
+//! revocation: [`aws_signer`]) among the digest's referrers, over
 //! the certificates of [`x509`], trusted as [`trust`] says; [`found`] is the verdict over all
 //! that was found. Pure verdicts over facts the adapters fetch
 //! ([`crate::ports::Supply`]); the executor asks, records and reports (`deploy/gates.rs`).
 
+pub mod aws_signer;
 pub mod bundle;
 pub mod cose;
 pub mod found;

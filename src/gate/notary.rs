@@ -12,8 +12,9 @@
 //! chain must then be valid now). Revocation: a chain that names no CRL or OCSP responder
 //! cannot be revoked and passes; one that names CRLs is checked against them (fetched by the
 //! adapter; a listed certificate rejects); what cannot be told (a CRL missing or out of date,
-//! OCSP only, and every AWS Signer signature, whose revocation is asked of AWS Signer) is
-//! `pending`, never a pass. Pure.
+//! OCSP only) is `pending`, never a pass. An AWS Signer signature's revocation is AWS
+//! Signer's to tell ([`super::aws_signer`]): its answer, asked by the deploy stage, decides.
+//! Pure.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::SystemTime;
@@ -25,6 +26,7 @@ use serde_json::{Map, Value};
 use webpki::aws_lc_rs as algs;
 
 use super::Verdict;
+use super::aws_signer::{self, Answers, Query};
 use super::trust::Trust;
 use super::x509::{Revocation, Signer};
 use crate::event::Digest;
@@ -117,6 +119,13 @@ pub(super) struct Signed {
 /// CRLs by URL: the DER, or why it could not be fetched.
 pub type Crls = BTreeMap<String, Result<Vec<u8>, String>>;
 
+/// What was learnt of revocations: the CRLs the certificates name, and AWS Signer's answers.
+#[derive(Clone, Copy, Debug)]
+pub struct Revocations<'a> {
+    pub crls: &'a Crls,
+    pub aws_signer: &'a Answers,
+}
+
 fn read(env: &Envelope) -> Result<Signed, String> {
     match env.media_type.as_str() {
         JWS => read_jws(&env.bytes),
@@ -125,19 +134,39 @@ fn read(env: &Envelope) -> Result<Signed, String> {
     }
 }
 
-/// The verdict on one Notary envelope for `digest` (served as `target`), with the CRLs
-/// its certificates name.
+/// The verdict on one Notary envelope for `digest` (served as `target`), with what is
+/// known of its revocation.
 pub fn check(
     env: &Envelope,
     digest: &Digest,
     target: &Target,
     trust: &Trust,
-    crls: &Crls,
+    revocations: Revocations<'_>,
     now: SystemTime,
 ) -> Verdict {
+    let proven = match read(env).and_then(|s| prove(&s, digest, target, trust, now)) {
+        Ok(p) => p,
+        Err(why) => return Verdict::Rejected(why),
+    };
+    match &proven.aws_signer {
+        Some(query) => aws_signer::verdict(query, revocations.aws_signer, &proven.by),
+        None => revocation(&proven, trust, revocations.crls).unwrap_or_else(Verdict::Rejected),
+    }
+}
+
+/// The `GetRevocationStatus` request for an AWS Signer envelope that passes every check
+/// but its revocation (what the deploy stage asks); `None` for any other.
+pub fn aws_signer_query(
+    env: &Envelope,
+    digest: &Digest,
+    target: &Target,
+    trust: &Trust,
+    now: SystemTime,
+) -> Option<Query> {
     read(env)
-        .and_then(|s| verify(&s, digest, target, trust, crls, now))
-        .unwrap_or_else(Verdict::Rejected)
+        .and_then(|s| prove(&s, digest, target, trust, now))
+        .ok()?
+        .aws_signer
 }
 
 /// The CRLs (http or https) the envelope's certificates name: what the adapter fetches.
@@ -186,14 +215,25 @@ fn read_jws(bytes: &[u8]) -> Result<Signed, String> {
     })
 }
 
-fn verify(
+/// What an envelope proves before its revocation is looked at.
+struct Proven {
+    signer: Signer,
+    /// The trusted identity it is by.
+    by: String,
+    /// When its chain is checked: now, or the authentic signing time.
+    at: SystemTime,
+    /// For an AWS Signer signature: what AWS Signer is asked about it.
+    aws_signer: Option<Query>,
+}
+
+/// Every check but revocation: the signature, its chain, the payload, the identity.
+fn prove(
     signed: &Signed,
     digest: &Digest,
     target: &Target,
     trust: &Trust,
-    crls: &Crls,
     now: SystemTime,
-) -> Result<Verdict, String> {
+) -> Result<Proven, String> {
     let text = |k: &str| signed.strings.get(k).map(String::as_str);
     let signer = Signer::new(signed.chain.clone())?;
     let alg = jws_alg(&signed.alg)?;
@@ -216,7 +256,7 @@ fn verify(
     unread_critical(&signed.critical, aws)
         .map_err(|e| format!("a Notary signature by {who}: {e}"))?;
     let at = match scheme {
-        X509 => now,
+        X509 if !aws => now,
         SIGNING_AUTHORITY => signed.authentic_time.ok_or_else(|| {
             format!("a Notary signature by {who} without its authentic signing time")
         })?,
@@ -230,6 +270,40 @@ fn verify(
     signer
         .chains_to(&trust.notation_roots, at)
         .map_err(|e| format!("a Notary signature: {e}"))?;
+    check_payload(signed, digest, target, now, &who)?;
+    let profile = text(AWS_PROFILE_VERSION).filter(|_| aws);
+    let Some(identity) = trust.notation_identities.iter().find(|i| {
+        i.matches_subject(&signer)
+            || profile.is_some_and(|p| i.matches_aws_signer(p, text(AWS_ALIAS)))
+    }) else {
+        return Err(format!(
+            "a Notary signature by {who}{} that is not in notation_identities",
+            profile
+                .map(|p| format!(" (AWS Signer {p})"))
+                .unwrap_or_default()
+        ));
+    };
+    let by = identity.shown().to_owned();
+    let aws_signer = match aws {
+        true => Some(aws_query(signed, at, &by)?),
+        false => None,
+    };
+    Ok(Proven {
+        signer,
+        by,
+        at,
+        aws_signer,
+    })
+}
+
+/// The payload names this digest as the registry serves it, and has not expired.
+fn check_payload(
+    signed: &Signed,
+    digest: &Digest,
+    target: &Target,
+    now: SystemTime,
+    who: &str,
+) -> Result<(), String> {
     let payload: Payload = serde_json::from_slice(&signed.payload)
         .map_err(|e| format!("a Notary payload by {who} that is not one: {e}"))?;
     let t = payload.target_artifact;
@@ -251,37 +325,28 @@ fn verify(
             jiff::Timestamp::try_from(expiry).map_or_else(|_| "?".into(), |t| t.to_string())
         ));
     }
-    let profile = text(AWS_PROFILE_VERSION).filter(|_| aws && scheme == SIGNING_AUTHORITY);
-    let Some(identity) = trust.notation_identities.iter().find(|i| {
-        i.matches_subject(&signer)
-            || profile.is_some_and(|p| i.matches_aws_signer(p, text(AWS_ALIAS)))
-    }) else {
-        return Err(format!(
-            "a Notary signature by {who}{} that is not in notation_identities",
-            profile
-                .map(|p| format!(" (AWS Signer {p})"))
-                .unwrap_or_default()
-        ));
+    Ok(())
+}
+
+/// The revocation request of an AWS Signer signature signed at `at`: it must name its
+/// signing profile version and job (AWS Signer's notation plugin refuses one without).
+fn aws_query(signed: &Signed, at: SystemTime, by: &str) -> Result<Query, String> {
+    let attribute = |k: &str| {
+        signed.strings.get(k).ok_or_else(|| {
+            format!("an AWS Signer signature by {by} without its attribute {k}: its revocation cannot be asked")
+        })
     };
-    let by = identity.shown();
-    if aws {
-        return Ok(Verdict::Pending(format!(
-            "a Notary signature by {by}: its revocation is kept by AWS Signer (signer:GetRevocationStatus), which this agent does not ask"
-        )));
-    }
-    revocation(&signer, trust, crls, at, by)
+    let profile = attribute(AWS_PROFILE_VERSION)?;
+    let job = attribute(AWS_JOB)?;
+    Query::new(at, profile, job, &signed.chain)
+        .map_err(|e| format!("an AWS Signer signature by {by}: {e}"))
 }
 
 /// The revocation check: none needed for a chain that names no CRL or OCSP responder; else
 /// every CRL named, fetched and current, must list none of the chain. What cannot be told
 /// (OCSP only, a CRL not fetched, out of date) is `pending`; a revoked certificate rejects.
-fn revocation(
-    signer: &Signer,
-    trust: &Trust,
-    crls: &Crls,
-    at: SystemTime,
-    by: &str,
-) -> Result<Verdict, String> {
+fn revocation(proven: &Proven, trust: &Trust, crls: &Crls) -> Result<Verdict, String> {
+    let (signer, at, by) = (&proven.signer, proven.at, proven.by.as_str());
     let sources = signer.revocation_sources();
     if sources.is_empty() {
         return Ok(Verdict::Accepted(format!("Notary signature by {by}")));

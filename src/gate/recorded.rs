@@ -1,12 +1,14 @@
 //! The verifiers over signatures the real tools made (tests/fixtures/signatures/, made by its
 //! `make.sh`: cosign 3.1.1 and notation 1.3.2 from Debian sid against Debian's registry 2.8),
 //! at the time they were made: each accepted by what trusts it, and refused for the wrong
-//! key, root, identity, digest, descriptor or time.
+//! key, root, identity, digest, descriptor or time. AWS Signer's shape of signature, which
+//! cannot be made here, is a constructed one ([`aws_signer`]).
 
 use std::time::{Duration, SystemTime};
 
+use super::aws_signer::Answers;
 use super::found::{Found, verdict};
-use super::notary::{self, Crls, Envelope, Target};
+use super::notary::{self, Crls, Envelope, Revocations, Target};
 use super::trust::{CosignIdentity, NotationIdentity, Trust};
 use super::x509::Roots;
 use super::{TrustedKey, Verdict, bundle};
@@ -20,6 +22,12 @@ macro_rules! fixture {
             $name
         ))
     };
+}
+
+mod aws_signer;
+
+fn revocations((crls, aws_signer): &(Crls, Answers)) -> Revocations<'_> {
+    Revocations { crls, aws_signer }
 }
 
 fn text(bytes: &[u8]) -> &str {
@@ -147,7 +155,8 @@ fn a_cosign_3_bundle_by_a_certificate_needs_its_root_and_identity() {
 
 /// A Notary envelope's verdict, no CRL fetched.
 fn check(env: &Envelope, d: &Digest, target: &Target, trust: &Trust, now: SystemTime) -> Verdict {
-    notary::check(env, d, target, trust, &Crls::new(), now)
+    let none = (Crls::new(), Answers::new());
+    notary::check(env, d, target, trust, revocations(&none), now)
 }
 
 fn jws() -> Envelope {
@@ -335,7 +344,13 @@ fn a_notation_signature_whose_certificate_names_a_crl_waits_for_it_and_is_reject
     let url = "http://crl.example.invalid/root.crl".to_owned();
     assert_eq!(notary::crl_urls(&env), vec![url.clone()]);
     let with = |crl: Result<Vec<u8>, String>| Crls::from([(url.clone(), crl)]);
-    let verdict = |crls: &Crls, at| notary::check(&env, &d, &target, &trust, crls, at);
+    let verdict = |crls: &Crls, at| {
+        let r = Revocations {
+            crls,
+            aws_signer: &Answers::new(),
+        };
+        notary::check(&env, &d, &target, &trust, r, at)
+    };
     let Verdict::Pending(why) = verdict(&Crls::new(), made()) else {
         panic!("expected pending without the CRL");
     };

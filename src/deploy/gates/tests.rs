@@ -12,8 +12,11 @@ use super::*;
 use crate::deploy::Done;
 use crate::deploy::fakes::{FakeRuntime, FixedAuth, HOME_HOST, deploy_first, digest, executor};
 use crate::event::{Digest, GateHint, ImageRef, Repository};
+use crate::gate::notary::{self, Envelope, Target as Served};
 use crate::gate::tests::{key, payload, signed};
-use crate::gate::{Found, Gates, OnMissing, ScanFacts, Severity, SignatureLayer, Trust};
+use crate::gate::{
+    Found, Gates, OnMissing, ScanFacts, Severity, SignatureLayer, Trust, aws_signer,
+};
 use crate::ports::{Deployer, PullAuth, RemoteError, Supply};
 
 type Ex = Executor<FakeRuntime, FixedAuth>;
@@ -26,6 +29,11 @@ struct Facts {
     hosts: Mutex<Vec<String>>,
     calls: AtomicUsize,
     fail: Mutex<Option<RemoteError>>,
+    /// Notary envelopes, and what the registry serves, by digest.
+    notary: Mutex<HashMap<Digest, (Vec<Envelope>, Served)>>,
+    /// AWS Signer's answer to every revocation request, and the requests asked.
+    aws_signer: Mutex<Option<Result<Vec<String>, RemoteError>>>,
+    asked: Mutex<Vec<aws_signer::Query>>,
 }
 
 impl Supply for Facts {
@@ -40,16 +48,22 @@ impl Supply for Facts {
         self.hosts.lock().unwrap().push(host.to_owned());
         let r = match self.fail.lock().unwrap().clone() {
             Some(e) => Err(e),
-            None => Ok(Found {
-                simple: self
-                    .signatures
-                    .lock()
-                    .unwrap()
-                    .get(digest)
-                    .cloned()
-                    .unwrap_or_default(),
-                ..Found::default()
-            }),
+            None => {
+                let notary = self.notary.lock().unwrap().get(digest).cloned();
+                let (notary, target) = notary.map_or((Vec::new(), None), |(e, t)| (e, Some(t)));
+                Ok(Found {
+                    simple: self
+                        .signatures
+                        .lock()
+                        .unwrap()
+                        .get(digest)
+                        .cloned()
+                        .unwrap_or_default(),
+                    notary,
+                    target,
+                    ..Found::default()
+                })
+            }
         };
         Box::pin(async move { r })
     }
@@ -64,6 +78,21 @@ impl Supply for Facts {
         let r = Ok(r.unwrap_or(ScanFacts::Missing {
             scan_on_push: false,
         }));
+        Box::pin(async move { r })
+    }
+
+    fn aws_signer_revoked<'a>(
+        &'a self,
+        query: &'a aws_signer::Query,
+    ) -> BoxFuture<'a, Result<Vec<String>, RemoteError>> {
+        self.asked.lock().unwrap().push(query.clone());
+        let r = self.aws_signer.lock().unwrap().clone().unwrap_or_else(|| {
+            Err(RemoteError {
+                operation: "signer:GetRevocationStatus",
+                message: "no answer set".into(),
+                transient: false,
+            })
+        });
         Box::pin(async move { r })
     }
 }
@@ -233,6 +262,105 @@ async fn a_signature_names_the_images_registry_or_its_mirror_and_no_other_host()
         "cache.example:5000",
         "signatures fetched from the mirror"
     );
+}
+
+macro_rules! fixture {
+    ($name:literal) => {
+        include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/signatures/",
+            $name
+        ))
+    };
+}
+
+/// SPEC §11, AWS Signer: a trusted AWS Signer signature (a constructed one:
+/// tests/fixtures/signatures/make-aws-signer.sh) is decided by AWS Signer's answer, asked
+/// through the port: none revoked deploys, a revoked job rejects, a refused call (no
+/// `signer:GetRevocationStatus`) is pending, never a pass; a signature by an identity not
+/// trusted is rejected without asking AWS Signer.
+#[tokio::test]
+async fn an_aws_signer_signature_is_decided_by_aws_signers_revocation_answer() {
+    use crate::image::Desired;
+    let profile = "arn:aws:signer:us-east-2:111122223333:/signing-profiles/release";
+    let job =
+        "arn:aws:signer:us-east-2:111122223333:/signing-jobs/0c6f7a0e-5dd3-4dc4-8caf-224898b12493";
+    let trusting = |identity: &str| {
+        let mut roots = crate::gate::x509::Roots::default();
+        let root = std::str::from_utf8(fixture!("aws-signer-root.crt")).unwrap();
+        roots.add_pem("aws-signer-root.crt", root).unwrap();
+        Gates {
+            trust: Trust {
+                notation_roots: roots,
+                notation_identities: vec![crate::gate::NotationIdentity::parse(identity).unwrap()],
+                ..Default::default()
+            },
+            require_signed: true,
+            ..Default::default()
+        }
+    };
+    let (_d, mut ex, facts) = gated(trusting(profile));
+    let subject: serde_json::Value = serde_json::from_slice(fixture!("subject.json")).unwrap();
+    let d = Digest::parse(subject["digest"].as_str().unwrap()).unwrap();
+    let served = Served {
+        media_type: subject["mediaType"].as_str().unwrap().into(),
+        size: subject["size"].as_u64().unwrap(),
+    };
+    let env = Envelope {
+        media_type: notary::JWS.into(),
+        bytes: fixture!("aws-signer.jws.json").to_vec(),
+    };
+    facts
+        .notary
+        .lock()
+        .unwrap()
+        .insert(d.clone(), (vec![env], served));
+    let t = Target::Container(ex.managed().await.unwrap().remove(0));
+    let desired = Desired {
+        digest: d,
+        entries: Vec::new(),
+    };
+    let set = |a| *facts.aws_signer.lock().unwrap() = Some(a);
+    set(Ok(Vec::new()));
+    let checked = ex.check_gates(&t, &desired, Duration::ZERO).await.unwrap();
+    assert!(
+        matches!(&checked, Checked::Go(why) if why[0].contains("AWS Signer: not revoked")),
+        "{checked:?}"
+    );
+    let asked = facts.asked.lock().unwrap().clone();
+    assert_eq!(asked.len(), 1);
+    assert_eq!(
+        (asked[0].job_arn.as_str(), asked[0].certificate_hashes.len()),
+        (job, 3)
+    );
+    set(Ok(vec![job.to_owned()]));
+    let checked = ex.check_gates(&t, &desired, Duration::ZERO).await.unwrap();
+    assert!(
+        matches!(&checked, Checked::Rejected { gate: "signature", reason }
+            if reason.contains(&format!("AWS Signer has revoked its signing job {job}"))),
+        "{checked:?}"
+    );
+    set(Err(RemoteError {
+        operation: "signer:GetRevocationStatus",
+        message: "AccessDeniedException (HTTP 403): not authorized".into(),
+        transient: false,
+    }));
+    let checked = ex.check_gates(&t, &desired, Duration::ZERO).await.unwrap();
+    assert!(
+        matches!(&checked, Checked::Pending(why)
+            if why.contains("this host needs signer:GetRevocationStatus")
+                && why.contains("AccessDeniedException")),
+        "{checked:?}"
+    );
+    // Not trusted: rejected, and AWS Signer is not asked.
+    ex.cfg.gates = trusting("arn:aws:signer:us-east-2:111122223333:/signing-profiles/ops");
+    let before = facts.asked.lock().unwrap().len();
+    let checked = ex.check_gates(&t, &desired, Duration::ZERO).await.unwrap();
+    assert!(
+        matches!(&checked, Checked::Rejected { reason, .. } if reason.contains("not in notation_identities")),
+        "{checked:?}"
+    );
+    assert_eq!(facts.asked.lock().unwrap().len(), before);
 }
 
 #[tokio::test]

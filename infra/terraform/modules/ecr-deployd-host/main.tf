@@ -288,6 +288,13 @@ data "aws_iam_policy_document" "agent_policy" {
     resources = ["*"]
   }
   statement {
+    sid     = "AwsSignerRevocation"
+    effect  = "Allow"
+    actions = ["signer:GetRevocationStatus"]
+    # checkov:skip=CKV_AWS_356:signer:GetRevocationStatus has no resource-level permissions; the signature gate asks it about AWS Signer signatures.
+    resources = ["*"]
+  }
+  statement {
     sid       = "PullFollowedRepositories"
     effect    = "Allow"
     actions   = local.pull_actions
