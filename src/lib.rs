@@ -63,6 +63,7 @@ pub mod gate;
 pub mod http;
 pub mod image;
 pub mod intake;
+pub mod ledger;
 pub mod metrics;
 pub mod model;
 pub mod notify;

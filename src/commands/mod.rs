@@ -23,7 +23,7 @@ use crate::config::Settings;
 use crate::deploy::Executor;
 use crate::deploy::waves::WaveStatus;
 use crate::event::{Digest, ImageRef};
-use crate::reconcile::sweep::{Action, Row, sweep_once};
+use crate::reconcile::sweep::{Row, sweep_once};
 use crate::store::{Deployment, Outcome, Store};
 
 pub const EXIT_OK: u8 = 0;
@@ -132,23 +132,7 @@ struct StatusEntry<'a> {
 }
 
 fn state_of(row: &Row) -> &'static str {
-    match row.action {
-        Action::UpToDate => "up_to_date",
-        Action::WouldDeploy => "behind",
-        Action::Blocked => "blocked",
-        Action::NotInEcr => "not_in_ecr",
-        Action::NotInS3 => "not_in_s3",
-        Action::Stopped => "stopped",
-        Action::Refused => "refused",
-        Action::Pending => "pending",
-        Action::Paused => "paused",
-        Action::Monitor => "monitor",
-        Action::Rejected => "rejected",
-        Action::Deferred => "deferred",
-        Action::Waiting => "waiting",
-        Action::Halted => "halted",
-        _ => "unknown",
-    }
+    row.action.state()
 }
 
 /// The fleet columns of a row, on a host of wave N > 1.
