@@ -29,7 +29,10 @@ use crate::event::GateHint;
 use crate::fleet::FleetResult;
 use crate::http;
 use crate::intake::{self, HintHandler, IntakeConfig, ResultHandler};
-use crate::ledger::{self, writer::{self, LedgerHandle, WriterConfig}};
+use crate::ledger::{
+    self,
+    writer::{self, LedgerHandle, WriterConfig},
+};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::ports::{Credentials, Deployer, Queue, Registry, Runtime};
@@ -235,7 +238,8 @@ pub async fn run(
     let runtime = Arc::new(runtime);
     let registry = sources(&sdk, &runtime, &store, &settings).with_notifier(notifier.clone());
     let ledger_stop = CancellationToken::new();
-    let (ledger, ledger_task) = start_ledger(&settings, &sdk, &store, &metrics, &notifier, &ledger_stop);
+    let (ledger, ledger_task) =
+        start_ledger(&settings, &sdk, &store, &metrics, &notifier, &ledger_stop);
     let executor = Executor::new(
         runtime,
         Arc::new(EcrCredentials::new(&sdk)),

@@ -315,6 +315,19 @@ impl Settings {
         Ok(settings)
     }
 
+    /// The defaults with the `ECR_DEPLOYD_*` variables of `env` applied: for commands that
+    /// need no config file (`fleet --ledger`) when none can be read.
+    pub fn from_env(env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        let mut table = toml::Table::new();
+        apply_env(&mut table, env)?;
+        let settings = Settings::deserialize(table).map_err(|e| ConfigError::Parse {
+            path: PathBuf::from("<environment>"),
+            message: e.to_string(),
+        })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
     /// Parses a TOML document alone (tests, tools).
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
         let settings: Settings = toml::from_str(text).map_err(|e| ConfigError::Parse {

@@ -160,7 +160,10 @@ mod tests {
     #[test]
     fn ledger_urls_name_a_bucket_and_a_prefix_ending_in_a_slash() {
         let u = LedgerUrl::parse("s3://fleet-ledger/prod/").unwrap();
-        assert_eq!((u.bucket.as_str(), u.prefix.as_str()), ("fleet-ledger", "prod/"));
+        assert_eq!(
+            (u.bucket.as_str(), u.prefix.as_str()),
+            ("fleet-ledger", "prod/")
+        );
         assert_eq!(u.key("edge-01"), "prod/edge-01.json");
         assert_eq!(u.to_string(), "s3://fleet-ledger/prod/");
         for bare in ["s3://fleet-ledger", "s3://fleet-ledger/"] {
@@ -189,7 +192,10 @@ mod tests {
 
     #[test]
     fn images_split_into_repository_and_tag_archives_into_bucket_and_key() {
-        assert_eq!(split_image("shop/web:prod"), ("shop/web".into(), "prod".into()));
+        assert_eq!(
+            split_image("shop/web:prod"),
+            ("shop/web".into(), "prod".into())
+        );
         assert_eq!(
             split_image("s3://drops/site/app.tar.gz"),
             ("s3://drops".into(), "site/app.tar.gz".into())

@@ -233,8 +233,11 @@ pub trait LedgerObjects: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<String>, RemoteError>> + Send;
 
     /// The bytes of `key`.
-    fn get(&self, bucket: &str, key: &str)
-    -> impl Future<Output = Result<Vec<u8>, RemoteError>> + Send;
+    fn get(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<Vec<u8>, RemoteError>> + Send;
 }
 
 /// Credentials for pulling from the registry (ECR GetAuthorizationToken).

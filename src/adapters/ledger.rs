@@ -45,7 +45,11 @@ impl LedgerObjects for S3Ledger {
             .send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| remote_error("S3 ListObjectsV2", e))?;
-            keys.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_owned)),
+            );
         }
         Ok(keys)
     }

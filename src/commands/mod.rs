@@ -1,10 +1,12 @@
 //! The operator commands (SPEC §2): `status` and `history` here; the acting ones in
-//! [`act`] (carried out by the daemon when one runs: [`dispatch`]); [`doctor`].
+//! [`act`] (carried out by the daemon when one runs: [`dispatch`]); [`doctor`]; [`fleet`]
+//! (the fleet ledger, read from S3).
 //! Each returns the process exit status; tables go to stdout, `--json` is one document.
 
 pub mod act;
 pub mod dispatch;
 mod doctor;
+pub mod fleet;
 
 pub use doctor::doctor;
 

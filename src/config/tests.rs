@@ -297,15 +297,25 @@ fn fleet_defaults_to_wave_one_under_the_host_name_and_checks_its_ranges() {
 #[test]
 fn fleet_ledger_is_an_s3_url_with_a_prefix_ending_in_a_slash_and_needs_a_name_without_one() {
     assert_eq!(load("", &[]).unwrap().ledger(), None);
-    let s = load("[fleet]\nname = \"edge-7\"\nledger = \"s3://fleet-ledger/prod/\"\n", &[]).unwrap();
+    let s = load(
+        "[fleet]\nname = \"edge-7\"\nledger = \"s3://fleet-ledger/prod/\"\n",
+        &[],
+    )
+    .unwrap();
     let url = s.ledger().unwrap();
     assert_eq!(url.key(&s.fleet().unwrap().name), "prod/edge-7.json");
     let env = load("", &[("ECR_DEPLOYD_FLEET_LEDGER", "s3://fleet-ledger/")]).unwrap();
     assert_eq!(env.ledger().unwrap().bucket, "fleet-ledger");
     for (text, says) in [
-        ("[fleet]\nledger = \"s3://fleet-ledger/prod\"\n", "fleet.ledger"),
+        (
+            "[fleet]\nledger = \"s3://fleet-ledger/prod\"\n",
+            "fleet.ledger",
+        ),
         ("[fleet]\nledger = \"https://x/\"\n", "fleet.ledger"),
-        ("[fleet]\nname = \"a/b\"\nledger = \"s3://fleet-ledger/\"\n", "fleet.name"),
+        (
+            "[fleet]\nname = \"a/b\"\nledger = \"s3://fleet-ledger/\"\n",
+            "fleet.name",
+        ),
     ] {
         let e = err_text(load(text, &[]));
         assert!(e.contains(says), "{text}: {e}");

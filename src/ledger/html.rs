@@ -220,7 +220,9 @@ mod tests {
         let new = html.find("<code>sha256:new</code>").unwrap();
         let older = html.find("<code>sha256:older</code>").unwrap();
         assert!(new < older, "newest first");
-        assert!(html.contains("edge-01/web<br>edge-02/web</td><td>1, 2</td><td>2025-06-01T11:00:00Z"));
+        assert!(
+            html.contains("edge-01/web<br>edge-02/web</td><td>1, 2</td><td>2025-06-01T11:00:00Z")
+        );
         assert!(html.contains("edge-03/web (stale)"));
         assert!(html.contains("<td>edge-&lt;1&gt;</td>"), "escaped");
     }

@@ -102,9 +102,7 @@ pub fn fleet(ledger: &str, objects: &[HostLedger], now: jiff::Timestamp) -> Flee
         }));
     }
     hosts.sort_by(|a, b| a.name.cmp(&b.name));
-    rows.sort_by(|a, b| {
-        (&a.image, &a.host, &a.container).cmp(&(&b.image, &b.host, &b.container))
-    });
+    rows.sort_by(|a, b| (&a.image, &a.host, &a.container).cmp(&(&b.image, &b.host, &b.container)));
     FleetView {
         ledger: ledger.to_owned(),
         read_at: now.round(jiff::Unit::Second).unwrap_or(now).to_string(),

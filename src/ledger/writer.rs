@@ -19,8 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::{
-    ContainerLedger, DEPLOYMENTS_KEPT, DeploymentLedger, HostLedger, LedgerUrl, SCHEMA,
-    rfc3339_ms,
+    ContainerLedger, DEPLOYMENTS_KEPT, DeploymentLedger, HostLedger, LedgerUrl, SCHEMA, rfc3339_ms,
 };
 use crate::metrics::Metrics;
 use crate::ports::LedgerObjects;
@@ -138,7 +137,12 @@ impl LedgerHandle {
 
     fn snapshot(&self) -> Option<Known> {
         let s = self.shared.as_ref()?;
-        Some(s.known.lock().unwrap_or_else(PoisonError::into_inner).clone())
+        Some(
+            s.known
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+        )
     }
 }
 
@@ -183,9 +187,8 @@ pub fn with_history(mut row: ContainerLedger, history: &[Deployment]) -> Contain
         .iter()
         .find(|d| d.outcome == Some(Outcome::Succeeded))
     {
-        let names_running = running.is_some_and(|r| {
-            last.to_digest == r || last.platform_digest.as_deref() == Some(r)
-        });
+        let names_running = running
+            .is_some_and(|r| last.to_digest == r || last.platform_digest.as_deref() == Some(r));
         if names_running {
             row.since = last.ended_at_ms.map(rfc3339_ms);
         }

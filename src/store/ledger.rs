@@ -85,9 +85,14 @@ mod tests {
         assert_eq!(store.ledger_writes().unwrap(), None);
         let url = "s3://ledger/prod/edge.json";
         store.ledger_written(url, Err("NoSuchBucket")).unwrap();
-        store.ledger_written(url, Err("NoSuchBucket again")).unwrap();
+        store
+            .ledger_written(url, Err("NoSuchBucket again"))
+            .unwrap();
         let w = store.ledger_writes().unwrap().unwrap();
-        assert_eq!((w.failures, w.error.as_deref()), (2, Some("NoSuchBucket again")));
+        assert_eq!(
+            (w.failures, w.error.as_deref()),
+            (2, Some("NoSuchBucket again"))
+        );
         assert!(w.failed_at_ms.is_some() && w.ok_at_ms.is_none());
         store.ledger_written(url, Ok(())).unwrap();
         let w = store.ledger_writes().unwrap().unwrap();

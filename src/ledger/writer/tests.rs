@@ -49,7 +49,9 @@ impl Bucket {
     }
     fn object(&self) -> HostLedger {
         let objects = self.objects.lock().unwrap();
-        let body = objects.get("ledger/prod/edge-01.json").expect("object written");
+        let body = objects
+            .get("ledger/prod/edge-01.json")
+            .expect("object written");
         serde_json::from_slice(body).unwrap()
     }
 }
@@ -119,12 +121,20 @@ async fn settle() {
 async fn nothing_is_written_before_the_first_sweep_then_the_whole_host_at_once() {
     let r = start(0);
     settle().await;
-    assert_eq!(r.bucket.puts(), 0, "no sweep yet: the object would be partial");
-    r.handle.swept(vec![row("web", A, "up_to_date"), row("api", A, "behind")]);
+    assert_eq!(
+        r.bucket.puts(),
+        0,
+        "no sweep yet: the object would be partial"
+    );
+    r.handle
+        .swept(vec![row("web", A, "up_to_date"), row("api", A, "behind")]);
     settle().await;
     assert_eq!(r.bucket.puts(), 1);
     let o = r.bucket.object();
-    assert_eq!((o.schema, o.name.as_str(), o.host.as_str(), o.wave), (1, "edge-01", "edge-01.site", 2));
+    assert_eq!(
+        (o.schema, o.name.as_str(), o.host.as_str(), o.wave),
+        (1, "edge-01", "edge-01.site", 2)
+    );
     assert_eq!(o.sweep_interval_seconds, 60);
     assert_eq!(o.agent_version, env!("CARGO_PKG_VERSION"));
     assert!(o.written_at.ends_with('Z'), "{}", o.written_at);
@@ -146,10 +156,18 @@ async fn an_unchanged_sweep_writes_nothing_until_the_interval_then_writes_anyway
     }
     assert_eq!(r.bucket.puts(), 1, "nothing changed within the interval");
     tokio::time::sleep(INTERVAL).await;
-    assert_eq!(r.bucket.puts(), 2, "once per interval even when nothing changed");
+    assert_eq!(
+        r.bucket.puts(),
+        2,
+        "once per interval even when nothing changed"
+    );
     r.handle.swept(vec![row("web", A, "behind")]);
     settle().await;
-    assert_eq!(r.bucket.puts(), 3, "a sweep that changed something is written at once");
+    assert_eq!(
+        r.bucket.puts(),
+        3,
+        "a sweep that changed something is written at once"
+    );
     assert_eq!(r.bucket.object().containers[0].state, "behind");
     r.stop.cancel();
     r.task.await.unwrap();
@@ -220,11 +238,17 @@ async fn failed_writes_are_retried_with_backoff_and_the_next_write_carries_every
     tokio::time::sleep(Duration::from_secs(8)).await;
     assert_eq!(r.bucket.puts(), 4);
     let web = r.bucket.object().containers.remove(0);
-    assert_eq!((web.state.as_str(), web.running_digest.as_deref()), ("blocked", Some(A)));
+    assert_eq!(
+        (web.state.as_str(), web.running_digest.as_deref()),
+        ("blocked", Some(A))
+    );
     assert_eq!(web.detail.as_deref(), Some("health check failed"));
     assert_eq!(r.store.ledger_writes().unwrap().unwrap().failures, 0);
     let text = r.metrics.render();
-    assert!(text.contains("ecr_deployd_ledger_write_failures_total 3"), "{text}");
+    assert!(
+        text.contains("ecr_deployd_ledger_write_failures_total 3"),
+        "{text}"
+    );
     // Then quiet again until the interval.
     tokio::time::sleep(INTERVAL / 2).await;
     assert_eq!(r.bucket.puts(), 4);
@@ -240,7 +264,10 @@ async fn a_change_not_yet_written_at_shutdown_gets_one_last_write() {
     r.handle.swept(vec![row("web", B, "up_to_date")]);
     r.stop.cancel();
     r.task.await.unwrap();
-    assert_eq!(r.bucket.object().containers[0].running_digest.as_deref(), Some(B));
+    assert_eq!(
+        r.bucket.object().containers[0].running_digest.as_deref(),
+        Some(B)
+    );
 }
 
 #[test]
@@ -279,5 +306,8 @@ fn history_gives_since_only_for_the_digest_deployed_here_and_previous_from_the_l
     assert_eq!((r.since, r.previous_digest.as_deref()), (None, Some(A)));
     // Never deployed here: neither.
     let r = with_history(row("web", A, "up_to_date"), &[]);
-    assert_eq!((r.since, r.previous_digest, r.deployments.len()), (None, None, 0));
+    assert_eq!(
+        (r.since, r.previous_digest, r.deployments.len()),
+        (None, None, 0)
+    );
 }
