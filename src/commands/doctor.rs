@@ -86,6 +86,7 @@ pub async fn doctor(ctx: &Context, config_path: &str) -> u8 {
     checks.extend(gate_checks(ctx).await);
     checks.extend(control_checks(ctx).await);
     checks.extend(ledger_check(ctx));
+    checks.extend(mail_check(ctx).await);
     checks.push(match ctx.executor.store().check_writable() {
         Ok(()) => Check::ok(
             "state store writable",
@@ -406,6 +407,26 @@ fn ledger_check(ctx: &Context) -> Option<Check> {
         Ok(Some(w)) => Check::ok(
             WHAT,
             format!("{} at {}", w.url, w.ok_at_ms.map(at).unwrap_or_default()),
+        ),
+    })
+}
+
+/// `[notify] smtp`: the relay answers and takes the credentials.
+async fn mail_check(ctx: &Context) -> Option<Check> {
+    const WHAT: &str = "e-mail relay";
+    let smtp = ctx.settings.notify.smtp.as_ref()?;
+    let mailer = match crate::notify::smtp::Mailer::new(smtp, Duration::from_secs(10)) {
+        Ok(m) => m,
+        Err(e) => return Some(Check::fail(WHAT, e)),
+    };
+    Some(match mailer.check().await {
+        Ok(()) => Check::ok(WHAT, format!("{} answers", mailer.label())),
+        Err(e) => Check::fail(
+            WHAT,
+            format!(
+                "{}: {e} — hint: relay host:port, starttls and the credentials in [notify] smtp",
+                mailer.label()
+            ),
         ),
     })
 }
