@@ -173,16 +173,21 @@ async fn outcomes_reach_webhooks_eventbridge_email_and_metrics_and_bad_webhooks_
         serde_json::json!(["ops@site.example", "oncall@site.example"])
     );
     assert_eq!(m["login"], "agent");
-    let data = m["data"].as_str().unwrap();
+    let subject = m["subject"].as_str().unwrap();
+    assert!(
+        subject.starts_with("ecr-deployd on ")
+            && subject.ends_with(&format!(": {name} rolled back ({repo}:prod)")),
+        "{subject}"
+    );
+    let body = m["body"].as_str().unwrap();
     for part in [
-        format!("Subject: ecr-deployd on "),
-        format!(": {name} rolled back ({repo}:prod)"),
         format!("From:      {v2}"),
         format!("To:        {v3}"),
         "Reason:    ".to_owned(),
         "Outcome:   rolled_back".to_owned(),
+        format!("{} is blocked for {name}", &v3[7..19]),
     ] {
-        assert!(data.contains(&part), "{part:?} not in\n{data}");
+        assert!(body.contains(&part), "{part:?} not in\n{body}");
     }
 
     // The failing webhook was retried: three attempts per notice.
