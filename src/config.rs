@@ -609,7 +609,8 @@ fn validate_smtp(s: &Smtp) -> Result<(), ConfigError> {
             "set password or password_file, not both",
         ));
     }
-    if secret != !s.username.is_empty() {
+    let has_user = !s.username.is_empty();
+    if secret != has_user {
         return Err(invalid(
             "notify.smtp.username",
             "a username and a password (or password_file) go together",
