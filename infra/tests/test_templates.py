@@ -502,7 +502,7 @@ def test_failures_go_to_an_sns_topic_as_one_readable_line_from_the_results_bus_o
     rule = t["Resources"]["AlertRule"]
     assert rule["Condition"] == "HasAlerts"
     props = rule["Properties"]
-    assert props["EventBusName"] == {"Ref": "ResultsBus"}
+    assert props["EventBusName"] == {"Ref": "BusName"} and rule["DependsOn"] == "ResultsBus"
     assert props["EventPattern"] == {
         "source": ["ecr-deployd"],
         "detail-type": ["ECR Deployment Result"],
