@@ -9,8 +9,9 @@ cd "$(dirname "$0")/.."
 # only binary; apache2-utils: htpasswd for the registry's basic auth; openssl: the tests'
 # cosign signer; prometheus: promtool (metrics lint, alert rule tests); docker-compose:
 # Compose v1 as a real client of the containers the agent re-creates; podman: the tests' own
-# Podman service (its Docker-compatible API), beside the Docker Engine.
-APT_PACKAGES=(python3-venv docker-registry busybox-static apache2-utils curl openssl prometheus docker-compose podman)
+# Podman service (its Docker-compatible API), beside the Docker Engine; chromium: the headless
+# browser that renders `fleet --html` in tests/ledger.rs.
+APT_PACKAGES=(python3-venv docker-registry busybox-static apache2-utils curl openssl prometheus docker-compose podman chromium)
 
 log() { printf '[setup] %s\n' "$*"; }
 

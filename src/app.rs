@@ -14,6 +14,7 @@ use tracing::warn;
 
 use crate::adapters::docker::DockerRuntime;
 use crate::adapters::ecr::EcrCredentials;
+use crate::adapters::ledger::S3Ledger;
 use crate::adapters::s3::S3Archives;
 use crate::adapters::supply::SupplyFacts;
 use crate::adapters::{aws, ecr::EcrRegistry, sqs::SqsQueue};
@@ -28,6 +29,10 @@ use crate::event::GateHint;
 use crate::fleet::FleetResult;
 use crate::http;
 use crate::intake::{self, HintHandler, IntakeConfig, ResultHandler};
+use crate::ledger::{
+    self,
+    writer::{self, LedgerHandle, WriterConfig},
+};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::ports::{Credentials, Deployer, Queue, Registry, Runtime};
@@ -232,12 +237,16 @@ pub async fn run(
     let notifier = Notifier::start(&settings.notify, &sdk).in_fleet(&fleet.name, fleet.wave);
     let runtime = Arc::new(runtime);
     let registry = sources(&sdk, &runtime, &store, &settings).with_notifier(notifier.clone());
+    let ledger_stop = CancellationToken::new();
+    let (ledger, ledger_task) =
+        start_ledger(&settings, &sdk, &store, &metrics, &notifier, &ledger_stop);
     let executor = Executor::new(
         runtime,
         Arc::new(EcrCredentials::new(&sdk)),
         store,
         deploy_config(&settings),
     )
+    .with_ledger(ledger)
     .with_metrics(metrics.clone())
     .with_notifier(notifier.clone())
     .with_supply(Arc::new(SupplyFacts::new(&sdk)));
@@ -356,12 +365,53 @@ pub async fn run(
         control_tasks.wait().await;
     }
     undo_abandoned(agent.deployer.as_ref()).await;
+    // Last: the ledger's final write carries what shutdown finished or undid.
+    ledger_stop.cancel();
+    if let Some(task) = ledger_task {
+        let _ = task.await;
+    }
     watchdog_stop.cancel();
     info!(
         ecr_calls = agent.registry.ecr.calls(),
         "ecr-deployd stopped cleanly"
     );
     Ok(())
+}
+
+/// The fleet ledger's writer (SPEC §17) when `[fleet] ledger` is set: the handle the
+/// executor and the sweep tell, and the task that writes until `stop`.
+fn start_ledger(
+    settings: &Settings,
+    sdk: &aws_config::SdkConfig,
+    store: &Arc<Store>,
+    metrics: &Arc<Metrics>,
+    notifier: &Notifier,
+    stop: &CancellationToken,
+) -> (LedgerHandle, Option<tokio::task::JoinHandle<()>>) {
+    let Some(url) = settings.ledger() else {
+        return (LedgerHandle::disabled(), None);
+    };
+    let interval = match settings.sweep.interval_seconds {
+        0 => ledger::DEFAULT_INTERVAL_SECONDS,
+        s => s,
+    };
+    let cfg = WriterConfig {
+        url,
+        name: notifier.fleet_name().to_owned(),
+        host: notifier.host().to_owned(),
+        wave: notifier.wave(),
+        interval: Duration::from_secs(interval),
+    };
+    let handle = LedgerHandle::new();
+    let task = tokio::spawn(writer::run(
+        handle.clone(),
+        Arc::new(S3Ledger::new(sdk)),
+        store.clone(),
+        cfg,
+        Some(metrics.clone()),
+        stop.clone(),
+    ));
+    (handle, Some(task))
 }
 
 /// The state-store lease; waits while an operator command run without a daemon holds it.

@@ -198,6 +198,35 @@ pub struct Notify {
     /// Incoming-webhook URLs. Secrets: never printed or logged whole.
     pub webhooks: Vec<String>,
     pub event_bus: String,
+    /// E-mail through an SMTP relay on `rolled_back`, `rejected` and `failed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub smtp: Option<Smtp>,
+}
+
+/// `[notify] smtp = { relay, from, to, starttls, username, password_file }`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Smtp {
+    /// `host:port` of the relay (587 with STARTTLS, 25 inside a site).
+    pub relay: String,
+    pub from: String,
+    pub to: Vec<String>,
+    /// Upgrade to TLS before anything is sent (the relay must offer it).
+    #[serde(default = "yes")]
+    pub starttls: bool,
+    /// With a password: SMTP AUTH. Empty: none.
+    #[serde(default)]
+    pub username: String,
+    /// The password itself. A secret: redacted in `check-config`; prefer `password_file`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub password: String,
+    /// A file holding the password (trailing newline ignored).
+    #[serde(default)]
+    pub password_file: String,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -315,6 +344,19 @@ impl Settings {
         Ok(settings)
     }
 
+    /// The defaults with the `ECR_DEPLOYD_*` variables of `env` applied: for commands that
+    /// need no config file (`fleet --ledger`) when none can be read.
+    pub fn from_env(env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        let mut table = toml::Table::new();
+        apply_env(&mut table, env)?;
+        let settings = Settings::deserialize(table).map_err(|e| ConfigError::Parse {
+            path: PathBuf::from("<environment>"),
+            message: e.to_string(),
+        })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
     /// Parses a TOML document alone (tests, tools).
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
         let settings: Settings = toml::from_str(text).map_err(|e| ConfigError::Parse {
@@ -423,6 +465,9 @@ impl Settings {
         if self.notify.event_bus.contains(char::is_whitespace) {
             return Err(invalid("notify.event_bus", "must not contain whitespace"));
         }
+        if let Some(smtp) = &self.notify.smtp {
+            validate_smtp(smtp)?;
+        }
         if self.control.socket.as_os_str().is_empty() {
             return Err(invalid("control.socket", "must not be empty"));
         }
@@ -448,6 +493,11 @@ impl Settings {
         let mut shown = self.clone();
         shown.notify.webhooks = self.notify.webhooks.iter().map(|w| redact_url(w)).collect();
         shown.aws.endpoint_url = redact_url(&self.aws.endpoint_url);
+        if let Some(smtp) = shown.notify.smtp.as_mut()
+            && !smtp.password.is_empty()
+        {
+            smtp.password = "<redacted>".into();
+        }
         toml::to_string(&shown).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }
 
@@ -512,6 +562,69 @@ fn validate_queue_url(s: &str) -> Result<(), ConfigError> {
         return Err(invalid(
             KEY,
             format!("{s:?} must not have a query or fragment"),
+        ));
+    }
+    Ok(())
+}
+
+/// `local@domain`, without spaces or angle brackets (the relay gets it as it is).
+fn is_mail_address(s: &str) -> bool {
+    s.split_once('@').is_some_and(|(local, domain)| {
+        !local.is_empty() && !domain.is_empty() && !domain.contains('@')
+    }) && !s.contains(|c: char| c.is_whitespace() || c.is_control() || "<>,;\"".contains(c))
+}
+
+fn validate_smtp(s: &Smtp) -> Result<(), ConfigError> {
+    validate_host_port("notify.smtp.relay", &s.relay)?;
+    let host = s.relay.rsplit_once(':').map(|(h, _)| h);
+    let Some(host) = host.filter(|_| {
+        s.relay
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    }) else {
+        return Err(invalid(
+            "notify.smtp.relay",
+            format!("{:?} must be host:port", s.relay),
+        ));
+    };
+    if !is_mail_address(&s.from) {
+        return Err(invalid(
+            "notify.smtp.from",
+            format!("{:?} is not an e-mail address", s.from),
+        ));
+    }
+    if s.to.is_empty() {
+        return Err(invalid("notify.smtp.to", "names no recipient"));
+    }
+    if let Some(bad) = s.to.iter().find(|t| !is_mail_address(t)) {
+        return Err(invalid(
+            "notify.smtp.to",
+            format!("{bad:?} is not an e-mail address"),
+        ));
+    }
+    let secret = !s.password.is_empty() || !s.password_file.is_empty();
+    if !s.password.is_empty() && !s.password_file.is_empty() {
+        return Err(invalid(
+            "notify.smtp.password",
+            "set password or password_file, not both",
+        ));
+    }
+    let has_user = !s.username.is_empty();
+    if secret != has_user {
+        return Err(invalid(
+            "notify.smtp.username",
+            "a username and a password (or password_file) go together",
+        ));
+    }
+    let loopback = host == "localhost"
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|a| a.is_loopback());
+    if secret && !s.starttls && !loopback {
+        return Err(invalid(
+            "notify.smtp.starttls",
+            "is false while a password is set: it would cross the network in the clear",
         ));
     }
     Ok(())

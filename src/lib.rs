@@ -39,13 +39,17 @@
 //! - [`control`]: update control: policies and maintenance windows (pure), the state-store
 //!   lease, the daemon's control socket.
 //! - [`model`]: a deployment's domain values: outcome, journal step, phases.
-//! - [`store`]: SQLite state: history, deploy journal, blocked digests, archive loads; schema
-//!   versions.
-//! - [`adapters`]: SQS, ECR, S3 (AWS SDK), the gates' facts (`adapters::supply`;
-//!   `adapters::referrers`: a digest's OCI referrers through the API or the tag schema;
-//!   `adapters::signer`: AWS Signer's revocation status), Docker (`adapters::docker`: one Engine client, bollard
+//! - [`store`]: SQLite state: history, deploy journal, blocked digests, archive loads, ledger
+//!   writes; schema versions.
+//! - [`adapters`]: SQS, ECR, S3 (AWS SDK; archives and the fleet ledger), the gates' facts
+//!   (`adapters::supply`; `adapters::referrers`: a digest's OCI referrers through the API or
+//!   the tag schema; `adapters::signer`: AWS Signer's revocation status), Docker (`adapters::docker`: one Engine client, bollard
 //!   + raw JSON, every call timed) — the only code that sees SDK types.
-//! - [`notify`]: webhooks and EventBridge deployment results, off the deploy path.
+//! - [`ledger`]: the fleet ledger (SPEC §17): one S3 object per host with what it runs and
+//!   what ran before; the agent's background writer, and the fleet read back (`fleet`,
+//!   `fleet in-use`, the HTML page).
+//! - [`notify`]: webhooks, e-mail (SMTP) and EventBridge deployment results, off the deploy
+//!   path.
 //! - [`systemd`]: READY / WATCHDOG / STOPPING for `Type=notify`.
 //! - [`metrics`], [`http`]: Prometheus metrics, `/metrics`, `/healthz`, `/readyz`.
 //! - [`app`]: wires the stages, signals and shutdown.
@@ -65,6 +69,7 @@ pub mod gate;
 pub mod http;
 pub mod image;
 pub mod intake;
+pub mod ledger;
 pub mod metrics;
 pub mod model;
 pub mod notify;

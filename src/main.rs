@@ -100,6 +100,20 @@ enum Command {
     },
     /// Check configuration, AWS, queue, rule, Docker and state store
     Doctor,
+    /// The fleet from its ledger in S3: which digest runs on which host, since when, what ran before
+    Fleet {
+        #[command(subcommand)]
+        what: Option<FleetCommand>,
+        /// The ledger, s3://BUCKET/PREFIX/ [default: the config's [fleet] ledger; no config file needed with it]
+        #[arg(long, global = true, value_name = "S3URL")]
+        ledger: Option<String>,
+        /// One JSON document on stdout
+        #[arg(long, global = true)]
+        json: bool,
+        /// Write a self-contained HTML page (a table per repository:tag) to FILE
+        #[arg(long, value_name = "FILE", conflicts_with = "json")]
+        html: Option<PathBuf>,
+    },
     /// Validate the configuration and print it with secrets redacted
     CheckConfig,
     /// Print the shell completion script for SHELL (bash, zsh or fish)
@@ -110,6 +124,15 @@ enum Command {
     /// Print the manual page (roff), generated from these definitions
     #[command(hide = true)]
     Manpage,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+enum FleetCommand {
+    /// Every digest running, or kept for rollback, anywhere in the fleet: what a clean-up must not expire
+    InUse {
+        /// Only this ECR repository
+        repository: Option<String>,
+    },
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -134,6 +157,24 @@ fn main() -> ExitCode {
     };
     let settings = match Settings::load(&path, is_default, std::env::vars()) {
         Ok(s) => s,
+        // `fleet --ledger` runs on any machine with read access: no config file needed.
+        Err(e)
+            if matches!(
+                &cli.command,
+                Command::Fleet {
+                    ledger: Some(_),
+                    ..
+                }
+            ) =>
+        {
+            match Settings::from_env(std::env::vars()) {
+                Ok(s) => s,
+                Err(_) => {
+                    eprintln!("ecr-deployd: invalid configuration: {e}");
+                    return ExitCode::from(commands::EXIT_CANNOT_RUN);
+                }
+            }
+        }
         Err(e) if matches!(cli.command, Command::Doctor) => {
             println!("FAIL config valid: {e}");
             return ExitCode::from(commands::EXIT_FAILED);
@@ -187,6 +228,21 @@ fn main() -> ExitCode {
                     eprintln!("ecr-deployd: {e}");
                     commands::EXIT_CANNOT_RUN
                 }
+            };
+        }
+        if let Command::Fleet {
+            what,
+            ledger,
+            json,
+            html,
+        } = &cli.command
+        {
+            let ledger = ledger.as_deref();
+            return match what {
+                Some(FleetCommand::InUse { repository }) => {
+                    commands::fleet::in_use(&settings, ledger, repository.as_deref(), *json).await
+                }
+                None => commands::fleet::fleet(&settings, ledger, *json, html.as_deref()).await,
             };
         }
         if let Some(request) = acting(&cli.command) {

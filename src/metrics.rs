@@ -47,6 +47,8 @@ pub struct Metrics {
     containers_pending: Gauge,
     containers_paused: Gauge,
     sweep_interval: Gauge,
+    ledger_write_failures: Counter,
+    ledger_last_write: Gauge<f64, AtomicU64>,
     stats: Arc<Stats>,
     ready: AtomicBool,
 }
@@ -117,6 +119,8 @@ impl Metrics {
         let containers_pending = Gauge::default();
         let containers_paused = Gauge::default();
         let sweep_interval = Gauge::default();
+        let ledger_write_failures = Counter::default();
+        let ledger_last_write = Gauge::<f64, AtomicU64>::default();
         let mut registry = Registry::with_prefix("ecr_deployd");
         registry.register("deployments", "Deployments by outcome", deployments.clone());
         registry.register(
@@ -159,6 +163,16 @@ impl Metrics {
             "The configured sweep interval (0: no periodic sweep); alerts compare the last sweep with it",
             sweep_interval.clone(),
         );
+        registry.register(
+            "ledger_write_failures",
+            "Fleet ledger writes to S3 that failed (retried; the next write carries everything)",
+            ledger_write_failures.clone(),
+        );
+        registry.register(
+            "ledger_last_write_timestamp_seconds",
+            "Unix time of the last fleet ledger write that succeeded (0: none yet)",
+            ledger_last_write.clone(),
+        );
         registry.register_collector(Box::new(QueueCounters(stats.clone())));
         Arc::new(Self {
             registry,
@@ -171,6 +185,8 @@ impl Metrics {
             containers_pending,
             containers_paused,
             sweep_interval,
+            ledger_write_failures,
+            ledger_last_write,
             stats,
             ready: AtomicBool::new(false),
         })
@@ -206,6 +222,15 @@ impl Metrics {
         self.containers_pending.set(c.pending as i64);
         self.containers_paused.set(c.paused as i64);
         self.ready.store(true, Ordering::Relaxed);
+    }
+
+    /// A fleet ledger write succeeded (`true`) or failed.
+    pub fn ledger_written(&self, ok: bool) {
+        if ok {
+            self.ledger_last_write.set(now_secs() as f64);
+        } else {
+            self.ledger_write_failures.inc();
+        }
     }
 
     /// The receive loop turned within the last two minutes (a long poll lasts at most 20 s).

@@ -1,5 +1,6 @@
 //! Notifications: deployment outcomes and messages in trouble, to Slack/Teams-compatible
-//! incoming webhooks and (deployments) to an EventBridge bus.
+//! incoming webhooks, (deployments) to an EventBridge bus, and (rollbacks, rejections,
+//! failures) by e-mail through an SMTP relay ([`smtp`]).
 //!
 //! Nothing here may slow a deploy down: callers hand a [`Notice`] to a bounded channel and move
 //! on (a full channel drops the notice with a warning); one background task delivers, each sink
@@ -20,6 +21,9 @@ use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use crate::config::Notify as NotifySettings;
+use smtp::Mailer;
+
+pub mod smtp;
 use crate::store::Phases;
 
 /// `source` of the deployment result events.
@@ -225,7 +229,8 @@ impl Notifier {
     /// Starts the delivery task when `settings` names a sink; `sdk` is used for EventBridge.
     pub fn start(settings: &NotifySettings, sdk: &SdkConfig) -> Self {
         let host: Arc<str> = host_name().into();
-        if settings.webhooks.is_empty() && settings.event_bus.is_empty() {
+        if settings.webhooks.is_empty() && settings.event_bus.is_empty() && settings.smtp.is_none()
+        {
             return Self {
                 tx: None,
                 host,
@@ -241,6 +246,12 @@ impl Notifier {
                 .expect("HTTP client with the built-in TLS configuration"),
             webhooks: settings.webhooks.clone(),
             events: (!settings.event_bus.is_empty()).then(|| Bus::new(sdk, &settings.event_bus)),
+            mail: settings.smtp.as_ref().and_then(|s| {
+                Mailer::new(s, ATTEMPT_TIMEOUT * 2)
+                    .map_err(|e| tracing::error!(error = %e, "e-mail notifications disabled"))
+                    .ok()
+                    .map(Arc::new)
+            }),
         };
         let (tx, rx) = mpsc::channel(BACKLOG);
         tokio::spawn(deliver(rx, Arc::new(sinks)));
@@ -326,6 +337,7 @@ struct Sinks {
     http: reqwest::Client,
     webhooks: Vec<String>,
     events: Option<Bus>,
+    mail: Option<Arc<Mailer>>,
 }
 
 async fn deliver(mut rx: mpsc::Receiver<Notice>, sinks: Arc<Sinks>) {
@@ -335,6 +347,12 @@ async fn deliver(mut rx: mpsc::Receiver<Notice>, sinks: Arc<Sinks>) {
         for (i, url) in sinks.webhooks.iter().enumerate() {
             let (sinks, url, body) = (sinks.clone(), url.clone(), notice.webhook_body());
             tasks.spawn(async move { post_webhook(&sinks.http, i, &url, &body).await });
+        }
+        if let (Some(mail), Notice::Deployment(d)) = (&sinks.mail, &notice)
+            && Mailer::wants(&notice)
+        {
+            let (mail, d) = (mail.clone(), d.clone());
+            tasks.spawn(async move { send_mail(&mail, &d).await });
         }
         if let (Some(bus), Notice::Deployment(d)) = (&sinks.events, &notice) {
             let (bus, d) = (bus.clone(), d.clone());
@@ -394,6 +412,22 @@ async fn post_webhook(http: &reqwest::Client, i: usize, url: &str, body: &serde_
     {
         Ok(()) => debug!(webhook = %label, "notification delivered"),
         Err(e) => warn!(webhook = %label, error = %e, attempts = ATTEMPTS, "notification not delivered"),
+    }
+}
+
+/// One e-mail per outcome: tried like a webhook, a permanent refusal (a bad recipient, an
+/// authentication failure) not tried again.
+async fn send_mail(mail: &Mailer, d: &DeploymentNotice) {
+    let attempt = || async { mail.send(d).await };
+    let relay = mail.label();
+    match attempt
+        .retry(backoff())
+        .when(|(permanent, _)| !permanent)
+        .notify(|(_, e), delay| debug!(%relay, error = %e, retry_in = ?delay, "e-mail failed; retrying"))
+        .await
+    {
+        Ok(()) => debug!(%relay, container = %d.container, "e-mail sent"),
+        Err((_, e)) => warn!(%relay, error = %e, "e-mail not sent"),
     }
 }
 

@@ -215,6 +215,31 @@ pub trait Archives: Send + Sync + 'static {
     ) -> impl Future<Output = Result<ArchiveBody, RemoteError>> + Send;
 }
 
+/// S3, where the fleet ledger is kept (SPEC §17): one object per host.
+pub trait LedgerObjects: Send + Sync + 'static {
+    /// Writes (overwrites) `key`.
+    fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+    ) -> impl Future<Output = Result<(), RemoteError>> + Send;
+
+    /// The keys under `prefix` (every page).
+    fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+    ) -> impl Future<Output = Result<Vec<String>, RemoteError>> + Send;
+
+    /// The bytes of `key`.
+    fn get(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<Vec<u8>, RemoteError>> + Send;
+}
+
 /// Credentials for pulling from the registry (ECR GetAuthorizationToken).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PullAuth {

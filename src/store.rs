@@ -15,6 +15,7 @@ pub use control::{ALL, Pause};
 pub use fleet::Due;
 pub use gates::Rejection;
 pub use group::Member;
+pub use ledger::LedgerWrites;
 
 mod archives;
 mod control;
@@ -22,6 +23,7 @@ pub mod files;
 mod fleet;
 mod gates;
 mod group;
+mod ledger;
 
 /// A failure of the state store, with the operation that failed.
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +114,7 @@ const MIGRATIONS: &[&str] = &[
     group::SCHEMA_V5,
     fleet::SCHEMA_V6,
     archives::SCHEMA_V7,
+    ledger::SCHEMA_V8,
 ];
 
 const SCHEMA_V1: &str = "

@@ -1,6 +1,7 @@
 //! Notifications and metrics of a running agent (the binary) on the real stack: moto (SQS, ECR,
-//! EventBridge), a local registry, the Docker Engine, and local webhook endpoints — one that
-//! answers, one that answers 500, one that never answers.
+//! EventBridge), a local registry, the Docker Engine, local webhook endpoints — one that
+//! answers, one that answers 500, one that never answers — and a real SMTP server (aiosmtpd)
+//! that requires a login.
 
 mod common;
 
@@ -8,6 +9,7 @@ use std::time::Duration;
 
 use aws_sdk_eventbridge::types::Target;
 use common::docker::*;
+use common::smtp::SmtpSink;
 use common::webhook::{Hook, HookMode};
 use common::*;
 use serde_json::Value;
@@ -52,7 +54,8 @@ fn metric(metrics: &str, line_start: &str) -> Option<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn outcomes_reach_webhooks_eventbridge_and_metrics_and_bad_webhooks_do_not_hold_deploys() {
+async fn outcomes_reach_webhooks_eventbridge_email_and_metrics_and_bad_webhooks_do_not_hold_deploys()
+ {
     let aws = Aws::start().await;
     let registry = TestRegistry::start();
     let scope = Scope::new("notify");
@@ -63,6 +66,7 @@ async fn outcomes_reach_webhooks_eventbridge_and_metrics_and_bad_webhooks_do_not
         Hook::start(HookMode::Fail).await,
         Hook::start(HookMode::Hang).await,
     );
+    let mail = SmtpSink::start("agent", "s3cr3t-mail");
 
     let repo = "shop/notify";
     let v1 = registry.publish(repo, "v1", Kind::Serve, "v1", true);
@@ -79,13 +83,18 @@ async fn outcomes_reach_webhooks_eventbridge_and_metrics_and_bad_webhooks_do_not
          [registry]\nmirror = \"{}\"\n[sweep]\ninterval_seconds = 0\n\
          [deploy]\ndebounce_millis = 100\nmin_uptime_seconds = 1\nhealth_timeout_seconds = 3\n\
          [state]\npath = \"{}\"\n[http]\nlisten = \"{addr}\"\n\
-         [notify]\nwebhooks = [\"{}\", \"{}\", \"{}\"]\nevent_bus = \"{BUS}\"\n",
+         [notify]\nwebhooks = [\"{}\", \"{}\", \"{}\"]\nevent_bus = \"{BUS}\"\n\
+         smtp = {{ relay = \"127.0.0.1:{}\", from = \"ecr-deployd@site.example\", to = [\"ops@site.example\", \"oncall@site.example\"], \
+         starttls = false, username = \"{}\", password_file = \"{}\" }}\n",
         aws.moto.endpoint,
         registry.host,
         state.path().join("state.db").display(),
         hang.url,
         fail.url,
         ok.url,
+        mail.port,
+        mail.user,
+        mail.password_file.display(),
     );
     let agent = AgentProcess::start(&config, &["run"]);
     eventually(Duration::from_secs(60), "ready", || async {
@@ -150,6 +159,36 @@ async fn outcomes_reach_webhooks_eventbridge_and_metrics_and_bad_webhooks_do_not
     assert_eq!(d["from_digest"], v2.as_str());
     assert_eq!(d["to_digest"], v3.as_str());
     assert!(!d["error"].as_str().unwrap_or_default().is_empty(), "{d}");
+
+    // The rollback by e-mail, logged in with the password file's password: host, container,
+    // from → to and the reason. The success before it was not mailed.
+    eventually(Duration::from_secs(30), "the rollback e-mail", || async {
+        !mail.messages().is_empty()
+    })
+    .await;
+    let m = &mail.messages()[0];
+    assert_eq!(m["mail_from"], "ecr-deployd@site.example");
+    assert_eq!(
+        m["rcpt_tos"],
+        serde_json::json!(["ops@site.example", "oncall@site.example"])
+    );
+    assert_eq!(m["login"], "agent");
+    let subject = m["subject"].as_str().unwrap();
+    assert!(
+        subject.starts_with("ecr-deployd on ")
+            && subject.ends_with(&format!(": {name} rolled back ({repo}:prod)")),
+        "{subject}"
+    );
+    let body = m["body"].as_str().unwrap();
+    for part in [
+        format!("From:      {v2}"),
+        format!("To:        {v3}"),
+        "Reason:    ".to_owned(),
+        "Outcome:   rolled_back".to_owned(),
+        format!("{} is blocked for {name}", &v3[7..19]),
+    ] {
+        assert!(body.contains(&part), "{part:?} not in\n{body}");
+    }
 
     // The failing webhook was retried: three attempts per notice.
     eventually(
@@ -228,6 +267,11 @@ async fn outcomes_reach_webhooks_eventbridge_and_metrics_and_bad_webhooks_do_not
         .unwrap();
     assert_eq!(t["ecr_deployd"]["data"]["kind"], "malformed");
     assert!(t["text"].as_str().unwrap().contains("malformed"), "{t}");
+    // Once per outcome: the rollback only — neither the success nor the trouble was mailed.
+    assert_eq!(mail.messages().len(), 1, "{:?}", mail.messages());
+    let (_, doctor, _) = run_cli(&config, &["doctor"], &[]);
+    let relay = format!("ok   e-mail relay: smtp://127.0.0.1:{} answers", mail.port);
+    assert!(doctor.lines().any(|l| l == relay), "{doctor}");
 
     // Webhook URLs are secrets: not in the logs, not in check-config.
     let log = agent.log_text();
@@ -236,7 +280,9 @@ async fn outcomes_reach_webhooks_eventbridge_and_metrics_and_bad_webhooks_do_not
         "failures name the webhook:\n{log}"
     );
     assert!(
-        !log.contains("s3cr3t-token") && !log.contains("key=hidden"),
+        !log.contains("s3cr3t-token")
+            && !log.contains("key=hidden")
+            && !log.contains("s3cr3t-mail"),
         "{log}"
     );
     let (code, out, _) = run_cli(&config, &["check-config"], &[]);

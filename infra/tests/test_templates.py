@@ -17,7 +17,9 @@ INFRA = pathlib.Path(__file__).resolve().parent.parent
 TEMPLATE = INFRA / "cloudformation" / "ecr-deployd.yaml"
 BUS_TEMPLATE = INFRA / "cloudformation" / "fleet-results-bus.yaml"
 ARCHIVE_BUCKET_TEMPLATE = INFRA / "cloudformation" / "archive-bucket.yaml"
+LEDGER_TEMPLATE = INFRA / "cloudformation" / "fleet-ledger.yaml"
 MODULE = INFRA / "terraform" / "modules" / "ecr-deployd-host"
+FLEET_MODULE = INFRA / "terraform" / "modules" / "ecr-deployd-fleet"
 BIN = pathlib.Path(sys.executable).parent
 
 # SPEC §9: exactly what the agent may do.
@@ -59,6 +61,7 @@ TERRAFORM_ONLY = {
     "host_role_archives": "aws_iam_role_policy_attachment (CloudFormation: HostRole.ManagedPolicyArns)",
     "host_role_archives_key": "aws_iam_role_policy_attachment (CloudFormation: HostRole.ManagedPolicyArns)",
     "archive_bucket_notification": "aws_s3_bucket_notification: CloudFormation cannot change a bucket it did not create (archive-bucket.yaml)",
+    "host_role_ledger": "aws_iam_role_policy_attachment (CloudFormation: HostRole.ManagedPolicyArns)",
 }
 # Variables of Terraform-only resources.
 TERRAFORM_ONLY_VARIABLES = {"archive_bucket_notification"}
@@ -111,7 +114,9 @@ def tf():
 
 def test_cfn_lint_clean():
     r = subprocess.run(
-        [BIN / "cfn-lint", str(TEMPLATE), str(BUS_TEMPLATE), str(ARCHIVE_BUCKET_TEMPLATE)], capture_output=True, text=True
+        [BIN / "cfn-lint", str(TEMPLATE), str(BUS_TEMPLATE), str(ARCHIVE_BUCKET_TEMPLATE), str(LEDGER_TEMPLATE)],
+        capture_output=True,
+        text=True,
     )
     assert r.returncode == 0, r.stdout + r.stderr
 
@@ -119,7 +124,10 @@ def test_cfn_lint_clean():
 @pytest.mark.parametrize(
     "framework,target",
     [
-        ("cloudformation", ["-f", str(TEMPLATE), "-f", str(BUS_TEMPLATE), "-f", str(ARCHIVE_BUCKET_TEMPLATE)]),
+        (
+            "cloudformation",
+            ["-f", str(TEMPLATE), "-f", str(BUS_TEMPLATE), "-f", str(ARCHIVE_BUCKET_TEMPLATE), "-f", str(LEDGER_TEMPLATE)],
+        ),
         ("terraform", ["-d", str(INFRA / "terraform")]),
     ],
 )
@@ -133,7 +141,7 @@ def test_checkov_no_failed_checks(framework, target):
     assert "Failed checks: 0" in r.stdout, r.stdout
 
 
-@pytest.mark.parametrize("template", [TEMPLATE, ARCHIVE_BUCKET_TEMPLATE])
+@pytest.mark.parametrize("template", [TEMPLATE, ARCHIVE_BUCKET_TEMPLATE, LEDGER_TEMPLATE, BUS_TEMPLATE])
 def test_checkov_suppressions_are_justified(template):
     text = template.read_text()
     for m in re.finditer(r"- id: (CKV_\w+)\n\s+comment: >-\n((?:\s+.+\n)+)", text):
@@ -142,7 +150,7 @@ def test_checkov_suppressions_are_justified(template):
     for f in (INFRA / "terraform").rglob("*.tf"):
         for line in f.read_text().splitlines():
             if "checkov:skip=" in line:
-                assert re.search(r"checkov:skip=CKV_\w+:.{20,}", line), f"{f}: unjustified {line.strip()}"
+                assert re.search(r"checkov:skip=CKV2?_\w+:.{20,}", line), f"{f}: unjustified {line.strip()}"
 
 
 def test_terraform_parses():
@@ -196,6 +204,7 @@ def test_resource_names_match(cfn, tf):
         ("ArchiveRule", "Name", ("aws_cloudwatch_event_rule", "archive_rule"), "name"),
         ("ArchivesPolicy", "ManagedPolicyName", ("aws_iam_policy", "archives_policy"), "name"),
         ("ArchivesKeyPolicy", "ManagedPolicyName", ("aws_iam_policy", "archives_key_policy"), "name"),
+        ("LedgerPolicy", "ManagedPolicyName", ("aws_iam_policy", "ledger_policy"), "name"),
         ("HostRole", "RoleName", ("aws_iam_role", "host_role"), "name"),
     ]
     for logical, prop, key, attr in pairs:
@@ -423,3 +432,120 @@ def test_archive_bucket_sends_its_events_to_eventbridge_and_is_private():
     assert bucket["NotificationConfiguration"] == {"EventBridgeConfiguration": {"EventBridgeEnabled": True}}
     assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
     assert all(bucket["PublicAccessBlockConfiguration"].values())
+
+
+# ---------------------------------------------------------------- fleet ledger and e-mail (SPEC 17)
+
+
+def tf_module(path):
+    merged = {"variable": {}, "output": {}, "resource": {}}
+    for f in sorted(path.glob("*.tf")):
+        with f.open() as fh:
+            doc = hcl2.load(fh)
+        for kind in ("variable", "output"):
+            for block in doc.get(kind, []):
+                merged[kind].update(block)
+        for block in doc.get("resource", []):
+            for rtype, named in block.items():
+                for name, body in named.items():
+                    merged["resource"][(rtype, name)] = body
+    return merged
+
+
+def test_each_host_may_write_only_its_own_ledger_object(cfn):
+    policy = cfn["Resources"]["LedgerPolicy"]
+    assert policy["Condition"] == "HasLedger"
+    (put,) = cfn_statements(cfn, "LedgerPolicy")
+    assert check_least_privilege([put], {"s3:PutObject"}) == {"s3:PutObject"}
+    assert put["Resource"] == {"Fn::Sub": "arn:${AWS::Partition}:s3:::${LedgerBucketName}/${LedgerPrefix}${HostName}.json"}
+    arns = cfn["Resources"]["HostRole"]["Properties"]["ManagedPolicyArns"]
+    assert {"Fn::If": ["HasLedger", {"Ref": "LedgerPolicy"}, {"Ref": "AWS::NoValue"}]} in arns
+    # The snippet names the host as its key does, and the ledger.
+    ledger = cfn["Outputs"]["ConfigSnippet"]["Value"]["Fn::Sub"][1]["Ledger"]["Fn::If"]
+    assert ledger[0] == "HasLedger" and 'name = \\"${HostName}\\"' in ledger[1]["Fn::Sub"].replace("\"", '\\"')
+    assert "s3://${LedgerBucketName}/${LedgerPrefix}" in ledger[1]["Fn::Sub"]
+    text = (MODULE / "main.tf").read_text()
+    assert 'Action   = "s3:PutObject"' in text
+    assert 'Resource = "arn:${local.partition}:s3:::${var.ledger_bucket_name}/${var.ledger_prefix}${var.host_name}.json"' in text
+    assert re.search(r'ledger = "s3://\$\{var.ledger_bucket_name\}/\$\{var.ledger_prefix\}"', (MODULE / "outputs.tf").read_text())
+
+
+def test_ledger_bucket_is_versioned_private_tls_only_and_expires_replaced_versions():
+    t = cfn_yaml.load(str(LEDGER_TEMPLATE))
+    bucket = t["Resources"]["LedgerBucket"]["Properties"]
+    assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert all(bucket["PublicAccessBlockConfiguration"].values())
+    (rule,) = bucket["LifecycleConfiguration"]["Rules"]
+    assert rule["NoncurrentVersionExpiration"] == {"NoncurrentDays": {"Ref": "NoncurrentVersionDays"}}
+    (deny,) = t["Resources"]["LedgerBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert (deny["Effect"], deny["Principal"], deny["Action"]) == ("Deny", "*", "s3:*")
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert len(deny["Resource"]) == 2, "the bucket and its objects"
+    # Operators read the prefix and its versions, nothing else, and write nothing.
+    read = t["Resources"]["LedgerReadPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    actions = check_least_privilege(read, {"s3:ListBucket", "s3:ListBucketVersions", "s3:GetObject", "s3:GetObjectVersion"})
+    assert not any(a.startswith(("s3:Put", "s3:Delete")) for a in actions)
+    by_sid = {s["Sid"]: s for s in read}
+    assert by_sid["ListLedger"]["Condition"] == {"StringLike": {"s3:prefix": {"Fn::Sub": "${Prefix}*"}}}
+    assert by_sid["ReadLedger"]["Resource"] == {"Fn::Sub": "${LedgerBucket.Arn}/${Prefix}*"}
+    assert "ReadPolicyArn" in t["Outputs"] and "LedgerUrl" in t["Outputs"]
+    # Terraform: the same bucket settings and policies.
+    m = tf_module(FLEET_MODULE)["resource"]
+    assert unwrap(unwrap(m[("aws_s3_bucket_versioning", "ledger_bucket")]["versioning_configuration"])["status"]) == "Enabled"
+    pab = m[("aws_s3_bucket_public_access_block", "ledger_bucket")]
+    assert all(unwrap(pab[k]) is True for k in ("block_public_acls", "block_public_policy", "ignore_public_acls", "restrict_public_buckets"))
+    text = (FLEET_MODULE / "main.tf").read_text()
+    assert '"aws:SecureTransport" = "false"' in text and "noncurrent_days = var.ledger_noncurrent_version_days" in text
+    assert '"s3:prefix" = "${var.ledger_prefix}*"' in text
+
+
+def test_failures_go_to_an_sns_topic_as_one_readable_line_from_the_results_bus_only():
+    t = cfn_yaml.load(str(BUS_TEMPLATE))
+    rule = t["Resources"]["AlertRule"]
+    assert rule["Condition"] == "HasAlerts"
+    props = rule["Properties"]
+    assert props["EventBusName"] == {"Ref": "BusName"} and rule["DependsOn"] == "ResultsBus"
+    assert props["EventPattern"] == {
+        "source": ["ecr-deployd"],
+        "detail-type": ["ECR Deployment Result"],
+        "detail": {"outcome": ["rolled_back", "rejected", "failed"]},
+    }
+    (target,) = props["Targets"]
+    assert target["Arn"] == {"Ref": "AlertTopic"}
+    paths = target["InputTransformer"]["InputPathsMap"]
+    assert {"host", "container", "from", "to", "reason"} <= set(paths)
+    template = target["InputTransformer"]["InputTemplate"]
+    assert template.startswith('"') and template.endswith('"'), "a JSON string for SNS"
+    for name in ("host", "container", "from", "to", "reason"):
+        assert f"<{name}>" in template
+    (allow,) = t["Resources"]["AlertTopicPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert allow["Principal"] == {"Service": "events.amazonaws.com"} and allow["Action"] == "sns:Publish"
+    assert allow["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": ["AlertRule", "Arn"]}}}
+    subs = [r for r in t["Resources"].values() if r["Type"] == "AWS::SNS::Subscription"]
+    assert len(subs) == 3 and all(s["Properties"]["Protocol"] == "email" for s in subs)
+    text = (FLEET_MODULE / "main.tf").read_text()
+    assert 'detail        = { outcome = ["rolled_back", "rejected", "failed"] }' in text
+    tf_template = re.search(r'input_template = "(.*)"\n', text).group(1).replace('\\"', '"')
+    assert tf_template == template
+
+
+def test_fleet_module_matches_the_fleet_templates():
+    bus = cfn_yaml.load(str(BUS_TEMPLATE))
+    ledger = cfn_yaml.load(str(LEDGER_TEMPLATE))
+    m = tf_module(FLEET_MODULE)
+    params = {snake(p) for p in bus["Parameters"]} | {"ledger_" + snake(p) for p in ledger["Parameters"]}
+    assert params == set(m["variable"]), params ^ set(m["variable"])
+    outputs = {snake(o) for o in bus["Outputs"]} | {
+        {"LedgerUrl": "ledger_url", "BucketName": None, "BucketArn": "ledger_bucket_arn", "ReadPolicyArn": "ledger_read_policy_arn"}[o]
+        for o in ledger["Outputs"]
+    } - {None}
+    assert outputs == set(m["output"]), outputs ^ set(m["output"])
+    names = {
+        ("AlertTopic", "TopicName"): ("aws_sns_topic", "alert_topic", "name"),
+        ("AlertRule", "Name"): ("aws_cloudwatch_event_rule", "alert_rule", "name"),
+    }
+    for (logical, prop), (rtype, rname, attr) in names.items():
+        c = bus["Resources"][logical]["Properties"][prop]["Fn::Sub"]
+        assert c.replace("${BusName}", "${var.bus_name}") == unwrap(m["resource"][(rtype, rname)][attr])
+    c = ledger["Resources"]["LedgerReadPolicy"]["Properties"]["ManagedPolicyName"]["Fn::Sub"]
+    assert c.replace("${BucketName}", "${var.ledger_bucket_name}") == unwrap(m["resource"][("aws_iam_policy", "ledger_read_policy")]["name"])

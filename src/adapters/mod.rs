@@ -4,6 +4,7 @@ pub mod aws;
 pub mod docker;
 pub mod ecr;
 pub mod events;
+pub mod ledger;
 pub mod referrers;
 pub mod s3;
 pub mod signer;

@@ -17,15 +17,20 @@ pub struct S3Archives {
 
 impl S3Archives {
     pub fn new(sdk: &aws_config::SdkConfig) -> Self {
-        // The emulator and S3-compatible stores answer on one host: path-style addressing.
-        let path_style = sdk.endpoint_url().is_some();
-        let config = aws_sdk_s3::config::Builder::from(sdk)
-            .force_path_style(path_style)
-            .build();
         Self {
-            client: Client::from_conf(config),
+            client: client(sdk),
         }
     }
+}
+
+/// An S3 client for `sdk`.
+pub(super) fn client(sdk: &aws_config::SdkConfig) -> Client {
+    // The emulator and S3-compatible stores answer on one host: path-style addressing.
+    let path_style = sdk.endpoint_url().is_some();
+    let config = aws_sdk_s3::config::Builder::from(sdk)
+        .force_path_style(path_style)
+        .build();
+    Client::from_conf(config)
 }
 
 impl Archives for S3Archives {

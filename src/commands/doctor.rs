@@ -85,6 +85,8 @@ pub async fn doctor(ctx: &Context, config_path: &str) -> u8 {
     checks.extend(archive_checks(ctx).await);
     checks.extend(gate_checks(ctx).await);
     checks.extend(control_checks(ctx).await);
+    checks.extend(ledger_check(ctx));
+    checks.extend(mail_check(ctx).await);
     checks.push(match ctx.executor.store().check_writable() {
         Ok(()) => Check::ok(
             "state store writable",
@@ -372,4 +374,59 @@ async fn control_checks(ctx: &Context) -> Vec<Check> {
         ));
     }
     checks
+}
+
+/// The fleet ledger (SPEC §17): what the daemon's writes came to, from the state store.
+fn ledger_check(ctx: &Context) -> Option<Check> {
+    const WHAT: &str = "fleet ledger written";
+    let url = ctx.settings.ledger()?;
+    let name = ctx.settings.fleet().map(|f| f.name).unwrap_or_default();
+    let object = format!("s3://{}/{}", url.bucket, url.key(&name));
+    let at = |ms: i64| crate::ledger::rfc3339_ms(ms);
+    Some(match ctx.executor.store().ledger_writes() {
+        Err(e) => Check::fail(WHAT, format!("{object}: {e}")),
+        Ok(None) => Check::warn(
+            WHAT,
+            format!(
+                "{object}: not written yet — the running daemon writes it after its first sweep"
+            ),
+        ),
+        Ok(Some(w)) if w.failures > 0 => Check::fail(
+            WHAT,
+            format!(
+                "{}: {} failed write(s) in a row, the last at {}: {}{} — hint: does the bucket exist, and may this host s3:PutObject on its key? Deploys go on meanwhile",
+                w.url,
+                w.failures,
+                w.failed_at_ms.map(at).unwrap_or_default(),
+                w.error.unwrap_or_default(),
+                w.ok_at_ms
+                    .map(|t| format!(" (last written {})", at(t)))
+                    .unwrap_or_default(),
+            ),
+        ),
+        Ok(Some(w)) => Check::ok(
+            WHAT,
+            format!("{} at {}", w.url, w.ok_at_ms.map(at).unwrap_or_default()),
+        ),
+    })
+}
+
+/// `[notify] smtp`: the relay answers and takes the credentials.
+async fn mail_check(ctx: &Context) -> Option<Check> {
+    const WHAT: &str = "e-mail relay";
+    let smtp = ctx.settings.notify.smtp.as_ref()?;
+    let mailer = match crate::notify::smtp::Mailer::new(smtp, Duration::from_secs(10)) {
+        Ok(m) => m,
+        Err(e) => return Some(Check::fail(WHAT, e)),
+    };
+    Some(match mailer.check().await {
+        Ok(()) => Check::ok(WHAT, format!("{} answers", mailer.label())),
+        Err(e) => Check::fail(
+            WHAT,
+            format!(
+                "{}: {e} — hint: relay host:port, starttls and the credentials in [notify] smtp",
+                mailer.label()
+            ),
+        ),
+    })
 }

@@ -1,10 +1,12 @@
 //! The operator commands (SPEC §2): `status` and `history` here; the acting ones in
-//! [`act`] (carried out by the daemon when one runs: [`dispatch`]); [`doctor`].
+//! [`act`] (carried out by the daemon when one runs: [`dispatch`]); [`doctor`]; [`fleet`]
+//! (the fleet ledger, read from S3).
 //! Each returns the process exit status; tables go to stdout, `--json` is one document.
 
 pub mod act;
 pub mod dispatch;
 mod doctor;
+pub mod fleet;
 
 pub use doctor::doctor;
 
@@ -23,7 +25,7 @@ use crate::config::Settings;
 use crate::deploy::Executor;
 use crate::deploy::waves::WaveStatus;
 use crate::event::{Digest, ImageRef};
-use crate::reconcile::sweep::{Action, Row, sweep_once};
+use crate::reconcile::sweep::{Row, sweep_once};
 use crate::store::{Deployment, Outcome, Store};
 
 pub const EXIT_OK: u8 = 0;
@@ -132,23 +134,7 @@ struct StatusEntry<'a> {
 }
 
 fn state_of(row: &Row) -> &'static str {
-    match row.action {
-        Action::UpToDate => "up_to_date",
-        Action::WouldDeploy => "behind",
-        Action::Blocked => "blocked",
-        Action::NotInEcr => "not_in_ecr",
-        Action::NotInS3 => "not_in_s3",
-        Action::Stopped => "stopped",
-        Action::Refused => "refused",
-        Action::Pending => "pending",
-        Action::Paused => "paused",
-        Action::Monitor => "monitor",
-        Action::Rejected => "rejected",
-        Action::Deferred => "deferred",
-        Action::Waiting => "waiting",
-        Action::Halted => "halted",
-        _ => "unknown",
-    }
+    row.action.state()
 }
 
 /// The fleet columns of a row, on a host of wave N > 1.

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{ConfigError, Settings, in_range, invalid};
 use crate::fleet::Fleet;
+use crate::ledger::LedgerUrl;
 
 /// Waves beyond this are surely a typo.
 const MAX_WAVE: u64 = 100;
@@ -19,6 +20,8 @@ pub struct FleetSettings {
     pub wave: u32,
     pub promote_after: u32,
     pub bake_minutes: u64,
+    /// `""`, or `s3://BUCKET/PREFIX/`: where this host writes its ledger object (SPEC §17).
+    pub ledger: String,
 }
 
 impl Default for FleetSettings {
@@ -28,11 +31,17 @@ impl Default for FleetSettings {
             wave: 1,
             promote_after: 1,
             bake_minutes: 0,
+            ledger: String::new(),
         }
     }
 }
 
 impl Settings {
+    /// `[fleet] ledger`, when set (validated: it parses).
+    pub fn ledger(&self) -> Option<LedgerUrl> {
+        LedgerUrl::parse(&self.fleet.ledger).ok()
+    }
+
     /// `[fleet]` checked and compiled; an empty name is the host name.
     pub fn fleet(&self) -> Result<Fleet, ConfigError> {
         let f = &self.fleet;
@@ -45,6 +54,15 @@ impl Settings {
                 "fleet.name",
                 format!("{name:?} must be at most 128 characters without spaces"),
             ));
+        }
+        if !f.ledger.is_empty() {
+            LedgerUrl::parse(&f.ledger).map_err(|e| invalid("fleet.ledger", e))?;
+            if name.contains('/') {
+                return Err(invalid(
+                    "fleet.name",
+                    format!("{name:?} is the ledger object's name: no \"/\" in it"),
+                ));
+            }
         }
         Ok(Fleet {
             name: if name.is_empty() {

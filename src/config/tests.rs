@@ -295,6 +295,93 @@ fn fleet_defaults_to_wave_one_under_the_host_name_and_checks_its_ranges() {
 }
 
 #[test]
+fn fleet_ledger_is_an_s3_url_with_a_prefix_ending_in_a_slash_and_needs_a_name_without_one() {
+    assert_eq!(load("", &[]).unwrap().ledger(), None);
+    let s = load(
+        "[fleet]\nname = \"edge-7\"\nledger = \"s3://fleet-ledger/prod/\"\n",
+        &[],
+    )
+    .unwrap();
+    let url = s.ledger().unwrap();
+    assert_eq!(url.key(&s.fleet().unwrap().name), "prod/edge-7.json");
+    let env = load("", &[("ECR_DEPLOYD_FLEET_LEDGER", "s3://fleet-ledger/")]).unwrap();
+    assert_eq!(env.ledger().unwrap().bucket, "fleet-ledger");
+    for (text, says) in [
+        (
+            "[fleet]\nledger = \"s3://fleet-ledger/prod\"\n",
+            "fleet.ledger",
+        ),
+        ("[fleet]\nledger = \"https://x/\"\n", "fleet.ledger"),
+        (
+            "[fleet]\nname = \"a/b\"\nledger = \"s3://fleet-ledger/\"\n",
+            "fleet.name",
+        ),
+    ] {
+        let e = err_text(load(text, &[]));
+        assert!(e.contains(says), "{text}: {e}");
+    }
+}
+
+#[test]
+fn smtp_needs_relay_addresses_and_credentials_together_and_check_config_hides_the_password() {
+    let base = "[notify]\nsmtp = { relay = \"mail.example:587\", from = \"agent@example.org\", to = [\"ops@example.org\"]";
+    let ok = load(&format!("{base} }}\n"), &[]).unwrap();
+    let smtp = ok.notify.smtp.as_ref().unwrap();
+    assert!(smtp.starttls, "STARTTLS unless turned off");
+    let with_password = load(
+        &format!("{base}, username = \"agent\", password = \"hunter2\" }}\n"),
+        &[],
+    )
+    .unwrap();
+    let shown = with_password.to_redacted_toml();
+    assert!(
+        !shown.contains("hunter2") && shown.contains("<redacted>"),
+        "{shown}"
+    );
+    // Plain text with a password only on loopback.
+    let local = "[notify]\nsmtp = { relay = \"127.0.0.1:2525\", from = \"a@b\", to = [\"c@d\"], starttls = false, username = \"u\", password_file = \"/p\" }\n";
+    assert!(load(local, &[]).is_ok());
+    for (text, key) in [
+        (format!("{base}, relay2 = \"x\" }}\n"), "relay2"),
+        (
+            "[notify]\nsmtp = { relay = \"mail.example\", from = \"a@b\", to = [\"c@d\"] }\n"
+                .into(),
+            "notify.smtp.relay",
+        ),
+        (
+            "[notify]\nsmtp = { relay = \"mail.example:25\", from = \"nobody\", to = [\"c@d\"] }\n"
+                .into(),
+            "notify.smtp.from",
+        ),
+        (
+            "[notify]\nsmtp = { relay = \"mail.example:25\", from = \"a@b\", to = [] }\n".into(),
+            "notify.smtp.to",
+        ),
+        (
+            "[notify]\nsmtp = { relay = \"mail.example:25\", from = \"a@b\", to = [\"x y@d\"] }\n"
+                .into(),
+            "notify.smtp.to",
+        ),
+        (
+            format!("{base}, username = \"u\" }}\n"),
+            "notify.smtp.username",
+        ),
+        (
+            format!("{base}, password = \"p\", password_file = \"/f\", username = \"u\" }}\n"),
+            "notify.smtp.password",
+        ),
+        (
+            format!("{base}, starttls = false, username = \"u\", password = \"p\" }}\n"),
+            "notify.smtp.starttls",
+        ),
+    ] {
+        let e = err_text(load(&text, &[]));
+        assert!(e.contains(key), "{text}: {e}");
+        assert!(!e.contains("hunter2"));
+    }
+}
+
+#[test]
 fn archives_default_to_four_gib_without_a_required_checksum_and_are_checked_strictly() {
     let ok = load("", &[]).unwrap();
     assert_eq!(ok.archives.max_bytes, 4_294_967_296);

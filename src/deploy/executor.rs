@@ -24,6 +24,7 @@ use crate::event::{Digest, Home, ImageRef, Mirrors};
 use crate::fleet::Fleet;
 use crate::gate::Gates;
 use crate::image::{self, Desired, Platform};
+use crate::ledger::writer::LedgerHandle;
 use crate::metrics::Metrics;
 use crate::model::labels;
 use crate::notify::Notifier;
@@ -80,6 +81,8 @@ pub struct Executor<RT, C> {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     pub(super) metrics: Option<Arc<Metrics>>,
     pub(super) notifier: Notifier,
+    /// The fleet ledger's writer, told of every outcome (SPEC §17).
+    pub(super) ledger: LedgerHandle,
     /// Where the supply-chain gates get their facts (`None`: only in tests without gates).
     pub(super) supply: Option<Arc<dyn Supply>>,
 }
@@ -135,6 +138,7 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
             locks: Mutex::default(),
             metrics: None,
             notifier: Notifier::disabled(),
+            ledger: LedgerHandle::disabled(),
             supply: None,
         }
     }
@@ -149,6 +153,18 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
     pub fn with_notifier(mut self, notifier: Notifier) -> Self {
         self.notifier = notifier;
         self
+    }
+
+    /// Tells the fleet ledger's writer every deployment outcome (and, through the sweep,
+    /// every sweep's rows).
+    pub fn with_ledger(mut self, ledger: LedgerHandle) -> Self {
+        self.ledger = ledger;
+        self
+    }
+
+    /// The fleet ledger's writer (disabled without `[fleet] ledger`).
+    pub fn ledger(&self) -> &LedgerHandle {
+        &self.ledger
     }
 
     /// Reports deployments (and, through the sweep, container counts) to `metrics`.

@@ -1,5 +1,5 @@
-//! What a finished deployment tells the world: one INFO line, the metrics, and the notice
-//! for webhooks and the results bus.
+//! What a finished deployment tells the world: one INFO line, the metrics, the fleet
+//! ledger, and the notice for webhooks, e-mail and the results bus.
 
 use std::time::{Duration, SystemTime};
 
@@ -8,6 +8,7 @@ use tracing::info;
 use super::executor::Executor;
 use super::target::Target;
 use crate::event::Digest;
+use crate::ledger::writer::Deployed;
 use crate::notify::{DeploymentNotice, Durations, Notice};
 use crate::ports::{Credentials, Runtime};
 use crate::store::{Outcome, Phases};
@@ -66,6 +67,14 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
             m.deployed(f.outcome, f.took, event_to_running);
         }
         let follows = f.target.follows();
+        self.ledger.deployed(&Deployed {
+            container: f.target.name(),
+            image: &follows.to_string(),
+            to: f.to.as_str(),
+            platform: f.platform.map(Digest::as_str),
+            outcome: f.outcome,
+            error: f.error,
+        });
         self.notifier.send(Notice::Deployment(DeploymentNotice {
             host: self.notifier.host().to_owned(),
             name: self.notifier.fleet_name().to_owned(),

@@ -17,6 +17,7 @@ use crate::deploy::target::Target;
 use crate::deploy::{Done, Executor};
 use crate::event::{Digest, ImageRef};
 use crate::image::{self, Desired, Match, Platform};
+use crate::ledger::ContainerLedger;
 use crate::metrics::SweepCounts;
 use crate::ports::{Credentials, Registry, Resolution, Runtime, RuntimeError};
 use crate::store::Outcome;
@@ -90,6 +91,28 @@ impl Action {
         }
     }
 
+    /// The `state` of `status --json` (and of the fleet ledger): what the container is
+    /// in after this row. A deployment this row made is shown as what it left behind.
+    pub fn state(&self) -> &'static str {
+        match self {
+            Action::UpToDate | Action::Succeeded => "up_to_date",
+            Action::WouldDeploy | Action::Failed => "behind",
+            Action::Blocked | Action::RolledBack => "blocked",
+            Action::NotInEcr => "not_in_ecr",
+            Action::NotInS3 => "not_in_s3",
+            Action::Stopped => "stopped",
+            Action::Refused => "refused",
+            Action::Pending => "pending",
+            Action::Paused => "paused",
+            Action::Monitor => "monitor",
+            Action::Rejected => "rejected",
+            Action::Deferred => "deferred",
+            Action::Waiting => "waiting",
+            Action::Halted => "halted",
+            Action::ResolveFailed => "unknown",
+        }
+    }
+
     /// The container does not run ECR's digest after this row.
     pub fn leaves_behind(&self) -> bool {
         matches!(
@@ -134,6 +157,25 @@ pub struct Row {
     /// A `pending` container of policy `window`: when its window opens (RFC 3339, in the
     /// policy time zone).
     pub pending_until: Option<String>,
+}
+
+impl Row {
+    /// The row as the fleet ledger keeps it (its deployments are added by the writer).
+    pub fn ledger_entry(&self) -> ContainerLedger {
+        let (repository, tag) = crate::ledger::split_image(&self.image);
+        ContainerLedger {
+            name: self.name.clone(),
+            image: self.image.clone(),
+            repository,
+            tag,
+            running_digest: self.running_digest.clone(),
+            desired_digest: self.desired_digest.clone(),
+            platform_digest: self.platform_digest.clone(),
+            state: self.action.state().to_owned(),
+            detail: self.detail.clone(),
+            ..ContainerLedger::default()
+        }
+    }
 }
 
 /// Why a sweep could not run at all.
@@ -437,6 +479,9 @@ pub async fn periodic<R, RT, C>(
                 if let Some(m) = executor.metrics() {
                     m.swept(&counts);
                 }
+                executor
+                    .ledger()
+                    .swept(rows.iter().map(Row::ledger_entry).collect());
                 info!(
                     containers = rows.len(),
                     behind,

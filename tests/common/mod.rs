@@ -15,6 +15,7 @@ pub mod oci;
 pub mod podman;
 pub mod signing;
 pub mod site;
+pub mod smtp;
 pub mod webhook;
 
 use std::collections::HashMap;

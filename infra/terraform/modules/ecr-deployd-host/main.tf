@@ -21,6 +21,7 @@ locals {
   has_scan_gate    = var.scan_gate == "true"
   has_archives     = var.archive_bucket_name != ""
   has_archive_key  = local.has_archives && var.archive_kms_key_arn != ""
+  has_ledger       = var.ledger_bucket_name != ""
 
   push_detail = {
     "action-type" = ["PUSH"]
@@ -425,6 +426,21 @@ resource "aws_iam_policy" "archives_key_policy" {
   })
 }
 
+resource "aws_iam_policy" "ledger_policy" {
+  count       = local.has_ledger ? 1 : 0
+  name        = "ecr-deployd-${var.host_name}-ledger"
+  description = "Lets ecr-deployd on ${var.host_name} write its own fleet ledger object"
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Sid      = "WriteOwnLedgerObject"
+      Effect   = "Allow"
+      Action   = "s3:PutObject"
+      Resource = "arn:${local.partition}:s3:::${var.ledger_bucket_name}/${var.ledger_prefix}${var.host_name}.json"
+    }]
+  })
+}
+
 resource "aws_iam_role" "host_role" {
   count                = local.has_trust_anchor ? 1 : 0
   name                 = "ecr-deployd-${var.host_name}"
@@ -477,4 +493,11 @@ resource "aws_iam_role_policy_attachment" "host_role_archives_key" {
   count      = local.has_trust_anchor && local.has_archive_key ? 1 : 0
   role       = aws_iam_role.host_role[0].name
   policy_arn = aws_iam_policy.archives_key_policy[0].arn
+}
+
+# Inline in the CloudFormation role (ManagedPolicyArns).
+resource "aws_iam_role_policy_attachment" "host_role_ledger" {
+  count      = local.has_trust_anchor && local.has_ledger ? 1 : 0
+  role       = aws_iam_role.host_role[0].name
+  policy_arn = aws_iam_policy.ledger_policy[0].arn
 }

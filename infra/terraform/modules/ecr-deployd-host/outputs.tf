@@ -65,6 +65,9 @@ output "config_snippet" {
     %{endif}
     [fleet]
     wave = ${var.wave}
+    %{if local.has_ledger}name = "${var.host_name}"
+    ledger = "s3://${var.ledger_bucket_name}/${var.ledger_prefix}"
+    %{endif}
   EOT
 }
 
@@ -81,4 +84,9 @@ output "archives_policy_arn" {
 output "archives_key_policy_arn" {
   description = "Attach next to archives_policy_arn (done for host_role_arn) to decrypt SSE-KMS archives"
   value       = local.has_archive_key ? aws_iam_policy.archives_key_policy[0].arn : null
+}
+
+output "ledger_policy_arn" {
+  description = "Attach next to agent_policy_arn (done for host_role_arn) so the agent can write its ledger object"
+  value       = local.has_ledger ? aws_iam_policy.ledger_policy[0].arn : null
 }

@@ -158,3 +158,23 @@ variable "archive_bucket_notification" {
   type        = bool
   default     = true
 }
+
+variable "ledger_bucket_name" {
+  description = "The fleet ledger's bucket (SPEC 17). The agent writes its object ledger_prefix + host_name + \".json\" there and may s3:PutObject on that key only; the config snippet names the host host_name in the fleet. Empty = no ledger."
+  type        = string
+  default     = ""
+  validation {
+    condition     = can(regex("^$|^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.ledger_bucket_name))
+    error_message = "ledger_bucket_name: empty, or an S3 bucket name."
+  }
+}
+
+variable "ledger_prefix" {
+  description = "Key prefix of the fleet's ledger objects, ending in \"/\" (e.g. \"prod/\"). Empty = the bucket's top."
+  type        = string
+  default     = ""
+  validation {
+    condition     = can(regex("^$|^[^*?]{0,500}/$", var.ledger_prefix))
+    error_message = "ledger_prefix: empty, or a prefix ending in \"/\" without wildcards."
+  }
+}
