@@ -167,12 +167,15 @@ impl Default for Deploy {
 #[serde(deny_unknown_fields, default)]
 pub struct State {
     pub path: PathBuf,
+    /// History older than this is pruned (a container's last 20 deployments always stay).
+    pub keep_days: u32,
 }
 
 impl Default for State {
     fn default() -> Self {
         Self {
             path: PathBuf::from("/var/lib/ecr-deployd/state.db"),
+            keep_days: 400,
         }
     }
 }
@@ -405,6 +408,7 @@ impl Settings {
         if self.state.path.as_os_str().is_empty() {
             return Err(invalid("state.path", "must not be empty"));
         }
+        in_range("state.keep_days", self.state.keep_days.into(), 1, 36_500)?;
         if !self.http.listen.is_empty() && self.http.listen.parse::<SocketAddr>().is_err() {
             return Err(invalid(
                 "http.listen",
@@ -449,6 +453,11 @@ impl Settings {
         shown.notify.webhooks = self.notify.webhooks.iter().map(|w| redact_url(w)).collect();
         shown.aws.endpoint_url = redact_url(&self.aws.endpoint_url);
         toml::to_string(&shown).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+
+    /// `[state] keep_days`: how long history is kept.
+    pub fn keep_history(&self) -> Duration {
+        Duration::from_secs(u64::from(self.state.keep_days) * 86_400)
     }
 
     pub fn debounce(&self) -> Duration {

@@ -1,6 +1,7 @@
 //! The state store: deployment history, the deploy journal and blocked digests, in one
 //! embedded SQLite database (WAL). A deployment row is written before its first step and
 //! updated before each later step, so after a crash the row says where the swap stopped.
+//! What is kept over months: [`retention`].
 
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
@@ -15,6 +16,7 @@ pub use control::{ALL, Pause};
 pub use fleet::Due;
 pub use gates::Rejection;
 pub use group::Member;
+pub use retention::{KEEP_LAST, Pruned};
 
 mod archives;
 mod control;
@@ -22,6 +24,7 @@ pub mod files;
 mod fleet;
 mod gates;
 mod group;
+mod retention;
 
 /// A failure of the state store, with the operation that failed.
 #[derive(Debug, thiserror::Error)]

@@ -437,6 +437,7 @@ pub async fn periodic<R, RT, C>(
                 if let Some(m) = executor.metrics() {
                     m.swept(&counts);
                 }
+                executor.prune_history();
                 info!(
                     containers = rows.len(),
                     behind,
