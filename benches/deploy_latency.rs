@@ -11,7 +11,7 @@
 //!    else: coalescing, the re-check under the lock, the dependents scan, the journal's
 //!    fsyncs). **Downtime**: a client polls the app's published port every few ms; the
 //!    longest stretch without an answer during each deploy.
-//! 1b. Back to back: five pushes one after another, as a team pushes during a working day,
+//!    Back to back (1b): five pushes one after another, as a team pushes during a working day,
 //!    each 1.0–1.4 s after the previous deploy was recorded (inside the 1.5 s debounce window
 //!    after that work: the case the window must not slow down; SPEC §16). Images are
 //!    published beforehand, so only the push event is timed.

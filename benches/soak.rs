@@ -126,15 +126,15 @@ fn companions(n: usize, tag: &str, digest: &str) -> Vec<String> {
     ]
 }
 
-/// Waits until each container's last recorded deployment is to `digest`.
-async fn all_recorded(store: &Store, names: &[String], digest: &str) {
+/// Waits until each container's last recorded deployment is to its digest in `digests`.
+async fn all_recorded(store: &Store, names: &[String], digests: &[&String]) {
     let started = Instant::now();
-    for name in names {
+    for (name, digest) in names.iter().zip(digests) {
         loop {
             let last = store.history(Some(name), 1).unwrap();
             if last
                 .first()
-                .is_some_and(|d| d.to_digest == digest && d.outcome.is_some())
+                .is_some_and(|d| d.to_digest == **digest && d.outcome.is_some())
             {
                 break;
             }
@@ -163,15 +163,24 @@ async fn main() {
     let scope = Scope::new("soak");
     let state = tempfile::tempdir().unwrap();
     let db = state.path().join("state.db");
-    let images = ["a", "b"].map(|v| registry.publish(REPO, v, Kind::Serve, v, true));
+    // Two images per container (the emulator keeps one tag per digest: a digest put under a
+    // second tag leaves the first).
+    let images: Vec<[String; 2]> = (0..containers)
+        .map(|i| {
+            ["a", "b"].map(|v| {
+                let version = format!("{v}{i}");
+                registry.publish(REPO, &version, Kind::Serve, &version, true)
+            })
+        })
+        .collect();
     let names: Vec<String> = (0..containers)
         .map(|i| scope.name(&format!("s{i}")))
         .collect();
     for (i, name) in names.iter().enumerate() {
         let tag = format!("t{i}");
-        put_digest(&aws.ecr, REPO, &tag, &images[0]).await;
+        put_digest(&aws.ecr, REPO, &tag, &images[i][0]).await;
         let local = format!("{}/{REPO}:{tag}", registry.host);
-        docker(&["tag", &format!("{}/{REPO}:a", registry.host), &local]);
+        docker(&["tag", &format!("{}/{REPO}:a{i}", registry.host), &local]);
         scope.run(name, &["--label", "ecr-deployd.enable=true", &local]);
     }
     let http_addr = format!("127.0.0.1:{}", free_port());
@@ -197,17 +206,18 @@ async fn main() {
     let mut samples: Vec<Sample> = Vec::new();
     let started = Instant::now();
     for round in 0..rounds {
-        let digest = &images[(round + 1) % 2];
+        let side = (round + 1) % 2;
         let mut bodies = Vec::new();
         for i in 0..containers {
-            let tag = format!("t{i}");
+            let (tag, digest) = (format!("t{i}"), &images[i][side]);
             put_digest(&aws.ecr, REPO, &tag, digest).await;
+            bodies.push(push_body(REPO, &tag, digest));
             bodies.extend(companions(done + i, &tag, digest));
-            bodies.insert(bodies.len() - 9, push_body(REPO, &tag, digest));
         }
         send_all(&aws.sqs, &url, &bodies).await;
         sent += bodies.len();
-        all_recorded(&store, &names, digest).await;
+        let now: Vec<&String> = images.iter().map(|pair| &pair[side]).collect();
+        all_recorded(&store, &names, &now).await;
         done += containers;
         while done >= next_day {
             a_day_passes(&db);
