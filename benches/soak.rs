@@ -147,6 +147,9 @@ async fn all_recorded(store: &Store, names: &[String], digests: &[&String]) {
     }
 }
 
+/// One figure of a sample, as a number.
+type Figure = fn(&Sample) -> f64;
+
 fn growth_per_thousand(first: &Sample, last: &Sample, f: impl Fn(&Sample) -> f64) -> f64 {
     let deploys = (last.deploys - first.deploys).max(1) as f64;
     (f(last) - f(first)) / deploys * 1000.0
@@ -270,7 +273,7 @@ async fn main() {
 
     let (first, last) = (&samples[0], &samples[samples.len() - 1]);
     let mut growth = serde_json::Map::new();
-    let scalar: [(&str, fn(&Sample) -> f64); 4] = [
+    let scalar: [(&str, Figure); 4] = [
         ("anon_kib", |s| s.anon_kib as f64),
         ("rss_kib", |s| s.rss_kib as f64),
         ("fds", |s| s.fds as f64),
