@@ -211,8 +211,8 @@ async fn main() {
     for round in 0..rounds {
         let side = (round + 1) % 2;
         let mut bodies = Vec::new();
-        for i in 0..containers {
-            let (tag, digest) = (format!("t{i}"), &images[i][side]);
+        for (i, pair) in images.iter().enumerate() {
+            let (tag, digest) = (format!("t{i}"), &pair[side]);
             put_digest(&aws.ecr, REPO, &tag, digest).await;
             bodies.push(push_body(REPO, &tag, digest));
             bodies.extend(companions(done + i, &tag, digest));
