@@ -46,6 +46,9 @@ def main():
     for k in ("queue wait (PutEvents -> received)", "resolve (ECR BatchGetImage)", "pull by digest + verify + tag",
               "stop old", "create + rename + start new", "agent overhead (the rest)"):
         rows.append((f"  {k}, median", f'{ph[k]["median_ms"]:.0f} ms'))
+    b2b = e.get("back_to_back")
+    if b2b:
+        rows.append((f'back to back, {b2b["pushes"]} pushes: median / p95', f'{b2b["event_to_running_ms"]["median"]:.0f} / {b2b["event_to_running_ms"]["p95"]:.0f} ms'))
     dt = ph["downtime (port not answering)"]
     rows.append(("downtime during a deploy, median / max", f'{dt["median_ms"]:.0f} / {dt["max_ms"]:.0f} ms'))
     p = e["polling_measured"]

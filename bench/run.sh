@@ -21,5 +21,9 @@ cargo test --quiet --test fleet pushes_go_through_the_waves -- --nocapture 2>&1 
 # S3 archives: the agent's memory while a 200 MB archive streams from S3 into the Engine.
 printf '\n\033[1m== %s\033[0m\n' archive_load
 cargo test --release --quiet --test archives archive_load_memory -- --ignored --nocapture 2>&1 | grep -E '^archive_load|test result' || { echo "archive_load failed" >&2; exit 1; }
+# The Engine's own floor for a swap's downtime (the agent's sequence by the Docker CLI).
+printf '\n\033[1m== %s\033[0m\n' downtime_floor
+.venv/bin/python bench/downtime_floor.py 5 || { echo "downtime_floor failed" >&2; exit 1; }
+# The soak (about an hour) is bench/soak.sh, run on its own.
 .venv/bin/python bench/report.py "$parts" "$(( $(date +%s) - started ))" bench/results/latest.json
 ./scripts/leftovers.sh

@@ -37,6 +37,16 @@ fn rss_split_kib(pid: u32) -> (u64, u64) {
     (anon, file)
 }
 
+/// Anonymous KiB of `pid` from `smaps_rollup` (heap, stacks: what the agent itself holds).
+fn anonymous_kib(pid: u32) -> u64 {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    rollup
+        .lines()
+        .find_map(|l| l.strip_prefix("Anonymous:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
 /// User + system CPU seconds of `pid`.
 fn cpu_s(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
@@ -92,6 +102,7 @@ async fn main() {
     tokio::time::sleep(idle).await;
     let (rss, hwm) = rss_kib(pid);
     let (anon, file) = rss_split_kib(pid);
+    let anonymous = anonymous_kib(pid);
     let cpu = cpu_s(pid);
     assert!(
         agent.log_text().contains("ecr-deployd running"),
@@ -137,6 +148,11 @@ async fn main() {
     );
     println!(
         "{:<34} {:>12}",
+        "anonymous (smaps_rollup), goal 4",
+        format!("{:.1} MiB", anonymous as f64 / 1024.0)
+    );
+    println!(
+        "{:<34} {:>12}",
         "peak RSS",
         format!("{:.1} MiB", hwm as f64 / 1024.0)
     );
@@ -166,6 +182,8 @@ async fn main() {
             "rss_kib_after_start": rss_start,
             "rss_kib_after_idle": rss,
             "rss_anon_kib": anon,
+            "anonymous_kib_smaps_rollup": anonymous,
+            "anonymous_goal_kib": 4096,
             "rss_file_kib": file,
             "peak_rss_kib": hwm,
             "cpu_s_idle": cpu - cpu_start,

@@ -179,6 +179,7 @@ pub fn deploy_config(settings: &Settings) -> DeployConfig {
         remove_old_images: d.remove_old_images,
         mirrors: settings.registry.mirrors(),
         scope: d.scope.clone(),
+        keep_history: settings.keep_history(),
     }
 }
 
@@ -208,6 +209,12 @@ pub fn sources(
 }
 
 impl RealSources {
+    /// Publishes the archive resolver's map sizes in `stats`.
+    pub fn with_stats(mut self, stats: Arc<Stats>) -> Self {
+        self.archives = self.archives.with_stats(stats);
+        self
+    }
+
     /// Tells operators about refused archives through `notifier`.
     pub fn with_notifier(mut self, notifier: Notifier) -> Self {
         self.archives = self.archives.with_notifier(notifier);
@@ -236,7 +243,9 @@ pub async fn run(
     let fleet = settings.fleet()?;
     let notifier = Notifier::start(&settings.notify, &sdk).in_fleet(&fleet.name, fleet.wave);
     let runtime = Arc::new(runtime);
-    let registry = sources(&sdk, &runtime, &store, &settings).with_notifier(notifier.clone());
+    let registry = sources(&sdk, &runtime, &store, &settings)
+        .with_notifier(notifier.clone())
+        .with_stats(stats.clone());
     let ledger_stop = CancellationToken::new();
     let (ledger, ledger_task) =
         start_ledger(&settings, &sdk, &store, &metrics, &notifier, &ledger_stop);

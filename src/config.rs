@@ -167,12 +167,15 @@ impl Default for Deploy {
 #[serde(deny_unknown_fields, default)]
 pub struct State {
     pub path: PathBuf,
+    /// History older than this is pruned (a container's last 20 deployments always stay).
+    pub keep_days: u32,
 }
 
 impl Default for State {
     fn default() -> Self {
         Self {
             path: PathBuf::from("/var/lib/ecr-deployd/state.db"),
+            keep_days: 400,
         }
     }
 }
@@ -447,6 +450,7 @@ impl Settings {
         if self.state.path.as_os_str().is_empty() {
             return Err(invalid("state.path", "must not be empty"));
         }
+        in_range("state.keep_days", self.state.keep_days.into(), 1, 36_500)?;
         if !self.http.listen.is_empty() && self.http.listen.parse::<SocketAddr>().is_err() {
             return Err(invalid(
                 "http.listen",
@@ -499,6 +503,11 @@ impl Settings {
             smtp.password = "<redacted>".into();
         }
         toml::to_string(&shown).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+
+    /// `[state] keep_days`: how long history is kept.
+    pub fn keep_history(&self) -> Duration {
+        Duration::from_secs(u64::from(self.state.keep_days) * 86_400)
     }
 
     pub fn debounce(&self) -> Duration {

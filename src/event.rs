@@ -244,6 +244,9 @@ pub struct PushEvent {
     /// The digest the event names: a hint only, never what gets deployed. S3 events name
     /// none.
     pub digest_hint: Option<Digest>,
+    /// What the S3 event names of the object: its version id, or its ETag in a bucket
+    /// without versioning (a hint like `digest_hint`; `None` for ECR pushes).
+    pub object_version: Option<String>,
     /// The event's `time`, when present and valid (for event-to-running measurements).
     pub time: Option<SystemTime>,
 }
@@ -369,6 +372,7 @@ fn classify_envelope(v: &Value, what: &str) -> Classified {
     Classified::Reconcile(PushEvent {
         image: ImageRef::new(registry, repository, tag).in_region(region.map(str::to_owned)),
         digest_hint: Some(digest_hint),
+        object_version: None,
         time: v
             .get("time")
             .and_then(Value::as_str)

@@ -171,6 +171,7 @@ pub async fn run<Q: Queue>(
                         receive_count: m.receive_count,
                         event_time: push.time,
                         digest_hint: push.digest_hint,
+                        object_version: push.object_version,
                     };
                     if tx.send(request).await.is_err() {
                         // The pipeline is gone (shutdown): the message stays tracked and is

@@ -23,7 +23,8 @@
 //! - [`request`]: the reconcile request and the in-flight messages, shared by intake and
 //!   reconcile (neither imports the other).
 //! - [`intake`]: long-poll receive loop, visibility heartbeat, in-flight bookkeeping.
-//! - [`reconcile`]: debounce/dedup per tag ([`reconcile::coalesce`]), resolve against ECR,
+//! - [`reconcile`]: debounce/dedup per tag ([`reconcile::coalesce`]: a new digest or object
+//!   version skips the window), resolve against ECR,
 //!   hand off to the deployer, delete messages only after the work is recorded; the sweep and
 //!   the sweeps at window openings.
 //! - [`deploy`]: the deploy stage: one sequence for a container swap (create before stop)
@@ -40,7 +41,7 @@
 //!   lease, the daemon's control socket.
 //! - [`model`]: a deployment's domain values: outcome, journal step, phases.
 //! - [`store`]: SQLite state: history, deploy journal, blocked digests, archive loads, ledger
-//!   writes; schema versions.
+//!   writes; schema versions; retention (`[state] keep_days`, a container's last 20 kept).
 //! - [`adapters`]: SQS, ECR, S3 (AWS SDK; archives and the fleet ledger), the gates' facts
 //!   (`adapters::supply`; `adapters::referrers`: a digest's OCI referrers through the API or
 //!   the tag schema; `adapters::signer`: AWS Signer's revocation status), Docker (`adapters::docker`: one Engine client, bollard

@@ -9,15 +9,20 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::stats::Stats;
+use crate::stats::{MapSizes, Stats};
 use crate::store::Outcome;
 
 /// The main loop counts as alive while it ticked within this long.
 const ALIVE_WINDOW: Duration = Duration::from_secs(120);
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MapLabel {
+    map: &'static str,
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabel {
@@ -97,6 +102,16 @@ impl Collector for QueueCounters {
             let c = ConstCounter::new(Stats::get(value));
             c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;
         }
+        let mut maps = encoder.encode_descriptor(
+            "map_entries",
+            "Entries of the agent's in-memory maps (bounded: they shrink back when idle)",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for (map, n) in self.0.maps.all() {
+            let g = ConstGauge::new(n as i64);
+            g.encode(maps.encode_family(&MapLabel { map })?)?;
+        }
         Ok(())
     }
 }
@@ -109,6 +124,11 @@ fn now_secs() -> u64 {
 }
 
 impl Metrics {
+    /// The gauges of the in-memory maps' sizes.
+    pub fn maps(&self) -> &MapSizes {
+        &self.stats.maps
+    }
+
     pub fn new(stats: Arc<Stats>) -> Arc<Self> {
         let deployments = Family::<OutcomeLabel, Counter>::default();
         let deploy_duration = Histogram::new(exponential_buckets(0.25, 2.0, 12));

@@ -24,6 +24,19 @@ pub struct Request {
     pub event_time: Option<SystemTime>,
     /// The digest the push event named (a hint: ECR says what the tag names now).
     pub digest_hint: Option<Digest>,
+    /// The S3 object version (or ETag) the event named (a hint as well).
+    pub object_version: Option<String>,
+}
+
+impl Request {
+    /// What the event says the key holds now: its digest, or its S3 object version. The
+    /// coalescer lets a request naming something new skip the debounce window.
+    pub fn hint(&self) -> Option<String> {
+        self.digest_hint
+            .as_ref()
+            .map(Digest::to_string)
+            .or_else(|| self.object_version.clone())
+    }
 }
 
 /// Messages received and not yet deleted or handed back, with when their visibility was last

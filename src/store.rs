@@ -1,6 +1,7 @@
 //! The state store: deployment history, the deploy journal and blocked digests, in one
 //! embedded SQLite database (WAL). A deployment row is written before its first step and
 //! updated before each later step, so after a crash the row says where the swap stopped.
+//! What is kept over months: [`retention`].
 
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
@@ -16,6 +17,7 @@ pub use fleet::Due;
 pub use gates::Rejection;
 pub use group::Member;
 pub use ledger::LedgerWrites;
+pub use retention::{KEEP_LAST, Pruned};
 
 mod archives;
 mod control;
@@ -24,6 +26,7 @@ mod fleet;
 mod gates;
 mod group;
 mod ledger;
+mod retention;
 
 /// A failure of the state store, with the operation that failed.
 #[derive(Debug, thiserror::Error)]

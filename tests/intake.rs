@@ -109,6 +109,49 @@ async fn fifty_duplicate_events_make_one_resolve_at_once_at_most_one_follow_up_a
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_push_inside_the_debounce_window_is_handed_off_at_once_and_its_duplicates_wait() {
+    let Aws { moto, sqs, ecr, .. } = Aws::start().await;
+    let v1 = put_image(&ecr, "team/api", "prod", "v1").await;
+    let (url, _) = create_queue(&sqs, "host-a", None).await;
+    // A window far longer than the test waits for anything: what is handed off within `T`
+    // did not wait for it.
+    let running = start_agent(&moto, settings(&url, 120_000)).await;
+    send_all(&sqs, &url, &[push_body("team/api", "prod", &v1)]).await;
+    eventually(T, "first push handed off and deleted", || async {
+        running.agent.deployer.desired().len() == 1 && queue_counts(&sqs, &url).await == (0, 0)
+    })
+    .await;
+    // The next push, inside the window after that work: a digest other than the one just
+    // handed off goes at once.
+    let v2 = put_image(&ecr, "team/api", "prod", "v2").await;
+    send_all(&sqs, &url, &[push_body("team/api", "prod", &v2)]).await;
+    eventually(
+        T,
+        "the new digest handed off without the window",
+        || async {
+            running.agent.deployer.desired().len() == 2 && queue_counts(&sqs, &url).await == (0, 0)
+        },
+    )
+    .await;
+    // A redelivery of that push names the digest just handed off: it folds into the window
+    // (received, held, not resolved), and is handed back to the queue at shutdown.
+    let calls = running.agent.registry.calls();
+    send_all(&sqs, &url, &[push_body("team/api", "prod", &v2)]).await;
+    eventually(T, "duplicate received and held", || async {
+        queue_counts(&sqs, &url).await == (0, 1)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(running.agent.registry.calls(), calls, "the duplicate waits");
+    let agent = running.stop().await;
+    assert_eq!(agent.deployer.desired(), vec![v1, v2]);
+    eventually(T, "the held duplicate handed back", || async {
+        queue_counts(&sqs, &url).await == (1, 0)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_older_event_arriving_after_a_newer_one_still_deploys_what_ecr_has_now() {
     let Aws { moto, sqs, ecr, .. } = Aws::start().await;
     let old = put_image(&ecr, "team/api", "prod", "v1").await;

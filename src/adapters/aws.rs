@@ -87,6 +87,10 @@ where
     }
 }
 
+/// At most this many other regions' clients are kept (AWS has fewer regions); past it a
+/// client is made for the call and dropped.
+const MAX_OTHER_REGIONS: usize = 64;
+
 /// ECR clients by region: the configured region's, and one per other region an image names
 /// (a cross-region registry is asked in its own region, SPEC §4). Clients share the SDK
 /// config (credentials, timeouts, endpoint) and are cheap to clone.
@@ -118,15 +122,23 @@ impl EcrClients {
             return self.home.clone();
         };
         let mut others = self.others.lock().unwrap_or_else(|p| p.into_inner());
-        others
-            .entry(region.to_owned())
-            .or_insert_with(|| {
-                let conf = aws_sdk_ecr::config::Builder::from(&self.sdk)
-                    .region(Region::new(region.to_owned()))
-                    .build();
-                aws_sdk_ecr::Client::from_conf(conf)
-            })
-            .clone()
+        if let Some(client) = others.get(region) {
+            return client.clone();
+        }
+        let conf = aws_sdk_ecr::config::Builder::from(&self.sdk)
+            .region(Region::new(region.to_owned()))
+            .build();
+        let client = aws_sdk_ecr::Client::from_conf(conf);
+        // Events name the region: a queue carrying made-up ones must not grow the map.
+        if others.len() < MAX_OTHER_REGIONS {
+            others.insert(region.to_owned(), client.clone());
+        }
+        client
+    }
+
+    /// How many other regions' clients are kept.
+    pub fn other_regions(&self) -> usize {
+        self.others.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 }
 
@@ -142,5 +154,28 @@ impl Clone for EcrClients {
             home: self.home.clone(),
             others: std::sync::Mutex::new(others),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regions_named_by_events_keep_at_most_a_bounded_number_of_clients() {
+        let sdk = SdkConfig::builder()
+            .region(Region::new("eu-west-2"))
+            .behavior_version(BehaviorVersion::latest())
+            .build();
+        let clients = EcrClients::new(&sdk);
+        clients.region(Some("eu-west-2"));
+        clients.region(None);
+        assert_eq!(clients.other_regions(), 0, "the home region is not another");
+        for i in 0..1000 {
+            clients.region(Some(&format!("xx-made-up-{i}")));
+        }
+        assert_eq!(clients.other_regions(), MAX_OTHER_REGIONS);
+        clients.region(Some("xx-made-up-0"));
+        assert_eq!(clients.other_regions(), MAX_OTHER_REGIONS);
     }
 }

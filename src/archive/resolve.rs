@@ -24,6 +24,7 @@ use crate::event::{Digest, ImageRef, Mirrors};
 use crate::image::Desired;
 use crate::notify::{HeldNotice, Notice, Notifier};
 use crate::ports::{Archives, Managed, Registry, RemoteError, Resolution, Runtime, RuntimeError};
+use crate::stats::{MapSizes, Stats};
 use crate::store::{ArchiveLoad, Store};
 
 /// Resolves `s3://` sources for the [`Registry`] seam (see [`super::sources`]).
@@ -42,7 +43,12 @@ pub struct ArchiveResolver<A, RT> {
     /// Objects refused before download whose followers were told (once per process: the
     /// refusal depends on the configuration, so it is not recorded).
     told: Mutex<std::collections::HashSet<String>>,
+    /// Where the maps' sizes are published.
+    stats: Arc<Stats>,
 }
+
+/// At most this many refused objects are remembered as told.
+const TOLD_MAX: usize = 1024;
 
 impl<A: Archives, RT: Runtime> ArchiveResolver<A, RT> {
     pub fn new(archives: Arc<A>, runtime: Arc<RT>, store: Arc<Store>) -> Self {
@@ -57,7 +63,14 @@ impl<A: Archives, RT: Runtime> ArchiveResolver<A, RT> {
             locks: Mutex::default(),
             loading: tokio::sync::Mutex::default(),
             told: Mutex::default(),
+            stats: Arc::default(),
         }
+    }
+
+    /// Publishes the sizes of its maps in `stats` (`/metrics`).
+    pub fn with_stats(mut self, stats: Arc<Stats>) -> Self {
+        self.stats = stats;
+        self
     }
 
     /// `[archives]`: the largest object loaded, whether a SHA-256 is required.
@@ -93,24 +106,9 @@ impl<A: Archives, RT: Runtime> ArchiveResolver<A, RT> {
         let Some(facts) = self.archives.head(bucket, key).await? else {
             return Ok(None);
         };
-        let lock = {
-            let mut locks = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
-            locks.entry(image.clone()).or_default().clone()
-        };
-        let _one_load_per_key = lock.lock().await;
         let object = facts.describe(bucket, key);
-        match self
-            .store
-            .archive_load(bucket, key, &facts)
-            .map_err(store)?
-        {
-            Some(ArchiveLoad::Image(id))
-                if self.runtime.has_image(&id).await.map_err(engine)? =>
-            {
-                return desired(&id);
-            }
-            Some(ArchiveLoad::Refused(why)) => return Err(refused(&object, &why)),
-            _ => {}
+        if let Some(known) = self.known(image, &facts, &object).await? {
+            return known;
         }
         if peek {
             if let Err(why) = precheck(&facts, &self.limits) {
@@ -123,27 +121,89 @@ impl<A: Archives, RT: Runtime> ArchiveResolver<A, RT> {
             });
         }
         // The rule delivers every upload under the prefix (`app-<sha>.tar.xz` beside
-        // `app-latest.tar.xz`): only a key a container follows is worth a download.
+        // `app-latest.tar.xz`): only a key a container follows is worth a download, or a
+        // lock (the map of locks holds followed keys only, and only while in use).
         let followers = self.followers(image).await;
         if followers.is_empty() {
             info!(%object, "no container follows this key; not loaded");
             return Ok(None);
         }
+        let lock = self.lock_for(image);
+        let _one_load_per_key = lock.lock().await;
+        // Another resolve of this key may have loaded (or refused) it while we waited.
+        if let Some(known) = self.known(image, &facts, &object).await? {
+            return known;
+        }
         if let Err(why) = precheck(&facts, &self.limits) {
-            let first = self
-                .told
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(object.clone());
-            if first {
-                warn!(%object, reason = %why, "archive refused; nothing downloaded");
-                let sha = facts.sha256.as_deref().unwrap_or_default();
-                self.notify_refused(image, &followers, sha, &format!("{object}: {why}"));
-            }
+            self.tell_refused_once(image, &followers, &facts, &object, &why);
             return Err(refused(&object, &why));
         }
         let id = self.load(image, &followers, &facts, &object).await?;
         desired(&id)
+    }
+
+    /// What the store knows of this object: the image it gave (when the Engine still has
+    /// it), or why it was refused. `None`: load it.
+    async fn known(
+        &self,
+        image: &ImageRef,
+        facts: &ObjectFacts,
+        object: &str,
+    ) -> Result<Option<Resolution>, RemoteError> {
+        let (bucket, key) = image.archive_location().unwrap_or_default();
+        match self.store.archive_load(bucket, key, facts).map_err(store)? {
+            Some(ArchiveLoad::Image(id))
+                if self.runtime.has_image(&id).await.map_err(engine)? =>
+            {
+                Ok(Some(desired(&id)))
+            }
+            Some(ArchiveLoad::Refused(why)) => Ok(Some(Err(refused(object, &why)))),
+            _ => Ok(None),
+        }
+    }
+
+    /// `image`'s load lock. Only locks someone holds or waits for stay in the map.
+    fn lock_for(&self, image: &ImageRef) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
+        locks.retain(|k, lock| k == image || Arc::strong_count(lock) > 1);
+        let lock = locks.entry(image.clone()).or_default().clone();
+        MapSizes::set(&self.stats.maps.archive_locks, locks.len());
+        lock
+    }
+
+    /// How many load locks the map holds.
+    pub fn lock_keys(&self) -> usize {
+        self.locks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// Warns and tells the followers about an object refused before download, once per
+    /// object while the agent runs (the set is bounded: past [`TOLD_MAX`] it starts over,
+    /// at worst telling again).
+    fn tell_refused_once(
+        &self,
+        image: &ImageRef,
+        followers: &[Managed],
+        facts: &ObjectFacts,
+        object: &str,
+        why: &str,
+    ) {
+        let first = {
+            let mut told = self.told.lock().unwrap_or_else(PoisonError::into_inner);
+            if told.len() >= TOLD_MAX {
+                told.clear();
+            }
+            let first = told.insert(object.to_owned());
+            MapSizes::set(&self.stats.maps.archive_told, told.len());
+            first
+        };
+        if first {
+            warn!(%object, reason = %why, "archive refused; nothing downloaded");
+            let sha = facts.sha256.as_deref().unwrap_or_default();
+            self.notify_refused(image, followers, sha, &format!("{object}: {why}"));
+        }
     }
 
     /// Streams the object into the Engine without its names and checks it; records what it

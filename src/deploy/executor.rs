@@ -32,6 +32,7 @@ use crate::ports::{
     Credentials, DeployError, DeployRequest, Deployer, Managed, ManagedService, PullAuth, Runtime,
     RuntimeError, Supply,
 };
+use crate::stats::MapSizes;
 use crate::store::{NewDeployment, Outcome, Phases, Step, Store, StoreError};
 
 /// `[deploy]` and `[registry]` settings the executor needs.
@@ -51,6 +52,8 @@ pub struct DeployConfig {
     pub fleet: Fleet,
     /// `[deploy] scope`: only containers and services labelled with it ("" = unlabelled).
     pub scope: String,
+    /// `[state] keep_days`: history older than this is pruned after each sweep.
+    pub keep_history: Duration,
 }
 
 /// What a deploy of one target came to.
@@ -224,9 +227,44 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
             .unwrap_or(false)
     }
 
+    /// `key`'s deploy lock. The map keeps only the locks someone holds or waits for (a
+    /// container renamed or removed leaves nothing behind): an entry whose only owner is the
+    /// map is dropped here, and made anew when asked for again.
     pub(super) fn lock_for(&self, key: String) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
-        locks.entry(key).or_default().clone()
+        locks.retain(|k, lock| *k == key || Arc::strong_count(lock) > 1);
+        let lock = locks.entry(key).or_default().clone();
+        if let Some(m) = &self.metrics {
+            MapSizes::set(&m.maps().executor_locks, locks.len());
+        }
+        lock
+    }
+
+    /// Prunes the store's history older than `[state] keep_days` (SPEC §16). A failure is
+    /// logged: the next sweep tries again.
+    pub fn prune_history(&self) {
+        let keep = i64::try_from(self.cfg.keep_history.as_millis()).unwrap_or(i64::MAX);
+        let cutoff = crate::store::now_ms().saturating_sub(keep);
+        match self.store.prune(cutoff) {
+            Ok(p) if p.deployments + p.others > 0 => {
+                info!(
+                    deployments = p.deployments,
+                    other_rows = p.others,
+                    "history older than [state] keep_days pruned"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "pruning the history failed; the next sweep tries again"),
+        }
+    }
+
+    /// How many deploy locks the map holds (someone holds or waits for each, but for the
+    /// last one asked for).
+    pub fn lock_keys(&self) -> usize {
+        self.locks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// Waits until no deploy of `target` is in progress (an operator command decides on what

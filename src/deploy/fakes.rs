@@ -400,6 +400,7 @@ impl Credentials for FixedAuth {
 /// The deploy settings of the core's tests.
 pub fn test_config(max_parallel: usize) -> DeployConfig {
     DeployConfig {
+        keep_history: Duration::from_secs(400 * 86_400),
         gates: Default::default(),
         policies: Default::default(),
         fleet: Default::default(),

@@ -38,11 +38,23 @@ pub(super) fn object_created(v: &Value) -> Classified {
     Classified::Reconcile(PushEvent {
         image: ImageRef::archive(&bucket, &key),
         digest_hint: None,
+        object_version: object_version(&detail["object"]),
         time: v
             .get("time")
             .and_then(Value::as_str)
             .and_then(|t| humantime::parse_rfc3339_weak(t.trim_end_matches('Z')).ok()),
     })
+}
+
+/// The object's version id, else its ETag (S3 writes `etag`, the emulator `eTag`): what
+/// tells one upload of the key from another. Neither: `None`.
+fn object_version(object: &Value) -> Option<String> {
+    ["version-id", "etag", "eTag"]
+        .iter()
+        .filter_map(|k| object[*k].as_str())
+        .map(|v| v.trim_matches('"'))
+        .find(|v| !v.is_empty() && v.len() <= KEY_MAX)
+        .map(str::to_owned)
 }
 
 /// Parses an `ecr-deployd.source` label: `s3://BUCKET/KEY`.
@@ -117,11 +129,41 @@ mod tests {
         );
         assert_eq!(p.image.to_string(), "s3://releases/app/app-latest.tar.xz");
         assert_eq!(p.digest_hint, None);
+        assert_eq!(
+            p.object_version.as_deref(),
+            Some("abc"),
+            "the ETag, unversioned"
+        );
         assert!(p.time.is_some());
         assert_eq!(
             p.image.archive_location(),
             Some(("releases", "app/app-latest.tar.xz"))
         );
+    }
+
+    #[test]
+    fn the_object_version_is_the_version_id_else_the_etag_in_either_spelling() {
+        let version = |object: Value| {
+            let mut object = object;
+            object["key"] = "k.tar".into();
+            let body = event(
+                "Object Created",
+                serde_json::json!({"bucket": {"name": "releases"}, "object": object}),
+            );
+            match classify(&body) {
+                Classified::Reconcile(p) => p.object_version,
+                other => panic!("{other:?}"),
+            }
+        };
+        let both = serde_json::json!({"etag": "e1", "version-id": "v1"});
+        assert_eq!(version(both).as_deref(), Some("v1"));
+        assert_eq!(
+            version(serde_json::json!({"eTag": "\"e2\""})).as_deref(),
+            Some("e2"),
+            "the emulator's spelling, quotes dropped"
+        );
+        assert_eq!(version(serde_json::json!({"version-id": ""})), None);
+        assert_eq!(version(serde_json::json!({"size": 3})), None);
     }
 
     #[test]

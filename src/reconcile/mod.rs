@@ -26,7 +26,7 @@ use crate::ports::{DeployRequest, Deployer, Queue, Receipt, Registry, Resolution
 use crate::request::InFlight;
 pub use crate::request::Request;
 use crate::retry;
-use crate::stats::Stats;
+use crate::stats::{MapSizes, Stats};
 use coalesce::Coalescer;
 
 /// Messages whose work failed transiently come back after this long, not the full timeout.
@@ -37,6 +37,9 @@ const RETRY_VISIBILITY: Duration = Duration::from_secs(30);
 const APPLIED_HORIZON: Duration = Duration::from_secs(60);
 /// From this many deliveries on, a message whose work fails again is reported as in trouble.
 pub const TROUBLE_RECEIVES: u32 = 3;
+
+/// What each tag of a batch resolved to (its digest), for the coalescer.
+type Resolved = HashMap<ImageRef, String>;
 
 /// The reconcile stage and what it needs.
 pub struct Reconciler<Q, R, D> {
@@ -65,7 +68,7 @@ impl<Q: Queue, R: Registry, D: Deployer> Reconciler<Q, R, D> {
         grace: Duration,
     ) {
         let mut coalescer = Coalescer::new(self.debounce);
-        let mut workers: JoinSet<()> = JoinSet::new();
+        let mut workers: JoinSet<Resolved> = JoinSet::new();
         let mut batches: HashMap<Id, Vec<ImageRef>> = HashMap::new();
         loop {
             let deadline = coalescer.next_deadline();
@@ -76,9 +79,11 @@ impl<Q: Queue, R: Registry, D: Deployer> Reconciler<Q, R, D> {
                         // Take what else is queued already, so that one receive batch of
                         // duplicates goes into one batch of work.
                         let now = Instant::now();
-                        coalescer.push(r.image.clone(), r, now);
+                        let hint = r.hint();
+                        coalescer.push(r.image.clone(), r, hint, now);
                         while let Ok(more) = rx.try_recv() {
-                            coalescer.push(more.image.clone(), more, now);
+                            let hint = more.hint();
+                            coalescer.push(more.image.clone(), more, hint, now);
                         }
                     }
                     None => break,
@@ -91,18 +96,21 @@ impl<Q: Queue, R: Registry, D: Deployer> Reconciler<Q, R, D> {
                         let handle = workers.spawn(async move { this.work(due).await });
                         batches.insert(handle.id(), keys);
                     }
+                    self.report_sizes(&coalescer);
                 }
                 Some(joined) = workers.join_next_with_id(), if !workers.is_empty() => {
-                    let id = match joined {
-                        Ok((id, ())) => id,
+                    let (id, resolved) = match joined {
+                        Ok((id, resolved)) => (id, resolved),
                         Err(e) => {
                             error!(error = %e, "a reconcile worker failed; its messages come back later");
-                            e.id()
+                            (e.id(), Resolved::new())
                         }
                     };
                     for key in batches.remove(&id).unwrap_or_default() {
-                        coalescer.finished(&key, Instant::now());
+                        let digest = resolved.get(&key).cloned();
+                        coalescer.finished(&key, digest, Instant::now());
                     }
+                    self.report_sizes(&coalescer);
                 }
             }
         }
@@ -124,12 +132,21 @@ impl<Q: Queue, R: Registry, D: Deployer> Reconciler<Q, R, D> {
         }
     }
 
-    /// Resolves one batch of due tags and carries out each.
-    async fn work(&self, due: Vec<(ImageRef, Vec<Request>)>) {
+    /// Resolves one batch of due tags and carries out each; answers what each tag resolved
+    /// to (the coalescer's notion of "nothing new").
+    async fn work(&self, due: Vec<(ImageRef, Vec<Request>)>) -> Resolved {
+        let mut answer = Resolved::new();
         let (known, due): (Vec<_>, Vec<_>) = due
             .into_iter()
             .partition(|(image, requests)| self.nothing_new(image, requests));
         for (image, requests) in known {
+            // Each names the digest just applied: that is what the tag resolved to.
+            answer.extend(
+                requests
+                    .first()
+                    .and_then(Request::hint)
+                    .map(|d| (image.clone(), d)),
+            );
             // Pushes of the digest just resolved, deployed and recorded for this tag: they
             // tell nothing ECR did not already say. Any later move of the tag has its own
             // event (or the sweep finds it); nothing is deployed without asking ECR.
@@ -141,17 +158,22 @@ impl<Q: Queue, R: Registry, D: Deployer> Reconciler<Q, R, D> {
             self.settle(&image, &requests, &receipts, None).await;
         }
         if due.is_empty() {
-            return;
+            return answer;
         }
         let images: Vec<ImageRef> = due.iter().map(|(k, _)| k.clone()).collect();
         let started = std::time::Instant::now();
         let resolved = self.resolve(&images).await;
         let resolved_in = started.elapsed();
+        answer.extend(resolved.iter().filter_map(|(image, r)| match r {
+            Ok(Some(desired)) => Some((image.clone(), desired.digest.to_string())),
+            _ => None,
+        }));
         let jobs = due.into_iter().map(|(image, requests)| {
             let resolution = resolved.get(&image).cloned().unwrap_or(Ok(None));
             self.carry_out(image, requests, resolution, resolved_in)
         });
         futures::future::join_all(jobs).await;
+        answer
     }
 
     /// One call for the whole batch; tags that failed transiently are tried again a few times.
@@ -303,6 +325,23 @@ impl<Q: Queue, R: Registry, D: Deployer> Reconciler<Q, R, D> {
         let mut applied = self.applied.lock().unwrap_or_else(PoisonError::into_inner);
         applied.retain(|_, (_, at)| at.elapsed() < APPLIED_HORIZON);
         applied.insert(image.clone(), (desired, Instant::now()));
+    }
+
+    /// Drops what is past its horizon and publishes the sizes of the stage's maps (bounded:
+    /// SPEC §16).
+    fn report_sizes(&self, coalescer: &Coalescer<Request>) {
+        let maps = &self.stats.maps;
+        let s = coalescer.sizes();
+        MapSizes::set(&maps.coalescer_pending, s.pending_keys);
+        MapSizes::set(&maps.coalescer_in_flight, s.in_flight_keys);
+        MapSizes::set(&maps.coalescer_quiet, s.quiet_keys);
+        let applied = {
+            let mut applied = self.applied.lock().unwrap_or_else(PoisonError::into_inner);
+            applied.retain(|_, (_, at)| at.elapsed() < APPLIED_HORIZON);
+            applied.len()
+        };
+        MapSizes::set(&maps.applied, applied);
+        MapSizes::set(&maps.messages_in_flight, self.inflight.len());
     }
 
     /// Tells the operator about the messages of a failed batch that SQS has delivered

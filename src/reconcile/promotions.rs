@@ -52,6 +52,7 @@ pub async fn run<D: Deployer>(
                         receive_count: 0,
                         event_time: None,
                         digest_hint: None,
+                        object_version: None,
                     };
                     if tx.send(request).await.is_err() {
                         return;

@@ -482,6 +482,7 @@ pub async fn periodic<R, RT, C>(
                 executor
                     .ledger()
                     .swept(rows.iter().map(Row::ledger_entry).collect());
+                executor.prune_history();
                 info!(
                     containers = rows.len(),
                     behind,

@@ -348,3 +348,32 @@ async fn another_scopes_follower_gets_nothing_loaded() {
     t.resolver = t.resolver.with_scope("");
     assert_eq!(t.resolve().await.unwrap().unwrap().digest, digest('2'));
 }
+
+#[tokio::test]
+async fn keys_nobody_follows_take_no_lock_and_a_followed_keys_lock_goes_after_use() {
+    let t = setup();
+    // The rule delivers every upload under the prefix: a thousand keys no container follows.
+    for i in 0..1000 {
+        let key = format!("app/app-{i:08x}.tar.xz");
+        t.s3.put(&key, "e", b"xx", 2, None);
+        let other = ImageRef::archive("releases", &key);
+        let all = t.resolver.resolve(std::slice::from_ref(&other)).await;
+        assert!(matches!(all[&other], Ok(None)));
+    }
+    assert_eq!(
+        t.resolver.lock_keys(),
+        0,
+        "no lock for a key nobody follows"
+    );
+    // The followed key: loaded under its lock, which nobody holds afterwards.
+    let bytes = archive('2');
+    t.s3.put(KEY, "e2", &bytes, bytes.len() as u64, None);
+    t.loads(Ok(vec![digest('2').to_string()]));
+    assert_eq!(t.resolve().await.unwrap().unwrap().digest, digest('2'));
+    assert!(t.resolver.lock_keys() <= 1);
+    // Once loaded, a look is answered from the store without the lock.
+    let again = ArchiveResolver::new(t.s3.clone(), t.runtime.clone(), t.resolver.store.clone());
+    let all = again.resolve(std::slice::from_ref(&t.image)).await;
+    assert_eq!(all[&t.image].clone().unwrap().unwrap().digest, digest('2'));
+    assert_eq!(again.lock_keys(), 0);
+}

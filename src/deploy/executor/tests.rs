@@ -463,3 +463,33 @@ async fn a_store_error_after_the_stop_puts_the_old_container_back() {
         );
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_lock_map_keeps_only_locks_someone_holds_or_waits_for() {
+    let (_dir, ex) = executor(FakeRuntime::with(&["web"], &digest('1')), 1);
+    // A thousand containers seen once each (renamed, removed, re-created under new names).
+    for i in 0..1000 {
+        let lock = ex.lock_for(format!("container:gone{i}"));
+        drop(lock.lock().await);
+    }
+    assert!(ex.lock_keys() <= 1, "{} locks kept", ex.lock_keys());
+    // A held lock and a waiter's clone survive other keys' turns; the same mutex is handed
+    // out for a key while anyone holds it.
+    let held = ex.lock_for("container:web".into()).lock_owned().await;
+    let waiter = ex.lock_for("container:web".into());
+    for i in 0..10 {
+        ex.lock_for(format!("container:other{i}"));
+    }
+    assert_eq!(ex.lock_keys(), 2, "web's lock and the last one asked for");
+    assert!(
+        waiter.try_lock().is_err(),
+        "the waiter's clone is the held mutex"
+    );
+    assert!(ex.lock_for("container:web".into()).try_lock().is_err());
+    drop(held);
+    drop(waiter);
+    // A deploy of its own leaves its key only until the next key is asked for.
+    deploy_first(&ex, digest('2'), "event").await;
+    ex.lock_for("container:next".into());
+    assert_eq!(ex.lock_keys(), 1);
+}
