@@ -21,7 +21,7 @@ use common::*;
 
 /// Whether image `id` is on the host.
 fn present(id: &str) -> bool {
-    Command::new("docker")
+    docker_command()
         .args(["image", "inspect", id])
         .output()
         .unwrap()

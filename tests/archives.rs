@@ -271,7 +271,7 @@ async fn archive_load_memory() {
         format!("FROM {big}\nCOPY blob /blob\nLABEL {TEST_LABEL}.image=\"bench\"\n"),
     )
     .unwrap();
-    let built = Command::new("docker")
+    let built = docker_command()
         .args(["build", "-q", "-t", &v2_ref])
         .arg(&ctx)
         .env("DOCKER_BUILDKIT", "0")

@@ -66,7 +66,7 @@ impl Images {
 impl Drop for Images {
     fn drop(&mut self) {
         for id in self.ids.lock().unwrap().iter() {
-            let _ = Command::new("docker").args(["rmi", "-f", id]).output();
+            let _ = docker_command().args(["rmi", "-f", id]).output();
         }
     }
 }
