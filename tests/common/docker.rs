@@ -114,20 +114,10 @@ impl TestRegistry {
     ) -> String {
         let reference = format!("{}/{repo}:{tag}", self.host);
         build_image(&reference, kind, version);
-        docker_in(Some(&self.cli_config()), &["push", &reference]);
-        let digests = docker(&[
-            "image",
-            "inspect",
-            "--format",
-            "{{range .RepoDigests}}{{println .}}{{end}}",
-            &reference,
-        ]);
-        let prefix = format!("{}/{repo}@", self.host);
-        let digest = digests
-            .lines()
-            .find_map(|l| l.strip_prefix(&prefix))
-            .unwrap_or_else(|| panic!("no digest for {reference} in {digests}"))
-            .to_owned();
+        // The digest the registry has, from the push's own answer: on the containerd image
+        // store the local manifest's digest (`RepoDigests`) may differ from the pushed one.
+        let out = docker_in(Some(&self.cli_config()), &["push", &reference]);
+        let digest = pushed_digest(&out);
         if !keep_local {
             // Removing prunes cached parents another test's build may be using: take turns.
             let _turn = image_lock();
@@ -176,11 +166,7 @@ impl TestRegistry {
         );
         drop(_one);
         let out = docker_in(Some(&self.cli_config()), &["push", &reference]);
-        out.lines()
-            .find_map(|l| l.split("digest: ").nth(1))
-            .and_then(|d| d.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no digest in the push output: {out}"))
-            .to_owned()
+        pushed_digest(&out)
     }
 
     /// Runs the docker CLI logged in to this registry (e.g. `service create --with-registry-auth`).
@@ -193,12 +179,17 @@ impl TestRegistry {
         let reference = format!("{}/{repo}:{tag}", self.host);
         docker(&["tag", source, &reference]);
         let out = docker_in(Some(&self.cli_config()), &["push", &reference]);
-        out.lines()
-            .find_map(|l| l.split("digest: ").nth(1))
-            .and_then(|d| d.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no digest in the push output: {out}"))
-            .to_owned()
+        pushed_digest(&out)
     }
+}
+
+/// The digest in `docker push`'s answer (`…: digest: sha256:… size: N`).
+fn pushed_digest(out: &str) -> String {
+    out.lines()
+        .find_map(|l| l.split("digest: ").nth(1))
+        .and_then(|d| d.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no digest in the push output: {out}"))
+        .to_owned()
 }
 
 /// Starts `docker-registry serve config` and waits for its port.

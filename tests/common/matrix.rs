@@ -10,6 +10,7 @@
 //! EDT_ENGINE=docker28-containerd cargo test --test deploy
 //! ```
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
@@ -109,7 +110,10 @@ pub fn under_test() -> &'static UnderTest {
             // Statics are never dropped: the side Engine goes when the process exits.
             // SAFETY: registers a plain function; libc calls it once at exit.
             unsafe { libc::atexit(stop_at_exit) };
-            eprintln!(
+            // Straight to stderr (not captured by the test harness): the run's log names
+            // the Engine it ran on.
+            let _ = writeln!(
+                std::io::stderr(),
                 "[matrix] {}: Engine {} on {}",
                 flavour.name(),
                 side.as_ref().map(|s| s.version.as_str()).unwrap_or(""),
@@ -159,7 +163,8 @@ pub fn runs_on(flavours: &[Flavour], why_not: &str) -> bool {
     let flavour = under_test().flavour;
     let yes = flavours.contains(&flavour);
     if !yes {
-        eprintln!("[matrix] skipped on {}: {why_not}", flavour.name());
+        let _ = writeln!(
+            std::io::stderr(),"[matrix] skipped on {}: {why_not}", flavour.name());
     }
     yes
 }
