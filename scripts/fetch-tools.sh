@@ -13,10 +13,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # The signature tests' tools (tests/common/signing.rs): cosign 2.x, cosign 3.x, notation.
-# The engine matrix's side Engine (tests/common/engine.rs): sid's docker.io 28.x (dockerd,
-# docker-proxy) and containerd 2.x (containerd, containerd-shim-runc-v2); runc and
-# docker-init stay Debian 12's (sid's runc needs a newer glibc).
-DEFAULT_TOOLS=(trixie:cosign sid:cosign sid:notation sid:docker.io sid:containerd)
+# The engine matrix's side Engines (tests/common/engine.rs, tests/common/matrix.rs): sid's
+# docker.io 28.x (dockerd, docker-proxy) with containerd 2.x and its docker CLI, trixie's
+# docker.io 26.x with containerd 1.7 and its CLI; runc and docker-init stay Debian 12's
+# (sid's runc needs a newer glibc).
+DEFAULT_TOOLS=(trixie:cosign sid:cosign sid:notation sid:docker.io sid:containerd sid:docker-cli
+  trixie:docker.io trixie:containerd trixie:docker-cli)
 TOOLS=("$@")
 [ "${#TOOLS[@]}" -gt 0 ] || TOOLS=("${DEFAULT_TOOLS[@]}")
 

@@ -17,6 +17,12 @@ else
   echo "[test] cargo deny: the RustSec advisory database cannot be fetched from here; advisories not checked"
 fi
 cargo test
+# The engine matrix (tests/common/matrix.rs, README "Supported engines"): the tests whose
+# outcome depends on the Engine, again on side Engines beside the system's (each started by
+# its test binary, stopped with everything on it at its exit).
+EDT_ENGINE=docker28-containerd cargo test --test deploy --test archives --test archive_names \
+  --test recovery --test neighbourhood --test hooks
+EDT_ENGINE=docker28 cargo test --test deploy --test archives --test recovery
 # infra/: cfn-lint, checkov, CloudFormation/Terraform parity, IAM and queue policies.
 .venv/bin/python -m pytest -q infra/tests
 # The alerting rules shipped with the packages: valid, and each alert unit-tested.

@@ -12,7 +12,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use common::archive::*;
 use common::docker::*;
@@ -21,7 +20,7 @@ use common::*;
 
 /// Whether image `id` is on the host.
 fn present(id: &str) -> bool {
-    Command::new("docker")
+    docker_command()
         .args(["image", "inspect", id])
         .output()
         .unwrap()
@@ -50,16 +49,7 @@ impl Names<'_> {
         }
         let names: Vec<&str> = named.iter().map(|(_, n)| *n).collect();
         let path = self.lab.dir.path().join(file);
-        let saved = Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "docker save {} | xz -1 > {}",
-                names.join(" "),
-                path.display()
-            ))
-            .status()
-            .unwrap();
-        assert!(saved.success(), "docker save | xz");
+        save_xz(&names, "-1", &path);
         docker(&["tag", &self.v1, &format!("{}:latest", self.lab.images.repo)]);
         docker(&["tag", &self.victim_id, &self.victim]);
         for v in versions {

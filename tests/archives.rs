@@ -271,7 +271,7 @@ async fn archive_load_memory() {
         format!("FROM {big}\nCOPY blob /blob\nLABEL {TEST_LABEL}.image=\"bench\"\n"),
     )
     .unwrap();
-    let built = Command::new("docker")
+    let built = docker_command()
         .args(["build", "-q", "-t", &v2_ref])
         .arg(&ctx)
         .env("DOCKER_BUILDKIT", "0")
@@ -287,15 +287,7 @@ async fn archive_load_memory() {
     let path = dir.path().join("v2.tar.xz");
     let latest = format!("{}:latest", images.repo);
     docker(&["tag", &v2, &latest]);
-    let saved = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "docker save {latest} | xz -0 -T0 > {}",
-            path.display()
-        ))
-        .status()
-        .unwrap();
-    assert!(saved.success());
+    save_xz(&[&latest], "-0", &path);
     docker(&["tag", &v1, &latest]);
     docker(&["rmi", &v2_ref]);
     let archive = std::fs::read(&path).unwrap();

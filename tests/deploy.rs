@@ -87,7 +87,7 @@ impl Stack {
         let sdk = self.moto.sdk().await;
         let store = Arc::new(Store::open(&settings.state.path).unwrap());
         let executor = Executor::new(
-            Arc::new(DockerRuntime::new(None).expect("default Docker socket")),
+            Arc::new(DockerRuntime::new(under_test().docker_host.as_deref()).expect("the Engine under test")),
             Arc::new(EcrCredentials::new(&sdk)),
             store,
             deploy_config(&settings),
@@ -522,7 +522,7 @@ impl DockerProxy {
             while let Ok((mut client, _)) = listener.accept().await {
                 tokio::spawn(async move {
                     if let Ok(mut engine) =
-                        tokio::net::UnixStream::connect("/var/run/docker.sock").await
+                        tokio::net::UnixStream::connect(common::matrix::under_test().socket()).await
                     {
                         let _ = tokio::io::copy_bidirectional(&mut client, &mut engine).await;
                     }

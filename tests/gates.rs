@@ -13,7 +13,7 @@ use common::*;
 
 /// Whether the Engine has the image `digest` of `repo` from the test registry.
 fn pulled(site: &Site, repo: &str, digest: &str) -> bool {
-    std::process::Command::new("docker")
+    common::matrix::docker_command()
         .args([
             "image",
             "inspect",

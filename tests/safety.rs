@@ -46,7 +46,7 @@ impl HangingProxy {
                 }
                 tokio::spawn(async move {
                     if let Ok(mut engine) =
-                        tokio::net::UnixStream::connect("/var/run/docker.sock").await
+                        tokio::net::UnixStream::connect(common::matrix::under_test().socket()).await
                     {
                         let _ = tokio::io::copy_bidirectional(&mut client, &mut engine).await;
                     }

@@ -23,7 +23,7 @@ type Sign<'a> = &'a dyn Fn(&str);
 
 fn pulled(site: &Site, repo: &str, digest: &str) -> bool {
     let image = format!("{}/{repo}@{digest}", site.registry.host);
-    std::process::Command::new("docker")
+    common::matrix::docker_command()
         .args(["image", "inspect", &image])
         .output()
         .unwrap()

@@ -43,12 +43,7 @@ impl Images {
     pub fn archive(&self, id: &str, version: &str, keep: &str, path: &Path) -> Vec<u8> {
         let latest = format!("{}:latest", self.repo);
         docker(&["tag", id, &latest]);
-        let out = Command::new("sh")
-            .arg("-c")
-            .arg(format!("docker save {latest} | xz -1 > {}", path.display()))
-            .status()
-            .unwrap();
-        assert!(out.success(), "docker save | xz");
+        save_xz(&[&latest], "-1", path);
         docker(&["tag", keep, &latest]);
         if id != keep {
             // Its last name: the image goes with it.
@@ -66,7 +61,7 @@ impl Images {
 impl Drop for Images {
     fn drop(&mut self) {
         for id in self.ids.lock().unwrap().iter() {
-            let _ = Command::new("docker").args(["rmi", "-f", id]).output();
+            let _ = docker_command().args(["rmi", "-f", id]).output();
         }
     }
 }
@@ -128,6 +123,31 @@ impl Lab {
             .run(&name, &[&labels[..], &[latest.as_str()]].concat());
         name
     }
+}
+
+/// `docker save NAMES` on the Engine under test, compressed by `xz LEVEL` into `path`; each
+/// step checked (a failed save must not pass as an empty archive).
+pub fn save_xz(names: &[&str], level: &str, path: &Path) {
+    let tar = path.with_extension("plain");
+    let saved = docker_command()
+        .args(["save", "-o"])
+        .arg(&tar)
+        .args(names)
+        .output()
+        .unwrap();
+    assert!(
+        saved.status.success(),
+        "docker save {names:?}: {}",
+        String::from_utf8_lossy(&saved.stderr)
+    );
+    let xz = Command::new("xz")
+        .args([level, "-T0", "-c"])
+        .arg(&tar)
+        .stdout(std::fs::File::create(path).unwrap())
+        .status()
+        .unwrap();
+    assert!(xz.success(), "xz {level} {}", tar.display());
+    let _ = std::fs::remove_file(&tar);
 }
 
 pub async fn upload(s3: &aws_sdk_s3::Client, key: &str, bytes: Vec<u8>, sha256: Option<String>) {

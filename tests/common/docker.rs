@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+pub use super::matrix::{docker_command, under_test};
 use super::{free_port, sha256_hex, wait_for_port};
 
 /// moto's GetAuthorizationToken answer is `AWS:<account>-auth-token`: the registry accepts
@@ -20,7 +21,7 @@ pub fn docker(args: &[&str]) -> String {
 }
 
 fn docker_in(config: Option<&Path>, args: &[&str]) -> String {
-    let mut cmd = Command::new("docker");
+    let mut cmd = docker_command();
     if let Some(c) = config {
         cmd.env("DOCKER_CONFIG", c);
     }
@@ -113,20 +114,10 @@ impl TestRegistry {
     ) -> String {
         let reference = format!("{}/{repo}:{tag}", self.host);
         build_image(&reference, kind, version);
-        docker_in(Some(&self.cli_config()), &["push", &reference]);
-        let digests = docker(&[
-            "image",
-            "inspect",
-            "--format",
-            "{{range .RepoDigests}}{{println .}}{{end}}",
-            &reference,
-        ]);
-        let prefix = format!("{}/{repo}@", self.host);
-        let digest = digests
-            .lines()
-            .find_map(|l| l.strip_prefix(&prefix))
-            .unwrap_or_else(|| panic!("no digest for {reference} in {digests}"))
-            .to_owned();
+        // The digest the registry has, from the push's own answer: on the containerd image
+        // store the local manifest's digest (`RepoDigests`) may differ from the pushed one.
+        let out = docker_in(Some(&self.cli_config()), &["push", &reference]);
+        let digest = pushed_digest(&out);
         if !keep_local {
             // Removing prunes cached parents another test's build may be using: take turns.
             let _turn = image_lock();
@@ -162,7 +153,7 @@ impl TestRegistry {
         )
         .unwrap();
         let _one = image_lock();
-        let out = Command::new("docker")
+        let out = docker_command()
             .args(["build", "-q", "-t", &reference])
             .arg(dir.path())
             .env("DOCKER_BUILDKIT", "0")
@@ -175,11 +166,7 @@ impl TestRegistry {
         );
         drop(_one);
         let out = docker_in(Some(&self.cli_config()), &["push", &reference]);
-        out.lines()
-            .find_map(|l| l.split("digest: ").nth(1))
-            .and_then(|d| d.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no digest in the push output: {out}"))
-            .to_owned()
+        pushed_digest(&out)
     }
 
     /// Runs the docker CLI logged in to this registry (e.g. `service create --with-registry-auth`).
@@ -192,12 +179,17 @@ impl TestRegistry {
         let reference = format!("{}/{repo}:{tag}", self.host);
         docker(&["tag", source, &reference]);
         let out = docker_in(Some(&self.cli_config()), &["push", &reference]);
-        out.lines()
-            .find_map(|l| l.split("digest: ").nth(1))
-            .and_then(|d| d.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no digest in the push output: {out}"))
-            .to_owned()
+        pushed_digest(&out)
     }
+}
+
+/// The digest in `docker push`'s answer (`…: digest: sha256:… size: N`).
+fn pushed_digest(out: &str) -> String {
+    out.lines()
+        .find_map(|l| l.split("digest: ").nth(1))
+        .and_then(|d| d.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no digest in the push output: {out}"))
+        .to_owned()
 }
 
 /// Starts `docker-registry serve config` and waits for its port.
@@ -230,7 +222,7 @@ impl Drop for TestRegistry {
             remove_images_of(&host);
         }
         // Images of removed test containers that lost their tag (a swap replaced them).
-        let _ = Command::new("docker")
+        let _ = docker_command()
             .args([
                 "image",
                 "prune",
@@ -245,7 +237,7 @@ impl Drop for TestRegistry {
 /// Removes every image of registry `host` (the caller holds the image lock).
 fn remove_images_of(host: &str) {
     // By id: images only known by digest have no tag to name them by.
-    let images = Command::new("docker")
+    let images = docker_command()
         .args([
             "images",
             "-q",
@@ -263,7 +255,7 @@ fn remove_images_of(host: &str) {
     // its image cannot be removed until it is gone; try again for a while.
     for attempt in 0..30 {
         ids.retain(|id| {
-            let out = Command::new("docker").args(["rmi", "-f", id]).output();
+            let out = docker_command().args(["rmi", "-f", id]).output();
             let gone = out.as_ref().is_ok_and(|o| o.status.success());
             if !gone && attempt == 29 {
                 eprintln!(
@@ -330,7 +322,7 @@ pub fn build_image(reference: &str, kind: Kind, version: &str) {
     std::fs::write(dir.path().join("Dockerfile"), dockerfile).unwrap();
     let _one = image_lock();
     let build = || {
-        Command::new("docker")
+        docker_command()
             .args(["build", "-q", "-t", reference])
             .arg(dir.path())
             .env("DOCKER_BUILDKIT", "0")
@@ -364,7 +356,7 @@ pub fn create_via_api(name: &str, body: &serde_json::Value) -> String {
         .args([
             "-sS",
             "--unix-socket",
-            "/var/run/docker.sock",
+            &under_test().socket().to_string_lossy(),
             "-X",
             "POST",
             "-H",
@@ -426,7 +418,7 @@ impl Drop for Scope {
     fn drop(&mut self) {
         let filter = format!("label={TEST_LABEL}={}", self.id);
         let run = |args: &[&str]| {
-            Command::new("docker")
+            docker_command()
                 .args(args)
                 .output()
                 .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
@@ -501,7 +493,7 @@ pub fn containers_named(name: &str) -> Vec<(String, bool, String)> {
 /// The registry digest of the image container `name` runs, or `None` while there is no such
 /// container (mid-swap) — for polling.
 pub fn running_digest_now(name: &str) -> Option<String> {
-    running_digest_by(|args| Command::new("docker").args(args).output().ok(), name)
+    running_digest_by(|args| docker_command().args(args).output().ok(), name)
 }
 
 /// The registry digest of the image container `name` runs, asked through `cli` (a Docker
@@ -564,7 +556,7 @@ impl Swarm {
 impl Drop for Swarm {
     fn drop(&mut self) {
         if self.created {
-            let _ = Command::new("docker")
+            let _ = docker_command()
                 .args(["swarm", "leave", "--force"])
                 .output();
         }

@@ -15,7 +15,40 @@ use std::time::{Duration, Instant};
 
 use super::docker::TEST_LABEL;
 
-const TOOLS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/.tools/sid");
+const TOOLS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/.tools");
+
+/// Which Docker Engine release, from which Debian suite (`scripts/fetch-tools.sh`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Release {
+    /// sid's docker.io 28.x with containerd 2.x.
+    Docker28,
+    /// trixie's docker.io 26.x with trixie's containerd 1.7.
+    Docker26,
+}
+
+impl Release {
+    fn suite(self) -> &'static str {
+        match self {
+            Release::Docker28 => "sid",
+            Release::Docker26 => "trixie",
+        }
+    }
+
+    /// The folder a package of this release was unpacked into.
+    fn package(self, name: &str) -> PathBuf {
+        Path::new(TOOLS).join(self.suite()).join(name)
+    }
+
+    /// The release's own docker CLI when it was fetched, else the system's.
+    pub fn cli(self) -> PathBuf {
+        let own = self.package("docker-cli").join("usr/bin/docker");
+        if own.exists() {
+            own
+        } else {
+            PathBuf::from("docker")
+        }
+    }
+}
 
 /// The side Engine's image store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,11 +63,14 @@ pub struct SideEngine {
     /// `unix://…`, for the agent's and the CLI's `DOCKER_HOST`.
     pub docker_host: String,
     pub store: Store,
+    pub release: Release,
+    /// The docker CLI that goes with it.
+    pub cli: PathBuf,
     /// The Engine's version as it reports it (`28.5.2`).
     pub version: String,
     bridge: String,
     root: PathBuf,
-    child: Child,
+    child: std::sync::Mutex<Child>,
 }
 
 /// Panics when the system's `docker0` or its Engine's default network is gone.
@@ -70,18 +106,25 @@ fn run(cmd: &str, args: &[&str]) -> std::process::Output {
 impl SideEngine {
     /// Starts dockerd 28 with `store`; returns once it answers.
     pub fn start(store: Store) -> Self {
-        let dockerd = Path::new(TOOLS).join("docker.io/usr/sbin/dockerd");
+        Self::start_release(Release::Docker28, store)
+    }
+
+    /// Starts `release`'s dockerd with `store`; returns once it answers.
+    pub fn start_release(release: Release, store: Store) -> Self {
+        let dockerd = release.package("docker.io").join("usr/sbin/dockerd");
+        let containerd = release.package("containerd").join("usr/bin");
         assert!(
-            dockerd.exists()
-                && Path::new(TOOLS)
-                    .join("containerd/usr/bin/containerd")
-                    .exists(),
-            "{} not found: run ./scripts/setup.sh (scripts/fetch-tools.sh fetches sid's docker.io and containerd)",
-            dockerd.display()
+            dockerd.exists() && containerd.join("containerd").exists(),
+            "{} not found: run ./scripts/setup.sh (scripts/fetch-tools.sh fetches {}'s docker.io and containerd)",
+            dockerd.display(),
+            release.suite()
         );
         check_system_bridge("before starting");
-        // Short names and paths: an interface name has 15 bytes, a socket path 107.
-        let n = std::process::id() % 1000 * 2 + matches!(store, Store::Containerd) as u32;
+        // Short names and paths: an interface name has 15 bytes, a socket path 107. Several
+        // side Engines of one process each get a number of their own.
+        static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let nth = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 4;
+        let n = std::process::id() % 1000 * 4 + nth;
         let octet = n % 250;
         let bridge = format!("edtb{n}");
         let root = PathBuf::from(format!("/tmp/edt-engine-{n}"));
@@ -123,7 +166,9 @@ impl SideEngine {
         std::fs::write(&config_file, config.to_string()).unwrap();
         let socket = root.join("docker.sock");
         let path = format!(
-            "{TOOLS}/docker.io/usr/sbin:{TOOLS}/containerd/usr/bin:{}",
+            "{}:{}:{}",
+            dockerd.parent().unwrap().display(),
+            containerd.display(),
             std::env::var("PATH").unwrap_or_default()
         );
         let log = std::fs::File::create(root.join("dockerd.log")).unwrap();
@@ -146,10 +191,12 @@ impl SideEngine {
         let mut engine = Self {
             docker_host: format!("unix://{}", socket.display()),
             store,
+            release,
+            cli: release.cli(),
             version: String::new(),
             bridge,
             root,
-            child,
+            child: std::sync::Mutex::new(child),
         };
         let started = Instant::now();
         loop {
@@ -158,7 +205,7 @@ impl SideEngine {
                 engine.version = String::from_utf8_lossy(&out.stdout).trim().to_owned();
                 break;
             }
-            if let Some(status) = engine.child.try_wait().unwrap() {
+            if let Some(status) = engine.child.get_mut().unwrap().try_wait().unwrap() {
                 panic!("dockerd exited ({status}):\n{}", engine.log());
             }
             assert!(
@@ -184,7 +231,7 @@ impl SideEngine {
     }
 
     fn try_docker(&self, args: &[&str]) -> std::process::Output {
-        Command::new("docker")
+        Command::new(&self.cli)
             .arg("-H")
             .arg(&self.docker_host)
             .args(args)
@@ -226,6 +273,17 @@ impl SideEngine {
 
 impl Drop for SideEngine {
     fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl SideEngine {
+    /// Removes its containers, stops the daemon, unmounts and removes all it made, and checks
+    /// `docker0`. Idempotent (the shared Engine is stopped at exit, not dropped).
+    pub fn stop(&self) {
+        if !self.root.exists() {
+            return;
+        }
         // Everything on it is the tests' (it is theirs alone): containers first.
         let ids = self.try_docker(&["ps", "-aq"]);
         let ids = String::from_utf8_lossy(&ids.stdout).into_owned();
@@ -235,13 +293,17 @@ impl Drop for SideEngine {
             args.extend(ids);
             let _ = self.try_docker(&args);
         }
-        let pid = self.child.id().to_string();
+        let mut child = self
+            .child
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let pid = child.id().to_string();
         let _ = run("kill", &["-TERM", &pid]);
         let started = Instant::now();
-        while self.child.try_wait().ok().flatten().is_none() {
+        while child.try_wait().ok().flatten().is_none() {
             if started.elapsed() > Duration::from_secs(20) {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
+                let _ = child.kill();
+                let _ = child.wait();
                 break;
             }
             std::thread::sleep(Duration::from_millis(100));

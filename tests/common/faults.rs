@@ -76,7 +76,7 @@ type Shared<T> = Arc<Mutex<T>>;
 /// read whole, its body by Content-Length; answers copied back as they come. A request with a
 /// body of unknown length or an upgrade turns the rest of the connection into a plain copy.
 async fn relay(client: UnixStream, rule: Shared<Rule>, seen: Shared<Vec<(String, Fault)>>) {
-    let Ok(engine) = UnixStream::connect("/var/run/docker.sock").await else {
+    let Ok(engine) = UnixStream::connect(super::matrix::under_test().socket()).await else {
         return;
     };
     let (mut from_engine, mut to_engine) = engine.into_split();

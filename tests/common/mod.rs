@@ -11,6 +11,7 @@ pub mod cosign;
 pub mod docker;
 pub mod engine;
 pub mod faults;
+pub mod matrix;
 pub mod oci;
 pub mod podman;
 pub mod signing;
@@ -374,6 +375,7 @@ impl AgentProcess {
             .env_remove("AWS_PROFILE")
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .envs(control_socket_env(config))
+            .envs(matrix::agent_env())
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(stderr)
@@ -485,7 +487,8 @@ pub fn run_cli(config: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, Strin
         .env("AWS_REGION", REGION)
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env_remove("AWS_PROFILE")
-        .envs(control_socket_env(config));
+        .envs(control_socket_env(config))
+        .envs(matrix::agent_env());
     for (k, v) in env {
         cmd.env(k, v);
     }
