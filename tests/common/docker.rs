@@ -65,17 +65,7 @@ impl TestRegistry {
             dir,
             aliases: Vec::new(),
         };
-        docker_in(
-            Some(&registry.cli_config()),
-            &[
-                "login",
-                "-u",
-                REGISTRY_USER,
-                "-p",
-                REGISTRY_PASSWORD,
-                &registry.host,
-            ],
-        );
+        super::matrix::login(&registry.cli_config(), &registry.host);
         registry
     }
 
@@ -95,10 +85,7 @@ impl TestRegistry {
         std::fs::write(&path, config).unwrap();
         let host = format!("127.0.0.1:{port}");
         self.aliases.push((host.clone(), serve(&path, port)));
-        docker_in(
-            Some(&self.cli_config()),
-            &["login", "-u", REGISTRY_USER, "-p", REGISTRY_PASSWORD, &host],
-        );
+        super::matrix::login(&self.cli_config(), &host);
         host
     }
 
@@ -114,7 +101,17 @@ impl TestRegistry {
     ) -> String {
         let reference = format!("{}/{repo}:{tag}", self.host);
         build_image(&reference, kind, version);
-        docker_in(Some(&self.cli_config()), &["push", &reference]);
+        let pushed = docker_in(Some(&self.cli_config()), &["push", &reference]);
+        if under_test().flavour == super::matrix::Flavour::Podman5 {
+            // Podman's RepoDigests after a push name its local manifest, not the one it sent
+            // (compressed, another digest); the push output has the registry's.
+            let digest = push_digest(&pushed);
+            if !keep_local {
+                let _turn = image_lock();
+                docker(&["rmi", &reference]);
+            }
+            return digest;
+        }
         let digests = docker(&[
             "image",
             "inspect",
@@ -175,12 +172,7 @@ impl TestRegistry {
             String::from_utf8_lossy(&out.stderr)
         );
         drop(_one);
-        let out = docker_in(Some(&self.cli_config()), &["push", &reference]);
-        out.lines()
-            .find_map(|l| l.split("digest: ").nth(1))
-            .and_then(|d| d.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no digest in the push output: {out}"))
-            .to_owned()
+        push_digest(&docker_in(Some(&self.cli_config()), &["push", &reference]))
     }
 
     /// Runs the docker CLI logged in to this registry (e.g. `service create --with-registry-auth`).
@@ -192,13 +184,17 @@ impl TestRegistry {
     pub fn push_as(&self, source: &str, repo: &str, tag: &str) -> String {
         let reference = format!("{}/{repo}:{tag}", self.host);
         docker(&["tag", source, &reference]);
-        let out = docker_in(Some(&self.cli_config()), &["push", &reference]);
-        out.lines()
-            .find_map(|l| l.split("digest: ").nth(1))
-            .and_then(|d| d.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no digest in the push output: {out}"))
-            .to_owned()
+        push_digest(&docker_in(Some(&self.cli_config()), &["push", &reference]))
     }
+}
+
+/// The registry digest in `docker push`'s output.
+fn push_digest(out: &str) -> String {
+    out.lines()
+        .find_map(|l| l.split("digest: ").nth(1))
+        .and_then(|d| d.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no digest in the push output: {out}"))
+        .to_owned()
 }
 
 /// Starts `docker-registry serve config` and waits for its port.
