@@ -17,8 +17,17 @@ cd "$(dirname "$0")/.."
 # docker.io 28.x (dockerd, docker-proxy) with containerd 2.x and its docker CLI, trixie's
 # docker.io 26.x with containerd 1.7 and its CLI; runc and docker-init stay Debian 12's
 # (sid's runc needs a newer glibc).
+# Podman 5 of the matrix (scripts/podman5.sh makes it runnable here): trixie's podman 5.4,
+# netavark, aardvark-dns, catatonit and containers-common, with the libraries of trixie it
+# needs (glibc 2.41, gpgme, assuan, gpg-error, subid) and patchelf to point it at them;
+# conmon and runc stay Debian 12's. The clients: sid's docker-compose 2.x and docker-buildx
+# (CLI plugins; they run on glibc 2.36 as extracted).
 DEFAULT_TOOLS=(trixie:cosign sid:cosign sid:notation sid:docker.io sid:containerd sid:docker-cli
-  trixie:docker.io trixie:containerd trixie:docker-cli)
+  trixie:docker.io trixie:containerd trixie:docker-cli
+  trixie:podman trixie:netavark trixie:aardvark-dns trixie:catatonit
+  trixie:golang-github-containers-common trixie:libc6 trixie:libgpgme11t64 trixie:libassuan9
+  trixie:libgpg-error0 trixie:libsubid5 trixie:libgcc-s1 trixie:libstdc++6 trixie:patchelf
+  sid:docker-compose sid:docker-buildx)
 TOOLS=("$@")
 [ "${#TOOLS[@]}" -gt 0 ] || TOOLS=("${DEFAULT_TOOLS[@]}")
 

@@ -20,6 +20,14 @@ add "images from test registries" "$(docker images --format '{{.Repository}}:{{.
 add "side Engine bridges" "$(ip -br link 2>/dev/null | awk '$1 ~ /^edtb[0-9]+$/ { print $1 }')"
 add "side Engine daemons" "$(pgrep -af 'dockerd --config-file /tmp/edt-engine-' || true)"
 add "side Engine directories" "$(ls -d /tmp/edt-engine-* 2>/dev/null || true)"
+# The matrix's Podman 5 services (tests/common/podman.rs, podman5.rs): their process, /tmp
+# root, default network's bridge (edtp5bN) and, once none runs, netavark's nftables table.
+add "Podman 5 services" "$(pgrep -af 'podman5/bin/podman .*system service' || true)"
+add "Podman 5 directories" "$(ls -d /tmp/edt-podman5-* 2>/dev/null || true)"
+add "Podman 5 bridges" "$(ip -br link 2>/dev/null | awk '$1 ~ /^edtp5b[0-9]+$/ { print $1 }')"
+if ! pgrep -f 'podman5/bin/podman .*system service' >/dev/null; then
+  add "Podman 5's nftables table" "$(nft list table inet netavark >/dev/null 2>&1 && echo 'inet netavark' || true)"
+fi
 ip link show docker0 >/dev/null 2>&1 || add "the system's bridge" "docker0 is gone"
 if [ -n "$left" ]; then
   printf '[leftovers] the run left these behind:\n%s' "$left" >&2

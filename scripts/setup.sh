@@ -49,10 +49,13 @@ if [ ! -x .venv/bin/python ] || ! cmp -s "$reqs" .venv/.requirements; then
 fi
 log "moto: $(.venv/bin/pip show moto | sed -n 's/^Version: //p')"
 
-# The real signing tools the signature tests sign with (cosign 2 and 3, notation) and the
-# engine matrix's side Engine (Docker 28, containerd 2), from Debian's newer suites into
+# The real signing tools the signature tests sign with (cosign 2 and 3, notation), the
+# engine matrix's side Engines (Docker 28 with containerd 2, Docker 26), Podman 5 and the
+# clients Compose v2 and buildx, from Debian's newer suites into
 # .tools/, leaving the system's apt sources and packages alone.
 ./scripts/fetch-tools.sh
+# Podman 5 of the matrix, pointed at trixie's glibc (Debian 12's is too old for it).
+./scripts/podman5.sh
 
 # cargo deny: the licences, bans and sources of every dependency (scripts/test.sh).
 CARGO_DENY_VERSION=0.20.2

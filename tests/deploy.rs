@@ -87,7 +87,10 @@ impl Stack {
         let sdk = self.moto.sdk().await;
         let store = Arc::new(Store::open(&settings.state.path).unwrap());
         let executor = Executor::new(
-            Arc::new(DockerRuntime::new(under_test().docker_host.as_deref()).expect("the Engine under test")),
+            Arc::new(
+                DockerRuntime::new(under_test().docker_host.as_deref())
+                    .expect("the Engine under test"),
+            ),
             Arc::new(EcrCredentials::new(&sdk)),
             store,
             deploy_config(&settings),

@@ -3,14 +3,15 @@
 //! host with `DOCKER_HOST=unix:///run/podman/podman.sock`. The whole configuration is kept and
 //! nothing Podman injected is frozen into the successor; a new image that exits or never gets
 //! healthy is rolled back; kill -9 in the middle of a swap is recovered; doctor names Podman
-//! and has no Swarm services to fail on. moto and the registry are real too.
+//! and has no Swarm services to fail on. moto and the registry are real too. Debian 12's
+//! Podman 4.3 by default; trixie's Podman 5 with `EDT_ENGINE=podman5`.
 
 mod common;
 
 use std::time::Duration;
 
 use common::docker::Kind;
-use common::podman::Podman;
+use common::podman::{Podman, Release};
 use common::site::*;
 use common::*;
 use ecr_deployd::store::{Outcome, Step};
@@ -222,7 +223,11 @@ async fn on_podman_doctor_names_the_engine_and_has_no_services_to_fail_on() {
             .to_owned()
     };
     assert!(line("Docker reachable").starts_with("ok"), "{out}");
-    assert!(line("Docker reachable").contains("Podman 4."), "{out}");
+    let release = match p.podman.release {
+        Release::System => "Podman 4.",
+        Release::Podman5 => "Podman 5.",
+    };
+    assert!(line("Docker reachable").contains(release), "{out}");
     assert!(line("managed containers").contains(&name), "{out}");
     assert!(!out.contains("managed services"), "{out}");
     let (code, out, err) = p.cli(&p.site.config(0), &["sweep"]);

@@ -65,17 +65,7 @@ impl TestRegistry {
             dir,
             aliases: Vec::new(),
         };
-        docker_in(
-            Some(&registry.cli_config()),
-            &[
-                "login",
-                "-u",
-                REGISTRY_USER,
-                "-p",
-                REGISTRY_PASSWORD,
-                &registry.host,
-            ],
-        );
+        super::matrix::login(&registry.cli_config(), &registry.host);
         registry
     }
 
@@ -95,10 +85,7 @@ impl TestRegistry {
         std::fs::write(&path, config).unwrap();
         let host = format!("127.0.0.1:{port}");
         self.aliases.push((host.clone(), serve(&path, port)));
-        docker_in(
-            Some(&self.cli_config()),
-            &["login", "-u", REGISTRY_USER, "-p", REGISTRY_PASSWORD, &host],
-        );
+        super::matrix::login(&self.cli_config(), &host);
         host
     }
 
@@ -114,10 +101,11 @@ impl TestRegistry {
     ) -> String {
         let reference = format!("{}/{repo}:{tag}", self.host);
         build_image(&reference, kind, version);
+        let pushed = docker_in(Some(&self.cli_config()), &["push", &reference]);
         // The digest the registry has, from the push's own answer: on the containerd image
-        // store the local manifest's digest (`RepoDigests`) may differ from the pushed one.
-        let out = docker_in(Some(&self.cli_config()), &["push", &reference]);
-        let digest = pushed_digest(&out);
+        // store and on Podman the local manifest's digest (`RepoDigests`) may differ from
+        // the pushed one.
+        let digest = push_digest(&pushed);
         if !keep_local {
             // Removing prunes cached parents another test's build may be using: take turns.
             let _turn = image_lock();
@@ -165,8 +153,7 @@ impl TestRegistry {
             String::from_utf8_lossy(&out.stderr)
         );
         drop(_one);
-        let out = docker_in(Some(&self.cli_config()), &["push", &reference]);
-        pushed_digest(&out)
+        push_digest(&docker_in(Some(&self.cli_config()), &["push", &reference]))
     }
 
     /// Runs the docker CLI logged in to this registry (e.g. `service create --with-registry-auth`).
@@ -178,13 +165,12 @@ impl TestRegistry {
     pub fn push_as(&self, source: &str, repo: &str, tag: &str) -> String {
         let reference = format!("{}/{repo}:{tag}", self.host);
         docker(&["tag", source, &reference]);
-        let out = docker_in(Some(&self.cli_config()), &["push", &reference]);
-        pushed_digest(&out)
+        push_digest(&docker_in(Some(&self.cli_config()), &["push", &reference]))
     }
 }
 
-/// The digest in `docker push`'s answer (`…: digest: sha256:… size: N`).
-fn pushed_digest(out: &str) -> String {
+/// The registry digest in `docker push`'s output.
+fn push_digest(out: &str) -> String {
     out.lines()
         .find_map(|l| l.split("digest: ").nth(1))
         .and_then(|d| d.split_whitespace().next())

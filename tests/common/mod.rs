@@ -14,6 +14,7 @@ pub mod faults;
 pub mod matrix;
 pub mod oci;
 pub mod podman;
+pub mod podman5;
 pub mod signing;
 pub mod site;
 pub mod smtp;
