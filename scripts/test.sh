@@ -23,6 +23,7 @@ cargo test
 EDT_ENGINE=docker28-containerd cargo test --test deploy --test archives --test archive_names \
   --test recovery --test neighbourhood --test hooks
 EDT_ENGINE=docker28 cargo test --test deploy --test archives --test recovery
+EDT_ENGINE=podman5 cargo test --test podman
 # infra/: cfn-lint, checkov, CloudFormation/Terraform parity, IAM and queue policies.
 .venv/bin/python -m pytest -q infra/tests
 # The alerting rules shipped with the packages: valid, and each alert unit-tested.
