@@ -96,6 +96,21 @@ impl Compose {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compose_v1_keeps_a_container_the_agent_recreated_and_recreates_it_on_the_new_image() {
+    use common::matrix::{Flavour, runs_on};
+    // On Docker 28's containerd store, docker-compose 1.29 cannot re-create any container:
+    // image inspect there has no `ContainerConfig` (KeyError in get_container_data_volumes).
+    // A v1 limit (any re-create of v1 reads it, not only after the agent); v2 is the client there.
+    if !runs_on(
+        &[
+            Flavour::Docker20,
+            Flavour::Docker28,
+            Flavour::Docker26,
+            Flavour::Podman5,
+        ],
+        "Compose v1 cannot re-create on the containerd image store (no ContainerConfig)",
+    ) {
+        return;
+    }
     a_compose_container_the_agent_recreated_stays_the_projects(Compose::V1).await;
 }
 
