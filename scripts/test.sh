@@ -21,7 +21,7 @@ cargo test
 # outcome depends on the Engine, again on side Engines beside the system's (each started by
 # its test binary, stopped with everything on it at its exit).
 EDT_ENGINE=docker28-containerd cargo test --test deploy --test archives --test archive_names \
-  --test recovery --test neighbourhood --test hooks
+  --test index --test recovery --test neighbourhood --test hooks
 EDT_ENGINE=docker28 cargo test --test deploy --test archives --test recovery
 EDT_ENGINE=podman5 cargo test --test podman
 # infra/: cfn-lint, checkov, CloudFormation/Terraform parity, IAM and queue policies.

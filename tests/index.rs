@@ -97,10 +97,15 @@ async fn an_index_is_deployed_once_and_later_sweeps_leave_the_container_alone() 
     assert_eq!(history[0]["to_digest"], i3.as_str());
     assert_eq!(history[0]["outcome"], "succeeded");
     let digests = repo_digests(&name);
-    assert!(
-        digests.iter().any(|d| d.ends_with(&p3)) && digests.iter().any(|d| d.ends_with(&i3)),
-        "{digests:?}"
-    );
+    let has = |d: &str| digests.iter().any(|r| r.ends_with(d));
+    if common::matrix::under_test().flavour.content_addressed_ids() {
+        // The containerd store keeps one image per manifest or index: the pulled index is
+        // listed under its own digest only; being up to date below is what counts.
+        assert!(has(&i3) || has(&p3), "{digests:?}");
+    } else {
+        // The classic stores list the pulled index's digest beside the pushed platform's.
+        assert!(has(&p3) && has(&i3), "{digests:?}");
+    }
     assert_eq!(status_of(&site.config(0), &name)["state"], "up_to_date");
 }
 

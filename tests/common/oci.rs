@@ -109,16 +109,21 @@ pub fn put_manifest(
 }
 
 /// The size of the image manifest `repo@digest` (an index entry must name it).
-fn manifest_size(registry: &TestRegistry, repo: &str, digest: &str) -> usize {
-    curl(
+/// The size and media type of manifest `digest` as the registry holds it: Docker's on the
+/// classic stores' pushes, OCI's on the containerd store's (an index entry must say which:
+/// a registry answers "manifest unknown" to a fetch whose Accept leaves its type out).
+fn manifest_facts(registry: &TestRegistry, repo: &str, digest: &str) -> (usize, String) {
+    let body = curl(
         registry,
         &[
             "-H",
             &format!("Accept: {DOCKER_MANIFEST}, {OCI_MANIFEST}"),
             &format!("http://{}/v2/{repo}/manifests/{digest}", registry.host),
         ],
-    )
-    .len()
+    );
+    let parsed: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    let media_type = parsed["mediaType"].as_str().unwrap_or(OCI_MANIFEST).to_owned();
+    (body.len(), media_type)
 }
 
 /// A provenance attestation for `subject`, as buildx attaches it.
@@ -156,13 +161,13 @@ pub fn push_index(
     tag: &str,
     platform_digest: &str,
 ) -> (String, String) {
-    let size = manifest_size(registry, repo, platform_digest);
+    let (size, media_type) = manifest_facts(registry, repo, platform_digest);
     let (att, att_size) = attestation(registry, repo, platform_digest);
     let index = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": OCI_INDEX,
         "manifests": [
-            {"mediaType": DOCKER_MANIFEST, "digest": platform_digest, "size": size,
+            {"mediaType": media_type, "digest": platform_digest, "size": size,
              "platform": {"architecture": engine_arch(), "os": "linux"}},
             {"mediaType": OCI_MANIFEST, "digest": att, "size": att_size,
              "platform": {"architecture": "unknown", "os": "unknown"},
