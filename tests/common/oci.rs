@@ -122,7 +122,10 @@ fn manifest_facts(registry: &TestRegistry, repo: &str, digest: &str) -> (usize, 
         ],
     );
     let parsed: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-    let media_type = parsed["mediaType"].as_str().unwrap_or(OCI_MANIFEST).to_owned();
+    let media_type = parsed["mediaType"]
+        .as_str()
+        .unwrap_or(OCI_MANIFEST)
+        .to_owned();
     (body.len(), media_type)
 }
 
