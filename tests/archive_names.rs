@@ -78,17 +78,7 @@ fn sweep(config: &str, env: &[(&str, &str)]) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn archive_names_are_applied_only_after_the_verdict_and_only_the_followers() {
     let lab = Lab::new("names").await;
-    lab.s3
-        .create_bucket()
-        .bucket(BUCKET)
-        .create_bucket_configuration(
-            aws_sdk_s3::types::CreateBucketConfiguration::builder()
-                .location_constraint(REGION.into())
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    create_bucket(&lab.s3, BUCKET).await;
     let config = lab.config(&format!("{}/{ACCOUNT}/unused", lab.moto.endpoint));
     let images = &lab.images;
     let victims = Images {

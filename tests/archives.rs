@@ -243,16 +243,7 @@ async fn archive_load_memory() {
     const MB: usize = 200;
     let lab = Lab::new("archive-bench").await;
     let (images, dir, s3) = (&lab.images, &lab.dir, &lab.s3);
-    s3.create_bucket()
-        .bucket(BUCKET)
-        .create_bucket_configuration(
-            aws_sdk_s3::types::CreateBucketConfiguration::builder()
-                .location_constraint(REGION.into())
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    create_bucket(s3, BUCKET).await;
     let (url, _) = create_queue(&aws_sdk_sqs::Client::new(&lab.sdk), "bench", None).await;
     let v1 = images.build("v1", Kind::Serve);
     images.archive(&v1, "v1", &v1, &dir.path().join("v1.tar.xz"));

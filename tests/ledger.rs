@@ -89,21 +89,8 @@ async fn until_rows(config: &str, what: &str, check: impl Fn(&Value) -> bool) ->
 async fn three_hosts_write_one_ledger_that_shows_digests_rollbacks_staleness_and_a_page() {
     let started = Instant::now();
     let aws = Aws::start().await;
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&aws.sdk)
-            .force_path_style(true)
-            .build(),
-    );
-    s3.create_bucket()
-        .bucket(BUCKET)
-        .create_bucket_configuration(
-            aws_sdk_s3::types::CreateBucketConfiguration::builder()
-                .location_constraint(REGION.into())
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let s3 = s3_client(&aws.sdk);
+    create_bucket(&s3, BUCKET).await;
     // Dropped in reverse: the containers (scope) go before the registry's images.
     let registry = TestRegistry::start();
     let scope = Scope::new("ledger");

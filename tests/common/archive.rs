@@ -80,11 +80,7 @@ impl Lab {
     pub async fn new(test: &str) -> Self {
         let moto = Moto::start();
         let sdk = moto.sdk().await;
-        let s3 = aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(&sdk)
-                .force_path_style(true)
-                .build(),
-        );
+        let s3 = s3_client(&sdk);
         let unique = sha256_hex(format!("{test} {:?}", std::time::SystemTime::now()).as_bytes());
         Self {
             scope: Scope::new(test),

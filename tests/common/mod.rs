@@ -240,6 +240,29 @@ pub async fn peek(sqs: &aws_sdk_sqs::Client, url: &str, wait_s: i32) -> Vec<Stri
         .collect()
 }
 
+/// An S3 client of the emulator (path-style addressing, as moto serves buckets).
+pub fn s3_client(sdk: &SdkConfig) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(true)
+            .build(),
+    )
+}
+
+/// Creates `bucket` in the test region.
+pub async fn create_bucket(s3: &aws_sdk_s3::Client, bucket: &str) {
+    s3.create_bucket()
+        .bucket(bucket)
+        .create_bucket_configuration(
+            aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                .location_constraint(REGION.into())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
         .iter()
