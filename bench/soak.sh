@@ -6,8 +6,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh >/dev/null
+# What an earlier, interrupted run left is named but not blamed on this one.
+baseline=$(mktemp)
+./scripts/leftovers.sh --baseline "$baseline"
 parts=$(mktemp -d)
-trap 'rm -rf "$parts"' EXIT
+trap 'rm -rf "$parts" "$baseline"' EXIT
 export BENCH_OUT_DIR="$parts"
 cargo bench --quiet --bench soak 2>&1 | grep -v '^setup:'
 .venv/bin/python - "$parts/soak.json" bench/results/latest.json <<'PY'
@@ -20,4 +23,4 @@ results["soak"] = soak
 open(out, "w").write(json.dumps(results, indent=2) + "\n")
 print(f"written: {out} (soak)")
 PY
-./scripts/leftovers.sh
+./scripts/leftovers.sh --since "$baseline"

@@ -35,7 +35,7 @@ use ecr_deployd::adapters::ecr::{EcrCredentials, EcrRegistry};
 use ecr_deployd::adapters::sqs::SqsQueue;
 use ecr_deployd::app::{Agent, deploy_config};
 use ecr_deployd::config::Settings;
-use ecr_deployd::deploy::executor::Executor;
+use ecr_deployd::deploy::Executor;
 use ecr_deployd::ports::{Message, Queue, Receipt, RemoteError, Unset};
 use ecr_deployd::reconcile::sweep;
 use ecr_deployd::store::{Deployment, Outcome, Store};

@@ -5,7 +5,9 @@
 //! images and sends, per deploy, the push event and a mix of what a queue carries over
 //! months: duplicates of the push, a malformed body, a foreign event, a scan hint, a fleet
 //! result, a delete event and a push of a tag seen once only (a new key every time).
-//! `min_uptime_seconds = 0`; `[state] keep_days = 30`; the sweep (which prunes) every 10 s.
+//! `min_uptime_seconds = 0`; `[state] keep_days = 30`; the sweep (which prunes) every 10 s;
+//! `[fleet] wave = 2`, so that the fleet results are recorded and each push deploys once an
+//! earlier wave's host reports it (promotions, held rows and fleet rows all exercised).
 //! The clock: every `deploys / 365` deploys one day passes — every timestamp in the store
 //! moves back by a day — so the run covers a year of the store's retention.
 //!
@@ -192,7 +194,7 @@ async fn main() {
          [queue]\nurl = \"{url}\"\nwait_time_seconds = 1\nvisibility_timeout_seconds = 10\n\
          [registry]\nmirror = \"{}\"\n[sweep]\ninterval_seconds = 10\njitter_seconds = 0\n\
          [deploy]\nmin_uptime_seconds = 0\n[state]\npath = \"{}\"\nkeep_days = {KEEP_DAYS}\n\
-         [http]\nlisten = \"{http_addr}\"\n",
+         [http]\nlisten = \"{http_addr}\"\n[fleet]\nwave = 2\npromote_after = 1\n",
         aws.moto.endpoint,
         registry.host,
         db.display()
@@ -304,7 +306,7 @@ async fn main() {
             "simulated_days": days,
             "keep_days": KEEP_DAYS,
             "wall_s": wall,
-            "config": "min_uptime_seconds 0, sweep every 10 s (prunes), debounce 1500 ms, keep_days 30",
+            "config": "min_uptime_seconds 0, sweep every 10 s (prunes), debounce 1500 ms, keep_days 30, fleet wave 2 (promote_after 1)",
             "warm_up_deploys": first.deploys,
             "growth_per_1000_deploys": growth,
             "samples": samples,

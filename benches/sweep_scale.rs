@@ -15,7 +15,7 @@ use ecr_deployd::adapters::docker::DockerRuntime;
 use ecr_deployd::adapters::ecr::{EcrCredentials, EcrRegistry};
 use ecr_deployd::app::deploy_config;
 use ecr_deployd::config::Settings;
-use ecr_deployd::deploy::executor::Executor;
+use ecr_deployd::deploy::Executor;
 use ecr_deployd::reconcile::sweep::{Action, sweep_once};
 use ecr_deployd::store::Store;
 

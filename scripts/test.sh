@@ -6,6 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
+# What an earlier, interrupted run left is named but not blamed on this one.
+baseline=$(mktemp)
+./scripts/leftovers.sh --baseline "$baseline"
+trap 'rm -f "$baseline"' EXIT
 cargo fmt --all -- --check
 cargo clippy --quiet --all-targets -- -D warnings
 # Our own supply chain (deny.toml): licences, banned and duplicate crates, sources. The
@@ -21,8 +25,10 @@ cargo test
 # outcome depends on the Engine, again on side Engines beside the system's (each started by
 # its test binary, stopped with everything on it at its exit).
 EDT_ENGINE=docker28-containerd cargo test --test deploy --test archives --test archive_names \
-  --test index --test recovery --test neighbourhood --test hooks
+  --test index --test recovery --test neighbourhood --test hooks --test site_registry
 EDT_ENGINE=docker28 cargo test --test deploy --test archives --test recovery
+# Docker 26 (API 1.45): the re-creation rules between 1.44 and 1.51 (per-network MAC, DNSNames).
+EDT_ENGINE=docker26 cargo test --test deploy
 EDT_ENGINE=podman5 cargo test --test podman
 # infra/: cfn-lint, checkov, CloudFormation/Terraform parity, IAM and queue policies.
 .venv/bin/python -m pytest -q infra/tests
@@ -32,4 +38,4 @@ promtool test rules packaging/prometheus/alerts_test.yml
 # Packages: build the .deb and .rpm, lint them, install/upgrade/remove/purge on this machine.
 ./packaging/test.sh
 # Nothing the tests created is left on the Docker Engine.
-./scripts/leftovers.sh
+./scripts/leftovers.sh --since "$baseline"

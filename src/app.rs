@@ -1,48 +1,24 @@
 //! Wires the stages together and owns shutdown.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-use tracing::info;
 
-use backon::Retryable;
-use tracing::warn;
-
-use crate::adapters::docker::DockerRuntime;
-use crate::adapters::ecr::EcrCredentials;
-use crate::adapters::ledger::S3Ledger;
-use crate::adapters::s3::S3Archives;
-use crate::adapters::supply::SupplyFacts;
-use crate::adapters::{aws, ecr::EcrRegistry, sqs::SqsQueue};
-use crate::archive::resolve::ArchiveResolver;
-use crate::archive::sources::Sources;
-use crate::commands::act;
 use crate::config::{ConfigError, Settings};
-use crate::control::lease::{Lease, LeaseError};
-use crate::control::socket as control_socket;
-use crate::deploy::{DeployConfig, Executor};
 use crate::event::GateHint;
 use crate::fleet::FleetResult;
-use crate::http;
+use crate::intake::local::LocalQueue;
 use crate::intake::{self, HintHandler, IntakeConfig, ResultHandler};
-use crate::ledger::{
-    self,
-    writer::{self, LedgerHandle, WriterConfig},
-};
-use crate::metrics::Metrics;
 use crate::notify::Notifier;
-use crate::ports::{Credentials, Deployer, Queue, Registry, Runtime};
+use crate::ports::{Deployer, Queue, Registry};
 use crate::reconcile::Reconciler;
-use crate::reconcile::{promotions, sweep, windows};
+use crate::reconcile::promotions;
 use crate::request::InFlight;
-use crate::retry;
 use crate::stats::Stats;
-use crate::store::{Store, StoreError};
-use crate::systemd;
+use crate::store::StoreError;
+pub use crate::wiring::{RealExecutor, RealSources, deploy_config, real_stages};
 
 /// How long shutdown waits for work in flight — event work and the sweep alike, one
 /// deadline for all — before abandoning it and handing its messages back.
@@ -78,6 +54,21 @@ impl<Q: Queue, R: Registry, D: Deployer> Agent<Q, R, D> {
         shutdown: CancellationToken,
         grace: Duration,
         wake_sweep: Option<Arc<Notify>>,
+    ) {
+        self.run_with(settings, shutdown, grace, wake_sweep, None)
+            .await
+    }
+
+    /// As [`Agent::run_waking`], with a receive loop of its own for `local`, the pushes
+    /// the intake listener keeps (SPEC §18); their receipts must reach `local` through
+    /// this agent's queue ([`Queues`]).
+    pub async fn run_with(
+        &self,
+        settings: &Settings,
+        shutdown: CancellationToken,
+        grace: Duration,
+        wake_sweep: Option<Arc<Notify>>,
+        local: Option<Arc<LocalQueue>>,
     ) {
         let inflight = InFlight::default();
         // A host of wave N > 1 follows the earlier wave's results (SPEC §14).
@@ -120,6 +111,16 @@ impl<Q: Queue, R: Registry, D: Deployer> Agent<Q, R, D> {
             notifier: self.notifier.clone(),
             applied: Default::default(),
         });
+        let local_intake = local.map(|local| {
+            tokio::spawn(intake::run(
+                local,
+                cfg.clone(),
+                inflight.clone(),
+                self.stats.clone(),
+                tx.clone(),
+                shutdown.clone(),
+            ))
+        });
         let intake = tokio::spawn(intake::run(
             self.queue.clone(),
             cfg,
@@ -138,6 +139,9 @@ impl<Q: Queue, R: Registry, D: Deployer> Agent<Q, R, D> {
         ));
         reconciler.run(rx, shutdown, grace).await;
         let _ = intake.await;
+        if let Some(l) = local_intake {
+            let _ = l.await;
+        }
         if let Some(p) = promotions {
             let _ = p.await;
         }
@@ -163,296 +167,16 @@ pub enum StartError {
     /// The control socket cannot be served, or the state-store lease cannot be taken.
     #[error("{0}")]
     Control(String),
+    /// A `[[registries]]` entry's password or CA file cannot be used.
+    #[error("{0}")]
+    Registries(String),
+    /// The `[intake]` listener cannot be served (its address, token or TLS files).
+    #[error("intake.listen: {0}")]
+    Intake(String),
 }
 
-/// The deploy stage's settings from the configuration (validated: its policies compile).
-pub fn deploy_config(settings: &Settings) -> DeployConfig {
-    let d = &settings.deploy;
-    DeployConfig {
-        policies: settings.policies().unwrap_or_default(),
-        gates: settings.gates().unwrap_or_default(),
-        fleet: settings.fleet().unwrap_or_default(),
-        health_timeout: Duration::from_secs(d.health_timeout_seconds),
-        min_uptime: Duration::from_secs(d.min_uptime_seconds),
-        stop_timeout: Duration::from_secs(d.stop_timeout_seconds),
-        max_parallel: d.max_parallel as usize,
-        remove_old_images: d.remove_old_images,
-        mirrors: settings.registry.mirrors(),
-        scope: d.scope.clone(),
-        keep_history: settings.keep_history(),
-    }
-}
-
-/// Where "what should run" comes from, on the real adapters: ECR for tags, S3 for archives
-/// (loaded into `runtime`, remembered in `store`).
-pub type RealSources = Sources<EcrRegistry, ArchiveResolver<S3Archives, DockerRuntime>>;
-
-/// The real [`RealSources`].
-pub fn sources(
-    sdk: &aws_config::SdkConfig,
-    runtime: &Arc<DockerRuntime>,
-    store: &Arc<Store>,
-    settings: &Settings,
-) -> RealSources {
-    let archives = ArchiveResolver::new(
-        Arc::new(S3Archives::new(sdk)),
-        runtime.clone(),
-        store.clone(),
-    )
-    .with_mirrors(settings.registry.mirrors())
-    .with_scope(&settings.deploy.scope)
-    .with_limits(settings.archives.clone());
-    Sources {
-        ecr: EcrRegistry::new(sdk),
-        archives,
-    }
-}
-
-impl RealSources {
-    /// Publishes the archive resolver's map sizes in `stats`.
-    pub fn with_stats(mut self, stats: Arc<Stats>) -> Self {
-        self.archives = self.archives.with_stats(stats);
-        self
-    }
-
-    /// Tells operators about refused archives through `notifier`.
-    pub fn with_notifier(mut self, notifier: Notifier) -> Self {
-        self.archives = self.archives.with_notifier(notifier);
-        self
-    }
-}
-
-/// `ecr-deployd run`: the daemon on the real adapters, until `shutdown` completes.
-/// `docker_host` is the value of `DOCKER_HOST`, if set.
-pub async fn run(
-    settings: Settings,
-    docker_host: Option<String>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), StartError> {
-    settings.require_queue()?;
-    let runtime = DockerRuntime::new(docker_host.as_deref()).map_err(StartError::DockerHost)?;
-    // Held for the daemon's life: no command swaps containers beside it in its own process.
-    let _lease = take_lease(&settings.state.path).await?;
-    let store = Arc::new(Store::open(&settings.state.path)?);
-    let sdk = aws::sdk_config(&settings).await;
-    let wait = Duration::from_secs(settings.queue.wait_time_seconds.into());
-    let stats: Arc<Stats> = Arc::default();
-    stats.tick();
-    let metrics = Metrics::new(stats.clone());
-    metrics.set_sweep_interval(Duration::from_secs(settings.sweep.interval_seconds));
-    let fleet = settings.fleet()?;
-    let notifier = Notifier::start(&settings.notify, &sdk).in_fleet(&fleet.name, fleet.wave);
-    let runtime = Arc::new(runtime);
-    let registry = sources(&sdk, &runtime, &store, &settings)
-        .with_notifier(notifier.clone())
-        .with_stats(stats.clone());
-    let ledger_stop = CancellationToken::new();
-    let (ledger, ledger_task) =
-        start_ledger(&settings, &sdk, &store, &metrics, &notifier, &ledger_stop);
-    let executor = Executor::new(
-        runtime,
-        Arc::new(EcrCredentials::new(&sdk)),
-        store,
-        deploy_config(&settings),
-    )
-    .with_ledger(ledger)
-    .with_metrics(metrics.clone())
-    .with_notifier(notifier.clone())
-    .with_supply(Arc::new(SupplyFacts::new(&sdk)));
-    let agent = Agent {
-        queue: Arc::new(SqsQueue::new(&sdk, &settings.queue.url, wait)),
-        registry: Arc::new(registry),
-        deployer: Arc::new(executor),
-        stats,
-        notifier,
-    };
-    let token = CancellationToken::new();
-    let wake = Arc::new(Notify::new());
-    let control_tasks = TaskTracker::new();
-    let abandon_commands = CancellationToken::new();
-    let listener = control_socket::bind(&settings.control.socket)
-        .await
-        .map_err(StartError::Control)?;
-    if let Ok(addr) = settings.http.listen.parse::<std::net::SocketAddr>() {
-        // Bound now, so a taken port is a start-up error and not a silent absence.
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| StartError::Listen(addr, e))?;
-        tokio::spawn(http::serve(listener, metrics.clone(), token.clone()));
-    }
-    let trigger = token.clone();
-    let stop_requested: Arc<std::sync::OnceLock<tokio::time::Instant>> = Arc::default();
-    let requested = stop_requested.clone();
-    tokio::spawn(async move {
-        shutdown.await;
-        info!(grace = ?SHUTDOWN_GRACE, "shutdown requested");
-        systemd::stopping();
-        let _ = requested.set(tokio::time::Instant::now());
-        trigger.cancel();
-    });
-    // Config valid, state store open, listener bound: up. Docker and AWS may still be coming
-    // up; both are retried from here on, with the watchdog fed while that goes on.
-    systemd::ready("running: recovering interrupted deployments");
-    let watchdog_stop = CancellationToken::new();
-    tokio::spawn(systemd::watchdog(
-        agent.stats.clone(),
-        watchdog_stop.clone(),
-    ));
-    // A swap interrupted by a crash is finished or undone before anything new is deployed.
-    let recover = || agent.deployer.recover();
-    let recovered = tokio::select! {
-        _ = token.cancelled() => return Ok(()),
-        r = recover
-            .retry(retry::forever())
-            .when(|e| e.transient)
-            .notify(|e, delay| {
-                agent.stats.tick();
-                warn!(error = %e, retry_in = ?delay, "Docker unreachable; recovery retried")
-            }) => r,
-    };
-    match recovered {
-        Ok(0) => {}
-        Ok(n) => info!(deployments = n, "interrupted deployments recovered"),
-        Err(e) => warn!(error = %e, "recovery of interrupted deployments failed"),
-    }
-    // Operator commands are answered once recovery is done (they waited in the backlog).
-    let (registry, executor, woken) =
-        (agent.registry.clone(), agent.deployer.clone(), wake.clone());
-    tokio::spawn(control_socket::serve(
-        listener,
-        settings.control.socket.clone(),
-        move |request| {
-            let (registry, executor, woken) = (registry.clone(), executor.clone(), woken.clone());
-            async move { act::handle(request, registry.as_ref(), executor.as_ref(), Some(&woken)).await }
-        },
-        control_tasks.clone(),
-        token.clone(),
-        abandon_commands.clone(),
-    ));
-    let mut windows = tokio::spawn(windows::at_openings(
-        agent.registry.clone(),
-        agent.deployer.clone(),
-        token.clone(),
-    ));
-    let mut sweep = tokio::spawn(sweep::periodic(
-        agent.registry.clone(),
-        agent.deployer.clone(),
-        Duration::from_secs(settings.sweep.interval_seconds),
-        Duration::from_secs(settings.sweep.jitter_seconds),
-        wake.clone(),
-        token.clone(),
-    ));
-    info!(queue = %settings.queue.url, "ecr-deployd running");
-    systemd::status(&format!("running: {}", settings.queue.url));
-    agent
-        .run_waking(&settings, token, SHUTDOWN_GRACE, Some(wake))
-        .await;
-    // One deadline for everything in flight: the sweep gets what is left of the grace
-    // period the event work had.
-    let deadline = stop_requested
-        .get()
-        .map_or_else(tokio::time::Instant::now, |t| *t + SHUTDOWN_GRACE);
-    if tokio::time::timeout_at(deadline, &mut sweep).await.is_err() {
-        warn!("the sweep did not finish within the grace period; abandoning it");
-        sweep.abort();
-    }
-    if tokio::time::timeout_at(deadline, &mut windows)
-        .await
-        .is_err()
-    {
-        warn!("the window sweep did not finish within the grace period; abandoning it");
-        windows.abort();
-    }
-    control_tasks.close();
-    if tokio::time::timeout_at(deadline, control_tasks.wait())
-        .await
-        .is_err()
-    {
-        warn!("operator commands did not finish within the grace period; abandoning them");
-        // Dropped before recovery runs: never a command's swap beside the undoing of it.
-        abandon_commands.cancel();
-        control_tasks.wait().await;
-    }
-    undo_abandoned(agent.deployer.as_ref()).await;
-    // Last: the ledger's final write carries what shutdown finished or undid.
-    ledger_stop.cancel();
-    if let Some(task) = ledger_task {
-        let _ = task.await;
-    }
-    watchdog_stop.cancel();
-    info!(
-        ecr_calls = agent.registry.ecr.calls(),
-        "ecr-deployd stopped cleanly"
-    );
-    Ok(())
-}
-
-/// The fleet ledger's writer (SPEC §17) when `[fleet] ledger` is set: the handle the
-/// executor and the sweep tell, and the task that writes until `stop`.
-fn start_ledger(
-    settings: &Settings,
-    sdk: &aws_config::SdkConfig,
-    store: &Arc<Store>,
-    metrics: &Arc<Metrics>,
-    notifier: &Notifier,
-    stop: &CancellationToken,
-) -> (LedgerHandle, Option<tokio::task::JoinHandle<()>>) {
-    let Some(url) = settings.ledger() else {
-        return (LedgerHandle::disabled(), None);
-    };
-    let interval = match settings.sweep.interval_seconds {
-        0 => ledger::DEFAULT_INTERVAL_SECONDS,
-        s => s,
-    };
-    let cfg = WriterConfig {
-        url,
-        name: notifier.fleet_name().to_owned(),
-        host: notifier.host().to_owned(),
-        wave: notifier.wave(),
-        interval: Duration::from_secs(interval),
-    };
-    let handle = LedgerHandle::new();
-    let task = tokio::spawn(writer::run(
-        handle.clone(),
-        Arc::new(S3Ledger::new(sdk)),
-        store.clone(),
-        cfg,
-        Some(metrics.clone()),
-        stop.clone(),
-    ));
-    (handle, Some(task))
-}
-
-/// The state-store lease; waits while an operator command run without a daemon holds it.
-async fn take_lease(state: &std::path::Path) -> Result<Lease, StartError> {
-    let mut told = false;
-    loop {
-        match Lease::try_acquire(state) {
-            Ok(l) => return Ok(l),
-            Err(LeaseError::Held { holder, .. }) => {
-                if !told {
-                    warn!(%holder, "the state store is in use by an operator command; waiting for it to finish");
-                    told = true;
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            Err(e) => return Err(StartError::Control(e.to_string())),
-        }
-    }
-}
-
-/// Swaps abandoned at the deadline are undone now rather than at the next start, so that no
-/// old container stays stopped while the agent is down.
-async fn undo_abandoned<RT: Runtime, C: Credentials>(executor: &Executor<RT, C>) {
-    match tokio::time::timeout(SHUTDOWN_RECOVERY, executor.recover()).await {
-        Ok(Ok(0)) => {}
-        Ok(Ok(n)) => warn!(deployments = n, "abandoned deployments undone before exit"),
-        Ok(Err(e)) => {
-            warn!(error = %e, "undoing abandoned deployments failed; the next start does it")
-        }
-        Err(_) => warn!("undoing abandoned deployments took too long; the next start does it"),
-    }
-}
+mod daemon;
+pub use daemon::run;
 
 #[cfg(test)]
 mod tests;

@@ -4,7 +4,6 @@
 //! (delivered by a rule target) or the same envelope wrapped in an SNS notification.
 //! The event's digest is only a hint; what gets deployed is decided later from ECR.
 
-use std::fmt;
 use std::time::SystemTime;
 
 use serde_json::Value;
@@ -12,193 +11,17 @@ use serde_json::Value;
 mod fleet;
 mod hints;
 mod hosts;
+pub mod registry;
 mod s3;
+pub mod site;
+pub use crate::model::reference::{
+    ARCHIVE_SCHEME, Digest, ImageRef, Repository, Tag, same_host, source_text, split_reference,
+};
 pub use hints::GateHint;
 pub use hosts::{Home, Mirrors, follows, is_ecr_host};
 pub use s3::parse_source;
 
-/// A content digest, always `sha256:<64 lowercase hex>`.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Digest(String);
-
-impl Digest {
-    /// Validates `s` as a sha256 digest.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let hex = s
-            .strip_prefix("sha256:")
-            .ok_or_else(|| format!("digest {s:?} does not start with \"sha256:\""))?;
-        if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-            return Err(format!(
-                "digest {s:?} is not \"sha256:\" followed by 64 lowercase hex characters"
-            ));
-        }
-        Ok(Self(s.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The first 12 hex characters, as operators see them in `docker images`.
-    pub fn short(&self) -> &str {
-        &self.0[7..19]
-    }
-}
-
-impl fmt::Display for Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Digest({})", self.0)
-    }
-}
-
-/// An ECR repository name, validated with ECR's own pattern:
-/// `(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*`, 2–256 characters.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Repository(String);
-
-impl Repository {
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let bad = || format!("repository name {s:?} is not a valid ECR repository name");
-        if s.len() < 2 || s.len() > 256 {
-            return Err(bad());
-        }
-        for component in s.split('/') {
-            // Each component: alphanumeric runs separated by single '.', '_' or '-'.
-            let mut prev_sep = true;
-            if component.is_empty() {
-                return Err(bad());
-            }
-            for b in component.bytes() {
-                match b {
-                    b'a'..=b'z' | b'0'..=b'9' => prev_sep = false,
-                    b'.' | b'_' | b'-' if !prev_sep => prev_sep = true,
-                    _ => return Err(bad()),
-                }
-            }
-            if prev_sep {
-                return Err(bad());
-            }
-        }
-        Ok(Self(s.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// An image tag with Docker's rules: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Tag(String);
-
-impl Tag {
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let ok = !s.is_empty()
-            && s.len() <= 128
-            && !s.starts_with(['.', '-'])
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-        if ok {
-            Ok(Self(s.to_owned()))
-        } else {
-            Err(format!("image tag {s:?} is not a valid tag"))
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// How operators read a stored `repository` and `tag`: `repo:tag`, or `s3://bucket/key` for
-/// an archive (kept as repository `s3://bucket`, tag `key`).
-pub fn source_text(repository: &str, tag: &str) -> String {
-    match repository.starts_with(ARCHIVE_SCHEME) {
-        true => format!("{repository}/{tag}"),
-        false => format!("{repository}:{tag}"),
-    }
-}
-
-/// How an S3 archive source starts (`ecr-deployd.source=s3://BUCKET/KEY`).
-pub const ARCHIVE_SCHEME: &str = "s3://";
-
-/// What the agent follows: a `repository:tag` in one ECR registry, or an S3 archive
-/// ([`ImageRef::archive`]).
-///
-/// `registry` is the 12-digit account id and `region` the AWS region when known (events
-/// delivered by real AWS carry both, an image from an ECR host names both); `None` means
-/// "the account (or region) of our credentials", the [`Home`] registry.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ImageRef {
-    pub registry: Option<String>,
-    pub region: Option<String>,
-    pub repository: Repository,
-    pub tag: Tag,
-}
-
-impl ImageRef {
-    pub fn new(registry: Option<String>, repository: Repository, tag: Tag) -> Self {
-        Self {
-            registry,
-            region: None,
-            repository,
-            tag,
-        }
-    }
-
-    /// The same reference, in `region` (`None`: the home region).
-    pub fn in_region(self, region: Option<String>) -> Self {
-        Self { region, ..self }
-    }
-
-    /// An S3 archive followed instead of an ECR tag (SPEC §13): `s3://BUCKET/KEY`. It is
-    /// kept as repository `s3://BUCKET` and tag `KEY` (no ECR repository has a `:`), so
-    /// coalescing, matching, history and notices treat it like any tag.
-    pub fn archive(bucket: &str, key: &str) -> Self {
-        Self {
-            registry: None,
-            region: None,
-            repository: Repository(format!("{ARCHIVE_SCHEME}{bucket}")),
-            tag: Tag(key.to_owned()),
-        }
-    }
-
-    /// `(bucket, key)` when this follows an S3 archive.
-    pub fn archive_location(&self) -> Option<(&str, &str)> {
-        let bucket = self.repository.0.strip_prefix(ARCHIVE_SCHEME)?;
-        Some((bucket, self.tag.as_str()))
-    }
-
-    pub fn is_archive(&self) -> bool {
-        self.archive_location().is_some()
-    }
-
-    /// Parses `repository[:tag]` (no tag = `latest`), as in the `ecr-deployd.image` label.
-    pub fn parse_repo_tag(s: &str) -> Result<Self, String> {
-        let (repo, tag) = match s.rsplit_once(':') {
-            Some((r, t)) if !t.contains('/') => (r, t),
-            _ => (s, "latest"),
-        };
-        Ok(Self::new(None, Repository::parse(repo)?, Tag::parse(tag)?))
-    }
-}
-
-/// Splits a reference into the repository part and tag (`latest` when absent), dropping any
-/// `@digest`: `host:5000/team/web:prod` → (`host:5000/team/web`, `prod`).
-pub fn split_reference(reference: &str) -> (&str, &str) {
-    let r = reference.split('@').next().unwrap_or(reference);
-    match r.rsplit_once(':') {
-        Some((repo, tag)) if !tag.contains('/') => (repo, tag),
-        _ => (r, "latest"),
-    }
-}
-
+// The matching that needs the credentials' `Home` stays beside the hosts.
 impl ImageRef {
     /// Whether a request for `self` concerns a container that follows `other`: the key is
     /// account + region + repository + tag, a part left unnamed being `home`'s. With `home`
@@ -223,17 +46,10 @@ impl ImageRef {
     pub fn needs_home(&self, other: &ImageRef) -> bool {
         self.repository == other.repository
             && self.tag == other.tag
+            && self.site_host().is_none()
+            && other.site_host().is_none()
             && (self.registry.is_some() != other.registry.is_some()
                 || self.region.is_some() != other.region.is_some())
-    }
-}
-
-impl fmt::Display for ImageRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some((bucket, key)) = self.archive_location() {
-            return write!(f, "{ARCHIVE_SCHEME}{bucket}/{key}");
-        }
-        write!(f, "{}:{}", self.repository.as_str(), self.tag.as_str())
     }
 }
 
@@ -301,6 +117,9 @@ fn classify_envelope(v: &Value, what: &str) -> Classified {
     }
     if source == Some(s3::SOURCE) {
         return s3::object_created(v);
+    }
+    if source == Some(site::SOURCE) {
+        return site::push(v);
     }
     if source != Some(ECR_SOURCE) {
         return match source {
@@ -373,11 +192,15 @@ fn classify_envelope(v: &Value, what: &str) -> Classified {
         image: ImageRef::new(registry, repository, tag).in_region(region.map(str::to_owned)),
         digest_hint: Some(digest_hint),
         object_version: None,
-        time: v
-            .get("time")
-            .and_then(Value::as_str)
-            .and_then(|t| humantime::parse_rfc3339_weak(t.trim_end_matches('Z')).ok()),
+        time: event_time(v),
     })
+}
+
+/// The event's `time` (RFC 3339), when present and valid.
+fn event_time(v: &Value) -> Option<SystemTime> {
+    v.get("time")
+        .and_then(Value::as_str)
+        .and_then(|t| humantime::parse_rfc3339_weak(t.trim_end_matches('Z')).ok())
 }
 
 #[cfg(test)]

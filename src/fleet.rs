@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::event::{Digest, ImageRef};
+use crate::model::reference::{Digest, ImageRef};
 
 /// Outcomes of an earlier wave that halt a digest.
 pub const HALTING: [&str; 2] = ["rolled_back", "rejected"];

@@ -5,23 +5,26 @@
 //! Bounded, so that local clients cannot take the agent's file descriptors: at most
 //! [`MAX_CONNECTIONS`] open at once (a new one closes the oldest), a request head must arrive
 //! within [`HEADER_READ_TIMEOUT`] (idle keep-alive connections included), and a failed
-//! accept (EMFILE) pauses the loop briefly instead of spinning.
+//! accept (EMFILE) pauses the loop briefly instead of spinning ([`bounded`], which the push
+//! listener shares).
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::info;
 
 use crate::metrics::Metrics;
+
+pub mod bounded;
+pub use bounded::{HEADER_READ_TIMEOUT, MAX_CONNECTIONS};
+use bounded::{Limits, accept_loop, serve_http1};
 
 fn respond(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body)));
@@ -74,27 +77,9 @@ pub fn route(
     }
 }
 
-/// Connections open at once; a new one past this closes the oldest.
-pub const MAX_CONNECTIONS: usize = 64;
-/// A connection whose next request head has not arrived by then is closed.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Pause after a failed accept (out of file descriptors): no hot loop, no log flood.
-const ACCEPT_PAUSE: Duration = Duration::from_millis(200);
-
-/// The server's bounds (tests shorten them).
-#[derive(Clone, Copy, Debug)]
-struct Limits {
-    connections: usize,
-    header_read: Duration,
-}
-
 /// Serves on `listener` until `shutdown`.
 pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, shutdown: CancellationToken) {
-    let limits = Limits {
-        connections: MAX_CONNECTIONS,
-        header_read: HEADER_READ_TIMEOUT,
-    };
-    serve_with(listener, metrics, shutdown, limits).await
+    serve_with(listener, metrics, shutdown, Limits::default()).await
 }
 
 async fn serve_with(
@@ -106,44 +91,23 @@ async fn serve_with(
     if let Ok(addr) = listener.local_addr() {
         info!(%addr, "http listener started (/metrics, /healthz, /readyz)");
     }
-    // One token per open connection, oldest first; cancelled when it ends or is evicted.
-    let mut open: VecDeque<CancellationToken> = VecDeque::new();
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    warn!(error = %e, "accepting an http connection failed");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(ACCEPT_PAUSE) => continue,
-                    }
-                }
-            },
-        };
-        open.retain(|c| !c.is_cancelled());
-        while open.len() >= limits.connections {
-            if let Some(oldest) = open.pop_front() {
-                debug!("http: too many connections; closing the oldest");
-                oldest.cancel();
-            }
-        }
-        let token = shutdown.child_token();
-        open.push_back(token.clone());
-        tokio::spawn(connection(stream, peer, metrics.clone(), token, limits));
-    }
+    accept_loop(
+        listener,
+        shutdown,
+        limits,
+        "http listener",
+        |stream, peer| connection(stream, peer, metrics.clone(), limits),
+    )
+    .await
 }
 
-/// Serves one connection until it ends, times out, or `token` is cancelled.
+/// Serves one connection until it ends or times out.
 async fn connection(
     stream: tokio::net::TcpStream,
     peer: std::net::SocketAddr,
     metrics: Arc<Metrics>,
-    token: CancellationToken,
     limits: Limits,
 ) {
-    let _ended = token.clone().drop_guard();
     let service = service_fn(move |req: Request<hyper::body::Incoming>| {
         let openmetrics = req
             .headers()
@@ -156,21 +120,12 @@ async fn connection(
         let response = route(&metrics, req.method(), req.uri().path(), openmetrics);
         async move { Ok::<_, Infallible>(response) }
     });
-    let conn = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read)
-        .serve_connection(TokioIo::new(stream), service);
-    tokio::select! {
-        _ = token.cancelled() => {}
-        r = conn => if let Err(e) = r {
-            debug!(%peer, error = %e, "http connection ended with an error");
-        },
-    }
+    serve_http1(TokioIo::new(stream), peer, service, limits.header_read).await
 }
 
 #[cfg(test)]
 mod tests {
-    use std::time::Instant;
+    use std::time::{Duration, Instant};
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;

@@ -9,7 +9,7 @@
 
 use serde_json::Value;
 
-use crate::event::Digest;
+use crate::model::reference::Digest;
 
 /// Media types of image indexes: an OCI index and a Docker manifest list.
 pub const INDEX_MEDIA_TYPES: &[&str] = &[

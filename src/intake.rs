@@ -1,6 +1,9 @@
 //! The queue side of the pipeline: the long-poll receive loop, the visibility heartbeat for
 //! messages whose work is in flight, and the bookkeeping that lets shutdown hand every
-//! unfinished message back to the queue.
+//! unfinished message back to the queue. [`listen`] is the other way in: push notifications
+//! of registries of the site's own, posted to the agent.
+
+pub mod local;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +21,8 @@ use crate::ports::{Queue, Receipt, Trigger};
 use crate::request::{InFlight, Request};
 use crate::retry;
 use crate::stats::Stats;
+
+pub mod listen;
 
 /// Receive parameters, from `[queue]`.
 #[derive(Clone, Debug)]

@@ -3,34 +3,57 @@
 //!
 //! # Layout
 //!
-//! The tree follows the pipeline (see ARCHITECTURE.md):
+//! The tree follows the pipeline (see ARCHITECTURE.md), and imports only run down it:
+//! `tests/layering.rs` gives each module below a layer and fails on an import that runs back
+//! up (`model` < `stats`, `retry` < `gate`, `fleet`, `image` < `event` < `ports` < `store` <
+//! `metrics`, `control` < `ledger`, `http`, `systemd` < `config` < `notify` < `deploy`,
+//! `archive` < `request` < `intake`, `reconcile` < `adapters` < `wiring` < `commands` < `app`).
 //!
+//! - [`model`]: the leaf, importing nothing of the crate: a deployment's domain values
+//!   (outcome, journal step, phases, the result events' source and detail-type); the
+//!   references [`model::reference`] ([`event::Digest`], [`event::ImageRef`], `Repository`,
+//!   `Tag`, re-exported by `event`); every `ecr-deployd.*` label type and its parsing
+//!   ([`model::labels`]: scope, provenance, opt-in, image, source, health timeout,
+//!   `depends-on`, policy, gate and hook labels); the shared
+//!   [`model::error::RemoteError`]; what S3 says an object is ([`model::object`]); the host
+//!   name ([`model::host`]).
 //! - [`config`]: TOML + `ECR_DEPLOYD_*` overrides → validated [`config::Settings`].
 //! - [`event`]: queue bodies (EventBridge, SNS-wrapped) → [`event::Classified`] (pushes,
-//!   and re-check hints from signature pushes and scan events); domain
-//!   newtypes [`event::Digest`], [`event::ImageRef`]; registry hosts (which account and
-//!   region a reference names, the credentials' [`event::Home`], [`event::Mirrors`]). Pure.
-//! - [`archive`]: S3 archives as an image source (SPEC §13): the object facts and the
-//!   checks of a load (pure), the bytes' way to the Engine ([`archive::body`]: counted,
+//!   and re-check hints from signature pushes and scan events); the domain
+//!   newtypes re-exported from [`model::reference`]; registry hosts (which account and
+//!   region a reference names, the credentials' [`event::Home`], [`event::Mirrors`]); the
+//!   push notifications of registries of the site's own ([`event::registry`]: Docker
+//!   Distribution envelopes, Harbor webhooks). Pure.
+//! - [`archive`]: S3 archives as an image source (SPEC §13): the checks of a load over
+//!   [`model::object::ObjectFacts`] (pure), the bytes' way to the Engine ([`archive::body`]: counted,
 //!   hashed, decompressed) and the tar rewritten without the archive's names
 //!   ([`archive::strip`]), the resolver that loads a new object into the Engine
 //!   ([`archive::resolve`]), and [`archive::sources`], which sends tags to ECR and `s3://`
-//!   keys to S3 behind one [`ports::Registry`].
+//!   keys to S3 and tags of registries of the site's own to them, behind one
+//!   [`ports::Registry`].
 //! - [`image`]: when a container runs the desired image — any of its digests, or an
 //!   index's manifest for this host's platform. Pure.
-//! - [`ports`]: the seams — [`ports::Queue`], [`ports::Registry`], [`ports::Archives`],
-//!   [`ports::Deployer`].
+//! - [`ports`]: the seams, over model values and the facts of the pure layers below
+//!   (`event`, `image`, `gate`, `fleet`) — [`ports::Queue`], [`ports::Registry`],
+//!   [`ports::Deployer`] (`ports/mod.rs`); [`ports::Archives`], [`ports::LedgerObjects`]
+//!   (`objects.rs`); [`ports::Credentials`], [`ports::Supply`] (`supply.rs`);
+//!   [`ports::Runtime`] (`runtime.rs`); [`ports::EventBus`], where deployment results are
+//!   put (`bus.rs`).
 //! - [`request`]: the reconcile request and the in-flight messages, shared by intake and
 //!   reconcile (neither imports the other).
-//! - [`intake`]: long-poll receive loop, visibility heartbeat, in-flight bookkeeping.
+//! - [`intake`]: long-poll receive loop, visibility heartbeat, in-flight bookkeeping; the
+//!   push listener of registries of the site's own ([`intake::listen`]: `POST /events`,
+//!   bearer token, size and rate limits, TLS) and the local queue its pushes wait in
+//!   ([`intake::local`], SPEC §18).
 //! - [`reconcile`]: debounce/dedup per tag ([`reconcile::coalesce`]: a new digest or object
 //!   version skips the window), resolve against ECR,
 //!   hand off to the deployer, delete messages only after the work is recorded; the sweep and
 //!   the sweeps at window openings.
-//! - [`deploy`]: the deploy stage: one sequence for a container swap (create before stop)
-//!   or a Swarm service update; update-control and supply-chain gates, health gate, rollback, recovery,
-//!   the neighbourhood (dependents swapped as a group, `depends-on` order, lifecycle hooks),
-//!   reports, `rollback`/`approve` — one file each (see its module doc).
+//! - [`deploy`]: the deploy stage, a folder per job: `sequence/` (one sequence for a
+//!   container swap, create before stop, or a Swarm service update; health gate, rollback,
+//!   recovery, reports), `gates/` (update-control, fleet waves, supply chain),
+//!   `neighbourhood/` (dependents swapped as a group, `depends-on` order, lifecycle hooks)
+//!   and `operator/` (`rollback`, `approve`) — one file each (see its module doc).
 //! - [`gate`]: the supply-chain gates' verdicts over fetched facts: signatures (cosign's
 //!   `.sig` tag and its docker-reference, cosign 3's Sigstore bundles, Notary Project
 //!   signatures and AWS Signer's revocation answers; X.509 paths and names; the trust of
@@ -39,23 +62,31 @@
 //!   Pure.
 //! - [`control`]: update control: policies and maintenance windows (pure), the state-store
 //!   lease, the daemon's control socket.
-//! - [`model`]: a deployment's domain values: outcome, journal step, phases.
 //! - [`store`]: SQLite state: history, deploy journal, blocked digests, archive loads, ledger
 //!   writes; schema versions; retention (`[state] keep_days`, a container's last 20 kept).
 //! - [`adapters`]: SQS, ECR, S3 (AWS SDK; archives and the fleet ledger), the gates' facts
 //!   (`adapters::supply`; `adapters::referrers`: a digest's OCI referrers through the API or
-//!   the tag schema; `adapters::signer`: AWS Signer's revocation status), Docker (`adapters::docker`: one Engine client, bollard
+//!   the tag schema; `adapters::signer`: AWS Signer's revocation status; `adapters::registry`:
+//!   the registry HTTP client, bearer tokens, and tags of `[[registries]]`), Docker (`adapters::docker`: one Engine client, bollard
 //!   + raw JSON, every call timed) — the only code that sees SDK types.
 //! - [`ledger`]: the fleet ledger (SPEC §17): one S3 object per host with what it runs and
 //!   what ran before; the agent's background writer, and the fleet read back (`fleet`,
 //!   `fleet in-use`, the HTML page).
-//! - [`notify`]: webhooks, e-mail (SMTP) and EventBridge deployment results, off the deploy
-//!   path.
+//! - [`notify`]: webhooks, e-mail (SMTP) and deployment results on the bus (behind
+//!   [`ports::EventBus`]; `adapters::events` is EventBridge), off the deploy path.
 //! - [`systemd`]: READY / WATCHDOG / STOPPING for `Type=notify`.
-//! - [`metrics`], [`http`]: Prometheus metrics, `/metrics`, `/healthz`, `/readyz`.
-//! - [`app`]: wires the stages, signals and shutdown.
+//! - [`metrics`], [`http`]: Prometheus metrics, `/metrics`, `/healthz`, `/readyz`; the
+//!   accept loop and connection bounds of both HTTP servers ([`http::bounded`]).
+//! - [`wiring`]: the stages on the real adapters (the deploy stage's settings, the real sources
+//!   and executor, the results bus), built the same way for the daemon and the commands.
+//! - [`app`]: the agent's stages over the ports; `app/daemon.rs` is `run` on the real
+//!   adapters: start-up, recovery first, listeners, signals and shutdown.
 //! - [`commands`]: the operator commands; the acting ones (`sweep`, `rollback`, `approve`,
 //!   `pause`, `resume`) run in the daemon through its socket, or in-process under the lease.
+
+// The daemon's future nests every stage's (and each deploy step's span): deeper than the
+// default limit of 128 when its layout is computed.
+#![recursion_limit = "256"]
 
 pub mod adapters;
 pub mod app;
@@ -81,3 +112,4 @@ pub mod retry;
 pub mod stats;
 pub mod store;
 pub mod systemd;
+pub mod wiring;

@@ -54,6 +54,7 @@ pub struct Metrics {
     sweep_interval: Gauge,
     ledger_write_failures: Counter,
     ledger_last_write: Gauge<f64, AtomicU64>,
+    intake_requests: Family<OutcomeLabel, Counter>,
     stats: Arc<Stats>,
     ready: AtomicBool,
 }
@@ -141,6 +142,7 @@ impl Metrics {
         let sweep_interval = Gauge::default();
         let ledger_write_failures = Counter::default();
         let ledger_last_write = Gauge::<f64, AtomicU64>::default();
+        let intake_requests = Family::<OutcomeLabel, Counter>::default();
         let mut registry = Registry::with_prefix("ecr_deployd");
         registry.register("deployments", "Deployments by outcome", deployments.clone());
         registry.register(
@@ -193,6 +195,12 @@ impl Metrics {
             "Unix time of the last fleet ledger write that succeeded (0: none yet)",
             ledger_last_write.clone(),
         );
+        registry.register(
+            "intake_requests",
+            "Requests to the push listener ([intake] listen) by outcome: accepted, ignored, \
+             unauthorized, too_large, rate_limited, malformed, failed",
+            intake_requests.clone(),
+        );
         registry.register_collector(Box::new(QueueCounters(stats.clone())));
         Arc::new(Self {
             registry,
@@ -207,6 +215,7 @@ impl Metrics {
             sweep_interval,
             ledger_write_failures,
             ledger_last_write,
+            intake_requests,
             stats,
             ready: AtomicBool::new(false),
         })
@@ -251,6 +260,13 @@ impl Metrics {
         } else {
             self.ledger_write_failures.inc();
         }
+    }
+
+    /// One request to the push listener, by its outcome (`accepted`, `ignored`, …).
+    pub fn intake_request(&self, outcome: &'static str) {
+        self.intake_requests
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
     }
 
     /// The receive loop turned within the last two minutes (a long poll lasts at most 20 s).

@@ -1,10 +1,28 @@
-//! Domain values of a deployment shared by the deploy stage, the state store, the
-//! notifications and the operator commands: how it ended, where a swap stands, how long each
-//! phase took.
+//! The leaf of the crate: domain values every stage may name, importing nothing of the crate
+//! (`tests/layering.rs` holds it to that). Here: how a deployment ended, where a swap stands,
+//! how long each phase took, the names the result events and held notices carry; in
+//! [`reference`] the digest, repository, tag and image reference; in [`labels`] every
+//! `ecr-deployd.*` label and its parsing; in [`error`] the shared shape of a failed remote
+//! call; in [`object`] what S3 says an object is; in [`host`] the host's name; in [`trigger`]
+//! why a deploy was asked for and what that decides.
 
+pub mod error;
+pub mod host;
 pub mod labels;
+pub mod object;
+pub mod reference;
+pub mod trigger;
+
+pub use trigger::Trigger;
 
 use serde::Serialize;
+
+/// `source` of the deployment result events (put by the notifier, read back as fleet results).
+pub const EVENT_SOURCE: &str = "ecr-deployd";
+/// `detail-type` of the deployment result events.
+pub const EVENT_DETAIL_TYPE: &str = "ECR Deployment Result";
+/// The state of a held notice for a refused deploy (a gate's, or an S3 archive's).
+pub const HELD_REFUSED: &str = "refused";
 
 /// The steps of a swap, in order. Stored as text so the journal is readable with `sqlite3`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -11,9 +11,6 @@ use crate::event::source_text;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_config::SdkConfig;
-
-use crate::adapters::events::Bus;
 use backon::{ExponentialBuilder, Retryable};
 use serde::Serialize;
 use serde_json::json;
@@ -21,15 +18,14 @@ use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use crate::config::Notify as NotifySettings;
+use crate::ports::EventBus;
 use smtp::Mailer;
 
 pub mod smtp;
 use crate::store::Phases;
 
-/// `source` of the deployment result events.
-pub const EVENT_SOURCE: &str = "ecr-deployd";
-/// `detail-type` of the deployment result events.
-pub const EVENT_DETAIL_TYPE: &str = "ECR Deployment Result";
+pub(crate) use crate::model::host::host_name;
+pub use crate::model::{EVENT_DETAIL_TYPE, EVENT_SOURCE};
 /// One attempt at one sink never takes longer than this.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Attempts per sink and notice (the first and two retries).
@@ -226,8 +222,9 @@ impl Notifier {
         Self::default()
     }
 
-    /// Starts the delivery task when `settings` names a sink; `sdk` is used for EventBridge.
-    pub fn start(settings: &NotifySettings, sdk: &SdkConfig) -> Self {
+    /// Starts the delivery task when `settings` names a sink; `bus` (`[notify] event_bus`, built
+    /// by the caller on the adapter) is where deployment results are put.
+    pub fn start(settings: &NotifySettings, bus: Option<Arc<dyn EventBus>>) -> Self {
         let host: Arc<str> = host_name().into();
         if settings.webhooks.is_empty() && settings.event_bus.is_empty() && settings.smtp.is_none()
         {
@@ -245,7 +242,7 @@ impl Notifier {
                 .build()
                 .expect("HTTP client with the built-in TLS configuration"),
             webhooks: settings.webhooks.clone(),
-            events: (!settings.event_bus.is_empty()).then(|| Bus::new(sdk, &settings.event_bus)),
+            events: bus.filter(|_| !settings.event_bus.is_empty()),
             mail: settings.smtp.as_ref().and_then(|s| {
                 Mailer::new(s, ATTEMPT_TIMEOUT * 2)
                     .map_err(|e| tracing::error!(error = %e, "e-mail notifications disabled"))
@@ -315,28 +312,10 @@ impl Notifier {
     }
 }
 
-/// gethostname(2): works under the unit's `ProcSubset=pid`, where /proc/sys is hidden.
-pub(crate) fn host_name() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it or fails.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    let name = if rc == 0 {
-        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-        String::from_utf8_lossy(&buf[..end]).into_owned()
-    } else {
-        String::new()
-    };
-    if name.is_empty() {
-        "unknown-host".into()
-    } else {
-        name
-    }
-}
-
 struct Sinks {
     http: reqwest::Client,
     webhooks: Vec<String>,
-    events: Option<Bus>,
+    events: Option<Arc<dyn EventBus>>,
     mail: Option<Arc<Mailer>>,
 }
 
@@ -436,7 +415,7 @@ fn event_detail(d: &DeploymentNotice) -> String {
     serde_json::to_string(d).unwrap_or_default()
 }
 
-async fn put_event(bus: &Bus, d: &DeploymentNotice) {
+async fn put_event(bus: &Arc<dyn EventBus>, d: &DeploymentNotice) {
     let detail = event_detail(d);
     let attempt = || async {
         let call = bus.put(EVENT_SOURCE, EVENT_DETAIL_TYPE, detail.clone());

@@ -17,6 +17,7 @@ pub use fleet::Due;
 pub use gates::Rejection;
 pub use group::Member;
 pub use ledger::LedgerWrites;
+pub use local_queue::{KeepError, LocalMessage, MAX_LOCAL_MESSAGES};
 pub use retention::{KEEP_LAST, Pruned};
 
 mod archives;
@@ -26,6 +27,7 @@ mod fleet;
 mod gates;
 mod group;
 mod ledger;
+mod local_queue;
 mod retention;
 
 /// A failure of the state store, with the operation that failed.
@@ -118,6 +120,7 @@ const MIGRATIONS: &[&str] = &[
     fleet::SCHEMA_V6,
     archives::SCHEMA_V7,
     ledger::SCHEMA_V8,
+    local_queue::SCHEMA_V9,
 ];
 
 const SCHEMA_V1: &str = "

@@ -13,7 +13,7 @@ use ecr_deployd::adapters::ecr::{EcrCredentials, EcrRegistry};
 use ecr_deployd::adapters::sqs::SqsQueue;
 use ecr_deployd::app::{Agent, deploy_config};
 use ecr_deployd::config::Settings;
-use ecr_deployd::deploy::executor::Executor;
+use ecr_deployd::deploy::Executor;
 use ecr_deployd::store::{Deployment, Outcome, Store};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -340,7 +340,7 @@ async fn an_image_that_exits_at_once_is_rolled_back_blocked_and_the_next_good_pu
     // in a loop — one GetAuthorizationToken for both deploys.
     assert_eq!(running.agent.deployer.credentials().fetches(), 1);
     running.stop().await;
-    assert_eq!(h[0].outcome, Some(Outcome::Succeeded));
+    assert_eq!(h[0].outcome, Some(Outcome::Succeeded), "{:?}", h[0]);
     assert_eq!(running_digest(&name), good);
 }
 
@@ -499,6 +499,88 @@ async fn a_mac_address_the_user_set_and_a_static_ip_survive_and_assigned_macs_ar
         after["Config"]["MacAddress"]
     );
     let _ = assigned;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn from_api_1_44_a_per_network_mac_the_user_set_survives_and_assigned_macs_are_not_copied() {
+    use common::matrix::{Flavour, runs_on};
+    let modern = [
+        Flavour::Docker26,
+        Flavour::Docker28,
+        Flavour::Docker28Containerd,
+    ];
+    if !runs_on(&modern, "a MAC per network is set by the CLI from API 1.44") {
+        return;
+    }
+    let s = Stack::new("mac144").await;
+    s.first_version("team/mac", Kind::Serve).await;
+    let octet = u8::from_str_radix(&s.scope.id[s.scope.id.len() - 2..], 16).unwrap();
+    let (lan, side) = (s.scope.name("lan"), s.scope.name("side"));
+    s.scope.network(&lan, &format!("10.234.{octet}.0/24"));
+    s.scope.network(&side, &format!("10.235.{octet}.0/24"));
+    let (pinned, plain) = (s.scope.name("pinned"), s.scope.name("plain"));
+    let mac = format!("02:42:0a:ea:{octet:02x}:20");
+    let ip = format!("10.234.{octet}.20");
+    let image = s.image("team/mac", "prod");
+    let on_lan = format!("name={lan},mac-address={mac},ip={ip}");
+    let on_side = format!("name={side},alias=pinned-side");
+    let managed = ["--label", "ecr-deployd.enable=true"];
+    s.scope.run(
+        &pinned,
+        &[
+            &managed[..],
+            &["--network", &on_lan, "--network", &on_side, &image],
+        ]
+        .concat(),
+    );
+    s.scope.run(
+        &plain,
+        &[&managed[..], &["--network", &lan, &image]].concat(),
+    );
+    let mac_on = |name: &str, net: &str| {
+        inspect(name)["NetworkSettings"]["Networks"][net]["MacAddress"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (side_before, plain_before) = (mac_on(&pinned, &side), mac_on(&plain, &lan));
+
+    let running = s.agent().await;
+    let v2 = s.push("team/mac", Kind::Serve, "v2").await;
+    s.event("team/mac", &v2).await;
+    let pinned_history = running.until_outcomes(&pinned, 1).await;
+    running.until_outcomes(&plain, 1).await;
+    running.stop().await;
+
+    let d = &pinned_history[0];
+    assert_eq!(d.outcome, Some(Outcome::Succeeded), "{d:?}");
+    assert_eq!(running_digest(&pinned), v2);
+    assert_eq!(running_digest(&plain), v2);
+    let after = inspect(&pinned);
+    let nets = &after["NetworkSettings"]["Networks"];
+    assert_eq!(nets[&lan]["MacAddress"], mac.as_str(), "the user's MAC");
+    assert_eq!(nets[&lan]["IPAddress"], ip.as_str(), "the static IP");
+    assert!(
+        nets[&side]["Aliases"]
+            .as_array()
+            .is_some_and(|a| a.contains(&Value::from("pinned-side"))),
+        "{nets}"
+    );
+    // Up to API 1.51 the Engine shows the MAC asked for on the first network here.
+    assert_eq!(after["Config"]["MacAddress"], mac.as_str());
+    assert_eq!(
+        inspect(&plain)["Config"]["MacAddress"]
+            .as_str()
+            .unwrap_or_default(),
+        "",
+        "no assigned MAC frozen in as if the user had set it"
+    );
+    if under_test().flavour != Flavour::Docker26 {
+        // Docker 28 assigns random MACs (26 derives them from the IP): a copied one would
+        // come back the same.
+        assert_ne!(mac_on(&pinned, &side), side_before, "second network");
+        assert_ne!(mac_on(&plain, &lan), plain_before, "first network");
+    }
 }
 
 /// A Unix socket that forwards to the Engine while "up": the test cuts Docker off and back.

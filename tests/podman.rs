@@ -257,3 +257,59 @@ async fn on_podman_a_umask_the_compatible_api_cannot_recreate_fails_before_anyth
     assert_eq!(p.one_running(&name), before, "untouched");
     assert_eq!(p.podman.running_digest(&name).as_deref(), Some(v1.as_str()));
 }
+
+/// Networks a test made on a Podman service; removed (before the service stops) on drop. The
+/// system Podman's network configs are the system's own folder.
+struct Networks<'a>(&'a Podman, Vec<String>);
+
+impl Drop for Networks<'_> {
+    fn drop(&mut self) {
+        for n in &self.1 {
+            let _ = self.0.cli_output(&["network", "rm", "-f", n]);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_podman_user_networks_and_their_aliases_are_kept_and_no_default_network_is_added() {
+    // Podman's inspect names the mode (`bridge`), not the network the container is on.
+    let p = OnPodman::new("podman-nets").await;
+    let (_v1, prod) = p.first_version("team/nets", Kind::Serve).await;
+    let name = p.site.scope.name("nets");
+    let octet = u8::from_str_radix(&p.site.scope.id[p.site.scope.id.len() - 2..], 16).unwrap();
+    let (front, back) = (p.site.scope.name("front"), p.site.scope.name("back"));
+    let nets = Networks(&p.podman, vec![front.clone(), back.clone()]);
+    for (net, subnet) in [(&front, 236), (&back, 237)] {
+        let subnet = format!("10.{subnet}.{octet}.0/24");
+        p.podman
+            .cli(&["network", "create", "--subnet", &subnet, net]);
+    }
+    p.run(
+        &name,
+        &["--network", &front, "--network-alias", "web"],
+        &prod,
+    );
+    p.podman
+        .cli(&["network", "connect", "--alias", "web-back", &back, &name]);
+    let agent = AgentProcess::start_with_env(&p.site.config(0), &["run"], &p.env());
+
+    let v2 = p.push("team/nets", Kind::Serve, "v2").await;
+    let done = p.site.outcome(&name, &v2).await;
+    assert_eq!(done.outcome, Some(Outcome::Succeeded), "{done:?}");
+    p.one_running(&name);
+    let networks = p.podman.inspect(&name)["NetworkSettings"]["Networks"].clone();
+    let mut joined: Vec<&String> = networks.as_object().unwrap().keys().collect();
+    joined.sort();
+    let mut wanted = vec![&back, &front];
+    wanted.sort();
+    assert_eq!(joined, wanted, "{networks}");
+    for (net, alias) in [(&front, "web"), (&back, "web-back")] {
+        let aliases = networks[net.as_str()]["Aliases"].to_string();
+        assert!(
+            aliases.contains(&format!("\"{alias}\"")),
+            "{net}: {aliases}"
+        );
+    }
+    drop(agent);
+    drop(nets);
+}

@@ -15,6 +15,7 @@ use futures::StreamExt;
 use tracing::{debug, warn};
 
 use super::aws::{EcrClients, remote_error};
+use super::registry::Sites;
 use crate::event::{Digest, ImageRef, Repository};
 use crate::image::{Desired, index_entries};
 use crate::ports::{Credentials, PullAuth, Registry, RemoteError, Resolution};
@@ -237,6 +238,8 @@ pub struct EcrCredentials {
     cached: std::sync::Mutex<HashMap<String, Arc<Cached>>>,
     fetches: AtomicU64,
     bound: Duration,
+    /// The credentials of `[[registries]]` (SPEC §18), from the config.
+    sites: Arc<Sites>,
 }
 
 impl EcrCredentials {
@@ -246,7 +249,14 @@ impl EcrCredentials {
             cached: Default::default(),
             fetches: AtomicU64::new(0),
             bound: CALL_BOUND,
+            sites: Arc::default(),
         }
+    }
+
+    /// The same, with the credentials of the registries of the site's own.
+    pub fn with_sites(mut self, sites: Arc<Sites>) -> Self {
+        self.sites = sites;
+        self
     }
 
     /// With another bound on the call and on waiting for another caller's call (tests).
@@ -319,6 +329,10 @@ impl EcrCredentials {
 }
 
 impl Credentials for EcrCredentials {
+    fn site_auth(&self, host: &str) -> Option<PullAuth> {
+        self.sites.get(host).map(|s| s.auth.clone())
+    }
+
     /// Single flight, bounded: callers wait for one GetAuthorizationToken at a time, but never
     /// longer than the bound; past it a caller makes its own call (also bounded). So a hung
     /// call delays a pull by at most twice the bound, and never stalls every pull.

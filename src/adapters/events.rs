@@ -7,7 +7,7 @@ use aws_sdk_sqs::config::ProvideCredentials;
 use aws_sdk_sqs::types::QueueAttributeName;
 
 use super::aws::remote_error;
-use crate::ports::RemoteError;
+use crate::ports::{EventBus, RemoteError};
 
 /// An EventBridge bus that events are put on.
 #[derive(Clone, Debug)]
@@ -52,6 +52,21 @@ impl Bus {
             return Err(format!("entry rejected: {}", why.join("; ")));
         }
         Ok(())
+    }
+}
+
+impl EventBus for Bus {
+    fn name(&self) -> &str {
+        Bus::name(self)
+    }
+
+    fn put<'a>(
+        &'a self,
+        source: &'a str,
+        detail_type: &'a str,
+        detail: String,
+    ) -> futures::future::BoxFuture<'a, Result<(), String>> {
+        Box::pin(Bus::put(self, source, detail_type, detail))
     }
 }
 

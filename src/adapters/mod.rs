@@ -6,6 +6,7 @@ pub mod ecr;
 pub mod events;
 pub mod ledger;
 pub mod referrers;
+pub mod registry;
 pub mod s3;
 pub mod signer;
 pub mod sqs;

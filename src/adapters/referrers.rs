@@ -10,7 +10,8 @@
 
 use serde::Deserialize;
 
-use super::supply::{SupplyFacts, err};
+use super::registry::{check_digest, err};
+use super::supply::SupplyFacts;
 use crate::event::Digest;
 use crate::gate::Found;
 use crate::gate::bundle::BUNDLE_MEDIA_TYPE_PREFIX;
@@ -117,7 +118,7 @@ async fn crls(facts: &SupplyFacts, found: &mut Found) {
         }
     }
     for url in urls.into_iter().take(MAX_CRLS) {
-        let got = facts.get_public("CRL", &url, MAX_CRL).await;
+        let got = facts.http.get_public("CRL", &url, MAX_CRL).await;
         found.crls.insert(url, got.map_err(|e| e.message));
     }
 }
@@ -141,12 +142,13 @@ async fn index(
     let op = "registry: referrers";
     // 404 is what the distribution spec says a registry without the API answers; older
     // registries answer 400, 405 or 406 for a path they do not know.
-    if let Some((_, body)) = facts.get_typed(op, &url, auth, INDEX, NO_API).await? {
+    if let Some((_, body)) = facts.http.get_typed(op, &url, auth, INDEX, NO_API).await? {
         return Ok(Some(body));
     }
     let tag = digest.as_str().replacen(':', "-", 1);
     let url = format!("{base}/manifests/{tag}");
     facts
+        .http
         .get("registry: referrers tag", &url, auth, INDEX)
         .await
 }
@@ -170,6 +172,7 @@ async fn referrer(
     };
     let url = format!("{base}/manifests/{reference}");
     let Some(body) = facts
+        .http
         .get_verified(op, &url, auth, MANIFEST, &reference)
         .await?
     else {
@@ -203,7 +206,11 @@ async fn referrer(
     };
     let url = format!("{base}/blobs/{blob}");
     let op = "registry: signature blob";
-    let Some(bytes) = facts.get_verified(op, &url, auth, "*/*", &blob).await? else {
+    let Some(bytes) = facts
+        .http
+        .get_verified(op, &url, auth, "*/*", &blob)
+        .await?
+    else {
         return Err(err(op, format!("{url}: not found"), false));
     };
     if kind.starts_with(BUNDLE_MEDIA_TYPE_PREFIX) {
@@ -227,12 +234,13 @@ async fn target(
     let url = format!("{base}/manifests/{digest}");
     let op = "registry: signed manifest";
     let got = facts
+        .http
         .get_typed(op, &url, auth, ANY_MANIFEST, &[404])
         .await?;
     let Some((media_type, body)) = got else {
         return Ok(None);
     };
-    super::supply::check_digest(op, &url, &body, digest)?;
+    check_digest(op, &url, &body, digest)?;
     let media_type = media_type
         .or_else(|| {
             serde_json::from_slice::<serde_json::Value>(&body)

@@ -4,14 +4,13 @@
 //! `DescribeImageScanFindings` (and the registry's scanning rules when there is none yet).
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use aws_config::SdkConfig;
 use aws_sdk_ecr::types::ImageIdentifier;
 use futures::future::BoxFuture;
-use sha2::Digest as _;
 
 use super::aws::{EcrClients, remote_error};
+use super::registry::{RegistryHttp, err};
 use super::signer::SignerClients;
 use crate::event::{Digest, ImageRef, Repository};
 use crate::gate::aws_signer::Query;
@@ -19,154 +18,30 @@ use crate::gate::signature::{layers_of, sig_tag};
 use crate::gate::{Found, ScanFacts, SignatureLayer};
 use crate::ports::{PullAuth, RemoteError, Supply};
 
-/// Manifests and payloads larger than this are refused (a payload is a few hundred bytes).
-const MAX_BODY: usize = 1 << 20;
-const TIMEOUT: Duration = Duration::from_secs(30);
+/// Accepted for a signature manifest.
 const MANIFEST_TYPES: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
 
 /// Registry HTTP client, ECR and AWS Signer clients.
 #[derive(Clone, Debug)]
 pub struct SupplyFacts {
-    http: reqwest::Client,
+    pub(super) http: RegistryHttp,
     ecr: EcrClients,
     signer: SignerClients,
 }
 
-pub(super) fn err(
-    operation: &'static str,
-    message: impl Into<String>,
-    transient: bool,
-) -> RemoteError {
-    RemoteError {
-        operation,
-        message: message.into(),
-        transient,
-    }
-}
-
-/// `http` for a loopback registry (as Docker treats it), `https` for any other.
-fn base_url(host: &str) -> String {
-    let name = host.rsplit_once(':').map_or(host, |(h, _)| h);
-    let loopback =
-        name == "localhost" || name.starts_with("127.") || name.trim_matches(['[', ']']) == "::1";
-    format!("{}://{host}", if loopback { "http" } else { "https" })
-}
-
 impl SupplyFacts {
     pub fn new(sdk: &SdkConfig) -> Self {
-        // Building fails only when no TLS backend loads; the default client then says so.
-        let http = reqwest::Client::builder()
-            .timeout(TIMEOUT)
-            .build()
-            .unwrap_or_default();
         Self {
-            http,
+            http: RegistryHttp::default(),
             ecr: EcrClients::new(sdk),
             signer: SignerClients::new(sdk),
         }
     }
 
-    /// GET `url` with basic auth: the body, or `None` on 404.
-    pub(super) async fn get(
-        &self,
-        op: &'static str,
-        url: &str,
-        auth: &PullAuth,
-        accept: &str,
-    ) -> Result<Option<Vec<u8>>, RemoteError> {
-        let got = self.get_typed(op, url, auth, accept, &[404]).await?;
-        Ok(got.map(|(_, b)| b))
-    }
-
-    /// As [`Self::get`], for content addressed by `digest`: its bytes must hash to it.
-    pub(super) async fn get_verified(
-        &self,
-        op: &'static str,
-        url: &str,
-        auth: &PullAuth,
-        accept: &str,
-        digest: &Digest,
-    ) -> Result<Option<Vec<u8>>, RemoteError> {
-        let body = self.get(op, url, auth, accept).await?;
-        if let Some(b) = &body {
-            check_digest(op, url, b, digest)?;
-        }
-        Ok(body)
-    }
-
-    /// As [`Self::get`], with the answer's Content-Type; `None` for the statuses `absent`.
-    pub(super) async fn get_typed(
-        &self,
-        op: &'static str,
-        url: &str,
-        auth: &PullAuth,
-        accept: &str,
-        absent: &[u16],
-    ) -> Result<Option<(Option<String>, Vec<u8>)>, RemoteError> {
-        let request = self
-            .http
-            .get(url)
-            .basic_auth(&auth.username, Some(&auth.password))
-            .header("Accept", accept);
-        self.bounded(op, url, request, absent, MAX_BODY).await
-    }
-
-    /// GET `url` without the registry's credentials (a CA's CRL), at most `max` bytes.
-    pub(super) async fn get_public(
-        &self,
-        op: &'static str,
-        url: &str,
-        max: usize,
-    ) -> Result<Vec<u8>, RemoteError> {
-        let request = self.http.get(url);
-        let got = self.bounded(op, url, request, &[], max).await?;
-        Ok(got.map(|(_, b)| b).unwrap_or_default())
-    }
-
-    /// Sends `request`; the body, read while streaming and refused past `max` bytes.
-    async fn bounded(
-        &self,
-        op: &'static str,
-        url: &str,
-        request: reqwest::RequestBuilder,
-        absent: &[u16],
-        max: usize,
-    ) -> Result<Option<(Option<String>, Vec<u8>)>, RemoteError> {
-        let mut resp = request
-            .send()
-            .await
-            .map_err(|e| err(op, format!("{url}: {e}"), true))?;
-        let status = resp.status();
-        if absent.contains(&status.as_u16()) {
-            return Ok(None);
-        }
-        if !status.is_success() {
-            let transient = status.is_server_error() || status.as_u16() == 429;
-            return Err(err(op, format!("{url}: HTTP {status}"), transient));
-        }
-        let media_type = resp
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(';').next().unwrap_or(v).trim().to_owned());
-        let too_large = || err(op, format!("{url}: larger than {max} bytes"), false);
-        if resp.content_length().is_some_and(|n| n > max as u64) {
-            return Err(too_large());
-        }
-        // Without a Content-Length (chunked), the limit holds while reading: a body past it
-        // is dropped there, never read to its end.
-        let mut body = Vec::new();
-        while let Some(chunk) = resp
-            .chunk()
-            .await
-            .map_err(|e| err(op, format!("{url}: {e}"), true))?
-        {
-            if body.len() + chunk.len() > max {
-                return Err(too_large());
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(Some((media_type, body)))
+    /// The same, reaching registries through `http` (which knows `[[registries]]`).
+    pub fn with_http(mut self, http: RegistryHttp) -> Self {
+        self.http = http;
+        self
     }
 
     async fn fetch_signatures(
@@ -176,7 +51,7 @@ impl SupplyFacts {
         repository: &Repository,
         digest: &Digest,
     ) -> Result<Found, RemoteError> {
-        let base = format!("{}/v2/{}", base_url(host), repository.as_str());
+        let base = format!("{}/v2/{}", self.http.base_url(host), repository.as_str());
         let mut found = Found {
             simple: self.sig_tag_layers(&base, auth, digest).await?,
             ..Found::default()
@@ -194,7 +69,7 @@ impl SupplyFacts {
     ) -> Result<Vec<SignatureLayer>, RemoteError> {
         let url = format!("{base}/manifests/{}", sig_tag(digest));
         let op = "registry: signature manifest";
-        let Some(manifest) = self.get(op, &url, auth, MANIFEST_TYPES).await? else {
+        let Some(manifest) = self.http.get(op, &url, auth, MANIFEST_TYPES).await? else {
             return Ok(Vec::new());
         };
         let mut out = Vec::new();
@@ -202,6 +77,7 @@ impl SupplyFacts {
             let url = format!("{base}/blobs/{}", layer.digest);
             let op = "registry: signature payload";
             let Some(payload) = self
+                .http
                 .get_verified(op, &url, auth, "*/*", &layer.digest)
                 .await?
             else {
@@ -297,25 +173,6 @@ impl SupplyFacts {
     }
 }
 
-/// Refuses content that does not hash to the digest it was asked by.
-pub(super) fn check_digest(
-    op: &'static str,
-    url: &str,
-    body: &[u8],
-    digest: &Digest,
-) -> Result<(), RemoteError> {
-    let sum = sha2::Sha256::digest(body);
-    let hex: String = sum.iter().map(|b| format!("{b:02x}")).collect();
-    if format!("sha256:{hex}") != digest.as_str() {
-        return Err(err(
-            op,
-            format!("{url}: content does not match its digest"),
-            false,
-        ));
-    }
-    Ok(())
-}
-
 impl Supply for SupplyFacts {
     fn signatures<'a>(
         &'a self,
@@ -401,12 +258,15 @@ mod tests {
         assert!(err.message.contains("larger than"), "{err}");
         assert!(!err.transient, "{err}");
         assert!(
-            started.elapsed() < Duration::from_secs(5),
+            started.elapsed() < std::time::Duration::from_secs(5),
             "{:?}",
             started.elapsed()
         );
         // What the client took is the limit plus what sat in the socket buffers, not more.
         let taken = sent.load(Ordering::Relaxed);
-        assert!(taken < 16 * MAX_BODY as u64, "{taken} bytes sent");
+        assert!(
+            taken < 16 * super::super::registry::MAX_BODY as u64,
+            "{taken} bytes sent"
+        );
     }
 }

@@ -123,10 +123,7 @@ impl Deployer for FakeDeployer {
         self.seen.lock().unwrap().push(request.clone());
         tokio::time::sleep(self.takes).await;
         if self.fail {
-            return Err(DeployError {
-                image: request.image,
-                reason: "docker unreachable".into(),
-            });
+            return Err(DeployError::new(&request.image, "docker unreachable", true));
         }
         Ok(())
     }

@@ -319,7 +319,7 @@ impl<A: Archives, RT: Runtime> ArchiveResolver<A, RT> {
                     "" => String::new(),
                     hex => format!("sha256:{hex}"),
                 },
-                state: crate::deploy::hold::REFUSED,
+                state: crate::model::HELD_REFUSED,
                 detail: why.to_owned(),
             }));
         }

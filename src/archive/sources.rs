@@ -1,18 +1,20 @@
-//! Where "what should run" comes from: ECR for `repository:tag`, S3 for `s3://` archives.
-//! One [`Registry`] to the reconcile stage and the sweep, which never tell them apart.
+//! Where "what should run" comes from: ECR for `repository:tag`, S3 for `s3://` archives,
+//! and a registry of the site's own for its images (SPEC §18). One [`Registry`] to the
+//! reconcile stage and the sweep, which never tell them apart.
 
 use std::collections::HashMap;
 
 use crate::event::ImageRef;
 use crate::ports::{Registry, Resolution};
 
-/// ECR tags go to `ecr`, archive keys to `archives`.
-pub struct Sources<E, S> {
+/// ECR tags go to `ecr`, archive keys to `archives`, tags of `[[registries]]` to `sites`.
+pub struct Sources<E, S, T> {
     pub ecr: E,
     pub archives: S,
+    pub sites: T,
 }
 
-impl<E: Registry, S: Registry> Registry for Sources<E, S> {
+impl<E: Registry, S: Registry, T: Registry> Registry for Sources<E, S, T> {
     async fn resolve(&self, images: &[ImageRef]) -> HashMap<ImageRef, Resolution> {
         self.either(images, false).await
     }
@@ -22,10 +24,18 @@ impl<E: Registry, S: Registry> Registry for Sources<E, S> {
     }
 }
 
-impl<E: Registry, S: Registry> Sources<E, S> {
+impl<E: Registry, S: Registry, T: Registry> Sources<E, S, T> {
     async fn either(&self, images: &[ImageRef], peek: bool) -> HashMap<ImageRef, Resolution> {
         let (archives, tags): (Vec<ImageRef>, Vec<ImageRef>) =
             images.iter().cloned().partition(ImageRef::is_archive);
+        let (sites, tags): (Vec<ImageRef>, Vec<ImageRef>) =
+            tags.into_iter().partition(|i| i.site_host().is_some());
+        let from_sites = async {
+            match sites.is_empty() {
+                true => HashMap::new(),
+                false => self.sites.resolve(&sites).await,
+            }
+        };
         let from_ecr = async {
             match tags.is_empty() {
                 true => HashMap::new(),
@@ -39,8 +49,9 @@ impl<E: Registry, S: Registry> Sources<E, S> {
                 (false, false) => self.archives.resolve(&archives).await,
             }
         };
-        let (mut all, s3) = futures::join!(from_ecr, from_s3);
+        let (mut all, s3, site) = futures::join!(from_ecr, from_s3, from_sites);
         all.extend(s3);
+        all.extend(site);
         all
     }
 }
@@ -73,19 +84,29 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn tags_go_to_ecr_and_archive_keys_to_s3_each_once() {
+    async fn tags_go_to_ecr_archive_keys_to_s3_and_site_tags_to_their_registry_each_once() {
         let sources = Sources {
             ecr: fixed('a'),
             archives: fixed('b'),
+            sites: fixed('c'),
         };
         let tag = ImageRef::parse_repo_tag("team/app:prod").unwrap();
         let archive = ImageRef::archive("releases", "app-latest.tar.xz");
-        let got = sources.resolve(&[tag.clone(), archive.clone()]).await;
-        assert_eq!(got.len(), 2);
+        let site = ImageRef::site(
+            "registry.site:5000",
+            tag.repository.clone(),
+            tag.tag.clone(),
+        );
+        let got = sources
+            .resolve(&[tag.clone(), archive.clone(), site.clone()])
+            .await;
+        assert_eq!(got.len(), 3);
         let digest = |i: &ImageRef| got[i].as_ref().unwrap().as_ref().unwrap().digest.clone();
         assert_eq!(digest(&tag), sources.ecr.0);
         assert_eq!(digest(&archive), sources.archives.0);
+        assert_eq!(digest(&site), sources.sites.0);
         assert_eq!(*sources.ecr.1.lock().unwrap(), vec![tag]);
         assert_eq!(*sources.archives.1.lock().unwrap(), vec![archive]);
+        assert_eq!(*sources.sites.1.lock().unwrap(), vec![site]);
     }
 }

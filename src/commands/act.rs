@@ -10,7 +10,7 @@ use tokio::sync::Notify;
 use super::{EXIT_CANNOT_RUN, EXIT_FAILED, EXIT_OK, desired_cell, short, table};
 use crate::control::socket::{Reply, Request};
 use crate::deploy::Executor;
-use crate::deploy::approve::ApproveError;
+use crate::deploy::operator::approve::ApproveError;
 use crate::event::Digest;
 use crate::ports::{Credentials, Registry, Runtime};
 use crate::reconcile::sweep::sweep_once;

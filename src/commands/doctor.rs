@@ -1,5 +1,7 @@
 //! `doctor`: every check on its own line, with a hint when it fails.
 
+mod sites;
+
 use super::{Context, EXIT_FAILED, EXIT_OK};
 use crate::adapters::events;
 use crate::control::lease::Lease;
@@ -8,8 +10,8 @@ use crate::event::ImageRef;
 use crate::ports::Registry;
 use std::time::Duration;
 
-use crate::deploy::gates::Checked;
-use crate::deploy::target::Target;
+use crate::deploy::gates::supply::Checked;
+use crate::deploy::sequence::target::Target;
 use crate::image::Desired;
 
 /// One line of `doctor`.
@@ -46,12 +48,17 @@ impl Check {
 /// `doctor`: every check on its own line, with a hint when it fails. Exit 1 on any FAIL.
 pub async fn doctor(ctx: &Context, config_path: &str) -> u8 {
     let mut checks = vec![Check::ok("config valid", config_path.to_owned())];
+    // An agent that follows only registries of the site's own needs no AWS (SPEC §18).
+    let aws = !ctx.settings.queue.url.is_empty() || ctx.settings.registries.is_empty();
     let hint = "hint: set AWS_PROFILE, an instance role or IAM Roles Anywhere for this host";
-    checks.push(match events::credentials_found(&ctx.sdk).await {
-        Ok(()) => Check::ok("AWS credentials", "found"),
-        Err(e) => Check::fail("AWS credentials", format!("{e} — {hint}")),
-    });
-    checks.extend(queue_checks(ctx).await);
+    if aws {
+        checks.push(match events::credentials_found(&ctx.sdk).await {
+            Ok(()) => Check::ok("AWS credentials", "found"),
+            Err(e) => Check::fail("AWS credentials", format!("{e} — {hint}")),
+        });
+        checks.extend(queue_checks(ctx).await);
+    }
+    checks.extend(sites::checks(ctx).await);
     match ctx.executor.runtime().version().await {
         Ok((engine, api)) => {
             checks.push(Check::ok("Docker reachable", format!("{engine}, API {api}")));

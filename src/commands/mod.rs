@@ -18,21 +18,16 @@ use serde::Serialize;
 
 use crate::adapters::aws;
 use crate::adapters::docker::DockerRuntime;
-use crate::adapters::ecr::EcrCredentials;
-use crate::adapters::supply::SupplyFacts;
-use crate::app::{RealSources, deploy_config, sources};
 use crate::config::Settings;
-use crate::deploy::Executor;
-use crate::deploy::waves::WaveStatus;
+use crate::deploy::gates::waves::WaveStatus;
 use crate::event::{Digest, ImageRef};
 use crate::reconcile::sweep::{Row, sweep_once};
 use crate::store::{Deployment, Outcome, Store};
+use crate::wiring::{RealExecutor, RealSources, real_stages};
 
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_CANNOT_RUN: u8 = 2;
-
-type RealExecutor = Executor<DockerRuntime, EcrCredentials>;
 
 /// What the commands that talk to ECR and Docker need.
 pub struct Context {
@@ -47,14 +42,7 @@ impl Context {
         let runtime = Arc::new(DockerRuntime::new(docker_host)?);
         let store = Arc::new(Store::open(&settings.state.path).map_err(|e| e.to_string())?);
         let sdk = aws::sdk_config(&settings).await;
-        let registry = sources(&sdk, &runtime, &store, &settings);
-        let executor = Executor::new(
-            runtime,
-            Arc::new(EcrCredentials::new(&sdk)),
-            store,
-            deploy_config(&settings),
-        )
-        .with_supply(Arc::new(SupplyFacts::new(&sdk)));
+        let (registry, executor) = real_stages(&settings, &sdk, runtime, store)?;
         Ok(Self {
             registry,
             executor,

@@ -66,7 +66,7 @@ impl Settings {
         }
         Ok(Fleet {
             name: if name.is_empty() {
-                crate::notify::host_name()
+                crate::model::host::host_name()
             } else {
                 name.to_owned()
             },

@@ -9,15 +9,12 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
+pub use crate::model::labels::{LABEL_POLICY, LABEL_WINDOW, PolicyLabels};
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp, Zoned};
 
-/// Label: the container's update policy.
-pub const LABEL_POLICY: &str = "ecr-deployd.policy";
-/// Label: the maintenance window a `window` container uses.
-pub const LABEL_WINDOW: &str = "ecr-deployd.window";
 /// A window's opening is searched for this far ahead; one that does not open within it
 /// "never opens" (e.g. `0 0 30 2 *`).
 const HORIZON_DAYS: i64 = 366 * 5;
@@ -67,13 +64,6 @@ impl fmt::Display for Policy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
-}
-
-/// A container's own policy labels, as found (not yet checked).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PolicyLabels {
-    pub policy: Option<String>,
-    pub window: Option<String>,
 }
 
 /// One maintenance window: a cron expression for its opening and how long it stays open.

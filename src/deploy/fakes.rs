@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::{DeployConfig, Executor};
 use crate::control::policy::PolicyLabels;
-use crate::deploy::hooks::HookLabels;
+use crate::deploy::neighbourhood::hooks::HookLabels;
 use crate::event::{Digest, ImageRef};
 use crate::gate::GateLabels;
 use crate::ports::{
@@ -438,9 +438,10 @@ pub fn executor_on(
 pub async fn deploy_first(
     ex: &Executor<FakeRuntime, FixedAuth>,
     to: char,
-    trigger: &str,
+    trigger: crate::model::Trigger,
 ) -> crate::deploy::Done {
-    let t = crate::deploy::target::Target::Container(ex.managed().await.unwrap().remove(0));
+    let t =
+        crate::deploy::sequence::target::Target::Container(ex.managed().await.unwrap().remove(0));
     let desired = crate::image::Desired::single(digest(to));
     ex.deploy_target(&t, &desired, trigger, Duration::ZERO, None)
         .await

@@ -11,8 +11,8 @@ use super::{Classified, Digest, ImageRef, Repository, Tag};
 use crate::fleet::FleetResult;
 
 /// `source` of the results (the agent's own).
-pub(super) const SOURCE: &str = crate::notify::EVENT_SOURCE;
-const DETAIL_TYPE: &str = crate::notify::EVENT_DETAIL_TYPE;
+pub(super) const SOURCE: &str = crate::model::EVENT_SOURCE;
+const DETAIL_TYPE: &str = crate::model::EVENT_DETAIL_TYPE;
 const OUTCOMES: [&str; 4] = ["succeeded", "rolled_back", "failed", "rejected"];
 
 /// A result event's classification; a missing or invalid field is malformed (left for the DLQ).

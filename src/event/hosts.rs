@@ -1,10 +1,10 @@
 //! Registry hosts (SPEC §3, §4): which ECR registry (account and region) an image reference
-//! names, the registry of the agent's credentials ([`Home`]), and the host an image is pulled
-//! from ([`Mirrors`]). Pure.
+//! names, the registry of the agent's credentials ([`Home`]), the host an image is pulled
+//! from ([`Mirrors`]), and the registries of the site's own (SPEC §18). Pure.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use super::ImageRef;
+use super::{ImageRef, Repository, Tag, same_host};
 
 /// The account id and region of an ECR registry host, e.g.
 /// `123456789012.dkr.ecr.eu-west-2.amazonaws.com`.
@@ -54,13 +54,16 @@ impl Home {
     }
 }
 
-/// Where images are pulled from (`[registry] mirror` and `mirrors`, SPEC §3).
+/// Where images are pulled from (`[registry] mirror` and `mirrors`, SPEC §3), and the hosts
+/// of `[[registries]]` (SPEC §18), whose images are their own source and never mirrored.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Mirrors {
     /// `mirror`: the images of every ECR registry are pulled from this host.
     pub all: Option<String>,
     /// `mirrors`: ECR registry host → the host its images are pulled from; wins over `all`.
     pub by_host: BTreeMap<String, String>,
+    /// `[[registries]] host`s: registries of the site's own.
+    pub sites: BTreeSet<String>,
 }
 
 impl Mirrors {
@@ -68,14 +71,24 @@ impl Mirrors {
     pub fn single(mirror: Option<&str>) -> Self {
         Self {
             all: mirror.map(str::to_owned),
-            by_host: BTreeMap::new(),
+            ..Self::default()
         }
+    }
+
+    /// The same, with the registries of the site's own at `hosts`.
+    pub fn with_sites<'a>(mut self, hosts: impl IntoIterator<Item = &'a str>) -> Self {
+        self.sites = hosts.into_iter().map(str::to_owned).collect();
+        self
     }
 
     /// The ECR registry host of `image`: its own account and region, a part it leaves
     /// unnamed being that of `home_host` (the credentials' registry). A home that is not an
     /// ECR host (a test endpoint) is kept as it is for an image that names neither part.
+    /// An image of the site's own registry is at that registry's host.
     pub fn registry_host(image: &ImageRef, home_host: &str) -> String {
+        if let Some(host) = image.site_host() {
+            return host.to_owned();
+        }
         let home = ecr_host(home_host);
         let account = image.registry.as_deref().or(home.map(|h| h.0));
         let region = image.region.as_deref().or(home.map(|h| h.1));
@@ -88,8 +101,12 @@ impl Mirrors {
     }
 
     /// The host `image` is pulled (and its signatures fetched) from: the mirror of its
-    /// registry, else the mirror of all, else its registry itself.
+    /// registry, else the mirror of all, else its registry itself. A registry of the site's
+    /// own is never mirrored.
     pub fn pull_host(&self, image: &ImageRef, home_host: &str) -> String {
+        if let Some(host) = image.site_host() {
+            return host.to_owned();
+        }
         let registry = Self::registry_host(image, home_host);
         self.by_host
             .get(&registry)
@@ -112,28 +129,54 @@ impl Mirrors {
         }
         (self.all.as_deref() == Some(host)).then_some(None)
     }
+
+    /// `(host, rest)` when `reference` is `host/rest` with `host` a registry of the site's
+    /// own (compared as Docker does: case-insensitive, `:443` the same as no port).
+    fn site_of<'r>(&self, reference: &'r str) -> Option<(&str, &'r str)> {
+        let (host, rest) = reference.split_once('/')?;
+        let host = self.sites.iter().find(|s| same_host(s, host))?;
+        Some((host.as_str(), rest))
+    }
+}
+
+/// `repository[:tag]` at the site's own registry `host`.
+fn site_image(host: &str, rest: &str) -> Result<ImageRef, String> {
+    let (repository, tag) = super::split_reference(rest);
+    Ok(ImageRef::site(
+        host,
+        Repository::parse_distribution(repository)?,
+        Tag::parse(tag)?,
+    ))
 }
 
 /// `ecr-deployd.image` label value or the container's configured image reference → what it
 /// follows. The configured reference must name an ECR registry host
-/// (`<account>.dkr.ecr.<region>.amazonaws.com`) or a configured mirror (a registry's own
-/// mirror stands for that registry; the mirror of all for the home registry).
+/// (`<account>.dkr.ecr.<region>.amazonaws.com`), a configured mirror (a registry's own
+/// mirror stands for that registry; the mirror of all for the home registry) or a registry
+/// of the site's own (`[[registries]]`). A label names `repository:tag` in the home ECR
+/// registry, or `host/repository:tag` in a registry of the site's own.
 pub fn follows(
     configured: &str,
     label: Option<&str>,
     mirrors: &Mirrors,
 ) -> Result<ImageRef, String> {
     if let Some(label) = label {
-        return ImageRef::parse_repo_tag(label)
-            .map_err(|e| format!("label ecr-deployd.image: {e}"));
+        return match mirrors.site_of(label) {
+            Some((host, rest)) => site_image(host, rest),
+            None => ImageRef::parse_repo_tag(label),
+        }
+        .map_err(|e| format!("label ecr-deployd.image: {e}"));
     }
     let without_digest = configured.split('@').next().unwrap_or(configured);
+    if let Some((host, rest)) = mirrors.site_of(without_digest) {
+        return site_image(host, rest);
+    }
     let Some((host, rest)) = without_digest.split_once('/') else {
         return Err(format!("image {configured:?} has no registry host"));
     };
     let Some(origin) = mirrors.origin(host) else {
         return Err(format!(
-            "image {configured:?} is neither from an ECR registry nor from a mirror; set the ecr-deployd.image label"
+            "image {configured:?} is neither from an ECR registry, a mirror nor a [[registries]] host; set the ecr-deployd.image label"
         ));
     };
     let mut image = ImageRef::parse_repo_tag(rest)?;
@@ -154,6 +197,7 @@ mod tests {
         let mirrors = Mirrors {
             all: Some("cache:5000".into()),
             by_host: [(OTHER.to_owned(), "other-cache:5000".to_owned())].into(),
+            ..Default::default()
         };
         let none = Mirrors::default();
         let cross = follows(&format!("{OTHER}/team/api:prod"), None, &none).unwrap();
@@ -183,6 +227,7 @@ mod tests {
         let mirrors = Mirrors {
             all: Some("cache:5000".into()),
             by_host: [(OTHER.to_owned(), "other-cache:5000".to_owned())].into(),
+            ..Default::default()
         };
         let via = follows("other-cache:5000/team/api:prod", None, &mirrors).unwrap();
         assert_eq!(via.registry.as_deref(), Some("210987654321"));
@@ -190,7 +235,48 @@ mod tests {
         let all = follows("cache:5000/team/api:prod", None, &mirrors).unwrap();
         assert_eq!((all.registry, all.region), (None, None));
         let err = follows("elsewhere:5000/team/api:prod", None, &mirrors).unwrap_err();
-        assert!(err.contains("nor from a mirror"), "{err}");
+        assert!(err.contains("a mirror nor a [[registries]] host"), "{err}");
         assert!(is_ecr_host(OTHER) && !is_ecr_host("cache:5000"));
+    }
+
+    #[test]
+    fn an_image_of_a_registry_of_the_sites_own_is_its_own_source_never_mirrored() {
+        let mirrors =
+            Mirrors::single(Some("cache:5000")).with_sites(["Registry.Site:5000", "hub.site"]);
+        // By the configured reference, whatever the case, with or without a digest.
+        let image = follows("registry.site:5000/team/api:prod@sha256:ab", None, &mirrors).unwrap();
+        assert_eq!(image.site_host(), Some("Registry.Site:5000"));
+        assert_eq!(image.to_string(), "Registry.Site:5000/team/api:prod");
+        assert_eq!(mirrors.pull_host(&image, HOME), "Registry.Site:5000");
+        assert_eq!(Mirrors::registry_host(&image, HOME), "Registry.Site:5000");
+        // `:443` is the same registry as no port.
+        let https = follows("hub.site:443/lib/app", None, &mirrors).unwrap();
+        assert_eq!(
+            (https.site_host(), https.tag.as_str()),
+            (Some("hub.site"), "latest")
+        );
+        // By the label: `host/repository:tag`; without a configured host it is an ECR repository.
+        let labelled = follows("x", Some("hub.site/lib/app:v2"), &mirrors).unwrap();
+        assert_eq!(labelled.site_host(), Some("hub.site"));
+        let ecr = follows("x", Some("lib/app:v2"), &mirrors).unwrap();
+        assert_eq!(ecr.site_host(), None);
+        // The distribution grammar, wider than ECR's: `__`, runs of `-`, one character.
+        let wide = follows("hub.site/my__team/a--b/x:1", None, &mirrors).unwrap();
+        assert_eq!(wide.repository.as_str(), "my__team/a--b/x");
+        for bad in [
+            "hub.site/Team/app",
+            "hub.site/a___b",
+            "hub.site/-a",
+            "hub.site/a/",
+        ] {
+            assert!(follows(bad, None, &mirrors).is_err(), "{bad}");
+        }
+        // Another host is still refused, naming what to configure.
+        let err = follows("other.site/lib/app", None, &mirrors).unwrap_err();
+        assert!(err.contains("[[registries]]"), "{err}");
+        // A 12-digit account is never taken for a host, and an ECR image is no site image.
+        let cross = follows(&format!("{OTHER}/team/api:prod"), None, &mirrors).unwrap();
+        assert_eq!(cross.site_host(), None);
+        assert!(!image.matches(&cross) && !cross.matches(&image));
     }
 }

@@ -39,10 +39,7 @@ pub(super) fn object_created(v: &Value) -> Classified {
         image: ImageRef::archive(&bucket, &key),
         digest_hint: None,
         object_version: object_version(&detail["object"]),
-        time: v
-            .get("time")
-            .and_then(Value::as_str)
-            .and_then(|t| humantime::parse_rfc3339_weak(t.trim_end_matches('Z')).ok()),
+        time: super::event_time(v),
     })
 }
 

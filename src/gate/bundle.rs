@@ -21,7 +21,7 @@ use serde::Deserialize;
 
 use super::trust::Trust;
 use super::x509::Signer;
-use crate::event::Digest;
+use crate::model::reference::Digest;
 
 pub const BUNDLE_MEDIA_TYPE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
 /// Every bundle media type read (v0.1 and v0.2 carried the version as a parameter).

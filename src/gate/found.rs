@@ -13,7 +13,7 @@ use super::reference::Place;
 use super::signature::{SignatureLayer, sig_tag};
 use super::trust::Trust;
 use super::{bundle, notary, signature};
-use crate::event::Digest;
+use crate::model::reference::Digest;
 
 /// Referrers of one digest read at most (more are skipped, and said so).
 pub const MAX_REFERRERS: usize = 16;

@@ -6,7 +6,7 @@
 //! revocation: [`aws_signer`]) among the digest's referrers, over
 //! the certificates of [`x509`], trusted as [`trust`] says; [`found`] is the verdict over all
 //! that was found. Pure verdicts over facts the adapters fetch
-//! ([`crate::ports::Supply`]); the executor asks, records and reports (`deploy/gates.rs`).
+//! ([`crate::ports::Supply`]); the executor asks, records and reports (`deploy/gates/supply.rs`).
 
 pub mod aws_signer;
 pub mod bundle;
@@ -19,7 +19,6 @@ pub mod signature;
 pub mod trust;
 pub mod x509;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 pub use found::Found;
@@ -28,43 +27,7 @@ pub use scan::{OnMissing, ScanFacts, ScanRule, Severity};
 pub use signature::{SignatureLayer, TrustedKey};
 pub use trust::{CosignIdentity, NotationIdentity, Trust};
 
-use crate::model::labels::Provenance;
-
-/// Per container: `signed` or `none`, overriding `[verify] require`.
-pub const LABEL_VERIFY: &str = crate::model::labels::VERIFY;
-/// Per container: a severity (or `none`), overriding `[scan] max_severity`.
-pub const LABEL_SCAN: &str = crate::model::labels::SCAN;
-
-/// A container's gate labels, as labelled on the container (SPEC §4).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct GateLabels {
-    pub verify: Option<String>,
-    pub scan: Option<String>,
-    /// Inherited from the image: counts only where it is stricter than what applies
-    /// without it (a floor under `verify` and `scan`).
-    pub inherited_signed: bool,
-    pub inherited_scan: Option<String>,
-}
-
-impl GateLabels {
-    /// The labels as set on a container or service (nothing inherited).
-    pub fn from_labels(labels: &HashMap<String, String>) -> Self {
-        Self {
-            verify: labels.get(LABEL_VERIFY).cloned(),
-            scan: labels.get(LABEL_SCAN).cloned(),
-            ..Self::default()
-        }
-    }
-
-    /// A container's own gate labels, with the inherited ones that may only tighten.
-    pub fn from_provenance(labels: &Provenance) -> Self {
-        Self {
-            inherited_signed: labels.inherited_signed(),
-            inherited_scan: labels.inherited_scan().map(str::to_owned),
-            ..Self::from_labels(&labels.own)
-        }
-    }
-}
+pub use crate::model::labels::{GateLabels, LABEL_SCAN, LABEL_VERIFY};
 
 /// `[verify]` and `[scan]`, compiled.
 #[derive(Clone, Debug, Default)]

@@ -29,7 +29,7 @@ use super::Verdict;
 use super::aws_signer::{self, Answers, Query};
 use super::trust::Trust;
 use super::x509::{Revocation, Signer};
-use crate::event::Digest;
+use crate::model::reference::Digest;
 
 pub const ARTIFACT_TYPE: &str = "application/vnd.cncf.notary.signature";
 pub const JWS: &str = "application/jose+json";

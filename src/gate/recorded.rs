@@ -12,7 +12,7 @@ use super::notary::{self, Crls, Envelope, Revocations, Target};
 use super::trust::{CosignIdentity, NotationIdentity, Trust};
 use super::x509::Roots;
 use super::{TrustedKey, Verdict, bundle};
-use crate::event::Digest;
+use crate::model::reference::Digest;
 
 macro_rules! fixture {
     ($name:literal) => {

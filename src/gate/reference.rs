@@ -10,6 +10,8 @@
 //! compared without regard to case (DNS names), a port is part of the host, and `:443`
 //! (HTTPS's port) is the same as none. Pure.
 
+use crate::model::reference::same_host;
+
 /// Where the image is: its repository, its own registry host, and the host it is pulled
 /// from when that is another (the mirror).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,15 +78,6 @@ pub fn split(reference: &str) -> (String, &str) {
         _ => path,
     };
     (host, path)
-}
-
-/// Whether two registry hosts are the same: case aside, `:443` being no port.
-pub fn same_host(a: &str, b: &str) -> bool {
-    let norm = |h: &str| {
-        let h = h.trim().to_ascii_lowercase();
-        h.strip_suffix(":443").map(str::to_owned).unwrap_or(h)
-    };
-    norm(a) == norm(b)
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use super::Verdict;
 use super::reference::Place;
-use crate::event::Digest;
+use crate::model::reference::Digest;
 
 /// The media type of a simple-signing payload layer.
 pub const PAYLOAD_MEDIA_TYPE: &str = "application/vnd.dev.cosign.simplesigning.v1+json";

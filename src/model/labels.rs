@@ -7,6 +7,7 @@
 //! Pure.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 /// Every label of the agent starts with this.
 pub const PREFIX: &str = "ecr-deployd.";
@@ -74,6 +75,144 @@ impl Provenance {
             .map(|v| v.trim())
             .filter(|v| !v.is_empty() && *v != "none")
     }
+}
+
+// What a container follows and how (SPEC §4).
+
+/// Opt-in label (SPEC §4): nothing without it is ever touched.
+pub const LABEL_ENABLE: &str = "ecr-deployd.enable";
+/// The `repository:tag` a container follows, when not its configured image's.
+pub const LABEL_IMAGE: &str = "ecr-deployd.image";
+/// The S3 archive a container follows instead of an ECR tag: `s3://BUCKET/KEY` (SPEC §13).
+pub const LABEL_SOURCE: &str = "ecr-deployd.source";
+/// Per-container health timeout in seconds.
+pub const LABEL_HEALTH_TIMEOUT: &str = "ecr-deployd.health-timeout";
+
+// Start order (SPEC §12).
+
+/// The containers an opted-in container is restarted after.
+pub const LABEL_DEPENDS_ON: &str = "ecr-deployd.depends-on";
+
+/// The names a `depends-on` label lists (comma-separated, blanks ignored).
+pub fn parse_depends_on(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(|n| n.trim().trim_start_matches('/'))
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+// Update control (SPEC §10).
+
+/// Label: the container's update policy.
+pub const LABEL_POLICY: &str = "ecr-deployd.policy";
+/// Label: the maintenance window a `window` container uses.
+pub const LABEL_WINDOW: &str = "ecr-deployd.window";
+
+/// A container's own policy labels, as found (not yet checked).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PolicyLabels {
+    pub policy: Option<String>,
+    pub window: Option<String>,
+}
+
+// Supply-chain gates (SPEC §11).
+
+/// Per container: `signed` or `none`, overriding `[verify] require`.
+pub const LABEL_VERIFY: &str = VERIFY;
+/// Per container: a severity (or `none`), overriding `[scan] max_severity`.
+pub const LABEL_SCAN: &str = SCAN;
+
+/// A container's gate labels, as labelled on the container (SPEC §4).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GateLabels {
+    pub verify: Option<String>,
+    pub scan: Option<String>,
+    /// Inherited from the image: counts only where it is stricter than what applies
+    /// without it (a floor under `verify` and `scan`).
+    pub inherited_signed: bool,
+    pub inherited_scan: Option<String>,
+}
+
+impl GateLabels {
+    /// The labels as set on a container or service (nothing inherited).
+    pub fn from_labels(labels: &HashMap<String, String>) -> Self {
+        Self {
+            verify: labels.get(LABEL_VERIFY).cloned(),
+            scan: labels.get(LABEL_SCAN).cloned(),
+            ..Self::default()
+        }
+    }
+
+    /// A container's own gate labels, with the inherited ones that may only tighten.
+    pub fn from_provenance(labels: &Provenance) -> Self {
+        Self {
+            inherited_signed: labels.inherited_signed(),
+            inherited_scan: labels.inherited_scan().map(str::to_owned),
+            ..Self::from_labels(&labels.own)
+        }
+    }
+}
+
+// Lifecycle hooks (SPEC §12): the labels and their parsing; running them is
+// `deploy::neighbourhood::hooks`.
+
+pub const LABEL_PRE_UPDATE: &str = "ecr-deployd.hook.pre-update";
+pub const LABEL_POST_UPDATE: &str = "ecr-deployd.hook.post-update";
+pub const LABEL_TIMEOUT: &str = "ecr-deployd.hook.timeout";
+/// A hook's time limit when the container does not set one.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// The hook labels as the container carries them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HookLabels {
+    pub pre_update: Option<String>,
+    pub post_update: Option<String>,
+    pub timeout: Option<String>,
+}
+
+impl HookLabels {
+    pub fn from_labels(labels: &HashMap<String, String>) -> Self {
+        let get = |k: &str| labels.get(k).cloned();
+        Self {
+            pre_update: get(LABEL_PRE_UPDATE),
+            post_update: get(LABEL_POST_UPDATE),
+            timeout: get(LABEL_TIMEOUT),
+        }
+    }
+
+    /// The hooks to run; a label that cannot be used is an error naming it.
+    pub fn hooks(&self) -> Result<Hooks, String> {
+        let command = |label: &str, v: &Option<String>| match v.as_deref().map(str::trim) {
+            None => Ok(None),
+            Some("") => Err(format!("label {label} is empty: give the command to run")),
+            Some(c) => Ok(Some(c.to_owned())),
+        };
+        let timeout = match self.timeout.as_deref().map(str::trim) {
+            None => DEFAULT_TIMEOUT,
+            Some(s) => match s.parse::<u64>() {
+                Ok(n) if (1..=86_400).contains(&n) => Duration::from_secs(n),
+                _ => {
+                    return Err(format!(
+                        "label {LABEL_TIMEOUT}: {s:?} is not a number of seconds from 1 to 86400"
+                    ));
+                }
+            },
+        };
+        Ok(Hooks {
+            pre_update: command(LABEL_PRE_UPDATE, &self.pre_update)?,
+            post_update: command(LABEL_POST_UPDATE, &self.post_update)?,
+            timeout,
+        })
+    }
+}
+
+/// A container's hooks, validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hooks {
+    pub pre_update: Option<String>,
+    pub post_update: Option<String>,
+    pub timeout: Duration,
 }
 
 #[cfg(test)]

@@ -233,7 +233,7 @@ impl<Q: Queue, R: Registry, D: Deployer> Reconciler<Q, R, D> {
                     resolved_in,
                 };
                 // A promotion changes what the deployer decides (the wave gate): never skipped.
-                if trigger != Trigger::Promotion && self.just_applied(&image, &request.desired) {
+                if trigger.may_skip_just_applied() && self.just_applied(&image, &request.desired) {
                     // A follow-up of duplicates: ECR names what was just deployed and
                     // recorded for this tag, so the deployer would find everything done.
                     debug!(%image, "follow-up resolved to the digest just applied; nothing to hand off");
@@ -248,7 +248,7 @@ impl<Q: Queue, R: Registry, D: Deployer> Reconciler<Q, R, D> {
                         None
                     }
                     Err(e) => {
-                        warn!(error = %e, messages = receipts.len(), "deploy not recorded; messages stay queued");
+                        warn!(error = %e, transient = e.transient, messages = receipts.len(), "deploy not recorded; messages stay queued");
                         Some(e.to_string())
                     }
                 }

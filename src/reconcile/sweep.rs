@@ -11,14 +11,15 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::control::policy::Verdict;
-use crate::deploy::gates::Checked;
-use crate::deploy::hold::{Gate, Held};
-use crate::deploy::target::Target;
+use crate::deploy::gates::hold::{Gate, Held};
+use crate::deploy::gates::supply::Checked;
+use crate::deploy::sequence::target::Target;
 use crate::deploy::{Done, Executor};
 use crate::event::{Digest, ImageRef};
 use crate::image::{self, Desired, Match, Platform};
 use crate::ledger::ContainerLedger;
 use crate::metrics::SweepCounts;
+use crate::model::Trigger;
 use crate::ports::{Credentials, Registry, Resolution, Runtime, RuntimeError};
 use crate::store::Outcome;
 
@@ -27,156 +28,6 @@ use crate::store::Outcome;
 /// network comes back catches up within seconds.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 const RETRY_AFTER_FAILURE_MAX: Duration = Duration::from_secs(30);
-
-/// What the sweep found or did for one container.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    UpToDate,
-    /// Dry run: would deploy the desired digest.
-    WouldDeploy,
-    /// The desired digest was rolled back from on this container.
-    Blocked,
-    /// The tag (or repository) does not exist in ECR.
-    NotInEcr,
-    /// The archive's key (or bucket) does not exist in S3.
-    NotInS3,
-    /// Not running: left alone.
-    Stopped,
-    /// A deploy is needed and refused (a container shares its namespace, or an
-    /// interrupted deployment this agent cannot read is pending); the detail says why.
-    Refused,
-    /// ECR (or S3, for an archive) could not be asked what the tag (or key) holds.
-    ResolveFailed,
-    /// Held by its policy (`window` outside its window, `manual`); the detail says until when.
-    Pending,
-    /// Held by `ecr-deployd pause`.
-    Paused,
-    /// Policy `monitor`: an update is available, never deployed.
-    Monitor,
-    /// A supply-chain gate (signature, scan) rejected the desired digest; the detail says why.
-    Rejected,
-    /// A pre-update hook said "not now" (exit 75): nothing stopped, tried again later.
-    Deferred,
-    /// Fleet wave N > 1: the digest is not promoted by the previous wave yet, or bakes.
-    Waiting,
-    /// Fleet wave N > 1: an earlier wave rolled the digest back or rejected it.
-    Halted,
-    Succeeded,
-    RolledBack,
-    Failed,
-}
-
-impl Action {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Action::UpToDate => "up to date",
-            Action::WouldDeploy => "would deploy",
-            Action::Blocked => "blocked",
-            Action::NotInEcr => "not in ECR",
-            Action::NotInS3 => "not in S3",
-            Action::Stopped => "stopped",
-            Action::Refused => "refused",
-            Action::ResolveFailed => "lookup failed",
-            Action::Pending => "pending",
-            Action::Paused => "paused",
-            Action::Monitor => "update available (monitor)",
-            Action::Rejected => "rejected",
-            Action::Deferred => "deferred",
-            Action::Waiting => "waiting",
-            Action::Halted => "halted",
-            Action::Succeeded => "deployed",
-            Action::RolledBack => "rolled back",
-            Action::Failed => "failed",
-        }
-    }
-
-    /// The `state` of `status --json` (and of the fleet ledger): what the container is
-    /// in after this row. A deployment this row made is shown as what it left behind.
-    pub fn state(&self) -> &'static str {
-        match self {
-            Action::UpToDate | Action::Succeeded => "up_to_date",
-            Action::WouldDeploy | Action::Failed => "behind",
-            Action::Blocked | Action::RolledBack => "blocked",
-            Action::NotInEcr => "not_in_ecr",
-            Action::NotInS3 => "not_in_s3",
-            Action::Stopped => "stopped",
-            Action::Refused => "refused",
-            Action::Pending => "pending",
-            Action::Paused => "paused",
-            Action::Monitor => "monitor",
-            Action::Rejected => "rejected",
-            Action::Deferred => "deferred",
-            Action::Waiting => "waiting",
-            Action::Halted => "halted",
-            Action::ResolveFailed => "unknown",
-        }
-    }
-
-    /// The container does not run ECR's digest after this row.
-    pub fn leaves_behind(&self) -> bool {
-        matches!(
-            self,
-            Action::WouldDeploy
-                | Action::Blocked
-                | Action::Stopped
-                | Action::Refused
-                | Action::RolledBack
-                | Action::Failed
-                | Action::Pending
-                | Action::Paused
-                | Action::Monitor
-                | Action::Rejected
-                | Action::Deferred
-                | Action::Waiting
-                | Action::Halted
-        )
-    }
-
-    /// A row that makes `sweep` exit 1.
-    pub fn is_failure(&self) -> bool {
-        matches!(self, Action::RolledBack | Action::Failed)
-    }
-}
-
-/// One container's line of a sweep.
-#[derive(Clone, Debug, Serialize)]
-pub struct Row {
-    pub name: String,
-    pub image: String,
-    pub running_digest: Option<String>,
-    /// What the tag names (for an index, the index digest).
-    pub desired_digest: Option<String>,
-    /// When the tag names an index: its manifest for this host's platform.
-    pub platform_digest: Option<String>,
-    pub action: Action,
-    pub detail: Option<String>,
-    /// It runs what ECR names (even when its action says `paused`).
-    #[serde(skip)]
-    pub current: bool,
-    /// A `pending` container of policy `window`: when its window opens (RFC 3339, in the
-    /// policy time zone).
-    pub pending_until: Option<String>,
-}
-
-impl Row {
-    /// The row as the fleet ledger keeps it (its deployments are added by the writer).
-    pub fn ledger_entry(&self) -> ContainerLedger {
-        let (repository, tag) = crate::ledger::split_image(&self.image);
-        ContainerLedger {
-            name: self.name.clone(),
-            image: self.image.clone(),
-            repository,
-            tag,
-            running_digest: self.running_digest.clone(),
-            desired_digest: self.desired_digest.clone(),
-            platform_digest: self.platform_digest.clone(),
-            state: self.action.state().to_owned(),
-            detail: self.detail.clone(),
-            ..ContainerLedger::default()
-        }
-    }
-}
 
 /// Why a sweep could not run at all.
 #[derive(Debug, thiserror::Error)]
@@ -198,7 +49,11 @@ where
     RT: Runtime,
     C: Credentials,
 {
-    let trigger = if dry_run { "dry-run" } else { "sweep" };
+    let trigger = if dry_run {
+        Trigger::DryRun
+    } else {
+        Trigger::Sweep
+    };
     if !dry_run {
         // A swap whose undo could not finish (the Engine failing) is finished first.
         let recovered = executor.recover_idle().await?;
@@ -224,7 +79,7 @@ where
     C: Credentials,
 {
     let policies = &executor.config().policies;
-    sweep_some(registry, executor, "window", |t| {
+    sweep_some(registry, executor, Trigger::Window, |t| {
         policies
             .window_of(t.policy())
             .is_some_and(|w| windows.iter().any(|x| x == w))
@@ -236,7 +91,7 @@ where
 async fn sweep_some<R, RT, C>(
     registry: &R,
     executor: &Executor<RT, C>,
-    trigger: &'static str,
+    trigger: Trigger,
     wanted: impl Fn(&Target) -> bool,
 ) -> Result<Vec<Row>, SweepError>
 where
@@ -252,9 +107,9 @@ where
     tags.dedup();
     let host = executor.platform().await?;
     let started = Instant::now();
-    let resolved = match trigger {
-        "dry-run" => registry.peek(&tags).await,
-        _ => registry.resolve(&tags).await,
+    let resolved = match trigger.changes() {
+        false => registry.peek(&tags).await,
+        true => registry.resolve(&tags).await,
     };
     let resolved_in = started.elapsed();
     if !tags.is_empty()
@@ -286,7 +141,7 @@ struct Pass<'a, RT, C> {
     executor: &'a Executor<RT, C>,
     host: &'a Platform,
     /// `sweep`, `window`, or `dry-run` (nothing changed).
-    trigger: &'static str,
+    trigger: Trigger,
     resolved_in: Duration,
 }
 
@@ -377,7 +232,7 @@ impl<RT: Runtime, C: Credentials> Pass<'_, RT, C> {
         if ex.is_blocked(target.block_key(), &desired.digest) {
             return (Action::Blocked, None);
         }
-        if self.trigger == "dry-run" {
+        if !self.trigger.changes() {
             match ex.gate(target, jiff::Timestamp::now()) {
                 Ok(Gate::Go) | Err(_) => {}
                 Ok(Gate::Held(h)) => return held(&h),
@@ -506,20 +361,6 @@ pub async fn periodic<R, RT, C>(
     }
 }
 
-/// What the metrics show of a sweep's rows.
-pub fn counts(rows: &[Row]) -> SweepCounts {
-    let count = |a: Action| rows.iter().filter(|r| r.action == a).count();
-    SweepCounts {
-        managed: rows.len(),
-        behind: rows
-            .iter()
-            .filter(|r| r.action.leaves_behind() && !r.current)
-            .count(),
-        pending: count(Action::Pending),
-        paused: count(Action::Paused),
-    }
-}
-
 /// A pseudo-random delay in `0..=jitter`, so that a fleet does not sweep in step.
 fn spread(jitter: Duration) -> Duration {
     let ms = jitter.as_millis() as u64;
@@ -532,6 +373,9 @@ fn spread(jitter: Duration) -> Duration {
         .unwrap_or(0);
     Duration::from_millis(nanos.wrapping_mul(2_654_435_761) % (ms + 1))
 }
+
+mod row;
+pub use row::{Action, Row, counts};
 
 #[cfg(test)]
 mod tests;

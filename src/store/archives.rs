@@ -6,7 +6,7 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::{Store, StoreError, ctx, now_ms};
-use crate::archive::ObjectFacts;
+use crate::model::object::ObjectFacts;
 
 pub(super) const SCHEMA_V7: &str = "
 CREATE TABLE archive_loads (

@@ -14,6 +14,8 @@ use super::{free_port, sha256_hex, wait_for_port};
 pub const REGISTRY_USER: &str = "AWS";
 pub const REGISTRY_PASSWORD: &str = "123456789012-auth-token";
 pub const TEST_LABEL: &str = "ecr-deployd.test";
+/// Where a registry's notifications section starts in its config (the last section).
+const NOTIFY_START: &str = "notifications:\n";
 
 /// Runs the docker CLI; panics with its output on failure.
 pub fn docker(args: &[&str]) -> String {
@@ -45,6 +47,18 @@ pub struct TestRegistry {
 
 impl TestRegistry {
     pub fn start() -> Self {
+        Self::start_with("")
+    }
+
+    /// A registry that sends Docker Distribution's push notifications to `url` with
+    /// `Authorization: Bearer <token>` (retrying each second while the endpoint fails).
+    pub fn start_notifying(url: &str, token: &str) -> Self {
+        Self::start_with(&format!(
+            "{NOTIFY_START}  endpoints:\n    - name: agent\n      url: {url}\n      headers:\n        Authorization: [\"Bearer {token}\"]\n      timeout: 2s\n      threshold: 3\n      backoff: 1s\n      ignore:\n        mediatypes: [application/octet-stream]\n        actions: [pull]\n"
+        ))
+    }
+
+    fn start_with(extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let htpasswd = Command::new("htpasswd")
@@ -53,7 +67,7 @@ impl TestRegistry {
             .expect("htpasswd (apache2-utils) is needed: run ./scripts/setup.sh");
         std::fs::write(dir.path().join("htpasswd"), &htpasswd.stdout).unwrap();
         let config = format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {root}\nhttp:\n  addr: 127.0.0.1:{port}\nauth:\n  htpasswd:\n    realm: test\n    path: {root}/../htpasswd\n",
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {root}\nhttp:\n  addr: 127.0.0.1:{port}\nauth:\n  htpasswd:\n    realm: test\n    path: {root}/../htpasswd\n{extra}",
             root = dir.path().join("data").display()
         );
         std::fs::create_dir_all(dir.path().join("data")).unwrap();
@@ -77,10 +91,22 @@ impl TestRegistry {
     /// `host:port`. To the Engine and the agent it is another registry: agents whose mirrors
     /// differ manage different containers on one Engine (hosts of a fleet, in one test).
     pub fn alias(&mut self) -> String {
+        self.alias_with(false)
+    }
+
+    /// As `alias`, sending no push notifications: a push through it is a notification lost.
+    pub fn silent_alias(&mut self) -> String {
+        self.alias_with(true)
+    }
+
+    fn alias_with(&mut self, silent: bool) -> String {
         let port = free_port();
-        let config = std::fs::read_to_string(self.dir.path().join("config.yml"))
+        let mut config = std::fs::read_to_string(self.dir.path().join("config.yml"))
             .unwrap()
             .replace(&self.host, &format!("127.0.0.1:{port}"));
+        if silent && let Some(at) = config.find(NOTIFY_START) {
+            config.truncate(at);
+        }
         let path = self.dir.path().join(format!("config-{port}.yml"));
         std::fs::write(&path, config).unwrap();
         let host = format!("127.0.0.1:{port}");
@@ -156,6 +182,14 @@ impl TestRegistry {
         push_digest(&docker_in(Some(&self.cli_config()), &["push", &reference]))
     }
 
+    /// Pushes the local image `source` as `repo:tag` through the registry process at `host`
+    /// (this one or an alias); returns the registry digest.
+    pub fn push_via(&self, host: &str, source: &str, repo: &str, tag: &str) -> String {
+        let reference = format!("{host}/{repo}:{tag}");
+        docker(&["tag", source, &reference]);
+        push_digest(&docker_in(Some(&self.cli_config()), &["push", &reference]))
+    }
+
     /// Runs the docker CLI logged in to this registry (e.g. `service create --with-registry-auth`).
     pub fn docker_logged_in(&self, args: &[&str]) -> String {
         docker_in(Some(&self.cli_config()), args)
@@ -163,9 +197,7 @@ impl TestRegistry {
 
     /// Pushes the local image `source` as `repo:tag` too; returns the registry digest.
     pub fn push_as(&self, source: &str, repo: &str, tag: &str) -> String {
-        let reference = format!("{}/{repo}:{tag}", self.host);
-        docker(&["tag", source, &reference]);
-        push_digest(&docker_in(Some(&self.cli_config()), &["push", &reference]))
+        self.push_via(&self.host, source, repo, tag)
     }
 }
 

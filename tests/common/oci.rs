@@ -108,6 +108,22 @@ pub fn put_manifest(
     format!("sha256:{}", sha256_hex(manifest.as_bytes()))
 }
 
+/// Tags the manifest `repo:from` as `repo:to` too, as `crane tag` does (a promotion: the
+/// registry gets only a manifest `PUT`, its push notification follows); returns its digest.
+pub fn retag(registry: &TestRegistry, repo: &str, from: &str, to: &str) -> String {
+    let body = curl(
+        registry,
+        &[
+            "-H",
+            &format!("Accept: {DOCKER_MANIFEST}, {OCI_MANIFEST}"),
+            &format!("http://{}/v2/{repo}/manifests/{from}", registry.host),
+        ],
+    );
+    let parsed: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    let media_type = parsed["mediaType"].as_str().unwrap_or(OCI_MANIFEST);
+    put_manifest(registry, repo, to, media_type, &body)
+}
+
 /// The size of the image manifest `repo@digest` (an index entry must name it).
 /// The size and media type of manifest `digest` as the registry holds it: Docker's on the
 /// classic stores' pushes, OCI's on the containerd store's (an index entry must say which:

@@ -170,9 +170,14 @@ impl Podman {
         cmd
     }
 
+    /// Runs the podman CLI on this service's storage.
+    pub fn cli_output(&self, args: &[&str]) -> std::process::Output {
+        self.command().args(args).output().expect("run podman")
+    }
+
     /// Runs the podman CLI on this service's storage; panics with its output on failure.
     pub fn cli(&self, args: &[&str]) -> String {
-        let out = self.command().args(args).output().expect("run podman");
+        let out = self.cli_output(args);
         assert!(
             out.status.success(),
             "podman {args:?} failed: {}",

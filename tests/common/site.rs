@@ -179,24 +179,12 @@ impl Site {
 impl Site {
     /// The state store's history of `name`, newest first.
     pub fn history(&self, name: &str) -> Vec<Deployment> {
-        Store::open(&self.state)
-            .unwrap()
-            .history(Some(name), 20)
-            .unwrap()
+        history_in(&self.state, name)
     }
 
     /// Waits for the deployment of `to` to `name` to be recorded with an outcome.
     pub async fn outcome(&self, name: &str, to: &str) -> Deployment {
-        let mut found = None;
-        eventually(Duration::from_secs(90), "deployment recorded", || {
-            found = self
-                .history(name)
-                .into_iter()
-                .find(|d| d.to_digest == to && d.outcome.is_some());
-            std::future::ready(found.is_some())
-        })
-        .await;
-        found.unwrap()
+        outcome_in(&self.state, name, to).await
     }
 
     /// Waits until an unfinished deployment is journalled at `step`.
@@ -209,6 +197,24 @@ impl Site {
         })
         .await;
     }
+}
+
+/// The history of `name` in the state store at `state`, newest first.
+pub fn history_in(state: &std::path::Path, name: &str) -> Vec<Deployment> {
+    Store::open(state).unwrap().history(Some(name), 20).unwrap()
+}
+
+/// Waits for the deployment of `to` to `name` to be recorded with an outcome in `state`.
+pub async fn outcome_in(state: &std::path::Path, name: &str, to: &str) -> Deployment {
+    let mut found = None;
+    eventually(Duration::from_secs(90), "deployment recorded", || {
+        found = history_in(state, name)
+            .into_iter()
+            .find(|d| d.to_digest == to && d.outcome.is_some());
+        std::future::ready(found.is_some())
+    })
+    .await;
+    found.unwrap()
 }
 
 pub fn short(d: &str) -> &str {

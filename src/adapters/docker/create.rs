@@ -5,9 +5,9 @@
 use hyper::Method;
 use serde_json::Value;
 
-use super::DockerRuntime;
 use super::podman::{carry_libpod, drop_injected};
 use super::recreate::{recreation, repoint, set_compose_image};
+use super::{ApiVersion, DockerRuntime};
 use crate::ports::{Repoint, Runtime, RuntimeError};
 
 impl DockerRuntime {
@@ -22,14 +22,15 @@ impl DockerRuntime {
         let get = |operation, path: String| async move {
             self.raw(operation, Method::GET, &path, None, &[]).await
         };
-        let old = get("inspect container", format!("/containers/{old_id}/json")).await?;
+        let api = self.api_version().await?;
+        let old = self.inspect_to_recreate(old_id, api).await?;
         let image_id = old["Image"].as_str().unwrap_or_default();
         let image_config = match get("inspect image", format!("/images/{image_id}/json")).await {
             Ok(image) => image["Config"].clone(),
             Err(e) if e.transient => return Err(e),
             Err(_) => Value::Null, // the old image is gone: nothing to subtract
         };
-        let mut plan = recreation(&old, &image_config);
+        let mut plan = recreation(&old, &image_config, api);
         // The configured reference names the image just pulled (or, for a dependent, the
         // same one as before).
         let reference = old["Config"]["Image"].as_str().unwrap_or_default();
@@ -81,5 +82,25 @@ impl DockerRuntime {
             }
         }
         Ok(new_id)
+    }
+
+    /// The old container's inspect, read where it shows the MAC address the user set: from
+    /// API 1.52 `Config.MacAddress` is gone, 1.51 still shows it and Docker 29 still serves
+    /// 1.51. An Engine that no longer serves 1.51 is read at `api` (the MAC then unknown, and
+    /// not carried over).
+    async fn inspect_to_recreate(
+        &self,
+        old_id: &str,
+        api: ApiVersion,
+    ) -> Result<Value, RuntimeError> {
+        let path = format!("/containers/{old_id}/json");
+        let at = |version| self.raw_at(version, "inspect container", Method::GET, &path, None, &[]);
+        if api > ApiVersion::V1_51 {
+            match at(ApiVersion::V1_51).await {
+                Err(e) if !e.transient && e.status != Some(404) => {}
+                read => return read,
+            }
+        }
+        at(api).await
     }
 }

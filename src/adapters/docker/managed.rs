@@ -9,16 +9,13 @@ use bollard::models::ContainerInspectResponse;
 use tracing::{debug, warn};
 
 use super::DockerRuntime;
-use crate::control::policy::{LABEL_POLICY, LABEL_WINDOW, PolicyLabels};
-use crate::deploy::hooks::HookLabels;
 use crate::event::{Digest, Mirrors, follows, parse_source};
-use crate::gate::GateLabels;
 use crate::image::repo_digests;
-use crate::model::labels::{self, Provenance};
-use crate::ports::{
-    LABEL_ENABLE, LABEL_HEALTH_TIMEOUT, LABEL_IMAGE, LABEL_SOURCE, Managed, NEW_SUFFIX, OLD_SUFFIX,
-    RuntimeError,
+use crate::model::labels::{
+    self, GateLabels, HookLabels, LABEL_ENABLE, LABEL_HEALTH_TIMEOUT, LABEL_IMAGE, LABEL_POLICY,
+    LABEL_SOURCE, LABEL_WINDOW, PolicyLabels, Provenance,
 };
+use crate::ports::{Managed, NEW_SUFFIX, OLD_SUFFIX, RuntimeError};
 
 /// Swarm marks its task containers with this label; they belong to services, not to us.
 const SWARM_TASK_LABEL: &str = "com.docker.swarm.service.id";

@@ -4,14 +4,17 @@
 //! where bollard's models would drop fields (inspect → create, service specs). Every call
 //! has a timeout: a hung Engine fails the call as transient, it never holds a lock forever.
 
+mod api_version;
 mod archive;
 mod create;
 mod engine;
 mod exec;
 mod image_facts;
+mod info;
 mod managed;
 mod neighbours;
 mod podman;
+mod pull;
 mod recreate;
 mod services;
 
@@ -20,24 +23,22 @@ use std::future::Future;
 use std::time::Duration;
 
 use bollard::Docker;
-use bollard::auth::DockerCredentials;
 use bollard::models::ContainerInspectResponse;
 use bollard::query_parameters::{
-    CreateImageOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder,
-    RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder, RenameContainerOptionsBuilder,
-    StopContainerOptionsBuilder, TagImageOptionsBuilder,
+    InspectContainerOptions, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+    RemoveImageOptionsBuilder, RenameContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
-use futures::StreamExt;
 use hyper::Method;
 use serde_json::Value;
 use tokio::sync::OnceCell;
 use tracing::debug;
 
+pub use api_version::ApiVersion;
 pub use engine::Endpoint;
 pub use podman::Engine;
 pub use recreate::{Recreation, recreation};
 
-use crate::event::{Digest, Mirrors, split_reference};
+use crate::event::{Digest, Mirrors};
 use crate::image::Platform;
 use crate::ports::{
     Dependent, ExecRun, LABEL_ENABLE, Managed, ManagedService, Observed, Ordered, PullAuth,
@@ -149,7 +150,29 @@ impl DockerRuntime {
         body: Option<&Value>,
         headers: &[(&str, &str)],
     ) -> Result<Value, RuntimeError> {
-        let version = self.docker().await?.client_version();
+        let version = self.api_version().await?;
+        self.raw_at(version, operation, method, path, body, headers)
+            .await
+    }
+
+    /// The negotiated API version, whose rules a re-created container follows.
+    async fn api_version(&self) -> Result<ApiVersion, RuntimeError> {
+        let version = self.docker().await?.client_version().to_string();
+        version
+            .parse()
+            .map_err(|why| RuntimeError::permanent("negotiate API version", why))
+    }
+
+    /// One raw-JSON call at API `version` (at most the negotiated one).
+    async fn raw_at(
+        &self,
+        version: ApiVersion,
+        operation: &'static str,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Result<Value, RuntimeError> {
         let path = format!("/v{version}{path}");
         let call = engine::Call {
             operation,
@@ -160,34 +183,6 @@ impl DockerRuntime {
             timeout: self.call_timeout,
         };
         engine::call(&self.endpoint, call).await
-    }
-
-    /// Engine version and negotiated API version (for `doctor` and logs).
-    /// Engine (`Docker Engine 20.10.24`, `Podman 4.3.1`) and negotiated API version.
-    pub async fn version(&self) -> Result<(String, String), RuntimeError> {
-        let engine = self.engine().await?;
-        let docker = self.docker().await?;
-        Ok((engine.display(), docker.client_version().to_string()))
-    }
-
-    /// Which engine serves the API (asked once).
-    pub(super) async fn engine(&self) -> Result<&Engine, RuntimeError> {
-        self.engine
-            .get_or_try_init(|| async {
-                let docker = self.docker().await?;
-                let v = timed("version", self.call_timeout, docker.version()).await?;
-                let components: Vec<(String, String)> = v
-                    .components
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|c| (c.name, c.version))
-                    .collect();
-                Ok(Engine::from_components(
-                    &components,
-                    v.version.as_deref().unwrap_or_default(),
-                ))
-            })
-            .await
     }
 
     /// Every container (running or not), optionally matching one list filter.
@@ -289,43 +284,7 @@ impl Runtime for DockerRuntime {
         auth: &PullAuth,
         tag_as: &str,
     ) -> Result<(), RuntimeError> {
-        let docker = self.docker().await?;
-        let host = source.split('/').next().unwrap_or_default();
-        let credentials = DockerCredentials {
-            username: Some(auth.username.clone()),
-            password: Some(auth.password.clone()),
-            serveraddress: Some(host.to_owned()),
-            ..Default::default()
-        };
-        let options = CreateImageOptionsBuilder::new().from_image(source).build();
-        let pulled = async {
-            let mut stream = docker.create_image(Some(options), None, Some(credentials));
-            while let Some(item) = stream.next().await {
-                item?;
-            }
-            Ok(())
-        };
-        timed("pull", PULL_TIMEOUT, pulled).await?;
-        let image = self
-            .inspect_image_facts("inspect pulled image", source)
-            .await?;
-        let digests = image.repo_digests.unwrap_or_default();
-        if !digests.iter().any(|d| d.ends_with(&format!("@{digest}"))) {
-            return Err(RuntimeError::permanent(
-                "pull",
-                format!("pulled {source} but the image's digests are {digests:?}, not {digest}"),
-            ));
-        }
-        let (repo, tag) = split_reference(tag_as);
-        let options = TagImageOptionsBuilder::new().repo(repo).tag(tag).build();
-        timed(
-            "tag image",
-            self.call_timeout,
-            docker.tag_image(source, Some(options)),
-        )
-        .await?;
-        debug!(%source, %tag_as, "pulled and tagged");
-        Ok(())
+        self.pull_by_digest(source, digest, auth, tag_as).await
     }
 
     async fn stop(&self, id: &str, timeout: Duration) -> Result<(), RuntimeError> {

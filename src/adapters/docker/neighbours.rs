@@ -6,8 +6,8 @@ use bollard::models::ContainerInspectResponse;
 use futures::StreamExt;
 
 use super::{DockerRuntime, managed};
-use crate::deploy::order::{LABEL_DEPENDS_ON, parse_depends_on};
-use crate::ports::{Dependent, LABEL_ENABLE, NEW_SUFFIX, OLD_SUFFIX, Ordered, RuntimeError};
+use crate::model::labels::{LABEL_DEPENDS_ON, LABEL_ENABLE, parse_depends_on};
+use crate::ports::{Dependent, NEW_SUFFIX, OLD_SUFFIX, Ordered, RuntimeError};
 
 /// Inspections of other containers at once, when looking for dependents.
 const CONCURRENT_INSPECTS: usize = 8;

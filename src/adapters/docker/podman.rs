@@ -2,7 +2,8 @@
 //! what a re-creation reads and sends (checked against Debian 12's podman 4.3):
 //!
 //! - inspect shows values Podman injects on its own in `Config.Env`: `container=podman`,
-//!   `TERM=xterm`, `HOSTNAME=<hostname>` and its default `PATH` when the image sets none.
+//!   `TERM=xterm`, `HOSTNAME=<hostname>`, its default `PATH` when the image sets none, and
+//!   (Podman 5) an empty `HOME=` when the image has no user entry for it.
 //!   Copied, they would be frozen into the successor as if the operator had set them; Podman
 //!   injects them again on create, so they are dropped;
 //! - `HostConfig.Ulimits` come back as `RLIMIT_NOFILE`, a spelling its create refuses: they
@@ -66,6 +67,7 @@ pub fn drop_injected(body: &mut Value, old_hostname: &str, image_env: &Value) {
             let e = e.as_str().unwrap_or_default();
             !(e == "container=podman"
                 || e == "TERM=xterm"
+                || e == "HOME="
                 || e == hostname
                 || (e == DEFAULT_PATH && !image_sets_path))
         });

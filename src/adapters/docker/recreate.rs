@@ -4,10 +4,15 @@
 //! so that fields this code does not name (resources, devices, capabilities, log config …)
 //! are carried over as they are, and removes only what must not be copied: values that came
 //! from the old image (so the new image's defaults apply), the hostname Docker derived from
-//! the old id, and aliases Docker added itself. Pure.
+//! the old id, aliases and MAC addresses the Engine made itself, and what the negotiated API
+//! version refuses or no longer reports (SPEC §15; the rules in [`networks`] and below, from
+//! moby's API changelog). Pure.
+
+mod networks;
 
 use serde_json::{Map, Value};
 
+use super::ApiVersion;
 use super::managed::{COMPOSE_IMAGE, names};
 use crate::ports::Repoint;
 
@@ -17,8 +22,9 @@ pub struct Recreation {
     pub extra_networks: Vec<(String, Value)>,
 }
 
-/// Builds the create request from the old container's inspect JSON and its image's config.
-pub fn recreation(old: &Value, image_config: &Value) -> Recreation {
+/// Builds the create request from the old container's inspect JSON and its image's config,
+/// for an Engine that speaks `api`.
+pub fn recreation(old: &Value, image_config: &Value, api: ApiVersion) -> Recreation {
     let id = old["Id"].as_str().unwrap_or_default();
     let short_id = &id[..id.len().min(12)];
     let mut config = old["Config"].as_object().cloned().unwrap_or_default();
@@ -27,8 +33,15 @@ pub fn recreation(old: &Value, image_config: &Value) -> Recreation {
         // Docker set it from the old id; the new container gets its own.
         config.remove("Hostname");
     }
+    follow_health_rules(&mut config, api);
     let mut host_config = old["HostConfig"].clone();
     keep_volumes(&mut host_config, old);
+    if api >= ApiVersion::V1_52
+        && let Some(host) = host_config.as_object_mut()
+    {
+        // Removed from the API in 1.52: ignored if sent, and no longer reported.
+        host.remove("KernelMemoryTCP");
+    }
 
     let network_mode = host_config["NetworkMode"]
         .as_str()
@@ -40,38 +53,29 @@ pub fn recreation(old: &Value, image_config: &Value) -> Recreation {
         config.remove("Hostname");
         config.remove("Domainname");
     }
-    let networks = old["NetworkSettings"]["Networks"]
-        .as_object()
-        .cloned()
-        .unwrap_or_default();
-    let primary = if network_mode == "default" {
-        "bridge".to_owned()
-    } else {
-        network_mode.clone()
-    };
-    let mut endpoints = Map::new();
-    let mut extra_networks = Vec::new();
-    for (name, endpoint) in &networks {
-        let settings = endpoint_settings(endpoint, short_id, id);
-        if *name == primary {
-            endpoints.insert(name.clone(), settings);
-        } else {
-            extra_networks.push((name.clone(), settings));
-        }
-    }
-    extra_networks.sort_by(|a, b| a.0.cmp(&b.0));
+    let user_mac = networks::take_user_mac(&mut config, &network_mode, api);
+    let endpoints = networks::endpoints(old, &network_mode, user_mac, api);
 
     let mut body = config;
     body.insert("HostConfig".into(), host_config);
-    if !endpoints.is_empty() {
+    if !endpoints.at_create.is_empty() {
         body.insert(
             "NetworkingConfig".into(),
-            serde_json::json!({ "EndpointsConfig": endpoints }),
+            serde_json::json!({ "EndpointsConfig": endpoints.at_create }),
         );
     }
     Recreation {
         body: Value::Object(body),
-        extra_networks,
+        extra_networks: endpoints.after,
+    }
+}
+
+/// A health check's `StartInterval` exists from API 1.44; below, the Engine would not take it.
+fn follow_health_rules(config: &mut Map<String, Value>, api: ApiVersion) {
+    if api < ApiVersion::V1_44
+        && let Some(Value::Object(health)) = config.get_mut("Healthcheck")
+    {
+        health.remove("StartInterval");
     }
 }
 
@@ -127,7 +131,10 @@ fn drop_image_defaults(config: &mut Map<String, Value>, image: &Value) {
         "Shell",
         "OnBuild",
     ] {
-        if config.get(key).is_some_and(|v| *v == image[key]) {
+        if config
+            .get(key)
+            .is_some_and(|v| same_default(v, &image[key]))
+        {
             config.remove(key);
         }
     }
@@ -149,6 +156,19 @@ fn drop_image_defaults(config: &mut Map<String, Value>, image: &Value) {
             _ => {}
         }
     }
+}
+
+/// Whether a container's `value` is the image's `default`. From API 1.52 an image inspect
+/// omits empty fields (`WorkingDir`, `User` …) that a container inspect still shows empty.
+fn same_default(value: &Value, default: &Value) -> bool {
+    let empty = match value {
+        Value::Null => true,
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        _ => false,
+    };
+    value == default || (default.is_null() && empty)
 }
 
 /// Anonymous volumes (from `-v /path` or the image's VOLUME) are recreated empty unless named
@@ -190,30 +210,7 @@ fn keep_volumes(host_config: &mut Value, old: &Value) {
     }
 }
 
-/// The user-controlled part of an endpoint: static IPs, aliases (minus the ones Docker made
-/// from the old id), links, driver options. Never the MAC address Docker assigned.
-fn endpoint_settings(endpoint: &Value, short_id: &str, id: &str) -> Value {
-    let mut out = Map::new();
-    if let Some(ipam) = endpoint.get("IPAMConfig").filter(|v| !v.is_null()) {
-        out.insert("IPAMConfig".into(), ipam.clone());
-    }
-    if let Some(aliases) = endpoint["Aliases"].as_array() {
-        let kept: Vec<Value> = aliases
-            .iter()
-            .filter(|a| a.as_str().is_some_and(|a| a != short_id && a != id))
-            .cloned()
-            .collect();
-        if !kept.is_empty() {
-            out.insert("Aliases".into(), Value::Array(kept));
-        }
-    }
-    for key in ["Links", "DriverOpts"] {
-        if let Some(v) = endpoint.get(key).filter(|v| !v.is_null()) {
-            out.insert(key.into(), v.clone());
-        }
-    }
-    Value::Object(out)
-}
-
+#[cfg(test)]
+mod fixtures;
 #[cfg(test)]
 mod tests;

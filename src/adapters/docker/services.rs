@@ -8,12 +8,12 @@ use serde_json::Value;
 use tracing::warn;
 
 use super::DockerRuntime;
-use crate::control::policy::{LABEL_POLICY, LABEL_WINDOW, PolicyLabels};
 use crate::event::{Digest, Mirrors, follows};
-use crate::gate::{GateLabels, LABEL_SCAN, LABEL_VERIFY};
-use crate::ports::{
-    LABEL_ENABLE, LABEL_IMAGE, ManagedService, PullAuth, RuntimeError, ServiceUpdate,
+use crate::model::labels::{
+    GateLabels, LABEL_ENABLE, LABEL_IMAGE, LABEL_POLICY, LABEL_SCAN, LABEL_VERIFY, LABEL_WINDOW,
+    PolicyLabels,
 };
+use crate::ports::{ManagedService, PullAuth, RuntimeError, ServiceUpdate};
 
 impl DockerRuntime {
     /// Managed services; empty off a manager, without a Swarm, or on an engine without

@@ -2,6 +2,8 @@ use serde_json::json;
 
 use super::*;
 
+const V1_41: ApiVersion = ApiVersion::V1_41;
+
 fn old() -> Value {
     json!({
         "Id": "0123456789abcdef0123456789abcdef",
@@ -53,7 +55,7 @@ fn image() -> Value {
 
 #[test]
 fn the_users_settings_are_kept_and_the_old_images_defaults_dropped() {
-    let plan = recreation(&old(), &image());
+    let plan = recreation(&old(), &image(), V1_41);
     let b = &plan.body;
     assert_eq!(
         b["Env"],
@@ -93,7 +95,7 @@ fn the_users_settings_are_kept_and_the_old_images_defaults_dropped() {
 
 #[test]
 fn anonymous_volumes_are_carried_over_by_name() {
-    let plan = recreation(&old(), &image());
+    let plan = recreation(&old(), &image(), V1_41);
     let binds: Vec<&str> = plan.body["HostConfig"]["Binds"]
         .as_array()
         .unwrap()
@@ -113,7 +115,7 @@ fn anonymous_volumes_are_carried_over_by_name() {
 
 #[test]
 fn every_network_keeps_static_ips_and_aliases_but_not_docker_assigned_values() {
-    let plan = recreation(&old(), &image());
+    let plan = recreation(&old(), &image(), V1_41);
     let primary = &plan.body["NetworkingConfig"]["EndpointsConfig"]["front"];
     assert_eq!(primary["IPAMConfig"]["IPv4Address"], "172.30.0.10");
     assert_eq!(
@@ -134,7 +136,7 @@ fn every_network_keeps_static_ips_and_aliases_but_not_docker_assigned_values() {
 fn a_hostname_the_user_chose_is_kept() {
     let mut o = old();
     o["Config"]["Hostname"] = json!("web-1");
-    assert_eq!(recreation(&o, &image()).body["Hostname"], "web-1");
+    assert_eq!(recreation(&o, &image(), V1_41).body["Hostname"], "web-1");
 }
 
 /// A sidecar in the namespace of container `parent` (id 0123…), sharing its volumes too.
@@ -184,7 +186,7 @@ fn a_dependent_is_pointed_at_the_new_parent_by_id_whatever_named_the_old_one() {
             mode,
             json!(["app:ro", "0123456789abcdef", "data-only", "apps"]),
         );
-        let mut plan = recreation(&old, &Value::Null);
+        let mut plan = recreation(&old, &Value::Null, V1_41);
         repoint(&mut plan.body, &parent());
         let host = &plan.body["HostConfig"];
         assert_eq!(host["NetworkMode"], expected, "{mode}");
@@ -207,6 +209,7 @@ fn a_container_in_anothers_network_namespace_gets_no_hostname_of_its_own() {
     let plan = recreation(
         &sidecar("container:0123456789abcdef0123456789abcdef", Value::Null),
         &Value::Null,
+        V1_41,
     );
     assert!(plan.body.get("Hostname").is_none());
     assert!(plan.body.get("Domainname").is_none());
@@ -223,7 +226,7 @@ fn a_compose_container_keeps_every_compose_label_and_names_its_new_image() {
         "com.docker.compose.image": "sha256:oldimage",
         "ecr-deployd.enable": "true"
     });
-    let mut plan = recreation(&o, &image());
+    let mut plan = recreation(&o, &image(), V1_41);
     set_compose_image(&mut plan.body, "sha256:newimage");
     let labels = &plan.body["Labels"];
     assert_eq!(labels["com.docker.compose.image"], "sha256:newimage");
@@ -231,7 +234,7 @@ fn a_compose_container_keeps_every_compose_label_and_names_its_new_image() {
     assert_eq!(labels["com.docker.compose.service"], "web");
     assert_eq!(labels["com.docker.compose.config-hash"], "abc");
     // Not a Compose v2 container: no such label is added.
-    let mut plain = recreation(&old(), &image());
+    let mut plain = recreation(&old(), &image(), V1_41);
     set_compose_image(&mut plain.body, "sha256:newimage");
     assert!(
         plain.body["Labels"]
