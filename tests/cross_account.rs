@@ -77,13 +77,12 @@ async fn a_push_in_another_account_deploys_only_its_follower_from_that_accounts_
     let other = site.scope.name("other");
     site.scope
         .run(&other, &["--label", "ecr-deployd.enable=true", &other_prod]);
-    let config = site.config(0).replace(
-        "[sweep]",
-        &format!(
-            "mirrors = {{ \"{other_host}\" = \"{}\" }}\n[sweep]",
-            other_registry.host
-        ),
-    );
+    let mut settings = site.settings(0);
+    settings
+        .registry
+        .mirrors
+        .insert(other_host.to_string(), other_registry.host.clone());
+    let config = config_of(&settings);
     let (code, out, err) = run_cli(&config, &["status", "--json"], &[]);
     assert_eq!(code, 0, "{out}{err}");
     for name in [&home, &other] {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::docker::*;
+use common::site::*;
 use common::*;
 use ecr_deployd::adapters::docker::DockerRuntime;
 use ecr_deployd::adapters::ecr::{EcrCredentials, EcrRegistry};
@@ -20,42 +21,32 @@ use tokio_util::sync::CancellationToken;
 
 type RealAgent = Agent<SqsQueue, EcrRegistry, Executor<DockerRuntime, EcrCredentials>>;
 
+/// The one harness's site; the agent runs in this process (the tests look at its queue,
+/// registry and store directly).
 struct Stack {
-    moto: Moto,
-    // Fields drop in order: the test's containers go before the registry's images.
-    scope: Scope,
-    registry: TestRegistry,
-    sqs: aws_sdk_sqs::Client,
-    ecr: aws_sdk_ecr::Client,
-    url: String,
-    state: tempfile::TempDir,
+    site: Site,
+}
+
+impl std::ops::Deref for Stack {
+    type Target = Site;
+    fn deref(&self) -> &Site {
+        &self.site
+    }
 }
 
 impl Stack {
     async fn new(test: &str) -> Self {
-        let Aws { moto, sqs, ecr, .. } = Aws::start().await;
-        let (url, _) = create_queue(&sqs, "host-a", None).await;
         Self {
-            moto,
-            registry: TestRegistry::start(),
-            scope: Scope::new(test),
-            sqs,
-            ecr,
-            url,
-            state: tempfile::tempdir().unwrap(),
+            site: Site::builder(test).without_dlq().start().await,
         }
     }
 
     fn settings(&self) -> Settings {
-        let mut s = Settings::default();
-        s.queue.url = self.url.clone();
-        s.queue.wait_time_seconds = 1;
-        s.registry.mirror = self.registry.host.clone();
+        let mut s = self.site.settings(0);
+        s.sweep = Default::default();
         s.deploy.debounce_millis = 200;
-        s.deploy.min_uptime_seconds = 1;
         s.deploy.health_timeout_seconds = 20;
         s.deploy.stop_timeout_seconds = 5;
-        s.state.path = self.state.path().join("state.db");
         s
     }
 
@@ -63,28 +54,9 @@ impl Stack {
         format!("{}/{repo}:{tag}", self.registry.host)
     }
 
-    /// v1 of `repo`, published, tagged locally as `repo:prod` and pointed at by ECR.
-    async fn first_version(&self, repo: &str, kind: Kind) -> String {
-        let digest = self.registry.publish(repo, "v1", kind, "v1", true);
-        docker(&["tag", &self.image(repo, "v1"), &self.image(repo, "prod")]);
-        put_digest(&self.ecr, repo, "prod", &digest).await;
-        digest
-    }
-
-    /// Publishes `version` and moves ECR's `prod` tag to it; returns the digest.
-    async fn push(&self, repo: &str, kind: Kind, version: &str) -> String {
-        let digest = self.registry.publish(repo, version, kind, version, false);
-        put_digest(&self.ecr, repo, "prod", &digest).await;
-        digest
-    }
-
-    async fn event(&self, repo: &str, digest: &str) {
-        send_all(&self.sqs, &self.url, &[push_body(repo, "prod", digest)]).await;
-    }
-
     async fn agent(&self) -> Running {
         let settings = self.settings();
-        let sdk = self.moto.sdk().await;
+        let sdk = self.sdk.clone();
         let store = Arc::new(Store::open(&settings.state.path).unwrap());
         let executor = Executor::new(
             Arc::new(
@@ -162,7 +134,7 @@ fn exec(name: &str, script: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_replaces_the_container_keeping_its_whole_configuration_and_data() {
     let s = Stack::new("config").await;
-    let v1 = s.first_version("team/web", Kind::Healthy).await;
+    let v1 = s.first_version("team/web", Kind::Healthy).await.0;
     let name = s.scope.name("web");
     let octet = u8::from_str_radix(&s.scope.id[s.scope.id.len() - 2..], 16).unwrap();
     let front = s.scope.name("front");
@@ -227,7 +199,7 @@ async fn an_event_replaces_the_container_keeping_its_whole_configuration_and_dat
     let before = inspect(&name);
 
     let running = s.agent().await;
-    let v2 = s.push("team/web", Kind::Healthy, "v2").await;
+    let v2 = s.silent_push("team/web", Kind::Healthy, "v2").await;
     s.event("team/web", &v2).await;
     let history = running.until_outcomes(&name, 1).await;
     s.drained().await;
@@ -302,7 +274,7 @@ async fn an_event_replaces_the_container_keeping_its_whole_configuration_and_dat
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_image_that_exits_at_once_is_rolled_back_blocked_and_the_next_good_push_deploys() {
     let s = Stack::new("exits").await;
-    let v1 = s.first_version("team/api", Kind::Serve).await;
+    let v1 = s.first_version("team/api", Kind::Serve).await.0;
     let name = s.scope.name("api");
     s.scope.run(
         &name,
@@ -314,7 +286,7 @@ async fn an_image_that_exits_at_once_is_rolled_back_blocked_and_the_next_good_pu
     );
     let running = s.agent().await;
 
-    let bad = s.push("team/api", Kind::ExitAtOnce, "bad").await;
+    let bad = s.silent_push("team/api", Kind::ExitAtOnce, "bad").await;
     s.event("team/api", &bad).await;
     let h = running.until_outcomes(&name, 1).await;
     assert_eq!(h[0].outcome, Some(Outcome::RolledBack), "{:?}", h[0]);
@@ -332,7 +304,7 @@ async fn an_image_that_exits_at_once_is_rolled_back_blocked_and_the_next_good_pu
     s.drained().await;
     assert_eq!(running.history(&name).len(), 1);
 
-    let good = s.push("team/api", Kind::Serve, "v3").await;
+    let good = s.silent_push("team/api", Kind::Serve, "v3").await;
     s.event("team/api", &good).await;
     let h = running.until_outcomes(&name, 2).await;
     s.drained().await;
@@ -347,7 +319,7 @@ async fn an_image_that_exits_at_once_is_rolled_back_blocked_and_the_next_good_pu
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_image_that_never_becomes_healthy_is_rolled_back_after_its_health_timeout() {
     let s = Stack::new("unhealthy").await;
-    let v1 = s.first_version("team/slow", Kind::Healthy).await;
+    let v1 = s.first_version("team/slow", Kind::Healthy).await.0;
     let name = s.scope.name("slow");
     s.scope.run(
         &name,
@@ -360,7 +332,9 @@ async fn an_image_that_never_becomes_healthy_is_rolled_back_after_its_health_tim
         ],
     );
     let running = s.agent().await;
-    let stuck = s.push("team/slow", Kind::NeverHealthy, "stuck").await;
+    let stuck = s
+        .silent_push("team/slow", Kind::NeverHealthy, "stuck")
+        .await;
     s.event("team/slow", &stuck).await;
     let h = running.until_outcomes(&name, 1).await;
     running.stop().await;
@@ -422,7 +396,7 @@ async fn a_failed_pull_leaves_the_old_container_untouched_and_unmanaged_containe
     assert_eq!(inspect(&name)["State"]["Running"], true);
 
     // A good push: the managed container moves, the one without the label does not.
-    let v2 = s.push("team/job", Kind::Serve, "v2").await;
+    let v2 = s.silent_push("team/job", Kind::Serve, "v2").await;
     s.event("team/job", &v2).await;
     running.until_outcomes(&name, 2).await;
     s.drained().await;
@@ -469,7 +443,7 @@ async fn a_mac_address_the_user_set_and_a_static_ip_survive_and_assigned_macs_ar
     let assigned = inspect(&plain)["NetworkSettings"]["Networks"][&lan]["MacAddress"].clone();
 
     let running = s.agent().await;
-    let v2 = s.push("team/mac", Kind::Serve, "v2").await;
+    let v2 = s.silent_push("team/mac", Kind::Serve, "v2").await;
     s.event("team/mac", &v2).await;
     running.until_outcomes(&pinned, 1).await;
     running.until_outcomes(&plain, 1).await;
@@ -546,7 +520,7 @@ async fn from_api_1_44_a_per_network_mac_the_user_set_survives_and_assigned_macs
     let (side_before, plain_before) = (mac_on(&pinned, &side), mac_on(&plain, &lan));
 
     let running = s.agent().await;
-    let v2 = s.push("team/mac", Kind::Serve, "v2").await;
+    let v2 = s.silent_push("team/mac", Kind::Serve, "v2").await;
     s.event("team/mac", &v2).await;
     let pinned_history = running.until_outcomes(&pinned, 1).await;
     running.until_outcomes(&plain, 1).await;
@@ -663,7 +637,7 @@ async fn docker_unreachable_keeps_the_message_and_the_deploy_happens_once_it_is_
     };
     let running = Running { agent, token, task };
 
-    let v2 = s.push("team/down", Kind::Serve, "v2").await;
+    let v2 = s.silent_push("team/down", Kind::Serve, "v2").await;
     s.event("team/down", &v2).await;
     eventually(
         Duration::from_secs(30),

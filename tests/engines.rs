@@ -130,10 +130,10 @@ async fn deploy_keeps_the_configuration_and_rolls_back(store: Store, test: &str)
     let old = e.one_running(&name);
 
     // The sweep (every second) finds the push; no event.
-    let config = e.site.config(1).replace(
-        "[deploy]\n",
-        "[deploy]\nhealth_timeout_seconds = 4\nstop_timeout_seconds = 2\n",
-    );
+    let mut settings = e.site.settings(1);
+    settings.deploy.health_timeout_seconds = 4;
+    settings.deploy.stop_timeout_seconds = 2;
+    let config = config_of(&settings);
     let agent = AgentProcess::start_with_env(&config, &["run"], &e.env());
     let v2 = e.site.silent_push("team/web", Kind::Serve, "v2").await;
     let done = e.site.outcome(&name, &v2).await;

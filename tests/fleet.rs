@@ -12,8 +12,9 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use common::docker::*;
-use common::site::{json, status_of};
+use common::site::{Site, config_of, json, status_of};
 use common::*;
+use ecr_deployd::config::{FleetSettings, Settings};
 use serde_json::Value;
 
 const REPO: &str = "shop/web";
@@ -63,14 +64,11 @@ impl Host {
     }
 }
 
-/// A fleet on one emulator: the results bus, `prod` on v1 in ECR, and hosts added one by one.
+/// A fleet on one site of the harness: the results bus, `prod` on v1 in ECR, and hosts added
+/// one by one (each its own stack, queue, state store and agent).
 struct Fleet {
     v1: String,
-    aws: Aws,
-    events: aws_sdk_eventbridge::Client,
-    // Containers go before the registry's images.
-    scope: Scope,
-    registry: TestRegistry,
+    site: Site,
     /// Hosts made so far: the first pulls through the registry itself, the others through
     /// aliases.
     made: usize,
@@ -78,32 +76,24 @@ struct Fleet {
 
 impl Fleet {
     async fn new(test: &str) -> Self {
-        let aws = Aws::start().await;
+        let site = Site::new(test).await;
         let out = provision_template(
-            &aws.moto.endpoint,
+            &site.endpoint,
             "fleet-results",
             "fleet-results-bus.yaml",
             &[&format!("BusName={BUS}")],
         );
         assert_eq!(out["BusName"], BUS);
-        let registry = TestRegistry::start();
-        let v1 = registry.publish(REPO, "v1", Kind::Serve, "v1", true);
-        put_digest(&aws.ecr, REPO, "prod", &v1).await;
-        Self {
-            v1,
-            events: aws_sdk_eventbridge::Client::new(&aws.sdk),
-            aws,
-            scope: Scope::new(test),
-            registry,
-            made: 0,
-        }
+        let v1 = site.registry.publish(REPO, "v1", Kind::Serve, "v1", true);
+        put_digest(&site.ecr, REPO, "prod", &v1).await;
+        Self { v1, site, made: 0 }
     }
 
     /// Provisions host `name` of `wave` and starts its container on v1; the agent is not
     /// started yet.
-    fn host(&mut self, name: &str, wave: u32, fleet: &str) -> Host {
+    fn host(&mut self, name: &str, wave: u32, fleet: impl FnOnce(&mut FleetSettings)) -> Host {
         let out = provision(
-            &self.aws.moto.endpoint,
+            &self.site.endpoint,
             &format!("ecr-deployd-{name}"),
             &[
                 &format!("HostName={name}"),
@@ -114,22 +104,23 @@ impl Fleet {
         );
         assert_eq!(out.contains_key("WaveRuleArn"), wave > 1, "{out:?}");
         let mirror = if self.made == 0 {
-            self.registry.host.clone()
+            self.site.registry.host.clone()
         } else {
-            self.registry.alias()
+            self.site.registry.alias()
         };
         self.made += 1;
         let image = format!("{mirror}/{REPO}:prod");
         docker(&[
             "tag",
-            &format!("{}/{REPO}@{}", self.registry.host, self.v1),
+            &format!("{}/{REPO}@{}", self.site.registry.host, self.v1),
             &image,
         ]);
-        let container = self.scope.name(name);
-        self.scope
+        let container = self.site.scope.name(name);
+        self.site
+            .scope
             .run(&container, &["--label", "ecr-deployd.enable=true", &image]);
         let state = tempfile::tempdir().unwrap();
-        let config = agent_config(&out, &self.aws.moto.endpoint, &mirror, name, fleet, &state);
+        let config = agent_config(&out, &self.site, &mirror, name, fleet, &state);
         Host {
             name: name.into(),
             container,
@@ -142,9 +133,12 @@ impl Fleet {
 
     /// Publishes `version` of `kind`, moves `prod` to it in ECR and puts the push event.
     async fn push(&self, version: &str, kind: Kind) -> String {
-        let digest = self.registry.publish(REPO, version, kind, version, false);
-        put_digest(&self.aws.ecr, REPO, "prod", &digest).await;
-        put_ecr_event(&self.events, REPO, "prod", &digest, "PUSH", "SUCCESS").await;
+        let digest = self
+            .site
+            .registry
+            .publish(REPO, version, kind, version, false);
+        put_digest(&self.site.ecr, REPO, "prod", &digest).await;
+        put_ecr_event(&self.site.events, REPO, "prod", &digest, "PUSH", "SUCCESS").await;
         digest
     }
 
@@ -157,7 +151,7 @@ impl Fleet {
             "outcome": outcome, "trigger": "event", "error": null, "durations_ms": {"total": 1},
         });
         put_event_on(
-            &self.events,
+            &self.site.events,
             Some(BUS),
             "ecr-deployd",
             "ECR Deployment Result",
@@ -167,33 +161,33 @@ impl Fleet {
     }
 }
 
-/// The stack's config snippet, plus the emulator, the mirror, a state store and what only a
-/// test needs; `fleet` is added to the snippet's `[fleet]` (which names the wave).
+/// The stack's config snippet, read as the agent's Settings, plus the emulator, the mirror,
+/// a state store and what only a test needs; `fleet` changes the snippet's `[fleet]` (which
+/// names the wave).
 fn agent_config(
     out: &HashMap<String, String>,
-    endpoint: &str,
+    site: &Site,
     mirror: &str,
     name: &str,
-    fleet: &str,
+    fleet: impl FnOnce(&mut FleetSettings),
     state: &tempfile::TempDir,
 ) -> String {
     let snippet = &out["ConfigSnippet"];
-    assert!(
-        snippet.contains(&format!("event_bus = \"{BUS}\"")),
-        "{snippet}"
-    );
-    snippet
-        .replace(
-            "[aws]\n",
-            &format!("[aws]\nendpoint_url = \"{endpoint}\"\n"),
-        )
-        .replace("[queue]\n", "[queue]\nwait_time_seconds = 1\n")
-        .replace("[fleet]\n", &format!("[fleet]\nname = \"{name}\"\n{fleet}"))
-        + &format!(
-            "\n[registry]\nmirror = \"{mirror}\"\n[deploy]\ndebounce_millis = 100\nmin_uptime_seconds = 1\n\
-             health_timeout_seconds = 20\n[sweep]\ninterval_seconds = 0\n[state]\npath = \"{}\"\n[http]\nlisten = \"\"\n",
-            state.path().join("state.db").display()
-        )
+    let mut s: Settings = toml::from_str(snippet)
+        .unwrap_or_else(|e| panic!("the stack's config snippet is a config: {e}\n{snippet}"));
+    assert_eq!(s.notify.event_bus, BUS, "{snippet}");
+    s.aws.endpoint_url = site.endpoint.clone();
+    s.queue.wait_time_seconds = 1;
+    s.fleet.name = name.to_owned();
+    fleet(&mut s.fleet);
+    s.registry.mirror = mirror.to_owned();
+    s.deploy.debounce_millis = 100;
+    s.deploy.min_uptime_seconds = 1;
+    s.deploy.health_timeout_seconds = 20;
+    s.sweep.interval_seconds = 0;
+    s.state.path = state.path().join("state.db");
+    s.http.listen = String::new();
+    config_of(&s)
 }
 
 async fn until_runs(host: &Host, digest: &str, within: Duration) {
@@ -225,10 +219,10 @@ async fn until_state(host: &Host, state: &str, detail: &str) -> Value {
 async fn pushes_go_through_the_waves_and_a_rollback_at_the_canaries_halts_the_rest() {
     let mut fleet = Fleet::new("fleet").await;
     let v1 = fleet.v1.clone();
-    let mut ca = fleet.host("canary-a", 1, "");
-    let mut cb = fleet.host("canary-b", 1, "");
-    let mut w2 = fleet.host("wave2-a", 2, "promote_after = 2\n");
-    let mut w3 = fleet.host("wave3-a", 3, "");
+    let mut ca = fleet.host("canary-a", 1, |_| ());
+    let mut cb = fleet.host("canary-b", 1, |_| ());
+    let mut w2 = fleet.host("wave2-a", 2, |f| f.promote_after = 2);
+    let mut w3 = fleet.host("wave3-a", 3, |_| ());
 
     // doctor on a wave 2 host finds the rule that feeds it from the results bus.
     let (code, out, err) = run_cli(&w2.config, &["doctor"], &[]);
@@ -272,7 +266,7 @@ async fn pushes_go_through_the_waves_and_a_rollback_at_the_canaries_halts_the_re
     eventually(
         Duration::from_secs(30),
         "wave 2's queue is drained",
-        || async { queue_counts(&fleet.aws.sqs, &w2.queue_url).await == (0, 0) },
+        || async { queue_counts(&fleet.site.sqs, &w2.queue_url).await == (0, 0) },
     )
     .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -339,8 +333,8 @@ async fn pushes_go_through_the_waves_and_a_rollback_at_the_canaries_halts_the_re
 async fn a_promoted_digest_bakes_before_the_next_wave_deploys_it() {
     let mut fleet = Fleet::new("bake").await;
     let v1 = fleet.v1.clone();
-    let mut canary = fleet.host("canary", 1, "");
-    let mut w2 = fleet.host("wave2", 2, "bake_minutes = 1\n");
+    let mut canary = fleet.host("canary", 1, |_| ());
+    let mut w2 = fleet.host("wave2", 2, |f| f.bake_minutes = 1);
     canary.start();
     w2.start();
     let v2 = fleet.push("v2", Kind::Serve).await;

@@ -9,7 +9,9 @@ mod common;
 use std::time::Duration;
 
 use common::docker::*;
+use common::site::{Site, config_of};
 use common::*;
+use ecr_deployd::config::Settings;
 use serde_json::Value;
 
 fn repositories_of(bodies: &[String]) -> Vec<String> {
@@ -107,12 +109,10 @@ async fn stack_feeds_the_agent_only_the_followed_repositories() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_runs_against_what_the_stack_created() {
-    let aws = Aws::start().await;
-    let events = aws_sdk_eventbridge::Client::new(&aws.sdk);
-    let registry = TestRegistry::start();
-    let scope = Scope::new("infra");
+    let site = Site::new("infra").await;
+    let (events, registry, scope) = (&site.events, &site.registry, &site.scope);
     let out = provision(
-        &aws.moto.endpoint,
+        &site.endpoint,
         "ecr-deployd-edge-02",
         &[
             "HostName=edge-02",
@@ -127,7 +127,7 @@ async fn agent_runs_against_what_the_stack_created() {
     let v1 = registry.publish(repo, "v1", Kind::Serve, "v1", true);
     let prod = format!("{}/{repo}:prod", registry.host);
     docker(&["tag", &format!("{}/{repo}:v1", registry.host), &prod]);
-    put_digest(&aws.ecr, repo, "prod", &v1).await;
+    put_digest(&site.ecr, repo, "prod", &v1).await;
     let name = scope.name("web");
     scope.run(&name, &["--label", "ecr-deployd.enable=true", &prod]);
 
@@ -141,19 +141,17 @@ async fn agent_runs_against_what_the_stack_created() {
         snippet.contains("event_bus = \"fleet-results\""),
         "{snippet}"
     );
-    let state = tempfile::tempdir().unwrap();
-    let config = snippet
-        .replace(
-            "[aws]\n",
-            &format!("[aws]\nendpoint_url = \"{}\"\n", aws.moto.endpoint),
-        )
-        .replace("[queue]\n", "[queue]\nwait_time_seconds = 1\n")
-        + &format!(
-            "\n[registry]\nmirror = \"{}\"\n[deploy]\ndebounce_millis = 100\nmin_uptime_seconds = 1\n\
-             [sweep]\ninterval_seconds = 0\n[state]\npath = \"{}\"\n[http]\nlisten = \"\"\n",
-            registry.host,
-            state.path().join("state.db").display()
-        );
+    let mut settings: Settings = toml::from_str(snippet)
+        .unwrap_or_else(|e| panic!("the stack's config snippet is a config: {e}\n{snippet}"));
+    settings.aws.endpoint_url = site.endpoint.clone();
+    settings.queue.wait_time_seconds = 1;
+    settings.registry.mirror = registry.host.clone();
+    settings.deploy.debounce_millis = 100;
+    settings.deploy.min_uptime_seconds = 1;
+    settings.sweep.interval_seconds = 0;
+    settings.state.path = site.dir.path().join("state.db");
+    settings.http.listen = String::new();
+    let config = config_of(&settings);
 
     let (code, stdout, stderr) = run_cli(&config, &["check-config"], &[]);
     assert_eq!(code, 0, "the snippet is a valid config: {stdout}{stderr}");
@@ -168,17 +166,17 @@ async fn agent_runs_against_what_the_stack_created() {
 
     let agent = AgentProcess::start(&config, &["run"]);
     let v2 = registry.publish(repo, "v2", Kind::Serve, "v2", false);
-    put_digest(&aws.ecr, repo, "prod", &v2).await;
-    put_ecr_event(&events, repo, "prod", &v2, "PUSH", "SUCCESS").await;
+    put_digest(&site.ecr, repo, "prod", &v2).await;
+    put_ecr_event(events, repo, "prod", &v2, "PUSH", "SUCCESS").await;
     eventually(Duration::from_secs(60), "the container runs v2", || async {
         running_digest_now(&name).as_deref() == Some(v2.as_str())
     })
     .await;
     eventually(Duration::from_secs(20), "the event is deleted", || async {
-        queue_counts(&aws.sqs, &out["QueueUrl"]).await == (0, 0)
+        queue_counts(&site.sqs, &out["QueueUrl"]).await == (0, 0)
     })
     .await;
-    let (dlq_visible, dlq_hidden) = queue_counts(&aws.sqs, &out["DeadLetterQueueUrl"]).await;
+    let (dlq_visible, dlq_hidden) = queue_counts(&site.sqs, &out["DeadLetterQueueUrl"]).await;
     assert_eq!((dlq_visible, dlq_hidden), (0, 0), "nothing dead-lettered");
     drop(agent);
 }

@@ -18,9 +18,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::docker::*;
-use common::site::json;
+use common::site::{Site, config_of, json};
 use common::*;
 use serde_json::Value;
+use std::path::Path;
 
 const REPO: &str = "shop/web";
 const BUCKET: &str = "fleet-ledger";
@@ -37,24 +38,24 @@ struct Host {
     _state: tempfile::TempDir,
 }
 
+/// Host `name`'s config on the site: its queue, `[deploy] scope`, ledger, HTTP listener and
+/// state store; sweeps every 2 s.
 fn config(
-    aws: &Aws,
+    site: &Site,
     queue: &str,
-    mirror: &str,
     name: &str,
     ledger: &str,
     listen: &str,
-    state: &std::path::Path,
+    state: &Path,
 ) -> String {
-    format!(
-        "[aws]\nregion = \"{REGION}\"\nendpoint_url = \"{}\"\n[queue]\nurl = \"{queue}\"\nwait_time_seconds = 1\n\
-         [registry]\nmirror = \"{mirror}\"\n[sweep]\ninterval_seconds = 2\njitter_seconds = 0\n\
-         [deploy]\ndebounce_millis = 100\nmin_uptime_seconds = 1\nscope = \"{name}\"\n\
-         [fleet]\nname = \"{name}\"\nledger = \"{ledger}\"\n\
-         [state]\npath = \"{}\"\n[http]\nlisten = \"{listen}\"\n",
-        aws.moto.endpoint,
-        state.join("state.db").display()
-    )
+    let mut s = site.settings(2);
+    s.queue.url = queue.to_owned();
+    s.deploy.scope = name.to_owned();
+    s.fleet.name = name.to_owned();
+    s.fleet.ledger = ledger.to_owned();
+    s.state.path = state.join("state.db");
+    s.http.listen = listen.to_owned();
+    config_of(&s)
 }
 
 /// `fleet <args> --ledger LEDGER` with `config`; exit 0 expected.
@@ -88,20 +89,18 @@ async fn until_rows(config: &str, what: &str, check: impl Fn(&Value) -> bool) ->
 #[tokio::test(flavor = "multi_thread")]
 async fn three_hosts_write_one_ledger_that_shows_digests_rollbacks_staleness_and_a_page() {
     let started = Instant::now();
-    let aws = Aws::start().await;
-    let s3 = s3_client(&aws.sdk);
+    let site = Site::new("ledger").await;
+    let (registry, scope) = (&site.registry, &site.scope);
+    let s3 = s3_client(&site.sdk);
     create_bucket(&s3, BUCKET).await;
-    // Dropped in reverse: the containers (scope) go before the registry's images.
-    let registry = TestRegistry::start();
-    let scope = Scope::new("ledger");
     let v1 = registry.publish(REPO, "v1", Kind::Serve, "v1", true);
-    put_digest(&aws.ecr, REPO, "prod", &v1).await;
+    put_digest(&site.ecr, REPO, "prod", &v1).await;
     let image = format!("{}/{REPO}:prod", registry.host);
     docker(&["tag", &format!("{}/{REPO}:v1", registry.host), &image]);
     let metrics_port = free_port();
     let mut hosts: Vec<Host> = Vec::new();
     for name in HOSTS.into_iter().chain(["h4"]) {
-        let (queue, _) = create_queue(&aws.sqs, &format!("ledger-{name}"), None).await;
+        let (queue, _) = create_queue(&site.sqs, &format!("ledger-{name}"), None).await;
         let container = scope.name(name);
         let scope_label = format!("ecr-deployd.scope={name}");
         scope.run(
@@ -119,15 +118,7 @@ async fn three_hosts_write_one_ledger_that_shows_digests_rollbacks_staleness_and
             "h4" => (NO_BUCKET, format!("127.0.0.1:{metrics_port}")),
             _ => (LEDGER, String::new()),
         };
-        let config = config(
-            &aws,
-            &queue,
-            &registry.host,
-            name,
-            ledger,
-            &listen,
-            state.path(),
-        );
+        let config = config(&site, &queue, name, ledger, &listen, state.path());
         let agent = Some(AgentProcess::start(&config, &["run"]));
         hosts.push(Host {
             name,
@@ -158,9 +149,9 @@ async fn three_hosts_write_one_ledger_that_shows_digests_rollbacks_staleness_and
 
     // A push: every host (h4 too) deploys v2; the ledger shows v2 and v1 before it.
     let v2 = registry.publish(REPO, "v2", Kind::Serve, "v2", false);
-    put_digest(&aws.ecr, REPO, "prod", &v2).await;
+    put_digest(&site.ecr, REPO, "prod", &v2).await;
     for h in &hosts {
-        send_all(&aws.sqs, &h.queue, &[push_body(REPO, "prod", &v2)]).await;
+        send_all(&site.sqs, &h.queue, &[push_body(REPO, "prod", &v2)]).await;
     }
     let pushed = Instant::now();
     let after = until_rows(&reader, "three hosts on v2 with v1 before", |r| {
@@ -288,7 +279,7 @@ async fn three_hosts_write_one_ledger_that_shows_digests_rollbacks_staleness_and
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("AWS_REGION", REGION)
-        .env("AWS_ENDPOINT_URL", &aws.moto.endpoint)
+        .env("AWS_ENDPOINT_URL", &site.endpoint)
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .output()
         .unwrap();

@@ -139,9 +139,9 @@ async fn kill_9_in_the_middle_of_a_group_swap_recovers_the_whole_group() {
     let vpn = sidecar(&site, &app, "vpn", true);
     let (old_app, old_vpn) = (inspect(&app, "{{.Id}}"), inspect(&vpn, "{{.Id}}"));
     // The new parent never becomes healthy: the swap waits in its health gate.
-    let config = site
-        .config(0)
-        .replace("[deploy]\n", "[deploy]\nhealth_timeout_seconds = 600\n");
+    let mut settings = site.settings(0);
+    settings.deploy.health_timeout_seconds = 600;
+    let config = config_of(&settings);
     let mut agent = AgentProcess::start(&config, &["run"]);
     // Never healthy: the swap waits in the parent's health gate, sidecar stopped, parent new.
     let v2 = site.silent_push("team/app", Kind::NeverHealthy, "v2").await;

@@ -9,18 +9,20 @@ use std::time::Duration;
 
 use aws_sdk_eventbridge::types::Target;
 use common::docker::*;
+use common::site::{Site, config_of};
 use common::smtp::SmtpSink;
 use common::webhook::{Hook, HookMode};
 use common::*;
+use ecr_deployd::config::Smtp;
 use serde_json::Value;
 
 const BUS: &str = "fleet-results";
 
 /// A queue that receives what a rule on the result bus forwards.
-async fn result_queue(aws: &Aws) -> String {
-    let events = aws_sdk_eventbridge::Client::new(&aws.sdk);
+async fn result_queue(site: &Site) -> String {
+    let events = &site.events;
     events.create_event_bus().name(BUS).send().await.unwrap();
-    let (url, _) = create_queue(&aws.sqs, "central-results", None).await;
+    let (url, _) = create_queue(&site.sqs, "central-results", None).await;
     events
         .put_rule()
         .name("deployment-results")
@@ -56,11 +58,9 @@ fn metric(metrics: &str, line_start: &str) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outcomes_reach_webhooks_eventbridge_email_and_metrics_and_bad_webhooks_do_not_hold_deploys()
  {
-    let aws = Aws::start().await;
-    let registry = TestRegistry::start();
-    let scope = Scope::new("notify");
-    let (url, _) = create_queue(&aws.sqs, "host-n", Some(5)).await;
-    let results = result_queue(&aws).await;
+    let site = Site::new("notify").await;
+    let (registry, scope, url) = (&site.registry, &site.scope, &site.url);
+    let results = result_queue(&site).await;
     let (ok, fail, hang) = (
         Hook::start(HookMode::Ok).await,
         Hook::start(HookMode::Fail).await,
@@ -72,30 +72,29 @@ async fn outcomes_reach_webhooks_eventbridge_email_and_metrics_and_bad_webhooks_
     let v1 = registry.publish(repo, "v1", Kind::Serve, "v1", true);
     let prod = format!("{}/{repo}:prod", registry.host);
     docker(&["tag", &format!("{}/{repo}:v1", registry.host), &prod]);
-    put_digest(&aws.ecr, repo, "prod", &v1).await;
+    put_digest(&site.ecr, repo, "prod", &v1).await;
     let name = scope.name("web");
     scope.run(&name, &["--label", "ecr-deployd.enable=true", &prod]);
 
-    let state = tempfile::tempdir().unwrap();
     let addr = format!("127.0.0.1:{}", free_port());
-    let config = format!(
-        "[aws]\nregion = \"{REGION}\"\nendpoint_url = \"{}\"\n[queue]\nurl = \"{url}\"\nwait_time_seconds = 1\n\
-         [registry]\nmirror = \"{}\"\n[sweep]\ninterval_seconds = 0\n\
-         [deploy]\ndebounce_millis = 100\nmin_uptime_seconds = 1\nhealth_timeout_seconds = 3\n\
-         [state]\npath = \"{}\"\n[http]\nlisten = \"{addr}\"\n\
-         [notify]\nwebhooks = [\"{}\", \"{}\", \"{}\"]\nevent_bus = \"{BUS}\"\n\
-         smtp = {{ relay = \"127.0.0.1:{}\", from = \"ecr-deployd@site.example\", to = [\"ops@site.example\", \"oncall@site.example\"], \
-         starttls = false, username = \"{}\", password_file = \"{}\" }}\n",
-        aws.moto.endpoint,
-        registry.host,
-        state.path().join("state.db").display(),
-        hang.url,
-        fail.url,
-        ok.url,
-        mail.port,
-        mail.user,
-        mail.password_file.display(),
-    );
+    let mut settings = site.settings(0);
+    settings.deploy.health_timeout_seconds = 3;
+    settings.http.listen = addr.clone();
+    settings.notify.webhooks = vec![hang.url.clone(), fail.url.clone(), ok.url.clone()];
+    settings.notify.event_bus = BUS.to_owned();
+    settings.notify.smtp = Some(Smtp {
+        relay: format!("127.0.0.1:{}", mail.port),
+        from: "ecr-deployd@site.example".to_owned(),
+        to: vec![
+            "ops@site.example".to_owned(),
+            "oncall@site.example".to_owned(),
+        ],
+        starttls: false,
+        username: mail.user.to_string(),
+        password: String::new(),
+        password_file: mail.password_file.display().to_string(),
+    });
+    let config = config_of(&settings);
     let agent = AgentProcess::start(&config, &["run"]);
     eventually(Duration::from_secs(60), "ready", || async {
         http(&addr, "GET", "/readyz").0 == 200
@@ -105,8 +104,8 @@ async fn outcomes_reach_webhooks_eventbridge_email_and_metrics_and_bad_webhooks_
 
     // 1. A push that succeeds.
     let v2 = registry.publish(repo, "v2", Kind::Serve, "v2", false);
-    put_digest(&aws.ecr, repo, "prod", &v2).await;
-    send_all(&aws.sqs, &url, &[push_body(repo, "prod", &v2)]).await;
+    put_digest(&site.ecr, repo, "prod", &v2).await;
+    send_all(&site.sqs, url, &[push_body(repo, "prod", &v2)]).await;
     eventually(Duration::from_secs(60), "v2 running", || async {
         running_digest_now(&name).as_deref() == Some(v2.as_str())
     })
@@ -146,8 +145,8 @@ async fn outcomes_reach_webhooks_eventbridge_email_and_metrics_and_bad_webhooks_
     // 2. A push whose image never becomes healthy: rolled back, while the hanging webhook
     //    still holds its connections.
     let v3 = registry.publish(repo, "v3", Kind::NeverHealthy, "v3", false);
-    put_digest(&aws.ecr, repo, "prod", &v3).await;
-    send_all(&aws.sqs, &url, &[push_body(repo, "prod", &v3)]).await;
+    put_digest(&site.ecr, repo, "prod", &v3).await;
+    send_all(&site.sqs, url, &[push_body(repo, "prod", &v3)]).await;
     eventually(Duration::from_secs(60), "rolled-back notice", || async {
         ok.bodies().len() >= 2
     })
@@ -206,7 +205,7 @@ async fn outcomes_reach_webhooks_eventbridge_email_and_metrics_and_bad_webhooks_
             std::time::Instant::now() < deadline,
             "result events: {seen:?}"
         );
-        for body in peek(&aws.sqs, &results, 1).await {
+        for body in peek(&site.sqs, &results, 1).await {
             seen.push(serde_json::from_str(&body).unwrap());
         }
     }
@@ -253,7 +252,7 @@ async fn outcomes_reach_webhooks_eventbridge_email_and_metrics_and_bad_webhooks_
     );
 
     // 5. A malformed message is reported as trouble.
-    send_all(&aws.sqs, &url, &["{this is not json".to_owned()]).await;
+    send_all(&site.sqs, url, &["{this is not json".to_owned()]).await;
     eventually(Duration::from_secs(30), "trouble notice", || async {
         ok.bodies()
             .iter()

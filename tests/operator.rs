@@ -227,7 +227,9 @@ async fn doctor_passes_on_a_provisioned_host_and_names_what_is_missing() {
     assert_eq!(code, 2, "{err}");
 
     // The queue does not exist.
-    let missing = site.config(0).replace("/host-a\"", "/no-such-queue\"");
+    let mut settings = site.settings(0);
+    settings.queue.url = site.url.replace("/host-a", "/no-such-queue");
+    let missing = config_of(&settings);
     let (code, out, _) = run_cli(&missing, &["doctor"], &[]);
     assert_eq!(code, 1);
     assert!(
@@ -400,9 +402,9 @@ async fn a_member_of_the_services_group_runs_status_while_the_daemon_runs() {
     std::os::unix::fs::chown(&state_dir, Some(SERVICE), Some(SERVICE)).unwrap();
     std::fs::set_permissions(&state_dir, std::fs::Permissions::from_mode(0o750)).unwrap();
     let db = state_dir.join("state.db");
-    let config = site
-        .config(0)
-        .replace(&site.state.display().to_string(), &db.display().to_string());
+    let mut settings = site.settings(0);
+    settings.state.path = db.clone();
+    let config = config_of(&settings);
     let agent = AgentProcess::start(&config, &["run"]);
     eventually(Duration::from_secs(30), "the daemon is running", || {
         let up = agent.log_text().contains("ecr-deployd running");

@@ -7,62 +7,35 @@ mod common;
 use std::time::Duration;
 
 use common::docker::*;
+use common::site::*;
 use common::*;
 use ecr_deployd::store::{Outcome, Step, Store};
 
+/// The one harness's site, and the agent's config on it.
 struct Setup {
-    _moto: Moto,
-    // Fields drop in order: the test's containers go before the registry's images.
-    scope: Scope,
-    registry: TestRegistry,
-    sqs: aws_sdk_sqs::Client,
-    ecr: aws_sdk_ecr::Client,
-    url: String,
+    site: Site,
     config: String,
-    state: std::path::PathBuf,
-    _dir: tempfile::TempDir,
 }
 
-async fn setup(test: &str) -> Setup {
-    let Aws { moto, sqs, ecr, .. } = Aws::start().await;
-    let (url, _) = create_queue(&sqs, "host-a", None).await;
-    let registry = TestRegistry::start();
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state.db");
-    // A long visibility keeps the interrupted message away while the test looks at recovery.
-    let config = format!(
-        "[aws]\nregion = \"{REGION}\"\nendpoint_url = \"{}\"\n[queue]\nurl = \"{url}\"\nwait_time_seconds = 1\nvisibility_timeout_seconds = 300\n\
-         [registry]\nmirror = \"{}\"\n[deploy]\ndebounce_millis = 100\nmin_uptime_seconds = 1\nhealth_timeout_seconds = 120\nstop_timeout_seconds = 5\n\
-         [state]\npath = \"{}\"\n[http]\nlisten = \"\"\n",
-        moto.endpoint,
-        registry.host,
-        state.display()
-    );
-    Setup {
-        _moto: moto,
-        registry,
-        scope: Scope::new(test),
-        sqs,
-        ecr,
-        url,
-        config,
-        state,
-        _dir: dir,
+impl std::ops::Deref for Setup {
+    type Target = Site;
+    fn deref(&self) -> &Site {
+        &self.site
     }
 }
 
-/// Waits until the journal shows the deployment at `step`.
-async fn journal_reaches(state: &std::path::Path, step: Step) {
-    eventually(Duration::from_secs(60), "journal step", || async {
-        let Ok(store) = Store::open(state) else {
-            return false;
-        };
-        store
-            .unfinished()
-            .map(|open| open.iter().any(|d| d.step == Some(step)))
-            .unwrap_or(false)
-    })
-    .await;
+async fn setup(test: &str) -> Setup {
+    // No dead-letter queue: the interrupted message is counted in flight after the kill.
+    let site = Site::builder(test).without_dlq().start().await;
+    // A long visibility keeps the interrupted message away while the test looks at recovery.
+    let mut settings = site.settings(0);
+    settings.queue.visibility_timeout_seconds = 300;
+    settings.deploy.health_timeout_seconds = 120;
+    settings.deploy.stop_timeout_seconds = 5;
+    // The start-up sweep of `run` (interval 0 turns it off altogether) retries what was undone.
+    settings.sweep = Default::default();
+    let config = config_of(&settings);
+    Setup { site, config }
 }
 
 /// Kills the agent, restarts it and waits until its recovery of the interrupted deployment
@@ -106,19 +79,10 @@ async fn succeeded(state: &std::path::Path, name: &str, digest: &str) {
     .await;
 }
 
-/// v1 of `repo` published, tagged `prod` locally and in ECR.
-async fn first_version(s: &Setup, repo: &str, kind: Kind) -> (String, String) {
-    let v1 = s.registry.publish(repo, "v1", kind, "v1", true);
-    let prod = format!("{}/{repo}:prod", s.registry.host);
-    docker(&["tag", &format!("{}/{repo}:v1", s.registry.host), &prod]);
-    put_digest(&s.ecr, repo, "prod", &v1).await;
-    (v1, prod)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_while_the_old_container_is_being_stopped_is_recovered_and_the_deploy_retried() {
     let s = setup("kill-stop").await;
-    let (_v1, prod) = first_version(&s, "team/svc", Kind::Serve).await;
+    let (_v1, prod) = s.first_version("team/svc", Kind::Serve).await;
     let name = s.scope.name("svc");
     // httpd ignores SIGWINCH: the stop lasts the container's own 4 s stop timeout.
     s.scope.run(
@@ -149,7 +113,7 @@ async fn kill_9_while_the_old_container_is_being_stopped_is_recovered_and_the_de
         .publish("team/svc", "v2", Kind::Serve, "v2", false);
     put_digest(&s.ecr, "team/svc", "prod", &v2).await;
     send_all(&s.sqs, &s.url, &[push_body("team/svc", "prod", &v2)]).await;
-    journal_reaches(&s.state, Step::Stopping).await;
+    s.journal_at(Step::Stopping).await;
 
     let restarted = kill_and_recover(&s, agent, &name, "stopping").await;
     // The start-up sweep then retries the interrupted deploy: it was not proven bad, no block.
@@ -170,7 +134,7 @@ async fn kill_9_while_the_old_container_is_being_stopped_is_recovered_and_the_de
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_the_health_gate_removes_the_new_container_and_restores_the_old_one() {
     let s = setup("kill-health").await;
-    let (v1, prod) = first_version(&s, "team/gate", Kind::Healthy).await;
+    let (v1, prod) = s.first_version("team/gate", Kind::Healthy).await;
     let name = s.scope.name("gate");
     s.scope.run(
         &name,
@@ -190,7 +154,7 @@ async fn kill_9_during_the_health_gate_removes_the_new_container_and_restores_th
         .publish("team/gate", "stuck", Kind::NeverHealthy, "stuck", false);
     put_digest(&s.ecr, "team/gate", "prod", &stuck).await;
     send_all(&s.sqs, &s.url, &[push_body("team/gate", "prod", &stuck)]).await;
-    journal_reaches(&s.state, Step::HealthGate).await;
+    s.journal_at(Step::HealthGate).await;
     // Both exist now: the new one starting, the old one parked under the suffix.
     assert_eq!(containers_named(&name).len(), 2);
 
@@ -215,7 +179,7 @@ async fn kill_9_during_the_health_gate_removes_the_new_container_and_restores_th
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_a_long_health_gate_ends_within_one_deadline_with_the_old_container_back() {
     let s = setup("term-gate").await;
-    let (v1, prod) = first_version(&s, "team/term", Kind::Healthy).await;
+    let (v1, prod) = s.first_version("team/term", Kind::Healthy).await;
     let name = s.scope.name("term");
     s.scope
         .run(&name, &["--label", "ecr-deployd.enable=true", &prod]);
@@ -230,7 +194,7 @@ async fn sigterm_during_a_long_health_gate_ends_within_one_deadline_with_the_old
         .publish("team/term", "stuck", Kind::NeverHealthy, "stuck", false);
     put_digest(&s.ecr, "team/term", "prod", &stuck).await;
     send_all(&s.sqs, &s.url, &[push_body("team/term", "prod", &stuck)]).await;
-    journal_reaches(&s.state, Step::HealthGate).await;
+    s.journal_at(Step::HealthGate).await;
 
     let asked = std::time::Instant::now();
     agent.signal("TERM");
@@ -266,7 +230,7 @@ async fn sigterm_during_a_long_health_gate_ends_within_one_deadline_with_the_old
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_without_a_daemon_recovers_an_interrupted_swap_before_it_acts() {
     let s = setup("cli-recover").await;
-    let (v1, prod) = first_version(&s, "team/cli", Kind::Healthy).await;
+    let (v1, prod) = s.first_version("team/cli", Kind::Healthy).await;
     let name = s.scope.name("cli");
     s.scope
         .run(&name, &["--label", "ecr-deployd.enable=true", &prod]);
@@ -276,7 +240,7 @@ async fn a_command_without_a_daemon_recovers_an_interrupted_swap_before_it_acts(
         .publish("team/cli", "stuck", Kind::NeverHealthy, "stuck", false);
     put_digest(&s.ecr, "team/cli", "prod", &stuck).await;
     send_all(&s.sqs, &s.url, &[push_body("team/cli", "prod", &stuck)]).await;
-    journal_reaches(&s.state, Step::HealthGate).await;
+    s.journal_at(Step::HealthGate).await;
     agent.signal("KILL");
     agent.wait_exit(Duration::from_secs(10));
     put_digest(&s.ecr, "team/cli", "prod", &v1).await;

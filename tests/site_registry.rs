@@ -11,58 +11,75 @@ mod common;
 use std::time::{Duration, SystemTime};
 
 use common::docker::*;
+use common::site::*;
 use common::*;
+use ecr_deployd::config::{Settings, SiteRegistry};
 use ecr_deployd::store::{Deployment, Outcome, Store};
 
 const REPO: &str = "team/web";
 const TOKEN: &str = "s3cr3t-intake-token";
 
+/// The one harness's site; its registry sends push notifications to the agent's listener.
+/// The site's emulator is there but the agent's config names no AWS at all.
 struct Lab {
-    // Containers go before the registry's images.
-    scope: Scope,
-    registry: TestRegistry,
+    site: Site,
     intake: String,
-    dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Lab {
+    type Target = Site;
+    fn deref(&self) -> &Site {
+        &self.site
+    }
+}
+
+impl std::ops::DerefMut for Lab {
+    fn deref_mut(&mut self) -> &mut Site {
+        &mut self.site
+    }
 }
 
 impl Lab {
-    fn new(test: &str) -> Self {
+    async fn new(test: &str) -> Self {
         let intake = format!("127.0.0.1:{}", free_port());
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("token"), format!("{TOKEN}\n")).unwrap();
-        std::fs::write(dir.path().join("password"), REGISTRY_PASSWORD).unwrap();
-        Self {
-            registry: TestRegistry::start_notifying(&format!("http://{intake}/events"), TOKEN),
-            scope: Scope::new(test),
-            intake,
-            dir,
-        }
+        let registry = TestRegistry::start_notifying(&format!("http://{intake}/events"), TOKEN);
+        let site = Site::builder(test).registry(registry).start().await;
+        std::fs::write(site.dir.path().join("token"), format!("{TOKEN}\n")).unwrap();
+        std::fs::write(site.dir.path().join("password"), REGISTRY_PASSWORD).unwrap();
+        Self { site, intake }
     }
 
     fn state(&self) -> std::path::PathBuf {
-        self.dir.path().join("state.db")
+        self.site.state.clone()
     }
 
     /// The agent's config: no [aws], no [queue]; one registry of the site's own.
     fn config(&self, sweep_interval: u64) -> String {
-        let d = self.dir.path().display();
-        format!(
-            "[sweep]\ninterval_seconds = {sweep_interval}\njitter_seconds = 0\n\
-             [deploy]\ndebounce_millis = 100\nmin_uptime_seconds = 1\n\
-             [state]\npath = \"{d}/state.db\"\n[http]\nlisten = \"\"\n\
-             [control]\nsocket = \"{d}/control.sock\"\n\
-             [intake]\nlisten = \"{}\"\ntoken_file = \"{d}/token\"\n\
-             [[registries]]\nhost = \"{}\"\nusername = \"{REGISTRY_USER}\"\npassword_file = \"{d}/password\"\ninsecure = true\n",
-            self.intake, self.registry.host
-        )
+        let d = self.dir.path();
+        let mut s = self.site.settings(sweep_interval);
+        s.aws = Default::default();
+        s.queue.url = String::new();
+        s.queue.wait_time_seconds = Settings::default().queue.wait_time_seconds;
+        s.registry.mirror = String::new();
+        s.control.socket = d.join("control.sock");
+        s.intake.listen = self.intake.clone();
+        s.intake.token_file = d.join("token").display().to_string();
+        s.registries = vec![SiteRegistry {
+            host: self.registry.host.clone(),
+            username: REGISTRY_USER.to_owned(),
+            password_file: d.join("password").display().to_string(),
+            insecure: true,
+            ..Default::default()
+        }];
+        config_of(&s)
     }
 
     fn history(&self, name: &str) -> Vec<Deployment> {
-        common::site::history_in(&self.state(), name)
+        history_in(&self.state(), name)
     }
 
     async fn outcome(&self, name: &str, to: &str) -> Deployment {
-        common::site::outcome_in(&self.state(), name, to).await
+        outcome_in(&self.state(), name, to).await
     }
 
     /// POSTs `body` to the listener with `token`; the status.
@@ -118,7 +135,7 @@ const DISTRIBUTION_TYPE: &str = "application/vnd.docker.distribution.events.v1+j
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registry_of_the_sites_own_is_followed_through_its_notifications_and_the_sweep() {
-    let mut lab = Lab::new("site-registry");
+    let mut lab = Lab::new("site-registry").await;
     let host = lab.registry.host.clone();
     let silent = lab.registry.silent_alias();
     let v1_local = format!("{host}/{REPO}:v1");
@@ -239,7 +256,7 @@ async fn a_registry_of_the_sites_own_is_followed_through_its_notifications_and_t
 /// deployed without waiting for a sweep.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signatures_of_a_sites_image_are_read_from_its_registry() {
-    let lab = Lab::new("site-signed");
+    let lab = Lab::new("site-signed").await;
     let host = lab.registry.host.clone();
     let signer = common::cosign::Signer::generate();
     let v1 = lab.registry.publish(REPO, "v1", Kind::Serve, "v1", true);

@@ -12,34 +12,29 @@ use common::docker::*;
 use common::*;
 use serde_json::Value;
 
+/// The one harness's site on a Swarm manager. Drop order: the site (services, containers,
+/// then the registry) before the Swarm.
 struct Site {
-    _moto: Moto,
-    // Drop order: the scope (services, containers) before the registry before the Swarm.
-    scope: Scope,
-    registry: TestRegistry,
+    site: common::site::Site,
     _swarm: Swarm,
-    sqs: aws_sdk_sqs::Client,
-    ecr: aws_sdk_ecr::Client,
-    endpoint: String,
-    url: String,
-    state: tempfile::TempDir,
     /// Trusted by `[verify]` (step 5).
     signer: Signer,
 }
 
+impl std::ops::Deref for Site {
+    type Target = common::site::Site;
+    fn deref(&self) -> &common::site::Site {
+        &self.site
+    }
+}
+
 impl Site {
     fn config(&self) -> String {
-        format!(
-            "[aws]\nregion = \"{REGION}\"\nendpoint_url = \"{}\"\n[queue]\nurl = \"{}\"\nwait_time_seconds = 1\n\
-             [registry]\nmirror = \"{}\"\n[sweep]\ninterval_seconds = 0\n\
-             [deploy]\ndebounce_millis = 200\nmin_uptime_seconds = 1\nhealth_timeout_seconds = 10\n\
-             [state]\npath = \"{}\"\n[http]\nlisten = \"\"\n[verify]\ncosign_public_keys = [\"{}\"]\n",
-            self.endpoint,
-            self.url,
-            self.registry.host,
-            self.state.path().join("state.db").display(),
-            self.signer.public_key().display()
-        )
+        let mut s = self.site.settings(0);
+        s.deploy.debounce_millis = 200;
+        s.deploy.health_timeout_seconds = 10;
+        s.verify.cosign_public_keys = vec![self.signer.public_key()];
+        common::site::config_of(&s)
     }
 
     fn cli(&self, args: &[&str]) -> (i32, String, String) {
@@ -126,20 +121,9 @@ fn running_tasks(name: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn services_follow_pushes_through_swarm_updates_and_rollbacks() {
     let swarm = Swarm::ensure();
-    let moto = Moto::start();
-    let sdk = moto.sdk().await;
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let (url, _) = create_queue(&sqs, "manager-a", Some(5)).await;
     let site = Site {
-        endpoint: moto.endpoint.clone(),
-        ecr: aws_sdk_ecr::Client::new(&sdk),
-        _moto: moto,
-        scope: Scope::new("swarm"),
-        registry: TestRegistry::start(),
+        site: common::site::Site::new("swarm").await,
         _swarm: swarm,
-        sqs,
-        url,
-        state: tempfile::tempdir().unwrap(),
         signer: Signer::generate(),
     };
     let repo = "swarm/web";

@@ -479,3 +479,25 @@ fn verify_roots_and_identities_are_checked_and_name_the_key() {
         assert!(e.contains(expected), "{expected}: {e}");
     }
 }
+
+#[test]
+fn settings_written_as_toml_read_back_the_same() {
+    // The integration harness (tests/common/site.rs) writes its typed Settings as the config
+    // file the binary reads: what it writes must be what the binary gets.
+    let mut s = Settings::default();
+    s.queue.url = QUEUE.to_owned();
+    s.queue.wait_time_seconds = 1;
+    s.aws.endpoint_url = "http://127.0.0.1:5000".to_owned();
+    s.registry.mirror = "127.0.0.1:5001".to_owned();
+    s.deploy.debounce_millis = 100;
+    s.http.listen = String::new();
+    s.state.path = PathBuf::from("/tmp/edt/state.db");
+    let text = toml::to_string(&s).expect("Settings serialise as TOML");
+    assert_eq!(load(&text, &[]).unwrap(), s, "{text}");
+    let defaults = toml::to_string(&Settings::default()).unwrap();
+    assert_eq!(
+        load(&defaults, &[]).unwrap(),
+        Settings::default(),
+        "{defaults}"
+    );
+}

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 
 use super::docker::*;
-use super::site::json;
+use super::site::{Site, config_of, json};
 use super::*;
 
 pub const BUCKET: &str = "edt-archives";
@@ -66,46 +66,44 @@ impl Drop for Images {
     }
 }
 
-/// What both tests stand on. Fields drop in order: the containers before the images.
+/// What both tests stand on: the one harness's site and the images the test builds. Fields
+/// drop in order: the site's containers before the images.
 pub struct Lab {
-    pub scope: Scope,
+    pub site: Site,
     pub images: Images,
-    pub dir: tempfile::TempDir,
-    pub moto: Moto,
-    pub sdk: aws_config::SdkConfig,
     pub s3: aws_sdk_s3::Client,
+}
+
+impl std::ops::Deref for Lab {
+    type Target = Site;
+    fn deref(&self) -> &Site {
+        &self.site
+    }
 }
 
 impl Lab {
     pub async fn new(test: &str) -> Self {
-        let moto = Moto::start();
-        let sdk = moto.sdk().await;
-        let s3 = s3_client(&sdk);
+        let site = Site::new(test).await;
         let unique = sha256_hex(format!("{test} {:?}", std::time::SystemTime::now()).as_bytes());
         Self {
-            scope: Scope::new(test),
+            s3: s3_client(&site.sdk),
             images: Images {
                 repo: format!("edt-{test}-{}/app", &unique[..8]),
                 ids: Default::default(),
             },
-            dir: tempfile::tempdir().unwrap(),
-            moto,
-            sdk,
-            s3,
+            site,
         }
     }
 }
 
 impl Lab {
-    /// The agent's config for the host whose queue is `queue_url` (sweeps only when asked).
+    /// The agent's config for the host whose queue is `queue_url` (sweeps only when asked):
+    /// no registry, the archives are the images' only way in.
     pub fn config(&self, queue_url: &str) -> String {
-        format!(
-            "[aws]\nregion = \"{REGION}\"\nendpoint_url = \"{}\"\n[queue]\nurl = \"{queue_url}\"\nwait_time_seconds = 1\n\
-             [sweep]\ninterval_seconds = 3600\njitter_seconds = 0\n[deploy]\ndebounce_millis = 100\nmin_uptime_seconds = 1\n\
-             [state]\npath = \"{}\"\n",
-            self.moto.endpoint,
-            self.dir.path().join("state.db").display()
-        )
+        let mut s = self.site.settings(3600);
+        s.queue.url = queue_url.to_owned();
+        s.registry.mirror = String::new();
+        config_of(&s)
     }
 
     /// Runs the managed container that follows `s3://BUCKET/KEY`, made from `REPO:latest`;

@@ -1,8 +1,12 @@
-//! One host's site for tests that run the binary as an operator does: moto (SQS, ECR,
-//! EventBridge), a local registry, the Docker Engine, a state store and a config file text.
+//! The one integration harness: a host's site on the real stack — moto (SQS, ECR, S3,
+//! EventBridge), a local registry, the Engine under test (tests/common/matrix.rs), a state
+//! store — and the agent's config, typed ([`Site::settings`], the crate's own `Settings`)
+//! and written as the file the binary reads ([`config_of`]). Tests that need more (a Swarm,
+//! S3 archives, several hosts) build on it.
 
 use std::time::Duration;
 
+use ecr_deployd::config::Settings;
 use ecr_deployd::store::{Deployment, Step, Store};
 use serde_json::Value;
 
@@ -10,7 +14,8 @@ use super::docker::*;
 use super::*;
 
 pub struct Site {
-    _moto: Moto,
+    pub moto: Moto,
+    pub sdk: aws_config::SdkConfig,
     // Fields drop in order: the test's containers go before the registry's images.
     pub scope: Scope,
     pub registry: TestRegistry,
@@ -18,46 +23,102 @@ pub struct Site {
     pub ecr: aws_sdk_ecr::Client,
     pub events: aws_sdk_eventbridge::Client,
     pub endpoint: String,
+    /// The host's queue (`host-a`).
     pub url: String,
-    _dir: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
     pub state: std::path::PathBuf,
+}
+
+/// How a [`Site`] is made: by default its queue has a dead-letter queue after 5 receives
+/// and its registry is a plain [`TestRegistry`].
+pub struct SiteBuilder {
+    test: String,
+    dlq_max_receive: Option<u32>,
+    registry: Option<TestRegistry>,
+}
+
+impl SiteBuilder {
+    /// The host's queue without a dead-letter queue: a message comes back however often it
+    /// is received (tests that interrupt the agent and count what is in flight).
+    pub fn without_dlq(mut self) -> Self {
+        self.dlq_max_receive = None;
+        self
+    }
+
+    /// This registry instead of a plain one (e.g. one that sends push notifications).
+    pub fn registry(mut self, registry: TestRegistry) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
+    pub async fn start(self) -> Site {
+        let Aws {
+            moto,
+            sdk,
+            sqs,
+            ecr,
+        } = Aws::start().await;
+        let (url, _) = create_queue(&sqs, "host-a", self.dlq_max_receive).await;
+        let dir = tempfile::tempdir().unwrap();
+        Site {
+            endpoint: moto.endpoint.clone(),
+            events: aws_sdk_eventbridge::Client::new(&sdk),
+            moto,
+            sdk,
+            registry: self.registry.unwrap_or_else(TestRegistry::start),
+            scope: Scope::new(&self.test),
+            sqs,
+            ecr,
+            url,
+            state: dir.path().join("state.db"),
+            dir,
+        }
+    }
 }
 
 impl Site {
     pub async fn new(test: &str) -> Self {
-        let moto = Moto::start();
-        let sdk = moto.sdk().await;
-        let sqs = aws_sdk_sqs::Client::new(&sdk);
-        let (url, _) = create_queue(&sqs, "host-a", Some(5)).await;
-        let dir = tempfile::tempdir().unwrap();
-        Self {
-            endpoint: moto.endpoint.clone(),
-            ecr: aws_sdk_ecr::Client::new(&sdk),
-            events: aws_sdk_eventbridge::Client::new(&sdk),
-            _moto: moto,
-            registry: TestRegistry::start(),
-            scope: Scope::new(test),
-            sqs,
-            url,
-            state: dir.path().join("state.db"),
-            _dir: dir,
+        Self::builder(test).start().await
+    }
+
+    pub fn builder(test: &str) -> SiteBuilder {
+        SiteBuilder {
+            test: test.to_owned(),
+            dlq_max_receive: Some(5),
+            registry: None,
         }
     }
 
-    pub fn config(&self, sweep_interval: u64) -> String {
-        self.config_with_http(sweep_interval, "")
+    /// The agent's settings on this site, typed: the emulator, the host's queue (1 s long
+    /// polls), the registry as ECR's mirror, the state store, no HTTP listener, a 100 ms
+    /// debounce and 1 s minimum uptime; sweeps every `sweep_interval` seconds (0: never)
+    /// without jitter. Change fields, then write it with [`config_of`].
+    pub fn settings(&self, sweep_interval: u64) -> Settings {
+        let mut s = Settings::default();
+        s.aws.region = REGION.to_owned();
+        s.aws.endpoint_url = self.endpoint.clone();
+        s.queue.url = self.url.clone();
+        s.queue.wait_time_seconds = 1;
+        s.registry.mirror = self.registry.host.clone();
+        s.sweep.interval_seconds = sweep_interval;
+        s.sweep.jitter_seconds = 0;
+        s.deploy.debounce_millis = 100;
+        s.deploy.min_uptime_seconds = 1;
+        s.state.path = self.state.clone();
+        s.http.listen = String::new();
+        s
     }
 
+    /// [`Site::settings`] as config file text.
+    pub fn config(&self, sweep_interval: u64) -> String {
+        config_of(&self.settings(sweep_interval))
+    }
+
+    /// As [`Site::config`], with the HTTP listener on `listen`.
     pub fn config_with_http(&self, sweep_interval: u64, listen: &str) -> String {
-        format!(
-            "[aws]\nregion = \"{REGION}\"\nendpoint_url = \"{}\"\n[queue]\nurl = \"{}\"\nwait_time_seconds = 1\n\
-             [registry]\nmirror = \"{}\"\n[sweep]\ninterval_seconds = {sweep_interval}\njitter_seconds = 0\n\
-             [deploy]\ndebounce_millis = 100\nmin_uptime_seconds = 1\n[state]\npath = \"{}\"\n[http]\nlisten = \"{listen}\"\n",
-            self.endpoint,
-            self.url,
-            self.registry.host,
-            self.state.display()
-        )
+        let mut s = self.settings(sweep_interval);
+        s.http.listen = listen.to_owned();
+        config_of(&s)
     }
 
     pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
@@ -174,6 +235,41 @@ impl Site {
         put_digest(&self.ecr, repo, "prod", &digest).await;
         digest
     }
+
+    /// v1 of `repo` published, tagged `prod` locally and in ECR: (its digest, `…/repo:prod`).
+    pub async fn first_version(&self, repo: &str, kind: Kind) -> (String, String) {
+        let v1 = self.registry.publish(repo, "v1", kind, "v1", true);
+        let prod = format!("{}/{repo}:prod", self.registry.host);
+        docker(&["tag", &format!("{}/{repo}:v1", self.registry.host), &prod]);
+        put_digest(&self.ecr, repo, "prod", &v1).await;
+        (v1, prod)
+    }
+
+    /// ECR's push event of `repo:prod` at `digest`, sent to the host's queue.
+    pub async fn event(&self, repo: &str, digest: &str) {
+        send_all(&self.sqs, &self.url, &[push_body(repo, "prod", digest)]).await;
+    }
+}
+
+/// `settings` as the config file the binary reads: only what differs from the defaults, so
+/// that a test may still append a section of its own.
+pub fn config_of(settings: &Settings) -> String {
+    let table = toml::Table::try_from(settings).expect("Settings as TOML");
+    let defaults = toml::Table::try_from(Settings::default()).expect("defaults as TOML");
+    toml::to_string(&changed(table, &defaults)).expect("TOML text")
+}
+
+/// The keys of `table` whose value differs from `defaults`, sub-tables key by key.
+fn changed(table: toml::Table, defaults: &toml::Table) -> toml::Table {
+    let differs = |(key, value): (String, toml::Value)| match (value, defaults.get(&key)) {
+        (toml::Value::Table(t), Some(toml::Value::Table(d))) => {
+            let t = changed(t, d);
+            (!t.is_empty()).then_some((key, toml::Value::Table(t)))
+        }
+        (value, Some(default)) if &value == default => None,
+        (value, _) => Some((key, value)),
+    };
+    table.into_iter().filter_map(differs).collect()
 }
 
 impl Site {
