@@ -14,16 +14,13 @@ parts=$(mktemp -d)
 trap 'rm -rf "$parts" "$baseline"' EXIT
 export BENCH_OUT_DIR="$parts"
 started=$(date +%s)
-for b in deploy_latency intake_drain sweep_scale footprint window_opening gate_checks; do
+# Fleet waves: push -> the last of three waves running; archive load: memory while a 200 MB
+# archive streams from S3 into the Engine.
+for b in deploy_latency intake_drain sweep_scale footprint window_opening gate_checks \
+  fleet_waves archive_load; do
   printf '\n\033[1m== %s\033[0m\n' "$b"
   cargo bench --quiet --bench "$b" 2>&1 | grep -v '^setup:' || { echo "benchmark $b failed" >&2; exit 1; }
 done
-# Fleet waves: push -> the last of three waves running, from the real-stack test that runs them.
-printf '\n\033[1m== %s\033[0m\n' fleet_waves
-cargo test --quiet --test fleet pushes_go_through_the_waves -- --nocapture 2>&1 | grep -E '^fleet_waves|test result' || { echo "fleet_waves failed" >&2; exit 1; }
-# S3 archives: the agent's memory while a 200 MB archive streams from S3 into the Engine.
-printf '\n\033[1m== %s\033[0m\n' archive_load
-cargo test --release --quiet --test archives archive_load_memory -- --ignored --nocapture 2>&1 | grep -E '^archive_load|test result' || { echo "archive_load failed" >&2; exit 1; }
 # The Engine's own floor for a swap's downtime (the agent's sequence by the Docker CLI), on the
 # system Engine and on each side Engine of the matrix (started and removed by the script).
 for engine in system docker28 docker28-containerd docker26; do

@@ -12,41 +12,6 @@ use common::*;
 
 const CONTAINERS: usize = 20;
 
-/// The KiB values of `/proc/<pid>/status` fields `keys` (e.g. `VmRSS:`), 0 where absent.
-fn status_kib<const N: usize>(pid: u32, keys: [&str; N]) -> [u64; N] {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    keys.map(|k| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(k))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
-    })
-}
-
-/// (resident KiB, peak resident KiB) of `pid`.
-fn rss_kib(pid: u32) -> (u64, u64) {
-    let [rss, hwm] = status_kib(pid, ["VmRSS:", "VmHWM:"]);
-    (rss, hwm)
-}
-
-/// Resident KiB of `pid` in memory of its own (heap, stacks) and in mapped files (the
-/// binary's pages, shared libraries).
-fn rss_split_kib(pid: u32) -> (u64, u64) {
-    let [anon, file] = status_kib(pid, ["RssAnon:", "RssFile:"]);
-    (anon, file)
-}
-
-/// Anonymous KiB of `pid` from `smaps_rollup` (heap, stacks: what the agent itself holds).
-fn anonymous_kib(pid: u32) -> u64 {
-    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
-    rollup
-        .lines()
-        .find_map(|l| l.strip_prefix("Anonymous:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
 /// User + system CPU seconds of `pid`.
 fn cpu_s(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
@@ -97,12 +62,13 @@ async fn main() {
     let agent = AgentProcess::start(&config, &["run"]);
     let pid = agent.child.id();
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let (rss_start, _) = rss_kib(pid);
+    let rss_start = proc_kib(pid, "status", "VmRSS:");
     let cpu_start = cpu_s(pid);
     tokio::time::sleep(idle).await;
-    let (rss, hwm) = rss_kib(pid);
-    let (anon, file) = rss_split_kib(pid);
-    let anonymous = anonymous_kib(pid);
+    let [rss, hwm, anon, file] =
+        ["VmRSS:", "VmHWM:", "RssAnon:", "RssFile:"].map(|k| proc_kib(pid, "status", k));
+    // Heap and stacks: what the agent itself holds.
+    let anonymous = proc_kib(pid, "smaps_rollup", "Anonymous:");
     let cpu = cpu_s(pid);
     assert!(
         agent.log_text().contains("ecr-deployd running"),

@@ -56,15 +56,6 @@ struct Sample {
     maps: BTreeMap<String, i64>,
 }
 
-/// A `kB` field of `/proc/<pid>/<file>`.
-fn proc_kib(pid: u32, file: &str, key: &str) -> u64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(key))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
 fn store_bytes(db: &Path) -> u64 {
     ["", "-wal", "-shm"]
         .iter()

@@ -103,10 +103,6 @@ async fn outside_its_window_a_push_is_pending_and_at_the_opening_it_is_deployed_
         "window opening -> new container running: {} ms",
         after.as_millis()
     );
-    bench_report(
-        "window_opening",
-        &serde_json::json!({ "opening_to_running_ms": after.as_millis() as u64 }),
-    );
     eventually(
         Duration::from_secs(30),
         "the window's deploy is recorded",

@@ -105,11 +105,6 @@ async fn an_opted_in_sidecar_is_swapped_with_its_parent_and_rolled_back_with_it(
         single.phases.swap_ms,
         single.phases.health_ms
     );
-    bench_report(
-        "group_swap",
-        &serde_json::json!({"group_ms": took(&group), "lone_ms": took(&single),
-            "group_health_ms": group.phases.health_ms, "lone_health_ms": single.phases.health_ms}),
-    );
 
     // A push whose image exits at once: the whole group goes back.
     let sidecar_before = inspect(&vpn, "{{.Id}}");

@@ -11,6 +11,7 @@ pub mod cosign;
 pub mod docker;
 pub mod engine;
 pub mod faults;
+pub mod fleet;
 pub mod matrix;
 pub mod oci;
 pub mod podman;
@@ -553,6 +554,16 @@ pub fn bench_report(name: &str, value: &serde_json::Value) {
         std::fs::write(&path, serde_json::to_string_pretty(value).unwrap())
             .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
     }
+}
+
+/// A `kB` field `key` (e.g. `VmRSS:`) of `/proc/<pid>/<file>` (`status`, `smaps_rollup`), in
+/// KiB; 0 where the field or the process is gone.
+pub fn proc_kib(pid: u32, file: &str, key: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Median and 95th percentile (nearest rank) of `v`.
