@@ -73,7 +73,7 @@
 //!   what ran before; the agent's background writer, and the fleet read back (`fleet`,
 //!   `fleet in-use`, the HTML page).
 //! - [`notify`]: webhooks, e-mail (SMTP) and deployment results on the bus (behind
-//!   [`ports::EventBus`]; `adapters::events` is EventBridge), off the deploy path.
+//!   [`ports::EventBus`]; `adapters::eventbridge` is EventBridge), off the deploy path.
 //! - [`systemd`]: READY / WATCHDOG / STOPPING for `Type=notify`.
 //! - [`metrics`], [`http`]: Prometheus metrics, `/metrics`, `/healthz`, `/readyz`; the
 //!   accept loop and connection bounds of both HTTP servers ([`http::bounded`]).

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::adapters::docker::DockerRuntime;
 use crate::adapters::ecr::{EcrCredentials, EcrRegistry};
-use crate::adapters::events::Bus;
+use crate::adapters::eventbridge::Bus;
 use crate::adapters::registry::site::SiteRegistry;
 use crate::adapters::registry::{RegistryHttp, Sites};
 use crate::adapters::s3::S3Archives;

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_sqs::config::ProvideCredentials;
 use aws_sdk_sqs::config::http::HttpResponse;
 use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
@@ -177,5 +178,17 @@ mod tests {
         assert_eq!(clients.other_regions(), MAX_OTHER_REGIONS);
         clients.region(Some("xx-made-up-0"));
         assert_eq!(clients.other_regions(), MAX_OTHER_REGIONS);
+    }
+}
+
+/// Whether the AWS configuration chain yields credentials; the error says why not.
+pub async fn credentials_found(sdk: &SdkConfig) -> Result<(), String> {
+    match sdk.credentials_provider() {
+        None => Err("none found".into()),
+        Some(p) => p
+            .provide_credentials()
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
     }
 }

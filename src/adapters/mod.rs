@@ -3,7 +3,7 @@
 pub mod aws;
 pub mod docker;
 pub mod ecr;
-pub mod events;
+pub mod eventbridge;
 pub mod ledger;
 pub mod referrers;
 pub mod registry;

@@ -1,4 +1,4 @@
-//! [`Queue`] on Amazon SQS.
+//! [`Queue`] on Amazon SQS, and the queue's own attributes that `doctor` checks.
 
 use std::time::Duration;
 
@@ -7,7 +7,7 @@ use aws_sdk_sqs::Client;
 use aws_sdk_sqs::config::timeout::TimeoutConfig;
 use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
-    MessageSystemAttributeName,
+    MessageSystemAttributeName, QueueAttributeName,
 };
 
 use super::aws::remote_error;
@@ -201,4 +201,31 @@ impl SqsQueue {
             })
             .collect())
     }
+}
+
+/// What `doctor` needs to know about the queue.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QueueFacts {
+    pub arn: Option<String>,
+    pub redrive_policy: Option<String>,
+}
+
+/// `sqs:GetQueueAttributes` for the queue's ARN and redrive policy.
+pub async fn queue_facts(sdk: &SdkConfig, url: &str) -> Result<QueueFacts, RemoteError> {
+    let out = aws_sdk_sqs::Client::new(sdk)
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .attribute_names(QueueAttributeName::RedrivePolicy)
+        .send()
+        .await
+        .map_err(|e| remote_error("sqs:GetQueueAttributes", e))?;
+    let attrs = out.attributes.unwrap_or_default();
+    Ok(QueueFacts {
+        arn: attrs.get(&QueueAttributeName::QueueArn).cloned(),
+        redrive_policy: attrs
+            .get(&QueueAttributeName::RedrivePolicy)
+            .filter(|p| !p.is_empty())
+            .cloned(),
+    })
 }

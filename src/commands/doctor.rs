@@ -3,7 +3,7 @@
 mod sites;
 
 use super::{Context, EXIT_FAILED, EXIT_OK};
-use crate::adapters::events;
+use crate::adapters::{aws, eventbridge, sqs};
 use crate::control::lease::Lease;
 use crate::control::socket::{self, Request};
 use crate::event::ImageRef;
@@ -52,7 +52,7 @@ pub async fn doctor(ctx: &Context, config_path: &str) -> u8 {
     let aws = !ctx.settings.queue.url.is_empty() || ctx.settings.registries.is_empty();
     let hint = "hint: set AWS_PROFILE, an instance role or IAM Roles Anywhere for this host";
     if aws {
-        checks.push(match events::credentials_found(&ctx.sdk).await {
+        checks.push(match aws::credentials_found(&ctx.sdk).await {
             Ok(()) => Check::ok("AWS credentials", "found"),
             Err(e) => Check::fail("AWS credentials", format!("{e} — {hint}")),
         });
@@ -274,7 +274,7 @@ async fn queue_checks(ctx: &Context) -> Vec<Check> {
             "queue.url is not set — hint: take it from the infra/ stack outputs",
         )];
     }
-    let facts = match events::queue_facts(&ctx.sdk, url).await {
+    let facts = match sqs::queue_facts(&ctx.sdk, url).await {
         Ok(f) => f,
         Err(e) => {
             return vec![Check::fail(
@@ -304,7 +304,7 @@ async fn queue_checks(ctx: &Context) -> Vec<Check> {
     if ctx.settings.fleet.wave > 1 {
         checks.push(results_rule_check(ctx, arn).await);
     }
-    checks.push(match events::rules_targeting(&ctx.sdk, arn, None).await {
+    checks.push(match eventbridge::rules_targeting(&ctx.sdk, arn, None).await {
         Ok(rules) if !rules.is_empty() => Check::ok(rule, rules.join(", ")),
         Ok(_) => Check::fail(
             rule,
@@ -331,7 +331,7 @@ async fn results_rule_check(ctx: &Context, arn: &str) -> Check {
             ),
         );
     }
-    match events::rules_targeting(&ctx.sdk, arn, Some(bus)).await {
+    match eventbridge::rules_targeting(&ctx.sdk, arn, Some(bus)).await {
         Ok(rules) if !rules.is_empty() => Check::ok(what, format!("{bus}: {}", rules.join(", "))),
         Ok(_) => Check::fail(
             what,

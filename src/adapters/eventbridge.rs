@@ -1,10 +1,8 @@
-//! EventBridge and the SQS queue's own attributes, in the shapes the rest of the agent uses:
-//! the results bus that deployment outcomes are put on, and the facts `doctor` checks.
+//! EventBridge: the results bus that deployment outcomes are put on ([`Bus`], the
+//! [`EventBus`] port), and the rules that target a queue (what `doctor` checks).
 
 use aws_config::SdkConfig;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
-use aws_sdk_sqs::config::ProvideCredentials;
-use aws_sdk_sqs::types::QueueAttributeName;
 
 use super::aws::remote_error;
 use crate::ports::{EventBus, RemoteError};
@@ -70,33 +68,6 @@ impl EventBus for Bus {
     }
 }
 
-/// What `doctor` needs to know about the queue.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct QueueFacts {
-    pub arn: Option<String>,
-    pub redrive_policy: Option<String>,
-}
-
-/// `sqs:GetQueueAttributes` for the queue's ARN and redrive policy.
-pub async fn queue_facts(sdk: &SdkConfig, url: &str) -> Result<QueueFacts, RemoteError> {
-    let out = aws_sdk_sqs::Client::new(sdk)
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .attribute_names(QueueAttributeName::RedrivePolicy)
-        .send()
-        .await
-        .map_err(|e| remote_error("sqs:GetQueueAttributes", e))?;
-    let attrs = out.attributes.unwrap_or_default();
-    Ok(QueueFacts {
-        arn: attrs.get(&QueueAttributeName::QueueArn).cloned(),
-        redrive_policy: attrs
-            .get(&QueueAttributeName::RedrivePolicy)
-            .filter(|p| !p.is_empty())
-            .cloned(),
-    })
-}
-
 /// The EventBridge rules on `bus` (`None`: the default bus) that target `arn`
 /// (`events:ListRuleNamesByTarget`).
 pub async fn rules_targeting(
@@ -112,16 +83,4 @@ pub async fn rules_targeting(
         .await
         .map_err(|e| remote_error("events:ListRuleNamesByTarget", e))?;
     Ok(out.rule_names().to_vec())
-}
-
-/// Whether the AWS configuration chain yields credentials; the error says why not.
-pub async fn credentials_found(sdk: &SdkConfig) -> Result<(), String> {
-    match sdk.credentials_provider() {
-        None => Err("none found".into()),
-        Some(p) => p
-            .provide_credentials()
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string()),
-    }
 }
