@@ -83,6 +83,9 @@
 //!   adapters: start-up, recovery first, listeners, signals and shutdown.
 //! - [`commands`]: the operator commands; the acting ones (`sweep`, `rollback`, `approve`,
 //!   `pause`, `resume`) run in the daemon through its socket, or in-process under the lease.
+//!
+//! `fakes` (unit tests only) is the test support every stage's tests share: the in-memory
+//! Engine, fixed credentials, executor builders, a one-digest registry.
 
 // The daemon's future nests every stage's (and each deploy step's span): deeper than the
 // default limit of 128 when its layout is computed.
@@ -96,6 +99,8 @@ pub mod config;
 pub mod control;
 pub mod deploy;
 pub mod event;
+#[cfg(test)]
+pub(crate) mod fakes;
 pub mod fleet;
 pub mod gate;
 pub mod http;

@@ -10,12 +10,7 @@
 //!   (signature and scan).
 //! - [`neighbourhood`]: what else a swap touches — dependents, group, hooks, order.
 //! - [`operator`]: the operator's actions — `rollback`, and [`operator::approve`].
-//!
-//! `fakes` (tests only) is the in-memory Engine and credentials, and the executor builders,
-//! the other stages' unit tests use.
 
-#[cfg(test)]
-pub(crate) mod fakes;
 pub mod gates;
 pub mod neighbourhood;
 pub mod operator;

@@ -11,7 +11,7 @@ use sha2::{Digest as _, Sha256};
 use super::*;
 use crate::archive::strip::tests::{docker_save, entries};
 use crate::archive::{ObjectFacts, is_not_loaded, is_refusal};
-use crate::deploy::fakes::{FakeRuntime, digest};
+use crate::fakes::{FakeRuntime, digest};
 
 /// One bucket in memory: key → (facts, bytes); reads can be cut short.
 #[derive(Default)]

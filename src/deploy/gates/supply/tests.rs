@@ -10,7 +10,7 @@ use futures::future::BoxFuture;
 
 use super::*;
 use crate::deploy::Done;
-use crate::deploy::fakes::{FakeRuntime, FixedAuth, HOME_HOST, deploy_first, digest, executor};
+use crate::fakes::{FakeRuntime, FixedAuth, HOME_HOST, deploy_first, digest, executor};
 use crate::event::{Digest, GateHint, ImageRef, Repository};
 use crate::gate::notary::{self, Envelope, Target as Served};
 use crate::gate::tests::{key, payload, signed};

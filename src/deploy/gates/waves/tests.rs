@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::deploy::Done;
-use crate::deploy::fakes::{FakeRuntime, FixedAuth, deploy_first, digest, executor};
+use crate::fakes::{FakeRuntime, FixedAuth, deploy_first, digest, executor};
 use crate::event::Digest;
 use crate::fleet::Fleet;
 use crate::model::Trigger;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::deploy::Done;
 use crate::deploy::Executor;
-use crate::deploy::fakes::{FakeRuntime, FixedAuth, deploy_first, digest, executor, executor_on};
+use crate::fakes::{FakeRuntime, FixedAuth, deploy_first, digest, executor, executor_on};
 use crate::deploy::neighbourhood::hooks::HookLabels;
 use crate::event::Digest;
 use crate::model::Trigger;

@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 
 use super::*;
-use crate::deploy::fakes::{FakeRuntime, FixedAuth, digest, executor};
+use crate::fakes::{FakeRuntime, FixedAuth, digest, executor};
 use crate::event::ImageRef;
 use crate::ports::{NEW_SUFFIX, OLD_SUFFIX};
 
