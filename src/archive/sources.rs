@@ -59,28 +59,10 @@ impl<E: Registry, S: Registry, T: Registry> Sources<E, S, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Digest;
-    use crate::image::Desired;
-    use std::sync::Mutex;
+    use crate::fakes::{OneTag, digest};
 
-    /// Answers every image with `digest` and remembers what it was asked.
-    struct Fixed(Digest, Mutex<Vec<ImageRef>>);
-
-    impl Registry for Fixed {
-        async fn resolve(&self, images: &[ImageRef]) -> HashMap<ImageRef, Resolution> {
-            self.1.lock().unwrap().extend(images.iter().cloned());
-            images
-                .iter()
-                .map(|i| (i.clone(), Ok(Some(Desired::single(self.0.clone())))))
-                .collect()
-        }
-    }
-
-    fn fixed(c: char) -> Fixed {
-        Fixed(
-            Digest::parse(&format!("sha256:{}", c.to_string().repeat(64))).unwrap(),
-            Mutex::default(),
-        )
+    fn fixed(c: char) -> OneTag {
+        OneTag::new(digest(c))
     }
 
     #[tokio::test]
@@ -101,12 +83,12 @@ mod tests {
             .resolve(&[tag.clone(), archive.clone(), site.clone()])
             .await;
         assert_eq!(got.len(), 3);
-        let digest = |i: &ImageRef| got[i].as_ref().unwrap().as_ref().unwrap().digest.clone();
-        assert_eq!(digest(&tag), sources.ecr.0);
-        assert_eq!(digest(&archive), sources.archives.0);
-        assert_eq!(digest(&site), sources.sites.0);
-        assert_eq!(*sources.ecr.1.lock().unwrap(), vec![tag]);
-        assert_eq!(*sources.archives.1.lock().unwrap(), vec![archive]);
-        assert_eq!(*sources.sites.1.lock().unwrap(), vec![site]);
+        let found = |i: &ImageRef| got[i].as_ref().unwrap().as_ref().unwrap().digest.clone();
+        assert_eq!(found(&tag), digest('a'));
+        assert_eq!(found(&archive), digest('b'));
+        assert_eq!(found(&site), digest('c'));
+        assert_eq!(sources.ecr.asked(), vec![tag]);
+        assert_eq!(sources.archives.asked(), vec![archive]);
+        assert_eq!(sources.sites.asked(), vec![site]);
     }
 }

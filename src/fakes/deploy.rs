@@ -1,13 +1,15 @@
 //! The deploy stage over the fakes: fixed pull credentials, the core tests' settings, executor
 //! builders, a first deploy, and ECR as a registry where every tag names one digest.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::runtime::{FakeRuntime, digest};
 use crate::deploy::{DeployConfig, Executor};
-use crate::event::Digest;
-use crate::ports::{Credentials, PullAuth, RemoteError};
+use crate::event::{Digest, ImageRef};
+use crate::image::Desired;
+use crate::ports::{Credentials, PullAuth, Registry, RemoteError, Resolution};
 use crate::store::Store;
 
 /// Pull credentials of account 123456789012 in eu-west-2 (the home registry).
@@ -76,22 +78,31 @@ pub async fn deploy_first(
         .unwrap()
 }
 
-/// ECR as a registry where every tag names `.0`.
-pub struct OneTag(pub Digest);
+/// A registry where every tag names one digest (ECR after one push); it remembers what it
+/// was asked.
+pub struct OneTag {
+    digest: Digest,
+    asked: Mutex<Vec<ImageRef>>,
+}
 
-impl crate::ports::Registry for OneTag {
-    async fn resolve(
-        &self,
-        images: &[crate::event::ImageRef],
-    ) -> std::collections::HashMap<crate::event::ImageRef, crate::ports::Resolution> {
-        images
-            .iter()
-            .map(|i| {
-                (
-                    i.clone(),
-                    Ok(Some(crate::image::Desired::single(self.0.clone()))),
-                )
-            })
-            .collect()
+impl OneTag {
+    pub fn new(digest: Digest) -> Self {
+        Self {
+            digest,
+            asked: Mutex::default(),
+        }
+    }
+
+    /// Every image it was asked to resolve, in order.
+    pub fn asked(&self) -> Vec<ImageRef> {
+        self.asked.lock().unwrap().clone()
+    }
+}
+
+impl Registry for OneTag {
+    async fn resolve(&self, images: &[ImageRef]) -> HashMap<ImageRef, Resolution> {
+        self.asked.lock().unwrap().extend(images.iter().cloned());
+        let found = || Ok(Some(Desired::single(self.digest.clone())));
+        images.iter().map(|i| (i.clone(), found())).collect()
     }
 }

@@ -10,7 +10,7 @@ fn start(
 ) -> (CancellationToken, tokio::task::JoinHandle<()>) {
     let stop = CancellationToken::new();
     let task = tokio::spawn(periodic(
-        Arc::new(OneTag(digest('1'))),
+        Arc::new(OneTag::new(digest('1'))),
         ex.clone(),
         Duration::from_secs(300),
         Duration::ZERO,

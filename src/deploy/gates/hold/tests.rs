@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use super::*;
 use crate::control::policy::{Policies, Window};
 use crate::deploy::Done;
-use crate::fakes::{FakeRuntime, FixedAuth, deploy_first, digest, executor};
 use crate::event::Digest;
+use crate::fakes::{FakeRuntime, FixedAuth, deploy_first, digest, executor};
 use crate::model::Trigger;
 use crate::notify::Notifier;
 use crate::store::Outcome;
@@ -145,7 +145,7 @@ async fn a_paused_container_is_shown_paused_even_when_nothing_waits() {
     let rt = FakeRuntime::with(&["web"], &digest('1'));
     let (_dir, ex) = executor(rt, 1);
     ex.store().pause("web", "").unwrap();
-    let rows = sweep_once(&crate::fakes::OneTag(digest('1')), &ex, true)
+    let rows = sweep_once(&crate::fakes::OneTag::new(digest('1')), &ex, true)
         .await
         .unwrap();
     assert_eq!(rows[0].action, Action::Paused, "{rows:?}");

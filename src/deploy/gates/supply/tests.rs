@@ -10,8 +10,8 @@ use futures::future::BoxFuture;
 
 use super::*;
 use crate::deploy::Done;
-use crate::fakes::{FakeRuntime, FixedAuth, HOME_HOST, deploy_first, digest, executor};
 use crate::event::{Digest, GateHint, ImageRef, Repository};
+use crate::fakes::{FakeRuntime, FixedAuth, HOME_HOST, deploy_first, digest, executor};
 use crate::gate::notary::{self, Envelope, Target as Served};
 use crate::gate::tests::{key, payload, signed};
 use crate::gate::{

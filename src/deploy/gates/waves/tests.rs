@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use super::*;
 use crate::deploy::Done;
-use crate::fakes::{FakeRuntime, FixedAuth, deploy_first, digest, executor};
 use crate::event::Digest;
+use crate::fakes::{FakeRuntime, FixedAuth, deploy_first, digest, executor};
 use crate::fleet::Fleet;
 use crate::model::Trigger;
 use crate::notify::{Notice, Notifier};

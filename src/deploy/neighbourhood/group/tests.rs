@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use crate::deploy::Done;
 use crate::deploy::Executor;
-use crate::fakes::{FakeRuntime, FixedAuth, deploy_first, digest, executor, executor_on};
 use crate::deploy::neighbourhood::hooks::HookLabels;
 use crate::event::Digest;
+use crate::fakes::{FakeRuntime, FixedAuth, deploy_first, digest, executor, executor_on};
 use crate::model::Trigger;
 use crate::ports::{ExecRun, Ordered};
 use crate::store::Outcome;

@@ -4,8 +4,8 @@
 use std::sync::atomic::Ordering;
 
 use super::*;
-use crate::fakes::{FakeRuntime, FixedAuth, digest, executor};
 use crate::event::ImageRef;
+use crate::fakes::{FakeRuntime, FixedAuth, digest, executor};
 use crate::ports::{NEW_SUFFIX, OLD_SUFFIX};
 
 fn request(d: &Digest) -> DeployRequest {
