@@ -17,7 +17,7 @@ use tracing::{debug, error, info, warn};
 use crate::event::{Classified, GateHint, classify};
 use crate::fleet::FleetResult;
 use crate::notify::{Notice, Notifier, TroubleNotice};
-use crate::ports::{Queue, Receipt, Trigger};
+use crate::ports::{Queue, Receipt, RecordError, Trigger};
 use crate::request::{InFlight, Request};
 use crate::retry;
 use crate::stats::Stats;
@@ -50,7 +50,7 @@ pub struct IntakeConfig {
 #[derive(Clone)]
 pub struct ResultHandler(pub Arc<ResultFn>);
 
-pub type ResultFn = dyn Fn(&FleetResult) -> Result<bool, String> + Send + Sync;
+pub type ResultFn = dyn Fn(&FleetResult) -> Result<bool, RecordError> + Send + Sync;
 
 impl std::fmt::Debug for ResultHandler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -63,7 +63,7 @@ impl std::fmt::Debug for ResultHandler {
 pub struct HintHandler(pub Arc<HintFn>);
 
 /// Records a hint; returns how many rejections it cleared.
-pub type HintFn = dyn Fn(&GateHint) -> Result<usize, String> + Send + Sync;
+pub type HintFn = dyn Fn(&GateHint) -> Result<usize, RecordError> + Send + Sync;
 
 impl std::fmt::Debug for HintHandler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -90,7 +90,7 @@ impl Done {
 }
 
 /// Records a gate hint and wakes the sweep, which looks at the digest again.
-fn recheck(cfg: &IntakeConfig, hint: &GateHint) -> Result<(), String> {
+fn recheck(cfg: &IntakeConfig, hint: &GateHint) -> Result<(), RecordError> {
     let cleared = match &cfg.on_hint {
         Some(handle) => (handle.0)(hint)?,
         None => 0,
@@ -104,7 +104,7 @@ fn recheck(cfg: &IntakeConfig, hint: &GateHint) -> Result<(), String> {
 }
 
 /// Records a fleet result and, when it is news, wakes the promotions task.
-fn fleet_result(cfg: &IntakeConfig, r: &FleetResult) -> Result<(), String> {
+fn fleet_result(cfg: &IntakeConfig, r: &FleetResult) -> Result<(), RecordError> {
     let Some(handle) = &cfg.on_result else {
         debug!(host = %r.host, wave = r.wave, "deployment result of a fleet host; this host follows ECR pushes");
         return Ok(());

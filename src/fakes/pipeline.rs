@@ -10,8 +10,8 @@ use std::time::Duration;
 use crate::event::{Digest, ImageRef};
 use crate::image::Desired;
 use crate::ports::{
-    DeployError, DeployRequest, Deployer, Message, Queue, Receipt, Registry, RemoteError,
-    Resolution, Unset,
+    DeployError, DeployRequest, Deployer, Message, Queue, Receipt, RecordError, Registry,
+    RemoteError, Resolution, Unset,
 };
 
 #[derive(Default)]
@@ -133,7 +133,7 @@ impl Deployer for FakeDeployer {
         Ok(())
     }
 
-    fn fleet_result(&self, result: &crate::fleet::FleetResult) -> Result<bool, String> {
+    fn fleet_result(&self, result: &crate::fleet::FleetResult) -> Result<bool, RecordError> {
         self.results.lock().unwrap().push(result.clone());
         Ok(true)
     }
@@ -142,7 +142,7 @@ impl Deployer for FakeDeployer {
         &self,
         _after_ms: i64,
         _now_ms: i64,
-    ) -> Result<crate::ports::PromotionsDue, String> {
+    ) -> Result<crate::ports::PromotionsDue, RecordError> {
         let mut results = self.results.lock().unwrap();
         let due = results.drain(..).map(|r| (r.image, r.digest.to_string()));
         Ok((due.collect(), None))

@@ -21,3 +21,23 @@ impl RemoteError {
         }
     }
 }
+
+/// The state store did not record something the agent was told (a gate hint, a fleet
+/// result) or could not read what falls due: the message that carried it stays queued, the
+/// look is tried again. Never transient in itself: the store either writes or it does not.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{what} not recorded: {reason}")]
+pub struct RecordError {
+    /// What was to be recorded or read, for the operator ("fleet result", "gate hint").
+    pub what: &'static str,
+    pub reason: String,
+}
+
+impl RecordError {
+    pub fn new(what: &'static str, reason: impl std::fmt::Display) -> Self {
+        Self {
+            what,
+            reason: reason.to_string(),
+        }
+    }
+}

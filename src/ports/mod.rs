@@ -9,7 +9,7 @@ use std::future::Future;
 use std::time::{Duration, SystemTime};
 
 use crate::image::Desired;
-pub use crate::model::error::RemoteError;
+pub use crate::model::error::{RecordError, RemoteError};
 use crate::model::reference::ImageRef;
 
 mod bus;
@@ -151,20 +151,20 @@ pub trait Deployer: Send + Sync + 'static {
 
     /// Records a gate hint: the digest's rejections are forgotten, so that the next look
     /// checks the gates again. Returns how many were cleared.
-    fn recheck(&self, hint: &crate::event::GateHint) -> Result<usize, String> {
+    fn recheck(&self, hint: &crate::event::GateHint) -> Result<usize, RecordError> {
         let _ = hint;
         Ok(0)
     }
 
     /// Records a fleet host's deployment result (SPEC §14); `true` when it is news.
-    fn fleet_result(&self, result: &crate::fleet::FleetResult) -> Result<bool, String> {
+    fn fleet_result(&self, result: &crate::fleet::FleetResult) -> Result<bool, RecordError> {
         let _ = result;
         Ok(false)
     }
 
     /// The tags and digests whose promotion by an earlier wave fell due in
     /// `(after_ms, now_ms]`, and when the next one falls due.
-    fn promotions_due(&self, after_ms: i64, now_ms: i64) -> Result<PromotionsDue, String> {
+    fn promotions_due(&self, after_ms: i64, now_ms: i64) -> Result<PromotionsDue, RecordError> {
         let _ = (after_ms, now_ms);
         Ok((Vec::new(), None))
     }

@@ -14,7 +14,7 @@ use crate::deploy::sequence::target::Target;
 use crate::event::{ImageRef, Repository, Tag};
 use crate::fleet::{self, FleetResult, Seen, Verdict};
 use crate::image::Desired;
-use crate::ports::{Credentials, PromotionsDue, Runtime};
+use crate::ports::{Credentials, PromotionsDue, RecordError, Runtime};
 use crate::store::{StoreError, now_ms};
 
 /// What `status` shows of a container on a host of wave N > 1.
@@ -105,21 +105,23 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
     }
 
     /// Records a fleet host's result; `true` when it is news.
-    pub fn record_fleet_result(&self, r: &FleetResult) -> Result<bool, String> {
+    pub fn record_fleet_result(&self, r: &FleetResult) -> Result<bool, RecordError> {
         if r.host == self.cfg.fleet.name {
             // Our own result, routed back by a broad rule: it says nothing about another host.
             info!(host = %r.host, "a fleet result of this host itself; not counted");
             return Ok(false);
         }
-        self.store.record_result(r).map_err(|e| e.to_string())
+        self.store
+            .record_result(r)
+            .map_err(|e| RecordError::new("fleet result", e))
     }
 
     /// The promotions due in `(after_ms, now_ms]` as tags to look at.
-    pub fn due_promotions(&self, after_ms: i64, now_ms: i64) -> Result<PromotionsDue, String> {
+    pub fn due_promotions(&self, after_ms: i64, now_ms: i64) -> Result<PromotionsDue, RecordError> {
         let (due, next) = self
             .store
             .promotions_due(&self.cfg.fleet, after_ms, now_ms)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| RecordError::new("promotions due", e))?;
         let images = due
             .into_iter()
             .filter_map(|d| {

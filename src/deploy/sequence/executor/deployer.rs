@@ -5,18 +5,19 @@
 use std::collections::HashMap;
 
 use super::*;
+use crate::ports::RecordError;
 
 impl<RT: Runtime, C: Credentials> Deployer for Executor<RT, C> {
-    fn recheck(&self, hint: &crate::event::GateHint) -> Result<usize, String> {
+    fn recheck(&self, hint: &crate::event::GateHint) -> Result<usize, RecordError> {
         let repository = hint.repository.as_str();
         match &hint.digest {
             Some(d) => self.store.clear_rejections(repository, d.as_str()),
             None => self.store.clear_gate_rejections(repository, "signature"),
         }
-        .map_err(|e| e.to_string())
+        .map_err(|e| RecordError::new("gate hint", e))
     }
 
-    fn fleet_result(&self, result: &crate::fleet::FleetResult) -> Result<bool, String> {
+    fn fleet_result(&self, result: &crate::fleet::FleetResult) -> Result<bool, RecordError> {
         self.record_fleet_result(result)
     }
 
@@ -24,7 +25,7 @@ impl<RT: Runtime, C: Credentials> Deployer for Executor<RT, C> {
         &self,
         after_ms: i64,
         now_ms: i64,
-    ) -> Result<crate::ports::PromotionsDue, String> {
+    ) -> Result<crate::ports::PromotionsDue, RecordError> {
         self.due_promotions(after_ms, now_ms)
     }
 
