@@ -7,7 +7,8 @@
 //! `tests/layering.rs` gives each module below a layer and fails on an import that runs back
 //! up (`model` < `stats`, `retry` < `gate`, `fleet`, `image` < `event` < `ports` < `store` <
 //! `metrics`, `control` < `ledger`, `http`, `systemd` < `config` < `notify` < `deploy`,
-//! `archive` < `request` < `intake`, `reconcile` < `adapters` < `wiring` < `commands` < `app`).
+//! `archive` < `request` < `intake`, `reconcile` < `adapters` < `wiring` < `commands` < `app`;
+//! the unit tests' `fakes` above all).
 //!
 //! - [`model`]: the leaf, importing nothing of the crate: a deployment's domain values
 //!   (outcome, journal step, phases, the result events' source and detail-type); the

@@ -96,6 +96,11 @@ const LAYERS: &[(&str, u32, &str)] = &[
     ("app", 16, "the daemon: stages, signals, shutdown"),
     ("manual", 17, "the binary's manual page and completions"),
     ("main", 18, "the binary"),
+    (
+        "fakes",
+        19,
+        "test support (unit tests only): in-memory ports and executor builders",
+    ),
 ];
 
 fn layer(module: &str) -> Option<u32> {

@@ -158,6 +158,18 @@ impl Clone for EcrClients {
     }
 }
 
+/// Whether the AWS configuration chain yields credentials; the error says why not.
+pub async fn credentials_found(sdk: &SdkConfig) -> Result<(), String> {
+    match sdk.credentials_provider() {
+        None => Err("none found".into()),
+        Some(p) => p
+            .provide_credentials()
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,17 +190,5 @@ mod tests {
         assert_eq!(clients.other_regions(), MAX_OTHER_REGIONS);
         clients.region(Some("xx-made-up-0"));
         assert_eq!(clients.other_regions(), MAX_OTHER_REGIONS);
-    }
-}
-
-/// Whether the AWS configuration chain yields credentials; the error says why not.
-pub async fn credentials_found(sdk: &SdkConfig) -> Result<(), String> {
-    match sdk.credentials_provider() {
-        None => Err("none found".into()),
-        Some(p) => p
-            .provide_credentials()
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string()),
     }
 }

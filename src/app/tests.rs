@@ -1,7 +1,11 @@
 //! The whole pipeline over in-memory fakes, in virtual time.
 
+use std::sync::atomic::Ordering;
+
 use super::*;
 use crate::fakes::{FakeDeployer, FakeQueue, FakeRegistry, digest};
+use crate::image::Desired;
+use crate::ports::{Message, Receipt};
 
 fn push(repo: &str, tag: &str, hint: char) -> String {
     format!(

@@ -11,8 +11,8 @@ use crate::deploy::neighbourhood::hooks::HookLabels;
 use crate::event::{Digest, ImageRef};
 use crate::gate::GateLabels;
 use crate::ports::{
-    Credentials, Dependent, ExecRun, Managed, NEW_SUFFIX, OLD_SUFFIX, Observed, Ordered, PullAuth,
-    RemoteError, Repoint, Runtime, RuntimeError,
+    Dependent, ExecRun, Managed, NEW_SUFFIX, OLD_SUFFIX, Observed, Ordered, PullAuth, Repoint,
+    Runtime, RuntimeError,
 };
 
 #[derive(Clone, Debug)]
