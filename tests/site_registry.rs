@@ -244,11 +244,18 @@ async fn a_registry_of_the_sites_own_is_followed_through_its_notifications_and_t
     // Every kept push was worked through and deleted. The registry retries what it could not
     // deliver while no agent listened (each second, then backing off) and keeps notifications
     // in order: the last of them may arrive well after the sweep's deploy.
-    eventually(Duration::from_secs(60), "the local queue emptied", || {
-        let left = Store::open(&lab.state()).unwrap().local_len().unwrap();
-        std::future::ready(left == 0)
-    })
-    .await;
+    let left = || Store::open(&lab.state()).unwrap().local_len().unwrap();
+    let since = std::time::Instant::now();
+    while left() > 0 {
+        assert!(
+            since.elapsed() < Duration::from_secs(60),
+            "{} kept push(es) still queued after 60 s:\n{}",
+            left(),
+            agent.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("the local queue emptied {:?} after the sweep's deploy", since.elapsed());
     drop(agent);
 }
 
