@@ -255,7 +255,10 @@ async fn a_registry_of_the_sites_own_is_followed_through_its_notifications_and_t
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    eprintln!("the local queue emptied {:?} after the sweep's deploy", since.elapsed());
+    eprintln!(
+        "the local queue emptied {:?} after the sweep's deploy",
+        since.elapsed()
+    );
     drop(agent);
 }
 
