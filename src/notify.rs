@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use crate::config::Notify as NotifySettings;
-use crate::ports::EventBus;
+use crate::ports::{EventBus, RemoteError};
 use smtp::Mailer;
 
 pub mod smtp;
@@ -421,7 +421,11 @@ async fn put_event(bus: &Arc<dyn EventBus>, d: &DeploymentNotice) {
         let call = bus.put(EVENT_SOURCE, EVENT_DETAIL_TYPE, detail.clone());
         tokio::time::timeout(ATTEMPT_TIMEOUT, call)
             .await
-            .map_err(|_| "timed out".to_owned())?
+            .map_err(|_| RemoteError {
+                operation: "events:PutEvents",
+                message: "timed out".to_owned(),
+                transient: true,
+            })?
     };
     let name = bus.name();
     match attempt.retry(backoff_of(RESULT_ATTEMPTS)).await {

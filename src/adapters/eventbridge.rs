@@ -27,7 +27,12 @@ impl Bus {
     }
 
     /// Puts one event; a rejected entry is an error naming why.
-    pub async fn put(&self, source: &str, detail_type: &str, detail: String) -> Result<(), String> {
+    pub async fn put(
+        &self,
+        source: &str,
+        detail_type: &str,
+        detail: String,
+    ) -> Result<(), RemoteError> {
         let entry = PutEventsRequestEntry::builder()
             .source(source)
             .detail_type(detail_type)
@@ -40,14 +45,18 @@ impl Bus {
             .entries(entry)
             .send()
             .await
-            .map_err(|e| remote_error("events:PutEvents", e).to_string())?;
+            .map_err(|e| remote_error("events:PutEvents", e))?;
         if out.failed_entry_count() > 0 {
             let why: Vec<&str> = out
                 .entries()
                 .iter()
                 .filter_map(|e| e.error_message())
                 .collect();
-            return Err(format!("entry rejected: {}", why.join("; ")));
+            return Err(RemoteError {
+                operation: "events:PutEvents",
+                message: format!("entry rejected: {}", why.join("; ")),
+                transient: false,
+            });
         }
         Ok(())
     }
@@ -63,7 +72,7 @@ impl EventBus for Bus {
         source: &'a str,
         detail_type: &'a str,
         detail: String,
-    ) -> futures::future::BoxFuture<'a, Result<(), String>> {
+    ) -> futures::future::BoxFuture<'a, Result<(), RemoteError>> {
         Box::pin(Bus::put(self, source, detail_type, detail))
     }
 }

@@ -38,6 +38,7 @@ use tracing::{debug, error, info, warn};
 use crate::event::registry::{SitePush, parse_notification};
 use crate::http::bounded::{Limits, accept_loop, serve_http1};
 use crate::metrics::Metrics;
+use crate::ports::RecordError;
 
 mod rate;
 mod tls;
@@ -92,7 +93,7 @@ impl fmt::Debug for ListenConfig {
 /// state store, handed to the coalescer), `Err` when they are not: the sender is told to try
 /// again (503).
 pub trait Record: Send + Sync + 'static {
-    fn record(&self, pushes: Vec<SitePush>) -> BoxFuture<'_, Result<(), String>>;
+    fn record(&self, pushes: Vec<SitePush>) -> BoxFuture<'_, Result<(), RecordError>>;
 }
 
 /// Why the listener cannot start.

@@ -13,7 +13,7 @@ use tracing::debug;
 use super::listen::Record;
 use crate::event::registry::SitePush;
 use crate::event::{same_host, site};
-use crate::ports::{Message, Queue, Receipt, RemoteError, Unset};
+use crate::ports::{Message, Queue, Receipt, RecordError, RemoteError, Unset};
 use crate::store::{KeepError, Store};
 
 const PREFIX: &str = "local:";
@@ -171,10 +171,13 @@ impl KeepPushes {
 }
 
 impl Record for KeepPushes {
-    fn record(&self, pushes: Vec<SitePush>) -> BoxFuture<'_, Result<(), String>> {
+    fn record(&self, pushes: Vec<SitePush>) -> BoxFuture<'_, Result<(), RecordError>> {
         let bodies = self.bodies(&pushes);
         Box::pin(async move {
-            let added = self.local.keep(&bodies).map_err(|e| e.to_string())?;
+            let added = self
+                .local
+                .keep(&bodies)
+                .map_err(|e| RecordError::new("registry pushes", e))?;
             debug!(pushes = pushes.len(), kept = added, "registry pushes kept");
             Ok(())
         })

@@ -30,10 +30,13 @@ struct Recorder {
 }
 
 impl Record for Recorder {
-    fn record(&self, pushes: Vec<SitePush>) -> BoxFuture<'_, Result<(), String>> {
+    fn record(&self, pushes: Vec<SitePush>) -> BoxFuture<'_, Result<(), RecordError>> {
         Box::pin(async move {
             if self.fail.load(Ordering::Relaxed) {
-                return Err("state store is read-only".into());
+                return Err(RecordError::new(
+                    "registry pushes",
+                    "state store is read-only",
+                ));
             }
             self.calls.lock().unwrap().push(pushes);
             Ok(())
