@@ -422,7 +422,7 @@ async fn put_event(bus: &Arc<dyn EventBus>, d: &DeploymentNotice) {
         tokio::time::timeout(ATTEMPT_TIMEOUT, call)
             .await
             .map_err(|_| RemoteError {
-                operation: "events:PutEvents",
+                operation: "put on the results bus",
                 message: "timed out".to_owned(),
                 transient: true,
             })?

@@ -11,7 +11,6 @@ use std::time::Duration;
 use common::docker::*;
 use common::site::{Site, config_of};
 use common::*;
-use ecr_deployd::config::Settings;
 use serde_json::Value;
 
 fn repositories_of(bodies: &[String]) -> Vec<String> {
@@ -141,17 +140,7 @@ async fn agent_runs_against_what_the_stack_created() {
         snippet.contains("event_bus = \"fleet-results\""),
         "{snippet}"
     );
-    let mut settings: Settings = toml::from_str(snippet)
-        .unwrap_or_else(|e| panic!("the stack's config snippet is a config: {e}\n{snippet}"));
-    settings.aws.endpoint_url = site.endpoint.clone();
-    settings.queue.wait_time_seconds = 1;
-    settings.registry.mirror = registry.host.clone();
-    settings.deploy.debounce_millis = 100;
-    settings.deploy.min_uptime_seconds = 1;
-    settings.sweep.interval_seconds = 0;
-    settings.state.path = site.dir.path().join("state.db");
-    settings.http.listen = String::new();
-    let config = config_of(&settings);
+    let config = config_of(&site.settings_from_snippet(snippet));
 
     let (code, stdout, stderr) = run_cli(&config, &["check-config"], &[]);
     assert_eq!(code, 0, "the snippet is a valid config: {stdout}{stderr}");

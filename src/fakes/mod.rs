@@ -3,6 +3,19 @@
 //! executor over it (fixed credentials, the tests' settings, a first deploy, a one-digest
 //! registry), `pipeline` the queue, registry and deployer of the agent's tests. Integration tests never use these: they run against the real services.
 
+/// The bytes of `tests/fixtures/signatures/NAME`: what the real cosign and notation made
+/// (`make.sh` there), for the verifiers' and the supply gate's tests.
+macro_rules! signature_fixture {
+    ($name:literal) => {
+        include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/signatures/",
+            $name
+        ))
+    };
+}
+pub(crate) use signature_fixture;
+
 mod deploy;
 mod pipeline;
 mod runtime;

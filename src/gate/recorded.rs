@@ -12,17 +12,8 @@ use super::notary::{self, Crls, Envelope, Revocations, Target};
 use super::trust::{CosignIdentity, NotationIdentity, Trust};
 use super::x509::Roots;
 use super::{TrustedKey, Verdict, bundle};
+use crate::fakes::signature_fixture as fixture;
 use crate::model::reference::Digest;
-
-macro_rules! fixture {
-    ($name:literal) => {
-        include_bytes!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/signatures/",
-            $name
-        ))
-    };
-}
 
 mod aws_signer;
 

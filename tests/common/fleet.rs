@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use ecr_deployd::config::{FleetSettings, Settings};
+use ecr_deployd::config::FleetSettings;
 use serde_json::Value;
 
 use super::docker::*;
@@ -161,8 +161,8 @@ impl Fleet {
     }
 }
 
-/// The stack's config snippet, read as the agent's Settings, plus the emulator, the mirror,
-/// a state store and what only a test needs; `fleet` changes the snippet's `[fleet]` (which
+/// The stack's config snippet as the site reads it ([`Site::settings_from_snippet`]), with the
+/// host's own mirror address, state store and name; `fleet` changes the snippet's `[fleet]` (which
 /// names the wave).
 fn agent_config(
     out: &HashMap<String, String>,
@@ -173,20 +173,13 @@ fn agent_config(
     state: &tempfile::TempDir,
 ) -> String {
     let snippet = &out["ConfigSnippet"];
-    let mut s: Settings = toml::from_str(snippet)
-        .unwrap_or_else(|e| panic!("the stack's config snippet is a config: {e}\n{snippet}"));
+    let mut s = site.settings_from_snippet(snippet);
     assert_eq!(s.notify.event_bus, BUS, "{snippet}");
-    s.aws.endpoint_url = site.endpoint.clone();
-    s.queue.wait_time_seconds = 1;
     s.fleet.name = name.to_owned();
     fleet(&mut s.fleet);
     s.registry.mirror = mirror.to_owned();
-    s.deploy.debounce_millis = 100;
-    s.deploy.min_uptime_seconds = 1;
     s.deploy.health_timeout_seconds = 20;
-    s.sweep.interval_seconds = 0;
     s.state.path = state.path().join("state.db");
-    s.http.listen = String::new();
     config_of(&s)
 }
 

@@ -109,6 +109,24 @@ impl Site {
         s
     }
 
+    /// A provisioned host stack's config snippet (its `ConfigSnippet` output, as an operator
+    /// pastes it) read as the agent's settings, with what only a test on this site adds: the
+    /// emulator, 1 s long polls, the site's registry as mirror, its state store, a 100 ms
+    /// debounce and 1 s minimum uptime, no periodic sweep, no HTTP listener.
+    pub fn settings_from_snippet(&self, snippet: &str) -> Settings {
+        let mut s: Settings = toml::from_str(snippet)
+            .unwrap_or_else(|e| panic!("the stack's config snippet is a config: {e}\n{snippet}"));
+        s.aws.endpoint_url = self.endpoint.clone();
+        s.queue.wait_time_seconds = 1;
+        s.registry.mirror = self.registry.host.clone();
+        s.deploy.debounce_millis = 100;
+        s.deploy.min_uptime_seconds = 1;
+        s.sweep.interval_seconds = 0;
+        s.state.path = self.state.clone();
+        s.http.listen = String::new();
+        s
+    }
+
     /// [`Site::settings`] as config file text.
     pub fn config(&self, sweep_interval: u64) -> String {
         config_of(&self.settings(sweep_interval))

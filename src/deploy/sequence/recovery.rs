@@ -84,12 +84,8 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
     /// Finishes or undoes deployments a crash interrupted. Run before any new deploy.
     /// Returns how many were recovered (rows left open as unreadable not counted).
     pub async fn recover(&self) -> Result<usize, RuntimeError> {
-        let open = self
-            .store
-            .unfinished()
-            .map_err(store_error("read journal"))?;
         let mut recovered = 0;
-        for d in &open {
+        for d in &self.open_rows()? {
             recovered += usize::from(self.recover_row(d).await?);
         }
         Ok(recovered)
@@ -99,12 +95,8 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
     /// working on: a swap whose undo could not put the old container back (the Engine
     /// failing) left its row open; the next sweep finishes it, so nothing stays down.
     pub async fn recover_idle(&self) -> Result<usize, RuntimeError> {
-        let open = self
-            .store
-            .unfinished()
-            .map_err(store_error("read journal"))?;
         let mut recovered = 0;
-        for d in &open {
+        for d in &self.open_rows()? {
             let kind = match d.old_id.as_deref() {
                 Some(old) if old.starts_with(SERVICE_JOURNAL_PREFIX) => "service",
                 _ => "container",
@@ -112,17 +104,17 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
             let lock = self.lock_for(format!("{kind}:{}", d.container));
             let Ok(_idle) = lock.try_lock() else { continue };
             // Finished meanwhile by the deploy that held the lock?
-            let still_open = self
-                .store
-                .unfinished()
-                .map_err(store_error("read journal"))?
-                .iter()
-                .any(|o| o.id == d.id);
+            let still_open = self.open_rows()?.iter().any(|o| o.id == d.id);
             if still_open {
                 recovered += usize::from(self.recover_row(d).await?);
             }
         }
         Ok(recovered)
+    }
+
+    /// The journal's open rows: deployments not finished.
+    fn open_rows(&self) -> Result<Vec<Deployment>, RuntimeError> {
+        self.store.unfinished().map_err(store_error("read journal"))
     }
 
     /// Finishes or undoes one open row; false when it is left open (unknown step).

@@ -11,6 +11,7 @@ use futures::future::BoxFuture;
 use super::*;
 use crate::deploy::Done;
 use crate::event::{Digest, GateHint, ImageRef, Repository};
+use crate::fakes::signature_fixture as fixture;
 use crate::fakes::{FakeRuntime, FixedAuth, HOME_HOST, deploy_first, digest, executor};
 use crate::gate::notary::{self, Envelope, Target as Served};
 use crate::gate::tests::{key, payload, signed};
@@ -264,16 +265,6 @@ async fn a_signature_names_the_images_registry_or_its_mirror_and_no_other_host()
         "cache.example:5000",
         "signatures fetched from the mirror"
     );
-}
-
-macro_rules! fixture {
-    ($name:literal) => {
-        include_bytes!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/signatures/",
-            $name
-        ))
-    };
 }
 
 /// SPEC §11, AWS Signer: a trusted AWS Signer signature (a constructed one:
