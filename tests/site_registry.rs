@@ -14,6 +14,7 @@ use common::docker::*;
 use common::site::*;
 use common::*;
 use ecr_deployd::config::{Settings, SiteRegistry};
+use ecr_deployd::model::reference::{Repository, Tag};
 use ecr_deployd::store::{Deployment, Outcome, Store};
 
 const REPO: &str = "team/web";
@@ -229,6 +230,23 @@ async fn a_registry_of_the_sites_own_is_followed_through_its_notifications_and_t
     );
     drop(agent);
 
+    // The agent above was killed (SIGKILL), as a crash would: a push it had taken and not
+    // finished stays hidden for the visibility timeout (300 s). Made certain here: one more
+    // push of the tag, taken as that process would have. The next run releases it at start.
+    let crashed = {
+        let store = Store::open(&lab.state()).unwrap();
+        let body = ecr_deployd::event::site::message(
+            &host,
+            &Repository::parse(REPO).unwrap(),
+            &Tag::parse("prod").unwrap(),
+            None,
+            "2026-01-01T00:00:00Z",
+        );
+        store.keep_local(&[body]).unwrap();
+        store.take_local(10, 300_000).unwrap()
+    };
+    assert!(!crashed.is_empty(), "a push in flight when the agent died");
+
     // With a periodic sweep: a lost notification is caught by it.
     let agent = AgentProcess::start(&lab.config(3), &["run"]);
     agent.until_logged("ecr-deployd running").await;
@@ -241,7 +259,8 @@ async fn a_registry_of_the_sites_own_is_followed_through_its_notifications_and_t
         (Some(Outcome::Succeeded), "sweep")
     );
     assert_eq!(running_digest(&name), v4);
-    // Every kept push was worked through and deleted. The registry retries what it could not
+    // Every kept push was worked through and deleted, those in flight when the first agent
+    // died too (released at start, not after 300 s). The registry retries what it could not
     // deliver while no agent listened (each second, then backing off) and keeps notifications
     // in order: the last of them may arrive well after the sweep's deploy.
     let left = || Store::open(&lab.state()).unwrap().local_len().unwrap();

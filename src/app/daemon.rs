@@ -95,6 +95,9 @@ pub async fn run(
     // The listener's pushes wait in the state store; kept ones are worked through even when
     // the listener is no longer configured.
     let local = (!settings.registries.is_empty()).then(|| Arc::new(LocalQueue::new(store.clone())));
+    if let Some(local) = &local {
+        release_in_flight(local);
+    }
     let sqs = (!settings.queue.url.is_empty())
         .then(|| Arc::new(SqsQueue::new(&sdk, &settings.queue.url, wait)));
     let agent = Agent {
@@ -311,6 +314,19 @@ fn start_ledger(
         stop.clone(),
     ));
     (handle, Some(task))
+}
+
+/// Pushes the previous process took and never finished go back to the local queue now, not
+/// after their visibility timeout: with the lease held, nothing else can be working on them.
+fn release_in_flight(local: &LocalQueue) {
+    match local.release_in_flight() {
+        Ok(0) => {}
+        Ok(n) => info!(
+            pushes = n,
+            "kept pushes left in flight by the previous run released"
+        ),
+        Err(e) => warn!(error = %e, "kept pushes left in flight wait for their visibility timeout"),
+    }
 }
 
 /// The state-store lease; waits while an operator command run without a daemon holds it.

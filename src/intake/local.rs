@@ -48,6 +48,14 @@ impl LocalQueue {
         Ok(added)
     }
 
+    /// Makes the pushes a process that has ended left in flight visible at once (see
+    /// [`Store::release_local`]); the daemon calls it once, holding the lease. Returns how many.
+    pub fn release_in_flight(&self) -> Result<usize, RemoteError> {
+        let released = self.store.release_local().map_err(store_error)?;
+        self.wake.notify_one();
+        Ok(released)
+    }
+
     /// Messages kept.
     pub fn len(&self) -> usize {
         self.store.local_len().unwrap_or(0).max(0) as usize

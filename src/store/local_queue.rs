@@ -135,6 +135,21 @@ impl Store {
         Ok(())
     }
 
+    /// Makes every hidden message visible now; returns how many. For the holder of the state
+    /// store's lease at start-up: a message hidden then was taken by a process that has ended
+    /// (killed, crashed) before its work was recorded, and nothing will finish it — waiting
+    /// out its visibility timeout would only delay the push. Receive counts stay: a push that
+    /// kills the agent each time still reaches `max_receive_count`.
+    pub fn release_local(&self) -> Result<usize, StoreError> {
+        let now = now_ms();
+        self.conn()
+            .execute(
+                "UPDATE local_queue SET visible_at_ms = ?1 WHERE visible_at_ms > ?1",
+                [now],
+            )
+            .map_err(ctx("release pushes in flight"))
+    }
+
     /// Messages kept (the `local_queue` map size).
     pub fn local_len(&self) -> Result<i64, StoreError> {
         self.conn()
@@ -197,5 +212,26 @@ mod tests {
             .unwrap();
         let taken = Store::open(&path).unwrap().take_local(10, 1).unwrap();
         assert_eq!(taken.len(), 1);
+    }
+
+    #[test]
+    fn pushes_in_flight_when_the_agent_died_are_released_at_once_with_their_count() {
+        let (_d, s) = store();
+        s.keep_local(&["a".into(), "b".into(), "c".into()]).unwrap();
+        // Two taken by the process that died, hidden for five minutes; one never taken.
+        let taken = s.take_local(2, 300_000).unwrap();
+        assert_eq!(taken.len(), 2);
+        assert_eq!(s.release_local().unwrap(), 2, "only the hidden ones");
+        let again = s.take_local(10, 300_000).unwrap();
+        assert_eq!(
+            again
+                .iter()
+                .map(|m| (m.body.as_str(), m.receive_count))
+                .collect::<Vec<_>>(),
+            [("a", 2), ("b", 2), ("c", 1)]
+        );
+        s.delete_local(&again.iter().map(|m| m.id).collect::<Vec<_>>())
+            .unwrap();
+        assert_eq!(s.release_local().unwrap(), 0, "an empty queue");
     }
 }
