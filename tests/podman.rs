@@ -2,7 +2,8 @@
 //! `podman system service` (Debian's podman) through its Docker-compatible API, as on a RHEL
 //! host with `DOCKER_HOST=unix:///run/podman/podman.sock`. The whole configuration is kept and
 //! nothing Podman injected is frozen into the successor; a new image that exits or never gets
-//! healthy is rolled back; kill -9 in the middle of a swap is recovered; doctor names Podman
+//! healthy is rolled back, one whose HEALTHCHECK passes is kept although no systemd timer runs
+//! Podman's checks here (the agent runs the overdue check); kill -9 in the middle of a swap is recovered; doctor names Podman
 //! and has no Swarm services to fail on. moto and the registry are real too. Debian 12's
 //! Podman 4.3 by default; trixie's Podman 5 with `EDT_ENGINE=podman5`.
 
@@ -181,6 +182,16 @@ async fn on_podman_a_push_keeps_the_whole_configuration_and_bad_images_roll_back
     assert_eq!(done.outcome, Some(Outcome::RolledBack), "{done:?}");
     assert_eq!(p.one_running(&name), new_id);
     assert_eq!(p.podman.running_digest(&name).as_deref(), Some(v2.as_str()));
+
+    // One whose HEALTHCHECK passes: healthy, kept. Podman runs checks from systemd timers,
+    // which this machine (like a container or a host without systemd) does not have: the
+    // agent runs the overdue check through Podman's API, or this would roll back too.
+    let v5 = p.push("team/web", Kind::Healthy, "v5").await;
+    let done = p.site.outcome(&name, &v5).await;
+    assert_eq!(done.outcome, Some(Outcome::Succeeded), "{done:?}");
+    assert_eq!(p.podman.running_digest(&name).as_deref(), Some(v5.as_str()));
+    let health = &p.podman.inspect(&name)["State"]["Health"];
+    assert_eq!(health["Status"], "healthy", "{health}");
     drop(agent);
 }
 

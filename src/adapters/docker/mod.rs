@@ -9,6 +9,7 @@ mod archive;
 mod create;
 mod engine;
 mod exec;
+mod health;
 mod image_facts;
 mod info;
 mod managed;
@@ -326,20 +327,7 @@ impl Runtime for DockerRuntime {
     }
 
     async fn observe(&self, id: &str) -> Result<Option<Observed>, RuntimeError> {
-        let Some(inspect) = self.inspect(id).await? else {
-            return Ok(None);
-        };
-        let state = inspect.state.unwrap_or_default();
-        Ok(Some(Observed {
-            running: state.running.unwrap_or(false),
-            health: state
-                .health
-                .and_then(|h| h.status)
-                .map(|s| s.to_string())
-                .filter(|s| !s.is_empty() && s != "none"),
-            restart_count: inspect.restart_count.unwrap_or(0),
-            exit_code: state.exit_code,
-        }))
+        self.observed(id).await
     }
 
     async fn find(&self, name: &str) -> Result<Option<String>, RuntimeError> {
