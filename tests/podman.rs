@@ -192,6 +192,16 @@ async fn on_podman_a_push_keeps_the_whole_configuration_and_bad_images_roll_back
     assert_eq!(p.podman.running_digest(&name).as_deref(), Some(v5.as_str()));
     let health = &p.podman.inspect(&name)["State"]["Health"];
     assert_eq!(health["Status"], "healthy", "{health}");
+    let healthy_id = p.one_running(&name);
+
+    // After an image with a HEALTHCHECK, one whose check never passes: its own check runs,
+    // not the previous image's (Podman's compatible image inspect does not show an image's
+    // HEALTHCHECK; read as the user's, the old check would be frozen into the successor and
+    // pass). Rolled back.
+    let v6 = p.push("team/web", Kind::NeverHealthy, "v6").await;
+    let done = p.site.outcome(&name, &v6).await;
+    assert_eq!(done.outcome, Some(Outcome::RolledBack), "{done:?}");
+    assert_eq!(p.one_running(&name), healthy_id);
     drop(agent);
 }
 

@@ -5,7 +5,7 @@
 use hyper::Method;
 use serde_json::Value;
 
-use super::podman::{carry_libpod, drop_injected};
+use super::podman::{carry_libpod, drop_injected, image_defaults_from_libpod};
 use super::recreate::{recreation, repoint, set_compose_image};
 use super::{ApiVersion, DockerRuntime};
 use crate::ports::{Repoint, Runtime, RuntimeError};
@@ -25,11 +25,17 @@ impl DockerRuntime {
         let api = self.api_version().await?;
         let old = self.inspect_to_recreate(old_id, api).await?;
         let image_id = old["Image"].as_str().unwrap_or_default();
-        let image_config = match get("inspect image", format!("/images/{image_id}/json")).await {
+        let mut image_config = match get("inspect image", format!("/images/{image_id}/json")).await
+        {
             Ok(image) => image["Config"].clone(),
             Err(e) if e.transient => return Err(e),
             Err(_) => Value::Null, // the old image is gone: nothing to subtract
         };
+        let podman = self.engine().await?.is_podman();
+        if podman && !image_config.is_null() {
+            let libpod = get("inspect image", format!("/libpod/images/{image_id}/json")).await?;
+            image_defaults_from_libpod(&mut image_config, &libpod);
+        }
         let mut plan = recreation(&old, &image_config, api);
         // The configured reference names the image just pulled (or, for a dependent, the
         // same one as before).
@@ -42,7 +48,7 @@ impl DockerRuntime {
         if let Some(parent) = parent {
             repoint(&mut plan.body, parent);
         }
-        if self.engine().await?.is_podman() {
+        if podman {
             let hostname = old["Config"]["Hostname"].as_str().unwrap_or_default();
             drop_injected(&mut plan.body, hostname, &image_config["Env"]);
             let libpod = get(

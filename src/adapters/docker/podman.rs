@@ -13,6 +13,10 @@
 //!   as the compat create takes it (`LogConfig.Config.max-size`); a umask or time zone the
 //!   compat create cannot take fails the re-creation before anything is stopped, with the
 //!   reason, rather than losing it silently;
+//! - the compat image inspect leaves the image's HEALTHCHECK out of `Config` (Podman's own
+//!   image inspect has it as `Healthcheck`): read as "the image has none", the old image's
+//!   check would look set by the user and be frozen into the successor, which would then run
+//!   the old image's check instead of the new one's. It is taken from Podman's own inspect;
 //! - `State.Health` is present with an empty `Status` without a HEALTHCHECK (the health gate
 //!   reads that as no HEALTHCHECK), and `/services` answers 404 (no Swarm: no services).
 //!
@@ -82,6 +86,15 @@ pub fn drop_injected(body: &mut Value, old_hostname: &str, image_env: &Value) {
     }
 }
 
+/// Fills in the image defaults the compatible image inspect leaves out (`Healthcheck`) from
+/// Podman's own image inspect, so that they are told apart from what the user set.
+pub fn image_defaults_from_libpod(image_config: &mut Value, libpod_image: &Value) {
+    let check = &libpod_image["Healthcheck"];
+    if image_config["Healthcheck"].is_null() && !check.is_null() && image_config.is_object() {
+        image_config["Healthcheck"] = check.clone();
+    }
+}
+
 /// What Podman's inspect shows without `--umask`: its default, or for a container made
 /// through the compatible API (a successor of ours) `0000`, meaning unset — the process gets
 /// the default 0022 (checked with `umask` inside such a container).
@@ -121,6 +134,26 @@ pub fn carry_libpod(body: &mut Value, libpod: &Value) -> Result<(), String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_images_healthcheck_comes_from_podmans_own_inspect_when_the_compat_one_leaves_it_out() {
+        let check = json!({"Test": ["CMD", "/bin/busybox", "true"], "Interval": 1_000_000_000});
+        let libpod = json!({"Config": {"Cmd": ["sh"]}, "Healthcheck": check});
+        let mut compat = json!({"Cmd": ["sh"], "OnBuild": null});
+        image_defaults_from_libpod(&mut compat, &libpod);
+        assert_eq!(compat["Healthcheck"], check);
+        // One the compat inspect shows stays; an image without a check gets none; no image
+        // config (the old image is gone) stays null.
+        let mut shown = json!({"Healthcheck": {"Test": ["NONE"]}});
+        image_defaults_from_libpod(&mut shown, &libpod);
+        assert_eq!(shown["Healthcheck"], json!({"Test": ["NONE"]}));
+        let mut none = json!({"Cmd": ["sh"]});
+        image_defaults_from_libpod(&mut none, &json!({"Config": {}}));
+        assert!(none["Healthcheck"].is_null());
+        let mut gone = Value::Null;
+        image_defaults_from_libpod(&mut gone, &libpod);
+        assert!(gone.is_null());
+    }
 
     #[test]
     fn the_engine_is_named_from_the_version_components() {
