@@ -19,15 +19,14 @@ mod pull;
 mod recreate;
 mod services;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
 use bollard::Docker;
 use bollard::models::ContainerInspectResponse;
 use bollard::query_parameters::{
-    InspectContainerOptions, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
-    RemoveImageOptionsBuilder, RenameContainerOptionsBuilder, StopContainerOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder, RenameContainerOptionsBuilder,
+    StopContainerOptionsBuilder,
 };
 use hyper::Method;
 use serde_json::Value;
@@ -186,36 +185,48 @@ impl DockerRuntime {
         engine::call(&self.endpoint, call).await
     }
 
-    /// Every container (running or not), optionally matching one list filter.
+    /// Every container (running or not), optionally matching one list filter. Read as raw
+    /// JSON first: Podman 5 names states Docker's model does not know (see
+    /// [`podman::docker_states`]).
     async fn list(
         &self,
         filter: Option<(&str, &str)>,
     ) -> Result<Vec<bollard::models::ContainerSummary>, RuntimeError> {
-        let filters: HashMap<&str, Vec<String>> = filter
-            .map(|(k, v)| HashMap::from([(k, vec![v.to_owned()])]))
-            .unwrap_or_default();
-        let options = ListContainersOptionsBuilder::new()
-            .all(true)
-            .filters(&filters)
-            .build();
-        let docker = self.docker().await?;
-        timed(
-            "list containers",
-            self.call_timeout,
-            docker.list_containers(Some(options)),
-        )
-        .await
+        let mut path = "/containers/json?all=true".to_owned();
+        if let Some((k, v)) = filter {
+            let filters = serde_json::json!({ k: [v] }).to_string();
+            path.push_str("&filters=");
+            path.push_str(
+                &url::form_urlencoded::byte_serialize(filters.as_bytes()).collect::<String>(),
+            );
+        }
+        let mut list = self
+            .raw("list containers", Method::GET, &path, None, &[])
+            .await?;
+        if let Some(items) = list.as_array_mut() {
+            items
+                .iter_mut()
+                .for_each(|c| podman::docker_states(c, "State"));
+        }
+        serde_json::from_value(list)
+            .map_err(|e| RuntimeError::permanent("list containers", e.to_string()))
     }
 
-    /// `None` when there is no such container.
+    /// `None` when there is no such container. Raw JSON first, as [`Self::list`].
     async fn inspect(&self, id: &str) -> Result<Option<ContainerInspectResponse>, RuntimeError> {
-        let docker = self.docker().await?;
-        let call = docker.inspect_container(id, None::<InspectContainerOptions>);
-        match timed("inspect container", self.call_timeout, call).await {
-            Ok(i) => Ok(Some(i)),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e),
-        }
+        let path = format!("/containers/{id}/json");
+        let mut inspect = match self
+            .raw("inspect container", Method::GET, &path, None, &[])
+            .await
+        {
+            Ok(i) => i,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        podman::docker_states(&mut inspect["State"], "Status");
+        serde_json::from_value(inspect)
+            .map(Some)
+            .map_err(|e| RuntimeError::permanent("inspect container", e.to_string()))
     }
 }
 

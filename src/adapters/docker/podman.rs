@@ -17,6 +17,10 @@
 //!   image inspect has it as `Healthcheck`): read as "the image has none", the old image's
 //!   check would look set by the user and be frozen into the successor, which would then run
 //!   the old image's check instead of the new one's. It is taken from Podman's own inspect;
+//! - Podman 5 lists and inspects a container that was just stopped in state `stopped` (and
+//!   one never started as `configured`), names Docker's API does not have: a model of
+//!   Docker's would refuse the whole answer, failing every deploy while any container on the
+//!   host is in that state. They are read as Docker's `exited` and `created`;
 //! - `State.Health` is present with an empty `Status` without a HEALTHCHECK (the health gate
 //!   reads that as no HEALTHCHECK), and `/services` answers 404 (no Swarm: no services).
 //!
@@ -86,6 +90,17 @@ pub fn drop_injected(body: &mut Value, old_hostname: &str, image_env: &Value) {
     }
 }
 
+/// Renames, in `value[key]`, Podman's container states that Docker's API does not have to
+/// Docker's: `stopped` is `exited`, `configured` is `created`; any other is left as it is.
+pub fn docker_states(value: &mut Value, key: &str) {
+    let docker = match value.get(key).and_then(Value::as_str) {
+        Some("stopped") => "exited",
+        Some("configured") => "created",
+        _ => return,
+    };
+    value[key] = Value::String(docker.to_owned());
+}
+
 /// Fills in the image defaults the compatible image inspect leaves out (`Healthcheck`) from
 /// Podman's own image inspect, so that they are told apart from what the user set.
 pub fn image_defaults_from_libpod(image_config: &mut Value, libpod_image: &Value) {
@@ -153,6 +168,29 @@ mod tests {
         let mut gone = Value::Null;
         image_defaults_from_libpod(&mut gone, &libpod);
         assert!(gone.is_null());
+    }
+
+    #[test]
+    fn podmans_own_state_names_are_read_as_dockers() {
+        for (podman, docker) in [
+            ("stopped", "exited"),
+            ("configured", "created"),
+            ("running", "running"),
+            ("stopping", "stopping"),
+        ] {
+            let mut summary = json!({"Id": "c1", "State": podman});
+            docker_states(&mut summary, "State");
+            assert_eq!(summary["State"], docker);
+            let parsed: bollard::models::ContainerSummary =
+                serde_json::from_value(summary).unwrap();
+            assert!(parsed.state.is_some());
+        }
+        let mut no_state = json!({"Id": "c1"});
+        docker_states(&mut no_state, "State");
+        assert_eq!(no_state, json!({"Id": "c1"}));
+        let mut state = json!({"Status": "stopped", "Running": false});
+        docker_states(&mut state, "Status");
+        assert_eq!(state["Status"], "exited");
     }
 
     #[test]
