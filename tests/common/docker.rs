@@ -239,14 +239,16 @@ impl Drop for TestRegistry {
         for host in hosts {
             remove_images_of(&host);
         }
-        // Images of removed test containers that lost their tag (a swap replaced them).
+        // Images of removed test containers that lost their tag (a swap replaced them): this
+        // registry's only. Another test's image pulled by digest and not yet tagged is
+        // untagged too, and pruning every test image would pull it from under its agent.
         let _ = docker_command()
             .args([
                 "image",
                 "prune",
                 "-f",
                 "--filter",
-                &format!("label={TEST_LABEL}.image"),
+                &format!("label={TEST_LABEL}.registry={}", self.host),
             ])
             .output();
     }
@@ -333,9 +335,11 @@ pub fn build_image(reference: &str, kind: Kind, version: &str) {
         Kind::ExitAtOnce => r#"CMD ["/bin/busybox", "false"]"#.to_owned(),
     };
     let dockerfile = format!(
-        "FROM scratch\nCOPY busybox /bin/busybox\nCOPY busybox /bin/sh\nCOPY www /www\nENV IMAGE_DEFAULT=yes\nLABEL {TEST_LABEL}.image=\"{}\"\nWORKDIR /www\n{tail}\n",
+        "FROM scratch\nCOPY busybox /bin/busybox\nCOPY busybox /bin/sh\nCOPY www /www\nENV IMAGE_DEFAULT=yes\nLABEL {TEST_LABEL}.image=\"{}\" {TEST_LABEL}.registry=\"{}\"\nWORKDIR /www\n{tail}\n",
         // Unique per registry (per test): no two tests ever share an image id.
-        sha256_hex(format!("{reference} {version}").as_bytes())
+        sha256_hex(format!("{reference} {version}").as_bytes()),
+        // The registry host the reference names: what that registry's clean-up may prune.
+        reference.split('/').next().unwrap_or_default(),
     );
     std::fs::write(dir.path().join("Dockerfile"), dockerfile).unwrap();
     let _one = image_lock();
