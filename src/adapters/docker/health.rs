@@ -24,10 +24,10 @@ const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
 /// How late a check may be before the agent runs it (a timer's own jitter).
 const SLACK: Duration = Duration::from_secs(1);
 
-/// The health status an inspect reports: `None` without a HEALTHCHECK (Podman reports an
-/// empty status for that, some Engines `none`).
-fn status(inspect: &Value) -> Option<String> {
-    inspect["State"]["Health"]["Status"]
+/// The status of a `State.Health` object (an inspect's, or the answer of Podman's check run):
+/// `None` without a HEALTHCHECK (Podman reports an empty status for that, some Engines `none`).
+fn status(health: &Value) -> Option<String> {
+    health["Status"]
         .as_str()
         .filter(|s| !s.is_empty() && *s != "none")
         .map(str::to_owned)
@@ -75,21 +75,11 @@ pub fn check_overdue(inspect: &Value, now: Timestamp) -> bool {
 impl DockerRuntime {
     /// Container `id`'s state for the health gate; `None` when it is gone.
     pub(super) async fn observed(&self, id: &str) -> Result<Option<Observed>, RuntimeError> {
-        let inspect = match self
-            .raw(
-                "inspect container",
-                Method::GET,
-                &format!("/containers/{id}/json"),
-                None,
-                &[],
-            )
-            .await
-        {
-            Err(e) if e.is_not_found() => return Ok(None),
-            other => other?,
+        let Some(inspect) = self.inspect_json(id).await? else {
+            return Ok(None);
         };
         let state = &inspect["State"];
-        let mut health = status(&inspect);
+        let mut health = status(&state["Health"]);
         if health.as_deref() == Some("starting")
             && self.engine().await?.is_podman()
             && check_overdue(&inspect, Timestamp::now())
@@ -114,7 +104,7 @@ impl DockerRuntime {
         {
             Ok(answer) => {
                 debug!(container = %id, status = %answer["Status"], "Podman: health check run by the agent (overdue)");
-                status(&serde_json::json!({"State": {"Health": answer}}))
+                status(&answer)
             }
             Err(e) => {
                 debug!(container = %id, error = %e, "Podman: the overdue health check could not be run");
@@ -200,8 +190,7 @@ mod tests {
             (json!(null), None),
             (json!({"Status": "healthy"}), Some("healthy")),
         ] {
-            let inspect = json!({"State": {"Health": health}});
-            assert_eq!(status(&inspect).as_deref(), expected);
+            assert_eq!(status(&health).as_deref(), expected);
         }
     }
 }

@@ -212,16 +212,23 @@ impl DockerRuntime {
             .map_err(|e| RuntimeError::permanent("list containers", e.to_string()))
     }
 
-    /// `None` when there is no such container. Raw JSON first, as [`Self::list`].
-    async fn inspect(&self, id: &str) -> Result<Option<ContainerInspectResponse>, RuntimeError> {
+    /// Container `id`'s inspect as raw JSON; `None` when there is no such container.
+    async fn inspect_json(&self, id: &str) -> Result<Option<Value>, RuntimeError> {
         let path = format!("/containers/{id}/json");
-        let mut inspect = match self
+        match self
             .raw("inspect container", Method::GET, &path, None, &[])
             .await
         {
-            Ok(i) => i,
-            Err(e) if e.is_not_found() => return Ok(None),
-            Err(e) => return Err(e),
+            Ok(i) => Ok(Some(i)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `None` when there is no such container. Raw JSON first, as [`Self::list`].
+    async fn inspect(&self, id: &str) -> Result<Option<ContainerInspectResponse>, RuntimeError> {
+        let Some(mut inspect) = self.inspect_json(id).await? else {
+            return Ok(None);
         };
         podman::docker_states(&mut inspect["State"], "Status");
         serde_json::from_value(inspect)
