@@ -20,16 +20,21 @@ if cargo deny --log-level error fetch db 2>/dev/null; then
 else
   echo "[test] cargo deny: the RustSec advisory database cannot be fetched from here; advisories not checked"
 fi
-cargo test
-# The engine matrix (tests/common/matrix.rs, README "Supported engines"): the tests whose
-# outcome depends on the Engine, again on side Engines beside the system's (each started by
-# its test binary, stopped with everything on it at its exit).
-EDT_ENGINE=docker28-containerd cargo test --test deploy --test archives --test archive_names \
-  --test index --test recovery --test neighbourhood --test hooks --test site_registry
-EDT_ENGINE=docker28 cargo test --test deploy --test archives --test recovery
-# Docker 26 (API 1.45): the re-creation rules between 1.44 and 1.51 (per-network MAC, DNSNames).
-EDT_ENGINE=docker26 cargo test --test deploy
-EDT_ENGINE=podman5 cargo test --test podman
+# The unit tests (the library's and the binary's) and the doc tests.
+cargo test --quiet --lib --bins
+cargo test --quiet --doc
+# Every integration test binary, and the engine matrix (tests/common/matrix.rs, README
+# "Supported engines"): the tests whose outcome depends on the Engine again on Engines beside
+# the system's, each started by its test binary and stopped with everything on it at its
+# exit. Three lanes side by side (scripts/lanes.sh; the tests mostly wait): the system's
+# Engine, three binaries at a time (the longest first; `*` is every other test binary); the
+# side Engines, one at a time — Docker 28 with the containerd store (Docker 29's default),
+# Docker 28 classic, Docker 26 (API 1.45: per-network MAC, DNSNames); Podman 5.
+c=docker28-containerd
+./scripts/lanes.sh \
+  "3:swarm,podman,control,signatures,deploy,recovery,operator,fleet,*" \
+  "1:$c@deploy,$c@recovery,$c@archives,$c@archive_names,$c@index,$c@neighbourhood,$c@hooks,$c@site_registry,docker28@deploy,docker28@archives,docker28@recovery,docker26@deploy" \
+  "1:podman5@podman,podman5@deploy,podman5@index,podman5@archives"
 # infra/: cfn-lint, checkov, CloudFormation/Terraform parity, IAM and queue policies.
 .venv/bin/python -m pytest -q infra/tests
 # The alerting rules shipped with the packages: valid, and each alert unit-tested.

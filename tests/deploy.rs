@@ -136,7 +136,7 @@ async fn an_event_replaces_the_container_keeping_its_whole_configuration_and_dat
     let s = Stack::new("config").await;
     let v1 = s.first_version("team/web", Kind::Healthy).await.0;
     let name = s.scope.name("web");
-    let octet = u8::from_str_radix(&s.scope.id[s.scope.id.len() - 2..], 16).unwrap();
+    let octet = s.scope.octet();
     let front = s.scope.name("front");
     let back = s.scope.name("back");
     s.scope.network(&front, &format!("10.231.{octet}.0/24"));
@@ -250,9 +250,21 @@ async fn an_event_replaces_the_container_keeping_its_whole_configuration_and_dat
     );
     assert_eq!(h["RestartPolicy"]["Name"], "unless-stopped");
     assert_eq!(h["PortBindings"], before["HostConfig"]["PortBindings"]);
-    assert_eq!(h["LogConfig"]["Config"]["max-size"], "1m");
     let nets = &after["NetworkSettings"]["Networks"];
-    assert_eq!(nets[&front]["IPAddress"], ip, "static IP kept");
+    if let Some(podman) = under_test().podman() {
+        // Podman shows the log size limit in its own inspect only, and shows no static IP at
+        // all (IPAMConfig null, README "Supported engines"): the successor is on the network
+        // with an address of Podman's choosing.
+        assert_eq!(
+            podman.inspect(&name)["HostConfig"]["LogConfig"]["Size"],
+            "1MB"
+        );
+        let got = nets[&front]["IPAddress"].as_str().unwrap_or_default();
+        assert!(got.starts_with(&format!("10.231.{octet}.")), "{nets}");
+    } else {
+        assert_eq!(h["LogConfig"]["Config"]["max-size"], "1m");
+        assert_eq!(nets[&front]["IPAddress"], ip, "static IP kept");
+    }
     assert!(
         nets[&front]["Aliases"]
             .as_array()
@@ -339,12 +351,18 @@ async fn an_image_that_never_becomes_healthy_is_rolled_back_after_its_health_tim
     let h = running.until_outcomes(&name, 1).await;
     running.stop().await;
     assert_eq!(h[0].outcome, Some(Outcome::RolledBack));
-    assert!(
-        h[0].error.as_deref().unwrap_or("").contains("within 3s"),
-        "{:?}",
-        h[0].error
-    );
-    assert!(h[0].phases.health_ms >= 3000);
+    let error = h[0].error.as_deref().unwrap_or("");
+    if under_test().podman().is_some() {
+        // Podman counts a failed check inside the start period (Docker does not): the image
+        // is reported unhealthy, and rolled back for that, before its health timeout.
+        assert!(
+            error.contains("within 3s") || error.contains("is unhealthy"),
+            "{error}"
+        );
+    } else {
+        assert!(error.contains("within 3s"), "{error}");
+        assert!(h[0].phases.health_ms >= 3000);
+    }
     assert_eq!(running_digest(&name), v1);
     assert_eq!(containers_named(&name).len(), 1);
 }
@@ -420,7 +438,7 @@ async fn a_failed_pull_leaves_the_old_container_untouched_and_unmanaged_containe
 async fn a_mac_address_the_user_set_and_a_static_ip_survive_and_assigned_macs_are_not_copied() {
     let s = Stack::new("mac").await;
     s.first_version("team/mac", Kind::Serve).await;
-    let octet = u8::from_str_radix(&s.scope.id[s.scope.id.len() - 2..], 16).unwrap();
+    let octet = s.scope.octet();
     let lan = s.scope.name("lan");
     s.scope.network(&lan, &format!("10.233.{octet}.0/24"));
     let (pinned, plain) = (s.scope.name("pinned"), s.scope.name("plain"));
@@ -450,6 +468,24 @@ async fn a_mac_address_the_user_set_and_a_static_ip_survive_and_assigned_macs_ar
     running.stop().await;
 
     let after = inspect(&pinned);
+    if under_test().podman().is_some() {
+        // Podman's inspect shows neither the MAC nor the static IP the user set (README
+        // "Supported engines"), so neither can be told from an assigned one: both successors
+        // run the new image on the network, with addresses of Podman's choosing, none shared.
+        let on_lan = |v: &Value| v["NetworkSettings"]["Networks"][&lan].clone();
+        let (a, b) = (on_lan(&after), on_lan(&inspect(&plain)));
+        assert_eq!(
+            (running_digest(&pinned), running_digest(&plain)),
+            (v2.clone(), v2)
+        );
+        assert!(
+            a["IPAddress"].as_str().is_some_and(|ip| !ip.is_empty()),
+            "{a}"
+        );
+        assert_ne!(a["IPAddress"], b["IPAddress"]);
+        assert_ne!(a["MacAddress"], b["MacAddress"]);
+        return;
+    }
     assert_eq!(after["Config"]["MacAddress"], mac.as_str());
     assert_eq!(
         after["NetworkSettings"]["Networks"][&lan]["MacAddress"],
@@ -488,7 +524,7 @@ async fn from_api_1_44_a_per_network_mac_the_user_set_survives_and_assigned_macs
     }
     let s = Stack::new("mac144").await;
     s.first_version("team/mac", Kind::Serve).await;
-    let octet = u8::from_str_radix(&s.scope.id[s.scope.id.len() - 2..], 16).unwrap();
+    let octet = s.scope.octet();
     let (lan, side) = (s.scope.name("lan"), s.scope.name("side"));
     s.scope.network(&lan, &format!("10.234.{octet}.0/24"));
     s.scope.network(&side, &format!("10.235.{octet}.0/24"));

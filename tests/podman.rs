@@ -297,7 +297,7 @@ async fn on_podman_user_networks_and_their_aliases_are_kept_and_no_default_netwo
     let p = OnPodman::new("podman-nets").await;
     let (_v1, prod) = p.first_version("team/nets", Kind::Serve).await;
     let name = p.site.scope.name("nets");
-    let octet = u8::from_str_radix(&p.site.scope.id[p.site.scope.id.len() - 2..], 16).unwrap();
+    let octet = p.site.scope.octet();
     let (front, back) = (p.site.scope.name("front"), p.site.scope.name("back"));
     let nets = Networks(&p.podman, vec![front.clone(), back.clone()]);
     for (net, subnet) in [(&front, 236), (&back, 237)] {

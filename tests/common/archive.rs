@@ -99,10 +99,16 @@ impl Lab {
 impl Lab {
     /// The agent's config for the host whose queue is `queue_url` (sweeps only when asked):
     /// no registry, the archives are the images' only way in.
+    ///
+    /// In a scope of the lab's own (SPEC: `[deploy] scope`): its follower is found by its
+    /// source label, which names the same bucket and key in every lab, and the archive tests
+    /// run side by side on one Engine (`scripts/lanes.sh`) — without a scope each lab's agent
+    /// would load its archive into the other's follower.
     pub fn config(&self, queue_url: &str) -> String {
         let mut s = self.site.settings(3600);
         s.queue.url = queue_url.to_owned();
         s.registry.mirror = String::new();
+        s.deploy.scope = self.scope.id.clone();
         config_of(&s)
     }
 
@@ -112,7 +118,15 @@ impl Lab {
         let name = self.scope.name("app");
         let source = format!("ecr-deployd.source=s3://{BUCKET}/{KEY}");
         let latest = format!("{}:latest", self.images.repo);
-        let labels = ["--label", "ecr-deployd.enable=true", "--label", &source];
+        let scope = format!("ecr-deployd.scope={}", self.scope.id);
+        let labels = [
+            "--label",
+            "ecr-deployd.enable=true",
+            "--label",
+            &source,
+            "--label",
+            &scope,
+        ];
         self.scope
             .run(&name, &[&labels[..], &[latest.as_str()]].concat());
         name

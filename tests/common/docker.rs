@@ -402,12 +402,22 @@ pub struct Scope {
 }
 
 impl Scope {
+    /// Its id ends in a number no other live scope of any test process holds
+    /// ([`Scope::octet`]).
     pub fn new(test: &str) -> Self {
         let id = format!(
-            "{test}-{}",
-            &sha256_hex(format!("{test}{:?}", std::time::SystemTime::now()).as_bytes())[..8]
+            "{test}-{}{:02x}",
+            &sha256_hex(format!("{test}{:?}", std::time::SystemTime::now()).as_bytes())[..6],
+            super::claim_slot("scope", 250)
         );
         Self { id }
+    }
+
+    /// A number of this scope's own, for the third octet of the subnets it makes: test
+    /// binaries run side by side on several Engines (`scripts/lanes.sh`), and two bridges
+    /// with one subnet on the host would take each other's traffic.
+    pub fn octet(&self) -> u8 {
+        u8::from_str_radix(&self.id[self.id.len() - 2..], 16).unwrap()
     }
 
     /// A container name unique to this test.

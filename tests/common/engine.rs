@@ -120,12 +120,12 @@ impl SideEngine {
             release.suite()
         );
         check_system_bridge("before starting");
-        // Short names and paths: an interface name has 15 bytes, a socket path 107. Several
-        // side Engines of one process each get a number of their own.
-        static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let nth = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 4;
-        let n = std::process::id() % 1000 * 4 + nth;
-        let octet = n % 250;
+        // Short names and paths: an interface name has 15 bytes, a socket path 107. Every side
+        // Engine, of this process or another running beside it, has a number of its own: its
+        // bridge, directories and address pool.
+        // Pools 10.200–10.229/16: apart from the subnets the tests make (10.231–10.235).
+        let n = super::claim_slot("engine", 30);
+        let octet = n;
         let bridge = format!("edtb{n}");
         let root = PathBuf::from(format!("/tmp/edt-engine-{n}"));
         let _ = std::fs::remove_dir_all(&root);
@@ -156,7 +156,7 @@ impl SideEngine {
             "iptables": false,
             "ip6tables": false,
             "mtu": 1400,
-            "default-address-pools": [{"base": format!("10.{}.0.0/16", 200 + octet % 50), "size": 24}],
+            "default-address-pools": [{"base": format!("10.{}.0.0/16", 200 + octet), "size": 24}],
             "log-driver": "json-file",
         });
         if store == Store::Containerd {

@@ -104,6 +104,12 @@ impl UnderTest {
     pub fn side(&self) -> Option<&SideEngine> {
         self.side.as_ref()
     }
+
+    /// The Podman service, when the Engine under test is Podman: its own CLI and inspect
+    /// show what the Docker-compatible API does not (e.g. the log size limit).
+    pub fn podman(&self) -> Option<&Podman> {
+        self.podman.as_ref()
+    }
 }
 
 static UNDER_TEST: OnceLock<UnderTest> = OnceLock::new();

@@ -44,6 +44,26 @@ pub fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// A number in `0..count` of `kind` (e.g. a side Engine's bridge and address pool) that no
+/// other test process holds, held until this process exits: an abstract Unix socket named
+/// after it is bound (the kernel releases it with the process; nothing is left on disk).
+/// Test binaries run side by side (`scripts/lanes.sh`), so a number derived from the pid
+/// could meet another process's.
+pub fn claim_slot(kind: &str, count: u32) -> u32 {
+    use std::os::linux::net::SocketAddrExt as _;
+    use std::os::unix::net::{SocketAddr, UnixListener};
+    static HELD: std::sync::Mutex<Vec<UnixListener>> = std::sync::Mutex::new(Vec::new());
+    for slot in 0..count {
+        let name = format!("ecr-deployd-test-{kind}-{slot}");
+        let addr = SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+        if let Ok(held) = UnixListener::bind_addr(&addr) {
+            HELD.lock().unwrap().push(held);
+            return slot;
+        }
+    }
+    panic!("all {count} slots of {kind} are held by other test processes");
+}
+
 fn moto_server_path() -> PathBuf {
     let path = std::env::var_os("MOTO_SERVER")
         .map(PathBuf::from)

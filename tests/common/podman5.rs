@@ -46,9 +46,10 @@ pub fn version() -> String {
 /// Writes the configuration of a service rooted at `dir` (`registry`: an insecure registry
 /// location); returns the environment its `podman` commands need.
 pub fn configure(dir: &Path, registry: &str) -> Vec<(String, PathBuf)> {
-    static NTH: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let nth = NTH.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 10;
-    let n = std::process::id() % 10_000 * 10 + nth;
+    // A number no other Podman 5 service, of this test process or another beside it, holds:
+    // its default network and bridge, and its pool for networks made through the API
+    // (10.196.{32n}.0/19: 32 networks of /24).
+    let n = super::claim_slot("podman5", 8);
     let network = format!("edtp5-{n}");
     let tools = Path::new(TOOLS);
     let networks = dir.join("networks");
@@ -63,7 +64,7 @@ network_backend = "netavark"
 network_config_dir = "{networks}"
 default_network = "{network}"
 firewall_driver = "nftables"
-default_subnet_pools = [{{"base" = "10.196.0.0/16", "size" = 24}}]
+default_subnet_pools = [{{"base" = "10.196.{pool}.0/19", "size" = 24}}]
 [engine]
 cgroup_manager = "cgroupfs"
 events_logger = "file"
@@ -78,6 +79,7 @@ database_backend = "sqlite"
         networks = networks.display(),
         events = dir.join("events.log").display(),
         helpers = tools.join("libexec").display(),
+        pool = n * 32,
     );
     std::fs::write(dir.join("containers.conf"), conf).unwrap();
     let default = serde_json::json!({
@@ -86,7 +88,7 @@ database_backend = "sqlite"
         "driver": "bridge",
         "network_interface": format!("edtp5b{n}"),
         "created": "2025-01-01T00:00:00Z",
-        "subnets": [{"subnet": format!("10.197.{}.0/24", n % 250), "gateway": format!("10.197.{}.1", n % 250)}],
+        "subnets": [{"subnet": format!("10.197.{n}.0/24"), "gateway": format!("10.197.{n}.1")}],
         "ipv6_enabled": false,
         "internal": false,
         "dns_enabled": false,
