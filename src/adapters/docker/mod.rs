@@ -220,7 +220,7 @@ impl DockerRuntime {
             .await
         {
             Ok(i) => Ok(Some(i)),
-            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) if podman::container_gone(e.status, &e.message) => Ok(None),
             Err(e) => Err(e),
         }
     }

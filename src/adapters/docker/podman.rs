@@ -21,6 +21,10 @@
 //!   one never started as `configured`), names Docker's API does not have: a model of
 //!   Docker's would refuse the whole answer, failing every deploy while any container on the
 //!   host is in that state. They are read as Docker's `exited` and `created`;
+//! - Podman 5 answers the inspect of a container removed between a list and the inspect with
+//!   HTTP 500 ("no container with ID … found in database: no such container"), where Docker
+//!   answers 404: read as 404 (gone), or an unrelated container removed by someone else at
+//!   the wrong moment failed a deploy (seen in tests/index.rs on Podman 5.4.2);
 //! - `State.Health` is present with an empty `Status` without a HEALTHCHECK (the health gate
 //!   reads that as no HEALTHCHECK), and `/services` answers 404 (no Swarm: no services).
 //!
@@ -30,6 +34,12 @@ use serde_json::Value;
 
 /// Podman's default `PATH` (containers.conf), injected when the image sets none.
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Whether an Engine's error answer says the container is not there: Docker's 404, or
+/// Podman 5's 500 for a container gone from its database between a list and an inspect.
+pub fn container_gone(status: Option<u16>, message: &str) -> bool {
+    status == Some(404) || (status == Some(500) && message.ends_with("no such container"))
+}
 
 /// Which engine serves the API.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -149,6 +159,24 @@ pub fn carry_libpod(body: &mut Value, libpod: &Value) -> Result<(), String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_container_gone_between_list_and_inspect_is_gone_on_docker_and_on_podman_5() {
+        // Podman 5.4.2's answer, as the adapter's error carries it.
+        let podman =
+            "HTTP 500: no container with ID 5df87b412d88 found in database: no such container";
+        assert!(container_gone(Some(500), podman));
+        assert!(container_gone(
+            Some(404),
+            "HTTP 404: No such container: web"
+        ));
+        // Other 500s are refusals, not absence.
+        assert!(!container_gone(
+            Some(500),
+            "HTTP 500: port is already allocated"
+        ));
+        assert!(!container_gone(None, "no such container"));
+    }
 
     #[test]
     fn the_images_healthcheck_comes_from_podmans_own_inspect_when_the_compat_one_leaves_it_out() {
