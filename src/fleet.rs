@@ -17,10 +17,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::model::Outcome;
 use crate::model::reference::{Digest, ImageRef};
-
-/// Outcomes of an earlier wave that halt a digest.
-pub const HALTING: [&str; 2] = ["rolled_back", "rejected"];
 
 /// `[fleet]`, compiled.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -77,6 +75,13 @@ pub struct Seen {
     pub outcome: String,
     pub error: Option<String>,
     pub seen_ms: i64,
+}
+
+impl Seen {
+    /// Its outcome, `None` for one this version does not know (kept as it came).
+    pub fn outcome(&self) -> Option<Outcome> {
+        Outcome::parse(&self.outcome)
+    }
 }
 
 /// What the fleet says about deploying one digest on this host.
@@ -171,7 +176,7 @@ fn standing(fleet: &Fleet, tag: &str, digest: &str, seen: &[Seen]) -> Standing {
     let of_digest = seen.iter().filter(|s| s.digest == digest);
     if let Some(h) = of_digest
         .clone()
-        .filter(|s| s.wave < fleet.wave && HALTING.contains(&s.outcome.as_str()))
+        .filter(|s| s.wave < fleet.wave && s.outcome().is_some_and(Outcome::halts_later_waves))
         .min_by_key(|s| s.seen_ms)
     {
         return Standing::Halted(Verdict::Halted {
@@ -195,7 +200,7 @@ fn standing(fleet: &Fleet, tag: &str, digest: &str, seen: &[Seen]) -> Standing {
 /// The distinct hosts of the previous wave that succeeded, in the order first seen.
 fn succeeded_hosts<'a>(fleet: &Fleet, seen: impl Iterator<Item = &'a Seen>) -> Vec<(String, i64)> {
     let mut first: BTreeMap<&str, i64> = BTreeMap::new();
-    for s in seen.filter(|s| s.wave + 1 == fleet.wave && s.outcome == "succeeded") {
+    for s in seen.filter(|s| s.wave + 1 == fleet.wave && s.outcome() == Some(Outcome::Succeeded)) {
         let at = first.entry(&s.host).or_insert(s.seen_ms);
         *at = (*at).min(s.seen_ms);
     }

@@ -105,6 +105,18 @@ impl Outcome {
         }
     }
 
+    /// An earlier wave's result with this outcome halts the digest for later waves
+    /// (SPEC §14): the image was rolled back or refused there.
+    pub fn halts_later_waves(self) -> bool {
+        matches!(self, Outcome::RolledBack | Outcome::Rejected)
+    }
+
+    /// A person should hear of it (the e-mail notifier sends only these): the update did
+    /// not happen.
+    pub fn needs_attention(self) -> bool {
+        self != Outcome::Succeeded
+    }
+
     pub fn parse(s: &str) -> Option<Outcome> {
         match s {
             "succeeded" => Some(Outcome::Succeeded),

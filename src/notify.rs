@@ -22,7 +22,7 @@ use crate::ports::{EventBus, RemoteError};
 use smtp::Mailer;
 
 pub mod smtp;
-use crate::store::Phases;
+use crate::store::{Outcome, Phases};
 
 pub(crate) use crate::model::host::host_name;
 pub use crate::model::{EVENT_DETAIL_TYPE, EVENT_SOURCE};
@@ -64,7 +64,7 @@ pub struct DeploymentNotice {
     /// When `to_digest` is an image index: its manifest for the host's platform.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub platform_digest: Option<String>,
-    pub outcome: &'static str,
+    pub outcome: Outcome,
     pub trigger: String,
     pub error: Option<String>,
     pub durations_ms: Durations,
@@ -137,16 +137,16 @@ impl Notice {
             Notice::Deployment(d) => {
                 let from = d.from_digest.as_deref().map(short).unwrap_or("-");
                 let mark = match d.outcome {
-                    "succeeded" => "✅",
-                    "rolled_back" => "↩️",
-                    "rejected" => "⛔",
-                    _ => "❌",
+                    Outcome::Succeeded => "✅",
+                    Outcome::RolledBack => "↩️",
+                    Outcome::Rejected => "⛔",
+                    Outcome::Failed => "❌",
                 };
                 let mut s = format!(
                     "{mark} ecr-deployd on {}: {} {} {} {from} → {} ({}, {} ms)",
                     d.host,
                     d.container,
-                    d.outcome.replace('_', " "),
+                    d.outcome.as_str().replace('_', " "),
                     source_text(&d.repository, &d.tag),
                     short(&d.to_digest),
                     d.trigger,

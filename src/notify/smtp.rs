@@ -14,9 +14,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::{DeploymentNotice, Notice, short};
 use crate::config::Smtp;
-
-/// Deployment outcomes that are e-mailed.
-pub const MAILED: [&str; 3] = ["rolled_back", "rejected", "failed"];
+use crate::store::Outcome;
 
 /// The relay and the envelope.
 pub struct Mailer {
@@ -88,7 +86,7 @@ impl Mailer {
 
     /// Whether `notice` is e-mailed at all.
     pub fn wants(notice: &Notice) -> bool {
-        matches!(notice, Notice::Deployment(d) if MAILED.contains(&d.outcome))
+        matches!(notice, Notice::Deployment(d) if d.outcome.needs_attention())
     }
 
     /// One attempt at sending the message for `d`. `Err((permanent, reason))`.
@@ -126,7 +124,7 @@ pub fn message(d: &DeploymentNotice) -> (String, String) {
         "ecr-deployd on {}: {} {} ({image})",
         d.host,
         d.container,
-        d.outcome.replace('_', " ")
+        d.outcome.as_str().replace('_', " ")
     );
     let from = d.from_digest.as_deref().unwrap_or("-");
     let mut body = format!(
@@ -144,12 +142,12 @@ pub fn message(d: &DeploymentNotice) -> (String, String) {
     }
     body.push_str(&format!(
         "Outcome:   {}\nTrigger:   {}\nReason:    {}\nTook:      {} ms\n",
-        d.outcome,
+        d.outcome.as_str(),
         d.trigger,
         d.error.as_deref().unwrap_or("-"),
         d.durations_ms.total
     ));
-    if d.outcome == "rolled_back" {
+    if d.outcome == Outcome::RolledBack {
         body.push_str(&format!(
             "\nThe previous container runs again; {} is blocked for {} until a different digest is pushed.\n",
             short(&d.to_digest),
@@ -171,7 +169,7 @@ mod tests {
     use super::*;
     use crate::notify::{Durations, wave_key};
 
-    fn notice(outcome: &'static str) -> DeploymentNotice {
+    fn notice(outcome: &str) -> DeploymentNotice {
         DeploymentNotice {
             host: "edge-01".into(),
             name: "edge-01".into(),
@@ -184,7 +182,7 @@ mod tests {
             from_digest: Some(format!("sha256:{}", "a".repeat(64))),
             to_digest: format!("sha256:{}", "b".repeat(64)),
             platform_digest: None,
-            outcome,
+            outcome: Outcome::parse(outcome).unwrap(),
             trigger: "event".into(),
             error: Some("health check failed".into()),
             durations_ms: Durations {

@@ -1,6 +1,6 @@
 use super::*;
 
-fn deployment(outcome: &'static str, error: Option<&str>) -> Notice {
+fn deployment(outcome: &str, error: Option<&str>) -> Notice {
     Notice::Deployment(DeploymentNotice {
         host: "edge-01".into(),
         name: "edge-01".into(),
@@ -13,7 +13,7 @@ fn deployment(outcome: &'static str, error: Option<&str>) -> Notice {
         from_digest: Some(format!("sha256:{}", "a".repeat(64))),
         to_digest: format!("sha256:{}", "b".repeat(64)),
         platform_digest: None,
-        outcome,
+        outcome: crate::store::Outcome::parse(outcome).unwrap(),
         trigger: "event".into(),
         error: error.map(str::to_owned),
         durations_ms: Durations {

@@ -8,7 +8,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use tracing::{debug, info, warn};
+use tracing::{debug, info, instrument, warn};
 
 use super::hold::Held;
 use crate::deploy::sequence::executor::{DeployCheckError, Done, Executor};
@@ -234,6 +234,7 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
     }
 
     /// The gates in the deploy sequence: `Some` when they stop it (recorded), `None`: go.
+    #[instrument(name = "gates", skip_all, fields(container = %t.name(), digest = %desired.digest.short(), %trigger))]
     pub(in crate::deploy) async fn supply_gates(
         &self,
         t: &Target,

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use tracing::{info, warn};
+use tracing::{info, instrument, warn};
 
 use crate::deploy::sequence::executor::Executor;
 pub use crate::model::labels::{
@@ -94,6 +94,7 @@ pub fn last_lines(text: &str, n: usize) -> String {
 
 impl<RT: Runtime, C: Credentials> Executor<RT, C> {
     /// Runs `hook` (`command`) in container `id` of `name`; its output goes to the log.
+    #[instrument(name = "hook", skip_all, fields(container = %name, id = %id.get(..12).unwrap_or(id), hook = ?hook))]
     pub(in crate::deploy) async fn run_hook(
         &self,
         name: &str,

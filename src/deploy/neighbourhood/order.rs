@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use tracing::{info, warn};
+use tracing::{info, instrument, warn};
 
 use crate::deploy::sequence::executor::Executor;
 use crate::ports::{Credentials, Ordered, Runtime, RuntimeError};
@@ -99,6 +99,7 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
     /// After `name` was swapped: restarts the running opted-in containers that depend on it,
     /// in order, each once the one before it has started again. A failure is logged and the
     /// rest still restart; the swap stands (it passed its own gate).
+    #[instrument(name = "restart_dependents", skip_all, fields(container = %name))]
     pub(in crate::deploy) async fn restart_dependents_of(&self, name: &str) {
         let all = match self.runtime.ordering().await {
             Ok(all) => all,

@@ -294,7 +294,7 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
     }
 
     /// Deploys `desired` to one container or service, unless there is nothing to do.
-    #[instrument(name = "deploy", skip_all, fields(name = %target.name(), digest = %desired.digest.short(), %trigger))]
+    #[instrument(name = "deploy", skip_all, fields(container = %target.name(), digest = %desired.digest.short(), %trigger))]
     pub async fn deploy_target(
         &self,
         target: &Target,

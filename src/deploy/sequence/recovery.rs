@@ -4,7 +4,7 @@
 //! for "done": both containers are left as they are, and the row stays open for `status`,
 //! `doctor` and an agent that can read it.
 
-use tracing::{error, warn};
+use tracing::{error, instrument, warn};
 
 use super::executor::Executor;
 use super::rollback::{Kept, STOP_SETTLE};
@@ -118,6 +118,7 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
     }
 
     /// Finishes or undoes one open row; false when it is left open (unknown step).
+    #[instrument(name = "recover", skip_all, fields(container = %d.container, digest = %d.to_digest.get(7..19).unwrap_or(&d.to_digest), deployment = d.id))]
     async fn recover_row(&self, d: &Deployment) -> Result<bool, RuntimeError> {
         let old_id = d.old_id.clone().unwrap_or_default();
         let planned = plan(d.step, &d.step_text, &old_id);

@@ -88,7 +88,7 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
             from_digest: from.map(ToString::to_string),
             to_digest: f.to.to_string(),
             platform_digest: f.platform.map(ToString::to_string),
-            outcome: f.outcome.as_str(),
+            outcome: f.outcome,
             trigger: f.trigger.to_string(),
             error: f.error.map(str::to_owned),
             durations_ms: Durations::new(f.phases, f.took, event_to_running),
