@@ -33,7 +33,7 @@ cargo test --quiet --doc
 c=docker28-containerd
 ./scripts/lanes.sh \
   "3:swarm,podman,control,signatures,deploy,recovery,operator,fleet,*" \
-  "1:$c@deploy,$c@recovery,$c@archives,$c@archive_names,$c@index,$c@neighbourhood,$c@hooks,$c@site_registry,docker28@deploy,docker28@archives,docker28@recovery,docker26@deploy" \
+  "1:$c@deploy,$c@recovery,$c@archives,$c@archive_names,$c@index,$c@neighbourhood,$c@hooks,$c@site_registry,$c@compose,docker28@deploy,docker28@archives,docker28@recovery,docker26@deploy" \
   "1:podman5@podman,podman5@deploy,podman5@index,podman5@archives"
 # infra/: cfn-lint, checkov, CloudFormation/Terraform parity, IAM and queue policies.
 .venv/bin/python -m pytest -q infra/tests
