@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //!
-//! The tree follows the pipeline (see ARCHITECTURE.md), and imports only run down it:
+//! The tree follows the pipeline (the README's Layout section), and imports only run down it:
 //! `tests/layering.rs` gives each module below a layer and fails on an import that runs back
 //! up (`model` < `stats`, `retry` < `gate`, `fleet`, `image` < `event` < `ports` < `store` <
 //! `metrics`, `control` < `ledger`, `http`, `systemd` < `config` < `notify` < `deploy`,

@@ -165,15 +165,6 @@ fn shape(index: &Value) -> (String, String) {
     (digest(image), digest(att))
 }
 
-fn deployments(site: &Site, name: &str) -> Vec<Value> {
-    let (code, out, err) = site.cli(&["history", name, "--json"]);
-    assert_eq!(code, 0, "{err}");
-    json(&out)["deployments"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_buildx_index_with_provenance_is_deployed_once_then_up_to_date() {
     let site = Site::new("buildx").await;
@@ -222,7 +213,7 @@ async fn a_real_buildx_index_with_provenance_is_deployed_once_then_up_to_date() 
         assert_eq!(code, 0, "{out}{err}");
         assert!(out.contains("up to date"), "{out}");
     }
-    let history = deployments(&site, &name);
+    let history = site.deployments(&name);
     assert_eq!(history.len(), 1, "one deploy only: {history:?}");
     assert_eq!(history[0]["to_digest"], index_digest.as_str());
     assert_eq!(

@@ -16,15 +16,6 @@ use common::oci::*;
 use common::site::*;
 use common::*;
 
-fn deployments(site: &Site, name: &str) -> Vec<serde_json::Value> {
-    let (code, out, err) = site.cli(&["history", name, "--json"]);
-    assert_eq!(code, 0, "{err}");
-    json(&out)["deployments"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
-
 /// Publishes `version` of `repo` (kept in the local image store when it was `built_here`),
 /// wraps it in an index, and points ECR's `prod` at the index. Returns (platform, index).
 async fn push_buildx_style(
@@ -67,7 +58,7 @@ async fn an_index_is_deployed_once_and_later_sweeps_leave_the_container_alone() 
     assert_eq!(agent.wait_exit(Duration::from_secs(60)), Some(0));
     let sweeps = agent.log_text().matches("sweep finished").count();
     assert!(sweeps >= 2, "the periodic sweep ran: {}", agent.log_text());
-    let history = deployments(&site, &name);
+    let history = site.deployments(&name);
     assert_eq!(history.len(), 1, "one deploy only: {history:?}");
     assert_eq!(history[0]["to_digest"], i2.as_str());
     assert_eq!(history[0]["platform_digest"], p2.as_str());
@@ -92,7 +83,7 @@ async fn an_index_is_deployed_once_and_later_sweeps_leave_the_container_alone() 
         let (code, out, err) = site.cli(&["sweep"]);
         assert_eq!(code, 0, "{out}{err}");
     }
-    let history = deployments(&site, &name);
+    let history = site.deployments(&name);
     assert_eq!(history.len(), 2, "{history:?}");
     assert_eq!(history[0]["to_digest"], i3.as_str());
     assert_eq!(history[0]["outcome"], "succeeded");
@@ -133,7 +124,7 @@ async fn an_image_known_under_other_digests_is_up_to_date_against_its_index() {
     let (code, out, _) = site.cli(&["sweep"]);
     assert_eq!(code, 0);
     assert!(out.contains("up to date"), "{out}");
-    assert!(deployments(&site, &early).is_empty());
+    assert!(site.deployments(&early).is_empty());
 
     // The same index promoted from a second repository that the host pulled first: the
     // image then carries that repository's digest too.
@@ -164,7 +155,7 @@ async fn an_image_known_under_other_digests_is_up_to_date_against_its_index() {
         digests.len() >= 2,
         "known under several digests: {digests:?}"
     );
-    let history = deployments(&site, &name);
+    let history = site.deployments(&name);
     assert_eq!(history.len(), 1, "one deploy only: {history:?}");
     assert_eq!(history[0]["outcome"], "succeeded");
     assert_eq!(status_of(&site.config(0), &name)["state"], "up_to_date");
@@ -185,7 +176,7 @@ async fn the_scan_gate_reads_the_platform_manifest_of_an_index_and_its_scan_even
     );
     let agent = AgentProcess::start(&config, &["run"]);
     let rows = |to: &str| -> Vec<serde_json::Value> {
-        deployments(&site, &name)
+        site.deployments(&name)
             .into_iter()
             .filter(|d| d["to_digest"] == to)
             .collect()

@@ -14,8 +14,8 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-/// The layers, bottom first: `(module, layer, what it is)`. Keep ARCHITECTURE.md, the layout
-/// in `src/lib.rs` and the README's Layout section in step with it.
+/// The layers, bottom first: `(module, layer, what it is)`. Keep the layout in `src/lib.rs`
+/// and the README's Layout section in step with it.
 const LAYERS: &[(&str, u32, &str)] = &[
     (
         "model",

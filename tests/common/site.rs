@@ -143,6 +143,16 @@ impl Site {
         run_cli(&self.config(0), args, &[])
     }
 
+    /// `history NAME --json`'s deployments, newest first, as the operator reads them.
+    pub fn deployments(&self, name: &str) -> Vec<Value> {
+        let (code, out, err) = self.cli(&["history", name, "--json"]);
+        assert_eq!(code, 0, "{err}");
+        json(&out)["deployments"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// A managed container running v1 of `repo` (ECR's `prod` points at v1).
     pub async fn container(&self, repo: &str, short: &str) -> (String, String) {
         self.container_with(repo, short, &[]).await
