@@ -81,6 +81,12 @@ impl Provenance {
 
 /// Opt-in label (SPEC §4): nothing without it is ever touched.
 pub const LABEL_ENABLE: &str = "ecr-deployd.enable";
+
+/// Whether an [`LABEL_ENABLE`] value opts in: exactly `true` (SPEC §4); anything else,
+/// `True` and `1` included, leaves the container alone.
+pub fn opted_in(value: Option<&str>) -> bool {
+    value == Some("true")
+}
 /// The `repository:tag` a container follows, when not its configured image's.
 pub const LABEL_IMAGE: &str = "ecr-deployd.image";
 /// The S3 archive a container follows instead of an ECR tag: `s3://BUCKET/KEY` (SPEC §13).
@@ -218,6 +224,21 @@ pub struct Hooks {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_exactly_true_opts_in() {
+        assert!(opted_in(Some("true")));
+        for other in [
+            None,
+            Some(""),
+            Some("True"),
+            Some("1"),
+            Some("yes"),
+            Some(" true"),
+        ] {
+            assert!(!opted_in(other), "{other:?}");
+        }
+    }
 
     fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs

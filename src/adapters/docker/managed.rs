@@ -13,7 +13,7 @@ use crate::event::{Digest, Mirrors, follows, parse_source};
 use crate::image::repo_digests;
 use crate::model::labels::{
     self, GateLabels, HookLabels, LABEL_ENABLE, LABEL_HEALTH_TIMEOUT, LABEL_IMAGE, LABEL_POLICY,
-    LABEL_SOURCE, LABEL_WINDOW, PolicyLabels, Provenance,
+    LABEL_SOURCE, LABEL_WINDOW, PolicyLabels, Provenance, opted_in,
 };
 use crate::ports::{Managed, NEW_SUFFIX, OLD_SUFFIX, RuntimeError};
 
@@ -40,7 +40,7 @@ impl DockerRuntime {
             .unwrap_or_default()
             .trim_start_matches('/')
             .to_owned();
-        if merged.get(LABEL_ENABLE).map(String::as_str) != Some("true")
+        if !opted_in(merged.get(LABEL_ENABLE).map(String::as_str))
             || merged.contains_key(SWARM_TASK_LABEL)
             || name.ends_with(OLD_SUFFIX)
             || name.ends_with(NEW_SUFFIX)
@@ -57,7 +57,7 @@ impl DockerRuntime {
         let image_labels = image.as_ref().map(|i| i.labels()).unwrap_or_default();
         let provenance = Provenance::split(&merged, &image_labels);
         let labels = &provenance.own;
-        if labels.get(LABEL_ENABLE).map(String::as_str) != Some("true") {
+        if !opted_in(labels.get(LABEL_ENABLE).map(String::as_str)) {
             debug!(container = %name, "{LABEL_ENABLE} comes from the image, not the container: not managed");
             return Ok(None);
         }

@@ -6,7 +6,7 @@ use bollard::models::ContainerInspectResponse;
 use futures::StreamExt;
 
 use super::{DockerRuntime, managed};
-use crate::model::labels::{LABEL_DEPENDS_ON, LABEL_ENABLE, parse_depends_on};
+use crate::model::labels::{LABEL_DEPENDS_ON, LABEL_ENABLE, opted_in, parse_depends_on};
 use crate::ports::{Dependent, NEW_SUFFIX, OLD_SUFFIX, Ordered, RuntimeError};
 
 /// Inspections of other containers at once, when looking for dependents.
@@ -54,7 +54,7 @@ impl DockerRuntime {
                 id: c.id.clone().unwrap_or_default(),
                 name: name_of(&c),
                 shares,
-                opted_in: labels.get(LABEL_ENABLE).map(String::as_str) == Some("true"),
+                opted_in: opted_in(labels.get(LABEL_ENABLE).map(String::as_str)),
                 running: c.state.and_then(|s| s.running).unwrap_or(false),
             });
         }
@@ -76,8 +76,8 @@ impl DockerRuntime {
             let labels = self
                 .own_labels(merged, s.image_id.as_deref().unwrap_or_default())
                 .await?;
-            let (Some("true"), Some(depends_on)) = (
-                labels.get(LABEL_ENABLE).map(String::as_str),
+            let (true, Some(depends_on)) = (
+                opted_in(labels.get(LABEL_ENABLE).map(String::as_str)),
                 labels.get(LABEL_DEPENDS_ON),
             ) else {
                 continue;

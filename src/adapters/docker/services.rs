@@ -11,7 +11,7 @@ use super::DockerRuntime;
 use crate::event::{Digest, Mirrors, follows};
 use crate::model::labels::{
     GateLabels, LABEL_ENABLE, LABEL_IMAGE, LABEL_POLICY, LABEL_SCAN, LABEL_VERIFY, LABEL_WINDOW,
-    PolicyLabels,
+    PolicyLabels, opted_in,
 };
 use crate::ports::{ManagedService, PullAuth, RuntimeError, ServiceUpdate};
 
@@ -103,7 +103,7 @@ fn managed_service(s: &Value, mirrors: &Mirrors) -> Option<ManagedService> {
     let spec = &s["Spec"];
     let name = spec["Name"].as_str().unwrap_or_default().to_owned();
     let labels = &spec["Labels"];
-    if labels[LABEL_ENABLE].as_str() != Some("true") {
+    if !opted_in(labels[LABEL_ENABLE].as_str()) {
         return None;
     }
     let image = spec["TaskTemplate"]["ContainerSpec"]["Image"]
