@@ -42,20 +42,19 @@ mkdir -p "$out"
 
 # run ENGINE BINARY: one test binary; its status in $out/ENGINE-BINARY.status.
 run() {
-  local engine=$1 name=$2 exe start status
-  exe=$(awk -v n="$name" '$1 == n { print $2 }' <<<"$binaries")
+  local engine=$1 name=$2 exe start status=0
   local base="$out/$engine-$name"
+  exe=$(awk -v n="$name" '$1 == n { print $2 }' <<<"$binaries")
+  start=$(date +%s)
   if [ -z "$exe" ]; then
     echo "no test binary named $name" >"$base.log"
-    echo 1 >"$base.status"
+    status=1
   else
-    start=$(date +%s)
-    status=0
     EDT_ENGINE=$engine "$exe" >"$base.log" 2>&1 || status=$?
-    echo "$status" >"$base.status"
-    log "$engine $name: $([ "$status" = 0 ] && echo ok || echo "FAILED ($status)") in $(($(date +%s) - start)) s"
   fi
-  if [ "$(cat "$base.status")" != 0 ]; then
+  echo "$status" >"$base.status"
+  log "$engine $name: $([ "$status" = 0 ] && echo ok || echo "FAILED ($status)") in $(($(date +%s) - start)) s"
+  if [ "$status" != 0 ]; then
     printf '[lanes] ---- %s %s ----\n' "$engine" "$name"
     cat "$base.log"
   fi

@@ -105,6 +105,11 @@ impl Outcome {
         }
     }
 
+    /// As a person reads it: `rolled back`.
+    pub fn in_words(self) -> String {
+        self.as_str().replace('_', " ")
+    }
+
     /// An earlier wave's result with this outcome halts the digest for later waves
     /// (SPEC §14): the image was rolled back or refused there.
     pub fn halts_later_waves(self) -> bool {

@@ -146,7 +146,7 @@ impl Notice {
                     "{mark} ecr-deployd on {}: {} {} {} {from} → {} ({}, {} ms)",
                     d.host,
                     d.container,
-                    d.outcome.as_str().replace('_', " "),
+                    d.outcome.in_words(),
                     source_text(&d.repository, &d.tag),
                     short(&d.to_digest),
                     d.trigger,

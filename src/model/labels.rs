@@ -87,6 +87,7 @@ pub const LABEL_ENABLE: &str = "ecr-deployd.enable";
 pub fn opted_in(value: Option<&str>) -> bool {
     value == Some("true")
 }
+
 /// The `repository:tag` a container follows, when not its configured image's.
 pub const LABEL_IMAGE: &str = "ecr-deployd.image";
 /// The S3 archive a container follows instead of an ECR tag: `s3://BUCKET/KEY` (SPEC §13).

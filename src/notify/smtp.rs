@@ -124,7 +124,7 @@ pub fn message(d: &DeploymentNotice) -> (String, String) {
         "ecr-deployd on {}: {} {} ({image})",
         d.host,
         d.container,
-        d.outcome.as_str().replace('_', " ")
+        d.outcome.in_words()
     );
     let from = d.from_digest.as_deref().unwrap_or("-");
     let mut body = format!(

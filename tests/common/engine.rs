@@ -125,7 +125,6 @@ impl SideEngine {
         // bridge, directories and address pool.
         // Pools 10.200–10.229/16: apart from the subnets the tests make (10.231–10.235).
         let n = super::claim_slot("engine", 30);
-        let octet = n;
         let bridge = format!("edtb{n}");
         let root = PathBuf::from(format!("/tmp/edt-engine-{n}"));
         let _ = std::fs::remove_dir_all(&root);
@@ -135,13 +134,7 @@ impl SideEngine {
         let _ = run("ip", &["link", "del", &bridge]);
         for args in [
             vec!["link", "add", &bridge, "type", "bridge"],
-            vec![
-                "addr",
-                "add",
-                &format!("10.199.{octet}.1/24"),
-                "dev",
-                &bridge,
-            ],
+            vec!["addr", "add", &format!("10.199.{n}.1/24"), "dev", &bridge],
             vec!["link", "set", &bridge, "mtu", "1400", "up"],
         ] {
             let out = run("ip", &args);
@@ -156,7 +149,7 @@ impl SideEngine {
             "iptables": false,
             "ip6tables": false,
             "mtu": 1400,
-            "default-address-pools": [{"base": format!("10.{}.0.0/16", 200 + octet), "size": 24}],
+            "default-address-pools": [{"base": format!("10.{}.0.0/16", 200 + n), "size": 24}],
             "log-driver": "json-file",
         });
         if store == Store::Containerd {

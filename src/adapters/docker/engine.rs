@@ -214,7 +214,7 @@ fn answer(op: &'static str, status: u16, raw: &[u8]) -> Result<Value, RuntimeErr
             .as_str()
             .map(str::to_owned)
             .unwrap_or_else(|| value.to_string());
-        return Err(RuntimeError::http(op, status, message));
+        return Err(super::podman::http_error(op, status, message));
     }
     Ok(value)
 }

@@ -73,7 +73,7 @@ fn err(operation: &'static str) -> impl Fn(bollard::errors::Error) -> RuntimeErr
         E::DockerResponseServerError {
             status_code,
             message,
-        } => RuntimeError::http(operation, status_code, message),
+        } => podman::http_error(operation, status_code, message),
         E::DockerStreamError { .. } | E::JsonDataError { .. } | E::JsonSerdeError { .. } => {
             RuntimeError::permanent(operation, e.to_string())
         }
@@ -220,7 +220,7 @@ impl DockerRuntime {
             .await
         {
             Ok(i) => Ok(Some(i)),
-            Err(e) if podman::container_gone(e.status, &e.message) => Ok(None),
+            Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e),
         }
     }

@@ -21,24 +21,29 @@
 //!   one never started as `configured`), names Docker's API does not have: a model of
 //!   Docker's would refuse the whole answer, failing every deploy while any container on the
 //!   host is in that state. They are read as Docker's `exited` and `created`;
-//! - Podman 5 answers the inspect of a container removed between a list and the inspect with
-//!   HTTP 500 ("no container with ID … found in database: no such container"), where Docker
-//!   answers 404: read as 404 (gone), or an unrelated container removed by someone else at
-//!   the wrong moment failed a deploy (seen in tests/index.rs on Podman 5.4.2);
+//! - Podman 5 answers a call on a container removed a moment before (between a list and an
+//!   inspect) with HTTP 500 ("no container with ID … found in database: no such container"),
+//!   where Docker answers 404: every Engine error answer is read through [`http_error`], so
+//!   it is a 404 (gone) to every caller — read as an error, an unrelated container removed by
+//!   someone else at the wrong moment failed a deploy (seen in tests/index.rs on 5.4.2);
 //! - `State.Health` is present with an empty `Status` without a HEALTHCHECK (the health gate
 //!   reads that as no HEALTHCHECK), and `/services` answers 404 (no Swarm: no services).
 //!
-//! Pure; the adapter applies it when the Engine's `/version` names Podman.
+//! Pure; the adapter applies it when the Engine's `/version` names Podman — the error mapping
+//! to every answer (Docker never answers that 500).
 
 use serde_json::Value;
+
+use crate::ports::RuntimeError;
 
 /// Podman's default `PATH` (containers.conf), injected when the image sets none.
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Whether an Engine's error answer says the container is not there: Docker's 404, or
-/// Podman 5's 500 for a container gone from its database between a list and an inspect.
-pub fn container_gone(status: Option<u16>, message: &str) -> bool {
-    status == Some(404) || (status == Some(500) && message.ends_with("no such container"))
+/// An Engine's HTTP error answer as the adapter's error: Podman 5's 500 for a container gone
+/// from its database is the 404 Docker answers, so `is_not_found` holds on both.
+pub fn http_error(operation: &'static str, status: u16, message: String) -> RuntimeError {
+    let gone = status == 500 && message.ends_with("no such container");
+    RuntimeError::http(operation, if gone { 404 } else { status }, message)
 }
 
 /// Which engine serves the API.
@@ -161,21 +166,18 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn a_container_gone_between_list_and_inspect_is_gone_on_docker_and_on_podman_5() {
-        // Podman 5.4.2's answer, as the adapter's error carries it.
-        let podman =
-            "HTTP 500: no container with ID 5df87b412d88 found in database: no such container";
-        assert!(container_gone(Some(500), podman));
-        assert!(container_gone(
-            Some(404),
-            "HTTP 404: No such container: web"
-        ));
+    fn a_container_gone_between_list_and_inspect_is_not_found_on_docker_and_on_podman_5() {
+        // Podman 5.4.2's answer.
+        let podman = "no container with ID 5df87b412d88 found in database: no such container";
+        let e = http_error("inspect container", 500, podman.into());
+        assert!(e.is_not_found(), "{e}");
+        assert!(e.to_string().contains(podman), "its words kept: {e}");
+        assert!(
+            http_error("inspect container", 404, "No such container: web".into()).is_not_found()
+        );
         // Other 500s are refusals, not absence.
-        assert!(!container_gone(
-            Some(500),
-            "HTTP 500: port is already allocated"
-        ));
-        assert!(!container_gone(None, "no such container"));
+        let refused = http_error("start container", 500, "port is already allocated".into());
+        assert_eq!(refused.status, Some(500));
     }
 
     #[test]
