@@ -20,10 +20,10 @@ use ecr_deployd::adapters::supply::SupplyFacts;
 use ecr_deployd::app::deploy_config;
 use ecr_deployd::config::Settings;
 use ecr_deployd::deploy::Executor;
-use ecr_deployd::deploy::gates::supply::Checked;
-use ecr_deployd::deploy::sequence::target::Target;
+use ecr_deployd::deploy::gates::verdicts::Checked;
 use ecr_deployd::event::Digest;
 use ecr_deployd::image::Desired;
+use ecr_deployd::ports::Target;
 use ecr_deployd::store::Store;
 use serde_json::json;
 

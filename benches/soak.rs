@@ -190,7 +190,7 @@ async fn main() {
         registry.host,
         db.display()
     );
-    let agent = AgentProcess::start(&config, &["run"]);
+    let mut agent = AgentProcess::start(&config, &["run"]);
     let pid = agent.child.id();
     agent.until_logged("ecr-deployd running").await;
     let store = Store::open(&db).unwrap();

@@ -25,15 +25,18 @@ for lane in "$@"; do
     { log "expected JOBS:[ENGINE@]BINARY,... got '$lane'"; exit 2; }
 done
 
-# Test target name -> executable, from cargo's own build messages.
-binaries=$(cargo test --quiet --no-run --message-format=json 2>/dev/null | python3 -c '
+# Test target name -> executable, from cargo's own build messages; a compiler error is printed
+# as cargo would print it, and stops the run.
+binaries=$(cargo test --quiet --no-run --message-format=json | python3 -c '
 import json, sys
 for line in sys.stdin:
     m = json.loads(line)
     t = m.get("target", {})
+    if m.get("reason") == "compiler-message" and m["message"].get("level") == "error":
+        sys.stderr.write(m["message"].get("rendered") or m["message"]["message"])
     if m.get("reason") == "compiler-artifact" and t.get("kind") == ["test"] and m.get("executable"):
         print(t["name"], m["executable"])
-')
+') || { log "the test binaries did not build (errors above)"; exit 1; }
 [ -n "$binaries" ] || { log "cargo test --no-run built no test binaries"; exit 1; }
 
 out=target/lanes

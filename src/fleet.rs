@@ -86,7 +86,7 @@ impl Seen {
 
 /// What the fleet says about deploying one digest on this host.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub enum WaveVerdict {
     Go,
     /// Fewer than `needed` hosts of the previous wave succeeded; those that did.
     Waiting {
@@ -106,12 +106,12 @@ pub enum Verdict {
     },
 }
 
-impl Verdict {
+impl WaveVerdict {
     /// The line status, sweep and notices show.
     pub fn explain(&self, fleet: &Fleet, now_ms: i64) -> String {
         match self {
-            Verdict::Go => "promoted".into(),
-            Verdict::Waiting { succeeded, needed } => format!(
+            WaveVerdict::Go => "promoted".into(),
+            WaveVerdict::Waiting { succeeded, needed } => format!(
                 "waiting for wave {}: {} of {needed} hosts succeeded{}",
                 fleet.wave - 1,
                 succeeded.len(),
@@ -121,11 +121,11 @@ impl Verdict {
                     format!(" ({})", succeeded.join(", "))
                 }
             ),
-            Verdict::Baking { until_ms } => format!(
+            WaveVerdict::Baking { until_ms } => format!(
                 "promoted, baking for {} s more",
                 ((until_ms - now_ms).max(0) + 999) / 1000
             ),
-            Verdict::Halted {
+            WaveVerdict::Halted {
                 host,
                 wave,
                 outcome,
@@ -144,22 +144,22 @@ impl Verdict {
 
 /// What the results say of a digest, before the clock is asked.
 enum Standing {
-    Halted(Verdict),
-    Waiting(Verdict),
+    Halted(WaveVerdict),
+    Waiting(WaveVerdict),
     /// Promoted: deployable from this time (the promotion plus the bake).
     Due(i64),
 }
 
 /// The verdict for `digest` of `tag` from `seen` (the results of its repository and digest;
 /// other digests' results are ignored).
-pub fn verdict(fleet: &Fleet, tag: &str, digest: &str, seen: &[Seen], now_ms: i64) -> Verdict {
+pub fn verdict(fleet: &Fleet, tag: &str, digest: &str, seen: &[Seen], now_ms: i64) -> WaveVerdict {
     if !fleet.follows_results() {
-        return Verdict::Go;
+        return WaveVerdict::Go;
     }
     match standing(fleet, tag, digest, seen) {
         Standing::Halted(v) | Standing::Waiting(v) => v,
-        Standing::Due(until_ms) if now_ms < until_ms => Verdict::Baking { until_ms },
-        Standing::Due(_) => Verdict::Go,
+        Standing::Due(until_ms) if now_ms < until_ms => WaveVerdict::Baking { until_ms },
+        Standing::Due(_) => WaveVerdict::Go,
     }
 }
 
@@ -179,7 +179,7 @@ fn standing(fleet: &Fleet, tag: &str, digest: &str, seen: &[Seen]) -> Standing {
         .filter(|s| s.wave < fleet.wave && s.outcome().is_some_and(Outcome::halts_later_waves))
         .min_by_key(|s| s.seen_ms)
     {
-        return Standing::Halted(Verdict::Halted {
+        return Standing::Halted(WaveVerdict::Halted {
             host: h.host.clone(),
             wave: h.wave,
             outcome: h.outcome.clone(),
@@ -189,7 +189,7 @@ fn standing(fleet: &Fleet, tag: &str, digest: &str, seen: &[Seen]) -> Standing {
     let hosts = succeeded_hosts(fleet, of_digest.filter(|s| s.tag == tag));
     let needed = fleet.promote_after.max(1);
     match hosts.get(needed as usize - 1) {
-        None => Standing::Waiting(Verdict::Waiting {
+        None => Standing::Waiting(WaveVerdict::Waiting {
             succeeded: hosts.into_iter().map(|(h, _)| h).collect(),
             needed,
         }),

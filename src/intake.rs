@@ -17,7 +17,7 @@ use tracing::{debug, error, info, warn};
 use crate::event::{Classified, GateHint, classify};
 use crate::fleet::FleetResult;
 use crate::notify::{Notice, Notifier, TroubleNotice};
-use crate::ports::{Queue, Receipt, RecordError, Trigger};
+use crate::ports::{Message, Queue, Receipt, RecordError, Trigger};
 use crate::request::{InFlight, Request};
 use crate::retry;
 use crate::stats::Stats;
@@ -165,80 +165,115 @@ pub async fn run<Q: Queue>(
         Stats::add(&stats.messages_received, messages.len());
         let mut done = Vec::new();
         for m in messages {
-            match classify(&m.body) {
-                Classified::Reconcile(push) => {
-                    debug!(message_id = %m.id, image = %push.image, hint = ?push.digest_hint, "push event");
-                    inflight.track(m.receipt.clone(), Instant::now());
-                    let request = Request {
-                        image: push.image,
-                        trigger: Trigger::Event,
-                        message: Some((m.id, m.receipt)),
-                        receive_count: m.receive_count,
-                        event_time: push.time,
-                        digest_hint: push.digest_hint,
-                        object_version: push.object_version,
-                    };
-                    if tx.send(request).await.is_err() {
-                        // The pipeline is gone (shutdown): the message stays tracked and is
-                        // handed back to the queue by the caller.
-                        return;
-                    }
-                }
-                Classified::Recheck(hint) => match recheck(&cfg, &hint) {
-                    Ok(()) => done.push((m.receipt, Done::Hint)),
-                    Err(e) => {
-                        warn!(message_id = %m.id, error = %e, "gate hint not recorded; the message comes back later");
-                    }
-                },
-                Classified::FleetResult(r) => match fleet_result(&cfg, &r) {
-                    Ok(()) => done.push((m.receipt, Done::Hint)),
-                    Err(e) => {
-                        warn!(message_id = %m.id, error = %e, "fleet result not recorded; the message comes back later");
-                    }
-                },
-                Classified::Nothing(why) => {
-                    debug!(message_id = %m.id, %why, "nothing to do");
-                    done.push((m.receipt, Done::Nothing));
-                }
-                Classified::Foreign(why) => {
-                    warn!(message_id = %m.id, %why, "not an ECR event; deleting it");
-                    done.push((m.receipt, Done::Foreign));
-                }
-                Classified::Malformed(reason) => {
-                    error!(
-                        message_id = %m.id,
-                        receive_count = m.receive_count,
-                        %reason,
-                        "malformed message left on the queue for its dead-letter queue"
-                    );
-                    Stats::add(&stats.malformed, 1);
-                    cfg.notifier.send(Notice::Trouble(TroubleNotice {
-                        host: cfg.notifier.host().to_owned(),
-                        kind: "malformed",
-                        message_id: m.id.clone(),
-                        receive_count: m.receive_count,
-                        image: None,
-                        reason,
-                    }));
-                }
+            match handle(&cfg, &inflight, &stats, &tx, m).await {
+                Ok(Some(finished)) => done.push(finished),
+                Ok(None) => {}
+                // The pipeline is gone (shutdown): the message stays tracked and is handed
+                // back to the queue by the caller.
+                Err(PipelineGone) => return,
             }
         }
-        if !done.is_empty() {
-            // Off the receive path: the next long poll does not wait for this round trip.
-            let (queue, stats) = (queue.clone(), stats.clone());
-            tokio::spawn(async move {
-                let receipts: Vec<Receipt> = done.iter().map(|(r, _)| r.clone()).collect();
-                match queue.delete(&receipts).await {
-                    Ok(()) => done
-                        .iter()
-                        .for_each(|(_, kind)| Stats::add(kind.counter(&stats), 1)),
-                    // They come back after their visibility timeout and are deleted then.
-                    Err(e) => warn!(error = %e, count = receipts.len(), "deleting messages failed"),
-                }
-            });
-        }
+        delete_done(&queue, &stats, done);
     }
     info!("queue intake stopped");
+}
+
+/// The intake's pipeline is gone: shutdown.
+struct PipelineGone;
+
+/// One message: a push is handed to the pipeline (tracked in flight until its work is
+/// recorded); a gate hint or a fleet result is recorded; a malformed one is left for the
+/// dead-letter queue. `Some`: the message is finished and may be deleted now.
+async fn handle(
+    cfg: &IntakeConfig,
+    inflight: &InFlight,
+    stats: &Stats,
+    tx: &mpsc::Sender<Request>,
+    m: Message,
+) -> Result<Option<(Receipt, Done)>, PipelineGone> {
+    let finished = match classify(&m.body) {
+        Classified::Reconcile(push) => {
+            debug!(message_id = %m.id, image = %push.image, hint = ?push.digest_hint, "push event");
+            inflight.track(m.receipt.clone(), Instant::now());
+            let request = Request {
+                image: push.image,
+                trigger: Trigger::Event,
+                message: Some((m.id, m.receipt)),
+                receive_count: m.receive_count,
+                event_time: push.time,
+                digest_hint: push.digest_hint,
+                object_version: push.object_version,
+            };
+            tx.send(request).await.map_err(|_| PipelineGone)?;
+            return Ok(None);
+        }
+        Classified::Recheck(hint) => match recheck(cfg, &hint) {
+            Ok(()) => Some(Done::Hint),
+            Err(e) => {
+                warn!(message_id = %m.id, error = %e, "gate hint not recorded; the message comes back later");
+                None
+            }
+        },
+        Classified::FleetResult(r) => match fleet_result(cfg, &r) {
+            Ok(()) => Some(Done::Hint),
+            Err(e) => {
+                warn!(message_id = %m.id, error = %e, "fleet result not recorded; the message comes back later");
+                None
+            }
+        },
+        Classified::Nothing(why) => {
+            debug!(message_id = %m.id, %why, "nothing to do");
+            Some(Done::Nothing)
+        }
+        Classified::Foreign(why) => {
+            warn!(message_id = %m.id, %why, "not an ECR event; deleting it");
+            Some(Done::Foreign)
+        }
+        Classified::Malformed(reason) => {
+            malformed(cfg, stats, &m, reason);
+            None
+        }
+    };
+    Ok(finished.map(|done| (m.receipt, done)))
+}
+
+/// A message that is no event at all: logged, counted, told, and left on the queue for its
+/// dead-letter queue.
+fn malformed(cfg: &IntakeConfig, stats: &Stats, m: &Message, reason: String) {
+    error!(
+        message_id = %m.id,
+        receive_count = m.receive_count,
+        %reason,
+        "malformed message left on the queue for its dead-letter queue"
+    );
+    Stats::add(&stats.malformed, 1);
+    cfg.notifier.send(Notice::Trouble(TroubleNotice {
+        host: cfg.notifier.host().to_owned(),
+        kind: "malformed",
+        message_id: m.id.clone(),
+        receive_count: m.receive_count,
+        image: None,
+        reason,
+    }));
+}
+
+/// Deletes the finished messages, off the receive path: the next long poll does not wait
+/// for this round trip. Ones not deleted come back after their visibility timeout and are
+/// deleted then.
+fn delete_done<Q: Queue>(queue: &Arc<Q>, stats: &Arc<Stats>, done: Vec<(Receipt, Done)>) {
+    if done.is_empty() {
+        return;
+    }
+    let (queue, stats) = (queue.clone(), stats.clone());
+    tokio::spawn(async move {
+        let receipts: Vec<Receipt> = done.iter().map(|(r, _)| r.clone()).collect();
+        match queue.delete(&receipts).await {
+            Ok(()) => done
+                .iter()
+                .for_each(|(_, kind)| Stats::add(kind.counter(&stats), 1)),
+            Err(e) => warn!(error = %e, count = receipts.len(), "deleting messages failed"),
+        }
+    });
 }
 
 /// Extends the visibility of in-flight messages every half timeout until `shutdown`.

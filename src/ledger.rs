@@ -17,6 +17,8 @@ pub mod writer;
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::sweep::Row;
+
 /// The version of the object's shape; readers skip objects of a newer major.
 pub const SCHEMA: u32 = 1;
 /// Deployments kept per container in the object, newest first.
@@ -131,6 +133,25 @@ impl ContainerLedger {
     /// The outcome of its last deployment, if any.
     pub fn last_outcome(&self) -> Option<&str> {
         self.deployments.first().map(|d| d.outcome.as_str())
+    }
+}
+
+impl From<&Row> for ContainerLedger {
+    /// A sweep's row as the fleet ledger keeps it (its deployments are added by the writer).
+    fn from(row: &Row) -> Self {
+        let (repository, tag) = split_image(&row.image);
+        ContainerLedger {
+            name: row.name.clone(),
+            image: row.image.clone(),
+            repository,
+            tag,
+            running_digest: row.running_digest.clone(),
+            desired_digest: row.desired_digest.clone(),
+            platform_digest: row.platform_digest.clone(),
+            state: row.action.state().to_owned(),
+            detail: row.detail.clone(),
+            ..ContainerLedger::default()
+        }
     }
 }
 

@@ -17,7 +17,8 @@
 //!   ([`model::labels`]: scope, provenance, opt-in, image, source, health timeout,
 //!   `depends-on`, policy, gate and hook labels); the shared
 //!   [`model::error::RemoteError`]; what S3 says an object is ([`model::object`]); the host
-//!   name ([`model::host`]).
+//!   name ([`model::host`]); a sweep's rows and the deploy stage's answer for one target
+//!   ([`model::sweep`]).
 //! - [`config`]: TOML + `ECR_DEPLOYD_*` overrides → validated [`config::Settings`].
 //! - [`event`]: queue bodies (EventBridge, SNS-wrapped) → [`event::Classified`] (pushes,
 //!   and re-check hints from signature pushes and scan events); the domain
@@ -36,7 +37,8 @@
 //!   index's manifest for this host's platform. Pure.
 //! - [`ports`]: the seams, over model values and the facts of the pure layers below
 //!   (`event`, `image`, `gate`, `fleet`) — [`ports::Queue`], [`ports::Registry`],
-//!   [`ports::Deployer`] (`ports/mod.rs`); [`ports::Archives`], [`ports::LedgerObjects`]
+//!   [`ports::Deployer`] (`ports/mod.rs`); [`ports::Sweeper`], the deploy stage as the sweep
+//!   asks it (`sweeper.rs`), over [`ports::Target`] (`target.rs`); [`ports::Archives`], [`ports::LedgerObjects`]
 //!   (`objects.rs`); [`ports::Credentials`], [`ports::Supply`] (`supply.rs`);
 //!   [`ports::Runtime`] (`runtime.rs`); [`ports::EventBus`], where deployment results are
 //!   put (`bus.rs`).
@@ -49,12 +51,13 @@
 //! - [`reconcile`]: debounce/dedup per tag ([`reconcile::coalesce`]: a new digest or object
 //!   version skips the window), resolve against ECR,
 //!   hand off to the deployer, delete messages only after the work is recorded; the sweep and
-//!   the sweeps at window openings.
+//!   the sweeps at window openings, over [`ports::Sweeper`].
 //! - [`deploy`]: the deploy stage, a folder per job: `sequence/` (one sequence for a
 //!   container swap, create before stop, or a Swarm service update; health gate, rollback,
-//!   recovery, reports), `gates/` (update-control, fleet waves, supply chain),
-//!   `neighbourhood/` (dependents swapped as a group, `depends-on` order, lifecycle hooks)
-//!   and `operator/` (`rollback`, `approve`) — one file each (see its module doc).
+//!   recovery, lifecycle hooks, reports), `gates/` (update-control, fleet waves, supply
+//!   chain; their verdicts as values), `neighbourhood/` (dependents swapped as a group,
+//!   `depends-on` order) and `operator/` (`rollback`, `approve`) — one file each (see its
+//!   module doc); the folders import only downwards, in that order (`tests/layering.rs`).
 //! - [`gate`]: the supply-chain gates' verdicts over fetched facts: signatures (cosign's
 //!   `.sig` tag and its docker-reference, cosign 3's Sigstore bundles, Notary Project
 //!   signatures and AWS Signer's revocation answers; X.509 paths and names; the trust of

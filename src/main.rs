@@ -1,5 +1,5 @@
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
@@ -155,54 +155,12 @@ fn main() -> ExitCode {
         Some(p) => (p.clone(), false),
         None => (PathBuf::from(DEFAULT_CONFIG_PATH), true),
     };
-    let settings = match Settings::load(&path, is_default, std::env::vars()) {
+    let settings = match load_settings(&cli.command, &path, is_default) {
         Ok(s) => s,
-        // `fleet --ledger` runs on any machine with read access: no config file needed.
-        Err(e)
-            if matches!(
-                &cli.command,
-                Command::Fleet {
-                    ledger: Some(_),
-                    ..
-                }
-            ) =>
-        {
-            match Settings::from_env(std::env::vars()) {
-                Ok(s) => s,
-                Err(_) => {
-                    eprintln!("ecr-deployd: invalid configuration: {e}");
-                    return ExitCode::from(commands::EXIT_CANNOT_RUN);
-                }
-            }
-        }
-        Err(e) if matches!(cli.command, Command::Doctor) => {
-            println!("FAIL config valid: {e}");
-            return ExitCode::from(commands::EXIT_FAILED);
-        }
-        Err(e) => {
-            eprintln!("ecr-deployd: invalid configuration: {e}");
-            return ExitCode::from(commands::EXIT_CANNOT_RUN);
-        }
+        Err(code) => return code,
     };
-    if let Command::CheckConfig = cli.command {
-        print!("{}", settings.to_redacted_toml());
-        if settings.require_queue().is_err() {
-            eprintln!("note: queue.url is not set; `run` needs it");
-        }
-        return ExitCode::SUCCESS;
-    }
-    if let Command::History {
-        container,
-        limit,
-        json,
-    } = &cli.command
-    {
-        return ExitCode::from(commands::history(
-            &settings,
-            container.as_deref(),
-            *limit,
-            *json,
-        ));
+    if let Some(code) = without_runtime(&cli.command, &settings) {
+        return code;
     }
     // Two workers whatever the host's core count: the agent waits on sockets (SQS, ECR, the
     // Engine); one worker per core would cost a thread stack and a malloc arena each on a
@@ -220,53 +178,110 @@ fn main() -> ExitCode {
     };
     // Read once here; nothing below looks at the environment.
     let docker_host = std::env::var("DOCKER_HOST").ok();
-    let code = runtime.block_on(async move {
-        if let Command::Run = cli.command {
-            return match ecr_deployd::app::run(settings, docker_host, shutdown_signal()).await {
-                Ok(()) => commands::EXIT_OK,
-                Err(e) => {
-                    eprintln!("ecr-deployd: {e}");
-                    commands::EXIT_CANNOT_RUN
-                }
-            };
-        }
-        if let Command::Fleet {
-            what,
-            ledger,
-            json,
-            html,
-        } = &cli.command
-        {
-            let ledger = ledger.as_deref();
-            return match what {
-                Some(FleetCommand::InUse { repository }) => {
-                    commands::fleet::in_use(&settings, ledger, repository.as_deref(), *json).await
-                }
-                None => commands::fleet::fleet(&settings, ledger, *json, html.as_deref()).await,
-            };
-        }
-        if let Some(request) = acting(&cli.command) {
-            return commands::dispatch::run(settings, docker_host.as_deref(), request).await;
-        }
-        let ctx = match commands::Context::new(settings, docker_host.as_deref()).await {
-            Ok(c) => c,
-            Err(e) if matches!(cli.command, Command::Doctor) => {
-                println!("FAIL Docker reachable: {e}");
-                eprintln!("ecr-deployd: {e}");
-                return commands::EXIT_FAILED;
+    let code = runtime.block_on(with_runtime(cli.command, settings, &path, docker_host));
+    ExitCode::from(code)
+}
+
+/// The configuration at `path` (with the environment's overrides), or the exit code of a
+/// configuration that cannot be read: `doctor` reports it as a failed check, and
+/// `fleet --ledger`, which runs on any machine with read access, needs no config file.
+fn load_settings(command: &Command, path: &Path, is_default: bool) -> Result<Settings, ExitCode> {
+    let e = match Settings::load(path, is_default, std::env::vars()) {
+        Ok(s) => return Ok(s),
+        Err(e) => e,
+    };
+    if let Command::Fleet {
+        ledger: Some(_), ..
+    } = command
+        && let Ok(s) = Settings::from_env(std::env::vars())
+    {
+        return Ok(s);
+    }
+    if let Command::Doctor = command {
+        println!("FAIL config valid: {e}");
+        return Err(ExitCode::from(commands::EXIT_FAILED));
+    }
+    eprintln!("ecr-deployd: invalid configuration: {e}");
+    Err(ExitCode::from(commands::EXIT_CANNOT_RUN))
+}
+
+/// `check-config` and `history`: answered from the configuration and the state store, no
+/// async runtime started.
+fn without_runtime(command: &Command, settings: &Settings) -> Option<ExitCode> {
+    match command {
+        Command::CheckConfig => {
+            print!("{}", settings.to_redacted_toml());
+            if settings.require_queue().is_err() {
+                eprintln!("note: queue.url is not set; `run` needs it");
             }
+            Some(ExitCode::SUCCESS)
+        }
+        Command::History {
+            container,
+            limit,
+            json,
+        } => Some(ExitCode::from(commands::history(
+            settings,
+            container.as_deref(),
+            *limit,
+            *json,
+        ))),
+        _ => None,
+    }
+}
+
+/// Every other command, on the async runtime: `run`, `fleet`, the acting commands (through
+/// the daemon or in-process), `status` and `doctor`.
+async fn with_runtime(
+    command: Command,
+    settings: Settings,
+    path: &Path,
+    docker_host: Option<String>,
+) -> u8 {
+    if let Command::Run = command {
+        return match ecr_deployd::app::run(settings, docker_host, shutdown_signal()).await {
+            Ok(()) => commands::EXIT_OK,
             Err(e) => {
                 eprintln!("ecr-deployd: {e}");
-                return commands::EXIT_CANNOT_RUN;
+                commands::EXIT_CANNOT_RUN
             }
         };
-        match &cli.command {
-            Command::Status { json } => commands::status(&ctx, *json).await,
-            Command::Doctor => commands::doctor(&ctx, &path.display().to_string()).await,
-            _ => commands::EXIT_OK,
+    }
+    if let Command::Fleet {
+        what,
+        ledger,
+        json,
+        html,
+    } = &command
+    {
+        let ledger = ledger.as_deref();
+        return match what {
+            Some(FleetCommand::InUse { repository }) => {
+                commands::fleet::in_use(&settings, ledger, repository.as_deref(), *json).await
+            }
+            None => commands::fleet::fleet(&settings, ledger, *json, html.as_deref()).await,
+        };
+    }
+    if let Some(request) = acting(&command) {
+        return commands::dispatch::run(settings, docker_host.as_deref(), request).await;
+    }
+    let ctx = match commands::Context::new(settings, docker_host.as_deref()).await {
+        Ok(c) => c,
+        Err(e) if matches!(command, Command::Doctor) => {
+            println!("FAIL Docker reachable: {e}");
+            eprintln!("ecr-deployd: {e}");
+            return commands::EXIT_FAILED;
         }
-    });
-    ExitCode::from(code)
+        Err(e) => {
+            eprintln!("ecr-deployd: {e}");
+            return commands::EXIT_CANNOT_RUN;
+        }
+    };
+    match &command {
+        Command::Status { json } => commands::status(&ctx, *json).await,
+        Command::Doctor => commands::doctor(&ctx, &path.display().to_string()).await,
+        _ => commands::EXIT_OK,
+    }
 }
 
 /// `completions` and `manpage`: printed from the clap definitions, no configuration read.

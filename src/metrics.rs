@@ -13,6 +13,7 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::model::sweep::{Action, Row};
 use crate::stats::{MapSizes, Stats};
 use crate::store::Outcome;
 
@@ -37,6 +38,19 @@ pub struct SweepCounts {
     pub behind: usize,
     pub pending: usize,
     pub paused: usize,
+}
+
+impl SweepCounts {
+    /// What the metrics show of a sweep's rows.
+    pub fn of(rows: &[Row]) -> Self {
+        let count = |a: Action| rows.iter().filter(|r| r.action == a).count();
+        SweepCounts {
+            managed: rows.len(),
+            behind: rows.iter().filter(|r| r.is_behind()).count(),
+            pending: count(Action::Pending),
+            paused: count(Action::Paused),
+        }
+    }
 }
 
 /// Everything `/metrics` shows, plus health flags.

@@ -4,13 +4,15 @@
 //! [`reference`] the digest, repository, tag and image reference; in [`labels`] every
 //! `ecr-deployd.*` label and its parsing; in [`error`] the shared shape of a failed remote
 //! call; in [`object`] what S3 says an object is; in [`host`] the host's name; in [`trigger`]
-//! why a deploy was asked for and what that decides.
+//! why a deploy was asked for and what that decides; in [`sweep`] a sweep's rows and what it
+//! did about each target.
 
 pub mod error;
 pub mod host;
 pub mod labels;
 pub mod object;
 pub mod reference;
+pub mod sweep;
 pub mod trigger;
 
 pub use trigger::Trigger;

@@ -54,7 +54,7 @@ async fn archives_are_loaded_checked_deployed_refused_rolled_back_and_swept() {
     let a1 = images.archive(&v1, "v1", &v1, &dir.path().join("v1.tar.xz"));
     let name = lab.follower();
     let first_id = docker(&["inspect", "--format", "{{.Id}}", &name]);
-    let agent = AgentProcess::start(&config, &["run"]);
+    let mut agent = AgentProcess::start(&config, &["run"]);
     upload(s3, KEY, a1.clone(), Some(sha256_hex(&a1))).await;
     agent.until_logged("archive loaded").await;
     assert_eq!(

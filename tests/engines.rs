@@ -36,16 +36,14 @@ impl OnEngine {
 
     /// v1 of `repo` in the registry and on the side Engine as `…:prod`, which ECR names.
     async fn first_version(&self, repo: &str, kind: Kind) -> (String, String) {
-        let host = &self.site.registry.host;
-        let v1 = self.site.registry.publish(repo, "v1", kind, "v1", false);
-        let (by_digest, prod) = (format!("{host}/{repo}@{v1}"), format!("{host}/{repo}:prod"));
         let side = ["-H", self.engine.docker_host.as_str()];
-        self.site
-            .registry
-            .docker_logged_in(&[&side[..], &["pull", "-q", &by_digest]].concat());
-        self.engine.docker(&["tag", &by_digest, &prod]);
-        put_digest(&self.site.ecr, repo, "prod", &v1).await;
-        (v1, prod)
+        let fetch = |pinned: &str, prod: &str| {
+            self.site
+                .registry
+                .docker_logged_in(&[&side[..], &["pull", "-q", pinned]].concat());
+            self.engine.docker(&["tag", pinned, prod]);
+        };
+        self.site.first_version_fetched(repo, kind, fetch).await
     }
 
     /// Exactly one container called `name` (none parked), running; its inspect.

@@ -5,6 +5,11 @@
 //! from a lower layer than its own (never from a sibling of the same layer, never upward).
 //! A failure names the file, the line and the two modules.
 //!
+//! Inside the deploy stage the same holds between its folders ([`DEPLOY_LAYERS`]: `sequence`
+//! < `gates`, `neighbourhood` < `operator`), so that no circle runs through `deploy/`: a
+//! folder may import from its own layer or above only a pure value file (one that names
+//! nothing of `deploy/`, like the gates' verdicts the sequence reads).
+//!
 //! Exempt, because test code may reach anywhere: files named `tests.rs` or `fakes.rs`, every
 //! module declared under `#[cfg(test)]` (with its files: `fakes`, `fixtures`, `recorded`),
 //! and every item under `#[cfg(test)]` inside a file. Comments (doc links included) are not
@@ -110,11 +115,23 @@ fn layer(module: &str) -> Option<u32> {
         .map(|(_, l, _)| *l)
 }
 
-/// One import found: the line it is on and the top-level module it names.
+/// One import found: the line it is on, the top-level module it names, and the path as
+/// written after `crate::` (up to a `{` group or the item's end: `deploy::gates::verdicts::`).
 #[derive(Debug, PartialEq, Eq)]
 struct Import {
     line: usize,
     module: String,
+    path: String,
+}
+
+impl Import {
+    fn named(line: usize, module: String) -> Self {
+        Import {
+            line,
+            path: module.clone(),
+            module,
+        }
+    }
 }
 
 /// The top-level module a file under `src/` belongs to (`src/deploy/gates/hold.rs` → `deploy`).
@@ -213,7 +230,7 @@ fn imports(text: &str) -> Vec<Import> {
         }
         if let Some(depth) = group.as_mut() {
             for name in group_names(code) {
-                out.push(Import { line, module: name });
+                out.push(Import::named(line, name));
             }
             *depth += braces(code);
             if *depth <= 0 {
@@ -234,24 +251,28 @@ fn imports(text: &str) -> Vec<Import> {
                     match inner.find('}') {
                         Some(end) => {
                             for name in group_names(&inner[..end]) {
-                                out.push(Import { line, module: name });
+                                out.push(Import::named(line, name));
                             }
                         }
                         None => {
                             for name in group_names(inner) {
-                                out.push(Import { line, module: name });
+                                out.push(Import::named(line, name));
                             }
                             group = Some(1 + braces(inner));
                         }
                     }
                     continue;
                 }
-                let name: String = rest
+                let path: String = rest
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':')
+                    .collect();
+                let module: String = path
                     .chars()
                     .take_while(|c| c.is_alphanumeric() || *c == '_')
                     .collect();
-                if !name.is_empty() {
-                    out.push(Import { line, module: name });
+                if !module.is_empty() {
+                    out.push(Import { line, module, path });
                 }
             }
         }
@@ -305,8 +326,8 @@ fn group_names(inner: &str) -> Vec<String> {
     names
 }
 
-/// Every import in `src/` that does not run down, as `file:line: …` lines.
-fn violations(src: &Path) -> Vec<String> {
+/// The files under `src` that are not test code, sorted.
+fn code_files(src: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
     rust_files(src, &mut files);
     let mut exempt: BTreeSet<PathBuf> = BTreeSet::new();
@@ -327,10 +348,16 @@ fn violations(src: &Path) -> Vec<String> {
             Some("tests.rs" | "fakes.rs")
         ) || exempt.iter().any(|e| f.starts_with(e))
     };
+    files.retain(|f| !is_exempt(f));
+    files
+}
+
+/// Every import in `src/` that does not run down, as `file:line: …` lines.
+fn violations(src: &Path) -> Vec<String> {
     let mut out = Vec::new();
-    for f in &files {
+    for f in &code_files(src) {
         let rel = f.strip_prefix(src).expect("under src/");
-        if rel == Path::new("lib.rs") || is_exempt(f) {
+        if rel == Path::new("lib.rs") {
             continue;
         }
         let from = module_of(rel);
@@ -342,7 +369,7 @@ fn violations(src: &Path) -> Vec<String> {
             continue;
         };
         let text = fs::read_to_string(f).expect("source readable");
-        for Import { line, module } in imports(&text) {
+        for Import { line, module, .. } in imports(&text) {
             if module == from || module == "self" || module == "super" {
                 continue;
             }
@@ -361,6 +388,132 @@ fn violations(src: &Path) -> Vec<String> {
         }
     }
     out
+}
+
+/// The folders of `src/deploy/`, bottom first: the swap sequence and its executor; the gates
+/// and the neighbourhood, which extend the executor (`impl Executor` blocks of their own);
+/// the operator's actions over all of them. Keep `src/deploy/mod.rs` in step.
+const DEPLOY_LAYERS: &[(&str, u32)] = &[
+    ("sequence", 0),
+    ("gates", 1),
+    ("neighbourhood", 1),
+    ("operator", 2),
+];
+
+/// Whether `file` is a pure value file: it names nothing of `deploy/` — no `crate::deploy`
+/// path and no `super::` — so importing it can close no circle.
+fn is_value_file(file: &Path) -> bool {
+    let Ok(text) = fs::read_to_string(file) else {
+        return false;
+    };
+    imports(&text).iter().all(|i| i.module != "deploy")
+        && !text.lines().any(|l| code_of(l).contains("super::"))
+}
+
+/// The file a `deploy::G::a::b::Item` path lands in: the longest prefix that is a file.
+fn file_of(src: &Path, segments: &[&str]) -> Option<PathBuf> {
+    (1..=segments.len()).rev().find_map(|n| {
+        let mut f = src.to_path_buf();
+        f.extend(&segments[..n]);
+        let f = f.with_extension("rs");
+        f.is_file().then_some(f)
+    })
+}
+
+/// Imports between `deploy/`'s folders that do not run down [`DEPLOY_LAYERS`]: one from a
+/// folder's own layer or above must land in a pure value file (the gates' verdicts).
+fn deploy_violations(src: &Path) -> Vec<String> {
+    let layer_of = |m: &str| DEPLOY_LAYERS.iter().find(|(d, _)| *d == m).map(|(_, l)| *l);
+    let mut out = Vec::new();
+    for f in &code_files(src) {
+        let rel = f.strip_prefix(src).expect("under src/");
+        let mut parts = rel.components().map(|c| c.as_os_str().to_string_lossy());
+        if parts.next().as_deref() != Some("deploy") {
+            continue;
+        }
+        let Some(from) = parts.next().filter(|_| parts.next().is_some()) else {
+            continue; // src/deploy/mod.rs: the stage's re-exports
+        };
+        let Some(from_layer) = layer_of(&from) else {
+            out.push(format!(
+                "src/{}: deploy/{from} has no layer in DEPLOY_LAYERS",
+                rel.display()
+            ));
+            continue;
+        };
+        let text = fs::read_to_string(f).expect("source readable");
+        for Import { line, path, .. } in imports(&text) {
+            let segments: Vec<&str> = path.split("::").filter(|s| !s.is_empty()).collect();
+            let (Some(&"deploy"), Some(&to)) = (segments.first(), segments.get(1)) else {
+                continue;
+            };
+            if to == from {
+                continue;
+            }
+            let down = layer_of(to).is_some_and(|l| l < from_layer);
+            if !down && !file_of(src, &segments).is_some_and(|t| is_value_file(&t)) {
+                out.push(format!(
+                    "src/{}:{line}: deploy/{from} imports `{path}` from deploy/{to}, not below it \
+                     and not a pure value file",
+                    rel.display()
+                ));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_deploy_stage_s_folders_import_only_down_or_pure_values() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let bad = deploy_violations(&src);
+    assert!(
+        bad.is_empty(),
+        "{} import(s) in deploy/:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
+}
+
+#[test]
+fn a_circle_between_deploy_folders_is_found() {
+    let dir = std::env::temp_dir().join(format!("layering-{}", std::process::id()));
+    let src = dir.join("src");
+    let write = |rel: &str, text: &str| {
+        let f = src.join(rel);
+        fs::create_dir_all(f.parent().unwrap()).unwrap();
+        fs::write(f, text).unwrap();
+    };
+    write(
+        "deploy/sequence/executor.rs",
+        "use crate::deploy::gates::hold::Held;\npub struct Executor;\n",
+    );
+    write(
+        "deploy/gates/hold.rs",
+        "use crate::deploy::sequence::executor::Executor;\npub enum Held {}\n",
+    );
+    write("deploy/gates/verdicts.rs", "pub enum Gate {}\n");
+    write(
+        "deploy/sequence/swap.rs",
+        "use crate::deploy::gates::verdicts::{Gate};\n",
+    );
+    write(
+        "deploy/operator/mod.rs",
+        "use crate::deploy::gates::hold::Held;\n",
+    );
+    write("deploy/stray/x.rs", "pub struct X;\n");
+    let bad = deploy_violations(&src);
+    fs::remove_dir_all(&dir).unwrap();
+    // executor → hold (which imports the executor) is the circle; swap → the pure verdicts,
+    // hold → the executor (down) and operator → hold (down) are not.
+    assert_eq!(bad.len(), 2, "{bad:#?}");
+    assert!(
+        bad[0].starts_with(
+            "src/deploy/sequence/executor.rs:1: deploy/sequence imports `deploy::gates::hold::Held`"
+        ),
+        "{bad:#?}"
+    );
+    assert!(bad[1].contains("deploy/stray has no layer"), "{bad:#?}");
 }
 
 #[test]

@@ -18,6 +18,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::docker::*;
+use common::fleet::Host;
 use common::site::{Site, config_of, json};
 use common::*;
 use serde_json::Value;
@@ -28,15 +29,6 @@ const BUCKET: &str = "fleet-ledger";
 const LEDGER: &str = "s3://fleet-ledger/prod/";
 const HOSTS: [&str; 3] = ["h1", "h2", "h3"];
 const NO_BUCKET: &str = "s3://no-such-ledger/prod/";
-
-struct Host {
-    name: &'static str,
-    container: String,
-    config: String,
-    queue: String,
-    agent: Option<AgentProcess>,
-    _state: tempfile::TempDir,
-}
 
 /// Host `name`'s config on the site: its queue, `[deploy] scope`, ledger, HTTP listener and
 /// state store; sweeps every 2 s.
@@ -119,15 +111,9 @@ async fn three_hosts_write_one_ledger_that_shows_digests_rollbacks_staleness_and
             _ => (LEDGER, String::new()),
         };
         let config = config(&site, &queue, name, ledger, &listen, state.path());
-        let agent = Some(AgentProcess::start(&config, &["run"]));
-        hosts.push(Host {
-            name,
-            container,
-            config,
-            queue,
-            agent,
-            _state: state,
-        });
+        let mut host = Host::new(name, container, config, queue, state);
+        host.start();
+        hosts.push(host);
     }
     let reader = hosts[0].config.clone();
 
@@ -151,7 +137,7 @@ async fn three_hosts_write_one_ledger_that_shows_digests_rollbacks_staleness_and
     let v2 = registry.publish(REPO, "v2", Kind::Serve, "v2", false);
     put_digest(&site.ecr, REPO, "prod", &v2).await;
     for h in &hosts {
-        send_all(&site.sqs, &h.queue, &[push_body(REPO, "prod", &v2)]).await;
+        send_all(&site.sqs, &h.queue_url, &[push_body(REPO, "prod", &v2)]).await;
     }
     let pushed = Instant::now();
     let after = until_rows(&reader, "three hosts on v2 with v1 before", |r| {
@@ -162,7 +148,7 @@ async fn three_hosts_write_one_ledger_that_shows_digests_rollbacks_staleness_and
     for (r, h) in after.iter().zip(&hosts) {
         assert_eq!(
             (r["host"].as_str(), r["container"].as_str()),
-            (Some(h.name), Some(h.container.as_str()))
+            (Some(h.name.as_str()), Some(h.container.as_str()))
         );
         assert_eq!(
             (r["repository"].as_str(), r["tag"].as_str()),

@@ -147,7 +147,7 @@ async fn kill_9_in_the_middle_of_a_group_swap_recovers_the_whole_group() {
     // ECR names v1 again, so that the restarted agent's start-up sweep does not try v2 anew
     // while the test looks at what recovery left.
     put_digest(&site.ecr, "team/app", "prod", &v1).await;
-    let restarted = AgentProcess::start(&config, &["run"]);
+    let mut restarted = AgentProcess::start(&config, &["run"]);
     restarted
         .until_logged("interrupted deployments recovered")
         .await;

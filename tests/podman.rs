@@ -40,13 +40,11 @@ impl OnPodman {
 
     /// v1 of `repo` in the registry and in Podman's store as `…:prod`, which ECR names.
     async fn first_version(&self, repo: &str, kind: Kind) -> (String, String) {
-        let host = &self.site.registry.host;
-        let v1 = self.site.registry.publish(repo, "v1", kind, "v1", false);
-        let (v1_ref, prod) = (format!("{host}/{repo}:v1"), format!("{host}/{repo}:prod"));
-        self.podman.pull(&v1_ref);
-        self.podman.cli(&["tag", &v1_ref, &prod]);
-        put_digest(&self.site.ecr, repo, "prod", &v1).await;
-        (v1, prod)
+        let fetch = |pinned: &str, prod: &str| {
+            self.podman.pull(pinned);
+            self.podman.cli(&["tag", pinned, prod]);
+        };
+        self.site.first_version_fetched(repo, kind, fetch).await
     }
 
     async fn push(&self, repo: &str, kind: Kind, version: &str) -> String {
@@ -126,10 +124,10 @@ async fn on_podman_a_push_keeps_the_whole_configuration_and_bad_images_roll_back
         env_of(&old).contains(&"container=podman".to_owned()),
         "Podman injects it"
     );
-    let config = p.site.config(0).replace(
-        "[deploy]\n",
-        "[deploy]\nhealth_timeout_seconds = 4\nstop_timeout_seconds = 2\n",
-    );
+    let mut settings = p.site.settings(0);
+    settings.deploy.health_timeout_seconds = 4;
+    settings.deploy.stop_timeout_seconds = 2;
+    let config = config_of(&settings);
     let agent = AgentProcess::start_with_env(&config, &["run"], &p.env());
 
     // A good push: replaced, everything the operator set kept, nothing Podman set frozen.
@@ -212,17 +210,16 @@ async fn on_podman_kill_9_during_a_swap_is_recovered() {
     let name = p.site.scope.name("api");
     p.run(&name, &["--stop-timeout", "2"], &prod);
     let old = p.one_running(&name);
-    let config = p
-        .site
-        .config(0)
-        .replace("[deploy]\n", "[deploy]\nhealth_timeout_seconds = 600\n");
+    let mut settings = p.site.settings(0);
+    settings.deploy.health_timeout_seconds = 600;
+    let config = config_of(&settings);
     let mut agent = AgentProcess::start_with_env(&config, &["run"], &p.env());
     p.push("team/api", Kind::NeverHealthy, "v2").await;
     p.site.journal_at(Step::HealthGate).await;
     agent.signal("KILL");
     agent.wait_exit(Duration::from_secs(10));
     put_digest(&p.site.ecr, "team/api", "prod", &v1).await;
-    let restarted = AgentProcess::start_with_env(&config, &["run"], &p.env());
+    let mut restarted = AgentProcess::start_with_env(&config, &["run"], &p.env());
     restarted
         .until_logged("interrupted deployments recovered")
         .await;

@@ -22,25 +22,25 @@ const TOKEN: &str = "s3cr3t-intake-token";
 
 /// The one harness's site; its registry sends push notifications to the agent's listener.
 /// The site's emulator is there but the agent's config names no AWS at all.
-struct Lab {
+struct OnSiteRegistry {
     site: Site,
     intake: String,
 }
 
-impl std::ops::Deref for Lab {
+impl std::ops::Deref for OnSiteRegistry {
     type Target = Site;
     fn deref(&self) -> &Site {
         &self.site
     }
 }
 
-impl std::ops::DerefMut for Lab {
+impl std::ops::DerefMut for OnSiteRegistry {
     fn deref_mut(&mut self) -> &mut Site {
         &mut self.site
     }
 }
 
-impl Lab {
+impl OnSiteRegistry {
     async fn new(test: &str) -> Self {
         let intake = format!("127.0.0.1:{}", free_port());
         let registry = TestRegistry::start_notifying(&format!("http://{intake}/events"), TOKEN);
@@ -136,7 +136,7 @@ const DISTRIBUTION_TYPE: &str = "application/vnd.docker.distribution.events.v1+j
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registry_of_the_sites_own_is_followed_through_its_notifications_and_the_sweep() {
-    let mut lab = Lab::new("site-registry").await;
+    let mut lab = OnSiteRegistry::new("site-registry").await;
     let host = lab.registry.host.clone();
     let silent = lab.registry.silent_alias();
     let v1_local = format!("{host}/{REPO}:v1");
@@ -154,7 +154,7 @@ async fn a_registry_of_the_sites_own_is_followed_through_its_notifications_and_t
     assert_eq!(running_digest(&name), v1);
 
     // Events only (no periodic sweep): what follows is the notifications' doing.
-    let agent = AgentProcess::start(&lab.config(0), &["run"]);
+    let mut agent = AgentProcess::start(&lab.config(0), &["run"]);
     agent.until_logged("ecr-deployd running").await;
 
     // A push: Distribution notifies, the agent resolves the tag in the registry and deploys.
@@ -248,7 +248,7 @@ async fn a_registry_of_the_sites_own_is_followed_through_its_notifications_and_t
     assert!(!crashed.is_empty(), "a push in flight when the agent died");
 
     // With a periodic sweep: a lost notification is caught by it.
-    let agent = AgentProcess::start(&lab.config(3), &["run"]);
+    let mut agent = AgentProcess::start(&lab.config(3), &["run"]);
     agent.until_logged("ecr-deployd running").await;
     let v4_local = format!("{host}/{REPO}:v4");
     lab.registry.publish(REPO, "v4", Kind::Serve, "v4", true);
@@ -287,7 +287,7 @@ async fn a_registry_of_the_sites_own_is_followed_through_its_notifications_and_t
 /// deployed without waiting for a sweep.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signatures_of_a_sites_image_are_read_from_its_registry() {
-    let lab = Lab::new("site-signed").await;
+    let lab = OnSiteRegistry::new("site-signed").await;
     let host = lab.registry.host.clone();
     let signer = common::cosign::Signer::generate();
     let v1 = lab.registry.publish(REPO, "v1", Kind::Serve, "v1", true);
@@ -313,7 +313,7 @@ async fn signatures_of_a_sites_image_are_read_from_its_registry() {
         lab.config(3600),
         signer.public_key().display()
     );
-    let agent = AgentProcess::start(&config, &["run"]);
+    let mut agent = AgentProcess::start(&config, &["run"]);
     agent.until_logged("ecr-deployd running").await;
 
     lab.registry.publish(REPO, "v2", Kind::Serve, "v2", false);

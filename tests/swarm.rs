@@ -14,21 +14,21 @@ use serde_json::Value;
 
 /// The one harness's site on a Swarm manager. Drop order: the site (services, containers,
 /// then the registry) before the Swarm.
-struct Site {
+struct OnSwarm {
     site: common::site::Site,
     _swarm: Swarm,
     /// Trusted by `[verify]` (step 5).
     signer: Signer,
 }
 
-impl std::ops::Deref for Site {
+impl std::ops::Deref for OnSwarm {
     type Target = common::site::Site;
     fn deref(&self) -> &common::site::Site {
         &self.site
     }
 }
 
-impl Site {
+impl OnSwarm {
     fn config(&self) -> String {
         let mut s = self.site.settings(0);
         s.deploy.debounce_millis = 200;
@@ -121,7 +121,7 @@ fn running_tasks(name: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn services_follow_pushes_through_swarm_updates_and_rollbacks() {
     let swarm = Swarm::ensure();
-    let site = Site {
+    let site = OnSwarm {
         site: common::site::Site::new("swarm").await,
         _swarm: swarm,
         signer: Signer::generate(),

@@ -37,7 +37,10 @@ use crate::retry;
 use crate::stats::Stats;
 use crate::store::Store;
 use crate::systemd;
-use crate::wiring::{RealExecutor, event_bus, real_stages};
+use crate::wiring::{RealExecutor, RealSources, event_bus, real_stages};
+
+/// The agent on the real adapters: SQS and the local queue, the real sources, the executor.
+type RealAgent = Agent<Queues<SqsQueue>, RealSources, RealExecutor>;
 
 /// The listener's settings from `[intake]`: the token read from its file.
 fn listen_config(settings: &Settings, addr: std::net::SocketAddr) -> Result<ListenConfig, String> {
@@ -70,31 +73,103 @@ pub async fn run(
     // Held for the daemon's life: no command swaps containers beside it in its own process.
     let _lease = take_lease(&settings.state.path).await?;
     let store = Arc::new(Store::open(&settings.state.path)?);
-    let sdk = aws::sdk_config(&settings).await;
+    let daemon = assemble(&settings, runtime, store).await?;
+    let agent = &daemon.agent;
+    let token = CancellationToken::new();
+    let listener = control_socket::bind(&settings.control.socket)
+        .await
+        .map_err(StartError::Control)?;
+    serve_listeners(&settings, &daemon.metrics, daemon.local.as_ref(), &token).await?;
+    let stop_requested = watch_shutdown(shutdown, token.clone());
+    // Config valid, state store open, listener bound: up. Docker and AWS may still be coming
+    // up; both are retried from here on, with the watchdog fed while that goes on.
+    systemd::ready("running: recovering interrupted deployments");
+    let watchdog_stop = CancellationToken::new();
+    tokio::spawn(systemd::watchdog(
+        agent.stats.clone(),
+        watchdog_stop.clone(),
+    ));
+    if !recover_first(&agent.deployer, &agent.stats, &token).await {
+        return Ok(());
+    }
+    let wake = Arc::new(Notify::new());
+    let mut background = Background::start(&settings, agent, listener, &wake, &token);
+    let source = match settings.queue.url.as_str() {
+        "" => "registries of the site's own",
+        url => url,
+    };
+    info!(queue = %source, "ecr-deployd running");
+    systemd::status(&format!("running: {source}"));
+    agent
+        .run_with(
+            &settings,
+            token,
+            SHUTDOWN_GRACE,
+            Some(wake),
+            daemon.local.clone(),
+        )
+        .await;
+    // One deadline for everything in flight: the sweep gets what is left of the grace
+    // period the event work had.
+    let deadline = stop_requested
+        .get()
+        .map_or_else(tokio::time::Instant::now, |t| *t + SHUTDOWN_GRACE);
+    background.finish_by(deadline).await;
+    undo_abandoned(agent.deployer.as_ref()).await;
+    // Last: the ledger's final write carries what shutdown finished or undid.
+    daemon.ledger_stop.cancel();
+    if let Some(task) = daemon.ledger_task {
+        let _ = task.await;
+    }
+    watchdog_stop.cancel();
+    info!(
+        ecr_calls = agent.registry.ecr.calls(),
+        "ecr-deployd stopped cleanly"
+    );
+    Ok(())
+}
+
+/// The agent on the real adapters, and what start-up and shutdown need beside it.
+struct Assembled {
+    agent: RealAgent,
+    metrics: Arc<Metrics>,
+    /// The state store's queue of pushes from registries of the site's own.
+    local: Option<Arc<LocalQueue>>,
+    ledger_stop: CancellationToken,
+    ledger_task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// The agent's stages on the real adapters, over `runtime` and `store`: metrics, the
+/// notifier, the registries and the executor, the fleet ledger's writer, the queues.
+async fn assemble(
+    settings: &Settings,
+    runtime: DockerRuntime,
+    store: Arc<Store>,
+) -> Result<Assembled, StartError> {
+    let sdk = aws::sdk_config(settings).await;
     let wait = Duration::from_secs(settings.queue.wait_time_seconds.into());
     let stats: Arc<Stats> = Arc::default();
     stats.tick();
     let metrics = Metrics::new(stats.clone());
     metrics.set_sweep_interval(Duration::from_secs(settings.sweep.interval_seconds));
     let fleet = settings.fleet()?;
-    let notifier = Notifier::start(&settings.notify, event_bus(&settings, &sdk))
+    let notifier = Notifier::start(&settings.notify, event_bus(settings, &sdk))
         .in_fleet(&fleet.name, fleet.wave);
-    let runtime = Arc::new(runtime);
-    let (registry, executor) =
-        real_stages(&settings, &sdk, runtime, store.clone()).map_err(StartError::Registries)?;
+    let (registry, executor) = real_stages(settings, &sdk, Arc::new(runtime), store.clone())
+        .map_err(StartError::Registries)?;
     let registry = registry
         .with_notifier(notifier.clone())
         .with_stats(stats.clone());
     let ledger_stop = CancellationToken::new();
     let (ledger, ledger_task) =
-        start_ledger(&settings, &sdk, &store, &metrics, &notifier, &ledger_stop);
+        start_ledger(settings, &sdk, &store, &metrics, &notifier, &ledger_stop);
     let executor = executor
         .with_ledger(ledger)
         .with_metrics(metrics.clone())
         .with_notifier(notifier.clone());
     // The listener's pushes wait in the state store; kept ones are worked through even when
     // the listener is no longer configured.
-    let local = (!settings.registries.is_empty()).then(|| Arc::new(LocalQueue::new(store.clone())));
+    let local = (!settings.registries.is_empty()).then(|| Arc::new(LocalQueue::new(store)));
     if let Some(local) = &local {
         release_in_flight(local);
     }
@@ -110,91 +185,90 @@ pub async fn run(
         stats,
         notifier,
     };
-    let token = CancellationToken::new();
-    let wake = Arc::new(Notify::new());
-    let control_tasks = TaskTracker::new();
-    let abandon_commands = CancellationToken::new();
-    let listener = control_socket::bind(&settings.control.socket)
-        .await
-        .map_err(StartError::Control)?;
-    serve_listeners(&settings, &metrics, local.as_ref(), &token).await?;
-    let stop_requested = watch_shutdown(shutdown, token.clone());
-    // Config valid, state store open, listener bound: up. Docker and AWS may still be coming
-    // up; both are retried from here on, with the watchdog fed while that goes on.
-    systemd::ready("running: recovering interrupted deployments");
-    let watchdog_stop = CancellationToken::new();
-    tokio::spawn(systemd::watchdog(
-        agent.stats.clone(),
-        watchdog_stop.clone(),
-    ));
-    if !recover_first(&agent.deployer, &agent.stats, &token).await {
-        return Ok(());
+    Ok(Assembled {
+        agent,
+        metrics,
+        local,
+        ledger_stop,
+        ledger_task,
+    })
+}
+
+/// What runs beside the agent's stages once recovery is done: operator commands on the
+/// control socket, the sweeps at window openings, the periodic sweep.
+struct Background {
+    control_tasks: TaskTracker,
+    abandon_commands: CancellationToken,
+    windows: tokio::task::JoinHandle<()>,
+    sweep: tokio::task::JoinHandle<()>,
+}
+
+impl Background {
+    /// Starts them until `token`; `wake` runs a sweep at once.
+    fn start(
+        settings: &Settings,
+        agent: &RealAgent,
+        listener: tokio::net::UnixListener,
+        wake: &Arc<Notify>,
+        token: &CancellationToken,
+    ) -> Self {
+        let control_tasks = TaskTracker::new();
+        let abandon_commands = CancellationToken::new();
+        // Operator commands are answered now (they waited in the backlog).
+        let (registry, executor, woken) =
+            (agent.registry.clone(), agent.deployer.clone(), wake.clone());
+        tokio::spawn(control_socket::serve(
+            listener,
+            settings.control.socket.clone(),
+            move |request| {
+                let (registry, executor, woken) =
+                    (registry.clone(), executor.clone(), woken.clone());
+                async move {
+                    act::handle(request, registry.as_ref(), executor.as_ref(), Some(&woken)).await
+                }
+            },
+            control_tasks.clone(),
+            token.clone(),
+            abandon_commands.clone(),
+        ));
+        let windows = tokio::spawn(windows::at_openings(
+            agent.registry.clone(),
+            agent.deployer.clone(),
+            agent.deployer.config().policies.clone(),
+            token.clone(),
+        ));
+        let sweep = tokio::spawn(sweep::periodic(
+            agent.registry.clone(),
+            agent.deployer.clone(),
+            Duration::from_secs(settings.sweep.interval_seconds),
+            Duration::from_secs(settings.sweep.jitter_seconds),
+            wake.clone(),
+            token.clone(),
+        ));
+        Background {
+            control_tasks,
+            abandon_commands,
+            windows,
+            sweep,
+        }
     }
-    // Operator commands are answered once recovery is done (they waited in the backlog).
-    let (registry, executor, woken) =
-        (agent.registry.clone(), agent.deployer.clone(), wake.clone());
-    tokio::spawn(control_socket::serve(
-        listener,
-        settings.control.socket.clone(),
-        move |request| {
-            let (registry, executor, woken) = (registry.clone(), executor.clone(), woken.clone());
-            async move { act::handle(request, registry.as_ref(), executor.as_ref(), Some(&woken)).await }
-        },
-        control_tasks.clone(),
-        token.clone(),
-        abandon_commands.clone(),
-    ));
-    let mut windows = tokio::spawn(windows::at_openings(
-        agent.registry.clone(),
-        agent.deployer.clone(),
-        token.clone(),
-    ));
-    let mut sweep = tokio::spawn(sweep::periodic(
-        agent.registry.clone(),
-        agent.deployer.clone(),
-        Duration::from_secs(settings.sweep.interval_seconds),
-        Duration::from_secs(settings.sweep.jitter_seconds),
-        wake.clone(),
-        token.clone(),
-    ));
-    let source = match settings.queue.url.as_str() {
-        "" => "registries of the site's own",
-        url => url,
-    };
-    info!(queue = %source, "ecr-deployd running");
-    systemd::status(&format!("running: {source}"));
-    agent
-        .run_with(&settings, token, SHUTDOWN_GRACE, Some(wake), local)
-        .await;
-    // One deadline for everything in flight: the sweep gets what is left of the grace
-    // period the event work had.
-    let deadline = stop_requested
-        .get()
-        .map_or_else(tokio::time::Instant::now, |t| *t + SHUTDOWN_GRACE);
-    join_by(deadline, &mut sweep, "the sweep").await;
-    join_by(deadline, &mut windows, "the window sweep").await;
-    control_tasks.close();
-    if tokio::time::timeout_at(deadline, control_tasks.wait())
-        .await
-        .is_err()
-    {
-        warn!("operator commands did not finish within the grace period; abandoning them");
-        // Dropped before recovery runs: never a command's swap beside the undoing of it.
-        abandon_commands.cancel();
-        control_tasks.wait().await;
+
+    /// Waits for them until `deadline`; a command still running past it is abandoned (and
+    /// its swap undone by the caller).
+    async fn finish_by(&mut self, deadline: tokio::time::Instant) {
+        join_by(deadline, &mut self.sweep, "the sweep").await;
+        join_by(deadline, &mut self.windows, "the window sweep").await;
+        self.control_tasks.close();
+        if tokio::time::timeout_at(deadline, self.control_tasks.wait())
+            .await
+            .is_err()
+        {
+            warn!("operator commands did not finish within the grace period; abandoning them");
+            // Dropped before recovery runs: never a command's swap beside the undoing of it.
+            self.abandon_commands.cancel();
+            self.control_tasks.wait().await;
+        }
     }
-    undo_abandoned(agent.deployer.as_ref()).await;
-    // Last: the ledger's final write carries what shutdown finished or undid.
-    ledger_stop.cancel();
-    if let Some(task) = ledger_task {
-        let _ = task.await;
-    }
-    watchdog_stop.cancel();
-    info!(
-        ecr_calls = agent.registry.ecr.calls(),
-        "ecr-deployd stopped cleanly"
-    );
-    Ok(())
 }
 
 /// Cancels `token` once `shutdown` completes, and notes when: shutdown's one deadline

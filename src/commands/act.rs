@@ -81,7 +81,7 @@ pub async fn sweep<R: Registry, RT: Runtime, C: Credentials>(
         Err(e) => return fail(EXIT_CANNOT_RUN, format!("sweep could not run: {e}")),
     };
     if !dry_run && let Some(m) = ex.metrics() {
-        m.swept(&crate::reconcile::sweep::counts(&rows));
+        m.swept(&crate::metrics::SweepCounts::of(&rows));
     }
     let cells: Vec<Vec<String>> = rows
         .iter()

@@ -7,11 +7,10 @@ use crate::adapters::{aws, eventbridge, sqs};
 use crate::control::lease::Lease;
 use crate::control::socket::{self, Request};
 use crate::event::ImageRef;
-use crate::ports::Registry;
+use crate::ports::{Registry, Target};
 use std::time::Duration;
 
-use crate::deploy::gates::supply::Checked;
-use crate::deploy::sequence::target::Target;
+use crate::deploy::gates::verdicts::Checked;
 use crate::image::Desired;
 
 /// One line of `doctor`.

@@ -10,6 +10,18 @@ use super::{ConfigError, Settings, Smtp, invalid};
 impl Settings {
     /// Checks every value against its allowed range and shape.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_sources()?;
+        self.validate_timing()?;
+        self.validate_outputs()?;
+        self.policies()?;
+        self.fleet()?;
+        self.validate_archives()?;
+        self.validate_registries()?;
+        self.gates().map(|_| ())
+    }
+
+    /// `[aws]`, `[queue]` and `[registry]`: where events and images come from.
+    fn validate_sources(&self) -> Result<(), ConfigError> {
         if !self.aws.endpoint_url.is_empty() {
             http_url("aws.endpoint_url", &self.aws.endpoint_url)?;
         }
@@ -45,6 +57,11 @@ impl Settings {
             }
             validate_host_port(&key, mirror)?;
         }
+        Ok(())
+    }
+
+    /// `[sweep]`, `[deploy]` and `[state]`: how often, how long, how many, kept how long.
+    fn validate_timing(&self) -> Result<(), ConfigError> {
         in_range(
             "sweep.interval_seconds",
             self.sweep.interval_seconds,
@@ -89,6 +106,11 @@ impl Settings {
             return Err(invalid("state.path", "must not be empty"));
         }
         in_range("state.keep_days", self.state.keep_days.into(), 1, 36_500)?;
+        Ok(())
+    }
+
+    /// `[http]`, `[notify]` and `[control]`: what the agent serves and tells.
+    fn validate_outputs(&self) -> Result<(), ConfigError> {
         if !self.http.listen.is_empty() && self.http.listen.parse::<SocketAddr>().is_err() {
             return Err(invalid(
                 "http.listen",
@@ -113,11 +135,7 @@ impl Settings {
         if self.control.socket.as_os_str().is_empty() {
             return Err(invalid("control.socket", "must not be empty"));
         }
-        self.policies()?;
-        self.fleet()?;
-        self.validate_archives()?;
-        self.validate_registries()?;
-        self.gates().map(|_| ())
+        Ok(())
     }
 }
 

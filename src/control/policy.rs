@@ -167,7 +167,7 @@ impl Default for Policies {
 
 /// What a container's policy says about deploying a new digest now.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub enum PolicyVerdict {
     Deploy,
     /// Held until a window opens or an operator approves; `until` is the opening.
     Pending {
@@ -229,23 +229,23 @@ impl Policies {
     }
 
     /// The verdict for a container with `labels` at `now`.
-    pub fn verdict(&self, labels: &PolicyLabels, now: Timestamp) -> Verdict {
+    pub fn verdict(&self, labels: &PolicyLabels, now: Timestamp) -> PolicyVerdict {
         let (policy, window) = match self.resolve(labels) {
             Ok(r) => r,
-            Err(e) => return Verdict::Invalid(e),
+            Err(e) => return PolicyVerdict::Invalid(e),
         };
         match policy {
-            Policy::Auto => Verdict::Deploy,
-            Policy::Monitor => Verdict::Monitor,
-            Policy::Manual => Verdict::Pending {
+            Policy::Auto => PolicyVerdict::Deploy,
+            Policy::Monitor => PolicyVerdict::Monitor,
+            Policy::Manual => PolicyVerdict::Pending {
                 reason: "manual: waits for `ecr-deployd approve`".into(),
                 until: None,
             },
             Policy::Window => {
                 let name = window.unwrap_or_default();
                 match self.windows[name].state(now, &self.tz) {
-                    WindowState::Open { .. } => Verdict::Deploy,
-                    WindowState::Closed { opens } => Verdict::Pending {
+                    WindowState::Open { .. } => PolicyVerdict::Deploy,
+                    WindowState::Closed { opens } => PolicyVerdict::Pending {
                         reason: match opens {
                             Some(t) => format!("window {name} opens at {}", self.show(t)),
                             None => format!("window {name} never opens"),

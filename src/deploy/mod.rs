@@ -1,4 +1,4 @@
-//! The deploy stage (SPEC §6): one sequence for any [`sequence::target::Target`] — a container swap or
+//! The deploy stage (SPEC §6): one sequence for any [`crate::ports::Target`] — a container swap or
 //! a Swarm service update — journalled step by step, health-gated, rolled back on failure,
 //! recovered after a crash.
 //!
@@ -8,7 +8,7 @@
 //!   recovery, report.
 //! - [`gates`]: the gates in front of it — hold (pauses, policies), waves (fleet), supply
 //!   (signature and scan).
-//! - [`neighbourhood`]: what else a swap touches — dependents, group, hooks, order.
+//! - [`neighbourhood`]: what else a swap touches — dependents, group, order.
 //! - [`operator`]: the operator's actions — `rollback`, and [`operator::approve`].
 
 pub mod gates;

@@ -70,8 +70,7 @@ pub async fn deploy_first(
     to: char,
     trigger: crate::model::Trigger,
 ) -> crate::deploy::Done {
-    let t =
-        crate::deploy::sequence::target::Target::Container(ex.managed().await.unwrap().remove(0));
+    let t = crate::ports::Target::Container(ex.managed().await.unwrap().remove(0));
     let desired = crate::image::Desired::single(digest(to));
     ex.deploy_target(&t, &desired, trigger, Duration::ZERO, None)
         .await

@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::control::policy::PolicyLabels;
-use crate::deploy::neighbourhood::hooks::HookLabels;
 use crate::event::{Digest, ImageRef};
 use crate::gate::GateLabels;
+use crate::model::labels::HookLabels;
 use crate::ports::{
     Dependent, ExecRun, Managed, NEW_SUFFIX, OLD_SUFFIX, Observed, Ordered, PullAuth, Repoint,
     Runtime, RuntimeError,

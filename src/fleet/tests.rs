@@ -26,7 +26,10 @@ fn seen(host: &str, wave: u32, digest: &str, outcome: &str, at: i64) -> Seen {
 
 #[test]
 fn wave_one_always_goes() {
-    assert_eq!(verdict(&fleet(1, 3, 600), "prod", D1, &[], 0), Verdict::Go);
+    assert_eq!(
+        verdict(&fleet(1, 3, 600), "prod", D1, &[], 0),
+        WaveVerdict::Go
+    );
 }
 
 #[test]
@@ -35,7 +38,7 @@ fn waits_for_promote_after_distinct_hosts_of_the_previous_wave() {
     let one = [seen("a", 1, D1, "succeeded", 10)];
     assert_eq!(
         verdict(&f, "prod", D1, &one, 100),
-        Verdict::Waiting {
+        WaveVerdict::Waiting {
             succeeded: vec!["a".into()],
             needed: 2
         }
@@ -47,13 +50,13 @@ fn waits_for_promote_after_distinct_hosts_of_the_previous_wave() {
     ];
     assert!(matches!(
         verdict(&f, "prod", D1, &dup, 100),
-        Verdict::Waiting { .. }
+        WaveVerdict::Waiting { .. }
     ));
     let two = [
         seen("a", 1, D1, "succeeded", 10),
         seen("b", 1, D1, "succeeded", 20),
     ];
-    assert_eq!(verdict(&f, "prod", D1, &two, 100), Verdict::Go);
+    assert_eq!(verdict(&f, "prod", D1, &two, 100), WaveVerdict::Go);
 }
 
 #[test]
@@ -71,11 +74,11 @@ fn only_the_previous_wave_promotes_and_only_for_the_same_tag_and_digest() {
     ];
     assert!(matches!(
         verdict(&f, "prod", D1, &others, 100),
-        Verdict::Waiting { .. }
+        WaveVerdict::Waiting { .. }
     ));
     let mut promoted = others.to_vec();
     promoted.push(seen("w2", 2, D1, "succeeded", 50));
-    assert_eq!(verdict(&f, "prod", D1, &promoted, 100), Verdict::Go);
+    assert_eq!(verdict(&f, "prod", D1, &promoted, 100), WaveVerdict::Go);
 }
 
 #[test]
@@ -89,12 +92,12 @@ fn bakes_from_the_moment_the_last_needed_host_was_seen() {
     ];
     assert_eq!(
         verdict(&f, "prod", D1, &s, 6_000),
-        Verdict::Baking { until_ms: 65_000 }
+        WaveVerdict::Baking { until_ms: 65_000 }
     );
-    assert_eq!(verdict(&f, "prod", D1, &s, 65_000), Verdict::Go);
+    assert_eq!(verdict(&f, "prod", D1, &s, 65_000), WaveVerdict::Go);
     assert_eq!(due_ms(&f, "prod", D1, &s), Some(65_000));
     assert_eq!(
-        Verdict::Baking { until_ms: 65_000 }.explain(&f, 6_000),
+        WaveVerdict::Baking { until_ms: 65_000 }.explain(&f, 6_000),
         "promoted, baking for 59 s more"
     );
 }
@@ -115,20 +118,20 @@ fn a_rollback_or_rejection_in_any_earlier_wave_halts_the_digest_only() {
         v.explain(&f, 100),
         "rolled back on canary (wave 1): exited with 1"
     );
-    assert!(matches!(v, Verdict::Halted { .. }));
+    assert!(matches!(v, WaveVerdict::Halted { .. }));
     // A newer digest that succeeded goes.
-    assert_eq!(verdict(&f, "prod", D2, &s, 100), Verdict::Go);
+    assert_eq!(verdict(&f, "prod", D2, &s, 100), WaveVerdict::Go);
     // A rollback in the same or a later wave does not halt.
     let later = [
         seen("w2", 2, D1, "succeeded", 10),
         seen("w3", 3, D1, "rolled_back", 20),
         seen("w4", 4, D1, "rejected", 20),
     ];
-    assert_eq!(verdict(&f, "prod", D1, &later, 100), Verdict::Go);
+    assert_eq!(verdict(&f, "prod", D1, &later, 100), WaveVerdict::Go);
     let rejected = [seen("w2", 2, D1, "rejected", 10)];
     assert!(matches!(
         verdict(&f, "prod", D1, &rejected, 100),
-        Verdict::Halted { .. }
+        WaveVerdict::Halted { .. }
     ));
 }
 

@@ -21,7 +21,7 @@ use sha2::Digest as _;
 use x509_cert::Certificate;
 use x509_cert::der::{Decode, Encode};
 
-use super::Verdict;
+use super::SupplyVerdict;
 
 /// The signing platform of AWS Signer's Notation signatures.
 pub const PLATFORM: &str = "Notation-OCI-SHA384-ECDSA";
@@ -107,21 +107,21 @@ fn hex(bytes: &[u8]) -> String {
 
 /// The verdict on an AWS Signer signature by `by` that passed every other check, from
 /// AWS Signer's answer to `query`.
-pub fn verdict(query: &Query, answers: &Answers, by: &str) -> Verdict {
+pub fn verdict(query: &Query, answers: &Answers, by: &str) -> SupplyVerdict {
     let who = format!("a Notary signature by {by} (AWS Signer)");
     match answers.get(query) {
-        None => Verdict::Pending(format!(
+        None => SupplyVerdict::Pending(format!(
             "{who}: its revocation was not asked of AWS Signer ({PERMISSION})"
         )),
-        Some(Err(e)) => Verdict::Pending(format!(
+        Some(Err(e)) => SupplyVerdict::Pending(format!(
             "{who}: AWS Signer could not be asked whether it is revoked (this host needs {PERMISSION}): {e}"
         )),
-        Some(Ok(revoked)) if revoked.is_empty() => Verdict::Accepted(format!(
+        Some(Ok(revoked)) if revoked.is_empty() => SupplyVerdict::Accepted(format!(
             "Notary signature by {by} (AWS Signer: not revoked)"
         )),
         Some(Ok(revoked)) => {
             let names: Vec<String> = revoked.iter().map(|e| query.name(e)).collect();
-            Verdict::Rejected(format!(
+            SupplyVerdict::Rejected(format!(
                 "{who}: AWS Signer has revoked {}",
                 names.join(", ")
             ))
@@ -153,7 +153,7 @@ mod tests {
         let answer = |a: Result<Vec<String>, String>| Answers::from([(q.clone(), a)]);
         assert_eq!(
             verdict(&q, &answer(Ok(Vec::new())), "arn:p"),
-            Verdict::Accepted("Notary signature by arn:p (AWS Signer: not revoked)".into())
+            SupplyVerdict::Accepted("Notary signature by arn:p (AWS Signer: not revoked)".into())
         );
         for (entity, named) in [
             (
@@ -164,7 +164,8 @@ mod tests {
             ("aa".repeat(96), "its signing certificate".to_owned()),
             ("bb".repeat(96), "certificate 2 of its chain".to_owned()),
         ] {
-            let Verdict::Rejected(why) = verdict(&q, &answer(Ok(vec![entity])), "arn:p") else {
+            let SupplyVerdict::Rejected(why) = verdict(&q, &answer(Ok(vec![entity])), "arn:p")
+            else {
                 panic!("{named}: expected a rejection");
             };
             assert!(
@@ -177,12 +178,12 @@ mod tests {
     #[test]
     fn no_answer_or_a_failed_call_is_pending_naming_the_permission() {
         let q = query();
-        let Verdict::Pending(why) = verdict(&q, &Answers::new(), "arn:p") else {
+        let SupplyVerdict::Pending(why) = verdict(&q, &Answers::new(), "arn:p") else {
             panic!("expected pending");
         };
         assert!(why.contains(PERMISSION), "{why}");
         let failed = Answers::from([(q.clone(), Err("AccessDeniedException (HTTP 403)".into()))]);
-        let Verdict::Pending(why) = verdict(&q, &failed, "arn:p") else {
+        let SupplyVerdict::Pending(why) = verdict(&q, &failed, "arn:p") else {
             panic!("expected pending");
         };
         assert!(
@@ -198,7 +199,7 @@ mod tests {
         let answered = Answers::from([(other, Ok(Vec::new()))]);
         assert!(matches!(
             verdict(&q, &answered, "arn:p"),
-            Verdict::Pending(_)
+            SupplyVerdict::Pending(_)
         ));
     }
 

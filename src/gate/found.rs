@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use super::Verdict;
+use super::SupplyVerdict;
 use super::aws_signer::{Answers, Query};
 use super::notary::{Envelope, Revocations, Target};
 use super::reference::Place;
@@ -52,7 +52,7 @@ pub fn verdict(
     place: &Place,
     trust: &Trust,
     now: SystemTime,
-) -> Verdict {
+) -> SupplyVerdict {
     if found.is_empty() {
         let mut why = format!(
             "not signed: no signature of {} in {} ({} tag, referrers)",
@@ -63,15 +63,15 @@ pub fn verdict(
         if !found.skipped.is_empty() {
             why.push_str(&format!("; skipped: {}", found.skipped.join(", ")));
         }
-        return Verdict::Rejected(why);
+        return SupplyVerdict::Rejected(why);
     }
     let mut why: Vec<String> = Vec::new();
     let mut pending = None;
     if !found.simple.is_empty() {
         match signature::check(&found.simple, digest, place, &trust.keys) {
-            Verdict::Accepted(who) => return Verdict::Accepted(who),
-            Verdict::Pending(w) => pending = Some(w),
-            Verdict::Rejected(w) => why.push(
+            SupplyVerdict::Accepted(who) => return SupplyVerdict::Accepted(who),
+            SupplyVerdict::Pending(w) => pending = Some(w),
+            SupplyVerdict::Rejected(w) => why.push(
                 w.strip_prefix("no trusted signature: ")
                     .map_or(w.clone(), str::to_owned),
             ),
@@ -79,7 +79,7 @@ pub fn verdict(
     }
     for b in &found.bundles {
         match bundle::check(b, digest, trust, now) {
-            Ok(who) => return Verdict::Accepted(who),
+            Ok(who) => return SupplyVerdict::Accepted(who),
             Err(w) => why.push(w),
         }
     }
@@ -93,17 +93,17 @@ pub fn verdict(
             aws_signer: &found.aws_signer,
         };
         match notary::check(env, digest, target, trust, revocations, now) {
-            Verdict::Accepted(who) => return Verdict::Accepted(who),
-            Verdict::Pending(w) => pending = pending.or(Some(w)),
-            Verdict::Rejected(w) => why.push(w),
+            SupplyVerdict::Accepted(who) => return SupplyVerdict::Accepted(who),
+            SupplyVerdict::Pending(w) => pending = pending.or(Some(w)),
+            SupplyVerdict::Rejected(w) => why.push(w),
         }
     }
     if let Some(w) = pending {
-        return Verdict::Pending(w);
+        return SupplyVerdict::Pending(w);
     }
     why.extend(found.skipped.iter().map(|s| format!("skipped {s}")));
     why.dedup();
-    Verdict::Rejected(format!(
+    SupplyVerdict::Rejected(format!(
         "no trusted signature of {}: {}",
         digest.short(),
         why.join("; ")

@@ -57,7 +57,7 @@ impl Applies {
 
 /// What a gate says about a digest.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub enum SupplyVerdict {
     /// Passed; the detail says why (which key, which counts).
     Accepted(String),
     /// Not decided yet (a scan in progress or coming): looked at again later.

@@ -25,7 +25,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use webpki::aws_lc_rs as algs;
 
-use super::Verdict;
+use super::SupplyVerdict;
 use super::aws_signer::{self, Answers, Query};
 use super::trust::Trust;
 use super::x509::{Revocation, Signer};
@@ -143,14 +143,16 @@ pub fn check(
     trust: &Trust,
     revocations: Revocations<'_>,
     now: SystemTime,
-) -> Verdict {
+) -> SupplyVerdict {
     let proven = match read(env).and_then(|s| prove(&s, digest, target, trust, now)) {
         Ok(p) => p,
-        Err(why) => return Verdict::Rejected(why),
+        Err(why) => return SupplyVerdict::Rejected(why),
     };
     match &proven.aws_signer {
         Some(query) => aws_signer::verdict(query, revocations.aws_signer, &proven.by),
-        None => revocation(&proven, trust, revocations.crls).unwrap_or_else(Verdict::Rejected),
+        None => {
+            revocation(&proven, trust, revocations.crls).unwrap_or_else(SupplyVerdict::Rejected)
+        }
     }
 }
 
@@ -345,15 +347,15 @@ fn aws_query(signed: &Signed, at: SystemTime, by: &str) -> Result<Query, String>
 /// The revocation check: none needed for a chain that names no CRL or OCSP responder; else
 /// every CRL named, fetched and current, must list none of the chain. What cannot be told
 /// (OCSP only, a CRL not fetched, out of date) is `pending`; a revoked certificate rejects.
-fn revocation(proven: &Proven, trust: &Trust, crls: &Crls) -> Result<Verdict, String> {
+fn revocation(proven: &Proven, trust: &Trust, crls: &Crls) -> Result<SupplyVerdict, String> {
     let (signer, at, by) = (&proven.signer, proven.at, proven.by.as_str());
     let sources = signer.revocation_sources();
     if sources.is_empty() {
-        return Ok(Verdict::Accepted(format!("Notary signature by {by}")));
+        return Ok(SupplyVerdict::Accepted(format!("Notary signature by {by}")));
     }
     let urls = signer.crl_urls();
     let pending = |why: String| {
-        Ok(Verdict::Pending(format!(
+        Ok(SupplyVerdict::Pending(format!(
             "a Notary signature by {by}: {why}"
         )))
     };
@@ -372,7 +374,7 @@ fn revocation(proven: &Proven, trust: &Trust, crls: &Crls) -> Result<Verdict, St
         }
     }
     match signer.not_revoked(&trust.notation_roots, at, &ders) {
-        Ok(()) => Ok(Verdict::Accepted(format!(
+        Ok(()) => Ok(SupplyVerdict::Accepted(format!(
             "Notary signature by {by} (not revoked: {})",
             urls.join(", ")
         ))),

@@ -11,7 +11,7 @@ use super::found::{Found, verdict};
 use super::notary::{self, Crls, Envelope, Revocations, Target};
 use super::trust::{CosignIdentity, NotationIdentity, Trust};
 use super::x509::Roots;
-use super::{TrustedKey, Verdict, bundle};
+use super::{SupplyVerdict, TrustedKey, bundle};
 use crate::fakes::signature_fixture as fixture;
 use crate::model::reference::Digest;
 
@@ -145,7 +145,13 @@ fn a_cosign_3_bundle_by_a_certificate_needs_its_root_and_identity() {
 }
 
 /// A Notary envelope's verdict, no CRL fetched.
-fn check(env: &Envelope, d: &Digest, target: &Target, trust: &Trust, now: SystemTime) -> Verdict {
+fn check(
+    env: &Envelope,
+    d: &Digest,
+    target: &Target,
+    trust: &Trust,
+    now: SystemTime,
+) -> SupplyVerdict {
     let none = (Crls::new(), Answers::new());
     notary::check(env, d, target, trust, revocations(&none), now)
 }
@@ -168,7 +174,7 @@ fn a_notation_jws_signature_chaining_to_its_root_with_a_trusted_subject_is_accep
         let v = check(&jws(), &d, &target, &notation(root, identity), made());
         assert_eq!(
             v,
-            Verdict::Accepted(format!("Notary signature by {identity}")),
+            SupplyVerdict::Accepted(format!("Notary signature by {identity}")),
             "{identity}"
         );
     }
@@ -179,8 +185,8 @@ fn a_notation_signature_is_refused_for_another_root_identity_digest_descriptor_o
     let (d, target) = subject();
     let root = fixture!("notation-root.crt");
     let ok = notation(root, "x509.subject: CN=release,O=Notary");
-    let rejected = |v: Verdict| match v {
-        Verdict::Rejected(why) => why,
+    let rejected = |v: SupplyVerdict| match v {
+        SupplyVerdict::Rejected(why) => why,
         other => panic!("expected a rejection: {other:?}"),
     };
     let why = rejected(check(
@@ -252,7 +258,7 @@ fn a_notation_cose_signature_is_accepted_like_its_jws_one() {
     );
     assert_eq!(
         check(&cose(), &d, &target, &trust, made()),
-        Verdict::Accepted("Notary signature by x509.subject: CN=release,O=Notary".into())
+        SupplyVerdict::Accepted("Notary signature by x509.subject: CN=release,O=Notary".into())
     );
 }
 
@@ -268,17 +274,18 @@ fn one_signature_that_passes_among_others_is_enough_and_the_reasons_of_each_are_
     };
     assert!(matches!(
         verdict(&found, &d, &place(), &trust, made()),
-        Verdict::Accepted(_)
+        SupplyVerdict::Accepted(_)
     ));
     trust.notation_identities = vec![NotationIdentity::parse("x509.subject: CN=ops").unwrap()];
-    let Verdict::Rejected(why) = verdict(&found, &d, &place(), &trust, made()) else {
+    let SupplyVerdict::Rejected(why) = verdict(&found, &d, &place(), &trust, made()) else {
         panic!("expected a rejection");
     };
     assert!(
         why.contains("no trusted key") && why.contains("not in notation_identities"),
         "{why}"
     );
-    let Verdict::Rejected(why) = verdict(&Found::default(), &d, &place(), &trust, made()) else {
+    let SupplyVerdict::Rejected(why) = verdict(&Found::default(), &d, &place(), &trust, made())
+    else {
         panic!("expected a rejection");
     };
     assert!(why.starts_with("not signed"), "{why}");
@@ -342,30 +349,31 @@ fn a_notation_signature_whose_certificate_names_a_crl_waits_for_it_and_is_reject
         };
         notary::check(&env, &d, &target, &trust, r, at)
     };
-    let Verdict::Pending(why) = verdict(&Crls::new(), made()) else {
+    let SupplyVerdict::Pending(why) = verdict(&Crls::new(), made()) else {
         panic!("expected pending without the CRL");
     };
     assert!(why.contains("was not fetched"), "{why}");
-    let Verdict::Pending(why) = verdict(&with(Err("HTTP 503".into())), made()) else {
+    let SupplyVerdict::Pending(why) = verdict(&with(Err("HTTP 503".into())), made()) else {
         panic!("expected pending");
     };
     assert!(why.contains("could not be read: HTTP 503"), "{why}");
     let clean = with(Ok(fixture!("crl-none-revoked.crl").to_vec()));
-    let Verdict::Accepted(who) = verdict(&clean, made()) else {
+    let SupplyVerdict::Accepted(who) = verdict(&clean, made()) else {
         panic!("expected acceptance with a clean CRL");
     };
     assert!(who.contains("not revoked"), "{who}");
     let revoked = with(Ok(fixture!("crl-leaf-revoked.crl").to_vec()));
-    let Verdict::Rejected(why) = verdict(&revoked, made()) else {
+    let SupplyVerdict::Rejected(why) = verdict(&revoked, made()) else {
         panic!("expected a rejection");
     };
     assert!(why.contains("is revoked"), "{why}");
     // The CRLs are good for 30 days.
-    let Verdict::Pending(why) = verdict(&clean, made() + Duration::from_secs(40 * 86_400)) else {
+    let SupplyVerdict::Pending(why) = verdict(&clean, made() + Duration::from_secs(40 * 86_400))
+    else {
         panic!("expected pending on an out-of-date CRL");
     };
     assert!(why.contains("cannot be told"), "{why}");
-    let Verdict::Pending(_) = verdict(&with(Ok(b"not a CRL".to_vec())), made()) else {
+    let SupplyVerdict::Pending(_) = verdict(&with(Ok(b"not a CRL".to_vec())), made()) else {
         panic!("expected pending on a CRL that is not one");
     };
 }

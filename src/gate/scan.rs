@@ -7,7 +7,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use super::Verdict;
+use super::SupplyVerdict;
 
 /// ECR finding severities, lowest first (`UNDEFINED` and `INFORMATIONAL` never reject).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -127,7 +127,7 @@ pub fn show_counts(counts: &BTreeMap<String, u64>) -> String {
 
 impl ScanRule {
     /// The verdict on `facts`, `waited` after the digest was first seen waiting.
-    pub fn verdict(&self, facts: &ScanFacts, waited: Duration) -> Verdict {
+    pub fn verdict(&self, facts: &ScanFacts, waited: Duration) -> SupplyVerdict {
         let limit = format!("limit {}", self.max);
         match facts {
             ScanFacts::Complete(counts) => {
@@ -139,9 +139,9 @@ impl ScanRule {
                 let shown = show_counts(counts);
                 match worst {
                     Some(w) if w >= self.max => {
-                        Verdict::Rejected(format!("scan found {shown} ({limit})"))
+                        SupplyVerdict::Rejected(format!("scan found {shown} ({limit})"))
                     }
-                    _ => Verdict::Accepted(format!("scan: {shown} ({limit})")),
+                    _ => SupplyVerdict::Accepted(format!("scan: {shown} ({limit})")),
                 }
             }
             ScanFacts::InProgress => self.wait_or_reject("scan in progress", waited),
@@ -154,7 +154,7 @@ impl ScanRule {
             ScanFacts::Unavailable(why) => self.missing(&format!("no scan result: {why}")),
             ScanFacts::MissingUnasked(why) if waited < self.wait => {
                 let left = (self.wait - waited).as_secs();
-                Verdict::Pending(format!(
+                SupplyVerdict::Pending(format!(
                     "no scan result yet ({why}); waiting up to {left} s more"
                 ))
             }
@@ -165,22 +165,26 @@ impl ScanRule {
         }
     }
 
-    fn wait_or_reject(&self, what: &str, waited: Duration) -> Verdict {
+    fn wait_or_reject(&self, what: &str, waited: Duration) -> SupplyVerdict {
         if waited < self.wait {
             let left = self.wait - waited;
-            Verdict::Pending(format!("{what}; waiting up to {} s more", left.as_secs()))
+            SupplyVerdict::Pending(format!("{what}; waiting up to {} s more", left.as_secs()))
         } else {
-            Verdict::Rejected(format!(
+            SupplyVerdict::Rejected(format!(
                 "{what} after {} s ([scan] wait_seconds)",
                 self.wait.as_secs()
             ))
         }
     }
 
-    fn missing(&self, what: &str) -> Verdict {
+    fn missing(&self, what: &str) -> SupplyVerdict {
         match self.on_missing {
-            OnMissing::Block => Verdict::Rejected(format!("{what} ([scan] on_missing = block)")),
-            OnMissing::Allow => Verdict::Accepted(format!("{what} ([scan] on_missing = allow)")),
+            OnMissing::Block => {
+                SupplyVerdict::Rejected(format!("{what} ([scan] on_missing = block)"))
+            }
+            OnMissing::Allow => {
+                SupplyVerdict::Accepted(format!("{what} ([scan] on_missing = allow)"))
+            }
         }
     }
 }

@@ -12,7 +12,7 @@ use p256::ecdsa::{DerSignature, VerifyingKey};
 use p256::pkcs8::DecodePublicKey;
 use serde::Deserialize;
 
-use super::Verdict;
+use super::SupplyVerdict;
 use super::reference::Place;
 use crate::model::reference::Digest;
 
@@ -140,9 +140,9 @@ pub fn check(
     digest: &Digest,
     place: &Place,
     keys: &[TrustedKey],
-) -> Verdict {
+) -> SupplyVerdict {
     if layers.is_empty() {
-        return Verdict::Rejected(format!(
+        return SupplyVerdict::Rejected(format!(
             "not signed: no cosign signature ({} in {})",
             sig_tag(digest),
             place.repository
@@ -181,8 +181,8 @@ pub fn check(
             why.push(format!("a signature by {} for {other}", key.name));
             continue;
         }
-        return Verdict::Accepted(format!("signed by {}", key.name));
+        return SupplyVerdict::Accepted(format!("signed by {}", key.name));
     }
     why.dedup();
-    Verdict::Rejected(format!("no trusted signature: {}", why.join("; ")))
+    SupplyVerdict::Rejected(format!("no trusted signature: {}", why.join("; ")))
 }

@@ -42,9 +42,9 @@ pub(crate) fn signed(sk: &SigningKey, payload: Vec<u8>) -> SignatureLayer {
     }
 }
 
-fn rejected(v: Verdict) -> String {
+fn rejected(v: SupplyVerdict) -> String {
     match v {
-        Verdict::Rejected(why) => why,
+        SupplyVerdict::Rejected(why) => why,
         other => panic!("expected a rejection, got {other:?}"),
     }
 }
@@ -70,7 +70,7 @@ fn a_signature_by_a_trusted_key_for_this_digest_and_repository_is_accepted() {
         let layers = [signed(&sk, payload(reference, &d))];
         assert_eq!(
             check(&layers, &d, &at("team/web"), std::slice::from_ref(&trusted)),
-            Verdict::Accepted("signed by key7.pub".into()),
+            SupplyVerdict::Accepted("signed by key7.pub".into()),
             "{reference}"
         );
     }
@@ -160,7 +160,7 @@ fn one_good_layer_among_bad_ones_is_enough() {
     ];
     assert!(matches!(
         check(&layers, &d, &at("web"), &[trusted]),
-        Verdict::Accepted(_)
+        SupplyVerdict::Accepted(_)
     ));
 }
 
@@ -238,11 +238,11 @@ fn a_finding_at_or_above_the_limit_rejects_and_below_it_passes() {
     assert_eq!(why, "scan found 2 CRITICAL, 1 HIGH, 5 LOW (limit HIGH)");
     assert!(matches!(
         high.verdict(&counts(&[("HIGH", 1)]), Duration::ZERO),
-        Verdict::Rejected(_)
+        SupplyVerdict::Rejected(_)
     ));
     assert!(matches!(
         high.verdict(&counts(&[("MEDIUM", 3), ("LOW", 1)]), Duration::ZERO),
-        Verdict::Accepted(_)
+        SupplyVerdict::Accepted(_)
     ));
     // Zero counts, informational and undefined findings never reject.
     let low = rule(Severity::Low, OnMissing::Block);
@@ -251,11 +251,11 @@ fn a_finding_at_or_above_the_limit_rejects_and_below_it_passes() {
             &counts(&[("CRITICAL", 0), ("INFORMATIONAL", 4), ("UNDEFINED", 1)]),
             Duration::ZERO
         ),
-        Verdict::Accepted(_)
+        SupplyVerdict::Accepted(_)
     ));
     assert!(matches!(
         low.verdict(&counts(&[]), Duration::ZERO),
-        Verdict::Accepted(_)
+        SupplyVerdict::Accepted(_)
     ));
     assert_eq!(show_counts(&BTreeMap::new()), "no findings");
 }
@@ -267,7 +267,7 @@ fn a_scan_in_progress_or_coming_waits_then_is_rejected_and_none_coming_is_on_mis
     let coming = ScanFacts::Missing { scan_on_push: true };
     for facts in [ScanFacts::InProgress, coming] {
         assert!(
-            matches!(block.verdict(&facts, Duration::from_secs(599)), Verdict::Pending(ref w) if w.contains("1 s more"))
+            matches!(block.verdict(&facts, Duration::from_secs(599)), SupplyVerdict::Pending(ref w) if w.contains("1 s more"))
         );
         let why = rejected(allow.verdict(&facts, Duration::from_secs(600)));
         assert!(why.contains("after 600 s"), "{why}");
@@ -278,13 +278,13 @@ fn a_scan_in_progress_or_coming_waits_then_is_rejected_and_none_coming_is_on_mis
     assert!(rejected(block.verdict(&none, Duration::ZERO)).contains("on_missing = block"));
     assert!(matches!(
         allow.verdict(&none, Duration::ZERO),
-        Verdict::Accepted(_)
+        SupplyVerdict::Accepted(_)
     ));
     let failed = ScanFacts::Unavailable("UNSUPPORTED_IMAGE".into());
     assert!(rejected(block.verdict(&failed, Duration::ZERO)).contains("UNSUPPORTED_IMAGE"));
     assert!(matches!(
         allow.verdict(&failed, Duration::ZERO),
-        Verdict::Accepted(_)
+        SupplyVerdict::Accepted(_)
     ));
 }
 
@@ -402,15 +402,19 @@ fn another_accounts_missing_scan_is_waited_for_then_decided_by_on_missing() {
             on_missing,
         };
         assert!(
-            matches!(rule.verdict(&why, Duration::from_secs(59)), Verdict::Pending(p) if p.contains("210987654321"))
+            matches!(rule.verdict(&why, Duration::from_secs(59)), SupplyVerdict::Pending(p) if p.contains("210987654321"))
         );
         let after = rule.verdict(&why, Duration::from_secs(60));
         match on_missing {
             OnMissing::Block => {
-                assert!(matches!(after, Verdict::Rejected(r) if r.contains("on_missing = block")))
+                assert!(
+                    matches!(after, SupplyVerdict::Rejected(r) if r.contains("on_missing = block"))
+                )
             }
             OnMissing::Allow => {
-                assert!(matches!(after, Verdict::Accepted(a) if a.contains("on_missing = allow")))
+                assert!(
+                    matches!(after, SupplyVerdict::Accepted(a) if a.contains("on_missing = allow"))
+                )
             }
         }
     }

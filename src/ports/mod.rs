@@ -16,11 +16,15 @@ mod bus;
 mod objects;
 mod runtime;
 mod supply;
+mod sweeper;
+mod target;
 
 pub use bus::EventBus;
 pub use objects::{ArchiveBody, Archives, LedgerObjects};
 pub use runtime::*;
 pub use supply::{Credentials, PullAuth, Supply};
+pub use sweeper::Sweeper;
+pub use target::{SERVICE_JOURNAL_PREFIX, Target};
 
 pub use crate::model::labels::{LABEL_ENABLE, LABEL_HEALTH_TIMEOUT, LABEL_IMAGE, LABEL_SOURCE};
 /// Suffix of the old container's name while a swap is in progress.

@@ -5,23 +5,15 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use serde::Serialize;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::control::policy::Verdict;
-use crate::deploy::gates::hold::{Gate, Held};
-use crate::deploy::gates::supply::Checked;
-use crate::deploy::sequence::target::Target;
-use crate::deploy::{Done, Executor};
 use crate::event::{Digest, ImageRef};
-use crate::image::{self, Desired, Match, Platform};
-use crate::ledger::ContainerLedger;
-use crate::metrics::SweepCounts;
+use crate::image::{self, Match, Platform};
 use crate::model::Trigger;
-use crate::ports::{Credentials, Registry, Resolution, Runtime, RuntimeError};
-use crate::store::Outcome;
+pub use crate::model::sweep::{Action, Row};
+use crate::ports::{Registry, Resolution, RuntimeError, Sweeper, Target};
 
 /// After a sweep that could not run (Docker or ECR down), the next try comes after this,
 /// doubling with each failure up to [`RETRY_AFTER_FAILURE_MAX`]: a host whose Docker or
@@ -39,16 +31,11 @@ pub enum SweepError {
 }
 
 /// One pass over every managed container and service. With `dry_run`, nothing is changed.
-pub async fn sweep_once<R, RT, C>(
+pub async fn sweep_once<R: Registry, S: Sweeper>(
     registry: &R,
-    executor: &Executor<RT, C>,
+    sweeper: &S,
     dry_run: bool,
-) -> Result<Vec<Row>, SweepError>
-where
-    R: Registry,
-    RT: Runtime,
-    C: Credentials,
-{
+) -> Result<Vec<Row>, SweepError> {
     let trigger = if dry_run {
         Trigger::DryRun
     } else {
@@ -56,7 +43,7 @@ where
     };
     if !dry_run {
         // A swap whose undo could not finish (the Engine failing) is finished first.
-        let recovered = executor.recover_idle().await?;
+        let recovered = sweeper.recover_idle().await?;
         if recovered > 0 {
             tracing::warn!(
                 deployments = recovered,
@@ -64,48 +51,34 @@ where
             );
         }
     }
-    sweep_some(registry, executor, trigger, |_| true).await
+    sweep_some(registry, sweeper, trigger, |_| true).await
 }
 
 /// The sweep at the opening of `windows`: their containers only, at once.
-pub async fn sweep_windows<R, RT, C>(
+pub async fn sweep_windows<R: Registry, S: Sweeper>(
     registry: &R,
-    executor: &Executor<RT, C>,
+    sweeper: &S,
     windows: &[String],
-) -> Result<Vec<Row>, SweepError>
-where
-    R: Registry,
-    RT: Runtime,
-    C: Credentials,
-{
-    let policies = &executor.config().policies;
-    sweep_some(registry, executor, Trigger::Window, |t| {
-        policies
-            .window_of(t.policy())
-            .is_some_and(|w| windows.iter().any(|x| x == w))
+) -> Result<Vec<Row>, SweepError> {
+    sweep_some(registry, sweeper, Trigger::Window, |t| {
+        sweeper.in_windows(t, windows)
     })
     .await
 }
 
 /// A pass over the targets `wanted` picks, deploying as `trigger` (`dry-run`: nothing).
-async fn sweep_some<R, RT, C>(
+async fn sweep_some<R: Registry, S: Sweeper>(
     registry: &R,
-    executor: &Executor<RT, C>,
+    sweeper: &S,
     trigger: Trigger,
     wanted: impl Fn(&Target) -> bool,
-) -> Result<Vec<Row>, SweepError>
-where
-    R: Registry,
-    RT: Runtime,
-    C: Credentials,
-{
-    let containers = executor.managed().await?.into_iter().map(Target::Container);
-    let services = executor.services().await?.into_iter().map(Target::Service);
-    let targets: Vec<Target> = containers.chain(services).filter(|t| wanted(t)).collect();
+) -> Result<Vec<Row>, SweepError> {
+    let mut targets = sweeper.targets().await?;
+    targets.retain(|t| wanted(t));
     let mut tags: Vec<ImageRef> = targets.iter().map(|t| t.follows().clone()).collect();
     tags.sort();
     tags.dedup();
-    let host = executor.platform().await?;
+    let host = sweeper.platform().await?;
     let started = Instant::now();
     let resolved = match trigger.changes() {
         false => registry.peek(&tags).await,
@@ -124,7 +97,7 @@ where
         return Err(SweepError::Ecr(first.unwrap_or_default()));
     }
     let pass = Pass {
-        executor,
+        sweeper,
         host: &host,
         trigger,
         resolved_in,
@@ -137,15 +110,15 @@ where
 }
 
 /// What every row of one sweep shares.
-struct Pass<'a, RT, C> {
-    executor: &'a Executor<RT, C>,
+struct Pass<'a, S> {
+    sweeper: &'a S,
     host: &'a Platform,
     /// `sweep`, `window`, or `dry-run` (nothing changed).
     trigger: Trigger,
     resolved_in: Duration,
 }
 
-impl<RT: Runtime, C: Credentials> Pass<'_, RT, C> {
+impl<S: Sweeper> Pass<'_, S> {
     async fn row_for(&self, target: &Target, resolution: Resolution) -> Row {
         let kind = matches!(target, Target::Service(_)).then_some("swarm service");
         let detail = |e: String| Some(kind.map_or(e.clone(), |k| format!("{k}: {e}")));
@@ -193,122 +166,30 @@ impl<RT: Runtime, C: Credentials> Pass<'_, RT, C> {
             Match::Behind => {}
         }
         row.current = matched.up_to_date();
-        let (action, why) = self.action(target, &desired, matched).await;
-        if action == Action::Pending {
-            let policies = &self.executor.config().policies;
-            if let Verdict::Pending { until: Some(t), .. } =
-                policies.verdict(target.policy(), jiff::Timestamp::now())
-            {
-                row.pending_until = Some(policies.show(t));
-            }
-        }
-        row.action = action;
-        if let Some(why) = why {
+        let settled = self
+            .sweeper
+            .settle(target, &desired, &matched, self.trigger, self.resolved_in)
+            .await;
+        row.action = settled.action;
+        row.pending_until = settled.pending_until;
+        if let Some(why) = settled.detail {
             row.detail = detail(why);
         }
         row
     }
-
-    /// What to do about one target, and a detail for the row.
-    async fn action(
-        &self,
-        target: &Target,
-        desired: &Desired,
-        matched: Match,
-    ) -> (Action, Option<String>) {
-        let ex = self.executor;
-        if matched.up_to_date() {
-            // A paused container is shown paused even while nothing is waiting.
-            if let Ok(Gate::Held(h @ Held::Paused(_))) = ex.gate(target, jiff::Timestamp::now()) {
-                let (action, why) = held(&h);
-                let why = why.map_or("up to date".into(), |w| format!("{w} (up to date)"));
-                return (action, Some(why));
-            }
-            return (Action::UpToDate, None);
-        }
-        if !target.running_now() {
-            return (Action::Stopped, None);
-        }
-        if ex.is_blocked(target.block_key(), &desired.digest) {
-            return (Action::Blocked, None);
-        }
-        if !self.trigger.changes() {
-            match ex.gate(target, jiff::Timestamp::now()) {
-                Ok(Gate::Go) | Err(_) => {}
-                Ok(Gate::Held(h)) => return held(&h),
-                Ok(Gate::Invalid(why)) => return (Action::Refused, Some(why)),
-            }
-            if let Ok(Some(h)) = ex.wave_gate(target, desired) {
-                return held(&h);
-            }
-            return match ex.refusal(target).await {
-                Ok(Some(why)) => (Action::Refused, Some(why)),
-                Ok(None) => gated(ex.preview_gates(target, desired).await),
-                Err(e) => (Action::WouldDeploy, Some(e.to_string())),
-            };
-        }
-        let result = ex
-            .deploy_target(target, desired, self.trigger, self.resolved_in, None)
-            .await;
-        match result {
-            Ok(Done::Finished(Outcome::Succeeded)) => (Action::Succeeded, None),
-            Ok(Done::Finished(Outcome::RolledBack)) => (Action::RolledBack, None),
-            Ok(Done::Finished(Outcome::Failed)) => (Action::Failed, None),
-            Ok(Done::Finished(Outcome::Rejected)) => (Action::Rejected, None),
-            Ok(Done::Refused(why)) => (Action::Refused, Some(why)),
-            Ok(Done::Held(h)) => held(&h),
-            Ok(Done::Rejected(why)) => (Action::Rejected, Some(why)),
-            Ok(Done::Deferred(why)) => (Action::Deferred, Some(why)),
-            // Someone else (an event) deployed it meanwhile.
-            Ok(Done::Nothing) => (Action::UpToDate, None),
-            Err(e) => (Action::Failed, Some(e.to_string())),
-        }
-    }
-}
-
-/// The dry-run row of a target the gates look at.
-fn gated(checked: Checked) -> (Action, Option<String>) {
-    match checked {
-        Checked::Go(why) => (
-            Action::WouldDeploy,
-            Some(why.join("; ")).filter(|w| !w.is_empty()),
-        ),
-        Checked::Pending(why) => (Action::Pending, Some(why)),
-        Checked::Rejected { gate, reason } => (Action::Rejected, Some(format!("{gate}: {reason}"))),
-        Checked::Unknown(why) => (
-            Action::Refused,
-            Some(format!("gates could not be checked: {why}")),
-        ),
-    }
-}
-
-/// The row of a held target.
-fn held(h: &Held) -> (Action, Option<String>) {
-    let action = match h {
-        Held::Paused(_) => Action::Paused,
-        Held::Pending(_) => Action::Pending,
-        Held::Monitor => Action::Monitor,
-        Held::Waiting(_) => Action::Waiting,
-        Held::Halted(_) => Action::Halted,
-    };
-    (action, Some(h.detail()).filter(|d| !d.is_empty()))
 }
 
 /// The sweep in `run`: at start-up, then every `interval` ± `jitter` (never when `interval` is
 /// zero, except the first), sooner when `wake` is notified (also with `interval` zero) or
 /// after a failed pass.
-pub async fn periodic<R, RT, C>(
+pub async fn periodic<R: Registry, S: Sweeper>(
     registry: Arc<R>,
-    executor: Arc<Executor<RT, C>>,
+    sweeper: Arc<S>,
     interval: Duration,
     jitter: Duration,
     wake: Arc<Notify>,
     shutdown: CancellationToken,
-) where
-    R: Registry,
-    RT: Runtime,
-    C: Credentials,
-{
+) {
     let mut next = Duration::ZERO;
     let mut first = true;
     let mut failures: u32 = 0;
@@ -325,19 +206,12 @@ pub async fn periodic<R, RT, C>(
         first = false;
         let started = Instant::now();
         // Not interrupted by shutdown: a swap in progress finishes (the caller bounds the wait).
-        let result = sweep_once(registry.as_ref(), executor.as_ref(), false).await;
+        let result = sweep_once(registry.as_ref(), sweeper.as_ref(), false).await;
         next = match result {
             Ok(rows) => {
                 failures = 0;
-                let counts = counts(&rows);
-                let behind = counts.behind;
-                if let Some(m) = executor.metrics() {
-                    m.swept(&counts);
-                }
-                executor
-                    .ledger()
-                    .swept(rows.iter().map(Row::ledger_entry).collect());
-                executor.prune_history();
+                let behind = rows.iter().filter(|r| r.is_behind()).count();
+                sweeper.swept(&rows);
                 info!(
                     containers = rows.len(),
                     behind,
@@ -373,9 +247,6 @@ fn spread(jitter: Duration) -> Duration {
         .unwrap_or(0);
     Duration::from_millis(nanos.wrapping_mul(2_654_435_761) % (ms + 1))
 }
-
-mod row;
-pub use row::{Action, Row, counts};
 
 #[cfg(test)]
 mod tests;

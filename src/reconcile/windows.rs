@@ -8,9 +8,10 @@ use jiff::Timestamp;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::sweep::{counts, sweep_windows};
-use crate::deploy::Executor;
-use crate::ports::{Credentials, Registry, Runtime};
+use super::sweep::sweep_windows;
+use crate::control::policy::{Policies, WindowState};
+use crate::metrics::SweepCounts;
+use crate::ports::{Registry, Sweeper};
 
 /// The wall clock is looked at again at least this often, so that a clock step (NTP, a
 /// suspended VM) does not make an opening late by the whole sleep.
@@ -20,16 +21,13 @@ const RECHECK: Duration = Duration::from_secs(30);
 const RETRY: Duration = Duration::from_secs(5);
 
 /// Runs until `shutdown`: sleeps to each opening and sweeps that window's containers.
-pub async fn at_openings<R, RT, C>(
+/// `policies` are the ones the deploy stage decides with.
+pub async fn at_openings<R: Registry, S: Sweeper>(
     registry: Arc<R>,
-    executor: Arc<Executor<RT, C>>,
+    sweeper: Arc<S>,
+    policies: Policies,
     shutdown: CancellationToken,
-) where
-    R: Registry,
-    RT: Runtime,
-    C: Credentials,
-{
-    let policies = executor.config().policies.clone();
+) {
     if policies.windows.is_empty() {
         return;
     }
@@ -51,36 +49,39 @@ pub async fn at_openings<R, RT, C>(
             }
         }
         info!(windows = ?names, at = %policies.show(at), "maintenance window opens: sweeping its containers");
-        sweep_until_done(registry.as_ref(), executor.as_ref(), &names, &shutdown).await;
+        sweep_until_done(
+            registry.as_ref(),
+            sweeper.as_ref(),
+            &policies,
+            &names,
+            &shutdown,
+        )
+        .await;
         after = at;
     }
 }
 
 /// One sweep of the opening windows' containers, tried again while the Engine or ECR are
 /// unreachable (for as long as the shortest of them stays open).
-async fn sweep_until_done<R, RT, C>(
+async fn sweep_until_done<R: Registry, S: Sweeper>(
     registry: &R,
-    executor: &Executor<RT, C>,
+    sweeper: &S,
+    policies: &Policies,
     names: &[String],
     shutdown: &CancellationToken,
-) where
-    R: Registry,
-    RT: Runtime,
-    C: Credentials,
-{
-    let policies = &executor.config().policies;
+) {
     let open = || {
         names.iter().any(|n| {
             matches!(
                 policies.windows[n].state(Timestamp::now(), &policies.tz),
-                crate::control::policy::WindowState::Open { .. }
+                WindowState::Open { .. }
             )
         })
     };
     loop {
-        match sweep_windows(registry, executor, names).await {
+        match sweep_windows(registry, sweeper, names).await {
             Ok(rows) => {
-                let c = counts(&rows);
+                let c = SweepCounts::of(&rows);
                 info!(windows = ?names, containers = c.managed, behind = c.behind, "window sweep finished");
                 return;
             }

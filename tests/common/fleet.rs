@@ -31,6 +31,25 @@ pub struct Host {
 }
 
 impl Host {
+    /// Host `name` with its container, config and queue; its state store lives as long as
+    /// `state`. No agent runs yet.
+    pub fn new(
+        name: &str,
+        container: String,
+        config: String,
+        queue_url: String,
+        state: tempfile::TempDir,
+    ) -> Self {
+        Host {
+            name: name.into(),
+            container,
+            config,
+            queue_url,
+            agent: None,
+            _state: state,
+        }
+    }
+
     pub fn start(&mut self) {
         self.agent = Some(AgentProcess::start(&self.config, &["run"]));
     }
@@ -121,14 +140,7 @@ impl Fleet {
             .run(&container, &["--label", "ecr-deployd.enable=true", &image]);
         let state = tempfile::tempdir().unwrap();
         let config = agent_config(&out, &self.site, &mirror, name, fleet, &state);
-        Host {
-            name: name.into(),
-            container,
-            config,
-            queue_url: out["QueueUrl"].clone(),
-            agent: None,
-            _state: state,
-        }
+        Host::new(name, container, config, out["QueueUrl"].clone(), state)
     }
 
     /// Publishes `version` of `kind`, moves `prod` to it in ECR and puts the push event.

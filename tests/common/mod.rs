@@ -37,31 +37,68 @@ pub const REGION: &str = "eu-west-2";
 /// moto's default account.
 pub const ACCOUNT: &str = "123456789012";
 
+/// A loopback port for a server a test starts (moto, a registry, the agent's listeners).
+///
+/// Not one the kernel picks for port 0: those come from the ephemeral range, which is also
+/// where every outgoing connection's local port comes from, so between choosing such a port
+/// and the server binding it, a client anywhere on the machine could take it ("Address
+/// already in use", seen in CI). Ports are taken from outside that range instead, claimed
+/// with [`claim`] so no other test process running side by side hands out the same one,
+/// and checked free by binding.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let (low, high) = outside_ephemeral();
+    let span = u32::from(high - low);
+    let start = std::process::id().wrapping_mul(7919) % span;
+    for _ in 0..span {
+        let step = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = low + ((start + step) % span) as u16;
+        if claim(&format!("port-{port}")) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {low}..{high}");
 }
 
-/// A number in `0..count` of `kind` (e.g. a side Engine's bridge and address pool) that no
-/// other test process holds, held until this process exits: an abstract Unix socket named
-/// after it is bound (the kernel releases it with the process; nothing is left on disk).
-/// Test binaries run side by side (`scripts/lanes.sh`), so a number derived from the pid
-/// could meet another process's.
-pub fn claim_slot(kind: &str, count: u32) -> u32 {
+/// The ports below the kernel's ephemeral range (above it when that leaves too few).
+fn outside_ephemeral() -> (u16, u16) {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .unwrap_or_default();
+    let mut bounds = range.split_whitespace().filter_map(|n| n.parse::<u16>().ok());
+    let (first, last) = (bounds.next().unwrap_or(32768), bounds.next().unwrap_or(60999));
+    if first >= 12000 {
+        (first - 10000, first)
+    } else {
+        assert!(last <= 55000, "the ephemeral range {first}-{last} leaves no room for test ports");
+        (last + 1, last + 10001)
+    }
+}
+
+/// Holds `name` for this process until it exits, unless another test process holds it: an
+/// abstract Unix socket named after it is bound (the kernel releases it with the process;
+/// nothing is left on disk).
+fn claim(name: &str) -> bool {
     use std::os::linux::net::SocketAddrExt as _;
     use std::os::unix::net::{SocketAddr, UnixListener};
     static HELD: std::sync::Mutex<Vec<UnixListener>> = std::sync::Mutex::new(Vec::new());
-    for slot in 0..count {
-        let name = format!("ecr-deployd-test-{kind}-{slot}");
-        let addr = SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
-        if let Ok(held) = UnixListener::bind_addr(&addr) {
+    let addr = SocketAddr::from_abstract_name(format!("ecr-deployd-test-{name}")).unwrap();
+    match UnixListener::bind_addr(&addr) {
+        Ok(held) => {
             HELD.lock().unwrap().push(held);
-            return slot;
+            true
         }
+        Err(_) => false,
     }
-    panic!("all {count} slots of {kind} are held by other test processes");
+}
+
+/// A number in `0..count` of `kind` (e.g. a side Engine's bridge and address pool) that no
+/// other test process holds, held until this process exits ([`claim`]). Test binaries run
+/// side by side (`scripts/lanes.sh`), so a number derived from the pid could meet another
+/// process's.
+pub fn claim_slot(kind: &str, count: u32) -> u32 {
+    (0..count)
+        .find(|slot| claim(&format!("{kind}-{slot}")))
+        .unwrap_or_else(|| panic!("all {count} slots of {kind} are held by other test processes"))
 }
 
 fn moto_server_path() -> PathBuf {
@@ -437,12 +474,24 @@ impl AgentProcess {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// Waits until the agent's log contains `text`.
-    pub async fn until_logged(&self, text: &str) {
-        eventually(Duration::from_secs(60), text, || async {
-            self.log_text().contains(text)
-        })
-        .await;
+    /// Waits until the agent's log contains `text`; fails at once, with the log, if the agent
+    /// exits first, and with the log after 60 s.
+    pub async fn until_logged(&mut self, text: &str) {
+        let start = Instant::now();
+        while !self.log_text().contains(text) {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!(
+                    "agent exited ({status}) before logging {text:?}:\n{}",
+                    self.log_text()
+                );
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "no {text:?} in the agent's log after 60 s:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     pub fn signal(&self, sig: &str) {

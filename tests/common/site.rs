@@ -266,21 +266,39 @@ impl Site {
 
     /// v1 of `repo` published, tagged `prod` locally and in ECR: (its digest, `…/repo:prod`).
     pub async fn first_version(&self, repo: &str, kind: Kind) -> (String, String) {
-        let host = &self.registry.host;
-        let prod = format!("{host}/{repo}:prod");
-        let v1 = if matrix::under_test().flavour == matrix::Flavour::Podman5 {
+        if matrix::under_test().flavour == matrix::Flavour::Podman5 {
             // Podman 5 compresses on push: an image built here would list its local
             // manifest's digest, not the registry's. The first version runs from a pull by
             // digest, as on a production host.
-            let v1 = self.registry.publish(repo, "v1", kind, "v1", false);
-            let pinned = format!("{host}/{repo}@{v1}");
-            self.registry.docker_logged_in(&["pull", "-q", &pinned]);
-            docker(&["tag", &pinned, &format!("{host}/{repo}:v1")]);
-            v1
-        } else {
-            self.registry.publish(repo, "v1", kind, "v1", true)
-        };
+            return self
+                .first_version_fetched(repo, kind, |pinned, prod| {
+                    self.registry.docker_logged_in(&["pull", "-q", pinned]);
+                    docker(&["tag", pinned, &format!("{}/{repo}:v1", self.registry.host)]);
+                    docker(&["tag", pinned, prod]);
+                })
+                .await;
+        }
+        let host = &self.registry.host;
+        let prod = format!("{host}/{repo}:prod");
+        let v1 = self.registry.publish(repo, "v1", kind, "v1", true);
         docker(&["tag", &format!("{host}/{repo}:v1"), &prod]);
+        put_digest(&self.ecr, repo, "prod", &v1).await;
+        (v1, prod)
+    }
+
+    /// v1 of `repo` published to the registry only and brought onto an Engine by `fetch`
+    /// (given `…/repo@<v1>` and `…/repo:prod`: pull the one, tag it as the other), as on a
+    /// production host; `prod` in ECR names it. (its digest, `…/repo:prod`).
+    pub async fn first_version_fetched(
+        &self,
+        repo: &str,
+        kind: Kind,
+        fetch: impl FnOnce(&str, &str),
+    ) -> (String, String) {
+        let host = &self.registry.host;
+        let v1 = self.registry.publish(repo, "v1", kind, "v1", false);
+        let (pinned, prod) = (format!("{host}/{repo}@{v1}"), format!("{host}/{repo}:prod"));
+        fetch(&pinned, &prod);
         put_digest(&self.ecr, repo, "prod", &v1).await;
         (v1, prod)
     }

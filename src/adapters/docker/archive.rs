@@ -10,6 +10,7 @@ use bollard::query_parameters::{
 };
 use futures::StreamExt;
 
+use super::pull::again_on_race;
 use super::{DockerRuntime, PULL_TIMEOUT, timed};
 use crate::event::split_reference;
 use crate::ports::{ArchiveBody, RuntimeError};
@@ -74,13 +75,16 @@ impl DockerRuntime {
         let docker = self.docker().await?;
         let (repo, tag) = split_reference(reference);
         let options = TagImageOptionsBuilder::new().repo(repo).tag(tag).build();
-        timed(
-            "tag image",
-            self.call_timeout,
-            docker.tag_image(image_id, Some(options)),
-        )
-        .await
-        .map_err(|e| match e.is_not_found() {
+        // Two deploys of one archive may tag its image at once (a race on the containerd
+        // store answers 404 "already exists, but accessing it also failed"): asked again.
+        let tagged = again_on_race(reference, || {
+            timed(
+                "tag image",
+                self.call_timeout,
+                docker.tag_image(image_id, Some(options.clone())),
+            )
+        });
+        tagged.await.map_err(|e| match e.is_not_found() {
             true => RuntimeError::permanent(
                 "tag image",
                 format!("image {image_id} is no longer on this host"),

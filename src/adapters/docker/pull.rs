@@ -1,10 +1,15 @@
 //! Pull by digest, then tag: the one Engine call that moves bytes. On the containerd image
 //! store two pulls that share layers can race inside the Engine ("failed to commit snapshot
 //! …: lease does not exist", a layer's ingest renamed away under it, a tag that "already
-//! exists"): the pull is asked again a few
-//! times before it is reported, and a race that outlasts the attempts is transient (the
-//! message stays and the work is tried again), never a failed deploy.
+//! exists" — or that existed and was gone a moment later, when two deploys of one tag tag it
+//! at once), and a pull can race the store's garbage collection after an image was removed
+//! (the blob it found a moment ago is gone: "content digest …: not found", or a file of the
+//! snapshot it is extracting: "failed to extract layer … no such file or directory"): the
+//! pull is asked again a few times before it is reported, and a race that outlasts the
+//! attempts is transient (the message stays and the work is tried again), never a failed
+//! deploy.
 
+use backon::Retryable;
 use bollard::auth::DockerCredentials;
 use bollard::query_parameters::{CreateImageOptionsBuilder, TagImageOptionsBuilder};
 use futures::StreamExt;
@@ -13,22 +18,39 @@ use tracing::{debug, warn};
 use super::{DockerRuntime, PULL_TIMEOUT, timed};
 use crate::event::{Digest, split_reference};
 use crate::ports::{PullAuth, RuntimeError};
+use crate::retry;
 
-/// Attempts of one pull or tag when the Engine's content store races with itself.
-const ATTEMPTS: u32 = 4;
-/// The wait before the second attempt; doubled before each further one.
-const FIRST_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
-
-/// Whether an Engine error is one of the containerd store's races between concurrent pulls
-/// or tags of shared content, which go away when asked again.
+/// Whether an Engine error is one of the containerd store's races (concurrent pulls or tags
+/// of shared content, a pull and the collection of a removed image's blobs), which go away
+/// when asked again.
 pub(super) fn content_store_race(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
     m.contains("lease does not exist")
         || (m.contains("failed to commit snapshot") && m.contains("not found"))
-        || (m.contains("failed to extract layer") && m.contains("not found"))
+        || (m.contains("failed to extract layer")
+            && (m.contains("not found") || m.contains("no such file or directory")))
         || (m.contains("failed commit on ref") && m.contains("no such file or directory"))
-        || m.contains(": already exists")
+        || (m.contains("content digest") && m.contains("not found"))
+        || m.contains("already exists")
         || m.contains("alreadyexists")
+}
+
+/// Runs `call` again while it answers a content-store race, with the project's policy for a
+/// few quick attempts ([`retry::few`]); a race that outlasts them is transient.
+pub(super) async fn again_on_race<T, F, Fut>(what: &str, call: F) -> Result<T, RuntimeError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, RuntimeError>>,
+{
+    let answered = call
+        .retry(retry::few())
+        .when(|e| content_store_race(&e.message))
+        .notify(|e, delay| warn!(%what, error = %e.message, retry_in = ?delay, "the Engine's content store raced; asking again"))
+        .await;
+    answered.map_err(|e| match content_store_race(&e.message) {
+        true => RuntimeError::transient(e.operation, e.message),
+        false => e,
+    })
 }
 
 impl DockerRuntime {
@@ -40,21 +62,7 @@ impl DockerRuntime {
         auth: &PullAuth,
         tag_as: &str,
     ) -> Result<(), RuntimeError> {
-        let mut wait = FIRST_WAIT;
-        for attempt in 1..=ATTEMPTS {
-            match self.pull_once(source, digest, auth, tag_as).await {
-                Err(e) if content_store_race(&e.message) => {
-                    if attempt == ATTEMPTS {
-                        return Err(RuntimeError::transient(e.operation, e.message));
-                    }
-                    warn!(%source, attempt, error = %e.message, "the Engine's content store raced; pulling again");
-                    tokio::time::sleep(wait).await;
-                    wait *= 2;
-                }
-                other => return other,
-            }
-        }
-        unreachable!("the last attempt returns")
+        again_on_race(source, || self.pull_once(source, digest, auth, tag_as)).await
     }
 
     async fn pull_once(
@@ -107,7 +115,52 @@ impl DockerRuntime {
 
 #[cfg(test)]
 mod tests {
-    use super::content_store_race;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::{again_on_race, content_store_race};
+    use crate::ports::RuntimeError;
+
+    /// How many times `again_on_race` asked a call that always answers `error`, and its answer.
+    async fn asked_with(error: RuntimeError) -> (u32, RuntimeError) {
+        let calls = AtomicU32::new(0);
+        let answer = again_on_race("x", || {
+            calls.fetch_add(1, Ordering::SeqCst);
+            let error = error.clone();
+            async move { Err::<(), _>(error) }
+        })
+        .await;
+        (calls.load(Ordering::SeqCst), answer.unwrap_err())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_race_is_asked_again_and_one_that_outlasts_the_attempts_is_transient() {
+        let raced = RuntimeError {
+            status: Some(404),
+            ..RuntimeError::permanent(
+                "tag image",
+                "creating image x:prod failed because it already exists, but accessing it also failed: No such image: x:prod",
+            )
+        };
+        let (calls, e) = asked_with(raced).await;
+        assert_eq!(calls, 4, "the first call and three more");
+        assert!(e.transient, "{e:?}");
+        assert!(e.message.contains("already exists"), "{e:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_real_refusal_is_asked_once_and_answered_as_it_was() {
+        let refused = RuntimeError::permanent(
+            "pull",
+            "Docker responded with status code 404: manifest unknown",
+        );
+        let (calls, e) = asked_with(refused).await;
+        assert_eq!(calls, 1);
+        assert!(!e.transient, "{e:?}");
+        assert_eq!(
+            e.message,
+            "Docker responded with status code 404: manifest unknown"
+        );
+    }
 
     #[test]
     fn the_containerd_stores_races_are_known_and_real_refusals_are_not() {
@@ -116,15 +169,27 @@ mod tests {
             "failed to extract layer sha256:1e2f: failed to commit snapshot: not found",
             "Docker responded with status code 500: image \"docker.io/x:y\": already exists",
             "rpc error: code = AlreadyExists desc = image already exists",
+            // Docker 28, containerd store: two deploys of one tag tagged it at once.
+            "Docker responded with status code 404: creating image 127.0.0.1:46525/team/mac:prod failed because it already exists, but accessing it also failed: No such image: 127.0.0.1:46525/team/mac:prod",
             "Docker stream error: failed commit on ref \"layer-sha256:02bb\": commit failed: rename /d/ingest/b65e/data /d/blobs/sha256/02bb: no such file or directory",
+            // Docker 28, containerd store: the pull raced the collection of a removed image's blob.
+            "Docker stream error: NotFound: content digest sha256:78bae571: not found",
+            // Docker 28, containerd store: a file of the snapshot being extracted vanished
+            // (the store's collection after an image was removed, a moment before the pull).
+            "Docker stream error: failed to extract layer (application/vnd.docker.image.rootfs.diff.tar.gzip sha256:a655) to overlayfs as \"extract-833223708-Exbp sha256:8862\": failed to Lchown \"/d/snapshots/200/fs/bin/sh\" for UID 0, GID 0: lchown /d/snapshots/200/fs/bin/sh: no such file or directory",
         ] {
             assert!(content_store_race(raced), "{raced}");
         }
         for refused in [
             "Docker responded with status code 404: manifest unknown",
+            "Docker stream error: blob unknown: blob unknown to registry",
+            "Docker responded with status code 404: No such image: sha256:1e2f",
             "Docker stream error: unauthorized: authentication required",
             "Docker stream error: no matching manifest for linux/amd64 in the manifest list entries",
             "pulled x@sha256:1 but the image's digests are [], not sha256:1",
+            // A full disk or a broken layer is not a race.
+            "Docker stream error: failed to extract layer sha256:1e2f to overlayfs: write /d/snapshots/9/fs/bin/busybox: no space left on device",
+            "Docker stream error: failed to extract layer sha256:1e2f: unexpected EOF",
         ] {
             assert!(!content_store_race(refused), "{refused}");
         }

@@ -173,7 +173,7 @@ fn a_window_that_never_opens_is_found_and_said() {
         window: Some("never".into()),
     };
     match p.verdict(&labels, now) {
-        Verdict::Pending { reason, until } => {
+        PolicyVerdict::Pending { reason, until } => {
             assert_eq!(until, None);
             assert!(reason.contains("never opens"), "{reason}");
         }
@@ -212,19 +212,19 @@ fn verdicts_per_policy_and_the_errors_of_bad_labels() {
     };
     assert_eq!(
         p.verdict(&labels(None, None), at),
-        Verdict::Deploy,
+        PolicyVerdict::Deploy,
         "default auto"
     );
     assert_eq!(
         p.verdict(&labels(Some("monitor"), None), at),
-        Verdict::Monitor
+        PolicyVerdict::Monitor
     );
     assert!(matches!(
         p.verdict(&labels(Some("manual"), None), at),
-        Verdict::Pending { until: None, .. }
+        PolicyVerdict::Pending { until: None, .. }
     ));
     match p.verdict(&labels(Some("window"), None), at) {
-        Verdict::Pending { reason, until } => {
+        PolicyVerdict::Pending { reason, until } => {
             assert_eq!(until, Some(utc("2026-12-04T02:00:00Z")));
             assert_eq!(reason, "window nightly opens at 2026-12-04T02:00:00+00:00");
         }
@@ -232,17 +232,17 @@ fn verdicts_per_policy_and_the_errors_of_bad_labels() {
     }
     assert_eq!(
         p.verdict(&labels(Some("window"), None), utc("2026-12-04T02:10:00Z")),
-        Verdict::Deploy
+        PolicyVerdict::Deploy
     );
     match p.verdict(&labels(Some("sometimes"), None), at) {
-        Verdict::Invalid(e) => assert!(
+        PolicyVerdict::Invalid(e) => assert!(
             e.contains("ecr-deployd.policy") && e.contains("sometimes"),
             "{e}"
         ),
         v => panic!("{v:?}"),
     }
     match p.verdict(&labels(Some("window"), Some("weekly")), at) {
-        Verdict::Invalid(e) => assert!(
+        PolicyVerdict::Invalid(e) => assert!(
             e.contains("\"weekly\" is not configured (known: nightly)"),
             "{e}"
         ),
@@ -251,7 +251,7 @@ fn verdicts_per_policy_and_the_errors_of_bad_labels() {
     p.default_window = None;
     assert!(matches!(
         p.verdict(&labels(Some("window"), None), at),
-        Verdict::Invalid(_)
+        PolicyVerdict::Invalid(_)
     ));
 }
 

@@ -8,63 +8,18 @@
 use jiff::Timestamp;
 use tracing::info;
 
-use crate::control::policy::Verdict;
+use super::verdicts::{Gate, Held};
+use crate::control::policy::PolicyVerdict;
 use crate::deploy::sequence::executor::Executor;
-use crate::deploy::sequence::target::Target;
 use crate::event::Digest;
 use crate::image::Desired;
 use crate::notify::{HeldNotice, Notice};
-use crate::ports::{Credentials, Runtime};
+use crate::ports::{Credentials, Runtime, Target};
 use crate::store::{ALL, StoreError};
-
-/// Why a deploy waits.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Held {
-    /// `ecr-deployd pause`; the detail is its reason (empty without one), and names
-    /// `pause --all` when that is the pause.
-    Paused(String),
-    /// Policy `window` outside its window, or `manual`; the detail says until when.
-    Pending(String),
-    /// Policy `monitor`: never deployed.
-    Monitor,
-    /// Fleet wave N > 1: not (yet) promoted by wave N − 1, or still baking (SPEC §14).
-    Waiting(String),
-    /// Fleet wave N > 1: an earlier wave rolled the digest back or rejected it.
-    Halted(String),
-}
-
-impl Held {
-    /// `paused`, `pending` or `monitor`, as status and the store say it.
-    pub fn state(&self) -> &'static str {
-        match self {
-            Held::Paused(_) => "paused",
-            Held::Pending(_) => "pending",
-            Held::Monitor => "monitor",
-            Held::Waiting(_) => "waiting",
-            Held::Halted(_) => "halted",
-        }
-    }
-
-    pub fn detail(&self) -> String {
-        match self {
-            Held::Paused(d) | Held::Pending(d) | Held::Waiting(d) | Held::Halted(d) => d.clone(),
-            Held::Monitor => "update available, never deployed".into(),
-        }
-    }
-}
-
-/// What the gate says about one deploy.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Gate {
-    Go,
-    Held(Held),
-    /// The labels name no valid policy or window: refused, and why.
-    Invalid(String),
-}
 
 impl<RT: Runtime, C: Credentials> Executor<RT, C> {
     /// The gate for `t` at `now` (nothing recorded).
-    pub fn gate(&self, t: &Target, now: Timestamp) -> Result<Gate, StoreError> {
+    pub(in crate::deploy) fn gate(&self, t: &Target, now: Timestamp) -> Result<Gate, StoreError> {
         if let Some(p) = self.store.paused(t.block_key())? {
             let detail = match (p.container == ALL, p.reason.as_str()) {
                 (false, r) => r.to_owned(),
@@ -74,10 +29,10 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
             return Ok(Gate::Held(Held::Paused(detail)));
         }
         Ok(match self.cfg.policies.verdict(t.policy(), now) {
-            Verdict::Deploy => Gate::Go,
-            Verdict::Monitor => Gate::Held(Held::Monitor),
-            Verdict::Pending { reason, .. } => Gate::Held(Held::Pending(reason)),
-            Verdict::Invalid(why) => Gate::Invalid(why),
+            PolicyVerdict::Deploy => Gate::Go,
+            PolicyVerdict::Monitor => Gate::Held(Held::Monitor),
+            PolicyVerdict::Pending { reason, .. } => Gate::Held(Held::Pending(reason)),
+            PolicyVerdict::Invalid(why) => Gate::Invalid(why),
         })
     }
 

@@ -4,7 +4,10 @@
 //! - [`waves`]: the fleet-wave gate: promoted by the previous wave? baking? halted?
 //!   (SPEC §14).
 //! - [`supply`]: the supply-chain gates: signature and scan (SPEC §11), before the pull.
+//!
+//! [`verdicts`] holds what they say, as values the sequence reads.
 
 pub mod hold;
 pub mod supply;
+pub mod verdicts;
 pub mod waves;

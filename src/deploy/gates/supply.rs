@@ -10,34 +10,18 @@ use std::time::{Duration, SystemTime};
 
 use tracing::{debug, info, instrument, warn};
 
-use super::hold::Held;
+use super::verdicts::{Checked, Held};
 use crate::deploy::sequence::executor::{DeployCheckError, Done, Executor};
 use crate::deploy::sequence::report::Finished;
-use crate::deploy::sequence::target::Target;
 use crate::event::{Digest, ImageRef, Mirrors};
-use crate::gate::{Found, Place, ScanFacts, Trust, Verdict, found};
+use crate::gate::{Found, Place, ScanFacts, SupplyVerdict, Trust, found};
 use crate::image::Desired;
 use crate::model::Trigger;
-use crate::ports::{Credentials, Runtime, Supply};
+use crate::ports::{Credentials, Runtime, Supply, Target};
 use crate::store::{NewDeployment, Outcome, Phases, StoreError, now_ms};
 
 /// The hold kind under which a digest waiting for its scan is recorded.
 const SCAN_HOLD: &str = "scan";
-
-/// What the gates say, with the gate that decided.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Checked {
-    /// No gate applies, or every one accepted (the details say why).
-    Go(Vec<String>),
-    Pending(String),
-    Rejected {
-        gate: &'static str,
-        reason: String,
-    },
-    /// The facts could not be read (permission, a bad answer): nothing deployed, nothing
-    /// recorded; the next look tries again.
-    Unknown(String),
-}
 
 impl<RT: Runtime, C: Credentials> Executor<RT, C> {
     /// The gates' verdict on `desired` for `t`; nothing recorded. `waited`: how long this
@@ -78,9 +62,9 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
         let mut accepted = Vec::new();
         if applies.signed {
             match self.signature_verdict(desired, follows).await? {
-                Ok(Verdict::Accepted(why)) => accepted.push(why),
-                Ok(Verdict::Pending(why)) => return Ok(Checked::Pending(why)),
-                Ok(Verdict::Rejected(reason)) => {
+                Ok(SupplyVerdict::Accepted(why)) => accepted.push(why),
+                Ok(SupplyVerdict::Pending(why)) => return Ok(Checked::Pending(why)),
+                Ok(SupplyVerdict::Rejected(reason)) => {
                     return Ok(Checked::Rejected {
                         gate: "signature",
                         reason,
@@ -106,9 +90,9 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
                 }
             };
             match rule.verdict(&facts, waited) {
-                Verdict::Accepted(why) => accepted.push(why),
-                Verdict::Pending(why) => return Ok(Checked::Pending(why)),
-                Verdict::Rejected(reason) => {
+                SupplyVerdict::Accepted(why) => accepted.push(why),
+                SupplyVerdict::Pending(why) => return Ok(Checked::Pending(why)),
+                SupplyVerdict::Rejected(reason) => {
                     return Ok(Checked::Rejected {
                         gate: "scan",
                         reason,
@@ -126,9 +110,11 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
         &self,
         desired: &Desired,
         follows: &ImageRef,
-    ) -> Result<Result<Verdict, crate::ports::RemoteError>, String> {
+    ) -> Result<Result<SupplyVerdict, crate::ports::RemoteError>, String> {
         let Some(supply) = &self.supply else {
-            return Ok(Ok(Verdict::Rejected("no way to read signatures".into())));
+            return Ok(Ok(SupplyVerdict::Rejected(
+                "no way to read signatures".into(),
+            )));
         };
         let (auth, host) = self
             .pull_auth_and_host(follows)
@@ -155,22 +141,22 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
             let trust = &self.cfg.gates.trust;
             ask_aws_signer(supply.as_ref(), &mut found, digest, trust).await;
             match found::verdict(&found, digest, &place, trust, SystemTime::now()) {
-                Verdict::Accepted(who) if *digest == desired.digest => {
-                    return Ok(Ok(Verdict::Accepted(who)));
+                SupplyVerdict::Accepted(who) if *digest == desired.digest => {
+                    return Ok(Ok(SupplyVerdict::Accepted(who)));
                 }
-                Verdict::Accepted(who) => {
-                    return Ok(Ok(Verdict::Accepted(format!(
+                SupplyVerdict::Accepted(who) => {
+                    return Ok(Ok(SupplyVerdict::Accepted(format!(
                         "{who} (this host's platform manifest {})",
                         digest.short()
                     ))));
                 }
-                Verdict::Pending(w) => pending = pending.or(Some(w)),
-                Verdict::Rejected(w) => why.push(w),
+                SupplyVerdict::Pending(w) => pending = pending.or(Some(w)),
+                SupplyVerdict::Rejected(w) => why.push(w),
             }
         }
         Ok(Ok(match pending {
-            Some(w) => Verdict::Pending(w),
-            None => Verdict::Rejected(why.join("; and ")),
+            Some(w) => SupplyVerdict::Pending(w),
+            None => SupplyVerdict::Rejected(why.join("; and ")),
         }))
     }
 
@@ -206,7 +192,7 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
 
     /// What the gates would say now (`sweep --dry-run`, `status`): a recorded rejection, or
     /// the verdict on the facts as they are. Nothing recorded.
-    pub async fn preview_gates(&self, t: &Target, desired: &Desired) -> Checked {
+    pub(in crate::deploy) async fn preview_gates(&self, t: &Target, desired: &Desired) -> Checked {
         if let Ok(Some(r)) = self.store.rejection(t.block_key(), desired.digest.as_str()) {
             let gate = if r.gate == "signature" {
                 "signature"

@@ -8,13 +8,12 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 use tracing::info;
 
-use super::hold::Held;
+use super::verdicts::Held;
 use crate::deploy::sequence::executor::Executor;
-use crate::deploy::sequence::target::Target;
 use crate::event::{ImageRef, Repository, Tag};
-use crate::fleet::{self, FleetResult, Seen, Verdict};
+use crate::fleet::{self, FleetResult, Seen, WaveVerdict};
 use crate::image::Desired;
-use crate::ports::{Credentials, PromotionsDue, RecordError, Runtime};
+use crate::ports::{Credentials, PromotionsDue, RecordError, Runtime, Target};
 use crate::store::{StoreError, now_ms};
 
 /// What `status` shows of a container on a host of wave N > 1.
@@ -33,10 +32,10 @@ pub struct WaveStatus {
 
 impl<RT: Runtime, C: Credentials> Executor<RT, C> {
     /// The verdict for deploying `desired` to `t` now (always `Go` on wave 1).
-    pub fn wave_verdict(&self, t: &Target, desired: &Desired) -> Result<Verdict, StoreError> {
+    pub fn wave_verdict(&self, t: &Target, desired: &Desired) -> Result<WaveVerdict, StoreError> {
         let fleet = &self.cfg.fleet;
         if !fleet.follows_results() {
-            return Ok(Verdict::Go);
+            return Ok(WaveVerdict::Go);
         }
         let follows = t.follows();
         let seen = self
@@ -52,13 +51,17 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
     }
 
     /// The wave gate: `Some` when the deploy is held by it.
-    pub fn wave_gate(&self, t: &Target, desired: &Desired) -> Result<Option<Held>, StoreError> {
+    pub(in crate::deploy) fn wave_gate(
+        &self,
+        t: &Target,
+        desired: &Desired,
+    ) -> Result<Option<Held>, StoreError> {
         let verdict = self.wave_verdict(t, desired)?;
         let detail = verdict.explain(&self.cfg.fleet, now_ms());
         Ok(match verdict {
-            Verdict::Go => None,
-            Verdict::Waiting { .. } | Verdict::Baking { .. } => Some(Held::Waiting(detail)),
-            Verdict::Halted { .. } => Some(Held::Halted(detail)),
+            WaveVerdict::Go => None,
+            WaveVerdict::Waiting { .. } | WaveVerdict::Baking { .. } => Some(Held::Waiting(detail)),
+            WaveVerdict::Halted { .. } => Some(Held::Halted(detail)),
         })
     }
 

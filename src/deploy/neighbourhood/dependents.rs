@@ -10,8 +10,7 @@
 
 use super::order;
 use crate::deploy::sequence::executor::Executor;
-use crate::deploy::sequence::target::Target;
-use crate::ports::{Credentials, Dependent, Runtime, RuntimeError};
+use crate::ports::{Credentials, Dependent, Runtime, RuntimeError, Target};
 
 /// The reason a swap is refused, naming every dependent that did not opt in; `None` when
 /// every dependent did (or there are none).

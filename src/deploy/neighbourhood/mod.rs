@@ -3,10 +3,8 @@
 //! - [`dependents`]: the neighbourhood's say before a swap: dependents that did not opt in,
 //!   `depends-on` cycles and unusable hook labels refuse it.
 //! - [`group`]: a container and its opted-in dependents swapped and rolled back as one.
-//! - [`hooks`]: pre-update / post-update commands run in the containers (SPEC §12).
 //! - [`order`]: `depends-on` restart order after a swap (pure) and the restarts.
 
 pub mod dependents;
 pub mod group;
-pub mod hooks;
 pub mod order;

@@ -137,7 +137,7 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
     /// digest the operator did not name, labels that name no policy.
     fn approvable(
         &self,
-        target: &crate::deploy::sequence::target::Target,
+        target: &crate::ports::Target,
         desired: &Desired,
         named: bool,
     ) -> Result<(), ApproveError> {

@@ -9,11 +9,10 @@ pub mod approve;
 use std::time::Duration;
 
 use crate::deploy::sequence::executor::{Done, Executor};
-use crate::deploy::sequence::target::Target;
 use crate::event::Digest;
 use crate::image::Desired;
 use crate::model::Trigger;
-use crate::ports::{Credentials, Runtime};
+use crate::ports::{Credentials, Runtime, Target};
 use crate::store::{Outcome, StoreError};
 
 /// What `rollback` did.

@@ -17,9 +17,8 @@ use tokio::sync::Semaphore;
 use tracing::{debug, info, instrument, warn};
 
 use super::report::Finished;
-use super::target::Target;
 use crate::control::policy::Policies;
-use crate::deploy::gates::hold::{Gate, Held};
+use crate::deploy::gates::verdicts::{Gate, Held};
 use crate::event::{Digest, Home, ImageRef, Mirrors};
 use crate::fleet::Fleet;
 use crate::gate::Gates;
@@ -31,7 +30,7 @@ use crate::model::labels;
 use crate::notify::Notifier;
 use crate::ports::{
     Credentials, DeployError, DeployRequest, Deployer, Managed, ManagedService, PullAuth, Runtime,
-    RuntimeError, Supply,
+    RuntimeError, Supply, Target,
 };
 use crate::stats::MapSizes;
 use crate::store::{NewDeployment, Outcome, Phases, Step, Store, StoreError};
@@ -222,7 +221,7 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
 
     /// Whether `digest` is blocked for `name` (a store error counts as not blocked: the
     /// deploy itself re-checks and fails on a broken store).
-    pub fn is_blocked(&self, name: &str, digest: &Digest) -> bool {
+    pub(in crate::deploy) fn is_blocked(&self, name: &str, digest: &Digest) -> bool {
         self.store
             .is_blocked(name, digest.as_str())
             .unwrap_or(false)
@@ -295,7 +294,7 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
 
     /// Deploys `desired` to one container or service, unless there is nothing to do.
     #[instrument(name = "deploy", skip_all, fields(container = %target.name(), digest = %desired.digest.short(), %trigger))]
-    pub async fn deploy_target(
+    pub(crate) async fn deploy_target(
         &self,
         target: &Target,
         desired: &Desired,
@@ -479,6 +478,7 @@ impl DeployCheckError {
 
 mod auth;
 mod deployer;
+mod sweeper;
 pub use deployer::one_at_a_time;
 
 #[cfg(test)]

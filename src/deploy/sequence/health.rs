@@ -34,7 +34,7 @@ impl Unhealthy {
 
 /// What one observation says.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub enum HealthVerdict {
     Pass,
     /// Not decided yet: look again.
     Wait,
@@ -48,28 +48,28 @@ pub fn verdict(
     elapsed: Duration,
     health_timeout: Duration,
     min_uptime: Duration,
-) -> Verdict {
+) -> HealthVerdict {
     if !seen.running {
-        return Verdict::Fail(format!(
+        return HealthVerdict::Fail(format!(
             "the new container exited (code {})",
             seen.exit_code.unwrap_or(-1)
         ));
     }
     if seen.restart_count > 0 {
-        return Verdict::Fail(format!(
+        return HealthVerdict::Fail(format!(
             "the new container restarted {} time(s)",
             seen.restart_count
         ));
     }
     match seen.health.as_deref() {
-        Some("healthy") => Verdict::Pass,
-        Some("unhealthy") => Verdict::Fail("the new container is unhealthy".into()),
-        Some(_) if elapsed >= health_timeout => Verdict::Fail(format!(
+        Some("healthy") => HealthVerdict::Pass,
+        Some("unhealthy") => HealthVerdict::Fail("the new container is unhealthy".into()),
+        Some(_) if elapsed >= health_timeout => HealthVerdict::Fail(format!(
             "the new container was not healthy within {}s",
             health_timeout.as_secs()
         )),
-        None if elapsed >= min_uptime => Verdict::Pass,
-        _ => Verdict::Wait,
+        None if elapsed >= min_uptime => HealthVerdict::Pass,
+        _ => HealthVerdict::Wait,
     }
 }
 
@@ -105,9 +105,9 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
                 health_timeout,
                 self.cfg.min_uptime,
             ) {
-                Verdict::Pass => return Ok(()),
-                Verdict::Fail(reason) => return Err(Unhealthy::verdict(reason)),
-                Verdict::Wait => tokio::time::sleep(HEALTH_POLL).await,
+                HealthVerdict::Pass => return Ok(()),
+                HealthVerdict::Fail(reason) => return Err(Unhealthy::verdict(reason)),
+                HealthVerdict::Wait => tokio::time::sleep(HEALTH_POLL).await,
             }
         }
     }
@@ -132,40 +132,43 @@ mod tests {
     fn without_a_healthcheck_it_passes_once_it_stayed_up_min_uptime() {
         assert_eq!(
             verdict(&seen(true, None), S(1), S(120), S(10)),
-            Verdict::Wait
+            HealthVerdict::Wait
         );
         assert_eq!(
             verdict(&seen(true, None), S(10), S(120), S(10)),
-            Verdict::Pass
+            HealthVerdict::Pass
         );
     }
 
     #[test]
     fn with_a_healthcheck_it_waits_for_healthy_until_the_health_timeout() {
         let starting = seen(true, Some("starting"));
-        assert_eq!(verdict(&starting, S(100), S(120), S(10)), Verdict::Wait);
+        assert_eq!(
+            verdict(&starting, S(100), S(120), S(10)),
+            HealthVerdict::Wait
+        );
         assert!(
-            matches!(verdict(&starting, S(120), S(120), S(10)), Verdict::Fail(r) if r.contains("120s"))
+            matches!(verdict(&starting, S(120), S(120), S(10)), HealthVerdict::Fail(r) if r.contains("120s"))
         );
         assert_eq!(
             verdict(&seen(true, Some("healthy")), S(0), S(120), S(10)),
-            Verdict::Pass
+            HealthVerdict::Pass
         );
         assert!(matches!(
             verdict(&seen(true, Some("unhealthy")), S(1), S(120), S(10)),
-            Verdict::Fail(_)
+            HealthVerdict::Fail(_)
         ));
     }
 
     #[test]
     fn an_exit_or_a_restart_fails_at_once_whatever_the_health() {
         assert!(
-            matches!(verdict(&seen(false, Some("healthy")), S(0), S(120), S(10)), Verdict::Fail(r) if r.contains("code 3"))
+            matches!(verdict(&seen(false, Some("healthy")), S(0), S(120), S(10)), HealthVerdict::Fail(r) if r.contains("code 3"))
         );
         let mut restarted = seen(true, None);
         restarted.restart_count = 1;
         assert!(
-            matches!(verdict(&restarted, S(30), S(120), S(10)), Verdict::Fail(r) if r.contains("restarted"))
+            matches!(verdict(&restarted, S(30), S(120), S(10)), HealthVerdict::Fail(r) if r.contains("restarted"))
         );
     }
 }

@@ -8,7 +8,7 @@ use tracing::{error, instrument, warn};
 
 use super::executor::Executor;
 use super::rollback::{Kept, STOP_SETTLE};
-use super::target::SERVICE_JOURNAL_PREFIX;
+use crate::ports::SERVICE_JOURNAL_PREFIX;
 use crate::ports::{Credentials, Runtime, RuntimeError};
 use crate::store::{Deployment, Outcome, Step};
 

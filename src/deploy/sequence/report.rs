@@ -6,12 +6,11 @@ use std::time::{Duration, SystemTime};
 use tracing::info;
 
 use super::executor::Executor;
-use super::target::Target;
 use crate::event::Digest;
 use crate::ledger::writer::Deployed;
 use crate::model::Trigger;
 use crate::notify::{DeploymentNotice, Durations, Notice};
-use crate::ports::{Credentials, Runtime};
+use crate::ports::{Credentials, Runtime, Target};
 use crate::store::{Outcome, Phases};
 
 /// A finished deployment, as reported.

@@ -11,8 +11,8 @@ use tracing::{instrument, warn};
 
 use super::executor::{Executor, Failure};
 use super::health::Unhealthy;
+use super::hooks::{Hook, HookVerdict, Hooks};
 use super::rollback::{Blame, Undo};
-use crate::deploy::neighbourhood::hooks::{Hook, HookVerdict, Hooks};
 use crate::event::Digest;
 use crate::ports::{Credentials, Managed, NEW_SUFFIX, OLD_SUFFIX, Runtime};
 use crate::store::{Member, Phases, Step};
@@ -43,18 +43,8 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
             Ok(m) => m,
             Err(f) => return Err(self.discard_group(id, c, &new_id, f).await),
         };
-        if let Some(cmd) = &hooks.pre_update {
-            let verdict = self
-                .run_hook(&c.name, &c.id, Hook::PreUpdate, cmd, hooks.timeout)
-                .await;
-            let failure = match verdict {
-                HookVerdict::Passed => None,
-                HookVerdict::NotNow(why) => Some(Failure::not_now(why)),
-                HookVerdict::Failed(why) => Some(Failure::failed(why, false)),
-            };
-            if let Some(f) = failure {
-                return Err(self.discard_group(id, c, &new_id, f).await);
-            }
+        if let Err(f) = self.pre_update(c, &hooks).await {
+            return Err(self.discard_group(id, c, &new_id, f).await);
         }
 
         // 3. Stop the old one (its dependents first), swap the names, start the new one.
@@ -113,10 +103,34 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
         }
 
         // 5. Commit: the old containers go, their volumes stay.
+        self.commit(c, &members, old_image).await;
+        Ok(())
+    }
+
+    /// The pre-update hook in the old container, when it has one: "not now" (exit 75) or a
+    /// failure stops the swap before anything is stopped.
+    async fn pre_update(&self, c: &Managed, hooks: &Hooks) -> Result<(), Failure> {
+        let Some(cmd) = &hooks.pre_update else {
+            return Ok(());
+        };
+        let verdict = self
+            .run_hook(&c.name, &c.id, Hook::PreUpdate, cmd, hooks.timeout)
+            .await;
+        match verdict {
+            HookVerdict::Passed => Ok(()),
+            HookVerdict::NotNow(why) => Err(Failure::not_now(why)),
+            HookVerdict::Failed(why) => Err(Failure::failed(why, false)),
+        }
+    }
+
+    /// The swap's last step: the old container and its group's old members go, their
+    /// volumes stay (recovery removes what could not be removed now); the old image last
+    /// with `remove_old_images`, when nothing uses it.
+    async fn commit(&self, c: &Managed, members: &[Member], old_image: Option<String>) {
         if let Err(e) = self.runtime.remove(&c.id).await {
             warn!(container = %c.name, error = %e, "could not remove the old container; recovery will");
         }
-        if let Err(e) = self.commit_members(&members).await {
+        if let Err(e) = self.commit_members(members).await {
             warn!(container = %c.name, error = %e, "could not remove an old dependent; recovery will");
         }
         if self.cfg.remove_old_images
@@ -124,7 +138,6 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
         {
             let _ = self.runtime.remove_image_if_unused(&image).await;
         }
-        Ok(())
     }
 
     /// The new container's post-update hook and health gate, then its group's members'.

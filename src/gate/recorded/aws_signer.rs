@@ -80,7 +80,7 @@ fn aws_signers_answer_decides_revoked_rejects_none_passes_no_answer_waits() {
     };
     assert_eq!(
         answer(Ok(Vec::new())),
-        Verdict::Accepted(format!(
+        SupplyVerdict::Accepted(format!(
             "Notary signature by {PROFILE} (AWS Signer: not revoked)"
         ))
     );
@@ -99,7 +99,7 @@ fn aws_signers_answer_decides_revoked_rejects_none_passes_no_answer_waits() {
             "certificate 3 of its chain".into(),
         ),
     ] {
-        let Verdict::Rejected(why) = answer(Ok(vec![revoked])) else {
+        let SupplyVerdict::Rejected(why) = answer(Ok(vec![revoked])) else {
             panic!("{named}: expected a rejection");
         };
         assert!(
@@ -107,7 +107,8 @@ fn aws_signers_answer_decides_revoked_rejects_none_passes_no_answer_waits() {
             "{why}"
         );
     }
-    let Verdict::Pending(why) = answer(Err("AccessDeniedException (HTTP 403): …".into())) else {
+    let SupplyVerdict::Pending(why) = answer(Err("AccessDeniedException (HTTP 403): …".into()))
+    else {
         panic!("expected pending when AWS Signer refuses");
     };
     assert!(
@@ -115,7 +116,7 @@ fn aws_signers_answer_decides_revoked_rejects_none_passes_no_answer_waits() {
         "{why}"
     );
     found.aws_signer.clear();
-    let Verdict::Pending(why) = verdict(&found, &d, &place(), &trust, later()) else {
+    let SupplyVerdict::Pending(why) = verdict(&found, &d, &place(), &trust, later()) else {
         panic!("expected pending when AWS Signer was not asked");
     };
     assert!(why.contains(PERMISSION), "{why}");
@@ -131,7 +132,7 @@ fn an_aws_signer_signature_that_fails_another_check_is_not_asked_about() {
     assert_eq!(query(&other_profile, later()), None);
     let why = check(&env, &d, &target, &other_profile, later());
     assert!(
-        matches!(&why, Verdict::Rejected(w) if w.contains("not in notation_identities")),
+        matches!(&why, SupplyVerdict::Rejected(w) if w.contains("not in notation_identities")),
         "{why:?}"
     );
     let other_root = notation(fixture!("notation-root.crt"), PROFILE);
@@ -152,7 +153,7 @@ fn an_aws_signer_signature_that_fails_another_check_is_not_asked_about() {
 fn an_aws_signer_signature_without_its_signing_job_is_rejected() {
     let (d, target) = subject();
     let env = envelope(fixture!("aws-signer-no-job.jws.json"));
-    let Verdict::Rejected(why) = check(&env, &d, &target, &trusting(PROFILE), later()) else {
+    let SupplyVerdict::Rejected(why) = check(&env, &d, &target, &trusting(PROFILE), later()) else {
         panic!("expected a rejection");
     };
     assert!(

@@ -1,6 +1,7 @@
 use std::sync::atomic::Ordering;
 
 use super::*;
+use crate::deploy::Executor;
 use crate::fakes::{FakeRuntime, FixedAuth, OneTag, digest, executor};
 
 /// The periodic sweep over `ex`, every 300 s, until the returned token is cancelled.

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use crate::deploy::Done;
 use crate::deploy::Executor;
-use crate::deploy::neighbourhood::hooks::HookLabels;
 use crate::event::Digest;
 use crate::fakes::{FakeRuntime, FixedAuth, deploy_first, digest, executor, executor_on};
 use crate::model::Trigger;
+use crate::model::labels::HookLabels;
 use crate::ports::{ExecRun, Ordered};
 use crate::store::Outcome;
 
@@ -385,7 +385,7 @@ async fn containers_that_depend_on_the_swapped_one_restart_after_it_in_order() {
         },
     ];
     let (_dir, ex) = executor(rt, 1);
-    let t = crate::deploy::sequence::target::Target::Container(
+    let t = crate::ports::Target::Container(
         ex.managed()
             .await
             .unwrap()

@@ -1,7 +1,9 @@
-//! What a sweep reports: one row per managed target (what it runs, what its tag names, what
-//! the sweep did or why not), and the counts the metrics show.
+//! What a sweep reports: one row per managed target — what it runs, what its tag names, what
+//! the sweep did or why not — and the deploy stage's answer for one target ([`Settled`]).
 
-use super::*;
+use serde::Serialize;
+
+use super::Outcome;
 
 /// What the sweep found or did for one container.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -114,6 +116,18 @@ impl Action {
     }
 }
 
+impl From<Outcome> for Action {
+    /// The row of a deployment the sweep ran to its end.
+    fn from(outcome: Outcome) -> Self {
+        match outcome {
+            Outcome::Succeeded => Action::Succeeded,
+            Outcome::RolledBack => Action::RolledBack,
+            Outcome::Failed => Action::Failed,
+            Outcome::Rejected => Action::Rejected,
+        }
+    }
+}
+
 /// One container's line of a sweep.
 #[derive(Clone, Debug, Serialize)]
 pub struct Row {
@@ -135,34 +149,30 @@ pub struct Row {
 }
 
 impl Row {
-    /// The row as the fleet ledger keeps it (its deployments are added by the writer).
-    pub fn ledger_entry(&self) -> ContainerLedger {
-        let (repository, tag) = crate::ledger::split_image(&self.image);
-        ContainerLedger {
-            name: self.name.clone(),
-            image: self.image.clone(),
-            repository,
-            tag,
-            running_digest: self.running_digest.clone(),
-            desired_digest: self.desired_digest.clone(),
-            platform_digest: self.platform_digest.clone(),
-            state: self.action.state().to_owned(),
-            detail: self.detail.clone(),
-            ..ContainerLedger::default()
-        }
+    /// It does not run what ECR names after this row (a paused container that runs it is not
+    /// behind).
+    pub fn is_behind(&self) -> bool {
+        self.action.leaves_behind() && !self.current
     }
 }
 
-/// What the metrics show of a sweep's rows.
-pub fn counts(rows: &[Row]) -> SweepCounts {
-    let count = |a: Action| rows.iter().filter(|r| r.action == a).count();
-    SweepCounts {
-        managed: rows.len(),
-        behind: rows
-            .iter()
-            .filter(|r| r.action.leaves_behind() && !r.current)
-            .count(),
-        pending: count(Action::Pending),
-        paused: count(Action::Paused),
+/// What the deploy stage did about one target a sweep found behind (a dry run: would do), and
+/// why; for a `pending` target of policy `window`, when its window opens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settled {
+    pub action: Action,
+    pub detail: Option<String>,
+    /// RFC 3339, in the policy's time zone.
+    pub pending_until: Option<String>,
+}
+
+impl Settled {
+    /// `action`, with `detail` when there is one to say.
+    pub fn new(action: Action, detail: Option<String>) -> Self {
+        Settled {
+            action,
+            detail,
+            pending_until: None,
+        }
     }
 }

@@ -1,10 +1,9 @@
 //! What a deploy is about: a standalone container or a Swarm service, behind one interface
-//! so that both go through the same sequence.
+//! so that both go through the same sequence and the same sweep.
 
-use crate::control::policy::PolicyLabels;
-use crate::event::{Digest, ImageRef};
-use crate::gate::GateLabels;
-use crate::ports::{Managed, ManagedService};
+use super::{Managed, ManagedService};
+use crate::model::labels::{GateLabels, PolicyLabels};
+use crate::model::reference::{Digest, ImageRef};
 
 /// Journal rows of service updates name the service as `service:<id>` in place of an old
 /// container id: recovery leaves those to Swarm.
