@@ -62,14 +62,22 @@ pub fn free_port() -> u16 {
 
 /// The ports below the kernel's ephemeral range (above it when that leaves too few).
 fn outside_ephemeral() -> (u16, u16) {
-    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .unwrap_or_default();
-    let mut bounds = range.split_whitespace().filter_map(|n| n.parse::<u16>().ok());
-    let (first, last) = (bounds.next().unwrap_or(32768), bounds.next().unwrap_or(60999));
+    let range =
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
+    let mut bounds = range
+        .split_whitespace()
+        .filter_map(|n| n.parse::<u16>().ok());
+    let (first, last) = (
+        bounds.next().unwrap_or(32768),
+        bounds.next().unwrap_or(60999),
+    );
     if first >= 12000 {
         (first - 10000, first)
     } else {
-        assert!(last <= 55000, "the ephemeral range {first}-{last} leaves no room for test ports");
+        assert!(
+            last <= 55000,
+            "the ephemeral range {first}-{last} leaves no room for test ports"
+        );
         (last + 1, last + 10001)
     }
 }
