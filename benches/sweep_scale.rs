@@ -16,7 +16,8 @@ use ecr_deployd::adapters::ecr::{EcrCredentials, EcrRegistry};
 use ecr_deployd::app::deploy_config;
 use ecr_deployd::config::Settings;
 use ecr_deployd::deploy::Executor;
-use ecr_deployd::reconcile::sweep::{Action, sweep_once};
+use ecr_deployd::model::sweep::Action;
+use ecr_deployd::reconcile::sweep::sweep_once;
 use ecr_deployd::store::Store;
 
 const REPOSITORIES: usize = 50;

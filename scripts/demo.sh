@@ -22,13 +22,16 @@ free_port() {
   $py - <<'PY'
 import random, socket
 low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
-for port in random.sample(range(max(1024, low - 10000), low), 200):
+ports = range(max(1024, low - 10000), low)
+for port in random.sample(ports, min(200, len(ports))):
     try:
         socket.socket().bind(("127.0.0.1", port))
     except OSError:
         continue
     print(port)
     break
+else:
+    raise SystemExit(f"no free loopback port below {low}")
 PY
 }
 wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }

@@ -38,8 +38,8 @@
 //! - [`ports`]: the seams, over model values and the facts of the pure layers below
 //!   (`event`, `image`, `gate`, `fleet`) — [`ports::Queue`], [`ports::Registry`],
 //!   [`ports::Deployer`] (`ports/mod.rs`); [`ports::Sweeper`], the deploy stage as the sweep
-//!   asks it (`sweeper.rs`), over [`ports::Target`] (`target.rs`); [`ports::Archives`], [`ports::LedgerObjects`]
-//!   (`objects.rs`); [`ports::Credentials`], [`ports::Supply`] (`supply.rs`);
+//!   asks it (`sweeper.rs`), over [`ports::Target`] (`target.rs`); [`ports::Archives`],
+//!   [`ports::LedgerObjects`] (`objects.rs`); [`ports::Credentials`], [`ports::Supply`] (`supply.rs`);
 //!   [`ports::Runtime`] (`runtime.rs`); [`ports::EventBus`], where deployment results are
 //!   put (`bus.rs`).
 //! - [`request`]: the reconcile request and the in-flight messages, shared by intake and
@@ -57,7 +57,9 @@
 //!   recovery, lifecycle hooks, reports), `gates/` (update-control, fleet waves, supply
 //!   chain; their verdicts as values), `neighbourhood/` (dependents swapped as a group,
 //!   `depends-on` order) and `operator/` (`rollback`, `approve`) — one file each (see its
-//!   module doc); the folders import only downwards, in that order (`tests/layering.rs`).
+//!   module doc); the folders import only downwards (`sequence` < `gates`, `neighbourhood`
+//!   < `operator`; `tests/layering.rs`), while their `impl Executor` blocks, one type split
+//!   by file, still call each other's methods.
 //! - [`gate`]: the supply-chain gates' verdicts over fetched facts: signatures (cosign's
 //!   `.sig` tag and its docker-reference, cosign 3's Sigstore bundles, Notary Project
 //!   signatures and AWS Signer's revocation answers; X.509 paths and names; the trust of

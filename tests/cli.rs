@@ -281,7 +281,9 @@ async fn aws_down_at_start_up_is_retried_and_work_proceeds_once_it_is_up() {
     let mut agent = AgentProcess::start(&config, &["run"]);
     // The SDK's own attempts (with their backoff) come before the intake's first
     // "retrying", so that line's time varies: wait for it (the agent must not exit meanwhile).
-    agent.until_logged("retrying").await;
+    agent
+        .until_logged("receiving from the queue failed; retrying")
+        .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(
         agent.child.try_wait().unwrap().is_none(),

@@ -52,12 +52,14 @@ async fn an_index_is_deployed_once_and_later_sweeps_leave_the_container_alone() 
         assert_eq!(code, 0, "{out}{err}");
         assert!(out.contains("up to date"), "{out}");
     }
-    // Two passes of the periodic sweep (every second; a pass on a loaded Engine may take
+    // The start-up sweep and a periodic one (every second; a pass on a loaded Engine may take
     // seconds, so counted, not timed).
     let mut agent = AgentProcess::start(&site.config(1), &["run"]);
-    eventually(Duration::from_secs(90), "two periodic sweeps", || async {
-        agent.log_text().matches("sweep finished").count() >= 2
-    })
+    eventually(
+        Duration::from_secs(90),
+        "the start-up sweep and a periodic one",
+        || async { agent.log_text().matches("sweep finished").count() >= 2 },
+    )
     .await;
     agent.signal("TERM");
     assert_eq!(agent.wait_exit(Duration::from_secs(60)), Some(0));

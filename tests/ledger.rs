@@ -236,9 +236,7 @@ async fn three_hosts_write_one_ledger_that_shows_digests_rollbacks_staleness_and
 
     // A stopped agent: its host turns stale after 3 sweep intervals; the others stay fresh.
     let mut h3 = hosts.remove(2);
-    let mut agent = h3.agent.take().unwrap();
-    agent.signal("TERM");
-    assert_eq!(agent.wait_exit(Duration::from_secs(60)), Some(0));
+    h3.stop();
     let stopped = Instant::now();
     let stale = until_rows(&reader, "h3 stale, h1 and h2 fresh", |r| {
         r["stale"] == (r["host"] == "h3")

@@ -21,7 +21,8 @@ use crate::adapters::docker::DockerRuntime;
 use crate::config::Settings;
 use crate::deploy::gates::waves::WaveStatus;
 use crate::event::{Digest, ImageRef};
-use crate::reconcile::sweep::{Row, sweep_once};
+use crate::model::sweep::Row;
+use crate::reconcile::sweep::sweep_once;
 use crate::store::{Deployment, Outcome, Store};
 use crate::wiring::{RealExecutor, RealSources, real_stages};
 

@@ -4,10 +4,10 @@
 //!
 //! It is four things, a folder each:
 //!
-//! - [`sequence`]: the swap sequence — executor, target, swap, swarm, health, rollback,
-//!   recovery, report.
+//! - [`sequence`]: the swap sequence — executor, swap, swarm, health, rollback, recovery,
+//!   report, hooks.
 //! - [`gates`]: the gates in front of it — hold (pauses, policies), waves (fleet), supply
-//!   (signature and scan).
+//!   (signature and scan), and their verdicts as values (verdicts).
 //! - [`neighbourhood`]: what else a swap touches — dependents, group, order.
 //! - [`operator`]: the operator's actions — `rollback`, and [`operator::approve`].
 

@@ -163,7 +163,7 @@ impl GateLabels {
 }
 
 // Lifecycle hooks (SPEC §12): the labels and their parsing; running them is
-// `deploy::neighbourhood::hooks`.
+// `deploy::sequence::hooks`.
 
 pub const LABEL_PRE_UPDATE: &str = "ecr-deployd.hook.pre-update";
 pub const LABEL_POST_UPDATE: &str = "ecr-deployd.hook.post-update";

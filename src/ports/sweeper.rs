@@ -21,9 +21,6 @@ pub trait Sweeper: Send + Sync + 'static {
     /// The Engine's platform: which manifest of an index runs here.
     fn platform(&self) -> impl Future<Output = Result<Platform, RuntimeError>> + Send;
 
-    /// Whether `target`'s policy puts it in one of the maintenance windows `windows`.
-    fn in_windows(&self, target: &Target, windows: &[String]) -> bool;
-
     /// What the stage does about `target`, which runs `matched` of `desired` (resolved in
     /// `resolved_in`): deploys it as `trigger`; with [`Trigger::DryRun`] it only says what it
     /// would do. An up-to-date target is `up to date` (or `paused`, when it is).

@@ -9,10 +9,11 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::control::policy::Policies;
 use crate::event::{Digest, ImageRef};
 use crate::image::{self, Match, Platform};
 use crate::model::Trigger;
-pub use crate::model::sweep::{Action, Row};
+use crate::model::sweep::{Action, Row};
 use crate::ports::{Registry, Resolution, RuntimeError, Sweeper, Target};
 
 /// After a sweep that could not run (Docker or ECR down), the next try comes after this,
@@ -54,16 +55,20 @@ pub async fn sweep_once<R: Registry, S: Sweeper>(
     sweep_some(registry, sweeper, trigger, |_| true).await
 }
 
-/// The sweep at the opening of `windows`: their containers only, at once.
+/// The sweep at the opening of `windows`: the containers whose policy (of `policies`, the
+/// ones the deploy stage decides with) has one of them, at once.
 pub async fn sweep_windows<R: Registry, S: Sweeper>(
     registry: &R,
     sweeper: &S,
+    policies: &Policies,
     windows: &[String],
 ) -> Result<Vec<Row>, SweepError> {
-    sweep_some(registry, sweeper, Trigger::Window, |t| {
-        sweeper.in_windows(t, windows)
-    })
-    .await
+    let in_windows = |t: &Target| {
+        policies
+            .window_of(t.policy())
+            .is_some_and(|w| windows.iter().any(|x| x == w))
+    };
+    sweep_some(registry, sweeper, Trigger::Window, in_windows).await
 }
 
 /// A pass over the targets `wanted` picks, deploying as `trigger` (`dry-run`: nothing).

@@ -79,7 +79,7 @@ async fn sweep_until_done<R: Registry, S: Sweeper>(
         })
     };
     loop {
-        match sweep_windows(registry, sweeper, names).await {
+        match sweep_windows(registry, sweeper, policies, names).await {
             Ok(rows) => {
                 let c = SweepCounts::of(&rows);
                 info!(windows = ?names, containers = c.managed, behind = c.behind, "window sweep finished");

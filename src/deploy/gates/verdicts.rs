@@ -19,7 +19,7 @@ pub enum Held {
 }
 
 impl Held {
-    /// `paused`, `pending` or `monitor`, as status and the store say it.
+    /// `paused`, `pending`, `monitor`, `waiting` or `halted`, as status and the store say it.
     pub fn state(&self) -> &'static str {
         match self {
             Held::Paused(_) => "paused",

@@ -214,6 +214,13 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
             .collect())
     }
 
+    /// Every target on this host: the managed containers, then the managed services.
+    pub async fn targets(&self) -> Result<Vec<Target>, RuntimeError> {
+        let containers = self.managed().await?.into_iter().map(Target::Container);
+        let services = self.services().await?.into_iter().map(Target::Service);
+        Ok(containers.chain(services).collect())
+    }
+
     /// The platform of this host (index entries are matched with it).
     pub async fn platform(&self) -> Result<Platform, RuntimeError> {
         self.runtime.platform().await
@@ -408,12 +415,8 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
                 return Ok(Some(Done::Held(held)));
             }
         }
-        if let Some(stuck) = self
-            .unreadable()?
-            .into_iter()
-            .find(|u| u.container == t.block_key())
-        {
-            return Ok(Some(Done::Refused(stuck.explain())));
+        if let Some(why) = self.stuck(t)? {
+            return Ok(Some(Done::Refused(why)));
         }
         if let Some(reason) = self.refusal(t).await? {
             warn!(name = %t.name(), digest = %digest.short(), %reason, "deploy refused");

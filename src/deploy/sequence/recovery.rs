@@ -81,6 +81,18 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
             .collect())
     }
 
+    /// Why `t` may not be deployed: the journal holds a row of it this agent cannot read.
+    pub(super) fn stuck(
+        &self,
+        t: &crate::ports::Target,
+    ) -> Result<Option<String>, crate::store::StoreError> {
+        let unreadable = self.unreadable()?.into_iter();
+        Ok(unreadable
+            .filter(|u| u.container == t.block_key())
+            .map(|u| u.explain())
+            .next())
+    }
+
     /// Finishes or undoes deployments a crash interrupted. Run before any new deploy.
     /// Returns how many were recovered (rows left open as unreadable not counted).
     pub async fn recover(&self) -> Result<usize, RuntimeError> {

@@ -141,7 +141,8 @@ async fn a_label_naming_no_policy_or_window_refuses_the_deploy_with_the_reason()
 
 #[tokio::test(start_paused = true)]
 async fn a_paused_container_is_shown_paused_even_when_nothing_waits() {
-    use crate::reconcile::sweep::{Action, sweep_once};
+    use crate::model::sweep::Action;
+    use crate::reconcile::sweep::sweep_once;
     let rt = FakeRuntime::with(&["web"], &digest('1'));
     let (_dir, ex) = executor(rt, 1);
     ex.store().pause("web", "").unwrap();

@@ -31,12 +31,7 @@ impl<RT: Runtime, C: Credentials> Deployer for Executor<RT, C> {
 
     async fn deploy(&self, request: DeployRequest) -> Result<(), DeployError> {
         let fail = |e: RuntimeError| DeployError::runtime(&request.image, &e);
-        let containers = self.managed().await.map_err(fail)?.into_iter();
-        let services = self.services().await.map_err(fail)?.into_iter();
-        let all: Vec<Target> = containers
-            .map(Target::Container)
-            .chain(services.map(Target::Service))
-            .collect();
+        let all = self.targets().await.map_err(fail)?;
         let home = match all.iter().any(|t| request.image.needs_home(t.follows())) {
             // The credentials' home registry is asked of AWS: unreachable for now.
             true => self

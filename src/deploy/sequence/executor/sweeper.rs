@@ -16,20 +16,11 @@ impl<RT: Runtime, C: Credentials> Sweeper for Executor<RT, C> {
     }
 
     async fn targets(&self) -> Result<Vec<Target>, RuntimeError> {
-        let containers = self.managed().await?.into_iter().map(Target::Container);
-        let services = self.services().await?.into_iter().map(Target::Service);
-        Ok(containers.chain(services).collect())
+        Executor::targets(self).await
     }
 
     async fn platform(&self) -> Result<Platform, RuntimeError> {
         Executor::platform(self).await
-    }
-
-    fn in_windows(&self, target: &Target, windows: &[String]) -> bool {
-        self.cfg
-            .policies
-            .window_of(target.policy())
-            .is_some_and(|w| windows.iter().any(|x| x == w))
     }
 
     async fn settle(
@@ -83,8 +74,9 @@ impl<RT: Runtime, C: Credentials> Sweeper for Executor<RT, C> {
 }
 
 impl<RT: Runtime, C: Credentials> Executor<RT, C> {
-    /// A dry run's answer for a target behind: the hold, the fleet wave, a refusal, then the
-    /// supply-chain gates, in the order a deploy meets them; nothing is changed.
+    /// A dry run's answer for a target behind: the hold, the fleet wave, a journal row it
+    /// cannot read, a refusal, then the supply-chain gates, in the order a deploy meets them
+    /// ([`nothing_to_do`](Executor::nothing_to_do)); nothing is changed.
     async fn preview(&self, target: &Target, desired: &Desired) -> Settled {
         match self.gate(target, jiff::Timestamp::now()) {
             Ok(Gate::Go) | Err(_) => {}
@@ -93,6 +85,9 @@ impl<RT: Runtime, C: Credentials> Executor<RT, C> {
         }
         if let Ok(Some(h)) = self.wave_gate(target, desired) {
             return self.held(target, &h);
+        }
+        if let Ok(Some(why)) = self.stuck(target) {
+            return Settled::new(Action::Refused, Some(why));
         }
         match self.refusal(target).await {
             Ok(Some(why)) => Settled::new(Action::Refused, Some(why)),

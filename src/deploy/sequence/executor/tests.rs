@@ -247,6 +247,21 @@ async fn an_unknown_step_is_never_taken_for_done_and_holds_the_container() {
         matches!(&done, Done::Refused(why) if why.contains("verifying")),
         "{done:?}"
     );
+    // And a dry run says so too, rather than "would deploy".
+    let (c, desired) = (web(&ex).await, Desired::single(digest('3')));
+    let matched = crate::image::compare(c.digests(), &desired, &ex.platform().await.unwrap());
+    let said =
+        crate::ports::Sweeper::settle(&ex, &c, &desired, &matched, Trigger::DryRun, Duration::ZERO)
+            .await;
+    assert_eq!(
+        said.action,
+        crate::model::sweep::Action::Refused,
+        "{said:?}"
+    );
+    assert!(
+        said.detail.as_deref().unwrap().contains("verifying"),
+        "{said:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
