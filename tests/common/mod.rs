@@ -134,24 +134,48 @@ pub struct Moto {
 }
 
 impl Moto {
+    /// A moto that is not up and answering once its port listens (it died starting, or
+    /// another program held its port) is started again on another port, twice at most.
     pub fn start() -> Self {
-        Self::start_on(free_port())
+        let mut tried = Vec::new();
+        for _ in 0..3 {
+            let port = free_port();
+            match Self::try_start(port) {
+                Ok(moto) => return moto,
+                Err(why) => tried.push(format!("port {port}: {why}")),
+            }
+        }
+        panic!("moto_server did not come up:\n{}", tried.join("\n"));
     }
 
     pub fn start_on(port: u16) -> Self {
+        Self::try_start(port).unwrap_or_else(|why| panic!("moto_server on port {port}: {why}"))
+    }
+
+    /// Starts moto on `port` and waits until it answers HTTP there; `Err` with what it
+    /// printed when it is not the one answering or has exited.
+    fn try_start(port: u16) -> Result<Self, String> {
+        let log = tempfile::NamedTempFile::new().unwrap();
         let child = Command::new(moto_server_path())
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log.reopen().unwrap())
             .spawn()
             .expect("start moto_server");
-        let moto = Self {
+        let mut moto = Self {
             port,
             endpoint: format!("http://127.0.0.1:{port}"),
             child,
         };
         wait_for_port(port, Duration::from_secs(30));
-        moto
+        let answered = http_status_line(port);
+        match moto.child.try_wait().unwrap() {
+            None if answered.starts_with("HTTP/1.") => Ok(moto),
+            exited => Err(format!(
+                "answered {answered:?}, exited: {exited:?}; it printed:\n{}",
+                std::fs::read_to_string(log.path()).unwrap_or_default()
+            )),
+        }
     }
 
     /// SDK configuration for the test's own calls (seeding, inspecting).
@@ -198,6 +222,19 @@ pub async fn sdk_for(endpoint: &str) -> SdkConfig {
         .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
         .load()
         .await
+}
+
+/// The first line of the answer to `GET /` on a loopback `port` (empty when none came).
+fn http_status_line(port: u16) -> String {
+    use std::io::{BufRead as _, BufReader};
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = stream.write_all(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    let mut line = String::new();
+    let _ = BufReader::new(stream).read_line(&mut line);
+    line.trim_end().to_owned()
 }
 
 pub fn wait_for_port(port: u16, timeout: Duration) {
